@@ -1,0 +1,1 @@
+//! The power limit optimizer (filled by the agent work).

@@ -1,0 +1,1 @@
+//! wattwise endpoint hosts: the Lambda function and the local server.

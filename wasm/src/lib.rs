@@ -1,0 +1,1 @@
+//! wattwise in WebAssembly: browser bindings and the Cloudflare Worker entry.
