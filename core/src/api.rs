@@ -1,1 +1,395 @@
-//! (being written)
+//! Zeus's routes as request and response types, and one pure function per call.
+//!
+//! Each call has the shape `(request, Option<&JobState>, Ctx) -> Result<Outcome, ApiError>`:
+//! the host loads the document, calls, and stores what [`Outcome::change`] says.
+//! [`ApiError`] carries its HTTP status; this is the one place errors meet HTTP.
+
+use serde::{Deserialize, Serialize};
+
+use crate::job::{JobSpec, JobState, ValidationError, MAX_ID_LEN};
+use crate::optimizer::OptimizerError;
+use crate::trial::Trial;
+
+/// A trial's identity, the answer of `GET /jobs/batch_size` and the body of `PATCH /trials`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrialId {
+    /// The job.
+    pub job_id: String,
+    /// The batch size to train with.
+    pub batch_size: u32,
+    /// The trial's number within the job.
+    pub trial_number: u64,
+}
+
+/// A client's report after an epoch (`POST /report`): totals so far.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TrainingResult {
+    /// The job.
+    pub job_id: String,
+    /// The trial's batch size.
+    pub batch_size: u32,
+    /// The trial.
+    pub trial_number: u64,
+    /// Total training time so far, seconds.
+    pub time: f64,
+    /// Total energy so far, joules.
+    pub energy: f64,
+    /// The metric after `current_epoch`.
+    pub metric: f64,
+    /// Epochs done.
+    pub current_epoch: u32,
+}
+
+/// The answer to a report.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReportResponse {
+    /// Whether the run must stop.
+    pub stop_train: bool,
+    /// Whether it reached the target within the cost bound.
+    pub converged: bool,
+    /// Why, in words.
+    pub message: String,
+}
+
+/// The training or evaluation phase of a power profile.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Phase {
+    /// Training steps.
+    Train,
+    /// Evaluation steps.
+    Eval,
+}
+
+/// One power limit's measurement in a profile.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PowerMeasurement {
+    /// The power limit, watts.
+    pub power_limit: u32,
+    /// Average power drawn at that limit, watts.
+    pub average_power: f64,
+    /// Throughput at that limit, samples per second.
+    pub throughput: f64,
+}
+
+/// A power profile (the Profiling table of the first seed), posted by the GPU agent.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PowerProfile {
+    /// The batch size profiled.
+    pub batch_size: u32,
+    /// Train or eval.
+    pub phase: Phase,
+    /// GPU model it was measured on.
+    pub gpu_model: String,
+    /// One entry per power limit.
+    pub measurements: Vec<PowerMeasurement>,
+}
+
+/// Largest number of power limits in one profile.
+pub const MAX_PROFILE_POINTS: usize = 64;
+
+impl PowerProfile {
+    /// Checks the profile against the job; the error names the field and the rule.
+    pub fn validate(&self, job: &JobState) -> Result<(), ValidationError> {
+        if job
+            .params()
+            .batch_sizes
+            .binary_search(&self.batch_size)
+            .is_err()
+        {
+            return Err(ValidationError::new(
+                "batch_size",
+                "must be one of the job's batch_sizes",
+            ));
+        }
+        if self.gpu_model.trim().is_empty() || self.gpu_model.len() > MAX_ID_LEN {
+            return Err(ValidationError::new(
+                "gpu_model",
+                "must be 1 to 128 characters",
+            ));
+        }
+        if self.measurements.is_empty() || self.measurements.len() > MAX_PROFILE_POINTS {
+            return Err(ValidationError::new(
+                "measurements",
+                "must hold 1 to 64 entries",
+            ));
+        }
+        for m in &self.measurements {
+            if m.power_limit == 0 {
+                return Err(ValidationError::new(
+                    "measurements.power_limit",
+                    "must be > 0",
+                ));
+            }
+            if !(m.average_power.is_finite() && m.average_power >= 0.0) {
+                return Err(ValidationError::new(
+                    "measurements.average_power",
+                    "must be a finite number >= 0",
+                ));
+            }
+            if !(m.throughput.is_finite() && m.throughput >= 0.0) {
+                return Err(ValidationError::new(
+                    "measurements.throughput",
+                    "must be a finite number >= 0",
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// An error answer: an HTTP status and a message naming the field and the rule.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ApiError {
+    /// A field broke a rule (422).
+    #[error("{0}")]
+    Invalid(String),
+    /// The operation does not apply to this state (400).
+    #[error("{0}")]
+    BadRequest(String),
+    /// Unknown job or trial, or route (404).
+    #[error("{0}")]
+    NotFound(String),
+    /// Method not allowed on the route (405).
+    #[error("{0}")]
+    MethodNotAllowed(String),
+    /// The job exists with another configuration (409).
+    #[error("{0}")]
+    Conflict(String),
+    /// Missing or wrong bearer token (401).
+    #[error("missing or invalid bearer token")]
+    Unauthorized,
+    /// The body is over the limit (413).
+    #[error("request body is over {0} bytes")]
+    TooLarge(usize),
+    /// The store failed or stayed contended (503).
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+impl ApiError {
+    /// The HTTP status of this error.
+    pub fn status(&self) -> u16 {
+        match self {
+            ApiError::Invalid(_) => 422,
+            ApiError::BadRequest(_) => 400,
+            ApiError::NotFound(_) => 404,
+            ApiError::MethodNotAllowed(_) => 405,
+            ApiError::Conflict(_) => 409,
+            ApiError::Unauthorized => 401,
+            ApiError::TooLarge(_) => 413,
+            ApiError::Unavailable(_) => 503,
+        }
+    }
+
+    /// The JSON body: `{"message": "..."}`.
+    pub fn body(&self) -> String {
+        serde_json::json!({ "message": self.to_string() }).to_string()
+    }
+}
+
+impl From<ValidationError> for ApiError {
+    fn from(e: ValidationError) -> Self {
+        ApiError::Invalid(e.to_string())
+    }
+}
+
+impl From<OptimizerError> for ApiError {
+    fn from(e: OptimizerError) -> Self {
+        match e {
+            OptimizerError::Invalid(v) => v.into(),
+            OptimizerError::UnknownTrial { .. } | OptimizerError::Archived(_) => {
+                ApiError::NotFound(e.to_string())
+            }
+            OptimizerError::BatchSizeMismatch { .. }
+            | OptimizerError::TrialFailed(_)
+            | OptimizerError::NoConverged(_) => ApiError::BadRequest(e.to_string()),
+        }
+    }
+}
+
+/// What the host passes into every call: the time and fresh entropy.
+#[derive(Clone, Copy, Debug)]
+pub struct Ctx {
+    /// Now, Unix milliseconds.
+    pub now_ms: i64,
+    /// 64 random bits from the host.
+    pub entropy: u64,
+}
+
+/// What to do with the stored document.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Change {
+    /// Nothing: no write.
+    Keep,
+    /// Write this document (and append the outcome's archived trials).
+    Put(Box<JobState>),
+    /// Delete the job.
+    Delete,
+}
+
+/// A successful call: status, body, and the change to store.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Outcome<T> {
+    /// HTTP status (200 or 201).
+    pub status: u16,
+    /// The response body.
+    pub body: T,
+    /// The state change.
+    pub change: Change,
+    /// Finished trials leaving the document: append them to the archive.
+    pub archive: Vec<Trial>,
+}
+
+impl<T> Outcome<T> {
+    fn keep(body: T) -> Self {
+        Outcome {
+            status: 200,
+            body,
+            change: Change::Keep,
+            archive: Vec::new(),
+        }
+    }
+
+    fn put(body: T, mut state: JobState) -> Self {
+        let archive = state.take_archive();
+        Outcome {
+            status: 200,
+            body,
+            change: Change::Put(Box::new(state)),
+            archive,
+        }
+    }
+}
+
+fn unknown_job(job_id: &str) -> ApiError {
+    ApiError::NotFound(format!("job_id: unknown job {job_id:?}; register it first"))
+}
+
+fn loaded<'a>(job_id: &str, current: Option<&'a JobState>) -> Result<&'a JobState, ApiError> {
+    current
+        .filter(|s| s.job_id() == job_id)
+        .ok_or_else(|| unknown_job(job_id))
+}
+
+/// A fresh job id for a spec without one: the prefix, a dash, 8 hex digits.
+pub fn generate_job_id(prefix: &str, entropy: u64) -> String {
+    format!("{prefix}-{:08x}", (entropy ^ (entropy >> 32)) as u32)
+}
+
+/// `POST /jobs`. `spec.job_id` must be set (see [`generate_job_id`]); `current` is the
+/// stored job with that id. 201 when created, 200 when identical, 409 when different.
+pub fn register_job(
+    spec: &JobSpec,
+    current: Option<&JobState>,
+    ctx: Ctx,
+) -> Result<Outcome<JobSpec>, ApiError> {
+    let params = spec.validate()?;
+    let Some(job_id) = spec.job_id.clone() else {
+        return Err(ApiError::Invalid(
+            "job_id: must be set before registering".into(),
+        ));
+    };
+    let answer = params.to_spec(&job_id);
+    match current {
+        Some(existing) if existing.params() == &params => Ok(Outcome::keep(answer)),
+        Some(_) => Err(ApiError::Conflict(format!(
+            "job {job_id:?} is registered with another configuration; use a new job_id for a different one"
+        ))),
+        None => {
+            let state = JobState::new(job_id, params, ctx.entropy, ctx.now_ms);
+            let mut out = Outcome::put(answer, state);
+            out.status = 201;
+            Ok(out)
+        }
+    }
+}
+
+/// `GET /jobs/batch_size?job_id=`: dispatches the next trial.
+pub fn predict(
+    job_id: &str,
+    current: Option<&JobState>,
+    ctx: Ctx,
+) -> Result<Outcome<TrialId>, ApiError> {
+    let mut state = loaded(job_id, current)?.clone();
+    let trial = state.predict(ctx.now_ms)?;
+    Ok(Outcome::put(trial, state))
+}
+
+/// `POST /report`: keep training (no write) or record the result.
+pub fn report(
+    r: &TrainingResult,
+    current: Option<&JobState>,
+    ctx: Ctx,
+) -> Result<Outcome<ReportResponse>, ApiError> {
+    let current = loaded(&r.job_id, current)?;
+    let mut state = current.clone();
+    let answer = state.report(r, ctx.now_ms)?;
+    if state == *current {
+        Ok(Outcome::keep(answer))
+    } else {
+        Ok(Outcome::put(answer, state))
+    }
+}
+
+/// `PATCH /trials`: ends a trial (a Dispatched one becomes Failed).
+pub fn end_trial(
+    t: &TrialId,
+    current: Option<&JobState>,
+    ctx: Ctx,
+) -> Result<Outcome<()>, ApiError> {
+    let current = loaded(&t.job_id, current)?;
+    let mut state = current.clone();
+    match state.end_trial(t.trial_number, ctx.now_ms) {
+        // A finished trial that left the document is ended already.
+        Err(OptimizerError::Archived(_)) => return Ok(Outcome::keep(())),
+        r => r?,
+    }
+    if state == *current {
+        Ok(Outcome::keep(()))
+    } else {
+        Ok(Outcome::put((), state))
+    }
+}
+
+/// `DELETE /jobs?job_id=`.
+pub fn delete_job(job_id: &str, current: Option<&JobState>) -> Result<Outcome<()>, ApiError> {
+    loaded(job_id, current)?;
+    Ok(Outcome {
+        status: 200,
+        body: (),
+        change: Change::Delete,
+        archive: Vec::new(),
+    })
+}
+
+/// `POST /jobs/{job_id}/profiles`: stores a power profile, replacing the one with
+/// the same GPU model, batch size and phase.
+pub fn post_profile(
+    job_id: &str,
+    profile: &PowerProfile,
+    current: Option<&JobState>,
+) -> Result<Outcome<PowerProfile>, ApiError> {
+    let current = loaded(job_id, current)?;
+    profile.validate(current)?;
+    let mut state = current.clone();
+    let same = |p: &PowerProfile| {
+        p.gpu_model == profile.gpu_model
+            && p.batch_size == profile.batch_size
+            && p.phase == profile.phase
+    };
+    let count = state.profiles.len();
+    match state.profiles.iter_mut().find(|p| same(p)) {
+        Some(existing) => *existing = profile.clone(),
+        None if count >= JobState::MAX_PROFILES => {
+            return Err(ApiError::Invalid(format!(
+                "profiles: a job keeps at most {} profiles",
+                JobState::MAX_PROFILES
+            )))
+        }
+        None => state.profiles.push(profile.clone()),
+    }
+    let mut out = Outcome::put(profile.clone(), state);
+    out.status = 201;
+    Ok(out)
+}

@@ -1,1 +1,615 @@
-//! (being written)
+//! Job parameters, their validation, and the job document.
+//!
+//! [`JobSpec`] is what a client sends (Zeus's `JobSpecFromClient`, same field names
+//! and defaults); [`JobSpec::validate`] turns it into [`JobParams`], whose types
+//! already exclude the values the rules forbid. [`JobState`] is the one document a
+//! host stores per job.
+
+use serde::{Deserialize, Serialize};
+
+use crate::api::PowerProfile;
+use crate::bandit::{ArmState, RewardHistory};
+use crate::explore::Exploration;
+use crate::rng::JobRng;
+use crate::trial::Trial;
+
+/// Largest number of batch sizes a job may list (keeps the document bounded).
+pub const MAX_BATCH_SIZES: usize = 256;
+/// Largest `window_size` (the bandit keeps that many rewards per arm).
+pub const MAX_WINDOW_SIZE: i64 = 1000;
+/// Longest job id or prefix.
+pub const MAX_ID_LEN: usize = 128;
+
+/// A rule a job spec broke: the field and the rule, in words.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {rule}")]
+pub struct ValidationError {
+    /// The offending field, by its wire name.
+    pub field: &'static str,
+    /// The rule it broke.
+    pub rule: String,
+}
+
+impl ValidationError {
+    pub(crate) fn new(field: &'static str, rule: impl Into<String>) -> Self {
+        Self {
+            field,
+            rule: rule.into(),
+        }
+    }
+}
+
+fn default_eta() -> f64 {
+    0.5
+}
+fn default_beta() -> Option<f64> {
+    Some(2.0)
+}
+fn default_target() -> f64 {
+    0.5
+}
+fn default_true() -> bool {
+    true
+}
+fn default_max_epochs() -> i64 {
+    100
+}
+fn default_rounds() -> i64 {
+    2
+}
+fn default_explorations() -> i64 {
+    2
+}
+
+/// A job as a client registers it (`POST /jobs`), with Zeus's field names and defaults.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct JobSpec {
+    /// The job's id; the server makes one from the prefix when absent.
+    #[serde(default)]
+    pub job_id: Option<String>,
+    /// Prefix every id of this job starts with.
+    pub job_id_prefix: String,
+    /// Batch sizes to choose from.
+    pub batch_sizes: Vec<i64>,
+    /// The batch size of the first run; one of `batch_sizes`.
+    pub default_batch_size: i64,
+    /// Weight of energy against time in the cost, in `[0, 1]`.
+    #[serde(default = "default_eta")]
+    pub eta_knob: f64,
+    /// Early-stop a run whose cost passes `beta_knob * min_cost`; `null` disables.
+    #[serde(default = "default_beta")]
+    pub beta_knob: Option<f64>,
+    /// The metric a run must reach.
+    #[serde(default = "default_target")]
+    pub target_metric: f64,
+    /// Whether reaching means `metric >= target` (else `metric <= target`).
+    #[serde(default = "default_true")]
+    pub higher_is_better_metric: bool,
+    /// Epochs after which a run stops.
+    #[serde(default = "default_max_epochs")]
+    pub max_epochs: i64,
+    /// Pruning rounds before the bandit.
+    #[serde(default = "default_rounds")]
+    pub num_pruning_rounds: i64,
+    /// Rewards per arm the bandit fits on; 0 means all.
+    #[serde(default)]
+    pub window_size: i64,
+    /// Mean of the bandit's prior belief.
+    #[serde(default)]
+    pub mab_prior_mean: f64,
+    /// Precision of the bandit's prior belief.
+    #[serde(default)]
+    pub mab_prior_precision: f64,
+    /// Observations each arm gets before Thompson sampling starts.
+    #[serde(default = "default_explorations")]
+    pub mab_num_explorations: i64,
+    /// Seed of the job's RNG; host entropy when absent.
+    #[serde(default)]
+    pub mab_seed: Option<i64>,
+    /// Maximum power of all the job's GPUs together, in watts.
+    pub max_power: f64,
+    /// Number of GPUs the job trains on.
+    pub number_of_gpus: i64,
+    /// GPU model name.
+    pub gpu_model: String,
+}
+
+/// Validated job parameters: batch sizes sorted and deduplicated, every rule holds.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct JobParams {
+    /// Prefix every id of this job starts with.
+    pub job_id_prefix: String,
+    /// Batch sizes, sorted ascending, no duplicates, all > 0.
+    pub batch_sizes: Vec<u32>,
+    /// One of `batch_sizes`.
+    pub default_batch_size: u32,
+    /// In `[0, 1]`.
+    pub eta_knob: f64,
+    /// Finite and > 0, or `None` (no early stopping).
+    pub beta_knob: Option<f64>,
+    /// Finite.
+    pub target_metric: f64,
+    /// Direction of the metric.
+    pub higher_is_better_metric: bool,
+    /// > 0.
+    pub max_epochs: u32,
+    /// Pruning rounds.
+    pub num_pruning_rounds: u32,
+    /// 0 means all rewards.
+    pub window_size: u32,
+    /// Finite.
+    pub mab_prior_mean: f64,
+    /// Finite and >= 0.
+    pub mab_prior_precision: f64,
+    /// Static explorations per arm.
+    pub mab_num_explorations: u32,
+    /// Seed of the job's RNG.
+    pub mab_seed: Option<u64>,
+    /// Finite and > 0, watts.
+    pub max_power: f64,
+    /// > 0.
+    pub number_of_gpus: u32,
+    /// Non-empty.
+    pub gpu_model: String,
+}
+
+fn check_id(field: &'static str, id: &str) -> Result<(), ValidationError> {
+    if id.is_empty() {
+        return Err(ValidationError::new(field, "must not be empty"));
+    }
+    if id.len() > MAX_ID_LEN {
+        return Err(ValidationError::new(
+            field,
+            format!("must be at most {MAX_ID_LEN} characters"),
+        ));
+    }
+    if !id
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
+    {
+        return Err(ValidationError::new(
+            field,
+            "may contain only ASCII letters, digits and - _ . :",
+        ));
+    }
+    Ok(())
+}
+
+fn finite(field: &'static str, v: f64) -> Result<f64, ValidationError> {
+    if v.is_finite() {
+        Ok(v)
+    } else {
+        Err(ValidationError::new(field, "must be a finite number"))
+    }
+}
+
+fn ranged_u32(field: &'static str, v: i64, min: i64, max: i64) -> Result<u32, ValidationError> {
+    if v < min || v > max {
+        let rule = if v < min {
+            if min == 0 {
+                "must be >= 0".to_string()
+            } else {
+                format!("must be >= {min}")
+            }
+        } else {
+            format!("must be <= {max}")
+        };
+        return Err(ValidationError::new(field, rule));
+    }
+    Ok(v as u32)
+}
+
+impl JobSpec {
+    /// A spec with Zeus's defaults for every optional knob.
+    pub fn new(
+        job_id_prefix: &str,
+        batch_sizes: Vec<i64>,
+        default_batch_size: i64,
+        max_power: f64,
+        number_of_gpus: i64,
+        gpu_model: &str,
+    ) -> JobSpec {
+        JobSpec {
+            job_id: None,
+            job_id_prefix: job_id_prefix.to_string(),
+            batch_sizes,
+            default_batch_size,
+            eta_knob: default_eta(),
+            beta_knob: default_beta(),
+            target_metric: default_target(),
+            higher_is_better_metric: true,
+            max_epochs: default_max_epochs(),
+            num_pruning_rounds: default_rounds(),
+            window_size: 0,
+            mab_prior_mean: 0.0,
+            mab_prior_precision: 0.0,
+            mab_num_explorations: default_explorations(),
+            mab_seed: None,
+            max_power,
+            number_of_gpus,
+            gpu_model: gpu_model.to_string(),
+        }
+    }
+
+    /// Checks every rule; the error names the field and the rule.
+    pub fn validate(&self) -> Result<JobParams, ValidationError> {
+        check_id("job_id_prefix", &self.job_id_prefix)?;
+        if let Some(id) = &self.job_id {
+            check_id("job_id", id)?;
+            if !id.starts_with(&self.job_id_prefix) {
+                return Err(ValidationError::new(
+                    "job_id",
+                    format!("must start with job_id_prefix ({:?})", self.job_id_prefix),
+                ));
+            }
+        }
+        if self.batch_sizes.is_empty() {
+            return Err(ValidationError::new("batch_sizes", "must not be empty"));
+        }
+        if self.batch_sizes.len() > MAX_BATCH_SIZES {
+            return Err(ValidationError::new(
+                "batch_sizes",
+                format!("must list at most {MAX_BATCH_SIZES} batch sizes"),
+            ));
+        }
+        let mut batch_sizes = Vec::with_capacity(self.batch_sizes.len());
+        for &bs in &self.batch_sizes {
+            if bs <= 0 || bs > u32::MAX as i64 {
+                return Err(ValidationError::new(
+                    "batch_sizes",
+                    format!("every batch size must be > 0 and < 2^32 (got {bs})"),
+                ));
+            }
+            batch_sizes.push(bs as u32);
+        }
+        batch_sizes.sort_unstable();
+        batch_sizes.dedup();
+        if self.default_batch_size <= 0 {
+            return Err(ValidationError::new("default_batch_size", "must be > 0"));
+        }
+        let default_batch_size = u32::try_from(self.default_batch_size)
+            .ok()
+            .filter(|bs| batch_sizes.binary_search(bs).is_ok())
+            .ok_or_else(|| {
+                ValidationError::new(
+                    "default_batch_size",
+                    format!(
+                        "must be one of batch_sizes (got {})",
+                        self.default_batch_size
+                    ),
+                )
+            })?;
+        let eta_knob = finite("eta_knob", self.eta_knob)?;
+        if !(0.0..=1.0).contains(&eta_knob) {
+            return Err(ValidationError::new("eta_knob", "must be in [0, 1]"));
+        }
+        let beta_knob = match self.beta_knob {
+            None => None,
+            Some(b) if b.is_finite() && b > 0.0 => Some(b),
+            Some(_) => {
+                return Err(ValidationError::new(
+                    "beta_knob",
+                    "must be a finite number > 0, or null to disable early stopping",
+                ))
+            }
+        };
+        let target_metric = finite("target_metric", self.target_metric)?;
+        let max_epochs = ranged_u32("max_epochs", self.max_epochs, 1, u32::MAX as i64)?;
+        let num_pruning_rounds = ranged_u32("num_pruning_rounds", self.num_pruning_rounds, 0, 100)?;
+        let window_size = ranged_u32("window_size", self.window_size, 0, MAX_WINDOW_SIZE)?;
+        let mab_prior_mean = finite("mab_prior_mean", self.mab_prior_mean)?;
+        let mab_prior_precision = finite("mab_prior_precision", self.mab_prior_precision)?;
+        if mab_prior_precision < 0.0 {
+            return Err(ValidationError::new("mab_prior_precision", "must be >= 0"));
+        }
+        let mab_num_explorations =
+            ranged_u32("mab_num_explorations", self.mab_num_explorations, 0, 1000)?;
+        let mab_seed = match self.mab_seed {
+            None => None,
+            Some(s) if s >= 0 => Some(s as u64),
+            Some(_) => return Err(ValidationError::new("mab_seed", "must be >= 0 or null")),
+        };
+        let max_power = finite("max_power", self.max_power)?;
+        if max_power <= 0.0 {
+            return Err(ValidationError::new("max_power", "must be > 0"));
+        }
+        let number_of_gpus = ranged_u32("number_of_gpus", self.number_of_gpus, 1, u32::MAX as i64)?;
+        if self.gpu_model.trim().is_empty() {
+            return Err(ValidationError::new("gpu_model", "must not be empty"));
+        }
+        if self.gpu_model.len() > MAX_ID_LEN {
+            return Err(ValidationError::new(
+                "gpu_model",
+                format!("must be at most {MAX_ID_LEN} characters"),
+            ));
+        }
+        Ok(JobParams {
+            job_id_prefix: self.job_id_prefix.clone(),
+            batch_sizes,
+            default_batch_size,
+            eta_knob,
+            beta_knob,
+            target_metric,
+            higher_is_better_metric: self.higher_is_better_metric,
+            max_epochs,
+            num_pruning_rounds,
+            window_size,
+            mab_prior_mean,
+            mab_prior_precision,
+            mab_num_explorations,
+            mab_seed,
+            max_power,
+            number_of_gpus,
+            gpu_model: self.gpu_model.clone(),
+        })
+    }
+}
+
+impl JobParams {
+    /// The spec these parameters answer with (Zeus echoes the registered job).
+    pub fn to_spec(&self, job_id: &str) -> JobSpec {
+        JobSpec {
+            job_id: Some(job_id.to_string()),
+            job_id_prefix: self.job_id_prefix.clone(),
+            batch_sizes: self.batch_sizes.iter().map(|&b| b as i64).collect(),
+            default_batch_size: self.default_batch_size as i64,
+            eta_knob: self.eta_knob,
+            beta_knob: self.beta_knob,
+            target_metric: self.target_metric,
+            higher_is_better_metric: self.higher_is_better_metric,
+            max_epochs: self.max_epochs as i64,
+            num_pruning_rounds: self.num_pruning_rounds as i64,
+            window_size: self.window_size as i64,
+            mab_prior_mean: self.mab_prior_mean,
+            mab_prior_precision: self.mab_prior_precision,
+            mab_num_explorations: self.mab_num_explorations as i64,
+            mab_seed: self.mab_seed.map(|s| s as i64),
+            max_power: self.max_power,
+            number_of_gpus: self.number_of_gpus as i64,
+            gpu_model: self.gpu_model.clone(),
+        }
+    }
+
+    /// Whether a metric value reaches the target.
+    pub fn reaches_target(&self, metric: f64) -> bool {
+        if self.higher_is_better_metric {
+            metric >= self.target_metric
+        } else {
+            metric <= self.target_metric
+        }
+    }
+}
+
+/// The optimizer's stage.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Stage {
+    /// Pruning exploration of the batch sizes.
+    Pruning,
+    /// Thompson sampling over the batch sizes that survived pruning.
+    #[serde(rename = "MAB")]
+    Mab,
+}
+
+/// Everything the optimizer knows about one batch size.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BatchSizeState {
+    /// The batch size.
+    pub batch_size: u32,
+    /// Rewards (`-cost`) of its succeeded trials, as sufficient statistics or a window.
+    pub rewards: RewardHistory,
+    /// Its bandit arm, once the job is in the MAB stage and the batch size survived pruning.
+    pub arm: Option<ArmState>,
+}
+
+/// The job document: one per job, the only state a host stores (besides archived trials).
+///
+/// Its size is bounded whatever the job's age: finished trials beyond the most
+/// recent [`JobState::RECENT_TRIALS`] leave it through [`JobState::take_archive`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct JobState {
+    pub(crate) job_id: String,
+    pub(crate) params: JobParams,
+    pub(crate) created_ms: i64,
+    pub(crate) stage: Stage,
+    pub(crate) next_trial_number: u64,
+    pub(crate) min_cost: Option<f64>,
+    pub(crate) min_cost_batch_size: u32,
+    pub(crate) batch_sizes: Vec<BatchSizeState>,
+    pub(crate) explorations: Vec<Exploration>,
+    /// Trials still waiting for a result, in trial order.
+    pub(crate) open_trials: Vec<Trial>,
+    /// The most recent finished trials, in trial order.
+    pub(crate) recent_trials: Vec<Trial>,
+    pub(crate) rng: JobRng,
+    pub(crate) profiles: Vec<PowerProfile>,
+    /// Finished trials that left the document in the last call; the host appends them to its archive.
+    #[serde(skip)]
+    pub(crate) archive_out: Vec<Trial>,
+}
+
+impl JobState {
+    /// Finished trials kept in the document; older ones go to the archive.
+    pub const RECENT_TRIALS: usize = 64;
+    /// Dispatched trials kept open; beyond this the oldest is abandoned (Failed).
+    pub const MAX_OPEN_TRIALS: usize = 1024;
+    /// Power profiles kept per job.
+    pub const MAX_PROFILES: usize = 64;
+
+    /// A new job document. `entropy` seeds the RNG when `mab_seed` is `None`.
+    pub fn new(job_id: String, params: JobParams, entropy: u64, now_ms: i64) -> JobState {
+        let rng = JobRng::from_seed(params.mab_seed.unwrap_or(entropy));
+        let batch_sizes = params
+            .batch_sizes
+            .iter()
+            .map(|&batch_size| BatchSizeState {
+                batch_size,
+                rewards: RewardHistory::new(params.window_size),
+                arm: None,
+            })
+            .collect();
+        JobState {
+            job_id,
+            min_cost_batch_size: params.default_batch_size,
+            params,
+            created_ms: now_ms,
+            stage: Stage::Pruning,
+            next_trial_number: 1,
+            min_cost: None,
+            batch_sizes,
+            explorations: Vec::new(),
+            open_trials: Vec::new(),
+            recent_trials: Vec::new(),
+            rng,
+            profiles: Vec::new(),
+            archive_out: Vec::new(),
+        }
+    }
+
+    /// The job's id.
+    pub fn job_id(&self) -> &str {
+        &self.job_id
+    }
+
+    /// The job's validated parameters.
+    pub fn params(&self) -> &JobParams {
+        &self.params
+    }
+
+    /// The optimizer's stage.
+    pub fn stage(&self) -> Stage {
+        self.stage
+    }
+
+    /// The lowest cost of a run that reached the target, if any did.
+    pub fn min_cost(&self) -> Option<f64> {
+        self.min_cost
+    }
+
+    /// The batch size of that run (the default batch size before any converged).
+    pub fn min_cost_batch_size(&self) -> u32 {
+        self.min_cost_batch_size
+    }
+
+    /// The trial number the next dispatched trial gets.
+    pub fn next_trial_number(&self) -> u64 {
+        self.next_trial_number
+    }
+
+    /// Trials still in the document (open, then recent finished), in trial order.
+    pub fn trials(&self) -> Vec<&Trial> {
+        let mut all: Vec<&Trial> = self.open_trials.iter().chain(&self.recent_trials).collect();
+        all.sort_by_key(|t| t.trial_number);
+        all
+    }
+
+    /// The trial with this number, if it is still in the document.
+    pub fn trial(&self, trial_number: u64) -> Option<&Trial> {
+        self.open_trials
+            .iter()
+            .chain(&self.recent_trials)
+            .find(|t| t.trial_number == trial_number)
+    }
+
+    /// Per-batch-size statistics and arms.
+    pub fn batch_size_states(&self) -> &[BatchSizeState] {
+        &self.batch_sizes
+    }
+
+    /// The power profiles posted for this job.
+    pub fn profiles(&self) -> &[PowerProfile] {
+        &self.profiles
+    }
+
+    /// Takes the finished trials that left the document; the host appends them to its archive.
+    pub fn take_archive(&mut self) -> Vec<Trial> {
+        std::mem::take(&mut self.archive_out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec() -> JobSpec {
+        JobSpec::new("cifar", vec![256, 32, 64, 128, 64], 128, 300.0, 1, "V100")
+    }
+
+    #[test]
+    fn defaults_are_zeus_defaults() {
+        let s: JobSpec = serde_json::from_value(serde_json::json!({
+            "job_id_prefix": "p", "batch_sizes": [8], "default_batch_size": 8,
+            "max_power": 300.0, "number_of_gpus": 1, "gpu_model": "A40"}))
+        .unwrap();
+        assert_eq!(s, JobSpec::new("p", vec![8], 8, 300.0, 1, "A40"));
+        assert_eq!(s.eta_knob, 0.5);
+        assert_eq!(s.beta_knob, Some(2.0));
+        assert_eq!(s.max_epochs, 100);
+        assert_eq!(s.num_pruning_rounds, 2);
+        assert_eq!(s.mab_num_explorations, 2);
+        assert_eq!(s.target_metric, 0.5);
+        assert!(s.higher_is_better_metric);
+    }
+
+    #[test]
+    fn validation_sorts_and_dedups() {
+        let p = spec().validate().unwrap();
+        assert_eq!(p.batch_sizes, vec![32, 64, 128, 256]);
+    }
+
+    fn rejects(f: impl FnOnce(&mut JobSpec), field: &str) {
+        let mut s = spec();
+        f(&mut s);
+        let err = s.validate().unwrap_err();
+        assert_eq!(err.field, field, "{err}");
+    }
+
+    #[test]
+    fn every_rule_names_its_field() {
+        rejects(|s| s.batch_sizes = vec![], "batch_sizes");
+        rejects(|s| s.batch_sizes = vec![0, 128], "batch_sizes");
+        rejects(|s| s.batch_sizes = vec![-3, 128], "batch_sizes");
+        rejects(|s| s.default_batch_size = 100, "default_batch_size");
+        rejects(|s| s.default_batch_size = 0, "default_batch_size");
+        rejects(|s| s.eta_knob = 1.5, "eta_knob");
+        rejects(|s| s.eta_knob = -0.1, "eta_knob");
+        rejects(|s| s.eta_knob = f64::NAN, "eta_knob");
+        rejects(|s| s.beta_knob = Some(0.0), "beta_knob");
+        rejects(|s| s.beta_knob = Some(f64::INFINITY), "beta_knob");
+        rejects(|s| s.max_epochs = 0, "max_epochs");
+        rejects(|s| s.num_pruning_rounds = -1, "num_pruning_rounds");
+        rejects(|s| s.mab_num_explorations = -1, "mab_num_explorations");
+        rejects(|s| s.window_size = -1, "window_size");
+        rejects(|s| s.window_size = MAX_WINDOW_SIZE + 1, "window_size");
+        rejects(|s| s.job_id = Some("other-1".into()), "job_id");
+        rejects(|s| s.job_id = Some("cifar/../x".into()), "job_id");
+        rejects(|s| s.job_id_prefix = String::new(), "job_id_prefix");
+        rejects(|s| s.max_power = 0.0, "max_power");
+        rejects(|s| s.max_power = f64::NAN, "max_power");
+        rejects(|s| s.number_of_gpus = 0, "number_of_gpus");
+        rejects(|s| s.gpu_model = String::new(), "gpu_model");
+        rejects(|s| s.mab_seed = Some(-1), "mab_seed");
+        rejects(|s| s.mab_prior_precision = -1.0, "mab_prior_precision");
+        rejects(|s| s.target_metric = f64::INFINITY, "target_metric");
+    }
+
+    #[test]
+    fn accepted_edges() {
+        let mut s = spec();
+        s.eta_knob = 0.0;
+        s.beta_knob = None;
+        s.num_pruning_rounds = 0;
+        s.mab_num_explorations = 0;
+        s.job_id = Some("cifar-1".into());
+        assert!(s.validate().is_ok());
+        s.eta_knob = 1.0;
+        assert!(s.validate().is_ok());
+    }
+
+    #[test]
+    fn spec_round_trips_through_params() {
+        let mut s = JobSpec::new("p", vec![8, 16], 16, 250.0, 2, "A40");
+        s.job_id = Some("p-1".into());
+        let p = s.validate().unwrap();
+        assert_eq!(p.to_spec("p-1"), s);
+    }
+}

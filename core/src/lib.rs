@@ -21,6 +21,7 @@ pub mod bandit;
 pub mod cost;
 pub mod explore;
 pub mod job;
+pub mod openapi;
 pub mod optimizer;
 pub mod power;
 pub mod rng;

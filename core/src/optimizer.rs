@@ -1,1 +1,348 @@
-//! (being written)
+//! The batch size optimizer over one job document: predict, report, end.
+//!
+//! Every method either returns an error and leaves the document exactly as it
+//! was, or applies its whole change.
+
+use crate::api::{ReportResponse, TrainingResult, TrialId};
+use crate::bandit::{self, ArmState};
+use crate::explore::{self, Exploration, ExplorationOutcome, NoConvergedBatchSize, Pruning};
+use crate::job::{JobState, Stage, ValidationError};
+use crate::trial::{RunResult, Trial, TrialStatus, TrialType};
+
+/// Why an optimizer call was refused.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum OptimizerError {
+    /// A field broke a rule.
+    #[error(transparent)]
+    Invalid(#[from] ValidationError),
+    /// The job has no trial with that number.
+    #[error("trial_number: job {job_id} has no trial {trial_number}")]
+    UnknownTrial {
+        /// The job.
+        job_id: String,
+        /// The trial asked for.
+        trial_number: u64,
+    },
+    /// The trial finished long ago and is only in the archive.
+    #[error("trial_number: trial {0} is archived")]
+    Archived(u64),
+    /// The trial was dispatched with another batch size.
+    #[error(
+        "batch_size: trial {trial_number} was dispatched with batch size {expected}, not {got}"
+    )]
+    BatchSizeMismatch {
+        /// The trial.
+        trial_number: u64,
+        /// Its batch size.
+        expected: u32,
+        /// The batch size in the request.
+        got: u32,
+    },
+    /// The trial was ended without a result.
+    #[error("trial_number: trial {0} was already ended without a result (Failed)")]
+    TrialFailed(u64),
+    /// Pruning found nothing that converges.
+    #[error(transparent)]
+    NoConverged(#[from] NoConvergedBatchSize),
+}
+
+fn non_negative(field: &'static str, v: f64) -> Result<f64, ValidationError> {
+    if v.is_finite() && v >= 0.0 {
+        Ok(v)
+    } else {
+        Err(ValidationError::new(field, "must be a finite number >= 0"))
+    }
+}
+
+impl JobState {
+    /// Dispatches the next run: creates a Dispatched trial and returns its id.
+    pub fn predict(&mut self, now_ms: i64) -> Result<TrialId, OptimizerError> {
+        let (kind, batch_size) = match self.stage {
+            Stage::Mab => (TrialType::Mab, self.choose_arm()),
+            Stage::Pruning => match explore::next_step(&self.params, &self.explorations)? {
+                Pruning::Explore(bs) => (TrialType::Exploration, bs),
+                Pruning::Concurrent => (TrialType::Concurrent, self.min_cost_batch_size),
+                Pruning::Done(survivors) => {
+                    self.start_bandit(&survivors);
+                    (TrialType::Mab, self.choose_arm())
+                }
+            },
+        };
+        let trial_number = self.next_trial_number;
+        self.next_trial_number += 1;
+        if kind == TrialType::Exploration {
+            self.explorations.push(Exploration {
+                batch_size,
+                trial_number,
+                outcome: None,
+            });
+        }
+        self.open_trials.push(Trial {
+            trial_number,
+            batch_size,
+            kind,
+            start_ms: now_ms,
+            status: TrialStatus::Dispatched,
+        });
+        if self.open_trials.len() > Self::MAX_OPEN_TRIALS {
+            let oldest = self.open_trials[0].trial_number;
+            self.finish(oldest, TrialStatus::Failed { end_ms: now_ms });
+        }
+        Ok(TrialId {
+            job_id: self.job_id.clone(),
+            batch_size,
+            trial_number,
+        })
+    }
+
+    /// Zeus's report: keep training (the document is untouched), or record the
+    /// run's result and tell the client to stop.
+    pub fn report(
+        &mut self,
+        r: &TrainingResult,
+        now_ms: i64,
+    ) -> Result<ReportResponse, OptimizerError> {
+        let time = non_negative("time", r.time)?;
+        let energy = non_negative("energy", r.energy)?;
+        if !r.metric.is_finite() {
+            return Err(ValidationError::new("metric", "must be a finite number").into());
+        }
+        let trial = self.find_trial(r.trial_number, r.batch_size)?;
+        match trial.status {
+            TrialStatus::Succeeded { result, .. } => {
+                return Ok(ReportResponse {
+                    stop_train: true,
+                    converged: result.converged,
+                    message: format!(
+                        "Result for this trial({}) is already reported.",
+                        r.trial_number
+                    ),
+                })
+            }
+            TrialStatus::Failed { .. } => return Err(OptimizerError::TrialFailed(r.trial_number)),
+            TrialStatus::Dispatched => {}
+        }
+        let p = &self.params;
+        let cost = explore::cost_of(p, energy, time);
+        let cost_bound = match (p.beta_knob, self.min_cost) {
+            (Some(beta), Some(min)) => beta * min,
+            _ => f64::INFINITY,
+        };
+        let within_bound = cost <= cost_bound;
+        let reached = p.reaches_target(r.metric);
+        if within_bound && r.current_epoch < p.max_epochs && !reached {
+            return Ok(ReportResponse {
+                stop_train: false,
+                converged: false,
+                message: "Stop condition not met, keep training".into(),
+            });
+        }
+        let message = if reached && within_bound {
+            "Train succeeded".to_string()
+        } else if !within_bound {
+            format!(
+                "Batch Size({}) exceeded the cost upper bound: current cost({cost}) > beta_knob({}) * min_cost({})",
+                r.batch_size,
+                p.beta_knob.unwrap_or(f64::INFINITY),
+                self.min_cost.unwrap_or(f64::INFINITY)
+            )
+        } else {
+            format!(
+                "Train failed to converge within max_epoch({})",
+                p.max_epochs
+            )
+        };
+        let converged = reached && within_bound;
+        self.record(
+            r.trial_number,
+            RunResult {
+                time,
+                energy,
+                converged,
+            },
+            now_ms,
+        );
+        Ok(ReportResponse {
+            stop_train: true,
+            converged,
+            message,
+        })
+    }
+
+    /// Records a finished run directly, as `report` does when it stops a run.
+    pub fn record_result(
+        &mut self,
+        trial_number: u64,
+        time: f64,
+        energy: f64,
+        converged: bool,
+        now_ms: i64,
+    ) -> Result<(), OptimizerError> {
+        let time = non_negative("time", time)?;
+        let energy = non_negative("energy", energy)?;
+        let trial = self.find_trial(trial_number, None)?;
+        match trial.status {
+            TrialStatus::Dispatched => {
+                self.record(
+                    trial_number,
+                    RunResult {
+                        time,
+                        energy,
+                        converged,
+                    },
+                    now_ms,
+                );
+                Ok(())
+            }
+            TrialStatus::Succeeded { .. } => Ok(()),
+            TrialStatus::Failed { .. } => Err(OptimizerError::TrialFailed(trial_number)),
+        }
+    }
+
+    /// Zeus's end_trial: a trial still Dispatched becomes Failed; a finished one is left as it is.
+    pub fn end_trial(&mut self, trial_number: u64, now_ms: i64) -> Result<(), OptimizerError> {
+        let trial = self.find_trial(trial_number, None)?;
+        if trial.is_dispatched() {
+            self.explorations.retain(|e| e.trial_number != trial_number);
+            self.finish(
+                trial_number,
+                TrialStatus::Failed {
+                    end_ms: now_ms.max(trial.start_ms),
+                },
+            );
+        }
+        Ok(())
+    }
+
+    /// Finds a trial in the document, checking the batch size when one is given.
+    fn find_trial(
+        &self,
+        trial_number: u64,
+        batch_size: impl Into<Option<u32>>,
+    ) -> Result<Trial, OptimizerError> {
+        let found = self
+            .open_trials
+            .iter()
+            .chain(&self.recent_trials)
+            .find(|t| t.trial_number == trial_number);
+        let Some(trial) = found else {
+            if trial_number > 0 && trial_number < self.next_trial_number {
+                return Err(OptimizerError::Archived(trial_number));
+            }
+            return Err(OptimizerError::UnknownTrial {
+                job_id: self.job_id.clone(),
+                trial_number,
+            });
+        };
+        if let Some(got) = batch_size.into() {
+            if got != trial.batch_size {
+                return Err(OptimizerError::BatchSizeMismatch {
+                    trial_number,
+                    expected: trial.batch_size,
+                    got,
+                });
+            }
+        }
+        Ok(trial.clone())
+    }
+
+    /// Applies a run's result: the trial, the exploration, the rewards, the arm and min cost.
+    fn record(&mut self, trial_number: u64, result: RunResult, now_ms: i64) {
+        let Some(trial) = self
+            .open_trials
+            .iter()
+            .find(|t| t.trial_number == trial_number)
+        else {
+            return;
+        };
+        let batch_size = trial.batch_size;
+        let end_ms = now_ms.max(trial.start_ms);
+        let cost = explore::cost_of(&self.params, result.energy, result.time);
+        if let Some(e) = self
+            .explorations
+            .iter_mut()
+            .find(|e| e.trial_number == trial_number)
+        {
+            e.outcome = Some(ExplorationOutcome {
+                cost,
+                converged: result.converged,
+            });
+        }
+        let (prior_mean, prior_precision) =
+            (self.params.mab_prior_mean, self.params.mab_prior_precision);
+        if let Some(state) = self
+            .batch_sizes
+            .iter_mut()
+            .find(|s| s.batch_size == batch_size)
+        {
+            state.rewards.push(trial_number, -cost);
+            if let Some(arm) = &mut state.arm {
+                *arm = ArmState::fit(prior_mean, prior_precision, state.rewards.summary());
+            }
+        }
+        // Min cost counts only runs that reached the target within the bound
+        // (Zeus also counts runs that stopped without converging).
+        if result.converged && self.min_cost.is_none_or(|m| cost < m) {
+            self.min_cost = Some(cost);
+            self.min_cost_batch_size = batch_size;
+        }
+        self.finish(trial_number, TrialStatus::Succeeded { end_ms, result });
+    }
+
+    /// Moves an open trial to the recent ones with its final status, archiving the oldest.
+    fn finish(&mut self, trial_number: u64, status: TrialStatus) {
+        let Some(i) = self
+            .open_trials
+            .iter()
+            .position(|t| t.trial_number == trial_number)
+        else {
+            return;
+        };
+        let mut trial = self.open_trials.remove(i);
+        if matches!(status, TrialStatus::Failed { .. }) {
+            self.explorations.retain(|e| e.trial_number != trial_number);
+        }
+        trial.status = status;
+        let at = self
+            .recent_trials
+            .partition_point(|t| t.trial_number < trial_number);
+        self.recent_trials.insert(at, trial);
+        while self.recent_trials.len() > Self::RECENT_TRIALS {
+            self.archive_out.push(self.recent_trials.remove(0));
+        }
+    }
+
+    /// Builds the arms of the surviving batch sizes from their explorations and enters the MAB stage.
+    fn start_bandit(&mut self, survivors: &[u32]) {
+        let p = &self.params;
+        for state in &mut self.batch_sizes {
+            if survivors.contains(&state.batch_size) {
+                let rewards = self
+                    .explorations
+                    .iter()
+                    .filter(|e| e.batch_size == state.batch_size)
+                    .filter_map(|e| e.outcome.map(|o| -o.cost));
+                let summary = bandit::RewardSummary::of(rewards);
+                state.arm = Some(ArmState::fit(
+                    p.mab_prior_mean,
+                    p.mab_prior_precision,
+                    summary,
+                ));
+            }
+        }
+        self.stage = Stage::Mab;
+    }
+
+    /// The bandit's choice among the arms.
+    fn choose_arm(&mut self) -> u32 {
+        let arms: Vec<(u32, ArmState)> = self
+            .batch_sizes
+            .iter()
+            .filter_map(|s| s.arm.map(|a| (s.batch_size, a)))
+            .collect();
+        if arms.is_empty() {
+            return self.min_cost_batch_size;
+        }
+        bandit::choose(&arms, self.params.mab_num_explorations, &mut self.rng)
+    }
+}

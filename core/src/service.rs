@@ -1,1 +1,636 @@
-//! (being written)
+//! The HTTP service every host runs, over a [`Store`].
+//!
+//! A host turns its request into a [`Request`], calls [`Service::handle`] with its
+//! store and a [`HostEnv`] (clock, entropy, back-off), and turns the [`Response`]
+//! back. Routing, auth, limits, the read-modify-write loop and every answer are
+//! decided here, so the local server, the Lambda function and the Worker cannot
+//! drift apart. Nothing here does I/O: the store's futures do.
+
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::sync::Mutex;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::api::{self, ApiError, Change, Ctx, Outcome, PowerProfile, TrainingResult, TrialId};
+use crate::job::{JobSpec, JobState};
+use crate::trial::Trial;
+
+/// A stored job document and its version.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Stored {
+    /// The document.
+    pub state: JobState,
+    /// Its version: 1 when created, +1 per write.
+    pub version: u64,
+}
+
+/// The result of a conditional write.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Saved {
+    /// Written.
+    Ok,
+    /// The stored version was not the expected one (or the job exists, on create): nothing written.
+    Conflict,
+}
+
+/// Where job documents and archived trials live.
+///
+/// `save` with `expected_version: None` creates the job (Conflict if it exists);
+/// with `Some(v)` it replaces the document only if the stored version is still `v`
+/// (the new version is `v + 1`). `archive` holds finished trials leaving the
+/// document: the store appends them, idempotently by trial number, in the same
+/// atomic write where it can, else before the document.
+pub trait Store {
+    /// The store's error.
+    type Error: std::fmt::Display;
+    /// Loads a job document.
+    fn load(&self, job_id: &str) -> impl Future<Output = Result<Option<Stored>, Self::Error>>;
+    /// Writes a job document if its version is as expected.
+    fn save(
+        &self,
+        job_id: &str,
+        state: &JobState,
+        expected_version: Option<u64>,
+        archive: &[Trial],
+    ) -> impl Future<Output = Result<Saved, Self::Error>>;
+    /// Deletes the document and its archived trials if the version is still `expected_version`.
+    fn delete(
+        &self,
+        job_id: &str,
+        expected_version: u64,
+    ) -> impl Future<Output = Result<Saved, Self::Error>>;
+    /// The job's archived trials, in any order.
+    fn archived_trials(
+        &self,
+        job_id: &str,
+    ) -> impl Future<Output = Result<Vec<Trial>, Self::Error>>;
+}
+
+/// What a host provides besides the store.
+pub trait HostEnv {
+    /// Now, Unix milliseconds.
+    fn now_ms(&mut self) -> i64;
+    /// 64 fresh random bits.
+    fn entropy(&mut self) -> u64;
+    /// Waits `ms` milliseconds before retrying a conflicted write (hosts without a
+    /// timer may return at once).
+    fn backoff(&mut self, ms: u64) -> impl Future<Output = ()>;
+}
+
+/// Service settings.
+#[derive(Clone, Debug)]
+pub struct ServiceConfig {
+    /// When set, every route but `/healthz` needs `Authorization: Bearer <token>`.
+    pub token: Option<String>,
+    /// Largest request body accepted (413 above).
+    pub max_body_bytes: usize,
+    /// Conflicted writes retried before answering 503.
+    pub max_retries: u32,
+}
+
+impl Default for ServiceConfig {
+    fn default() -> Self {
+        ServiceConfig {
+            token: None,
+            max_body_bytes: 64 * 1024,
+            max_retries: 64,
+        }
+    }
+}
+
+/// An HTTP request, as the host received it.
+#[derive(Clone, Copy, Debug)]
+pub struct Request<'a> {
+    /// `GET`, `POST`, ...
+    pub method: &'a str,
+    /// The path, without the query.
+    pub path: &'a str,
+    /// The query string without `?` (empty if none).
+    pub query: &'a str,
+    /// The `Authorization` header, if any.
+    pub authorization: Option<&'a str>,
+    /// The body.
+    pub body: &'a [u8],
+}
+
+/// An HTTP response for the host to send.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Response {
+    /// Status code.
+    pub status: u16,
+    /// `Content-Type`.
+    pub content_type: &'static str,
+    /// Body.
+    pub body: Vec<u8>,
+}
+
+const JSON: &str = "application/json";
+const CSV: &str = "text/csv; charset=utf-8";
+
+impl Response {
+    fn json<T: Serialize>(status: u16, body: &T) -> Self {
+        let body = serde_json::to_vec(body).unwrap_or_else(|_| b"null".to_vec());
+        Response {
+            status,
+            content_type: JSON,
+            body,
+        }
+    }
+
+    fn error(e: &ApiError) -> Self {
+        Response {
+            status: e.status(),
+            content_type: JSON,
+            body: e.body().into_bytes(),
+        }
+    }
+}
+
+/// The service: a store and its settings.
+pub struct Service<S> {
+    store: S,
+    config: ServiceConfig,
+}
+
+/// Decodes `%XX` and `+` in a query component.
+fn percent_decode(s: &str) -> Result<String, ApiError> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' => {
+                let hex = bytes
+                    .get(i + 1..i + 3)
+                    .and_then(|h| std::str::from_utf8(h).ok())
+                    .and_then(|h| u8::from_str_radix(h, 16).ok())
+                    .ok_or_else(|| ApiError::BadRequest("query: bad percent-encoding".into()))?;
+                out.push(hex);
+                i += 2;
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8(out).map_err(|_| ApiError::BadRequest("query: not UTF-8".into()))
+}
+
+/// The value of `name` in a query string.
+fn query_param(query: &str, name: &str) -> Result<Option<String>, ApiError> {
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        if percent_decode(k)? == name {
+            return percent_decode(v).map(Some);
+        }
+    }
+    Ok(None)
+}
+
+fn required_job_id(query: &str) -> Result<String, ApiError> {
+    match query_param(query, "job_id")? {
+        Some(id) if !id.is_empty() => Ok(id),
+        _ => Err(ApiError::Invalid(
+            "job_id: query parameter is required".into(),
+        )),
+    }
+}
+
+/// Parses a JSON body; the error names the field (by its path) and what was wrong.
+fn parse_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    if body.is_empty() {
+        return Err(ApiError::Invalid("body: a JSON object is required".into()));
+    }
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if path == "." || inner.is_syntax() || inner.is_eof() {
+            ApiError::Invalid(format!("body: {inner}"))
+        } else {
+            ApiError::Invalid(format!("{path}: {inner}"))
+        }
+    })?;
+    de.end()
+        .map_err(|e| ApiError::Invalid(format!("body: {e}")))?;
+    Ok(value)
+}
+
+/// Compares two byte strings in time independent of where they differ.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// The trials export: the document's trials and the archived ones, in trial order.
+fn merge_trials(state: &JobState, archived: Vec<Trial>) -> Vec<Trial> {
+    let mut by_number: BTreeMap<u64, Trial> =
+        archived.into_iter().map(|t| (t.trial_number, t)).collect();
+    for t in state.trials() {
+        by_number.insert(t.trial_number, t.clone());
+    }
+    by_number.into_values().collect()
+}
+
+impl<S: Store> Service<S> {
+    /// A service over `store`.
+    pub fn new(store: S, config: ServiceConfig) -> Self {
+        Service { store, config }
+    }
+
+    /// The store.
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    /// Answers one request.
+    pub async fn handle(&self, req: Request<'_>, env: &mut impl HostEnv) -> Response {
+        match self.route(req, env).await {
+            Ok(r) => r,
+            Err(e) => Response::error(&e),
+        }
+    }
+
+    async fn route(&self, req: Request<'_>, env: &mut impl HostEnv) -> Result<Response, ApiError> {
+        let segments: Vec<&str> = req.path.split('/').filter(|s| !s.is_empty()).collect();
+        if segments == ["healthz"] {
+            return match req.method {
+                "GET" | "HEAD" => Ok(Response::json(200, &serde_json::json!({"status": "ok"}))),
+                m => Err(ApiError::MethodNotAllowed(format!(
+                    "method {m} is not allowed on /healthz"
+                ))),
+            };
+        }
+        if let Some(token) = &self.config.token {
+            let given = req
+                .authorization
+                .and_then(|h| h.strip_prefix("Bearer "))
+                .unwrap_or("");
+            if !constant_time_eq(given.as_bytes(), token.as_bytes()) {
+                return Err(ApiError::Unauthorized);
+            }
+        }
+        if req.body.len() > self.config.max_body_bytes {
+            return Err(ApiError::TooLarge(self.config.max_body_bytes));
+        }
+        let not_allowed = || {
+            ApiError::MethodNotAllowed(format!(
+                "method {} is not allowed on {}",
+                req.method, req.path
+            ))
+        };
+        match segments.as_slice() {
+            ["jobs"] => match req.method {
+                "POST" => self.register(parse_body(req.body)?, env).await,
+                "DELETE" => {
+                    let job_id = required_job_id(req.query)?;
+                    self.transact(&job_id, env, |cur, _| api::delete_job(&job_id, cur))
+                        .await?;
+                    Ok(Response::json(200, &()))
+                }
+                _ => Err(not_allowed()),
+            },
+            ["jobs", "batch_size"] => match req.method {
+                "GET" => {
+                    let job_id = required_job_id(req.query)?;
+                    let trial = self
+                        .transact(&job_id, env, |cur, ctx| api::predict(&job_id, cur, ctx))
+                        .await?;
+                    Ok(Response::json(200, &trial.body))
+                }
+                _ => Err(not_allowed()),
+            },
+            ["report"] => match req.method {
+                "POST" => {
+                    let result: TrainingResult = parse_body(req.body)?;
+                    self.report(&result, env).await
+                }
+                _ => Err(not_allowed()),
+            },
+            ["trials"] => match req.method {
+                "PATCH" => {
+                    let trial: TrialId = parse_body(req.body)?;
+                    self.transact(&trial.job_id, env, |cur, ctx| {
+                        api::end_trial(&trial, cur, ctx)
+                    })
+                    .await?;
+                    Ok(Response::json(200, &()))
+                }
+                _ => Err(not_allowed()),
+            },
+            ["openapi.json"] => match req.method {
+                "GET" => Ok(Response::json(200, &crate::openapi::document())),
+                _ => Err(not_allowed()),
+            },
+            ["jobs", job_id] => match req.method {
+                "GET" => Ok(Response::json(
+                    200,
+                    &self.load_required(job_id).await?.state,
+                )),
+                _ => Err(not_allowed()),
+            },
+            ["jobs", job_id, "trials"] => match req.method {
+                "GET" => self.export_trials(job_id, req.query).await,
+                _ => Err(not_allowed()),
+            },
+            ["jobs", job_id, "profiles"] => match req.method {
+                "GET" => Ok(Response::json(
+                    200,
+                    &self.load_required(job_id).await?.state.profiles(),
+                )),
+                "POST" => {
+                    let profile: PowerProfile = parse_body(req.body)?;
+                    let out = self
+                        .transact(job_id, env, |cur, _| {
+                            api::post_profile(job_id, &profile, cur)
+                        })
+                        .await?;
+                    Ok(Response::json(out.status, &out.body))
+                }
+                _ => Err(not_allowed()),
+            },
+            _ => Err(ApiError::NotFound(format!(
+                "no route {} {}",
+                req.method, req.path
+            ))),
+        }
+    }
+
+    async fn load(&self, job_id: &str) -> Result<Option<Stored>, ApiError> {
+        self.store
+            .load(job_id)
+            .await
+            .map_err(|e| ApiError::Unavailable(format!("store: {e}")))
+    }
+
+    async fn load_required(&self, job_id: &str) -> Result<Stored, ApiError> {
+        self.load(job_id)
+            .await?
+            .ok_or_else(|| ApiError::NotFound(format!("job_id: unknown job {job_id:?}")))
+    }
+
+    /// Load, call, conditionally store; retry the whole call on a conflicting write.
+    async fn transact<T>(
+        &self,
+        job_id: &str,
+        env: &mut impl HostEnv,
+        call: impl Fn(Option<&JobState>, Ctx) -> Result<Outcome<T>, ApiError>,
+    ) -> Result<Outcome<T>, ApiError> {
+        let store_err = |e: S::Error| ApiError::Unavailable(format!("store: {e}"));
+        let ctx = Ctx {
+            now_ms: env.now_ms(),
+            entropy: env.entropy(),
+        };
+        for attempt in 0..=self.config.max_retries {
+            if attempt > 0 {
+                let cap = 1u64 << attempt.min(6);
+                let wait = 1 + env.entropy() % cap;
+                env.backoff(wait).await;
+            }
+            let stored = self.load(job_id).await?;
+            let (state, version) = match stored {
+                Some(s) => (Some(s.state), Some(s.version)),
+                None => (None, None),
+            };
+            let out = call(state.as_ref(), ctx)?;
+            let saved = match (&out.change, version) {
+                (Change::Keep, _) => Saved::Ok,
+                (Change::Put(new), _) => self
+                    .store
+                    .save(job_id, new, version, &out.archive)
+                    .await
+                    .map_err(store_err)?,
+                (Change::Delete, Some(v)) => {
+                    self.store.delete(job_id, v).await.map_err(store_err)?
+                }
+                (Change::Delete, None) => Saved::Conflict,
+            };
+            if saved == Saved::Ok {
+                return Ok(out);
+            }
+        }
+        Err(ApiError::Unavailable(format!(
+            "job {job_id:?} is contended; retry the request"
+        )))
+    }
+
+    async fn register(
+        &self,
+        mut spec: JobSpec,
+        env: &mut impl HostEnv,
+    ) -> Result<Response, ApiError> {
+        spec.validate()?;
+        if let Some(job_id) = spec.job_id.clone() {
+            let out = self
+                .transact(&job_id, env, |cur, ctx| api::register_job(&spec, cur, ctx))
+                .await?;
+            return Ok(Response::json(out.status, &out.body));
+        }
+        // A generated id that is taken is drawn again.
+        for _ in 0..16 {
+            let job_id = api::generate_job_id(&spec.job_id_prefix, env.entropy());
+            spec.job_id = Some(job_id.clone());
+            let out = self
+                .transact(&job_id, env, |cur, ctx| match cur {
+                    Some(_) => Err(ApiError::Conflict("generated job_id is taken".into())),
+                    None => api::register_job(&spec, None, ctx),
+                })
+                .await;
+            match out {
+                Ok(out) => return Ok(Response::json(out.status, &out.body)),
+                Err(ApiError::Conflict(_)) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(ApiError::Unavailable("could not draw a free job_id".into()))
+    }
+
+    async fn report(
+        &self,
+        result: &TrainingResult,
+        env: &mut impl HostEnv,
+    ) -> Result<Response, ApiError> {
+        // A repeated report of a trial that already left the document is answered from the archive.
+        if let Some(stored) = self.load(&result.job_id).await? {
+            let n = result.trial_number;
+            if stored.state.trial(n).is_none() && n > 0 && n < stored.state.next_trial_number() {
+                let archived = self
+                    .store
+                    .archived_trials(&result.job_id)
+                    .await
+                    .map_err(|e| ApiError::Unavailable(format!("store: {e}")))?;
+                if let Some(t) = archived
+                    .iter()
+                    .find(|t| t.trial_number == n && t.batch_size == result.batch_size)
+                {
+                    return Ok(Response::json(
+                        200,
+                        &api::ReportResponse {
+                            stop_train: true,
+                            converged: t.result().is_some_and(|r| r.converged),
+                            message: format!("Result for this trial({n}) is already reported."),
+                        },
+                    ));
+                }
+            }
+        }
+        let out = self
+            .transact(&result.job_id, env, |cur, ctx| {
+                api::report(result, cur, ctx)
+            })
+            .await?;
+        Ok(Response::json(200, &out.body))
+    }
+
+    async fn export_trials(&self, job_id: &str, query: &str) -> Result<Response, ApiError> {
+        let stored = self.load_required(job_id).await?;
+        let archived = self
+            .store
+            .archived_trials(job_id)
+            .await
+            .map_err(|e| ApiError::Unavailable(format!("store: {e}")))?;
+        let trials = merge_trials(&stored.state, archived);
+        match query_param(query, "format")?.as_deref() {
+            None | Some("json") => {
+                let rows: Vec<serde_json::Value> = trials
+                    .iter()
+                    .map(|t| {
+                        let mut v = serde_json::to_value(t).unwrap_or_default();
+                        if let Some(obj) = v.as_object_mut() {
+                            obj.insert("job_id".into(), job_id.into());
+                        }
+                        v
+                    })
+                    .collect();
+                Ok(Response::json(200, &rows))
+            }
+            Some("csv") => {
+                let mut csv = String::from(Trial::CSV_HEADER);
+                csv.push('\n');
+                for t in &trials {
+                    csv.push_str(&t.csv_row(job_id));
+                    csv.push('\n');
+                }
+                Ok(Response {
+                    status: 200,
+                    content_type: CSV,
+                    body: csv.into_bytes(),
+                })
+            }
+            Some(other) => Err(ApiError::Invalid(format!(
+                "format: must be json or csv (got {other:?})"
+            ))),
+        }
+    }
+}
+
+/// An in-memory store, for unit tests and benchmarks.
+#[derive(Default)]
+pub struct MemoryStore {
+    jobs: Mutex<HashMap<String, Stored>>,
+    archive: Mutex<HashMap<String, BTreeMap<u64, Trial>>>,
+}
+
+/// The memory store never fails.
+#[derive(Debug, thiserror::Error)]
+#[error("memory store poisoned")]
+pub struct MemoryStoreError;
+
+impl Store for MemoryStore {
+    type Error = MemoryStoreError;
+
+    async fn load(&self, job_id: &str) -> Result<Option<Stored>, Self::Error> {
+        Ok(self
+            .jobs
+            .lock()
+            .map_err(|_| MemoryStoreError)?
+            .get(job_id)
+            .cloned())
+    }
+
+    async fn save(
+        &self,
+        job_id: &str,
+        state: &JobState,
+        expected_version: Option<u64>,
+        archive: &[Trial],
+    ) -> Result<Saved, Self::Error> {
+        let mut jobs = self.jobs.lock().map_err(|_| MemoryStoreError)?;
+        let current = jobs.get(job_id).map(|s| s.version);
+        if current != expected_version {
+            return Ok(Saved::Conflict);
+        }
+        let mut archived = self.archive.lock().map_err(|_| MemoryStoreError)?;
+        let records = archived.entry(job_id.to_string()).or_default();
+        for t in archive {
+            records.insert(t.trial_number, t.clone());
+        }
+        let version = expected_version.unwrap_or(0) + 1;
+        jobs.insert(
+            job_id.to_string(),
+            Stored {
+                state: state.clone(),
+                version,
+            },
+        );
+        Ok(Saved::Ok)
+    }
+
+    async fn delete(&self, job_id: &str, expected_version: u64) -> Result<Saved, Self::Error> {
+        let mut jobs = self.jobs.lock().map_err(|_| MemoryStoreError)?;
+        if jobs.get(job_id).map(|s| s.version) != Some(expected_version) {
+            return Ok(Saved::Conflict);
+        }
+        jobs.remove(job_id);
+        self.archive
+            .lock()
+            .map_err(|_| MemoryStoreError)?
+            .remove(job_id);
+        Ok(Saved::Ok)
+    }
+
+    async fn archived_trials(&self, job_id: &str) -> Result<Vec<Trial>, Self::Error> {
+        let archived = self.archive.lock().map_err(|_| MemoryStoreError)?;
+        Ok(archived
+            .get(job_id)
+            .map(|m| m.values().cloned().collect())
+            .unwrap_or_default())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_decoding() {
+        assert_eq!(
+            query_param("a=1&job_id=x%2Dy+z", "job_id").unwrap(),
+            Some("x-y z".into())
+        );
+        assert_eq!(query_param("", "job_id").unwrap(), None);
+        assert!(query_param("job_id=%zz", "job_id").is_err());
+    }
+
+    #[test]
+    fn constant_time_compare() {
+        assert!(constant_time_eq(b"abc", b"abc"));
+        assert!(!constant_time_eq(b"abc", b"abd"));
+        assert!(!constant_time_eq(b"abc", b"ab"));
+    }
+
+    #[test]
+    fn body_errors_name_the_field() {
+        let e = parse_body::<TrialId>(br#"{"job_id": "j", "batch_size": -1, "trial_number": 1}"#)
+            .unwrap_err();
+        assert!(e.to_string().starts_with("batch_size:"), "{e}");
+        let e = parse_body::<TrialId>(br#"{"job_id": "j", "batch_size": 8}"#).unwrap_err();
+        assert!(e.to_string().contains("trial_number"), "{e}");
+        let e = parse_body::<TrialId>(b"{not json").unwrap_err();
+        assert!(e.to_string().starts_with("body:"), "{e}");
+    }
+}

@@ -1,1 +1,183 @@
-//! (being written)
+//! Trials: one training run at one batch size, from dispatch to result.
+//!
+//! A trial's status and its result live in one enum, so a Dispatched or Failed
+//! trial cannot carry a result and a Succeeded one cannot lack it.
+
+use serde::{Deserialize, Serialize};
+
+/// Why a trial was dispatched (the seed's TrialType).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TrialType {
+    /// Pruning-stage exploration of a batch size.
+    Exploration,
+    /// A run submitted while an exploration was still running; it gets the best known batch size.
+    Concurrent,
+    /// A run chosen by the Thompson sampling bandit.
+    #[serde(rename = "MAB")]
+    Mab,
+}
+
+/// The result of a finished run.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RunResult {
+    /// Total training time in seconds.
+    pub time: f64,
+    /// Total energy in joules.
+    pub energy: f64,
+    /// Whether the run reached the target metric within the cost bound.
+    pub converged: bool,
+}
+
+/// Where a trial stands, with the data that stage carries.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "status")]
+pub enum TrialStatus {
+    /// Handed to a client; no result yet.
+    Dispatched,
+    /// Reported: the run stopped with this result.
+    Succeeded {
+        /// When the result was recorded (Unix ms).
+        end_ms: i64,
+        /// The run's result.
+        #[serde(flatten)]
+        result: RunResult,
+    },
+    /// Ended without a result.
+    Failed {
+        /// When the trial was ended (Unix ms).
+        end_ms: i64,
+    },
+}
+
+impl TrialStatus {
+    /// The status's name as in the seed's enum.
+    pub fn name(&self) -> &'static str {
+        match self {
+            TrialStatus::Dispatched => "Dispatched",
+            TrialStatus::Succeeded { .. } => "Succeeded",
+            TrialStatus::Failed { .. } => "Failed",
+        }
+    }
+}
+
+/// One trial of a job.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Trial {
+    /// Per-job trial number, from 1, strictly increasing in dispatch order.
+    pub trial_number: u64,
+    /// The batch size the run uses.
+    pub batch_size: u32,
+    /// Why it was dispatched.
+    #[serde(rename = "type")]
+    pub kind: TrialType,
+    /// When it was dispatched (Unix ms).
+    pub start_ms: i64,
+    /// Status and result.
+    #[serde(flatten)]
+    pub status: TrialStatus,
+}
+
+impl Trial {
+    /// The recorded result, if the trial succeeded.
+    pub fn result(&self) -> Option<&RunResult> {
+        match &self.status {
+            TrialStatus::Succeeded { result, .. } => Some(result),
+            _ => None,
+        }
+    }
+
+    /// Whether the trial still waits for a result.
+    pub fn is_dispatched(&self) -> bool {
+        matches!(self.status, TrialStatus::Dispatched)
+    }
+
+    /// When the trial ended, if it did.
+    pub fn end_ms(&self) -> Option<i64> {
+        match self.status {
+            TrialStatus::Dispatched => None,
+            TrialStatus::Succeeded { end_ms, .. } | TrialStatus::Failed { end_ms } => Some(end_ms),
+        }
+    }
+
+    /// The CSV header of [`Trial::csv_row`] (the seed's Trial table).
+    pub const CSV_HEADER: &'static str =
+        "job_id,trial_number,batch_size,type,status,start_timestamp_ms,end_timestamp_ms,time,energy,converged";
+
+    /// One CSV row of the trials export.
+    pub fn csv_row(&self, job_id: &str) -> String {
+        let kind = match self.kind {
+            TrialType::Exploration => "Exploration",
+            TrialType::Concurrent => "Concurrent",
+            TrialType::Mab => "MAB",
+        };
+        let end = self.end_ms().map(|e| e.to_string()).unwrap_or_default();
+        let (time, energy, converged) = match self.result() {
+            Some(r) => (
+                r.time.to_string(),
+                r.energy.to_string(),
+                r.converged.to_string(),
+            ),
+            None => Default::default(),
+        };
+        format!(
+            "{job_id},{},{},{kind},{},{},{end},{time},{energy},{converged}",
+            self.trial_number,
+            self.batch_size,
+            self.status.name(),
+            self.start_ms
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn serde_flattens_status_and_result() {
+        let t = Trial {
+            trial_number: 3,
+            batch_size: 64,
+            kind: TrialType::Mab,
+            start_ms: 10,
+            status: TrialStatus::Succeeded {
+                end_ms: 20,
+                result: RunResult {
+                    time: 1.5,
+                    energy: 2.5,
+                    converged: true,
+                },
+            },
+        };
+        let v = serde_json::to_value(&t).unwrap();
+        assert_eq!(v["status"], "Succeeded");
+        assert_eq!(v["type"], "MAB");
+        assert_eq!(v["energy"], 2.5);
+        let back: Trial = serde_json::from_value(v).unwrap();
+        assert_eq!(back, t);
+    }
+
+    #[test]
+    fn a_failed_trial_cannot_be_read_with_a_missing_end() {
+        let bad = serde_json::json!({"trial_number": 1, "batch_size": 8, "type": "Exploration",
+            "start_ms": 0, "status": "Succeeded", "end_ms": 5});
+        assert!(
+            serde_json::from_value::<Trial>(bad).is_err(),
+            "a success without a result must not parse"
+        );
+    }
+
+    #[test]
+    fn csv_row_has_every_column() {
+        let t = Trial {
+            trial_number: 1,
+            batch_size: 8,
+            kind: TrialType::Exploration,
+            start_ms: 0,
+            status: TrialStatus::Dispatched,
+        };
+        let row = t.csv_row("j");
+        assert_eq!(row.split(',').count(), Trial::CSV_HEADER.split(',').count());
+        assert_eq!(row, "j,1,8,Exploration,Dispatched,0,,,,");
+    }
+}
