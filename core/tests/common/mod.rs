@@ -1,0 +1,82 @@
+//! Shared helpers for the core's integration tests: a service over the memory store.
+
+#![allow(dead_code)]
+
+use serde_json::Value;
+use wattwise_core::service::{HostEnv, MemoryStore, Request, Service, ServiceConfig};
+
+/// A deterministic host: a clock that ticks 1 s per call and a counter as entropy.
+pub struct TestEnv {
+    pub now: i64,
+    pub seed: u64,
+}
+
+impl HostEnv for TestEnv {
+    fn now_ms(&mut self) -> i64 {
+        self.now += 1000;
+        self.now
+    }
+    fn entropy(&mut self) -> u64 {
+        self.seed = self
+            .seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        self.seed
+    }
+    async fn backoff(&mut self, _ms: u64) {}
+}
+
+/// A service over a fresh memory store, with a test clock.
+pub struct Harness {
+    pub service: Service<MemoryStore>,
+    pub env: TestEnv,
+}
+
+impl Harness {
+    pub fn new() -> Self {
+        Self::with_config(ServiceConfig::default())
+    }
+
+    pub fn with_config(config: ServiceConfig) -> Self {
+        Harness {
+            service: Service::new(MemoryStore::default(), config),
+            env: TestEnv {
+                now: 1_700_000_000_000,
+                seed: 42,
+            },
+        }
+    }
+
+    /// Sends a request; returns the status and the body parsed as JSON (Null if not JSON).
+    pub fn call(&mut self, method: &str, path_and_query: &str, body: &str) -> (u16, Value) {
+        let (status, raw) = self.call_raw(method, path_and_query, body, None);
+        (status, serde_json::from_slice(&raw).unwrap_or(Value::Null))
+    }
+
+    pub fn call_raw(
+        &mut self,
+        method: &str,
+        path_and_query: &str,
+        body: &str,
+        auth: Option<&str>,
+    ) -> (u16, Vec<u8>) {
+        let (path, query) = path_and_query
+            .split_once('?')
+            .unwrap_or((path_and_query, ""));
+        let req = Request {
+            method,
+            path,
+            query,
+            authorization: auth,
+            body: body.as_bytes(),
+        };
+        let resp = pollster::block_on(self.service.handle(req, &mut self.env));
+        (resp.status, resp.body)
+    }
+
+    pub fn state(&mut self, job_id: &str) -> Value {
+        let (status, body) = self.call("GET", &format!("/jobs/{job_id}"), "");
+        assert_eq!(status, 200, "{body}");
+        body
+    }
+}

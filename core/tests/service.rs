@@ -1,0 +1,158 @@
+//! The HTTP service over the memory store: auth, limits, routing and error bodies.
+
+mod common;
+
+use common::Harness;
+use serde_json::json;
+use wattwise_core::service::{ServiceConfig, Store};
+
+fn spec() -> serde_json::Value {
+    json!({"job_id_prefix": "svc", "batch_sizes": [16, 32], "default_batch_size": 32,
+           "max_power": 250.0, "number_of_gpus": 2, "gpu_model": "A40"})
+}
+
+#[test]
+fn generated_job_ids_start_with_the_prefix_and_are_distinct() {
+    let mut h = Harness::new();
+    let (s1, a) = h.call("POST", "/jobs", &spec().to_string());
+    let (s2, b) = h.call("POST", "/jobs", &spec().to_string());
+    assert_eq!((s1, s2), (201, 201));
+    let (a, b) = (a["job_id"].as_str().unwrap(), b["job_id"].as_str().unwrap());
+    assert!(a.starts_with("svc-") && b.starts_with("svc-"));
+    assert_ne!(a, b);
+}
+
+#[test]
+fn token_is_required_everywhere_but_healthz() {
+    let mut h = Harness::with_config(ServiceConfig {
+        token: Some("s3cret".into()),
+        ..Default::default()
+    });
+    assert_eq!(h.call_raw("GET", "/healthz", "", None).0, 200);
+    assert_eq!(
+        h.call_raw("POST", "/jobs", &spec().to_string(), None).0,
+        401
+    );
+    assert_eq!(
+        h.call_raw("POST", "/jobs", &spec().to_string(), Some("Bearer wrong"))
+            .0,
+        401
+    );
+    assert_eq!(
+        h.call_raw("POST", "/jobs", &spec().to_string(), Some("s3cret"))
+            .0,
+        401
+    );
+    assert_eq!(
+        h.call_raw("POST", "/jobs", &spec().to_string(), Some("Bearer s3cret"))
+            .0,
+        201
+    );
+}
+
+#[test]
+fn oversized_bodies_are_413() {
+    let mut h = Harness::new();
+    let big = format!("{{\"pad\": \"{}\"}}", "x".repeat(70_000));
+    let (status, body) = h.call("POST", "/jobs", &big);
+    assert_eq!(status, 413);
+    assert!(body["message"].as_str().unwrap().contains("65536"));
+}
+
+#[test]
+fn routes_methods_and_bodies() {
+    let mut h = Harness::new();
+    assert_eq!(h.call("GET", "/nowhere", "").0, 404);
+    assert_eq!(h.call("PUT", "/jobs", "").0, 405);
+    assert_eq!(h.call("GET", "/report", "").0, 405);
+    let (status, body) = h.call("GET", "/jobs/batch_size", "");
+    assert_eq!(status, 422);
+    assert!(body["message"].as_str().unwrap().starts_with("job_id:"));
+    let (status, body) = h.call("POST", "/jobs", r#"{"job_id_prefix": "svc"}"#);
+    assert_eq!(status, 422);
+    assert!(
+        body["message"].as_str().unwrap().contains("batch_sizes"),
+        "{body}"
+    );
+    let mut bad = spec();
+    bad["max_epochs"] = json!("ten");
+    let (status, body) = h.call("POST", "/jobs", &bad.to_string());
+    assert_eq!(status, 422);
+    assert!(
+        body["message"].as_str().unwrap().starts_with("max_epochs:"),
+        "{body}"
+    );
+    let mut bad = spec();
+    bad["eta_knob"] = json!(2.0);
+    let (status, body) = h.call("POST", "/jobs", &bad.to_string());
+    assert_eq!(status, 422);
+    assert_eq!(body["message"], "eta_knob: must be in [0, 1]");
+    let (status, doc) = h.call("GET", "/openapi.json", "");
+    assert_eq!(status, 200);
+    assert!(doc["openapi"].as_str().unwrap().starts_with('3'));
+}
+
+#[test]
+fn profiles_are_stored_replaced_and_validated() {
+    let mut h = Harness::new();
+    let mut s = spec();
+    s["job_id"] = json!("svc-p");
+    assert_eq!(h.call("POST", "/jobs", &s.to_string()).0, 201);
+    let profile = json!({"batch_size": 32, "phase": "train", "gpu_model": "A40",
+        "measurements": [{"power_limit": 300, "average_power": 280.5, "throughput": 900.0},
+                         {"power_limit": 250, "average_power": 240.0, "throughput": 850.0}]});
+    assert_eq!(
+        h.call("POST", "/jobs/svc-p/profiles", &profile.to_string())
+            .0,
+        201
+    );
+    let mut newer = profile.clone();
+    newer["measurements"][0]["throughput"] = json!(910.0);
+    assert_eq!(
+        h.call("POST", "/jobs/svc-p/profiles", &newer.to_string()).0,
+        201
+    );
+    let (_, list) = h.call("GET", "/jobs/svc-p/profiles", "");
+    assert_eq!(list, json!([newer]));
+    let before = h.state("svc-p");
+    let mut bad = profile.clone();
+    bad["batch_size"] = json!(48);
+    let (status, body) = h.call("POST", "/jobs/svc-p/profiles", &bad.to_string());
+    assert_eq!(status, 422);
+    assert!(body["message"].as_str().unwrap().starts_with("batch_size:"));
+    let mut bad = profile.clone();
+    bad["phase"] = json!("warmup");
+    assert_eq!(
+        h.call("POST", "/jobs/svc-p/profiles", &bad.to_string()).0,
+        422
+    );
+    assert_eq!(
+        h.call("POST", "/jobs/nope/profiles", &profile.to_string())
+            .0,
+        404
+    );
+    assert_eq!(h.state("svc-p"), before);
+}
+
+#[test]
+fn a_keep_training_report_writes_nothing() {
+    let mut h = Harness::new();
+    let mut s = spec();
+    s["job_id"] = json!("svc-k");
+    h.call("POST", "/jobs", &s.to_string());
+    let (_, t) = h.call("GET", "/jobs/batch_size?job_id=svc-k", "");
+    let before = h.state("svc-k");
+    let version = |h: &Harness| {
+        pollster::block_on(h.service.store().load("svc-k"))
+            .unwrap()
+            .unwrap()
+            .version
+    };
+    let v0 = version(&h);
+    let r = json!({"job_id": "svc-k", "batch_size": t["batch_size"], "trial_number": t["trial_number"],
+        "time": 10.0, "energy": 100.0, "metric": 0.1, "current_epoch": 1});
+    let (status, body) = h.call("POST", "/report", &r.to_string());
+    assert_eq!((status, body["stop_train"].as_bool()), (200, Some(false)));
+    assert_eq!(h.state("svc-k"), before);
+    assert_eq!(version(&h), v0, "no write for a keep-training report");
+}
