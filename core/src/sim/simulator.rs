@@ -1,0 +1,554 @@
+//! The trace-driven simulator: a recurring job (or an Alibaba group of
+//! overlapping submissions) run under wattwise's batch size optimizer and the
+//! JIT power limit optimizer.
+//!
+//! The batch size decisions come from the core's own optimizer
+//! ([`JobState::predict`] / [`JobState::record_result`]), the very code the
+//! endpoint runs. The rest follows Zeus's trace-driven simulator: a run samples
+//! one training path (a run of the train trace) of its batch size; the first run
+//! of a batch size profiles every power limit during its first epoch; a run is
+//! stopped before the epoch that would take its cost past `beta * min_cost`.
+
+use rand_chacha::ChaCha20Rng;
+use rand_core::{RngCore, SeedableRng};
+use serde::{Deserialize, Serialize};
+
+use super::workload::{BatchSizeTrace, JobTrace};
+use super::SimError;
+use crate::cost::zeus_cost;
+use crate::job::{JobSpec, JobState};
+
+/// Tries per recurrence before the target is deemed unreachable.
+pub const MAX_TRIES: u32 = 20;
+
+/// The knobs of one simulation.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SimConfig {
+    /// Weight of energy against time in the cost, in `[0, 1]`.
+    pub eta_knob: f64,
+    /// Early stopping threshold `beta * min_cost`; `f64::INFINITY` disables early stopping.
+    pub beta_knob: f64,
+    /// Seeds both the training path sampler and the optimizer's RNG.
+    pub seed: u64,
+}
+
+impl SimConfig {
+    /// Checks the knobs; the error names the knob and the rule.
+    pub fn validate(&self) -> Result<(), SimError> {
+        if !(self.eta_knob.is_finite() && (0.0..=1.0).contains(&self.eta_knob)) {
+            return Err(SimError::Knob {
+                knob: "eta",
+                rule: "must be in [0, 1]",
+            });
+        }
+        if self.beta_knob.is_nan() || self.beta_knob <= 0.0 {
+            return Err(SimError::Knob {
+                knob: "beta",
+                rule: "must be > 0 (or infinite to disable early stopping)",
+            });
+        }
+        Ok(())
+    }
+}
+
+/// One run of the job (Zeus's `HistoryEntry`, with its recurrence and cost).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct HistoryEntry {
+    /// Which recurrence (from 0) the run belongs to; for a group, the submission it retries.
+    pub recurrence: u32,
+    /// Batch size.
+    pub batch_size: u32,
+    /// Power limit in watts.
+    pub power_limit: u32,
+    /// Energy in joules.
+    pub energy: f64,
+    /// Time in seconds.
+    pub time: f64,
+    /// Whether the run reached the target metric.
+    pub reached: bool,
+    /// Zeus cost of the run.
+    pub cost: f64,
+}
+
+/// The simulator's own random source (training path sampling), seeded from the
+/// simulation's seed on a ChaCha stream apart from the optimizer's.
+#[derive(Clone, Debug)]
+struct PathRng(ChaCha20Rng);
+
+impl PathRng {
+    fn new(seed: u64) -> Self {
+        let mut rng = ChaCha20Rng::seed_from_u64(seed);
+        rng.set_stream(0x7369_6d75_6c61_7465); // "simulate"
+        PathRng(rng)
+    }
+
+    /// Uniform index in `0..n` (`n > 0`) without modulo bias.
+    fn index(&mut self, n: usize) -> usize {
+        let n = n as u64;
+        let zone = u64::MAX - (u64::MAX % n);
+        loop {
+            let x = self.0.next_u64();
+            if x < zone {
+                return (x % n) as usize;
+            }
+        }
+    }
+}
+
+/// Python's float floor division `a // b` (for `b > 0`), bit for bit.
+fn py_floordiv(a: f64, b: f64) -> f64 {
+    let m = libm::fmod(a, b);
+    let mut div = (a - m) / b;
+    if m != 0.0 && ((b < 0.0) != (m < 0.0)) {
+        div -= 1.0;
+    }
+    if div == 0.0 {
+        return libm::copysign(0.0, a / b);
+    }
+    let mut floor = libm::floor(div);
+    if div - floor > 0.5 {
+        floor += 1.0;
+    }
+    floor
+}
+
+/// The result of running a job once.
+struct RunOutcome {
+    energy: f64,
+    time: f64,
+    reached: bool,
+}
+
+/// State shared by both simulations: the trace, the knobs, the path sampler
+/// and the JIT power limit optimizer.
+struct Engine<'a> {
+    job: &'a JobTrace,
+    cfg: SimConfig,
+    rng: PathRng,
+    /// Best power limit per batch size (index into `job.batch_sizes`), once profiled.
+    best_pl: Vec<Option<u32>>,
+}
+
+impl<'a> Engine<'a> {
+    fn new(job: &'a JobTrace, cfg: SimConfig) -> Self {
+        Engine {
+            job,
+            cfg,
+            rng: PathRng::new(cfg.seed),
+            best_pl: vec![None; job.batch_sizes.len()],
+        }
+    }
+
+    fn slice(&self, batch_size: u32) -> Result<(usize, &'a BatchSizeTrace), SimError> {
+        let i = self
+            .job
+            .batch_sizes
+            .binary_search_by_key(&batch_size, |b| b.batch_size)
+            .map_err(|_| SimError::UnknownBatchSize(batch_size))?;
+        Ok((i, &self.job.batch_sizes[i]))
+    }
+
+    /// The power limit to run a batch size at, and whether this run profiles
+    /// the power limits first (the batch size's first run).
+    fn power_limit(&mut self, i: usize, bs: &BatchSizeTrace) -> Result<(u32, bool), SimError> {
+        if let Some(pl) = self.best_pl[i] {
+            return Ok((pl, false));
+        }
+        // Epoch cost of every power limit, visited from high to low; the first
+        // strictly cheaper one wins, so ties go to the higher limit.
+        let eta = self.cfg.eta_knob;
+        let max_pl = bs.max_power_limit() as f64;
+        let mut best: Option<(u32, f64)> = None;
+        for p in bs.limits.iter().rev() {
+            let cost = (eta * p.average_power + (1.0 - eta) * max_pl) * p.time_per_epoch;
+            if best.is_none_or(|(_, c)| c > cost) {
+                best = Some((p.power_limit, cost));
+            }
+        }
+        let (pl, _) = best.ok_or(SimError::NoPowerLimit(bs.batch_size))?;
+        self.best_pl[i] = Some(pl);
+        Ok((pl, true))
+    }
+
+    /// Runs the job once: samples a training path, stops before the epoch that
+    /// would pass `cost_ub`. Energy and time are zero when not even one epoch fits.
+    fn run(
+        &mut self,
+        bs: &BatchSizeTrace,
+        pl: u32,
+        cost_ub: f64,
+        profile: bool,
+    ) -> Result<RunOutcome, SimError> {
+        if bs.target_epochs.is_empty() {
+            return Err(SimError::NoRuns {
+                batch_size: bs.batch_size,
+                target_metric: self.job.workload.target_metric,
+            });
+        }
+        let point = bs.at(pl).ok_or(SimError::NoPowerLimit(bs.batch_size))?;
+        let target_epoch = bs.target_epochs[self.rng.index(bs.target_epochs.len())];
+        let job_max = self.job.workload.max_epochs as f64;
+        let max_epochs = if cost_ub == f64::INFINITY {
+            job_max
+        } else {
+            let eta = self.cfg.eta_knob;
+            let cost_per_epoch = eta * point.energy_per_epoch
+                + (1.0 - eta) * bs.max_power_limit() as f64 * point.time_per_epoch;
+            py_floordiv(cost_ub, cost_per_epoch).min(job_max)
+        };
+        if max_epochs <= 0.0 || max_epochs.is_nan() {
+            return Ok(RunOutcome {
+                energy: 0.0,
+                time: 0.0,
+                reached: false,
+            });
+        }
+        let energy_time = |epochs: f64| {
+            if profile {
+                // The first epoch is split evenly over every power limit.
+                let n = bs.limits.len() as f64;
+                let e1 = bs.limits.iter().map(|p| p.energy_per_epoch).sum::<f64>() / n;
+                let t1 = bs.limits.iter().map(|p| p.time_per_epoch).sum::<f64>() / n;
+                (
+                    e1 + point.energy_per_epoch * (epochs - 1.0),
+                    t1 + point.time_per_epoch * (epochs - 1.0),
+                )
+            } else {
+                (
+                    point.energy_per_epoch * epochs,
+                    point.time_per_epoch * epochs,
+                )
+            }
+        };
+        match target_epoch {
+            Some(te) if te <= max_epochs => {
+                let (energy, time) = energy_time(te);
+                Ok(RunOutcome {
+                    energy,
+                    time,
+                    reached: true,
+                })
+            }
+            _ => {
+                let (energy, time) = energy_time(max_epochs);
+                Ok(RunOutcome {
+                    energy,
+                    time,
+                    reached: false,
+                })
+            }
+        }
+    }
+
+    fn cost(&self, energy: f64, time: f64) -> f64 {
+        zeus_cost(energy, time, self.cfg.eta_knob, self.job.max_power)
+    }
+
+    /// The optimizer's job document for this simulation.
+    fn new_state(&self) -> Result<JobState, SimError> {
+        let w = &self.job.workload;
+        let mut spec = JobSpec::new(
+            "sim",
+            self.job
+                .batch_sizes
+                .iter()
+                .map(|b| b.batch_size as i64)
+                .collect(),
+            w.default_batch_size as i64,
+            self.job.max_power,
+            1,
+            if self.job.gpu.is_empty() {
+                "unknown"
+            } else {
+                &self.job.gpu
+            },
+        );
+        spec.eta_knob = self.cfg.eta_knob;
+        spec.beta_knob = self.cfg.beta_knob.is_finite().then_some(self.cfg.beta_knob);
+        spec.target_metric = w.target_metric;
+        spec.max_epochs = w.max_epochs as i64;
+        let params = spec.validate().map_err(|e| SimError::Job(e.to_string()))?;
+        Ok(JobState::new("sim".to_string(), params, self.cfg.seed, 0))
+    }
+
+    /// Feeds a run that could not afford one epoch to the optimizer: a
+    /// non-converged run costing `100 * beta * min_cost`, as Zeus's simulator does.
+    /// (The optimizer takes energy and time, so the cost is split into an energy
+    /// of `c` joules and a time of `c / max_power` seconds, which costs `c` at any eta.)
+    fn record_unaffordable(
+        &self,
+        state: &mut JobState,
+        trial: u64,
+        min_cost: f64,
+        now_ms: i64,
+    ) -> Result<(), SimError> {
+        let c = 100.0 * self.cfg.beta_knob * min_cost;
+        state.record_result(trial, c / self.job.max_power, c, false, now_ms)?;
+        Ok(())
+    }
+}
+
+/// Simulates a job recurring `recurrences` times, one run after another.
+///
+/// Each recurrence runs until a run reaches the target (at most [`MAX_TRIES`]
+/// runs); `min_cost` is the smallest total cost of a recurrence, and later runs
+/// stop before their cost passes `beta * min_cost`. A run that cannot afford one
+/// epoch is fed to the optimizer as a failure but is not in the history.
+///
+/// Errors: the first recurrence's run (the default batch size) does not reach the
+/// target; a recurrence does not reach it in [`MAX_TRIES`] runs; a batch size the
+/// optimizer picks has no run at the target in the trace; bad knobs.
+pub fn simulate_one_job(
+    job: &JobTrace,
+    recurrences: u32,
+    cfg: &SimConfig,
+) -> Result<Vec<HistoryEntry>, SimError> {
+    cfg.validate()?;
+    let mut engine = Engine::new(job, *cfg);
+    let mut state = engine.new_state()?;
+    let mut history = Vec::with_capacity(recurrences as usize * 2);
+    let mut min_cost = f64::INFINITY;
+    // A virtual clock: the simulated time so far, in ms, for the trials' timestamps.
+    let mut clock_s = 0.0f64;
+    for recurrence in 0..recurrences {
+        let mut cost_acc = 0.0;
+        let mut reached_in = None;
+        for tries in 1..=MAX_TRIES {
+            let now_ms = (clock_s * 1000.0) as i64;
+            let trial = state.predict(now_ms)?;
+            let (i, bs) = engine.slice(trial.batch_size)?;
+            let (pl, profile) = engine.power_limit(i, bs)?;
+            let run = engine.run(bs, pl, cfg.beta_knob * min_cost, profile)?;
+            if run.energy == 0.0 && run.time == 0.0 && !run.reached {
+                engine.record_unaffordable(&mut state, trial.trial_number, min_cost, now_ms)?;
+                state.take_archive();
+                continue;
+            }
+            clock_s += run.time;
+            state.record_result(
+                trial.trial_number,
+                run.time,
+                run.energy,
+                run.reached,
+                (clock_s * 1000.0) as i64,
+            )?;
+            state.take_archive();
+            let cost = engine.cost(run.energy, run.time);
+            cost_acc += cost;
+            history.push(HistoryEntry {
+                recurrence,
+                batch_size: bs.batch_size,
+                power_limit: pl,
+                energy: run.energy,
+                time: run.time,
+                reached: run.reached,
+                cost,
+            });
+            if run.reached {
+                if cost_acc < min_cost {
+                    min_cost = cost_acc;
+                }
+                reached_in = Some(tries);
+                break;
+            }
+            if recurrence == 0 {
+                return Err(SimError::DefaultDidNotConverge {
+                    batch_size: bs.batch_size,
+                });
+            }
+        }
+        if reached_in.is_none() {
+            return Err(SimError::TooManyTries {
+                recurrence,
+                tries: MAX_TRIES,
+            });
+        }
+    }
+    Ok(history)
+}
+
+/// One submission of an Alibaba group (a row of the group trace).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct GroupJob {
+    /// When it was submitted, in seconds.
+    pub start_time: f64,
+    /// When it ended in the Alibaba trace, in seconds.
+    pub end_time: f64,
+    /// Its runtime over the mean runtime of its dataset's jobs.
+    pub runtime_ratio: f64,
+}
+
+/// A run in flight during a group simulation.
+#[derive(Clone, Copy, Debug)]
+struct InFlight {
+    submission: u32,
+    start: f64,
+    end: f64,
+    runtime_ratio: f64,
+    trial: u64,
+    batch_size: u32,
+    power_limit: u32,
+    outcome_energy: f64,
+    outcome_time: f64,
+    reached: bool,
+}
+
+/// Simulates one group of the Alibaba trace: submissions (sorted by start time)
+/// that may overlap.
+///
+/// At each submission, the runs that ended by then are reaped in end-time order:
+/// the optimizer records each result, and a run that missed the target is retried
+/// at once (starting when it ended and lasting as long). Every run gets its batch
+/// size from the optimizer, which hands out the best known batch size to runs
+/// submitted while a pruning exploration is still in flight. Energy and time in
+/// the history are scaled by the submission's runtime ratio; the optimizer and
+/// `min_cost` see the unscaled values.
+pub fn simulate_one_alibaba_group(
+    job: &JobTrace,
+    group: &[GroupJob],
+    cfg: &SimConfig,
+) -> Result<Vec<HistoryEntry>, SimError> {
+    cfg.validate()?;
+    for (i, g) in group.iter().enumerate() {
+        let ok = g.start_time.is_finite()
+            && g.end_time.is_finite()
+            && g.end_time >= g.start_time
+            && g.runtime_ratio.is_finite()
+            && g.runtime_ratio >= 0.0;
+        if !ok {
+            return Err(SimError::BadGroupRow { row: i });
+        }
+        if i > 0 && g.start_time < group[i - 1].start_time {
+            return Err(SimError::GroupNotSorted { row: i });
+        }
+    }
+    let engine = Engine::new(job, *cfg);
+    let state = engine.new_state()?;
+    let mut sim = GroupSim {
+        engine,
+        state,
+        running: Vec::new(),
+        history: Vec::with_capacity(group.len() * 2),
+        min_cost: f64::INFINITY,
+        launches: 0,
+        max_launches: group.len() as u64 * MAX_TRIES as u64,
+    };
+    for (k, g) in group.iter().enumerate() {
+        sim.reap(g.start_time)?;
+        sim.launch(k as u32, g.start_time, g.end_time, g.runtime_ratio)?;
+    }
+    sim.reap(f64::INFINITY)?;
+    Ok(sim.history)
+}
+
+/// The state of a group simulation.
+struct GroupSim<'a> {
+    engine: Engine<'a>,
+    state: JobState,
+    running: Vec<InFlight>,
+    history: Vec<HistoryEntry>,
+    min_cost: f64,
+    launches: u64,
+    max_launches: u64,
+}
+
+impl GroupSim<'_> {
+    /// Launches a run; `start` and `end` are its place in the Alibaba timeline.
+    fn launch(
+        &mut self,
+        submission: u32,
+        start: f64,
+        end: f64,
+        runtime_ratio: f64,
+    ) -> Result<(), SimError> {
+        self.launches += 1;
+        if self.launches > self.max_launches {
+            return Err(SimError::TooManyTries {
+                recurrence: submission,
+                tries: MAX_TRIES,
+            });
+        }
+        let now_ms = (start * 1000.0) as i64;
+        let trial = self.state.predict(now_ms)?;
+        let (i, bs) = self.engine.slice(trial.batch_size)?;
+        let (pl, profile) = self.engine.power_limit(i, bs)?;
+        let run = self
+            .engine
+            .run(bs, pl, self.engine.cfg.beta_knob * self.min_cost, profile)?;
+        self.running.push(InFlight {
+            submission,
+            start,
+            end,
+            runtime_ratio,
+            trial: trial.trial_number,
+            batch_size: bs.batch_size,
+            power_limit: pl,
+            outcome_energy: run.energy,
+            outcome_time: run.time,
+            reached: run.reached,
+        });
+        Ok(())
+    }
+
+    /// Reaps every run that ended by `now`, earliest end first, retrying the failures.
+    fn reap(&mut self, now: f64) -> Result<(), SimError> {
+        loop {
+            // Earliest end first; among equal ends, the earliest launched.
+            let next = self
+                .running
+                .iter()
+                .enumerate()
+                .filter(|(_, r)| r.end <= now)
+                .min_by(|a, b| a.1.end.total_cmp(&b.1.end).then(a.0.cmp(&b.0)))
+                .map(|(i, _)| i);
+            let Some(i) = next else { return Ok(()) };
+            let r = self.running.remove(i);
+            let end_ms = (r.end * 1000.0) as i64;
+            let never_ran = r.outcome_energy == 0.0 && r.outcome_time == 0.0 && !r.reached;
+            if never_ran {
+                self.engine
+                    .record_unaffordable(&mut self.state, r.trial, self.min_cost, end_ms)?;
+            } else {
+                self.state.record_result(
+                    r.trial,
+                    r.outcome_time,
+                    r.outcome_energy,
+                    r.reached,
+                    end_ms,
+                )?;
+                let cost = self.engine.cost(r.outcome_energy, r.outcome_time);
+                self.history.push(HistoryEntry {
+                    recurrence: r.submission,
+                    batch_size: r.batch_size,
+                    power_limit: r.power_limit,
+                    energy: r.outcome_energy * r.runtime_ratio,
+                    time: r.outcome_time * r.runtime_ratio,
+                    reached: r.reached,
+                    cost,
+                });
+                if r.reached && cost < self.min_cost {
+                    self.min_cost = cost;
+                }
+            }
+            self.state.take_archive();
+            if !r.reached {
+                let duration = r.end - r.start;
+                self.launch(r.submission, r.end, r.end + duration, r.runtime_ratio)?;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::py_floordiv;
+
+    #[test]
+    fn floordiv_matches_python() {
+        assert_eq!(py_floordiv(7.0, 2.0), 3.0);
+        assert_eq!(py_floordiv(6.0, 2.0), 3.0);
+        assert_eq!(py_floordiv(0.5, 2.0), 0.0);
+        // Python: 1.0 // 0.1 == 9.0 (not 10.0).
+        assert_eq!(py_floordiv(1.0, 0.1), 9.0);
+    }
+}

@@ -1,0 +1,603 @@
+//! The Zeus train and power traces: parsing from CSV text and merging.
+//!
+//! The host reads the files; this module only sees their text. Columns are
+//! found by their header names (any order, extra columns ignored), and a bad
+//! cell is reported with its line (1-based, the header is line 1) and column.
+//!
+//! Merging follows Zeus's simulator: an inner join of the two traces on
+//! (dataset, network, batch size, optimizer), with, per merged row,
+//! `TTA = target_epoch * time_per_epoch`, `ETA = TTA * average_power` and
+//! `energy_per_epoch = time_per_epoch * average_power`.
+
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
+
+/// A malformed trace: where, and what is wrong.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum TraceError {
+    /// The text has no header line.
+    #[error("{trace} trace: empty (expected a header line with columns {expected})")]
+    Empty {
+        /// Which trace ("train", "power" or "group").
+        trace: &'static str,
+        /// The columns it needs.
+        expected: String,
+    },
+    /// A needed column is not in the header.
+    #[error("{trace} trace: line 1: missing column `{column}`")]
+    MissingColumn {
+        /// Which trace.
+        trace: &'static str,
+        /// The missing column.
+        column: &'static str,
+    },
+    /// A cell is not what its column needs.
+    #[error("{trace} trace: line {line}, column `{column}`: {rule}, got {value:?}")]
+    BadCell {
+        /// Which trace.
+        trace: &'static str,
+        /// 1-based line number (the header is line 1).
+        line: usize,
+        /// The column's name.
+        column: &'static str,
+        /// The cell's text.
+        value: String,
+        /// The rule the cell broke.
+        rule: &'static str,
+    },
+    /// A row has a different number of cells than the header.
+    #[error("{trace} trace: line {line}: {found} cells, but the header has {expected}")]
+    RowLength {
+        /// Which trace.
+        trace: &'static str,
+        /// 1-based line number.
+        line: usize,
+        /// Cells in the row.
+        found: usize,
+        /// Cells in the header.
+        expected: usize,
+    },
+    /// Two power rows for the same configuration and power limit.
+    #[error("power trace: line {line}: duplicate row for {key} (first on line {first})")]
+    DuplicatePower {
+        /// 1-based line of the second row.
+        line: usize,
+        /// 1-based line of the first row.
+        first: usize,
+        /// The configuration, in words.
+        key: String,
+    },
+}
+
+/// One row of the train trace: one training run reaching (or not) one target.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TrainRow {
+    /// Dataset name.
+    pub dataset: String,
+    /// Network name.
+    pub network: String,
+    /// Batch size.
+    pub batch_size: u32,
+    /// Optimizer name.
+    pub optimizer: String,
+    /// Learning rate.
+    pub learning_rate: f64,
+    /// Repetition index of the configuration.
+    pub run: i64,
+    /// Target validation metric.
+    pub target_metric: f64,
+    /// Epoch at which the target was reached; `None` when it never was (`nan` or empty).
+    pub target_epoch: Option<f64>,
+}
+
+/// One row of a power trace: one configuration at one power limit.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PowerRow {
+    /// Dataset name.
+    pub dataset: String,
+    /// Network name.
+    pub network: String,
+    /// Batch size.
+    pub batch_size: u32,
+    /// Optimizer name.
+    pub optimizer: String,
+    /// GPU power limit in watts.
+    pub power_limit: u32,
+    /// Seconds per epoch.
+    pub time_per_epoch: f64,
+    /// Average GPU power in watts.
+    pub average_power: f64,
+}
+
+/// One row of the merged trace (Zeus's simulator dataframe).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MergedRow {
+    /// The train row.
+    pub train: TrainRow,
+    /// Power limit in watts.
+    pub power_limit: u32,
+    /// Seconds per epoch at that power limit.
+    pub time_per_epoch: f64,
+    /// Average power in watts at that power limit.
+    pub average_power: f64,
+    /// Time to accuracy: `target_epoch * time_per_epoch` (`None` when never reached).
+    pub tta: Option<f64>,
+    /// Energy to accuracy: `TTA * average_power`.
+    pub eta: Option<f64>,
+    /// `time_per_epoch * average_power`.
+    pub energy_per_epoch: f64,
+}
+
+/// A CSV table split into header and rows of trimmed cells.
+struct Table<'a> {
+    trace: &'static str,
+    header: Vec<&'a str>,
+    /// `(line number, cells)`.
+    rows: Vec<(usize, Vec<&'a str>)>,
+}
+
+impl<'a> Table<'a> {
+    fn parse(trace: &'static str, text: &'a str, expected: &[&str]) -> Result<Self, TraceError> {
+        let mut lines = text
+            .lines()
+            .enumerate()
+            .filter(|(_, l)| !l.trim().is_empty());
+        let Some((_, header)) = lines.next() else {
+            return Err(TraceError::Empty {
+                trace,
+                expected: expected.join(","),
+            });
+        };
+        let header: Vec<&str> = header
+            .trim_start_matches('\u{feff}')
+            .split(',')
+            .map(str::trim)
+            .collect();
+        let mut rows = Vec::new();
+        for (i, line) in lines {
+            let cells: Vec<&str> = line
+                .split(',')
+                .map(|c| c.trim().trim_matches('"'))
+                .collect();
+            if cells.len() != header.len() {
+                return Err(TraceError::RowLength {
+                    trace,
+                    line: i + 1,
+                    found: cells.len(),
+                    expected: header.len(),
+                });
+            }
+            rows.push((i + 1, cells));
+        }
+        Ok(Table {
+            trace,
+            header,
+            rows,
+        })
+    }
+
+    fn column(&self, name: &'static str) -> Result<usize, TraceError> {
+        self.header
+            .iter()
+            .position(|h| h.trim_matches('"') == name)
+            .ok_or(TraceError::MissingColumn {
+                trace: self.trace,
+                column: name,
+            })
+    }
+
+    fn bad(
+        &self,
+        line: usize,
+        column: &'static str,
+        value: &str,
+        rule: &'static str,
+    ) -> TraceError {
+        TraceError::BadCell {
+            trace: self.trace,
+            line,
+            column,
+            value: value.to_string(),
+            rule,
+        }
+    }
+
+    fn text(
+        &self,
+        line: usize,
+        cells: &[&str],
+        col: (usize, &'static str),
+    ) -> Result<String, TraceError> {
+        let v = cells[col.0];
+        if v.is_empty() {
+            return Err(self.bad(line, col.1, v, "must not be empty"));
+        }
+        Ok(v.to_string())
+    }
+
+    fn positive_int(
+        &self,
+        line: usize,
+        cells: &[&str],
+        col: (usize, &'static str),
+    ) -> Result<u32, TraceError> {
+        let v = cells[col.0];
+        // Accept "256" and "256.0" (pandas writes integers of float columns that way).
+        let parsed = v.parse::<u32>().ok().or_else(|| {
+            v.parse::<f64>()
+                .ok()
+                .filter(|f| f.fract() == 0.0 && *f >= 1.0 && *f <= u32::MAX as f64)
+                .map(|f| f as u32)
+        });
+        match parsed {
+            Some(n) if n > 0 => Ok(n),
+            _ => Err(self.bad(line, col.1, v, "must be a whole number > 0")),
+        }
+    }
+
+    fn int(
+        &self,
+        line: usize,
+        cells: &[&str],
+        col: (usize, &'static str),
+    ) -> Result<i64, TraceError> {
+        let v = cells[col.0];
+        v.parse::<i64>()
+            .ok()
+            .or_else(|| {
+                v.parse::<f64>()
+                    .ok()
+                    .filter(|f| f.fract() == 0.0 && f.abs() < 9.0e15)
+                    .map(|f| f as i64)
+            })
+            .ok_or_else(|| self.bad(line, col.1, v, "must be a whole number"))
+    }
+
+    fn finite(
+        &self,
+        line: usize,
+        cells: &[&str],
+        col: (usize, &'static str),
+    ) -> Result<f64, TraceError> {
+        let v = cells[col.0];
+        match v.parse::<f64>() {
+            Ok(f) if f.is_finite() => Ok(f),
+            _ => Err(self.bad(line, col.1, v, "must be a finite number")),
+        }
+    }
+
+    fn positive(
+        &self,
+        line: usize,
+        cells: &[&str],
+        col: (usize, &'static str),
+    ) -> Result<f64, TraceError> {
+        let v = cells[col.0];
+        match v.parse::<f64>() {
+            Ok(f) if f.is_finite() && f > 0.0 => Ok(f),
+            _ => Err(self.bad(line, col.1, v, "must be a finite number > 0")),
+        }
+    }
+}
+
+/// The columns of the train trace.
+pub const TRAIN_COLUMNS: [&str; 8] = [
+    "dataset",
+    "network",
+    "batch_size",
+    "optimizer",
+    "learning_rate",
+    "run",
+    "target_metric",
+    "target_epoch",
+];
+
+/// The columns of a power trace.
+pub const POWER_COLUMNS: [&str; 7] = [
+    "dataset",
+    "network",
+    "batch_size",
+    "optimizer",
+    "power_limit",
+    "time_per_epoch",
+    "average_power",
+];
+
+fn col(t: &Table<'_>, name: &'static str) -> Result<(usize, &'static str), TraceError> {
+    Ok((t.column(name)?, name))
+}
+
+/// Parses the train trace (`summary_train.csv`).
+pub fn parse_train(text: &str) -> Result<Vec<TrainRow>, TraceError> {
+    let t = Table::parse("train", text, &TRAIN_COLUMNS)?;
+    let dataset = col(&t, "dataset")?;
+    let network = col(&t, "network")?;
+    let batch_size = col(&t, "batch_size")?;
+    let optimizer = col(&t, "optimizer")?;
+    let learning_rate = col(&t, "learning_rate")?;
+    let run = col(&t, "run")?;
+    let target_metric = col(&t, "target_metric")?;
+    let target_epoch = col(&t, "target_epoch")?;
+    let mut out = Vec::with_capacity(t.rows.len());
+    for (line, cells) in &t.rows {
+        let line = *line;
+        let epoch_text = cells[target_epoch.0];
+        let epoch = if epoch_text.is_empty() || epoch_text.eq_ignore_ascii_case("nan") {
+            None
+        } else {
+            match epoch_text.parse::<f64>() {
+                Ok(e) if e.is_finite() && e >= 0.0 => Some(e),
+                _ => {
+                    return Err(t.bad(
+                        line,
+                        "target_epoch",
+                        epoch_text,
+                        "must be a number >= 0, `nan` or empty",
+                    ))
+                }
+            }
+        };
+        out.push(TrainRow {
+            dataset: t.text(line, cells, dataset)?,
+            network: t.text(line, cells, network)?,
+            batch_size: t.positive_int(line, cells, batch_size)?,
+            optimizer: t.text(line, cells, optimizer)?,
+            learning_rate: t.finite(line, cells, learning_rate)?,
+            run: t.int(line, cells, run)?,
+            target_metric: t.finite(line, cells, target_metric)?,
+            target_epoch: epoch,
+        });
+    }
+    Ok(out)
+}
+
+/// Parses a power trace (`summary_power_{gpu}.csv`). A configuration may appear
+/// only once per power limit.
+pub fn parse_power(text: &str) -> Result<Vec<PowerRow>, TraceError> {
+    let t = Table::parse("power", text, &POWER_COLUMNS)?;
+    let dataset = col(&t, "dataset")?;
+    let network = col(&t, "network")?;
+    let batch_size = col(&t, "batch_size")?;
+    let optimizer = col(&t, "optimizer")?;
+    let power_limit = col(&t, "power_limit")?;
+    let time_per_epoch = col(&t, "time_per_epoch")?;
+    let average_power = col(&t, "average_power")?;
+    let mut out = Vec::with_capacity(t.rows.len());
+    let mut seen: HashMap<(String, String, u32, String, u32), usize> = HashMap::new();
+    for (line, cells) in &t.rows {
+        let line = *line;
+        let row = PowerRow {
+            dataset: t.text(line, cells, dataset)?,
+            network: t.text(line, cells, network)?,
+            batch_size: t.positive_int(line, cells, batch_size)?,
+            optimizer: t.text(line, cells, optimizer)?,
+            power_limit: t.positive_int(line, cells, power_limit)?,
+            time_per_epoch: t.positive(line, cells, time_per_epoch)?,
+            average_power: t.positive(line, cells, average_power)?,
+        };
+        let key = (
+            row.dataset.clone(),
+            row.network.clone(),
+            row.batch_size,
+            row.optimizer.clone(),
+            row.power_limit,
+        );
+        if let Some(&first) = seen.get(&key) {
+            return Err(TraceError::DuplicatePower {
+                line,
+                first,
+                key: format!(
+                    "{}/{}/{} batch size {} at {} W",
+                    row.dataset, row.network, row.optimizer, row.batch_size, row.power_limit
+                ),
+            });
+        }
+        seen.insert(key, line);
+        out.push(row);
+    }
+    Ok(out)
+}
+
+/// A train trace and a power trace (one GPU), parsed.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Trace {
+    /// Train trace rows.
+    pub train: Vec<TrainRow>,
+    /// Power trace rows.
+    pub power: Vec<PowerRow>,
+}
+
+impl Trace {
+    /// Parses both traces from their CSV text.
+    pub fn from_csv(train: &str, power: &str) -> Result<Self, TraceError> {
+        Ok(Trace {
+            train: parse_train(train)?,
+            power: parse_power(power)?,
+        })
+    }
+
+    /// The merged trace: every train row joined with every power row of the same
+    /// (dataset, network, batch size, optimizer), in train row order.
+    pub fn merged(&self) -> Vec<MergedRow> {
+        let index = self.power_index();
+        let mut out = Vec::new();
+        for t in &self.train {
+            let key = (
+                t.dataset.as_str(),
+                t.network.as_str(),
+                t.batch_size,
+                t.optimizer.as_str(),
+            );
+            for &p in index.get(&key).map(Vec::as_slice).unwrap_or(&[]) {
+                let p = &self.power[p];
+                let tta = t.target_epoch.map(|e| e * p.time_per_epoch);
+                out.push(MergedRow {
+                    train: t.clone(),
+                    power_limit: p.power_limit,
+                    time_per_epoch: p.time_per_epoch,
+                    average_power: p.average_power,
+                    tta,
+                    eta: tta.map(|tta| tta * p.average_power),
+                    energy_per_epoch: p.time_per_epoch * p.average_power,
+                });
+            }
+        }
+        out
+    }
+
+    /// Power rows by (dataset, network, batch size, optimizer).
+    pub(crate) fn power_index(&self) -> HashMap<(&str, &str, u32, &str), Vec<usize>> {
+        let mut index: HashMap<(&str, &str, u32, &str), Vec<usize>> = HashMap::new();
+        for (i, p) in self.power.iter().enumerate() {
+            index
+                .entry((
+                    p.dataset.as_str(),
+                    p.network.as_str(),
+                    p.batch_size,
+                    p.optimizer.as_str(),
+                ))
+                .or_default()
+                .push(i);
+        }
+        index
+    }
+
+    /// The largest power limit among the power rows that join a train row (Zeus's
+    /// `MAXPOWER`, the same for every job on this GPU). `None` when nothing joins.
+    pub fn max_power(&self) -> Option<u32> {
+        let trained: std::collections::HashSet<(&str, &str, u32, &str)> = self
+            .train
+            .iter()
+            .map(|t| {
+                (
+                    t.dataset.as_str(),
+                    t.network.as_str(),
+                    t.batch_size,
+                    t.optimizer.as_str(),
+                )
+            })
+            .collect();
+        self.power
+            .iter()
+            .filter(|p| {
+                trained.contains(&(
+                    p.dataset.as_str(),
+                    p.network.as_str(),
+                    p.batch_size,
+                    p.optimizer.as_str(),
+                ))
+            })
+            .map(|p| p.power_limit)
+            .max()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TRAIN: &str =
+        "dataset,network,batch_size,optimizer,learning_rate,run,target_metric,target_epoch
+d,n,8,adam,1e-3,1,0.5,3
+d,n,8,adam,1e-3,2,0.5,nan
+d,n,16,adam,1e-3,1,0.5,4
+";
+    const POWER: &str =
+        "dataset,network,batch_size,optimizer,power_limit,time_per_epoch,average_power
+d,n,8,adam,100,10.0,90.0
+d,n,8,adam,200,8.0,150.0
+d,n,16,adam,100,6.0,95.0
+d,n,32,adam,300,6.0,95.0
+";
+
+    #[test]
+    fn parses_and_merges_like_zeus() {
+        let t = Trace::from_csv(TRAIN, POWER).unwrap();
+        assert_eq!(t.train.len(), 3);
+        assert_eq!(t.train[1].target_epoch, None);
+        let m = t.merged();
+        // 2 runs x 2 limits for bs 8, 1 x 1 for bs 16; bs 32 has no train row.
+        assert_eq!(m.len(), 5);
+        assert_eq!(m[0].tta, Some(30.0));
+        assert_eq!(m[0].eta, Some(2700.0));
+        assert_eq!(m[0].energy_per_epoch, 900.0);
+        assert_eq!(m[2].tta, None);
+        // bs 32 at 300 W joins nothing, so it does not count.
+        assert_eq!(t.max_power(), Some(200));
+    }
+
+    #[test]
+    fn errors_name_line_and_column() {
+        let bad = TRAIN.replace("d,n,16,adam,1e-3,1,0.5,4", "d,n,16,adam,1e-3,1,0.5,four");
+        let e = parse_train(&bad).unwrap_err();
+        assert_eq!(
+            e,
+            TraceError::BadCell {
+                trace: "train",
+                line: 4,
+                column: "target_epoch",
+                value: "four".into(),
+                rule: "must be a number >= 0, `nan` or empty"
+            }
+        );
+        assert!(
+            e.to_string().contains("line 4, column `target_epoch`"),
+            "{e}"
+        );
+
+        let bad = POWER.replace("d,n,16,adam,100,6.0,95.0", "d,n,16,adam,100,-6.0,95.0");
+        let e = parse_power(&bad).unwrap_err().to_string();
+        assert!(e.contains("line 4, column `time_per_epoch`"), "{e}");
+
+        let bad = POWER.replace("d,n,16,adam,100,6.0,95.0", "d,n,0,adam,100,6.0,95.0");
+        assert!(parse_power(&bad)
+            .unwrap_err()
+            .to_string()
+            .contains("column `batch_size`"));
+
+        let e = parse_power("dataset,network,batch_size\n").unwrap_err();
+        assert_eq!(
+            e,
+            TraceError::MissingColumn {
+                trace: "power",
+                column: "optimizer"
+            }
+        );
+
+        let e = parse_train("").unwrap_err();
+        assert!(matches!(e, TraceError::Empty { trace: "train", .. }));
+
+        let e = parse_power(&format!("{POWER}d,n,8\n")).unwrap_err();
+        assert_eq!(
+            e,
+            TraceError::RowLength {
+                trace: "power",
+                line: 6,
+                found: 3,
+                expected: 7
+            }
+        );
+
+        let e = parse_power(&format!("{POWER}d,n,8,adam,100,1,1\n")).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                TraceError::DuplicatePower {
+                    line: 6,
+                    first: 2,
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn columns_in_any_order_and_blank_lines() {
+        let text = "target_epoch,dataset,network,optimizer,batch_size,run,learning_rate,target_metric,extra\n\n5,d,n,adam,64.0,1,0.1,0.5,x\n";
+        let rows = parse_train(text).unwrap();
+        assert_eq!(rows[0].batch_size, 64);
+        assert_eq!(rows[0].target_epoch, Some(5.0));
+    }
+}

@@ -1,0 +1,51 @@
+//! Baselines on the Zeus traces: the oracle table of the issue, exactly.
+
+mod sim_common;
+
+use wattwise_core::sim::baseline::{default_baseline, oracle};
+
+#[test]
+fn oracle_on_v100_at_eta_half_matches_the_table() {
+    let Some(dir) = sim_common::traces_dir() else {
+        return;
+    };
+    let trace = sim_common::trace(&dir, "v100");
+    let expected = [
+        ("cifar100", 128, 100),
+        ("imagenet", 360, 175),
+        ("librispeech", 48, 150),
+        ("movielens-1m", 16384, 175),
+        ("squad", 12, 200),
+        ("sentiment140", 64, 175),
+    ];
+    for (dataset, bs, pl) in expected {
+        let job = sim_common::job(&trace, dataset, "v100");
+        let o = oracle(&job, 0.5).unwrap();
+        assert_eq!((o.batch_size, o.power_limit), (bs, pl), "{dataset}");
+        let d = default_baseline(&job, 0.5).unwrap();
+        assert!(
+            o.cost <= d.cost,
+            "{dataset}: the oracle must not cost more than the default"
+        );
+        assert!(o.reach_probability > 0.0 && o.reach_probability <= 1.0);
+    }
+}
+
+#[test]
+fn default_baseline_is_the_default_at_max_power() {
+    let Some(dir) = sim_common::traces_dir() else {
+        return;
+    };
+    let trace = sim_common::trace(&dir, "v100");
+    let job = sim_common::job(&trace, "librispeech", "v100");
+    let d = default_baseline(&job, 0.5).unwrap();
+    assert_eq!((d.batch_size, d.power_limit), (192, 250));
+    // Every librispeech run at 192 reaches 40.0 within 16 epochs: p = 1.
+    assert_eq!(d.reach_probability, 1.0);
+    let bs = job.batch_size(192).unwrap();
+    let p = bs.at(250).unwrap();
+    let mean_epochs: f64 =
+        bs.target_epochs.iter().map(|e| e.unwrap()).sum::<f64>() / bs.target_epochs.len() as f64;
+    let energy = p.energy_per_epoch * mean_epochs;
+    assert!((d.energy - energy).abs() <= 1e-9 * energy);
+}
