@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# All of wattwise's tests, in order: lint, the Rust workspace, the wasm build, then
+# the suites that run real hosts (endpoint, Worker, agent, browser). Each suite's
+# script installs what it needs. Exits non-zero on the first failure.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/wattwise-target}"
+export CARGO_TERM_COLOR=never
+step() { printf '\n==== %s ====\n' "$*"; }
+
+step "setup"
+bash .ci/setup.sh
+
+step "format"
+cargo fmt --all -- --check
+
+step "clippy"
+cargo clippy --workspace --all-targets -- -D warnings
+
+step "core builds for wasm32"
+cargo build -p wattwise-core --target wasm32-unknown-unknown
+
+step "core is sans-I/O"
+bash .ci/check-pure-core.sh
+
+step "cargo test --workspace"
+cargo test --workspace
+
+for suite in tests/*/run.sh; do
+  step "$suite"
+  bash "$suite"
+done
+
+step "all suites passed"

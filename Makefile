@@ -1,0 +1,18 @@
+# wattwise's two commands. Both install what a fresh machine lacks.
+#   make run   the local endpoint (SQLite) with the what-if page, on 127.0.0.1:8080
+#   make test  every test (what CI runs)
+
+export CARGO_TARGET_DIR ?= $(HOME)/.cache/wattwise-target
+LISTEN ?= 127.0.0.1:8080
+DB ?= wattwise.db
+
+.PHONY: run test bench
+
+run:
+	bash .ci/run-main.sh "$(LISTEN)" "$(DB)"
+
+test:
+	bash .ci/test.sh
+
+bench:
+	cargo bench -p wattwise-core
