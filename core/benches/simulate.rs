@@ -1,0 +1,80 @@
+//! Speed of `simulate_one_job` on Zeus's traces: librispeech on V100, 50 and
+//! 210 recurrences (210 = 2 x 15 batch sizes x 7 power limits, Zeus's paper
+//! setting), eta 0.5, beta 2.0. Also the synthetic workload, which needs no file.
+//!
+//! Zeus's own Python simulator is timed on the same workload by
+//! `tests/zeus-sim/run.sh time`; BENCHMARKS.md has both figures.
+
+use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion};
+use wattwise_core::sim::synthetic::{
+    synthetic_trace, synthetic_workload, SYNTHETIC_GPU, SYNTHETIC_TRACE_SEED,
+};
+use wattwise_core::sim::{simulate_one_job, JobTrace, SimConfig, Trace, Workload};
+
+fn librispeech_v100() -> Option<JobTrace> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/traces");
+    let train = std::fs::read_to_string(dir.join("summary_train.csv")).ok()?;
+    let power = std::fs::read_to_string(dir.join("summary_power_v100.csv")).ok()?;
+    let trace = Trace::from_csv(&train, &power).expect("the Zeus traces parse");
+    let w = Workload::zeus("librispeech").expect("a Zeus workload");
+    Some(JobTrace::new(&trace, &w, "v100").expect("librispeech is in the traces"))
+}
+
+fn bench(c: &mut Criterion) {
+    let mut group = c.benchmark_group("simulate_one_job");
+    match librispeech_v100() {
+        Some(job) => {
+            for recurrences in [50u32, 210] {
+                group.bench_with_input(
+                    BenchmarkId::new("librispeech_v100", recurrences),
+                    &recurrences,
+                    |b, &r| {
+                        let mut seed = 0;
+                        b.iter(|| {
+                            seed = seed % 5 + 1;
+                            let cfg = SimConfig {
+                                eta_knob: 0.5,
+                                beta_knob: 2.0,
+                                seed,
+                            };
+                            black_box(simulate_one_job(&job, r, &cfg).expect("simulates"))
+                        })
+                    },
+                );
+            }
+        }
+        None => eprintln!("note: ../shared/traces is absent; skipping the librispeech benchmark"),
+    }
+    let job = JobTrace::new(
+        &synthetic_trace(SYNTHETIC_TRACE_SEED),
+        &synthetic_workload(),
+        SYNTHETIC_GPU,
+    )
+    .expect("the synthetic workload compiles");
+    group.bench_function(BenchmarkId::new("synthetic", 50), |b| {
+        let mut seed = 0;
+        b.iter(|| {
+            seed = seed % 5 + 1;
+            let cfg = SimConfig {
+                eta_knob: 0.5,
+                beta_knob: 2.0,
+                seed,
+            };
+            black_box(simulate_one_job(&job, 50, &cfg).expect("simulates"))
+        })
+    });
+    group.finish();
+
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/traces");
+    if let (Ok(train), Ok(power)) = (
+        std::fs::read_to_string(dir.join("summary_train.csv")),
+        std::fs::read_to_string(dir.join("summary_power_v100.csv")),
+    ) {
+        c.bench_function("parse_traces_v100", |b| {
+            b.iter(|| black_box(Trace::from_csv(&train, &power).unwrap()))
+        });
+    }
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
