@@ -1,0 +1,252 @@
+//! Determinism across hosts: the same simulations, compiled for
+//! wasm32-unknown-unknown and run under Node, give bit-identical histories to
+//! the native build.
+//!
+//! The test writes a tiny cdylib crate that depends on wattwise-core, builds it
+//! for wasm32 (its own target directory, under the system temp dir), and runs it
+//! with `node`. Each simulation's history is folded into an FNV-1a digest over
+//! every field's bits. It skips, with a note, when `node` or the wasm32 target is
+//! missing.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use wattwise_core::sim::synthetic::{
+    synthetic_trace, synthetic_workload, SYNTHETIC_GPU, SYNTHETIC_TRACE_SEED,
+};
+use wattwise_core::sim::{simulate_one_job, HistoryEntry, JobTrace, SimConfig, Trace, Workload};
+
+/// FNV-1a over every field of every entry. The same code is compiled into the wasm module.
+const DIGEST_SRC: &str = r#"
+pub fn digest(history: &[HistoryEntry]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut eat = |x: u64| {
+        for b in x.to_le_bytes() {
+            h ^= b as u64;
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+    };
+    for e in history {
+        eat(e.recurrence as u64);
+        eat(e.batch_size as u64);
+        eat(e.power_limit as u64);
+        eat(e.energy.to_bits());
+        eat(e.time.to_bits());
+        eat(e.reached as u64);
+        eat(e.cost.to_bits());
+    }
+    h
+}
+"#;
+
+fn digest(history: &[HistoryEntry]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut eat = |x: u64| {
+        for b in x.to_le_bytes() {
+            h ^= b as u64;
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+    };
+    for e in history {
+        eat(e.recurrence as u64);
+        eat(e.batch_size as u64);
+        eat(e.power_limit as u64);
+        eat(e.energy.to_bits());
+        eat(e.time.to_bits());
+        eat(e.reached as u64);
+        eat(e.cost.to_bits());
+    }
+    h
+}
+
+fn has(cmd: &str, arg: &str) -> bool {
+    Command::new(cmd)
+        .arg(arg)
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+fn wasm_target_installed() -> bool {
+    Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .output()
+        .is_ok_and(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .any(|l| l.trim() == "wasm32-unknown-unknown")
+        })
+}
+
+/// Synthetic workload digests for seeds 1..=3, 60 recurrences; then librispeech on
+/// V100 (seeds 1..=3, 50 recurrences) when the traces are there.
+fn native_digests(traces: Option<&Path>) -> Vec<u64> {
+    let job = JobTrace::new(
+        &synthetic_trace(SYNTHETIC_TRACE_SEED),
+        &synthetic_workload(),
+        SYNTHETIC_GPU,
+    )
+    .unwrap();
+    let mut out: Vec<u64> = (1..=3)
+        .map(|seed| {
+            digest(
+                &simulate_one_job(
+                    &job,
+                    60,
+                    &SimConfig {
+                        eta_knob: 0.5,
+                        beta_knob: 2.0,
+                        seed,
+                    },
+                )
+                .unwrap(),
+            )
+        })
+        .collect();
+    if let Some(dir) = traces {
+        let train = std::fs::read_to_string(dir.join("summary_train.csv")).unwrap();
+        let power = std::fs::read_to_string(dir.join("summary_power_v100.csv")).unwrap();
+        let trace = Trace::from_csv(&train, &power).unwrap();
+        let job = JobTrace::new(&trace, &Workload::zeus("librispeech").unwrap(), "v100").unwrap();
+        out.extend((1..=3).map(|seed| {
+            digest(
+                &simulate_one_job(
+                    &job,
+                    50,
+                    &SimConfig {
+                        eta_knob: 0.5,
+                        beta_knob: 2.0,
+                        seed,
+                    },
+                )
+                .unwrap(),
+            )
+        }));
+    }
+    out
+}
+
+fn lib_rs(traces: Option<&Path>) -> String {
+    let zeus = match traces {
+        Some(dir) => format!(
+            r#"
+    let train = include_str!({:?});
+    let power = include_str!({:?});
+    let trace = Trace::from_csv(train, power).unwrap();
+    let job = JobTrace::new(&trace, &Workload::zeus("librispeech").unwrap(), "v100").unwrap();
+    for seed in 1..=3u64 {{
+        out.push(digest(&simulate_one_job(&job, 50, &SimConfig {{ eta_knob: 0.5, beta_knob: 2.0, seed }}).unwrap()));
+    }}"#,
+            dir.join("summary_train.csv"),
+            dir.join("summary_power_v100.csv")
+        ),
+        None => String::new(),
+    };
+    format!(
+        r#"use wattwise_core::sim::synthetic::{{synthetic_trace, synthetic_workload, SYNTHETIC_GPU, SYNTHETIC_TRACE_SEED}};
+use wattwise_core::sim::{{simulate_one_job, HistoryEntry, JobTrace, SimConfig, Trace, Workload}};
+{DIGEST_SRC}
+static mut OUT: [u64; 8] = [0; 8];
+
+/// Runs the simulations; returns how many digests `out_ptr` holds.
+#[no_mangle]
+pub extern "C" fn run() -> u32 {{
+    let mut out: Vec<u64> = Vec::new();
+    let job = JobTrace::new(&synthetic_trace(SYNTHETIC_TRACE_SEED), &synthetic_workload(), SYNTHETIC_GPU).unwrap();
+    for seed in 1..=3u64 {{
+        out.push(digest(&simulate_one_job(&job, 60, &SimConfig {{ eta_knob: 0.5, beta_knob: 2.0, seed }}).unwrap()));
+    }}
+    {zeus}
+    let _ = (Trace::default(), Workload::zeus(""));
+    for (i, d) in out.iter().enumerate() {{
+        unsafe {{ OUT[i] = *d; }}
+    }}
+    out.len() as u32
+}}
+
+#[no_mangle]
+pub extern "C" fn out_ptr() -> *const u64 {{
+    core::ptr::addr_of!(OUT) as *const u64
+}}
+"#
+    )
+}
+
+const NODE_JS: &str = r#"
+const fs = require('fs');
+const bytes = fs.readFileSync(process.argv[2]);
+WebAssembly.instantiate(bytes, {}).then(({ instance }) => {
+  const n = instance.exports.run();
+  const view = new BigUint64Array(instance.exports.memory.buffer, instance.exports.out_ptr(), n);
+  console.log(Array.from(view, (x) => x.toString()).join(' '));
+});
+"#;
+
+#[test]
+fn wasm32_histories_are_bit_identical_to_native() {
+    if !has("node", "--version") || !wasm_target_installed() {
+        eprintln!("note: node or the wasm32-unknown-unknown target is missing; skipping the cross-host check");
+        return;
+    }
+    let core_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let traces = core_dir
+        .join("../../shared/traces")
+        .canonicalize()
+        .ok()
+        .filter(|d| d.join("summary_train.csv").exists());
+    let work = std::env::temp_dir().join("wattwise-sim-wasm-check");
+    std::fs::create_dir_all(work.join("src")).unwrap();
+    std::fs::write(
+        work.join("Cargo.toml"),
+        format!(
+            "[package]\nname = \"sim-wasm-check\"\nversion = \"0.0.0\"\nedition = \"2021\"\npublish = false\n\n\
+             [lib]\ncrate-type = [\"cdylib\"]\n\n[dependencies]\nwattwise-core = {{ path = {:?} }}\n\n\
+             [profile.release]\nopt-level = 2\n\n[workspace]\n",
+            core_dir.display().to_string()
+        ),
+    )
+    .unwrap();
+    // Pin the dependency versions to the workspace's.
+    let _ = std::fs::copy(core_dir.join("../Cargo.lock"), work.join("Cargo.lock"));
+    std::fs::write(work.join("src/lib.rs"), lib_rs(traces.as_deref())).unwrap();
+    let build = Command::new(env!("CARGO"))
+        .args([
+            "build",
+            "--release",
+            "--target",
+            "wasm32-unknown-unknown",
+            "--quiet",
+        ])
+        .current_dir(&work)
+        .env("CARGO_TARGET_DIR", work.join("target"))
+        .env_remove("RUSTFLAGS")
+        .output()
+        .expect("cargo runs");
+    assert!(
+        build.status.success(),
+        "wasm32 build failed:\n{}",
+        String::from_utf8_lossy(&build.stderr)
+    );
+    let wasm = work.join("target/wasm32-unknown-unknown/release/sim_wasm_check.wasm");
+    std::fs::write(work.join("run.js"), NODE_JS).unwrap();
+    let run = Command::new("node")
+        .arg(work.join("run.js"))
+        .arg(&wasm)
+        .output()
+        .expect("node runs");
+    assert!(
+        run.status.success(),
+        "node failed:\n{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let wasm_digests: Vec<u64> = String::from_utf8_lossy(&run.stdout)
+        .split_whitespace()
+        .map(|d| d.parse().unwrap())
+        .collect();
+    let native = native_digests(traces.as_deref());
+    assert_eq!(wasm_digests.len(), native.len());
+    assert_eq!(wasm_digests, native, "wasm32 and native histories differ");
+    eprintln!(
+        "{} simulations bit-identical on wasm32 and native: {native:x?}",
+        native.len()
+    );
+}
