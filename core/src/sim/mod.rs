@@ -25,7 +25,7 @@ pub use report::SimReport;
 pub use simulator::{
     simulate_one_alibaba_group, simulate_one_job, GroupJob, HistoryEntry, SimConfig,
 };
-pub use trace::{Trace, TraceError};
+pub use trace::{group_jobs, parse_groups, GroupRow, Trace, TraceError};
 pub use workload::{JobTrace, Workload};
 
 use crate::optimizer::OptimizerError;

@@ -399,6 +399,81 @@ pub fn parse_power(text: &str) -> Result<Vec<PowerRow>, TraceError> {
     Ok(out)
 }
 
+/// One row of the Alibaba group trace: a submission of a recurring job.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct GroupRow {
+    /// Group id (one recurring job in the Alibaba trace).
+    pub group: String,
+    /// Submission time in seconds.
+    pub start_time: f64,
+    /// End time in seconds.
+    pub end_time: f64,
+    /// The Zeus dataset mapped to this job.
+    pub dataset: String,
+    /// This job's runtime over the mean runtime of its dataset's jobs.
+    pub runtime_ratio: f64,
+}
+
+/// The columns of the Alibaba group trace.
+pub const GROUP_COLUMNS: [&str; 5] = [
+    "group",
+    "start_time",
+    "end_time",
+    "dataset",
+    "runtime_ratio",
+];
+
+/// Parses the Alibaba group trace (`alibaba_groups.csv`). Every row needs
+/// `end_time >= start_time` and a runtime ratio >= 0.
+pub fn parse_groups(text: &str) -> Result<Vec<GroupRow>, TraceError> {
+    let t = Table::parse("group", text, &GROUP_COLUMNS)?;
+    let group = col(&t, "group")?;
+    let start_time = col(&t, "start_time")?;
+    let end_time = col(&t, "end_time")?;
+    let dataset = col(&t, "dataset")?;
+    let runtime_ratio = col(&t, "runtime_ratio")?;
+    let mut out = Vec::with_capacity(t.rows.len());
+    for (line, cells) in &t.rows {
+        let line = *line;
+        let row = GroupRow {
+            group: t.text(line, cells, group)?,
+            start_time: t.finite(line, cells, start_time)?,
+            end_time: t.finite(line, cells, end_time)?,
+            dataset: t.text(line, cells, dataset)?,
+            runtime_ratio: t.finite(line, cells, runtime_ratio)?,
+        };
+        if row.end_time < row.start_time {
+            return Err(t.bad(line, "end_time", cells[end_time.0], "must be >= start_time"));
+        }
+        if row.runtime_ratio < 0.0 {
+            return Err(t.bad(
+                line,
+                "runtime_ratio",
+                cells[runtime_ratio.0],
+                "must be >= 0",
+            ));
+        }
+        out.push(row);
+    }
+    Ok(out)
+}
+
+/// The submissions of one group, sorted by start time (stable), ready for
+/// [`simulate_one_alibaba_group`](super::simulator::simulate_one_alibaba_group).
+pub fn group_jobs(rows: &[GroupRow], group: &str) -> Vec<super::simulator::GroupJob> {
+    let mut jobs: Vec<super::simulator::GroupJob> = rows
+        .iter()
+        .filter(|r| r.group == group)
+        .map(|r| super::simulator::GroupJob {
+            start_time: r.start_time,
+            end_time: r.end_time,
+            runtime_ratio: r.runtime_ratio,
+        })
+        .collect();
+    jobs.sort_by(|a, b| a.start_time.total_cmp(&b.start_time));
+    jobs
+}
+
 /// A train trace and a power trace (one GPU), parsed.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Trace {
@@ -591,6 +666,28 @@ d,n,32,adam,300,6.0,95.0
             ),
             "{e:?}"
         );
+    }
+
+    #[test]
+    fn group_trace_parses_and_sorts() {
+        let text = "group,start_time,end_time,dataset,runtime_ratio\n\
+                    g1,100.0,200.0,squad,1.5\n\
+                    g2,0.0,10.0,imagenet,1.0\n\
+                    g1,50.0,60.0,squad,0.5\n";
+        let rows = parse_groups(text).unwrap();
+        assert_eq!(rows.len(), 3);
+        let jobs = group_jobs(&rows, "g1");
+        assert_eq!(jobs.len(), 2);
+        assert_eq!(jobs[0].start_time, 50.0);
+        assert_eq!(jobs[1].runtime_ratio, 1.5);
+        let bad = text.replace("g2,0.0,10.0", "g2,20.0,10.0");
+        let e = parse_groups(&bad).unwrap_err().to_string();
+        assert!(e.contains("line 3, column `end_time`"), "{e}");
+        let bad = text.replace("1.5", "x");
+        assert!(parse_groups(&bad)
+            .unwrap_err()
+            .to_string()
+            .contains("column `runtime_ratio`"));
     }
 
     #[test]
