@@ -4,7 +4,8 @@
 //! traces (`--train` and `--power`, or `--traces DIR --gpu GPU`) it runs one
 //! workload of them; the six Zeus workloads need only `--dataset`. `--seed` and
 //! `--eta` take lists (`1-5`, `0.25,0.5`): each combination is one simulation,
-//! with a progress bar on a terminal.
+//! with a progress bar on a terminal. `--groups FILE` simulates one group of the
+//! Alibaba trace (overlapping submissions) instead.
 
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -13,7 +14,10 @@ use anyhow::{bail, Context};
 use wattwise_core::sim::synthetic::{
     synthetic_trace, synthetic_workload, SYNTHETIC_GPU, SYNTHETIC_TRACE_SEED,
 };
-use wattwise_core::sim::{JobTrace, SimConfig, SimReport, Trace, Workload};
+use wattwise_core::sim::{
+    group_jobs, parse_groups, simulate_one_alibaba_group, JobTrace, SimConfig, SimReport, Trace,
+    Workload,
+};
 
 /// Output formats.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -71,6 +75,13 @@ pub struct SimulateArgs {
     /// Beta: early stop above beta x min cost (`inf` disables).
     #[arg(long, default_value_t = 2.0)]
     pub beta: f64,
+    /// Alibaba group trace CSV (group,start_time,end_time,dataset,runtime_ratio): simulate
+    /// one group's overlapping submissions instead of sequential recurrences.
+    #[arg(long, value_name = "FILE")]
+    pub groups: Option<PathBuf>,
+    /// The group to simulate (default: the first group of the workload's dataset).
+    #[arg(long, requires = "groups")]
+    pub group: Option<String>,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
@@ -250,6 +261,9 @@ pub fn run_to(args: SimulateArgs, out: &mut impl Write) -> anyhow::Result<()> {
         bail!("--beta must be > 0 (or inf to disable early stopping)");
     }
     let job = load_job(&args)?;
+    if let Some(path) = &args.groups {
+        return run_group(&args, &job, path, seeds[0], etas[0], out);
+    }
     let runs: Vec<SimConfig> = etas
         .iter()
         .flat_map(|&eta_knob| {
@@ -303,6 +317,110 @@ pub fn run_to(args: SimulateArgs, out: &mut impl Write) -> anyhow::Result<()> {
         (Format::Csv, _) => write_sweep_csv(out, &reports)?,
         (Format::Table, 1) => write_table(out, &job, &reports[0])?,
         (Format::Table, _) => write_sweep_table(out, &job, &reports)?,
+    }
+    writeln!(out)?;
+    Ok(())
+}
+
+/// Simulates one Alibaba group and prints its runs.
+fn run_group(
+    args: &SimulateArgs,
+    job: &JobTrace,
+    path: &Path,
+    seed: u64,
+    eta_knob: f64,
+    out: &mut impl Write,
+) -> anyhow::Result<()> {
+    let rows = parse_groups(&read(path)?)?;
+    let group = match &args.group {
+        Some(g) => g.clone(),
+        None => match rows.iter().find(|r| r.dataset == job.workload.dataset) {
+            Some(r) => r.group.clone(),
+            None => bail!(
+                "{} has no group of dataset {}",
+                path.display(),
+                job.workload.dataset
+            ),
+        },
+    };
+    let jobs = group_jobs(&rows, &group);
+    if jobs.is_empty() {
+        bail!("{} has no group {group:?}", path.display());
+    }
+    let cfg = SimConfig {
+        eta_knob,
+        beta_knob: args.beta,
+        seed,
+    };
+    let history = simulate_one_alibaba_group(job, &jobs, &cfg)
+        .with_context(|| format!("simulating group {group} of {}", job.workload.name()))?;
+    match args.format {
+        Format::Json => {
+            let doc = serde_json::json!({
+                "workload": job.workload, "gpu": job.gpu, "group": group, "config": cfg,
+                "submissions": jobs.len(), "history": history,
+                "energy": history.iter().map(|h| h.energy).sum::<f64>(),
+                "time": history.iter().map(|h| h.time).sum::<f64>(),
+            });
+            serde_json::to_writer_pretty(&mut *out, &doc).map_err(std::io::Error::from)?;
+        }
+        Format::Csv => {
+            writeln!(
+                out,
+                "submission,batch_size,power_limit,energy,time,reached,cost"
+            )?;
+            for h in &history {
+                writeln!(
+                    out,
+                    "{},{},{},{},{},{},{}",
+                    h.recurrence + 1,
+                    h.batch_size,
+                    h.power_limit,
+                    h.energy,
+                    h.time,
+                    h.reached,
+                    h.cost
+                )?;
+            }
+        }
+        Format::Table => {
+            writeln!(
+                out,
+                "wattwise simulate: group {group} ({} submissions) of {} on {}, eta {}, beta {}, seed {}\n",
+                jobs.len(),
+                job.workload.name(),
+                job.gpu,
+                eta_knob,
+                args.beta,
+                seed
+            )?;
+            writeln!(
+                out,
+                "{:>10} {:>6} {:>5} {:>8} {:>12} {:>10}",
+                "submission", "bs", "pl W", "reached", "energy", "time"
+            )?;
+            for h in &history {
+                writeln!(
+                    out,
+                    "{:>10} {:>6} {:>5} {:>8} {:>12} {:>10}",
+                    h.recurrence + 1,
+                    h.batch_size,
+                    h.power_limit,
+                    if h.reached { "yes" } else { "no" },
+                    joules(h.energy),
+                    duration(h.time)
+                )?;
+            }
+            let energy: f64 = history.iter().map(|h| h.energy).sum();
+            let time: f64 = history.iter().map(|h| h.time).sum();
+            writeln!(
+                out,
+                "\n{} runs, energy {}, time {}",
+                history.len(),
+                joules(energy),
+                duration(time)
+            )?;
+        }
     }
     writeln!(out)?;
     Ok(())
@@ -661,6 +779,34 @@ mod tests {
             text.contains("48 @ 150"),
             "the oracle of librispeech on V100: {text}"
         );
+    }
+
+    #[test]
+    fn alibaba_group_from_a_file() {
+        let path = std::env::temp_dir().join(format!("wattwise-groups-{}.csv", std::process::id()));
+        std::fs::write(
+            &path,
+            "group,start_time,end_time,dataset,runtime_ratio\n\
+             g,0,1000,synthetic,1.0\ng,500,1500,synthetic,2.0\ng,3000,3600,synthetic,0.5\n",
+        )
+        .unwrap();
+        let p = path.to_str().unwrap();
+        let text = output(&["--groups", p]).unwrap();
+        assert!(text.contains("group g (3 submissions)"), "{text}");
+        let v: serde_json::Value =
+            serde_json::from_str(&output(&["--groups", p, "--format", "json"]).unwrap()).unwrap();
+        let reached = v["history"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|h| h["reached"] == true)
+            .count();
+        assert_eq!(reached, 3);
+        let e = output(&["--groups", p, "--group", "nope"])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("no group"), "{e}");
+        std::fs::remove_file(&path).unwrap();
     }
 
     #[test]
