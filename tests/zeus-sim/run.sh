@@ -9,6 +9,7 @@
 #
 # Installs what is missing, once: a venv with zeus==0.16.0 under ~/.cache (override with
 # ZEUS_VENV). Traces: ../shared/traces beside the repository (override with TRACES).
+# SEEDS=N compares over seeds 1..N instead of 1..5.
 set -euo pipefail
 
 mode="${1:-compare}"
@@ -16,6 +17,7 @@ here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
 traces="${TRACES:-$root/../shared/traces}"
 venv="${ZEUS_VENV:-$HOME/.cache/wattwise-zeus-venv}"
+nseeds="${SEEDS:-5}"
 
 if [ ! -f "$traces/summary_train.csv" ]; then
     echo "zeus-sim: no traces at $traces (set TRACES)" >&2
@@ -42,14 +44,14 @@ compare)
     zeus_json="$(mktemp)"
     ours_json="$(mktemp)"
     trap 'rm -f "$zeus_json" "$ours_json"' EXIT
-    "$py" "$here/zeus_sim.py" compare --traces "$traces" --seeds 1,2,3,4,5 --recurrences 50 --eta 0.5 --beta 2.0 \
+    "$py" "$here/zeus_sim.py" compare --traces "$traces" --seeds "$(seq -s, 1 "$nseeds")" --recurrences 50 --eta 0.5 --beta 2.0 \
         >"$zeus_json" 2>/dev/null
     echo "{" >"$ours_json"
     first=1
     for gpu in a40 v100 p100 rtx6000; do
         for dataset in cifar100 imagenet librispeech movielens-1m squad sentiment140; do
             mean="$("$bin" simulate --traces "$traces" --gpu "$gpu" --dataset "$dataset" \
-                --recurrences 50 --seed 1-5 --eta 0.5 --beta 2.0 --format csv |
+                --recurrences 50 --seed "1-$nseeds" --eta 0.5 --beta 2.0 --format csv |
                 awk -F, 'NR > 1 && NF > 5 { s += $6; n++ } END { printf "%.6f", s / n }')"
             [ "$first" = 1 ] || echo "," >>"$ours_json"
             first=0
