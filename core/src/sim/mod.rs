@@ -65,6 +65,14 @@ pub enum SimError {
         /// The target metric.
         target_metric: f64,
     },
+    /// No run of any batch size reaches the target within `max_epochs`.
+    #[error("no run of the trace reaches target {target_metric} within {max_epochs} epochs at any batch size")]
+    Unreachable {
+        /// The target metric.
+        target_metric: f64,
+        /// The workload's max epochs.
+        max_epochs: u32,
+    },
     /// A batch size is not in the job's trace.
     #[error("batch size {0} is not in the trace of this workload")]
     UnknownBatchSize(u32),
