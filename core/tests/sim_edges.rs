@@ -302,3 +302,130 @@ fn alibaba_group_overlapping_submissions() {
         Err(SimError::BadGroupRow { row: 2 })
     ));
 }
+
+mod parse_never_panics {
+    use proptest::prelude::*;
+    use wattwise_core::sim::trace::{parse_groups, parse_power, parse_train};
+
+    fn csvish() -> impl Strategy<Value = String> {
+        // Headers that parse, then rows of random cells.
+        let cell = prop::sample::select(vec![
+            "",
+            "nan",
+            "0",
+            "-1",
+            "8",
+            "1e309",
+            "0.5",
+            "x",
+            "cifar100",
+            "\"q\"",
+            "1.5",
+            "4294967296",
+            "NaN",
+            "inf",
+        ]);
+        let row = prop::collection::vec(cell, 0..10).prop_map(|c| c.join(","));
+        let header = prop::sample::select(vec![
+            "dataset,network,batch_size,optimizer,learning_rate,run,target_metric,target_epoch",
+            "dataset,network,batch_size,optimizer,power_limit,time_per_epoch,average_power",
+            "group,start_time,end_time,dataset,runtime_ratio",
+            "",
+            "a,b",
+        ]);
+        (header, prop::collection::vec(row, 0..6))
+            .prop_map(|(h, rows)| format!("{h}\n{}", rows.join("\n")))
+    }
+
+    proptest! {
+        #[test]
+        fn parsers_return_errors_instead_of_panicking(text in csvish(), raw in "\\PC{0,200}") {
+            let _ = parse_train(&text);
+            let _ = parse_power(&text);
+            let _ = parse_groups(&text);
+            let _ = parse_train(&raw);
+            let _ = parse_power(&raw);
+            let _ = parse_groups(&raw);
+        }
+    }
+}
+
+mod simulate_never_panics {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn small_trace(
+    ) -> impl Strategy<Value = (Vec<(u32, Vec<Option<f64>>)>, Vec<(u32, u32, f64, f64)>)> {
+        let sizes = prop::sample::subsequence(vec![4u32, 8, 16, 32], 1..=4);
+        sizes.prop_flat_map(|sizes| {
+            let paths = sizes
+                .iter()
+                .map(|&bs| {
+                    prop::collection::vec(
+                        prop::option::weighted(0.7, 1.0f64..15.0).prop_map(|e| e.map(f64::ceil)),
+                        1..4,
+                    )
+                    .prop_map(move |e| (bs, e))
+                })
+                .collect::<Vec<_>>();
+            let power = sizes
+                .iter()
+                .map(|&bs| {
+                    prop::collection::vec(
+                        (
+                            prop::sample::select(vec![100u32, 150, 200]),
+                            0.1f64..100.0,
+                            10.0f64..300.0,
+                        ),
+                        1..3,
+                    )
+                    .prop_map(move |v| {
+                        let mut seen = Vec::new();
+                        v.into_iter()
+                            .filter(|(pl, _, _)| {
+                                let fresh = !seen.contains(pl);
+                                seen.push(*pl);
+                                fresh
+                            })
+                            .map(|(pl, t, w)| (bs, pl, t, w))
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect::<Vec<_>>();
+            (
+                paths,
+                power.prop_map(|v| v.into_iter().flatten().collect::<Vec<_>>()),
+            )
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(200))]
+        #[test]
+        fn any_small_trace_simulates_or_errs(
+            (paths, power) in small_trace(),
+            default_pick in 0usize..4,
+            eta in 0.0f64..=1.0,
+            beta in prop::sample::select(vec![1.0, 1.5, 2.0, 5.0, f64::INFINITY]),
+            seed in 0u64..1000,
+            recurrences in 1u32..40,
+        ) {
+            let refs: Vec<(u32, &[Option<f64>])> = paths.iter().map(|(b, e)| (*b, e.as_slice())).collect();
+            let trace = tiny(&refs, &power);
+            let default = paths[default_pick % paths.len()].0;
+            let job = JobTrace::new(&trace, &workload(default, 10), "g").unwrap();
+            let cfg = SimConfig { eta_knob: eta, beta_knob: beta, seed };
+            if let Ok(history) = simulate_one_job(&job, recurrences, &cfg) {
+                prop_assert_eq!(history.iter().filter(|h| h.reached).count(), recurrences as usize);
+                prop_assert!(history.iter().all(|h| h.energy > 0.0 && h.time > 0.0 && h.cost.is_finite()));
+                prop_assert_eq!(history.last().unwrap().recurrence, recurrences - 1);
+            }
+            let group: Vec<GroupJob> = (0..recurrences)
+                .map(|k| GroupJob { start_time: k as f64 * 50.0, end_time: k as f64 * 50.0 + 120.0, runtime_ratio: 1.0 })
+                .collect();
+            if let Ok(history) = simulate_one_alibaba_group(&job, &group, &cfg) {
+                prop_assert_eq!(history.iter().filter(|h| h.reached).count(), recurrences as usize);
+            }
+        }
+    }
+}

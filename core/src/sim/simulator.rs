@@ -306,7 +306,7 @@ pub fn simulate_one_job(
     cfg.validate()?;
     let mut engine = Engine::new(job, *cfg);
     let mut state = engine.new_state()?;
-    let mut history = Vec::with_capacity(recurrences as usize * 2);
+    let mut history = Vec::with_capacity(recurrences.min(1 << 16) as usize * 2);
     let mut min_cost = f64::INFINITY;
     // A virtual clock: the simulated time so far, in ms, for the trials' timestamps.
     let mut clock_s = 0.0f64;
@@ -428,7 +428,7 @@ pub fn simulate_one_alibaba_group(
         engine,
         state,
         running: Vec::new(),
-        history: Vec::with_capacity(group.len() * 2),
+        history: Vec::with_capacity(group.len().min(1 << 16) * 2),
         min_cost: f64::INFINITY,
         launches: 0,
         max_launches: group.len() as u64 * MAX_TRIES as u64,
