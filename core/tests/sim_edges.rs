@@ -354,8 +354,10 @@ mod simulate_never_panics {
     use super::*;
     use proptest::prelude::*;
 
-    fn small_trace(
-    ) -> impl Strategy<Value = (Vec<(u32, Vec<Option<f64>>)>, Vec<(u32, u32, f64, f64)>)> {
+    /// Paths per batch size, and power rows (batch size, limit, time per epoch, power).
+    type SmallTrace = (Vec<(u32, Vec<Option<f64>>)>, Vec<(u32, u32, f64, f64)>);
+
+    fn small_trace() -> impl Strategy<Value = SmallTrace> {
         let sizes = prop::sample::subsequence(vec![4u32, 8, 16, 32], 1..=4);
         sizes.prop_flat_map(|sizes| {
             let paths = sizes
