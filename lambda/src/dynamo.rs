@@ -1,0 +1,514 @@
+//! The Lambda function's store: one DynamoDB table.
+//!
+//! Key schema (both keys strings):
+//! - partition key `job_id`;
+//! - sort key `item`: `"job"` for the job document, `"trial#<20-digit trial number>"`
+//!   for each archived trial record (zero-padded so they sort in trial order).
+//!
+//! The document item holds `version` (number) and `doc` (the JSON job document);
+//! a trial item holds `record` (the JSON trial). A create is a PutItem on
+//! `attribute_not_exists(job_id)`, a replace a PutItem on `version = :expected`;
+//! when trials leave the document, the document and up to 99 trial items go in one
+//! `TransactWriteItems` (more trials are written first, then the transaction).
+//! Reads are strongly consistent. Endpoint, region and credentials come from the
+//! standard AWS environment (`AWS_ENDPOINT_URL`, `AWS_REGION`, ...).
+
+use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, TransactWriteItem, WriteRequest};
+use aws_sdk_dynamodb::Client;
+use wattwise_core::job::JobState;
+use wattwise_core::service::{Saved, Store, Stored};
+use wattwise_core::trial::Trial;
+
+/// The partition key's name.
+pub const PARTITION_KEY: &str = "job_id";
+/// The sort key's name.
+pub const SORT_KEY: &str = "item";
+/// The sort key value of a job document.
+pub const DOC_ITEM: &str = "job";
+/// The sort key prefix of an archived trial.
+pub const TRIAL_PREFIX: &str = "trial#";
+
+/// Items per `TransactWriteItems` (DynamoDB's limit is 100; one is the document).
+const TRANSACT_TRIALS: usize = 99;
+/// Items per `BatchWriteItem`.
+const BATCH_WRITE: usize = 25;
+
+/// What can go wrong in the DynamoDB store.
+#[derive(Debug, thiserror::Error)]
+pub enum DynamoError {
+    /// A DynamoDB call failed.
+    #[error("dynamodb {operation}: {message}")]
+    Call {
+        /// The operation.
+        operation: &'static str,
+        /// The service's or the transport's message.
+        message: String,
+    },
+    /// A stored item did not have the expected shape.
+    #[error("stored item of job {job_id:?} is not valid: {why}")]
+    Corrupt {
+        /// The job.
+        job_id: String,
+        /// What was wrong.
+        why: String,
+    },
+    /// A document could not be written as JSON.
+    #[error("cannot encode job document: {0}")]
+    Encode(serde_json::Error),
+}
+
+fn call_error<E: ProvideErrorMetadata + std::fmt::Debug>(
+    operation: &'static str,
+    e: &SdkError<E>,
+) -> DynamoError {
+    let message = match e {
+        SdkError::ServiceError(s) => {
+            let err = s.err();
+            format!(
+                "{}: {}",
+                err.code().unwrap_or("error"),
+                err.message().unwrap_or("")
+            )
+        }
+        other => format!("{other}"),
+    };
+    DynamoError::Call { operation, message }
+}
+
+/// The DynamoDB store over one table.
+#[derive(Clone, Debug)]
+pub struct DynamoStore {
+    client: Client,
+    table: String,
+}
+
+fn trial_key(trial_number: u64) -> String {
+    format!("{TRIAL_PREFIX}{trial_number:020}")
+}
+
+impl DynamoStore {
+    /// A store over `table` with a ready client.
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        DynamoStore {
+            client,
+            table: table.into(),
+        }
+    }
+
+    /// A store over `table` with a client configured from the standard AWS
+    /// environment (HTTPS through rustls with ring).
+    pub async fn from_env(table: impl Into<String>) -> Self {
+        use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
+        let http = aws_smithy_http_client::Builder::new()
+            .tls_provider(Provider::Rustls(CryptoMode::Ring))
+            .build_https();
+        let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .http_client(http)
+            .load()
+            .await;
+        DynamoStore::new(Client::new(&config), table)
+    }
+
+    /// The table's name.
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
+    /// The client.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// Creates the table (pay per request) with wattwise's key schema; for tests
+    /// and first deployments. Succeeds if it exists already.
+    pub async fn create_table(&self) -> Result<(), DynamoError> {
+        use aws_sdk_dynamodb::types::{
+            AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+        };
+        let attr = |name: &str| {
+            AttributeDefinition::builder()
+                .attribute_name(name)
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .expect("name and type are set")
+        };
+        let key = |name: &str, kind: KeyType| {
+            KeySchemaElement::builder()
+                .attribute_name(name)
+                .key_type(kind)
+                .build()
+                .expect("name and type are set")
+        };
+        let out = self
+            .client
+            .create_table()
+            .table_name(&self.table)
+            .attribute_definitions(attr(PARTITION_KEY))
+            .attribute_definitions(attr(SORT_KEY))
+            .key_schema(key(PARTITION_KEY, KeyType::Hash))
+            .key_schema(key(SORT_KEY, KeyType::Range))
+            .billing_mode(BillingMode::PayPerRequest)
+            .send()
+            .await;
+        match out {
+            Ok(_) => Ok(()),
+            Err(e) if e.code() == Some("ResourceInUseException") => Ok(()),
+            Err(e) => Err(call_error("CreateTable", &e)),
+        }
+    }
+
+    fn doc_key(&self, job_id: &str) -> [(String, AttributeValue); 2] {
+        [
+            (PARTITION_KEY.into(), AttributeValue::S(job_id.into())),
+            (SORT_KEY.into(), AttributeValue::S(DOC_ITEM.into())),
+        ]
+    }
+
+    fn trial_put(&self, job_id: &str, t: &Trial) -> Result<Put, DynamoError> {
+        let record = serde_json::to_string(t).map_err(DynamoError::Encode)?;
+        Put::builder()
+            .table_name(&self.table)
+            .item(PARTITION_KEY, AttributeValue::S(job_id.into()))
+            .item(SORT_KEY, AttributeValue::S(trial_key(t.trial_number)))
+            .item("record", AttributeValue::S(record))
+            .build()
+            .map_err(|e| DynamoError::Corrupt {
+                job_id: job_id.into(),
+                why: e.to_string(),
+            })
+    }
+
+    /// The document's conditional Put.
+    fn doc_put(
+        &self,
+        job_id: &str,
+        state: &JobState,
+        expected_version: Option<u64>,
+    ) -> Result<Put, DynamoError> {
+        let doc = serde_json::to_string(state).map_err(DynamoError::Encode)?;
+        let new_version = expected_version.unwrap_or(0).saturating_add(1);
+        let mut put = Put::builder()
+            .table_name(&self.table)
+            .item(PARTITION_KEY, AttributeValue::S(job_id.into()))
+            .item(SORT_KEY, AttributeValue::S(DOC_ITEM.into()))
+            .item("version", AttributeValue::N(new_version.to_string()))
+            .item("doc", AttributeValue::S(doc));
+        put = match expected_version {
+            None => put.condition_expression("attribute_not_exists(#pk)"),
+            Some(v) => put
+                .condition_expression("#v = :expected")
+                .expression_attribute_names("#v", "version")
+                .expression_attribute_values(":expected", AttributeValue::N(v.to_string())),
+        };
+        if expected_version.is_none() {
+            put = put.expression_attribute_names("#pk", PARTITION_KEY);
+        }
+        put.build().map_err(|e| DynamoError::Corrupt {
+            job_id: job_id.into(),
+            why: e.to_string(),
+        })
+    }
+
+    /// Writes trial items outside a transaction, 25 at a time, retrying unprocessed ones.
+    async fn batch_put_trials(&self, job_id: &str, trials: &[Trial]) -> Result<(), DynamoError> {
+        for chunk in trials.chunks(BATCH_WRITE) {
+            let requests = chunk
+                .iter()
+                .map(|t| {
+                    let put = self.trial_put(job_id, t)?;
+                    let req = aws_sdk_dynamodb::types::PutRequest::builder()
+                        .set_item(Some(put.item().clone()))
+                        .build()
+                        .map_err(|e| DynamoError::Corrupt {
+                            job_id: job_id.into(),
+                            why: e.to_string(),
+                        })?;
+                    Ok(WriteRequest::builder().put_request(req).build())
+                })
+                .collect::<Result<Vec<_>, DynamoError>>()?;
+            self.batch_write(requests).await?;
+        }
+        Ok(())
+    }
+
+    async fn batch_write(&self, mut requests: Vec<WriteRequest>) -> Result<(), DynamoError> {
+        for attempt in 0..16u32 {
+            if requests.is_empty() {
+                return Ok(());
+            }
+            if attempt > 0 {
+                tokio::time::sleep(std::time::Duration::from_millis(10 << attempt.min(6))).await;
+            }
+            let out = self
+                .client
+                .batch_write_item()
+                .request_items(&self.table, requests)
+                .send()
+                .await
+                .map_err(|e| call_error("BatchWriteItem", &e))?;
+            requests = out
+                .unprocessed_items
+                .and_then(|mut m| m.remove(&self.table))
+                .unwrap_or_default();
+        }
+        Err(DynamoError::Call {
+            operation: "BatchWriteItem",
+            message: "items stayed unprocessed".into(),
+        })
+    }
+
+    async fn trial_keys(&self, job_id: &str) -> Result<Vec<String>, DynamoError> {
+        let mut keys = Vec::new();
+        let mut start = None;
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("#pk = :job AND begins_with(#sk, :prefix)")
+                .expression_attribute_names("#pk", PARTITION_KEY)
+                .expression_attribute_names("#sk", SORT_KEY)
+                .expression_attribute_values(":job", AttributeValue::S(job_id.into()))
+                .expression_attribute_values(":prefix", AttributeValue::S(TRIAL_PREFIX.into()))
+                .projection_expression("#sk")
+                .consistent_read(true)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| call_error("Query", &e))?;
+            for item in out.items() {
+                if let Some(AttributeValue::S(k)) = item.get(SORT_KEY) {
+                    keys.push(k.clone());
+                }
+            }
+            start = out.last_evaluated_key;
+            if start.is_none() {
+                return Ok(keys);
+            }
+        }
+    }
+}
+
+fn is_conditional_failure<E: ProvideErrorMetadata>(e: &SdkError<E>) -> bool {
+    matches!(
+        e.code(),
+        Some("ConditionalCheckFailedException") | Some("TransactionConflictException")
+    )
+}
+
+impl Store for DynamoStore {
+    type Error = DynamoError;
+
+    async fn load(&self, job_id: &str) -> Result<Option<Stored>, DynamoError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(self.doc_key(job_id).into_iter().collect()))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| call_error("GetItem", &e))?;
+        let Some(item) = out.item else {
+            return Ok(None);
+        };
+        let corrupt = |why: String| DynamoError::Corrupt {
+            job_id: job_id.into(),
+            why,
+        };
+        let version = match item.get("version") {
+            Some(AttributeValue::N(n)) => n
+                .parse::<u64>()
+                .map_err(|e| corrupt(format!("version: {e}")))?,
+            _ => return Err(corrupt("version: missing or not a number".into())),
+        };
+        let state = match item.get("doc") {
+            Some(AttributeValue::S(doc)) => {
+                serde_json::from_str(doc).map_err(|e| corrupt(format!("doc: {e}")))?
+            }
+            _ => return Err(corrupt("doc: missing or not a string".into())),
+        };
+        Ok(Some(Stored { state, version }))
+    }
+
+    async fn save(
+        &self,
+        job_id: &str,
+        state: &JobState,
+        expected_version: Option<u64>,
+        archive: &[Trial],
+    ) -> Result<Saved, DynamoError> {
+        let doc = self.doc_put(job_id, state, expected_version)?;
+        if archive.is_empty() {
+            let out = self
+                .client
+                .put_item()
+                .table_name(&self.table)
+                .set_item(Some(doc.item().clone()))
+                .set_condition_expression(doc.condition_expression().map(str::to_string))
+                .set_expression_attribute_names(doc.expression_attribute_names().cloned())
+                .set_expression_attribute_values(doc.expression_attribute_values().cloned())
+                .send()
+                .await;
+            return match out {
+                Ok(_) => Ok(Saved::Ok),
+                Err(e) if is_conditional_failure(&e) => Ok(Saved::Conflict),
+                Err(e) => Err(call_error("PutItem", &e)),
+            };
+        }
+        // Trials beyond one transaction go first: idempotent by key, harmless on conflict.
+        let (early, together) = archive.split_at(archive.len().saturating_sub(TRANSACT_TRIALS));
+        self.batch_put_trials(job_id, early).await?;
+        let mut items = vec![TransactWriteItem::builder().put(doc).build()];
+        for t in together {
+            items.push(
+                TransactWriteItem::builder()
+                    .put(self.trial_put(job_id, t)?)
+                    .build(),
+            );
+        }
+        let out = self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(items))
+            .send()
+            .await;
+        match out {
+            Ok(_) => Ok(Saved::Ok),
+            Err(e) => {
+                let conflict = e.code() == Some("TransactionCanceledException")
+                    && e.as_service_error()
+                        .map(|s| match s {
+                            TransactWriteItemsError::TransactionCanceledException(c) => {
+                                c.cancellation_reasons().iter().any(|r| {
+                                    matches!(
+                                        r.code(),
+                                        Some("ConditionalCheckFailed")
+                                            | Some("TransactionConflict")
+                                    )
+                                })
+                            }
+                            _ => false,
+                        })
+                        .unwrap_or(false);
+                if conflict || is_conditional_failure(&e) {
+                    Ok(Saved::Conflict)
+                } else {
+                    Err(call_error("TransactWriteItems", &e))
+                }
+            }
+        }
+    }
+
+    async fn delete(&self, job_id: &str, expected_version: u64) -> Result<Saved, DynamoError> {
+        let del = Delete::builder()
+            .table_name(&self.table)
+            .set_key(Some(self.doc_key(job_id).into_iter().collect()))
+            .condition_expression("#v = :expected")
+            .expression_attribute_names("#v", "version")
+            .expression_attribute_values(
+                ":expected",
+                AttributeValue::N(expected_version.to_string()),
+            )
+            .build()
+            .map_err(|e| DynamoError::Corrupt {
+                job_id: job_id.into(),
+                why: e.to_string(),
+            })?;
+        let out = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .set_key(Some(del.key().clone()))
+            .set_condition_expression(del.condition_expression().map(str::to_string))
+            .set_expression_attribute_names(del.expression_attribute_names().cloned())
+            .set_expression_attribute_values(del.expression_attribute_values().cloned())
+            .send()
+            .await;
+        match out {
+            Ok(_) => {}
+            Err(e) if is_conditional_failure(&e) => return Ok(Saved::Conflict),
+            Err(e) => return Err(call_error("DeleteItem", &e)),
+        }
+        // The document is gone; now its trial records.
+        let keys = self.trial_keys(job_id).await?;
+        for chunk in keys.chunks(BATCH_WRITE) {
+            let requests = chunk
+                .iter()
+                .map(|k| {
+                    let req = aws_sdk_dynamodb::types::DeleteRequest::builder()
+                        .key(PARTITION_KEY, AttributeValue::S(job_id.into()))
+                        .key(SORT_KEY, AttributeValue::S(k.clone()))
+                        .build()
+                        .map_err(|e| DynamoError::Corrupt {
+                            job_id: job_id.into(),
+                            why: e.to_string(),
+                        })?;
+                    Ok(WriteRequest::builder().delete_request(req).build())
+                })
+                .collect::<Result<Vec<_>, DynamoError>>()?;
+            self.batch_write(requests).await?;
+        }
+        Ok(Saved::Ok)
+    }
+
+    async fn archived_trials(&self, job_id: &str) -> Result<Vec<Trial>, DynamoError> {
+        let mut trials = Vec::new();
+        let mut start = None;
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("#pk = :job AND begins_with(#sk, :prefix)")
+                .expression_attribute_names("#pk", PARTITION_KEY)
+                .expression_attribute_names("#sk", SORT_KEY)
+                .expression_attribute_values(":job", AttributeValue::S(job_id.into()))
+                .expression_attribute_values(":prefix", AttributeValue::S(TRIAL_PREFIX.into()))
+                .consistent_read(true)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| call_error("Query", &e))?;
+            for item in out.items() {
+                match item.get("record") {
+                    Some(AttributeValue::S(r)) => {
+                        trials.push(serde_json::from_str(r).map_err(|e| DynamoError::Corrupt {
+                            job_id: job_id.into(),
+                            why: format!("record: {e}"),
+                        })?)
+                    }
+                    _ => {
+                        return Err(DynamoError::Corrupt {
+                            job_id: job_id.into(),
+                            why: "record: missing or not a string".into(),
+                        })
+                    }
+                }
+            }
+            start = out.last_evaluated_key;
+            if start.is_none() {
+                return Ok(trials);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trial_keys_sort_in_trial_order() {
+        let mut keys: Vec<String> = [10u64, 2, 1000, 1].iter().map(|n| trial_key(*n)).collect();
+        keys.sort();
+        assert_eq!(
+            keys,
+            vec![trial_key(1), trial_key(2), trial_key(10), trial_key(1000)]
+        );
+        assert!(trial_key(u64::MAX).starts_with(TRIAL_PREFIX));
+        assert_eq!(trial_key(u64::MAX).len(), TRIAL_PREFIX.len() + 20);
+    }
+}
