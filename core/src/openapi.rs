@@ -1,10 +1,404 @@
-//! The OpenAPI document of the service's routes.
+//! The OpenAPI document of the service's routes (served at `/openapi.json`).
+//!
+//! Written out here rather than derived, so the core keeps no extra dependency and
+//! still builds for wasm32; the tests below hold every schema to the serde form of
+//! its type (same property names, same required ones), so the two cannot drift.
+
+use serde_json::{json, Value};
+
+fn error_responses(codes: &[u16]) -> serde_json::Map<String, Value> {
+    let mut map = serde_json::Map::new();
+    for code in codes {
+        let why = match code {
+            400 => "The operation does not apply to the job's state",
+            401 => "Missing or wrong bearer token",
+            404 => "Unknown job, trial or route",
+            405 => "Method not allowed on this route",
+            409 => "The job exists with another configuration",
+            413 => "Request body over 64 KiB",
+            422 => "A field broke a rule; the message names it",
+            503 => "The store failed or the job stayed contended; retry",
+            _ => "Error",
+        };
+        map.insert(
+            code.to_string(),
+            json!({"description": why, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}),
+        );
+    }
+    map
+}
+
+fn json_body(schema: &str) -> Value {
+    json!({"required": true, "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{schema}")}}}})
+}
+
+fn ok(description: &str, schema: Value) -> Value {
+    json!({"description": description, "content": {"application/json": {"schema": schema}}})
+}
+
+fn schema_ref(name: &str) -> Value {
+    json!({"$ref": format!("#/components/schemas/{name}")})
+}
+
+fn operation(summary: &str, mut responses: serde_json::Map<String, Value>, extra: Value) -> Value {
+    for (k, v) in error_responses(&[401, 413, 503]) {
+        responses.entry(k).or_insert(v);
+    }
+    let mut op = json!({"summary": summary, "responses": responses});
+    if let (Some(op), Some(extra)) = (op.as_object_mut(), extra.as_object()) {
+        for (k, v) in extra {
+            op.insert(k.clone(), v.clone());
+        }
+    }
+    op
+}
+
+fn responses(pairs: Vec<(&str, Value)>, errors: &[u16]) -> serde_json::Map<String, Value> {
+    let mut map = error_responses(errors);
+    for (code, v) in pairs {
+        map.insert(code.to_string(), v);
+    }
+    map
+}
+
+fn job_id_query() -> Value {
+    json!([{"name": "job_id", "in": "query", "required": true, "schema": {"type": "string"}}])
+}
+
+fn job_id_path() -> Value {
+    json!([{"name": "job_id", "in": "path", "required": true, "schema": {"type": "string"}}])
+}
+
+fn schemas() -> Value {
+    let number = json!({"type": "number"});
+    let integer = json!({"type": "integer"});
+    json!({
+        "Error": {
+            "type": "object", "required": ["message"],
+            "properties": {"message": {"type": "string", "description": "Names the field and the rule"}}
+        },
+        "JobSpec": {
+            "type": "object",
+            "description": "A job as a client registers it (Zeus's JobSpecFromClient); the answer echoes it with job_id set and batch sizes sorted.",
+            "required": ["job_id_prefix", "batch_sizes", "default_batch_size", "max_power", "number_of_gpus", "gpu_model"],
+            "properties": {
+                "job_id": {"type": "string", "nullable": true, "maxLength": 128, "description": "Starts with job_id_prefix; generated when absent"},
+                "job_id_prefix": {"type": "string", "maxLength": 128},
+                "batch_sizes": {"type": "array", "items": {"type": "integer", "minimum": 1}, "minItems": 1, "maxItems": 256},
+                "default_batch_size": {"type": "integer", "minimum": 1, "description": "One of batch_sizes"},
+                "eta_knob": {"type": "number", "minimum": 0, "maximum": 1, "default": 0.5},
+                "beta_knob": {"type": "number", "nullable": true, "exclusiveMinimum": true, "minimum": 0, "default": 2.0},
+                "target_metric": {"type": "number", "default": 0.5},
+                "higher_is_better_metric": {"type": "boolean", "default": true},
+                "max_epochs": {"type": "integer", "minimum": 1, "default": 100},
+                "num_pruning_rounds": {"type": "integer", "minimum": 0, "maximum": 100, "default": 2},
+                "window_size": {"type": "integer", "minimum": 0, "maximum": 1000, "default": 0},
+                "mab_prior_mean": {"type": "number", "default": 0.0},
+                "mab_prior_precision": {"type": "number", "minimum": 0, "default": 0.0},
+                "mab_num_explorations": {"type": "integer", "minimum": 0, "maximum": 1000, "default": 2},
+                "mab_seed": {"type": "integer", "minimum": 0, "nullable": true},
+                "max_power": {"type": "number", "exclusiveMinimum": true, "minimum": 0, "description": "Watts, all GPUs together"},
+                "number_of_gpus": {"type": "integer", "minimum": 1},
+                "gpu_model": {"type": "string", "minLength": 1, "maxLength": 128}
+            }
+        },
+        "TrialId": {
+            "type": "object", "required": ["job_id", "batch_size", "trial_number"],
+            "properties": {"job_id": {"type": "string"}, "batch_size": {"type": "integer", "minimum": 0}, "trial_number": {"type": "integer", "minimum": 0}}
+        },
+        "TrainingResult": {
+            "type": "object",
+            "required": ["job_id", "batch_size", "trial_number", "time", "energy", "metric", "current_epoch"],
+            "properties": {
+                "job_id": {"type": "string"}, "batch_size": {"type": "integer", "minimum": 0},
+                "trial_number": {"type": "integer", "minimum": 0},
+                "time": {"type": "number", "minimum": 0, "description": "Seconds of training so far"},
+                "energy": {"type": "number", "minimum": 0, "description": "Joules so far"},
+                "metric": number, "current_epoch": {"type": "integer", "minimum": 0}
+            }
+        },
+        "ReportResponse": {
+            "type": "object", "required": ["stop_train", "converged", "message"],
+            "properties": {"stop_train": {"type": "boolean"}, "converged": {"type": "boolean"}, "message": {"type": "string"}}
+        },
+        "PowerMeasurement": {
+            "type": "object", "required": ["power_limit", "average_power", "throughput"],
+            "properties": {
+                "power_limit": {"type": "integer", "minimum": 1, "description": "Watts"},
+                "average_power": {"type": "number", "minimum": 0, "description": "Watts"},
+                "throughput": {"type": "number", "minimum": 0, "description": "Samples per second"}
+            }
+        },
+        "PowerProfile": {
+            "type": "object", "required": ["batch_size", "phase", "gpu_model", "measurements"],
+            "properties": {
+                "batch_size": {"type": "integer", "description": "One of the job's batch sizes"},
+                "phase": {"type": "string", "enum": ["train", "eval"]},
+                "gpu_model": {"type": "string", "minLength": 1, "maxLength": 128},
+                "measurements": {"type": "array", "minItems": 1, "maxItems": 64, "items": schema_ref("PowerMeasurement")}
+            }
+        },
+        "Trial": {
+            "type": "object",
+            "description": "One row of the trials export (the seed's Trial table).",
+            "required": ["job_id", "trial_number", "batch_size", "type", "start_ms", "status"],
+            "properties": {
+                "job_id": {"type": "string"}, "trial_number": integer, "batch_size": integer,
+                "type": {"type": "string", "enum": ["Exploration", "Concurrent", "MAB"]},
+                "start_ms": {"type": "integer", "description": "Unix milliseconds"},
+                "status": {"type": "string", "enum": ["Dispatched", "Succeeded", "Failed"]},
+                "end_ms": {"type": "integer", "description": "Succeeded and Failed only"},
+                "time": {"type": "number", "description": "Succeeded only"},
+                "energy": {"type": "number", "description": "Succeeded only"},
+                "converged": {"type": "boolean", "description": "Succeeded only"}
+            }
+        },
+        "JobState": {
+            "type": "object",
+            "description": "The whole job document: parameters, stage, per-batch-size statistics, open and recent trials, RNG state, profiles.",
+            "required": ["job_id", "params", "stage", "next_trial_number", "min_cost_batch_size"],
+            "properties": {
+                "job_id": {"type": "string"},
+                "params": {"type": "object"},
+                "stage": {"type": "string", "enum": ["Pruning", "MAB"]},
+                "next_trial_number": integer,
+                "min_cost": {"type": "number", "nullable": true},
+                "min_cost_batch_size": integer,
+                "open_trials": {"type": "array", "items": {"type": "object"}},
+                "recent_trials": {"type": "array", "items": {"type": "object"}},
+                "profiles": {"type": "array", "items": schema_ref("PowerProfile")}
+            },
+            "additionalProperties": true
+        },
+        "Health": {"type": "object", "required": ["status"], "properties": {"status": {"type": "string", "enum": ["ok"]}}}
+    })
+}
 
 /// The OpenAPI 3 document served at `/openapi.json`.
-pub fn document() -> serde_json::Value {
-    serde_json::json!({
+pub fn document() -> Value {
+    let null = json!({"nullable": true, "description": "null"});
+    let paths = json!({
+        "/jobs": {
+            "post": operation(
+                "Register a job (Zeus's POST /jobs)",
+                responses(vec![
+                    ("201", ok("Registered", schema_ref("JobSpec"))),
+                    ("200", ok("Already registered with the same configuration", schema_ref("JobSpec"))),
+                ], &[409, 422]),
+                json!({"requestBody": json_body("JobSpec")}),
+            ),
+            "delete": operation(
+                "Delete a job and its trials",
+                responses(vec![("200", ok("Deleted (body: null)", null.clone()))], &[404, 422]),
+                json!({"parameters": job_id_query()}),
+            ),
+        },
+        "/jobs/batch_size": {
+            "get": operation(
+                "The batch size of the next run: dispatches a trial",
+                responses(vec![("200", ok("The trial to run", schema_ref("TrialId")))], &[400, 404, 422]),
+                json!({"parameters": job_id_query()}),
+            )
+        },
+        "/report": {
+            "post": operation(
+                "Report a run's totals after an epoch; says whether to stop",
+                responses(vec![("200", ok("Keep training or stop", schema_ref("ReportResponse")))], &[400, 404, 422]),
+                json!({"requestBody": json_body("TrainingResult")}),
+            )
+        },
+        "/trials": {
+            "patch": operation(
+                "End a trial (a still-dispatched one becomes Failed)",
+                responses(vec![("200", ok("Ended (body: null)", null.clone()))], &[404, 422]),
+                json!({"requestBody": json_body("TrialId")}),
+            )
+        },
+        "/healthz": {
+            "get": {"summary": "Liveness (no token needed)", "security": [],
+                    "responses": {"200": ok("Up", schema_ref("Health"))}}
+        },
+        "/openapi.json": {
+            "get": operation("This document", responses(vec![("200", ok("OpenAPI 3 document", json!({"type": "object"})))], &[]), json!({}))
+        },
+        "/jobs/{job_id}": {
+            "get": operation(
+                "The job's document",
+                responses(vec![("200", ok("The state", schema_ref("JobState")))], &[404]),
+                json!({"parameters": job_id_path()}),
+            )
+        },
+        "/jobs/{job_id}/trials": {
+            "get": operation(
+                "Every trial of the job, in order, as JSON or CSV",
+                responses(vec![("200", json!({
+                    "description": "The trials",
+                    "content": {
+                        "application/json": {"schema": {"type": "array", "items": schema_ref("Trial")}},
+                        "text/csv": {"schema": {"type": "string"}}
+                    }
+                }))], &[404, 422]),
+                json!({"parameters": [
+                    {"name": "job_id", "in": "path", "required": true, "schema": {"type": "string"}},
+                    {"name": "format", "in": "query", "required": false, "schema": {"type": "string", "enum": ["json", "csv"], "default": "json"}}
+                ]}),
+            )
+        },
+        "/jobs/{job_id}/profiles": {
+            "get": operation(
+                "The job's power profiles",
+                responses(vec![("200", ok("Profiles", json!({"type": "array", "items": schema_ref("PowerProfile")})))], &[404]),
+                json!({"parameters": job_id_path()}),
+            ),
+            "post": operation(
+                "Store a power profile (replaces the one with the same GPU model, batch size and phase)",
+                responses(vec![("201", ok("Stored", schema_ref("PowerProfile")))], &[404, 422]),
+                json!({"parameters": job_id_path(), "requestBody": json_body("PowerProfile")}),
+            )
+        }
+    });
+    json!({
         "openapi": "3.0.3",
-        "info": {"title": "wattwise", "version": env!("CARGO_PKG_VERSION")},
-        "paths": {}
+        "info": {
+            "title": "wattwise",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "Batch size (and power profile) optimizer for recurring training jobs; Zeus-compatible routes."
+        },
+        "paths": paths,
+        "components": {
+            "schemas": schemas(),
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}
+        },
+        "security": [{"bearer": []}]
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{
+        Phase, PowerMeasurement, PowerProfile, ReportResponse, TrainingResult, TrialId,
+    };
+    use crate::job::JobSpec;
+    use std::collections::BTreeSet;
+
+    fn keys(v: &Value) -> BTreeSet<String> {
+        v.as_object().unwrap().keys().cloned().collect()
+    }
+
+    fn schema(name: &str) -> Value {
+        document()["components"]["schemas"][name].clone()
+    }
+
+    /// The schema lists exactly the type's serde fields, and requires a subset of them.
+    fn check(name: &str, sample: Value) {
+        let s = schema(name);
+        assert_eq!(keys(&s["properties"]), keys(&sample), "{name}");
+        for r in s["required"].as_array().unwrap() {
+            assert!(sample.get(r.as_str().unwrap()).is_some(), "{name}: {r}");
+        }
+    }
+
+    #[test]
+    fn schemas_match_the_wire_types() {
+        let mut spec = JobSpec::new("p", vec![8], 8, 300.0, 1, "A100");
+        spec.job_id = Some("p-1".into());
+        check("JobSpec", serde_json::to_value(&spec).unwrap());
+        let t = TrialId {
+            job_id: "j".into(),
+            batch_size: 8,
+            trial_number: 1,
+        };
+        check("TrialId", serde_json::to_value(&t).unwrap());
+        let r = TrainingResult {
+            job_id: "j".into(),
+            batch_size: 8,
+            trial_number: 1,
+            time: 1.0,
+            energy: 1.0,
+            metric: 0.5,
+            current_epoch: 1,
+        };
+        check("TrainingResult", serde_json::to_value(&r).unwrap());
+        let rr = ReportResponse {
+            stop_train: true,
+            converged: true,
+            message: String::new(),
+        };
+        check("ReportResponse", serde_json::to_value(&rr).unwrap());
+        let m = PowerMeasurement {
+            power_limit: 300,
+            average_power: 1.0,
+            throughput: 1.0,
+        };
+        check("PowerMeasurement", serde_json::to_value(m).unwrap());
+        let p = PowerProfile {
+            batch_size: 8,
+            phase: Phase::Train,
+            gpu_model: "A100".into(),
+            measurements: vec![m],
+        };
+        check("PowerProfile", serde_json::to_value(&p).unwrap());
+    }
+
+    #[test]
+    fn job_spec_required_fields_are_those_without_defaults() {
+        // Every field not listed as required must be optional on the wire.
+        let s = schema("JobSpec");
+        let required: BTreeSet<String> = s["required"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap().to_string())
+            .collect();
+        let minimal: serde_json::Map<String, Value> = [
+            ("job_id_prefix", json!("p")),
+            ("batch_sizes", json!([8])),
+            ("default_batch_size", json!(8)),
+            ("max_power", json!(300.0)),
+            ("number_of_gpus", json!(1)),
+            ("gpu_model", json!("A100")),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        assert_eq!(required, minimal.keys().cloned().collect());
+        assert!(serde_json::from_value::<JobSpec>(Value::Object(minimal.clone())).is_ok());
+        for k in minimal.keys() {
+            let mut less = minimal.clone();
+            less.remove(k);
+            assert!(
+                serde_json::from_value::<JobSpec>(Value::Object(less)).is_err(),
+                "{k} should be required"
+            );
+        }
+    }
+
+    #[test]
+    fn every_ref_resolves_and_every_route_is_listed() {
+        let doc = document();
+        let text = doc.to_string();
+        for piece in text.split("#/components/schemas/").skip(1) {
+            let name: String = piece.chars().take_while(|c| c.is_alphanumeric()).collect();
+            assert!(
+                doc["components"]["schemas"].get(&name).is_some(),
+                "unresolved {name}"
+            );
+        }
+        for (path, method) in [
+            ("/jobs", "post"),
+            ("/jobs", "delete"),
+            ("/jobs/batch_size", "get"),
+            ("/report", "post"),
+            ("/trials", "patch"),
+            ("/healthz", "get"),
+            ("/openapi.json", "get"),
+            ("/jobs/{job_id}", "get"),
+            ("/jobs/{job_id}/trials", "get"),
+            ("/jobs/{job_id}/profiles", "get"),
+            ("/jobs/{job_id}/profiles", "post"),
+        ] {
+            assert!(doc["paths"][path][method].is_object(), "{method} {path}");
+        }
+    }
 }
