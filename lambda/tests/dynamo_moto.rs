@@ -1,0 +1,119 @@
+//! The DynamoDB store against a real DynamoDB API: moto's server on 127.0.0.1.
+//!
+//! tests/endpoint/run.sh starts moto and sets `WATTWISE_DYNAMO_TEST_URL`; without
+//! it these tests return at once (saying so), since there is nothing to talk to.
+
+use wattwise_core::job::{JobSpec, JobState};
+use wattwise_core::service::{Saved, Store};
+use wattwise_core::trial::{RunResult, Trial, TrialStatus, TrialType};
+use wattwise_lambda::dynamo::DynamoStore;
+
+async fn store(name: &str) -> Option<DynamoStore> {
+    let Ok(url) = std::env::var("WATTWISE_DYNAMO_TEST_URL") else {
+        eprintln!("WATTWISE_DYNAMO_TEST_URL unset: skipping the moto test {name}");
+        return None;
+    };
+    std::env::set_var("AWS_ENDPOINT_URL", &url);
+    std::env::set_var("AWS_ACCESS_KEY_ID", "test");
+    std::env::set_var("AWS_SECRET_ACCESS_KEY", "test");
+    std::env::set_var("AWS_REGION", "us-east-1");
+    let table = format!("store-test-{name}-{}", std::process::id());
+    let s = DynamoStore::from_env(table).await;
+    s.create_table().await.expect("create table");
+    Some(s)
+}
+
+fn state(job_id: &str, seed: u64) -> JobState {
+    let mut spec = JobSpec::new("job", vec![8, 16, 32], 16, 300.0, 1, "A100");
+    spec.job_id = Some(job_id.into());
+    JobState::new(job_id.into(), spec.validate().unwrap(), seed, 1_000)
+}
+
+fn trial(n: u64) -> Trial {
+    Trial {
+        trial_number: n,
+        batch_size: 16,
+        kind: TrialType::Mab,
+        start_ms: 1,
+        status: TrialStatus::Succeeded {
+            end_ms: 2,
+            result: RunResult {
+                time: n as f64,
+                energy: 2.0,
+                converged: true,
+            },
+        },
+    }
+}
+
+#[tokio::test]
+async fn conditional_writes_archive_and_delete() {
+    let Some(s) = store("cond").await else { return };
+    let a = state("job-a", 1);
+    let b = state("job-a", 2);
+    assert_eq!(s.load("job-a").await.unwrap(), None);
+    assert_eq!(s.save("job-a", &a, None, &[]).await.unwrap(), Saved::Ok);
+    assert_eq!(s.save("job-a", &b, None, &[]).await.unwrap(), Saved::Conflict);
+    let got = s.load("job-a").await.unwrap().unwrap();
+    assert_eq!((got.version, &got.state), (1, &a));
+    // Stale version: nothing written, not even the trials (one transaction).
+    assert_eq!(
+        s.save("job-a", &b, Some(5), &[trial(1)]).await.unwrap(),
+        Saved::Conflict
+    );
+    assert!(s.archived_trials("job-a").await.unwrap().is_empty());
+    assert_eq!(
+        s.save("job-a", &b, Some(1), &[trial(1), trial(2)])
+            .await
+            .unwrap(),
+        Saved::Ok
+    );
+    let got = s.load("job-a").await.unwrap().unwrap();
+    assert_eq!((got.version, &got.state), (2, &b));
+    // More trials than one transaction holds, some repeated: idempotent, all there.
+    let many: Vec<Trial> = (2..=150).map(trial).collect();
+    assert_eq!(s.save("job-a", &a, Some(2), &many).await.unwrap(), Saved::Ok);
+    let mut numbers: Vec<u64> = s
+        .archived_trials("job-a")
+        .await
+        .unwrap()
+        .iter()
+        .map(|t| t.trial_number)
+        .collect();
+    numbers.sort_unstable();
+    assert_eq!(numbers, (1..=150).collect::<Vec<_>>());
+    // Other jobs do not see them.
+    assert!(s.archived_trials("job-b").await.unwrap().is_empty());
+
+    assert_eq!(s.delete("job-a", 2).await.unwrap(), Saved::Conflict);
+    assert!(s.load("job-a").await.unwrap().is_some());
+    assert_eq!(s.delete("job-a", 3).await.unwrap(), Saved::Ok);
+    assert_eq!(s.load("job-a").await.unwrap(), None);
+    assert!(s.archived_trials("job-a").await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn racing_writers_one_wins() {
+    let Some(s) = store("race").await else { return };
+    s.save("job-r", &state("job-r", 1), None, &[])
+        .await
+        .unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..8u64 {
+        let s = s.clone();
+        tasks.push(tokio::spawn(async move {
+            s.save("job-r", &state("job-r", 10 + i), Some(1), &[trial(i + 1)])
+                .await
+                .unwrap()
+        }));
+    }
+    let mut wins = 0;
+    for t in tasks {
+        if t.await.unwrap() == Saved::Ok {
+            wins += 1;
+        }
+    }
+    assert_eq!(wins, 1);
+    assert_eq!(s.load("job-r").await.unwrap().unwrap().version, 2);
+    assert_eq!(s.archived_trials("job-r").await.unwrap().len(), 1);
+}

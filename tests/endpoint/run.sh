@@ -1,0 +1,151 @@
+#!/usr/bin/env bash
+# The endpoint's tests against real hosts, each on free 127.0.0.1 ports in its own
+# process group (killed by group when done or on failure):
+#   1. wattwise-server on a temporary SQLite file, with a bearer token: the whole
+#      conformance suite (routes, whole job, hostile requests, auth, 32 clients);
+#   2. wattwise-server without a token: Zeus's own client (zeus==0.16.0) and the routes;
+#   3. moto's DynamoDB server (one request at a time, see moto_serial.py): the
+#      DynamoDB store's Rust tests against it;
+#   4. the Lambda function (bootstrap) under `cargo lambda watch` with DynamoDB on
+#      moto: the whole conformance suite again.
+# Installs what is missing first (tests/endpoint/setup.sh). Exits non-zero on any failure.
+#
+# Settings: CARGO_TARGET_DIR (default ~/.cache/wattwise-target), WATTWISE_ENDPOINT_PROFILE
+# (debug|release, default debug), WATTWISE_LAMBDA_CONCURRENCY_REQUESTS (requests per
+# client in the Lambda concurrency test, default 60: the emulator and moto are slow).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+root=$PWD
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/wattwise-target}"
+profile="${WATTWISE_ENDPOINT_PROFILE:-debug}"
+lambda_requests="${WATTWISE_LAMBDA_CONCURRENCY_REQUESTS:-60}"
+
+venv="$(bash tests/endpoint/setup.sh | tail -n 1)"
+py="$venv/bin/python"
+export PATH="$venv/bin:$PATH"
+
+work="$(mktemp -d)"
+groups=()
+cleanup() {
+    local g
+    for g in "${groups[@]}"; do
+        kill -TERM -- "-$g" 2>/dev/null || true
+    done
+    sleep 0.5
+    for g in "${groups[@]}"; do
+        kill -KILL -- "-$g" 2>/dev/null || true
+    done
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+free_port() {
+    "$py" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
+}
+
+# start NAME CMD...: runs CMD in its own session (so its own process group), logs to $work/NAME.log.
+start() {
+    local name=$1
+    shift
+    setsid "$@" >"$work/$name.log" 2>&1 &
+    groups+=("$!")
+}
+
+stop_last() {
+    local g=${groups[-1]}
+    kill -TERM -- "-$g" 2>/dev/null || true
+    wait "$g" 2>/dev/null || true
+    unset 'groups[-1]'
+}
+
+# wait_for URL NAME SECONDS
+wait_for() {
+    local url=$1 name=$2 secs=$3 i
+    for ((i = 0; i < secs * 5; i++)); do
+        if curl -fsS -o /dev/null "$url" 2>/dev/null; then
+            return 0
+        fi
+        sleep 0.2
+    done
+    echo "endpoint: $name did not come up at $url; its log:" >&2
+    tail -n 50 "$work/$name.log" >&2 || true
+    return 1
+}
+
+suite() {
+    (cd tests/conformance && "$py" -m pytest -q -p no:cacheprovider "$@")
+}
+
+step() { printf '\n---- endpoint: %s ----\n' "$*"; }
+
+step "build ($profile)"
+build_flags=()
+[ "$profile" = release ] && build_flags+=(--release)
+cargo build "${build_flags[@]}" -p wattwise-lambda --bins
+server="$CARGO_TARGET_DIR/$profile/wattwise-server"
+
+token="conformance-$("$py" -c 'import secrets; print(secrets.token_hex(8))')"
+
+step "wattwise-server (SQLite, token) + conformance suite"
+port=$(free_port)
+WATTWISE_TOKEN="$token" start server "$server" --listen "127.0.0.1:$port" --db "$work/wattwise.db"
+wait_for "http://127.0.0.1:$port/healthz" server 30
+WATTWISE_TEST_URL="http://127.0.0.1:$port" WATTWISE_TEST_TOKEN="$token" suite -s
+if grep -q "$token" "$work/server.log"; then
+    echo "endpoint: the server logged its token" >&2
+    exit 1
+fi
+stop_last
+
+step "wattwise-server (SQLite, no token) + Zeus's client"
+port=$(free_port)
+start server-open "$server" --listen "127.0.0.1:$port" --db "$work/open.db"
+wait_for "http://127.0.0.1:$port/healthz" server-open 30
+WATTWISE_TEST_URL="http://127.0.0.1:$port" WATTWISE_TEST_ZEUS=1 suite test_zeus_client.py test_routes.py
+stop_last
+
+step "moto (DynamoDB) + the store's tests"
+moto_port=$(free_port)
+start moto "$py" tests/endpoint/moto_serial.py "$moto_port"
+wait_for "http://127.0.0.1:$moto_port/moto-api/" moto 60
+export AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1
+export AWS_ENDPOINT_URL="http://127.0.0.1:$moto_port"
+WATTWISE_DYNAMO_TEST_URL="$AWS_ENDPOINT_URL" cargo test "${build_flags[@]}" -p wattwise-lambda --test dynamo_moto
+
+table=wattwise-conformance
+"$py" - "$table" <<'EOF'
+import sys
+import boto3
+table = sys.argv[1]
+ddb = boto3.client("dynamodb")
+ddb.create_table(
+    TableName=table,
+    KeySchema=[{"AttributeName": "job_id", "KeyType": "HASH"},
+               {"AttributeName": "item", "KeyType": "RANGE"}],
+    AttributeDefinitions=[{"AttributeName": "job_id", "AttributeType": "S"},
+                          {"AttributeName": "item", "AttributeType": "S"}],
+    BillingMode="PAY_PER_REQUEST",
+)
+print(f"endpoint: created table {table}")
+EOF
+
+step "Lambda function under cargo lambda watch (DynamoDB on moto) + conformance suite"
+lambda_port=$(free_port)
+(
+    cd lambda
+    start lambda cargo lambda watch -A 127.0.0.1 -P "$lambda_port" --ignore-changes \
+        --bin bootstrap "${build_flags[@]}" --concurrency 4 \
+        --env-var "WATTWISE_TABLE=$table" --env-var "WATTWISE_TOKEN=$token" \
+        --env-var "AWS_ENDPOINT_URL=$AWS_ENDPOINT_URL" --env-var "RUST_LOG=warn"
+    echo "${groups[-1]}" >"$work/lambda.pgid"
+)
+groups+=("$(cat "$work/lambda.pgid")")
+lambda_url="http://127.0.0.1:$lambda_port/lambda-url/bootstrap"
+wait_for "$lambda_url/healthz" lambda 300
+WATTWISE_TEST_URL="$lambda_url" WATTWISE_TEST_TOKEN="$token" \
+    WATTWISE_TEST_CONCURRENCY_REQUESTS="$lambda_requests" suite -s
+stop_last
+stop_last
+
+echo
+echo "endpoint: all passed"
