@@ -1,1 +1,1259 @@
-//! The power limit optimizer (filled by the agent work).
+//! The power limit optimizer: a pure state machine (JIT profiling).
+//!
+//! During the first epoch of a run, the host (the GPU agent) feeds the optimizer the
+//! training script's events (`step_begin`, `step_end`, `epoch_end`) together with a
+//! [`Reading`] of its clock (ms) and the GPUs' summed energy counter (mJ) taken at
+//! that event. The optimizer answers with [`Action`]s: set a power limit, open,
+//! close or cancel a measurement window, and finally the optimal limit. It never
+//! touches a GPU or a clock itself.
+//!
+//! The sequence follows Zeus's global power limit optimizer:
+//!
+//! ```text
+//! Ready  --(wait_steps + 1)'th step_begin-->  Warmup (limit L set)
+//! Warmup --warmup_steps step_begins------->   Profiling (window opened)
+//! Profiling --profile_steps step_begins--->   Warmup (next limit, L - pl_step)
+//!                                          or Done   (optimal limit set)
+//! Warmup | Profiling --epoch_end---------->   Ready (same L, 1 step; max limit set; window cancelled)
+//! ```
+//!
+//! Limits go from the maximum allowed down in `pl_step` watts, never below the
+//! minimum. The selected limit minimises the chosen [`Selector`]'s objective over the
+//! profiled limits (ties go to the earlier, that is higher, limit).
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::str::FromStr;
+
+use crate::api::{Phase, PowerMeasurement, PowerProfile};
+use crate::cost::zeus_cost;
+
+/// Why the optimizer cannot be built or cannot select.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum PowerError {
+    /// A setting breaks its rule.
+    #[error("{field}: {rule}")]
+    InvalidSetting {
+        /// The setting, by its wire name.
+        field: &'static str,
+        /// The rule it broke.
+        rule: String,
+    },
+    /// There is no measurement to select from.
+    #[error("measurements: need at least one power limit measurement to select from")]
+    NoMeasurements,
+}
+
+fn invalid(field: &'static str, rule: impl Into<String>) -> PowerError {
+    PowerError::InvalidSetting {
+        field,
+        rule: rule.into(),
+    }
+}
+
+/// How the optimal power limit is chosen from the profiled limits.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Selector {
+    /// Least energy.
+    Energy,
+    /// Least time.
+    Time,
+    /// Least Zeus cost `eta * energy + (1 - eta) * max_power * time`.
+    ZeusCost {
+        /// Weight of energy against time, in [0, 1].
+        eta: f64,
+        /// Maximum power of the job's GPUs together, watts; `None`: the highest
+        /// profiled limit times the number of GPUs (as Zeus does).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        max_power: Option<f64>,
+    },
+    /// The lowest limit whose time is at most `factor` times the time at the
+    /// highest profiled limit.
+    MaxSlowdown {
+        /// Allowed slowdown, >= 1.
+        factor: f64,
+    },
+}
+
+impl Default for Selector {
+    /// Zeus's default: the Zeus cost with eta = 0.5.
+    fn default() -> Self {
+        Selector::ZeusCost {
+            eta: 0.5,
+            max_power: None,
+        }
+    }
+}
+
+impl Selector {
+    /// Checks the selector's parameters; the error names the field and the rule.
+    pub fn validate(&self) -> Result<(), PowerError> {
+        match *self {
+            Selector::Energy | Selector::Time => Ok(()),
+            Selector::ZeusCost { eta, max_power } => {
+                if !(0.0..=1.0).contains(&eta) {
+                    return Err(invalid("selector.eta", "must be between 0 and 1"));
+                }
+                match max_power {
+                    Some(p) if !(p.is_finite() && p > 0.0) => {
+                        Err(invalid("selector.max_power", "must be a finite number > 0"))
+                    }
+                    _ => Ok(()),
+                }
+            }
+            Selector::MaxSlowdown { factor } => {
+                if factor.is_finite() && factor >= 1.0 {
+                    Ok(())
+                } else {
+                    Err(invalid("selector.factor", "must be a finite number >= 1"))
+                }
+            }
+        }
+    }
+}
+
+impl fmt::Display for Selector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Selector::Energy => write!(f, "energy"),
+            Selector::Time => write!(f, "time"),
+            Selector::ZeusCost {
+                eta,
+                max_power: None,
+            } => write!(f, "zeus-cost:{eta}"),
+            Selector::ZeusCost {
+                eta,
+                max_power: Some(p),
+            } => write!(f, "zeus-cost:{eta}:{p}"),
+            Selector::MaxSlowdown { factor } => write!(f, "max-slowdown:{factor}"),
+        }
+    }
+}
+
+impl FromStr for Selector {
+    type Err = PowerError;
+
+    /// Parses `energy`, `time`, `zeus-cost:ETA[:MAX_POWER]` or `max-slowdown:FACTOR`.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let mut parts = s.trim().split(':');
+        let kind = parts.next().unwrap_or("").replace('_', "-");
+        let num = |field: &'static str, v: Option<&str>| -> Result<f64, PowerError> {
+            v.ok_or_else(|| invalid(field, "is required"))?
+                .trim()
+                .parse::<f64>()
+                .map_err(|_| invalid(field, "must be a number"))
+        };
+        let sel = match kind.as_str() {
+            "energy" => Selector::Energy,
+            "time" => Selector::Time,
+            "zeus-cost" => {
+                let eta = num("selector.eta", parts.next())?;
+                let max_power = match parts.next() {
+                    Some(v) => Some(num("selector.max_power", Some(v))?),
+                    None => None,
+                };
+                Selector::ZeusCost { eta, max_power }
+            }
+            "max-slowdown" => Selector::MaxSlowdown {
+                factor: num("selector.factor", parts.next())?,
+            },
+            _ => {
+                return Err(invalid(
+                    "selector",
+                    "must be energy, time, zeus-cost:ETA[:MAX_POWER] or max-slowdown:FACTOR",
+                ))
+            }
+        };
+        if parts.next().is_some() {
+            return Err(invalid("selector", "has too many ':' parts"));
+        }
+        sel.validate()?;
+        Ok(sel)
+    }
+}
+
+/// The optimizer's knobs (Zeus's defaults: 1 wait step, 10 warmup steps, 40 profile
+/// steps, 25 W between limits, Zeus cost with eta = 0.5).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PowerSettings {
+    /// Steps to let pass before profiling starts.
+    pub wait_steps: u32,
+    /// Steps run under each limit before its measurement window opens.
+    pub warmup_steps: u32,
+    /// Steps measured under each limit (> 0).
+    pub profile_steps: u32,
+    /// Watts between two profiled limits (> 0).
+    pub pl_step: u32,
+    /// How the optimal limit is chosen.
+    pub selector: Selector,
+}
+
+impl Default for PowerSettings {
+    fn default() -> Self {
+        PowerSettings {
+            wait_steps: 1,
+            warmup_steps: 10,
+            profile_steps: 40,
+            pl_step: 25,
+            selector: Selector::default(),
+        }
+    }
+}
+
+impl PowerSettings {
+    /// Checks every setting; the error names the field and the rule.
+    pub fn validate(&self) -> Result<(), PowerError> {
+        if self.profile_steps == 0 {
+            return Err(invalid("profile_steps", "must be > 0"));
+        }
+        if self.pl_step == 0 {
+            return Err(invalid("pl_step", "must be > 0"));
+        }
+        self.selector.validate()
+    }
+}
+
+/// The power limits the GPUs accept, milliwatts (NVML's limit constraints).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LimitConstraints {
+    /// Lowest limit, mW.
+    pub min_mw: u32,
+    /// Highest limit, mW.
+    pub max_mw: u32,
+}
+
+impl LimitConstraints {
+    /// The limits to profile, mW: from the maximum down in `pl_step_w` watts, never
+    /// below the minimum.
+    pub fn limits(&self, pl_step_w: u32) -> Result<Vec<u32>, PowerError> {
+        if self.max_mw == 0 {
+            return Err(invalid("max_mw", "must be > 0"));
+        }
+        if self.min_mw > self.max_mw {
+            return Err(invalid("min_mw", "must be <= max_mw"));
+        }
+        if pl_step_w == 0 {
+            return Err(invalid("pl_step", "must be > 0"));
+        }
+        let step = u64::from(pl_step_w) * 1000;
+        let mut out = Vec::new();
+        let mut limit = u64::from(self.max_mw);
+        while limit >= u64::from(self.min_mw) && limit > 0 {
+            // Bounded: at most 64 limits, the most a profile holds.
+            if out.len() == crate::api::MAX_PROFILE_POINTS {
+                break;
+            }
+            out.push(limit as u32);
+            if limit < step {
+                break;
+            }
+            limit -= step;
+        }
+        Ok(out)
+    }
+}
+
+/// The host's clock and the job's GPUs' summed energy counter at one event.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reading {
+    /// Monotonic time, milliseconds.
+    pub time_ms: u64,
+    /// Energy counter summed over the job's GPUs, millijoules.
+    pub energy_mj: u64,
+}
+
+/// What one power limit cost over its measurement window.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PowerLimitMeasurement {
+    /// The power limit, watts.
+    pub power_limit: u32,
+    /// Energy of all the job's GPUs over the window, joules.
+    pub energy: f64,
+    /// Length of the window, seconds.
+    pub time: f64,
+    /// Training steps in the window.
+    pub steps: u32,
+}
+
+impl PowerLimitMeasurement {
+    /// Converts to a profile point for `batch_size` samples per step over `gpu_count`
+    /// GPUs: average power per GPU (W) and throughput (samples/s).
+    pub fn to_profile_point(&self, batch_size: u32, gpu_count: u32) -> PowerMeasurement {
+        let gpus = f64::from(gpu_count.max(1));
+        let (average_power, throughput) = if self.time > 0.0 {
+            (
+                self.energy / self.time / gpus,
+                f64::from(self.steps) * f64::from(batch_size) / self.time,
+            )
+        } else {
+            (0.0, 0.0)
+        };
+        PowerMeasurement {
+            power_limit: self.power_limit,
+            average_power,
+            throughput,
+        }
+    }
+
+    /// The inverse of [`Self::to_profile_point`] for `steps` steps; `None` when the
+    /// point has no throughput (it cannot be turned into a time).
+    pub fn from_profile_point(
+        point: &PowerMeasurement,
+        batch_size: u32,
+        gpu_count: u32,
+        steps: u32,
+    ) -> Option<PowerLimitMeasurement> {
+        if !(point.throughput.is_finite() && point.throughput > 0.0) {
+            return None;
+        }
+        let time = f64::from(steps) * f64::from(batch_size) / point.throughput;
+        Some(PowerLimitMeasurement {
+            power_limit: point.power_limit,
+            energy: point.average_power * f64::from(gpu_count.max(1)) * time,
+            time,
+            steps,
+        })
+    }
+}
+
+/// Picks the optimal power limit (watts) from `measurements` for a job on
+/// `gpu_count` GPUs. Ties go to the earlier measurement.
+pub fn select(
+    selector: &Selector,
+    measurements: &[PowerLimitMeasurement],
+    gpu_count: u32,
+) -> Result<u32, PowerError> {
+    selector.validate()?;
+    let first = measurements.first().ok_or(PowerError::NoMeasurements)?;
+    let max_limit = measurements
+        .iter()
+        .map(|m| m.power_limit)
+        .max()
+        .unwrap_or(first.power_limit);
+    let argmin = |key: &dyn Fn(&PowerLimitMeasurement) -> f64| -> u32 {
+        let mut best = first;
+        for m in &measurements[1..] {
+            if key(m) < key(best) {
+                best = m;
+            }
+        }
+        best.power_limit
+    };
+    Ok(match *selector {
+        Selector::Energy => argmin(&|m| m.energy),
+        Selector::Time => argmin(&|m| m.time),
+        Selector::ZeusCost { eta, max_power } => {
+            let max_power = max_power.unwrap_or(f64::from(max_limit) * f64::from(gpu_count.max(1)));
+            argmin(&|m| zeus_cost(m.energy, m.time, eta, max_power))
+        }
+        Selector::MaxSlowdown { factor } => {
+            let reference = measurements
+                .iter()
+                .find(|m| m.power_limit == max_limit)
+                .map(|m| m.time)
+                .unwrap_or(first.time);
+            measurements
+                .iter()
+                .filter(|m| m.time <= factor * reference)
+                .map(|m| m.power_limit)
+                .min()
+                .unwrap_or(max_limit)
+        }
+    })
+}
+
+/// Where the optimizer is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum PowerState {
+    /// Waiting `steps` more step beginnings before warming up `next_limit_mw`.
+    Ready {
+        /// The limit to profile next, mW.
+        next_limit_mw: u32,
+        /// Step beginnings left to wait, >= 1.
+        steps: u32,
+    },
+    /// Running under `limit_mw` for `steps` more step beginnings before measuring.
+    Warmup {
+        /// The limit being warmed up, mW.
+        limit_mw: u32,
+        /// Step beginnings left, >= 1.
+        steps: u32,
+    },
+    /// Measuring `limit_mw` for `steps` more step beginnings.
+    Profiling {
+        /// The limit being measured, mW.
+        limit_mw: u32,
+        /// Step beginnings left, >= 1.
+        steps: u32,
+        /// The reading when the window opened.
+        start: Reading,
+    },
+    /// Profiling is over; `optimal_mw` is set.
+    Done {
+        /// The selected limit, mW.
+        optimal_mw: u32,
+    },
+}
+
+/// What the host must do, in order.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "action", rename_all = "snake_case")]
+pub enum Action {
+    /// Set every GPU of the job to this limit, mW.
+    SetPowerLimit {
+        /// The limit, mW.
+        limit_mw: u32,
+    },
+    /// A measurement window opened for this limit.
+    BeginWindow {
+        /// The limit, mW.
+        limit_mw: u32,
+    },
+    /// A measurement window closed with this result.
+    EndWindow {
+        /// The result.
+        measurement: PowerLimitMeasurement,
+    },
+    /// The window of this limit was interrupted by an epoch end and discarded.
+    CancelWindow {
+        /// The limit, mW.
+        limit_mw: u32,
+    },
+    /// Profiling is over; this limit was selected (a `SetPowerLimit` precedes it).
+    Optimal {
+        /// The limit, mW.
+        limit_mw: u32,
+    },
+}
+
+/// The power limit optimizer of one job run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PowerOptimizer {
+    settings: PowerSettings,
+    gpu_count: u32,
+    limits_mw: Vec<u32>,
+    state: PowerState,
+    measurements: Vec<PowerLimitMeasurement>,
+    current_mw: Option<u32>,
+}
+
+impl PowerOptimizer {
+    /// A fresh optimizer that will profile every limit. The returned actions set the
+    /// maximum limit.
+    pub fn new(
+        settings: PowerSettings,
+        constraints: LimitConstraints,
+        gpu_count: u32,
+    ) -> Result<(PowerOptimizer, Vec<Action>), PowerError> {
+        settings.validate()?;
+        if gpu_count == 0 {
+            return Err(invalid("gpu_count", "must be > 0"));
+        }
+        let limits_mw = constraints.limits(settings.pl_step)?;
+        let mut opt = PowerOptimizer {
+            settings,
+            gpu_count,
+            state: PowerState::Ready {
+                next_limit_mw: limits_mw[0],
+                steps: settings.wait_steps.saturating_add(1),
+            },
+            limits_mw,
+            measurements: Vec::new(),
+            current_mw: None,
+        };
+        let mut actions = Vec::new();
+        opt.set(opt.max_mw(), &mut actions);
+        Ok((opt, actions))
+    }
+
+    /// An optimizer that reuses earlier measurements: it starts `Done` and the
+    /// returned actions set the selected limit (clamped into the constraints).
+    pub fn with_measurements(
+        settings: PowerSettings,
+        constraints: LimitConstraints,
+        gpu_count: u32,
+        measurements: Vec<PowerLimitMeasurement>,
+    ) -> Result<(PowerOptimizer, Vec<Action>), PowerError> {
+        let (mut opt, _) = Self::new(settings, constraints, gpu_count)?;
+        let watts = select(&settings.selector, &measurements, gpu_count)?;
+        let optimal_mw = watts
+            .saturating_mul(1000)
+            .clamp(constraints.min_mw, constraints.max_mw);
+        opt.measurements = measurements;
+        opt.state = PowerState::Done { optimal_mw };
+        // Nothing was set yet: the actions of `new` are not the host's.
+        opt.current_mw = None;
+        let mut actions = Vec::new();
+        opt.set(optimal_mw, &mut actions);
+        actions.push(Action::Optimal {
+            limit_mw: optimal_mw,
+        });
+        Ok((opt, actions))
+    }
+
+    /// The settings.
+    pub fn settings(&self) -> &PowerSettings {
+        &self.settings
+    }
+
+    /// The current state.
+    pub fn state(&self) -> &PowerState {
+        &self.state
+    }
+
+    /// The limits profiled, mW, highest first.
+    pub fn limits_mw(&self) -> &[u32] {
+        &self.limits_mw
+    }
+
+    /// Measurements so far, in profiling order.
+    pub fn measurements(&self) -> &[PowerLimitMeasurement] {
+        &self.measurements
+    }
+
+    /// The limit the optimizer last asked for, mW.
+    pub fn current_limit_mw(&self) -> Option<u32> {
+        self.current_mw
+    }
+
+    /// The selected limit once done, mW.
+    pub fn optimal_limit_mw(&self) -> Option<u32> {
+        match self.state {
+            PowerState::Done { optimal_mw } => Some(optimal_mw),
+            _ => None,
+        }
+    }
+
+    /// Whether profiling is over.
+    pub fn is_done(&self) -> bool {
+        matches!(self.state, PowerState::Done { .. })
+    }
+
+    /// The profile of the measured limits, for `batch_size` samples per step; `None`
+    /// when nothing was measured.
+    pub fn profile(&self, batch_size: u32, gpu_model: &str) -> Option<PowerProfile> {
+        if self.measurements.is_empty() {
+            return None;
+        }
+        Some(PowerProfile {
+            batch_size,
+            phase: Phase::Train,
+            gpu_model: gpu_model.to_string(),
+            measurements: self
+                .measurements
+                .iter()
+                .map(|m| m.to_profile_point(batch_size, self.gpu_count))
+                .collect(),
+        })
+    }
+
+    fn max_mw(&self) -> u32 {
+        self.limits_mw[0]
+    }
+
+    fn set(&mut self, limit_mw: u32, actions: &mut Vec<Action>) {
+        if self.current_mw != Some(limit_mw) {
+            self.current_mw = Some(limit_mw);
+            actions.push(Action::SetPowerLimit { limit_mw });
+        }
+    }
+
+    /// Enters warmup for `limit_mw` at a step beginning (straight to profiling when
+    /// there are no warmup steps).
+    fn warm_up(&mut self, limit_mw: u32, at: Reading, actions: &mut Vec<Action>) {
+        self.set(limit_mw, actions);
+        if self.settings.warmup_steps == 0 {
+            self.begin_window(limit_mw, at, actions);
+        } else {
+            self.state = PowerState::Warmup {
+                limit_mw,
+                steps: self.settings.warmup_steps,
+            };
+        }
+    }
+
+    fn begin_window(&mut self, limit_mw: u32, at: Reading, actions: &mut Vec<Action>) {
+        self.state = PowerState::Profiling {
+            limit_mw,
+            steps: self.settings.profile_steps,
+            start: at,
+        };
+        actions.push(Action::BeginWindow { limit_mw });
+    }
+
+    /// A training step begins.
+    pub fn step_begin(&mut self, at: Reading) -> Vec<Action> {
+        let mut actions = Vec::new();
+        match self.state {
+            PowerState::Ready {
+                next_limit_mw,
+                steps,
+            } => {
+                if steps <= 1 {
+                    self.warm_up(next_limit_mw, at, &mut actions);
+                } else {
+                    self.state = PowerState::Ready {
+                        next_limit_mw,
+                        steps: steps - 1,
+                    };
+                }
+            }
+            PowerState::Warmup { limit_mw, steps } => {
+                if steps <= 1 {
+                    self.begin_window(limit_mw, at, &mut actions);
+                } else {
+                    self.state = PowerState::Warmup {
+                        limit_mw,
+                        steps: steps - 1,
+                    };
+                }
+            }
+            PowerState::Profiling {
+                limit_mw,
+                steps,
+                start,
+            } => {
+                if steps > 1 {
+                    self.state = PowerState::Profiling {
+                        limit_mw,
+                        steps: steps - 1,
+                        start,
+                    };
+                    return actions;
+                }
+                let measurement = PowerLimitMeasurement {
+                    power_limit: limit_mw / 1000,
+                    energy: at.energy_mj.saturating_sub(start.energy_mj) as f64 / 1000.0,
+                    time: at.time_ms.saturating_sub(start.time_ms) as f64 / 1000.0,
+                    steps: self.settings.profile_steps,
+                };
+                self.measurements.push(measurement);
+                actions.push(Action::EndWindow { measurement });
+                let index = self.limits_mw.iter().position(|&l| l == limit_mw);
+                match index.and_then(|i| self.limits_mw.get(i + 1)).copied() {
+                    Some(next) => self.warm_up(next, at, &mut actions),
+                    None => {
+                        let watts =
+                            select(&self.settings.selector, &self.measurements, self.gpu_count)
+                                .unwrap_or(self.max_mw() / 1000);
+                        let optimal_mw = self
+                            .limits_mw
+                            .iter()
+                            .copied()
+                            .find(|&l| l / 1000 == watts)
+                            .unwrap_or(self.max_mw());
+                        self.state = PowerState::Done { optimal_mw };
+                        self.set(optimal_mw, &mut actions);
+                        actions.push(Action::Optimal {
+                            limit_mw: optimal_mw,
+                        });
+                    }
+                }
+            }
+            PowerState::Done { .. } => {}
+        }
+        actions
+    }
+
+    /// A training step ends (no transition: windows run from step beginning to step
+    /// beginning).
+    pub fn step_end(&mut self, _at: Reading) -> Vec<Action> {
+        Vec::new()
+    }
+
+    /// An epoch ends: an unfinished warmup or window of a limit is abandoned, the
+    /// maximum limit is set, and the same limit starts over at the next step.
+    pub fn epoch_end(&mut self, _at: Reading) -> Vec<Action> {
+        let mut actions = Vec::new();
+        match self.state {
+            PowerState::Warmup { limit_mw, .. } | PowerState::Profiling { limit_mw, .. } => {
+                if matches!(self.state, PowerState::Profiling { .. }) {
+                    actions.push(Action::CancelWindow { limit_mw });
+                }
+                self.state = PowerState::Ready {
+                    next_limit_mw: limit_mw,
+                    steps: 1,
+                };
+                let max = self.max_mw();
+                self.set(max, &mut actions);
+            }
+            PowerState::Ready { .. } | PowerState::Done { .. } => {}
+        }
+        actions
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const C: LimitConstraints = LimitConstraints {
+        min_mw: 100_000,
+        max_mw: 175_000,
+    };
+
+    fn settings(wait: u32, warmup: u32, profile: u32, selector: Selector) -> PowerSettings {
+        PowerSettings {
+            wait_steps: wait,
+            warmup_steps: warmup,
+            profile_steps: profile,
+            pl_step: 25,
+            selector,
+        }
+    }
+
+    fn r(time_ms: u64, energy_mj: u64) -> Reading {
+        Reading { time_ms, energy_mj }
+    }
+
+    fn m(power_limit: u32, energy: f64, time: f64) -> PowerLimitMeasurement {
+        PowerLimitMeasurement {
+            power_limit,
+            energy,
+            time,
+            steps: 4,
+        }
+    }
+
+    #[test]
+    fn defaults_are_zeus_defaults() {
+        let s = PowerSettings::default();
+        assert_eq!(
+            (s.wait_steps, s.warmup_steps, s.profile_steps, s.pl_step),
+            (1, 10, 40, 25)
+        );
+        assert_eq!(
+            s.selector,
+            Selector::ZeusCost {
+                eta: 0.5,
+                max_power: None
+            }
+        );
+    }
+
+    #[test]
+    fn limits_go_down_from_max_in_steps_never_below_min() {
+        assert_eq!(
+            C.limits(25).unwrap(),
+            vec![175_000, 150_000, 125_000, 100_000]
+        );
+        let odd = LimitConstraints {
+            min_mw: 100_000,
+            max_mw: 160_000,
+        };
+        assert_eq!(odd.limits(25).unwrap(), vec![160_000, 135_000, 110_000]);
+        let one = LimitConstraints {
+            min_mw: 100_000,
+            max_mw: 100_000,
+        };
+        assert_eq!(one.limits(25).unwrap(), vec![100_000]);
+        let bad = LimitConstraints {
+            min_mw: 200_000,
+            max_mw: 100_000,
+        };
+        assert!(matches!(
+            bad.limits(25),
+            Err(PowerError::InvalidSetting {
+                field: "min_mw",
+                ..
+            })
+        ));
+        let tiny = LimitConstraints {
+            min_mw: 0,
+            max_mw: 30_000,
+        };
+        assert_eq!(tiny.limits(25).unwrap(), vec![30_000, 5_000]);
+        let wide = LimitConstraints {
+            min_mw: 1,
+            max_mw: u32::MAX,
+        };
+        assert_eq!(
+            wide.limits(1).unwrap().len(),
+            crate::api::MAX_PROFILE_POINTS
+        );
+    }
+
+    #[test]
+    fn bad_settings_name_the_field() {
+        let mut s = PowerSettings {
+            profile_steps: 0,
+            ..Default::default()
+        };
+        assert!(matches!(
+            PowerOptimizer::new(s, C, 1),
+            Err(PowerError::InvalidSetting {
+                field: "profile_steps",
+                ..
+            })
+        ));
+        s.profile_steps = 1;
+        s.pl_step = 0;
+        assert!(matches!(
+            s.validate(),
+            Err(PowerError::InvalidSetting {
+                field: "pl_step",
+                ..
+            })
+        ));
+        s.pl_step = 25;
+        s.selector = Selector::ZeusCost {
+            eta: 1.5,
+            max_power: None,
+        };
+        assert!(matches!(
+            s.validate(),
+            Err(PowerError::InvalidSetting {
+                field: "selector.eta",
+                ..
+            })
+        ));
+        s.selector = Selector::MaxSlowdown { factor: 0.9 };
+        assert!(matches!(
+            s.validate(),
+            Err(PowerError::InvalidSetting {
+                field: "selector.factor",
+                ..
+            })
+        ));
+        s.selector = Selector::MaxSlowdown { factor: f64::NAN };
+        assert!(s.validate().is_err());
+        assert!(matches!(
+            PowerOptimizer::new(PowerSettings::default(), C, 0),
+            Err(PowerError::InvalidSetting {
+                field: "gpu_count",
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn selector_parses_and_prints() {
+        for (text, sel) in [
+            ("energy", Selector::Energy),
+            ("time", Selector::Time),
+            (
+                "zeus-cost:0.3",
+                Selector::ZeusCost {
+                    eta: 0.3,
+                    max_power: None,
+                },
+            ),
+            (
+                "zeus_cost:0.3:600",
+                Selector::ZeusCost {
+                    eta: 0.3,
+                    max_power: Some(600.0),
+                },
+            ),
+            ("max-slowdown:1.1", Selector::MaxSlowdown { factor: 1.1 }),
+        ] {
+            assert_eq!(text.parse::<Selector>().unwrap(), sel);
+            assert_eq!(sel.to_string().parse::<Selector>().unwrap(), sel);
+        }
+        for bad in [
+            "",
+            "fast",
+            "zeus-cost",
+            "zeus-cost:x",
+            "zeus-cost:2",
+            "max-slowdown:0.5",
+            "energy:1",
+            "zeus-cost:0.5:0",
+        ] {
+            assert!(bad.parse::<Selector>().is_err(), "{bad}");
+        }
+        let json = serde_json::to_string(&Selector::MaxSlowdown { factor: 1.2 }).unwrap();
+        assert_eq!(json, r#"{"kind":"max_slowdown","factor":1.2}"#);
+        let back: Selector = serde_json::from_str(r#"{"kind":"zeus_cost","eta":0.1}"#).unwrap();
+        assert_eq!(
+            back,
+            Selector::ZeusCost {
+                eta: 0.1,
+                max_power: None
+            }
+        );
+    }
+
+    #[test]
+    fn selectors_pick_their_optimum() {
+        // 175 W: fastest, most energy; 125 W: least energy; 100 W: slow.
+        let ms = [
+            m(175, 1000.0, 4.0),
+            m(150, 900.0, 4.2),
+            m(125, 800.0, 4.8),
+            m(100, 850.0, 6.0),
+        ];
+        assert_eq!(select(&Selector::Energy, &ms, 1).unwrap(), 125);
+        assert_eq!(select(&Selector::Time, &ms, 1).unwrap(), 175);
+        // eta = 1: energy only; eta = 0: time only.
+        let zc = |eta| Selector::ZeusCost {
+            eta,
+            max_power: None,
+        };
+        assert_eq!(select(&zc(1.0), &ms, 1).unwrap(), 125);
+        assert_eq!(select(&zc(0.0), &ms, 1).unwrap(), 175);
+        // eta = 0.5, max power 175 W: 175 -> 850, 150 -> 817.5, 125 -> 820, 100 -> 950.
+        assert_eq!(select(&zc(0.5), &ms, 1).unwrap(), 150);
+        // Two GPUs double max power: time weighs more -> 175: 1200, 150: 1185, 125: 1240.
+        assert_eq!(select(&zc(0.5), &ms, 2).unwrap(), 150);
+        // An explicit max power large enough makes time dominate.
+        let zc_big = Selector::ZeusCost {
+            eta: 0.5,
+            max_power: Some(10_000.0),
+        };
+        assert_eq!(select(&zc_big, &ms, 1).unwrap(), 175);
+        let slow = |factor| Selector::MaxSlowdown { factor };
+        assert_eq!(select(&slow(1.0), &ms, 1).unwrap(), 175);
+        assert_eq!(select(&slow(1.06), &ms, 1).unwrap(), 150);
+        assert_eq!(select(&slow(1.2), &ms, 1).unwrap(), 125);
+        assert_eq!(select(&slow(2.0), &ms, 1).unwrap(), 100);
+        assert_eq!(
+            select(&Selector::Energy, &[], 1),
+            Err(PowerError::NoMeasurements)
+        );
+        // Ties go to the earlier (higher) limit.
+        let tie = [m(175, 500.0, 1.0), m(150, 500.0, 1.0)];
+        assert_eq!(select(&Selector::Energy, &tie, 1).unwrap(), 175);
+    }
+
+    /// Drives `n` step beginnings 100 ms apart, the energy counter growing by
+    /// `watts` W, returning every action.
+    fn steps(opt: &mut PowerOptimizer, clock: &mut Reading, n: u32, watts: u64) -> Vec<Action> {
+        let mut all = Vec::new();
+        for _ in 0..n {
+            clock.time_ms += 100;
+            clock.energy_mj += watts * 100;
+            all.extend(opt.step_begin(*clock));
+        }
+        all
+    }
+
+    #[test]
+    fn new_sets_the_maximum_and_waits() {
+        let (opt, actions) =
+            PowerOptimizer::new(settings(2, 3, 4, Selector::Energy), C, 1).unwrap();
+        assert_eq!(actions, vec![Action::SetPowerLimit { limit_mw: 175_000 }]);
+        assert_eq!(
+            *opt.state(),
+            PowerState::Ready {
+                next_limit_mw: 175_000,
+                steps: 3
+            }
+        );
+        assert_eq!(opt.optimal_limit_mw(), None);
+        assert!(opt.profile(8, "X").is_none());
+    }
+
+    #[test]
+    fn every_transition_of_a_full_profile() {
+        let (mut opt, _) = PowerOptimizer::new(settings(1, 2, 3, Selector::Energy), C, 1).unwrap();
+        let mut clock = r(0, 0);
+        // Ready(2) -> Ready(1) on the first step (the wait step).
+        assert!(steps(&mut opt, &mut clock, 1, 200).is_empty());
+        assert_eq!(
+            *opt.state(),
+            PowerState::Ready {
+                next_limit_mw: 175_000,
+                steps: 1
+            }
+        );
+        // Ready -> Warmup(175 W); the limit is already the maximum: no action.
+        assert!(steps(&mut opt, &mut clock, 1, 200).is_empty());
+        assert_eq!(
+            *opt.state(),
+            PowerState::Warmup {
+                limit_mw: 175_000,
+                steps: 2
+            }
+        );
+        // Warmup(2) -> Warmup(1) -> Profiling.
+        assert!(steps(&mut opt, &mut clock, 1, 200).is_empty());
+        let a = steps(&mut opt, &mut clock, 1, 200);
+        assert_eq!(a, vec![Action::BeginWindow { limit_mw: 175_000 }]);
+        assert!(matches!(
+            *opt.state(),
+            PowerState::Profiling {
+                limit_mw: 175_000,
+                steps: 3,
+                ..
+            }
+        ));
+        // Profiling(3) -> (2) -> (1) -> window ends, warmup of 150 W.
+        assert!(steps(&mut opt, &mut clock, 2, 175).is_empty());
+        let a = steps(&mut opt, &mut clock, 1, 175);
+        let measured = PowerLimitMeasurement {
+            power_limit: 175,
+            energy: 52.5,
+            time: 0.3,
+            steps: 3,
+        };
+        assert_eq!(
+            a,
+            vec![
+                Action::EndWindow {
+                    measurement: measured
+                },
+                Action::SetPowerLimit { limit_mw: 150_000 },
+            ]
+        );
+        assert_eq!(
+            *opt.state(),
+            PowerState::Warmup {
+                limit_mw: 150_000,
+                steps: 2
+            }
+        );
+        // 150 W, 125 W, 100 W at decreasing power: 100 W is least energy.
+        steps(&mut opt, &mut clock, 5, 150);
+        steps(&mut opt, &mut clock, 5, 120);
+        let a = steps(&mut opt, &mut clock, 5, 90);
+        assert_eq!(opt.measurements().len(), 4);
+        assert_eq!(
+            a.last(),
+            Some(&Action::Optimal { limit_mw: 100_000 }),
+            "{a:?}"
+        );
+        assert_eq!(
+            *opt.state(),
+            PowerState::Done {
+                optimal_mw: 100_000
+            }
+        );
+        assert_eq!(opt.current_limit_mw(), Some(100_000));
+        // Done absorbs everything.
+        assert!(steps(&mut opt, &mut clock, 20, 90).is_empty());
+        assert!(opt.epoch_end(clock).is_empty());
+        assert!(opt.step_end(clock).is_empty());
+        assert!(opt.is_done());
+    }
+
+    #[test]
+    fn windows_measure_from_step_begin_to_step_begin() {
+        let (mut opt, _) = PowerOptimizer::new(settings(0, 1, 2, Selector::Time), C, 2).unwrap();
+        assert!(opt.step_begin(r(1000, 5000)).is_empty()); // Ready -> Warmup(175)
+        assert_eq!(
+            opt.step_begin(r(1100, 6000)),
+            vec![Action::BeginWindow { limit_mw: 175_000 }]
+        );
+        assert!(opt.step_begin(r(1200, 9000)).is_empty());
+        let a = opt.step_begin(r(1350, 12_500));
+        assert_eq!(
+            a[0],
+            Action::EndWindow {
+                measurement: PowerLimitMeasurement {
+                    power_limit: 175,
+                    energy: 6.5,
+                    time: 0.25,
+                    steps: 2
+                }
+            }
+        );
+    }
+
+    #[test]
+    fn epoch_end_in_warmup_restarts_that_limit() {
+        let (mut opt, _) = PowerOptimizer::new(settings(0, 3, 2, Selector::Energy), C, 1).unwrap();
+        let mut clock = r(0, 0);
+        // Profile 175 W fully (1 + 3 + 2 steps), then into 150 W warmup.
+        steps(&mut opt, &mut clock, 6, 200);
+        assert_eq!(
+            *opt.state(),
+            PowerState::Warmup {
+                limit_mw: 150_000,
+                steps: 3
+            }
+        );
+        let a = opt.epoch_end(clock);
+        assert_eq!(a, vec![Action::SetPowerLimit { limit_mw: 175_000 }]);
+        assert_eq!(
+            *opt.state(),
+            PowerState::Ready {
+                next_limit_mw: 150_000,
+                steps: 1
+            }
+        );
+        // The next step starts 150 W's warmup again from the full count.
+        let a = steps(&mut opt, &mut clock, 1, 200);
+        assert_eq!(a, vec![Action::SetPowerLimit { limit_mw: 150_000 }]);
+        assert_eq!(
+            *opt.state(),
+            PowerState::Warmup {
+                limit_mw: 150_000,
+                steps: 3
+            }
+        );
+        assert_eq!(opt.measurements().len(), 1);
+    }
+
+    #[test]
+    fn epoch_end_in_profiling_cancels_the_window() {
+        let (mut opt, _) = PowerOptimizer::new(settings(0, 1, 5, Selector::Energy), C, 1).unwrap();
+        let mut clock = r(0, 0);
+        steps(&mut opt, &mut clock, 1, 200); // Warmup(175)
+        steps(&mut opt, &mut clock, 1, 200); // Profiling(175)
+        steps(&mut opt, &mut clock, 5, 200); // 175 done, Warmup(150)
+        steps(&mut opt, &mut clock, 1, 150); // Profiling(150)
+        steps(&mut opt, &mut clock, 2, 150);
+        assert!(matches!(
+            *opt.state(),
+            PowerState::Profiling {
+                limit_mw: 150_000,
+                steps: 3,
+                ..
+            }
+        ));
+        let a = opt.epoch_end(clock);
+        assert_eq!(
+            a,
+            vec![
+                Action::CancelWindow { limit_mw: 150_000 },
+                Action::SetPowerLimit { limit_mw: 175_000 }
+            ]
+        );
+        assert_eq!(opt.measurements().len(), 1);
+        // A second epoch end in Ready changes nothing.
+        assert!(opt.epoch_end(clock).is_empty());
+        // Next epoch: 150 W restarts with a full warmup and a full window.
+        let a = steps(&mut opt, &mut clock, 1, 150);
+        assert_eq!(a, vec![Action::SetPowerLimit { limit_mw: 150_000 }]);
+        let a = steps(&mut opt, &mut clock, 1, 150);
+        assert_eq!(a, vec![Action::BeginWindow { limit_mw: 150_000 }]);
+        steps(&mut opt, &mut clock, 5, 150);
+        assert_eq!(opt.measurements().len(), 2);
+        assert_eq!(opt.measurements()[1].power_limit, 150);
+        assert!((opt.measurements()[1].time - 0.5).abs() < 1e-9);
+    }
+
+    #[test]
+    fn epoch_end_while_waiting_keeps_waiting() {
+        let (mut opt, _) = PowerOptimizer::new(settings(3, 1, 1, Selector::Energy), C, 1).unwrap();
+        opt.step_begin(r(1, 1));
+        assert!(opt.epoch_end(r(2, 2)).is_empty());
+        assert_eq!(
+            *opt.state(),
+            PowerState::Ready {
+                next_limit_mw: 175_000,
+                steps: 3
+            }
+        );
+    }
+
+    #[test]
+    fn zero_warmup_goes_straight_to_profiling() {
+        let (mut opt, _) = PowerOptimizer::new(settings(0, 0, 1, Selector::Energy), C, 1).unwrap();
+        let a = opt.step_begin(r(0, 0));
+        assert_eq!(a, vec![Action::BeginWindow { limit_mw: 175_000 }]);
+        let a = opt.step_begin(r(100, 20_000));
+        assert_eq!(
+            a[1..],
+            [
+                Action::SetPowerLimit { limit_mw: 150_000 },
+                Action::BeginWindow { limit_mw: 150_000 }
+            ]
+        );
+    }
+
+    #[test]
+    fn a_single_limit_profiles_once_and_keeps_it() {
+        let one = LimitConstraints {
+            min_mw: 250_000,
+            max_mw: 250_000,
+        };
+        let (mut opt, _) =
+            PowerOptimizer::new(settings(0, 1, 1, Selector::default()), one, 1).unwrap();
+        let mut clock = r(0, 0);
+        let a = steps(&mut opt, &mut clock, 3, 250);
+        assert_eq!(a.last(), Some(&Action::Optimal { limit_mw: 250_000 }));
+        // The limit never changed, so no SetPowerLimit after the first.
+        assert!(!a.iter().any(|x| matches!(x, Action::SetPowerLimit { .. })));
+    }
+
+    #[test]
+    fn reused_measurements_start_done() {
+        let ms = vec![m(175, 1000.0, 4.0), m(150, 700.0, 4.4), m(125, 800.0, 5.0)];
+        let (opt, a) =
+            PowerOptimizer::with_measurements(settings(1, 1, 4, Selector::Energy), C, 1, ms)
+                .unwrap();
+        assert_eq!(
+            a,
+            vec![
+                Action::SetPowerLimit { limit_mw: 150_000 },
+                Action::Optimal { limit_mw: 150_000 }
+            ]
+        );
+        assert_eq!(opt.optimal_limit_mw(), Some(150_000));
+        // A profiled limit outside the constraints is clamped.
+        let (opt, _) = PowerOptimizer::with_measurements(
+            settings(1, 1, 4, Selector::Energy),
+            C,
+            1,
+            vec![m(400, 1.0, 1.0)],
+        )
+        .unwrap();
+        assert_eq!(opt.optimal_limit_mw(), Some(175_000));
+        assert_eq!(
+            opt.current_limit_mw(),
+            Some(175_000),
+            "the maximum is set even though new() started there"
+        );
+        assert_eq!(
+            PowerOptimizer::with_measurements(PowerSettings::default(), C, 1, vec![]),
+            Err(PowerError::NoMeasurements)
+        );
+    }
+
+    #[test]
+    fn profile_points_round_trip() {
+        let meas = PowerLimitMeasurement {
+            power_limit: 150,
+            energy: 600.0,
+            time: 2.0,
+            steps: 40,
+        };
+        let p = meas.to_profile_point(32, 2);
+        assert_eq!(p.power_limit, 150);
+        assert!((p.average_power - 150.0).abs() < 1e-9);
+        assert!((p.throughput - 640.0).abs() < 1e-9);
+        let back = PowerLimitMeasurement::from_profile_point(&p, 32, 2, 40).unwrap();
+        assert!((back.energy - 600.0).abs() < 1e-9 && (back.time - 2.0).abs() < 1e-9);
+        let zero = PowerLimitMeasurement { time: 0.0, ..meas }.to_profile_point(32, 1);
+        assert_eq!((zero.average_power, zero.throughput), (0.0, 0.0));
+        assert!(PowerLimitMeasurement::from_profile_point(&zero, 32, 1, 40).is_none());
+    }
+
+    #[test]
+    fn profile_of_a_run_selects_like_the_run() {
+        let (mut opt, _) = PowerOptimizer::new(settings(0, 1, 4, Selector::Energy), C, 1).unwrap();
+        let mut clock = r(0, 0);
+        for watts in [200, 160, 110, 100] {
+            steps(&mut opt, &mut clock, 6, watts);
+        }
+        let chosen = opt.optimal_limit_mw().unwrap();
+        let profile = opt.profile(16, "Fake GPU").unwrap();
+        assert_eq!(profile.measurements.len(), 4);
+        let reused: Vec<_> = profile
+            .measurements
+            .iter()
+            .filter_map(|p| PowerLimitMeasurement::from_profile_point(p, 16, 1, 40))
+            .collect();
+        let (again, _) = PowerOptimizer::with_measurements(*opt.settings(), C, 1, reused).unwrap();
+        assert_eq!(again.optimal_limit_mw(), Some(chosen));
+    }
+
+    #[test]
+    fn state_round_trips_through_serde() {
+        let (mut opt, _) = PowerOptimizer::new(settings(0, 1, 2, Selector::Time), C, 1).unwrap();
+        opt.step_begin(r(0, 0));
+        opt.step_begin(r(10, 10));
+        let json = serde_json::to_string(&opt).unwrap();
+        let back: PowerOptimizer = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, opt);
+        let s: PowerSettings = serde_json::from_str(r#"{"pl_step": 50}"#).unwrap();
+        assert_eq!(s.pl_step, 50);
+        assert_eq!(s.profile_steps, 40);
+        assert!(serde_json::from_str::<PowerSettings>(r#"{"pl_stp": 50}"#).is_err());
+    }
+}
