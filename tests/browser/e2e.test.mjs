@@ -1,0 +1,293 @@
+// End-to-end test of the what-if page in Debian's headless Chromium, driven by
+// playwright-core. run.sh builds the page and the `wattwise` binary, serves
+// web/dist on 127.0.0.1, and passes:
+//   BASE_URL      the page
+//   WATTWISE_BIN  the native command line (`wattwise simulate`), the reference
+//   TRACES        the Zeus traces (../shared/traces)
+//   ARTIFACTS_DIR where the screenshots and the benchmark figures go
+//   DIST          web/dist (for the wasm size)
+
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { after, before, test } from 'node:test';
+import zlib from 'node:zlib';
+import { chromium } from 'playwright-core';
+
+const BASE_URL = process.env.BASE_URL;
+const BIN = process.env.WATTWISE_BIN;
+const TRACES = process.env.TRACES;
+const ARTIFACTS = process.env.ARTIFACTS_DIR || 'artifacts';
+const DIST = process.env.DIST;
+for (const [k, v] of Object.entries({ BASE_URL, WATTWISE_BIN: BIN, TRACES, DIST })) {
+  if (!v) throw new Error(`${k} is not set (run tests/browser/run.sh)`);
+}
+const GPUS = ['a40', 'v100', 'p100', 'rtx6000'];
+const trainCsv = path.join(TRACES, 'summary_train.csv');
+const powerCsv = (gpu) => path.join(TRACES, `summary_power_${gpu}.csv`);
+
+let context;
+let page;
+let userDataDir;
+const consoleErrors = [];
+const bench = {};
+
+/** `wattwise simulate ... --format json`, parsed. */
+function cli(args) {
+  const out = execFileSync(BIN, ['simulate', ...args, '--format', 'json'], { encoding: 'utf8', maxBuffer: 64 << 20 });
+  return JSON.parse(out);
+}
+
+before(async () => {
+  fs.mkdirSync(ARTIFACTS, { recursive: true });
+  userDataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'wattwise-chromium-'));
+  context = await chromium.launchPersistentContext(userDataDir, {
+    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+    headless: true,
+    args: [
+      '--headless',
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+      '--no-first-run',
+    ],
+    viewport: { width: 1400, height: 1000 },
+    acceptDownloads: true,
+  });
+  page = context.pages()[0] ?? (await context.newPage());
+  page.on('console', (m) => {
+    if (m.type() === 'error') consoleErrors.push(`console: ${m.text()}`);
+  });
+  page.on('pageerror', (e) => consoleErrors.push(`page error: ${e.message}`));
+  page.on('worker', (w) => w.on('console', (m) => m.type() === 'error' && consoleErrors.push(`worker: ${m.text()}`)));
+});
+
+after(async () => {
+  await context?.close();
+  if (userDataDir) fs.rmSync(userDataDir, { recursive: true, force: true });
+  fs.writeFileSync(path.join(ARTIFACTS, 'browser-bench.json'), JSON.stringify(bench, null, 2) + '\n');
+  console.log(`benchmark: ${JSON.stringify(bench)}`);
+});
+
+/** The report the page shows, read back from the cards and the table of runs. */
+async function shownReport() {
+  return page.evaluate(() => {
+    const num = (id) => Number(document.getElementById(id).dataset.value);
+    const rows = [...document.querySelectorAll('#runs tbody tr')].map((tr) => {
+      const cells = Object.fromEntries([...tr.cells].map((td) => [td.dataset.key, td.dataset.value]));
+      return cells;
+    });
+    return {
+      caption: document.getElementById('summary').dataset.caption,
+      cost: num('total-cost'),
+      energy: num('total-energy'),
+      time: num('total-time'),
+      savings: num('savings'),
+      regret: num('regret'),
+      rows,
+    };
+  });
+}
+
+/** Asserts the page shows exactly the numbers of the command line's report. */
+function assertSameNumbers(shown, report) {
+  const n = report.recurrences;
+  assert.equal(shown.cost, report.cum_cost[n - 1], 'total cost');
+  assert.equal(shown.energy, report.cum_energy[n - 1], 'total energy');
+  assert.equal(shown.time, report.cum_time[n - 1], 'total time');
+  assert.equal(shown.regret, report.regret[n - 1], 'regret');
+  assert.equal(shown.savings, 1 - report.cum_cost[n - 1] / (n * report.baselines.default.cost), 'savings');
+  assert.equal(shown.rows.length, report.history.length, 'one row per run');
+  report.history.forEach((h, i) => {
+    const row = shown.rows[i];
+    const where = `run ${i}`;
+    assert.equal(Number(row.recurrence), h.recurrence + 1, where);
+    assert.equal(Number(row.batch_size), h.batch_size, where);
+    assert.equal(Number(row.power_limit), h.power_limit, where);
+    assert.equal(Number(row.energy), h.energy, `${where} energy`);
+    assert.equal(Number(row.time), h.time, `${where} time`);
+    assert.equal(Number(row.cost), h.cost, `${where} cost`);
+    assert.equal(row.reached, String(h.reached), where);
+    assert.equal(Number(row.cum_cost), report.cum_cost[h.recurrence], `${where} cumulative cost`);
+  });
+}
+
+async function setKnobs({ workload, gpu, eta, beta, recurrences, seed }) {
+  if (workload) await page.selectOption('#workload', workload);
+  if (gpu) await page.selectOption('#gpu', gpu);
+  await page.fill('#eta', String(eta));
+  await page.fill('#beta', String(beta));
+  await page.fill('#recurrences', String(recurrences));
+  await page.fill('#seed', String(seed));
+}
+
+/** Clicks Simulate and waits for the result of exactly these knobs. */
+async function simulateAndWait({ workload, gpu, eta, beta, seed }) {
+  await page.click('#run');
+  const want = [`${workload}/`, ` on ${gpu}, eta ${eta}, beta ${beta}, seed ${seed} `];
+  await page.waitForFunction(
+    ([start, middle]) => {
+      const c = document.getElementById('summary').dataset.caption || '';
+      return c.startsWith(start) && c.includes(middle);
+    },
+    want,
+  );
+}
+
+async function nonBlankPixels(canvasId) {
+  return page.evaluate((id) => {
+    const c = document.getElementById(id);
+    const data = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+    let n = 0;
+    for (let i = 3; i < data.length; i += 4) if (data[i] !== 0) n++;
+    return n;
+  }, canvasId);
+}
+
+async function downloadText(buttonId) {
+  const [download] = await Promise.all([page.waitForEvent('download'), page.click(buttonId)]);
+  return fs.readFileSync(await download.path(), 'utf8');
+}
+
+test('the page opens on the synthetic workload and shows the command line numbers', async () => {
+  await page.goto(BASE_URL);
+  await page.waitForFunction(() => document.body.dataset.firstResultMs);
+  bench.first_result_ms = Number(await page.evaluate(() => document.body.dataset.firstResultMs));
+  const shown = await shownReport();
+  assert.match(shown.caption, /^synthetic\/resnet on synthetic-300w, eta 0.5, beta 2, seed 1/);
+  assertSameNumbers(shown, cli(['--recurrences', '50', '--seed', '1', '--eta', '0.5', '--beta', '2']));
+  // The knobs are in the URL.
+  const url = new URL(page.url());
+  assert.equal(url.searchParams.get('source'), 'synthetic');
+  assert.equal(url.searchParams.get('recurrences'), '50');
+  for (const id of ['chart-cost', 'chart-energy', 'chart-time', 'chart-config']) {
+    assert.ok((await nonBlankPixels(id)) > 1000, `${id} is drawn`);
+  }
+});
+
+test('a shared link restores the knobs', async () => {
+  await page.goto(`${BASE_URL}?source=synthetic&eta=0.3&beta=inf&recurrences=20&seed=7`);
+  await page.waitForFunction(() => document.getElementById('summary').dataset.caption?.includes('seed 7'));
+  const shown = await shownReport();
+  assert.match(shown.caption, /eta 0.3, beta inf, seed 7/);
+  assertSameNumbers(shown, cli(['--recurrences', '20', '--seed', '7', '--eta', '0.3', '--beta', 'inf']));
+});
+
+test('uploaded Zeus traces give the command line numbers, number for number', async () => {
+  await page.goto(BASE_URL);
+  await page.waitForFunction(() => document.body.dataset.firstResultMs);
+  await page.check('input[name=source][value=zeus]');
+  await page.setInputFiles('#train-file', trainCsv);
+  await page.setInputFiles('#power-files', GPUS.map(powerCsv));
+  await page.waitForFunction(() => document.getElementById('summary').dataset.caption?.startsWith('cifar100'));
+  const cases = [
+    { workload: 'librispeech', gpu: 'v100', eta: 0.5, beta: 2, recurrences: 50, seed: 3 },
+    { workload: 'imagenet', gpu: 'a40', eta: 0.8, beta: 2, recurrences: 40, seed: 11 },
+    { workload: 'squad', gpu: 'rtx6000', eta: 0.2, beta: 'inf', recurrences: 30, seed: 5 },
+  ];
+  for (const c of cases) {
+    await setKnobs(c);
+    await simulateAndWait(c);
+    const args = ['--train', trainCsv, '--power', powerCsv(c.gpu), '--dataset', c.workload];
+    args.push('--eta', String(c.eta), '--beta', String(c.beta), '--recurrences', String(c.recurrences), '--seed', String(c.seed));
+    const report = cli(args);
+    assertSameNumbers(await shownReport(), report);
+    // The JSON export is the command line's document.
+    assert.deepEqual(JSON.parse(await downloadText('#export-json')), report);
+  }
+  const csv = (await downloadText('#export-csv')).trim().split('\n');
+  assert.equal(csv[0], 'recurrence,batch_size,power_limit,energy,time,reached,cost,cum_cost,regret');
+  assert.ok(csv.length > 30);
+  assert.match(new URL(page.url()).search, /workload=squad&gpu=rtx6000/);
+});
+
+test('an eta sweep runs in the worker with a progress bar and plots the trade-off', async () => {
+  await setKnobs({ workload: 'librispeech', gpu: 'v100', eta: 0.5, beta: 2, recurrences: 50, seed: 1 });
+  await page.fill('#sweep-etas', '0,0.25,0.5,0.75,1');
+  await page.fill('#sweep-seeds', '1-4');
+  await page.selectOption('#sweep-scope', 'one');
+  await page.click('#sweep');
+  await page.waitForFunction(() => document.getElementById('sweep-status').dataset.simulations === '20');
+  assert.equal(await page.isHidden('#sweep-progress'), true, 'the progress bar goes away');
+  assert.ok((await nonBlankPixels('chart-tradeoff')) > 1000, 'the trade-off plot is drawn');
+  assert.equal(await page.locator('#sweep-table tbody tr').count(), 5, 'one row per eta');
+  // Each simulation of the sweep is the command line's.
+  const rows = JSON.parse(await downloadText('#export-sweep-json'));
+  const reports = cli([
+    '--train', trainCsv, '--power', powerCsv('v100'), '--dataset', 'librispeech',
+    '--eta', '0,0.25,0.5,0.75,1', '--seed', '1-4', '--beta', '2', '--recurrences', '50',
+  ]);
+  assert.equal(rows.length, reports.length);
+  rows.forEach((row, i) => {
+    const r = reports[i];
+    assert.equal(row.eta, r.config.eta_knob);
+    assert.equal(row.seed, r.config.seed);
+    assert.equal(row.cum_cost, r.cum_cost.at(-1));
+    assert.equal(row.cum_energy, r.cum_energy.at(-1));
+    assert.equal(row.cum_time, r.cum_time.at(-1));
+  });
+  await page.screenshot({ path: path.join(ARTIFACTS, 'whatif-page.png'), fullPage: true });
+});
+
+test('benchmark: 24 workload x GPU pairs x 5 seeds x 50 recurrences in under 1 s', async () => {
+  await setKnobs({ eta: 0.5, beta: 2, recurrences: 50, seed: 1 });
+  await page.fill('#sweep-etas', '0.5');
+  await page.fill('#sweep-seeds', '1-5');
+  await page.selectOption('#sweep-scope', 'all');
+  const runs = [];
+  for (let i = 0; i < 5; i++) {
+    await page.evaluate(() => delete document.getElementById('sweep-status').dataset.simulations);
+    await page.click('#sweep');
+    await page.waitForFunction(() => document.getElementById('sweep-status').dataset.simulations);
+    runs.push(await page.evaluate(() => ({ ...document.getElementById('sweep-status').dataset })));
+  }
+  assert.equal(runs[0].simulations, '120', '24 pairs x 5 seeds');
+  assert.equal(await page.locator('#sweep-table tbody tr').count(), 24, 'one row per pair');
+  const median = (xs) => xs.map(Number).sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+  bench.sweep_120_simulations_ms = median(runs.map((r) => r.ms));
+  bench.sweep_120_simulations_wall_ms = median(runs.map((r) => r.wallMs));
+  assert.ok(bench.sweep_120_simulations_wall_ms < 1000, `120 simulations took ${bench.sweep_120_simulations_wall_ms} ms`);
+  const wasm = fs.readdirSync(path.join(DIST, 'assets')).find((f) => f.endsWith('.wasm'));
+  const bytes = fs.readFileSync(path.join(DIST, 'assets', wasm));
+  bench.wasm_bytes = bytes.length;
+  bench.wasm_gzip_bytes = zlib.gzipSync(bytes, { level: 9 }).length;
+});
+
+test('a broken CSV gets a message naming the line and the column', async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'wattwise-broken-'));
+  const lines = fs.readFileSync(trainCsv, 'utf8').split('\n');
+  const header = lines[0].split(',');
+  const cells = lines[3].split(',');
+  cells[header.indexOf('batch_size')] = 'lots';
+  const broken = path.join(dir, 'summary_train.csv');
+  fs.writeFileSync(broken, [lines[0], lines[1], lines[2], cells.join(','), ...lines.slice(4)].join('\n'));
+  await page.setInputFiles('#train-file', broken);
+  const error = page.locator('#file-error');
+  await error.waitFor({ state: 'visible' });
+  const text = await error.textContent();
+  assert.match(text, /summary_train\.csv/);
+  assert.match(text, /line 4/);
+  assert.match(text, /column `?batch_size/);
+  await page.screenshot({ path: path.join(ARTIFACTS, 'whatif-broken-csv.png') });
+  // A power trace with a short row.
+  const power = fs.readFileSync(powerCsv('v100'), 'utf8').split('\n');
+  power[2] = power[2].split(',').slice(0, 3).join(',');
+  const brokenPower = path.join(dir, 'summary_power_v100.csv');
+  fs.writeFileSync(brokenPower, power.join('\n'));
+  await page.setInputFiles('#train-file', trainCsv);
+  await page.setInputFiles('#power-files', [brokenPower]);
+  await page.waitForFunction(() => /summary_power_v100\.csv/.test(document.getElementById('file-error').textContent));
+  assert.match(await error.textContent(), /line 3/);
+  fs.rmSync(dir, { recursive: true, force: true });
+  // Good files again clear the message.
+  await page.setInputFiles('#power-files', [powerCsv('v100')]);
+  await error.waitFor({ state: 'hidden' });
+});
+
+test('no console errors', () => {
+  assert.deepEqual(consoleErrors, []);
+});

@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# End-to-end test of the what-if page in headless Chromium.
+#
+# Installs what a fresh machine lacks (Debian's chromium; playwright-core, without
+# its browser download), builds the page (web/build.sh) and the `wattwise` command
+# line (the reference numbers), serves web/dist on 127.0.0.1 on a free port in its
+# own process group, and runs the Node test. Screenshots and the benchmark figures
+# go to $ARTIFACTS_DIR (default: artifacts/). Exits non-zero on any failure.
+#
+# Needs the Zeus traces in ../shared/traces (relative to the repository root).
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+root="$(cd "$here/../.." && pwd)"
+cd "$root"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/wattwise-target}"
+export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1
+artifacts="${ARTIFACTS_DIR:-artifacts}"
+mkdir -p "$artifacts"
+artifacts="$(cd "$artifacts" && pwd)"
+traces="$root/../shared/traces"
+if [ ! -f "$traces/summary_train.csv" ]; then
+  echo "tests/browser: the Zeus traces are not in $traces" >&2
+  exit 1
+fi
+
+# Debian's Chromium.
+if [ ! -x /usr/bin/chromium ]; then
+  echo "tests/browser: installing chromium"
+  sudo_=""
+  [ "$(id -u)" = 0 ] || sudo_="sudo"
+  $sudo_ apt-get update
+  $sudo_ apt-get install -y chromium
+fi
+
+# playwright-core, from the lock file; npm ci only when the installed tree is not the locked one.
+cd "$here"
+if ! cmp -s package-lock.json node_modules/.package-lock.stamp 2>/dev/null; then
+  npm ci --no-audit --no-fund
+  cp package-lock.json node_modules/.package-lock.stamp
+fi
+cd "$root"
+
+# The page, and the reference command line.
+bash web/build.sh
+cargo build -p wattwise-agent --bin wattwise
+bin="$CARGO_TARGET_DIR/debug/wattwise"
+
+# Serve web/dist on a free port, in its own process group, killed by group on exit.
+port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()')"
+setsid python3 -m http.server --bind 127.0.0.1 --directory "$root/web/dist" "$port" >"$artifacts/static-server.log" 2>&1 &
+server=$!
+cleanup() { kill -- -"$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true; }
+trap cleanup EXIT
+for _ in $(seq 1 100); do
+  if python3 -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:$port/')" 2>/dev/null; then break; fi
+  sleep 0.1
+done
+
+BASE_URL="http://127.0.0.1:$port/" WATTWISE_BIN="$bin" TRACES="$traces" ARTIFACTS_DIR="$artifacts" \
+  DIST="$root/web/dist" node --test --test-reporter=spec "$here/e2e.test.mjs"
+echo "tests/browser: passed; screenshots and browser-bench.json in $artifacts"

@@ -1,0 +1,84 @@
+// Units and parsing shared by the page: joules, durations, percentages, and the
+// knob lists (`1-5,9`, `0,0.5,1`), parsed the way `wattwise simulate` parses them.
+
+/** Joules with an SI prefix: `1.50 MJ`. */
+export function joules(j) {
+  if (!Number.isFinite(j)) return String(j);
+  const units = [
+    [1e12, 'TJ'],
+    [1e9, 'GJ'],
+    [1e6, 'MJ'],
+    [1e3, 'kJ'],
+  ];
+  for (const [scale, unit] of units) {
+    if (Math.abs(j) >= scale) return `${(j / scale).toFixed(2)} ${unit}`;
+  }
+  return `${j.toFixed(1)} J`;
+}
+
+/** Seconds as s, min, h or days: `2.00 h`. */
+export function duration(s) {
+  if (!Number.isFinite(s)) return String(s);
+  const a = Math.abs(s);
+  if (a >= 86400 * 2) return `${(s / 86400).toFixed(2)} days`;
+  if (a >= 3600) return `${(s / 3600).toFixed(2)} h`;
+  if (a >= 60) return `${(s / 60).toFixed(1)} min`;
+  return `${s.toFixed(1)} s`;
+}
+
+/** A fraction as a signed percentage: `-12.3%`. */
+export function percent(x) {
+  if (!Number.isFinite(x)) return String(x);
+  const p = (x * 100).toFixed(1);
+  return `${x > 0 ? '+' : ''}${p}%`;
+}
+
+/** Seeds: `1`, `1,3,7`, `1-5` or a mix; throws an Error naming the knob. */
+export function parseSeeds(text) {
+  const out = [];
+  for (const part of text.split(',').map((p) => p.trim()).filter(Boolean)) {
+    const range = part.match(/^(\d+)\s*-\s*(\d+)$/);
+    if (range) {
+      const [a, b] = [Number(range[1]), Number(range[2])];
+      if (b < a || b - a >= 100000) throw new Error(`seeds: range ${part} must be ascending and at most 100000 long`);
+      for (let s = a; s <= b; s++) out.push(s);
+    } else if (/^\d+$/.test(part) && Number.isSafeInteger(Number(part))) {
+      out.push(Number(part));
+    } else {
+      throw new Error(`seeds: ${JSON.stringify(part)} is not a whole number or a range like 1-5`);
+    }
+  }
+  if (out.length === 0) throw new Error('seeds: give at least one seed');
+  return out;
+}
+
+/** etas: comma-separated numbers in [0, 1]. */
+export function parseEtas(text) {
+  const out = [];
+  for (const part of text.split(',').map((p) => p.trim()).filter(Boolean)) {
+    const eta = Number(part);
+    if (!Number.isFinite(eta) || !/^[0-9.eE+-]+$/.test(part)) throw new Error(`etas: ${JSON.stringify(part)} is not a number`);
+    if (eta < 0 || eta > 1) throw new Error(`etas: ${eta} must be in [0, 1]`);
+    out.push(eta);
+  }
+  if (out.length === 0) throw new Error('etas: give at least one value');
+  return out;
+}
+
+/** beta: a number > 0, or `inf` (also empty) for no early stopping, returned as null. */
+export function parseBeta(text) {
+  const t = text.trim().toLowerCase();
+  if (t === '' || t === 'inf' || t === 'infinity' || t === '∞') return null;
+  const beta = Number(t);
+  if (!Number.isFinite(beta) || beta <= 0) throw new Error(`beta: ${JSON.stringify(text)} must be a number > 0, or inf`);
+  return beta;
+}
+
+/** A CSV document from a header and rows (cells holding commas or quotes are quoted). */
+export function toCsv(header, rows) {
+  const cell = (v) => {
+    const s = v === null || v === undefined ? '' : String(v);
+    return /[",\n]/.test(s) ? `"${s.replaceAll('"', '""')}"` : s;
+  };
+  return [header, ...rows].map((r) => r.map(cell).join(',')).join('\n') + '\n';
+}

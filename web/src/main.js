@@ -1,0 +1,490 @@
+// The what-if page: knobs (kept in the URL), the traces (synthetic or uploaded),
+// one simulation with its plots and table, and sweeps run in a Web Worker.
+
+import './style.css';
+import { drawConfigs, drawCumulative, drawTradeoff } from './charts.js';
+import { duration, joules, parseBeta, parseEtas, parseSeeds, percent, toCsv } from './format.js';
+
+const $ = (id) => document.getElementById(id);
+const form = $('knobs');
+const KNOBS = ['workload', 'gpu', 'eta', 'beta', 'recurrences', 'seed'];
+const SWEEP_KNOBS = { etas: 'sweep-etas', seeds: 'sweep-seeds', scope: 'sweep-scope' };
+
+const state = {
+  source: 'synthetic',
+  files: null, // { train: { name, text }, powers: [{ gpu, name, text }] }
+  options: null, // what the loaded traces offer (Simulator.options)
+  report: null, // the last simulation (a SimReport)
+  sweep: null, // { request, rows, points }
+  firstResult: true,
+};
+
+// ---------------------------------------------------------------- the worker
+
+/** The simulator's Web Worker, with promise-returning calls. */
+class Engine {
+  constructor() {
+    this.pending = new Map();
+    this.next = 1;
+    this.start();
+  }
+
+  start() {
+    this.worker = new Worker(new URL('./worker.js', import.meta.url), { type: 'module' });
+    this.worker.onmessage = ({ data }) => {
+      const call = this.pending.get(data.id);
+      if (!call) return;
+      if (data.progress) return call.onProgress?.(data.progress);
+      this.pending.delete(data.id);
+      if (data.ok) call.resolve({ result: data.result, ms: data.ms });
+      else call.reject(Object.assign(new Error(data.error.message), data.error));
+    };
+    this.worker.onerror = (e) => {
+      e.preventDefault();
+      for (const call of this.pending.values()) call.reject(new Error(`the simulator's worker failed: ${e.message}`));
+      this.pending.clear();
+    };
+  }
+
+  call(type, payload = {}, onProgress) {
+    const id = this.next++;
+    return new Promise((resolve, reject) => {
+      this.pending.set(id, { resolve, reject, onProgress });
+      this.worker.postMessage({ id, type, ...payload });
+    });
+  }
+
+  /** Stops whatever runs (a long sweep) and starts a fresh worker. */
+  restart() {
+    this.worker.terminate();
+    const cancelled = Object.assign(new Error('cancelled'), { cancelled: true });
+    for (const call of this.pending.values()) call.reject(cancelled);
+    this.pending.clear();
+    this.start();
+  }
+}
+
+const engine = new Engine();
+
+// ---------------------------------------------------------------- messages
+
+function show(id, message) {
+  const box = $(id);
+  box.hidden = !message;
+  box.textContent = message || '';
+}
+
+/** An error from a trace: its message names the file, the line and the column. */
+function fileErrorText(e) {
+  const where = e.line ? ` (line ${e.line}${e.column ? `, column ${e.column}` : ''})` : '';
+  return e.file ? `Cannot read ${e.file}${where}: ${e.message.replace(`${e.file}: `, '')}` : e.message;
+}
+
+// ---------------------------------------------------------------- the URL
+
+function readUrl() {
+  const q = new URLSearchParams(location.search);
+  if (q.get('source') === 'zeus') state.source = 'zeus';
+  form.elements.source.value = state.source;
+  $('uploads').hidden = state.source !== 'zeus';
+  for (const k of KNOBS) if (q.has(k)) form.elements[k].dataset.wanted = q.get(k);
+  for (const k of ['eta', 'beta', 'recurrences', 'seed']) if (q.has(k)) form.elements[k].value = q.get(k);
+  for (const [k, id] of Object.entries(SWEEP_KNOBS)) if (q.has(k)) $(id).value = q.get(k);
+}
+
+function knobsUrl() {
+  const q = new URLSearchParams({ source: state.source });
+  for (const k of KNOBS) q.set(k, form.elements[k].value);
+  for (const [k, id] of Object.entries(SWEEP_KNOBS)) q.set(k, $(id).value);
+  return `${location.pathname}?${q}`;
+}
+
+function writeUrl() {
+  history.replaceState(null, '', knobsUrl());
+}
+
+// ---------------------------------------------------------------- traces
+
+function gpuOfFile(name) {
+  const stem = name.replace(/\.[^.]*$/, '');
+  return stem.startsWith('summary_power_') ? stem.slice('summary_power_'.length) : stem;
+}
+
+async function readFiles() {
+  const train = $('train-file').files[0];
+  const powers = [...$('power-files').files];
+  if (!train || powers.length === 0) return null;
+  return {
+    train: { name: train.name, text: await train.text() },
+    powers: await Promise.all(powers.map(async (f) => ({ gpu: gpuOfFile(f.name), name: f.name, text: await f.text() }))),
+  };
+}
+
+/** Loads the chosen traces into the worker and fills the workload and GPU menus. */
+async function load() {
+  show('file-error', '');
+  state.options = null;
+  fillMenus();
+  if (state.source === 'zeus') {
+    state.files = await readFiles();
+    if (!state.files) {
+      $('source-status').textContent = 'Choose the train trace and at least one power trace.';
+      return false;
+    }
+    $('source-status').textContent = 'Reading the traces…';
+  }
+  try {
+    const payload = state.source === 'zeus' ? { source: 'files', ...state.files } : { source: 'synthetic' };
+    const { result, ms } = await engine.call('load', payload);
+    state.options = result;
+    const what = result.synthetic
+      ? 'The synthetic workload: an image classifier on a 300 W GPU, generated by the core.'
+      : `Read ${state.files.train.name} and ${state.files.powers.length} power trace(s) in ${ms.toFixed(0)} ms.`;
+    $('source-status').textContent = what;
+    fillMenus();
+    return true;
+  } catch (e) {
+    if (e.cancelled) return false;
+    $('source-status').textContent = '';
+    show('file-error', fileErrorText(e));
+    return false;
+  }
+}
+
+function fillMenus() {
+  const opts = state.options;
+  const wl = form.elements.workload;
+  const gpu = form.elements.gpu;
+  const keep = (el) => el.dataset.wanted || el.value;
+  const wantedWl = keep(wl);
+  const wantedGpu = keep(gpu);
+  wl.replaceChildren();
+  gpu.replaceChildren();
+  if (!opts) {
+    // Remember the choice for when the traces are loaded.
+    if (wantedWl) wl.dataset.wanted = wantedWl;
+    if (wantedGpu) gpu.dataset.wanted = wantedGpu;
+    wl.disabled = gpu.disabled = true;
+    return;
+  }
+  wl.disabled = gpu.disabled = false;
+  for (const { workload: w } of opts.workloads) {
+    wl.add(new Option(`${w.dataset} / ${w.network} (${w.optimizer}), target ${w.target_metric}`, w.dataset));
+  }
+  if (opts.workloads.some((w) => w.workload.dataset === wantedWl)) wl.value = wantedWl;
+  for (const g of opts.gpus) gpu.add(new Option(g, g));
+  if (opts.gpus.includes(wantedGpu)) gpu.value = wantedGpu;
+  delete wl.dataset.wanted;
+  delete gpu.dataset.wanted;
+  markGpus();
+}
+
+/** Greys out the GPUs whose power trace lacks the chosen workload. */
+function markGpus() {
+  const opts = state.options;
+  if (!opts) return;
+  const w = opts.workloads.find((x) => x.workload.dataset === form.elements.workload.value);
+  for (const o of form.elements.gpu.options) o.disabled = !w?.gpus.includes(o.value);
+  if (form.elements.gpu.selectedOptions[0]?.disabled) form.elements.gpu.value = w?.gpus[0] ?? '';
+}
+
+// ---------------------------------------------------------------- one simulation
+
+function knobs() {
+  const el = form.elements;
+  const eta = Number(el.eta.value);
+  if (el.eta.value.trim() === '' || !(eta >= 0 && eta <= 1)) throw new Error('eta: must be a number in [0, 1]');
+  const recurrences = Number(el.recurrences.value);
+  if (!Number.isInteger(recurrences) || recurrences < 1 || recurrences > 100000) throw new Error('recurrences: must be a whole number from 1 to 100000');
+  const seed = Number(el.seed.value);
+  if (!Number.isSafeInteger(seed) || seed < 0 || el.seed.value.trim() === '') throw new Error('seed: must be a whole number >= 0');
+  return { dataset: el.workload.value, gpu: el.gpu.value, eta, beta: parseBeta(el.beta.value), recurrences, seed };
+}
+
+async function simulate() {
+  show('knob-error', '');
+  if (!state.options) return;
+  let request;
+  try {
+    request = knobs();
+  } catch (e) {
+    return show('knob-error', e.message);
+  }
+  writeUrl();
+  $('run').disabled = true;
+  try {
+    const { result, ms } = await engine.call('simulate', { request });
+    state.report = result;
+    renderReport(result, ms);
+    if (state.firstResult) {
+      state.firstResult = false;
+      document.body.dataset.firstResultMs = performance.now().toFixed(1);
+    }
+  } catch (e) {
+    if (!e.cancelled) show('knob-error', e.message);
+  } finally {
+    $('run').disabled = false;
+  }
+}
+
+function card(label, value, text, sub, cls = '') {
+  const div = document.createElement('div');
+  div.className = `card ${cls}`;
+  div.innerHTML = '<span class="label"></span><span class="value"></span><span class="sub"></span>';
+  div.querySelector('.label').textContent = label;
+  const v = div.querySelector('.value');
+  v.textContent = text;
+  if (value.id) v.id = value.id;
+  if (value.v !== undefined) v.dataset.value = String(value.v);
+  div.querySelector('.sub').textContent = sub;
+  return div;
+}
+
+function renderReport(r, ms) {
+  const n = r.recurrences;
+  const { default: d, oracle: o } = r.baselines;
+  const total = (k) => r[k][n - 1];
+  const regret = r.regret[n - 1];
+  const saved = 1 - total('cum_cost') / (n * d.cost);
+  const energySaved = 1 - total('cum_energy') / (n * d.energy);
+  $('summary').replaceChildren(
+    card('wattwise cost', { id: 'total-cost', v: total('cum_cost') }, joules(total('cum_cost')), `${n} recurrences, ${r.history.length} runs`, 'wattwise'),
+    card('energy', { id: 'total-energy', v: total('cum_energy') }, joules(total('cum_energy')), `${percent(-energySaved)} vs default`, 'wattwise'),
+    card('time', { id: 'total-time', v: total('cum_time') }, duration(total('cum_time')), `${duration(total('cum_time') / n)} per recurrence`, 'wattwise'),
+    card('vs default', { id: 'savings', v: saved }, percent(-saved), `default cost ${joules(n * d.cost)} (bs ${d.batch_size} @ ${d.power_limit} W)`, 'default'),
+    card('regret vs oracle', { id: 'regret', v: regret }, joules(regret), `oracle cost ${joules(n * o.cost)} (bs ${o.batch_size} @ ${o.power_limit} W)`, 'oracle'),
+  );
+  const w = r.workload;
+  const beta = r.config.beta_knob === null || r.config.beta_knob === Infinity ? 'inf' : r.config.beta_knob;
+  $('summary').dataset.caption = `${w.dataset}/${w.network} on ${r.gpu}, eta ${r.config.eta_knob}, beta ${beta}, seed ${r.config.seed} · simulated in ${ms.toFixed(1)} ms`;
+  drawCumulative(r);
+  drawConfigs(r);
+  renderRuns(r);
+  $('export-csv').disabled = $('export-json').disabled = false;
+}
+
+const RUN_COLUMNS = [
+  ['recurrence', 'recurrence', (h) => h.recurrence + 1, String],
+  ['batch_size', 'batch size', (h) => h.batch_size, String],
+  ['power_limit', 'power limit (W)', (h) => h.power_limit, String],
+  ['energy', 'energy', (h) => h.energy, joules],
+  ['time', 'time', (h) => h.time, duration],
+  ['reached', 'reached', (h) => h.reached, (v) => (v ? 'yes' : 'no')],
+  ['cost', 'cost', (h) => h.cost, joules],
+  ['cum_cost', 'cumulative cost', (h, r) => r.cum_cost[h.recurrence], joules],
+  ['regret', 'regret', (h, r) => r.regret[h.recurrence], joules],
+];
+
+function renderRuns(r) {
+  const table = $('runs');
+  const head = table.createTHead();
+  head.innerHTML = '';
+  const hr = head.insertRow();
+  for (const [, label] of RUN_COLUMNS) hr.appendChild(Object.assign(document.createElement('th'), { textContent: label }));
+  const body = document.createElement('tbody');
+  for (const h of r.history) {
+    const tr = body.insertRow();
+    tr.dataset.recurrence = h.recurrence;
+    if (!h.reached) tr.className = 'failed';
+    for (const [key, , get, fmt] of RUN_COLUMNS) {
+      const td = tr.insertCell();
+      const v = get(h, r);
+      td.dataset.key = key;
+      td.dataset.value = String(v);
+      td.textContent = fmt(v);
+    }
+  }
+  table.tBodies[0]?.remove();
+  table.appendChild(body);
+}
+
+// ---------------------------------------------------------------- sweeps
+
+function sweepRequest() {
+  const k = knobs();
+  const etas = parseEtas($('sweep-etas').value);
+  const seeds = parseSeeds($('sweep-seeds').value);
+  const all = $('sweep-scope').value === 'all';
+  const request = { etas, seeds, recurrences: [k.recurrences], beta: k.beta, gpu: k.gpu, dataset: k.dataset };
+  if (all) request.pairs = state.options.workloads.flatMap((w) => w.gpus.map((gpu) => ({ gpu, dataset: w.workload.dataset })));
+  return { request, all };
+}
+
+/** Means over seeds, one point per (pair, eta). */
+function aggregate(rows) {
+  const groups = new Map();
+  for (const row of rows) {
+    const key = `${row.dataset}\u0000${row.gpu}\u0000${row.eta}`;
+    if (!groups.has(key)) groups.set(key, []);
+    groups.get(key).push(row);
+  }
+  const fields = Object.keys(rows[0]).filter((k) => !['dataset', 'gpu', 'eta', 'seed', 'recurrences'].includes(k));
+  return [...groups.values()].map((g) => {
+    const p = { dataset: g[0].dataset, gpu: g[0].gpu, eta: g[0].eta, seeds: g.length, recurrences: g[0].recurrences };
+    for (const f of fields) p[f] = g.reduce((s, r) => s + r[f], 0) / g.length;
+    return p;
+  });
+}
+
+async function sweep() {
+  show('knob-error', '');
+  if (!state.options) return;
+  let request, all;
+  try {
+    ({ request, all } = sweepRequest());
+  } catch (e) {
+    return show('knob-error', e.message);
+  }
+  writeUrl();
+  const bar = $('sweep-progress');
+  bar.hidden = false;
+  bar.value = 0;
+  $('sweep').disabled = true;
+  $('cancel').hidden = false;
+  $('sweep-status').textContent = 'Sweeping…';
+  const started = performance.now();
+  try {
+    const { result: rows, ms } = await engine.call('sweep', { request }, ({ done, total }) => {
+      bar.max = total;
+      bar.value = done;
+      $('sweep-status').textContent = `${done} of ${total} simulations…`;
+    });
+    const wall = performance.now() - started;
+    state.sweep = { request, rows, points: aggregate(rows), all };
+    const status = $('sweep-status');
+    status.textContent = `${rows.length} simulations in ${ms.toFixed(0)} ms (${wall.toFixed(0)} ms with the page's round trip).`;
+    status.dataset.simulations = rows.length;
+    status.dataset.ms = ms.toFixed(2);
+    status.dataset.wallMs = wall.toFixed(2);
+    renderSweep();
+  } catch (e) {
+    if (e.cancelled) {
+      $('sweep-status').textContent = 'Sweep cancelled.';
+      await load();
+    } else {
+      $('sweep-status').textContent = '';
+      show('knob-error', e.message);
+    }
+  } finally {
+    bar.hidden = true;
+    $('sweep').disabled = false;
+    $('cancel').hidden = true;
+  }
+}
+
+const SWEEP_COLUMNS = [
+  ['dataset', 'workload', String],
+  ['gpu', 'GPU', String],
+  ['eta', 'eta', String],
+  ['seeds', 'seeds', String],
+  ['cum_energy', 'energy', joules],
+  ['cum_time', 'time', duration],
+  ['cum_cost', 'cost', joules],
+  ['default_cost', 'default cost', joules],
+  ['oracle_cost', 'oracle cost', joules],
+  ['savings_vs_default', 'vs default', (x) => percent(-x)],
+  ['regret', 'regret', joules],
+];
+
+function renderSweep() {
+  const { points, all } = state.sweep;
+  $('sweep-results').hidden = false;
+  $('tradeoff-figure').hidden = all;
+  if (!all) drawTradeoff(points);
+  const table = $('sweep-table');
+  table.replaceChildren();
+  const hr = table.createTHead().insertRow();
+  for (const [, label] of SWEEP_COLUMNS) hr.appendChild(Object.assign(document.createElement('th'), { textContent: label }));
+  const body = table.createTBody();
+  for (const p of points) {
+    const tr = body.insertRow();
+    for (const [key, , fmt] of SWEEP_COLUMNS) {
+      const td = tr.insertCell();
+      td.dataset.key = key;
+      td.dataset.value = String(p[key]);
+      td.textContent = fmt(p[key]);
+    }
+  }
+}
+
+// ---------------------------------------------------------------- exports
+
+function download(name, type, text) {
+  const url = URL.createObjectURL(new Blob([text], { type }));
+  const a = Object.assign(document.createElement('a'), { href: url, download: name });
+  document.body.appendChild(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 10000);
+}
+
+function baseName(r) {
+  return `wattwise-${r.workload.dataset}-${r.gpu}-eta${r.config.eta_knob}-seed${r.config.seed}`;
+}
+
+function exportRunsCsv() {
+  const r = state.report;
+  const rows = r.history.map((h) => RUN_COLUMNS.map(([, , get]) => get(h, r)));
+  download(`${baseName(r)}.csv`, 'text/csv', toCsv(RUN_COLUMNS.map(([k]) => k), rows));
+}
+
+function exportReportJson() {
+  const r = state.report;
+  download(`${baseName(r)}.json`, 'application/json', JSON.stringify(r, null, 2) + '\n');
+}
+
+function exportSweep(kind) {
+  const { rows } = state.sweep;
+  const header = Object.keys(rows[0]);
+  if (kind === 'csv') download('wattwise-sweep.csv', 'text/csv', toCsv(header, rows.map((r) => header.map((k) => r[k]))));
+  else download('wattwise-sweep.json', 'application/json', JSON.stringify(state.sweep.rows, null, 2) + '\n');
+}
+
+// ---------------------------------------------------------------- wiring
+
+form.addEventListener('submit', (e) => {
+  e.preventDefault();
+  simulate();
+});
+for (const radio of form.elements.source) {
+  radio.addEventListener('change', async () => {
+    state.source = form.elements.source.value;
+    $('uploads').hidden = state.source !== 'zeus';
+    writeUrl();
+    if (await load()) simulate();
+  });
+}
+for (const id of ['train-file', 'power-files']) {
+  $(id).addEventListener('change', async () => {
+    if (await load()) simulate();
+  });
+}
+form.elements.workload.addEventListener('change', () => {
+  markGpus();
+  simulate();
+});
+form.elements.gpu.addEventListener('change', () => simulate());
+$('sweep').addEventListener('click', sweep);
+$('cancel').addEventListener('click', () => engine.restart());
+$('export-csv').addEventListener('click', exportRunsCsv);
+$('export-json').addEventListener('click', exportReportJson);
+$('export-sweep-csv').addEventListener('click', () => exportSweep('csv'));
+$('export-sweep-json').addEventListener('click', () => exportSweep('json'));
+$('share').addEventListener('click', async () => {
+  writeUrl();
+  try {
+    await navigator.clipboard.writeText(location.href);
+    $('share').textContent = 'Link copied';
+  } catch {
+    $('share').textContent = 'Link is in the address bar';
+  }
+  setTimeout(() => ($('share').textContent = 'Copy link to these knobs'), 2000);
+});
+
+readUrl();
+if (state.source === 'zeus') {
+  $('source-status').textContent = 'This link uses the Zeus traces: choose the train trace and the power trace(s) to run it.';
+  fillMenus();
+} else if (await load()) {
+  await simulate();
+}
