@@ -175,6 +175,24 @@ test('a shared link restores the knobs', async () => {
   const shown = await shownReport();
   assert.match(shown.caption, /eta 0.3, beta inf, seed 7/);
   assertSameNumbers(shown, cli(['--recurrences', '20', '--seed', '7', '--eta', '0.3', '--beta', 'inf']));
+  // A bad knob is named, and no stale result stays on screen.
+  await page.fill('#beta', '-1');
+  await page.click('#run');
+  await page.locator('#knob-error').waitFor({ state: 'visible' });
+  assert.match(await page.textContent('#knob-error'), /^beta: .* must be a number > 0, or inf/);
+  assert.equal(await page.isHidden('#results'), true);
+});
+
+test('a shared link to the Zeus traces asks for them, then runs its knobs', async () => {
+  await page.goto(`${BASE_URL}?source=zeus&workload=squad&gpu=p100&eta=0.7&beta=3&recurrences=25&seed=2`);
+  await page.waitForFunction(() => /choose the train trace/.test(document.getElementById('placeholder').textContent));
+  await page.setInputFiles('#train-file', trainCsv);
+  await page.setInputFiles('#power-files', GPUS.map(powerCsv));
+  await page.waitForFunction(() => document.getElementById('summary').dataset.caption?.startsWith('squad/'));
+  const shown = await shownReport();
+  assert.match(shown.caption, / on p100, eta 0.7, beta 3, seed 2 /);
+  const args = ['--train', trainCsv, '--power', powerCsv('p100'), '--dataset', 'squad'];
+  assertSameNumbers(shown, cli([...args, '--eta', '0.7', '--beta', '3', '--recurrences', '25', '--seed', '2']));
 });
 
 test('uploaded Zeus traces give the command line numbers, number for number', async () => {
@@ -206,7 +224,9 @@ test('uploaded Zeus traces give the command line numbers, number for number', as
 });
 
 test('an eta sweep runs in the worker with a progress bar and plots the trade-off', async () => {
-  await setKnobs({ workload: 'librispeech', gpu: 'v100', eta: 0.5, beta: 2, recurrences: 50, seed: 1 });
+  const knobs = { workload: 'librispeech', gpu: 'v100', eta: 0.5, beta: 2, recurrences: 50, seed: 1 };
+  await setKnobs(knobs);
+  await simulateAndWait(knobs);
   await page.fill('#sweep-etas', '0,0.25,0.5,0.75,1');
   await page.fill('#sweep-seeds', '1-4');
   await page.selectOption('#sweep-scope', 'one');
@@ -231,6 +251,32 @@ test('an eta sweep runs in the worker with a progress bar and plots the trade-of
     assert.equal(row.cum_time, r.cum_time.at(-1));
   });
   await page.screenshot({ path: path.join(ARTIFACTS, 'whatif-page.png'), fullPage: true });
+});
+
+test('a long sweep shows its progress, leaves the page responsive, and cancels', async () => {
+  await page.fill('#sweep-etas', '0.2,0.5,0.8');
+  await page.fill('#sweep-seeds', '1-3000');
+  await page.selectOption('#sweep-scope', 'all');
+  await page.click('#sweep');
+  // Progress comes in while the worker runs 216,000 simulations.
+  await page.waitForFunction(() => {
+    const bar = document.getElementById('sweep-progress');
+    return !bar.hidden && bar.value > 0 && bar.value < bar.max;
+  });
+  const max = await page.evaluate(() => document.getElementById('sweep-progress').max);
+  assert.equal(max, 24 * 3 * 3000);
+  // The main thread answers at once: the sweep is not on it.
+  const t0 = Date.now();
+  await page.evaluate(() => new Promise((resolve) => setTimeout(resolve, 0)));
+  await page.fill('#seed', '2');
+  assert.ok(Date.now() - t0 < 500, `the page took ${Date.now() - t0} ms to answer during a sweep`);
+  await page.click('#cancel');
+  await page.waitForFunction(() => document.getElementById('sweep-status').textContent === 'Sweep cancelled.');
+  assert.equal(await page.isHidden('#sweep-progress'), true);
+  // The traces are reloaded into a fresh worker, and simulating works again.
+  await page.waitForFunction(() => !document.getElementById('workload').disabled);
+  await setKnobs({ workload: 'cifar100', gpu: 'a40', eta: 0.5, beta: 2, recurrences: 50, seed: 1 });
+  await simulateAndWait({ workload: 'cifar100', gpu: 'a40', eta: 0.5, beta: 2, seed: 1 });
 });
 
 test('benchmark: 24 workload x GPU pairs x 5 seeds x 50 recurrences in under 1 s', async () => {

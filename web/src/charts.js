@@ -98,7 +98,16 @@ export function drawConfigs(report) {
     options: {
       scales: {
         x: recurrenceAxis,
-        bs: { type: 'logarithmic', position: 'left', title: { display: true, text: 'batch size' }, ticks: { callback: (v) => (Math.log2(v) % 1 === 0 ? v : '') } },
+        bs: {
+          type: 'logarithmic',
+          position: 'left',
+          title: { display: true, text: 'batch size' },
+          // Ticks at the batch sizes the runs used.
+          afterBuildTicks: (axis) => {
+            axis.ticks = [...new Set(runs.map((h) => h.batch_size))].sort((a, b) => a - b).map((value) => ({ value }));
+          },
+          ticks: { callback: (v) => String(v) },
+        },
         pl: { type: 'linear', position: 'right', title: { display: true, text: 'power limit (W)' }, grid: { drawOnChartArea: false } },
       },
       plugins: {

@@ -72,12 +72,23 @@ function show(id, message) {
   const box = $(id);
   box.hidden = !message;
   box.textContent = message || '';
+  if (message) box.scrollIntoView({ block: 'nearest' });
+}
+
+/** Hides the results of traces that are no longer loaded. */
+function clearResults(why) {
+  $('placeholder').hidden = false;
+  $('placeholder').textContent = why;
+  state.report = null;
+  state.sweep = null;
+  $('results').hidden = true;
+  $('sweep-results').hidden = true;
+  $('export-csv').disabled = $('export-json').disabled = true;
 }
 
 /** An error from a trace: its message names the file, the line and the column. */
 function fileErrorText(e) {
-  const where = e.line ? ` (line ${e.line}${e.column ? `, column ${e.column}` : ''})` : '';
-  return e.file ? `Cannot read ${e.file}${where}: ${e.message.replace(`${e.file}: `, '')}` : e.message;
+  return e.file ? `Cannot read ${e.file}: ${e.message.replace(`${e.file}: `, '')}` : e.message;
 }
 
 // ---------------------------------------------------------------- the URL
@@ -124,6 +135,7 @@ async function readFiles() {
 async function load() {
   show('file-error', '');
   state.options = null;
+  clearResults(state.source === 'zeus' ? 'Choose the Zeus train trace and power trace(s) to see what wattwise would save.' : 'Loading the simulator…');
   fillMenus();
   if (state.source === 'zeus') {
     state.files = await readFiles();
@@ -147,6 +159,7 @@ async function load() {
     if (e.cancelled) return false;
     $('source-status').textContent = '';
     show('file-error', fileErrorText(e));
+    clearResults('No results: the traces could not be read (see the message beside).');
     return false;
   }
 }
@@ -208,7 +221,8 @@ async function simulate() {
   try {
     request = knobs();
   } catch (e) {
-    return show('knob-error', e.message);
+    show('knob-error', e.message);
+    return clearResults('No result for these knobs (see the message beside).');
   }
   writeUrl();
   $('run').disabled = true;
@@ -221,7 +235,10 @@ async function simulate() {
       document.body.dataset.firstResultMs = performance.now().toFixed(1);
     }
   } catch (e) {
-    if (!e.cancelled) show('knob-error', e.message);
+    if (!e.cancelled) {
+      show('knob-error', e.message);
+      clearResults('No result for these knobs (see the message beside).');
+    }
   } finally {
     $('run').disabled = false;
   }
@@ -249,14 +266,16 @@ function renderReport(r, ms) {
   const energySaved = 1 - total('cum_energy') / (n * d.energy);
   $('summary').replaceChildren(
     card('wattwise cost', { id: 'total-cost', v: total('cum_cost') }, joules(total('cum_cost')), `${n} recurrences, ${r.history.length} runs`, 'wattwise'),
-    card('energy', { id: 'total-energy', v: total('cum_energy') }, joules(total('cum_energy')), `${percent(-energySaved)} vs default`, 'wattwise'),
+    card('energy', { id: 'total-energy', v: total('cum_energy') }, joules(total('cum_energy')), `${percent(-energySaved)} energy vs default`, 'wattwise'),
     card('time', { id: 'total-time', v: total('cum_time') }, duration(total('cum_time')), `${duration(total('cum_time') / n)} per recurrence`, 'wattwise'),
-    card('vs default', { id: 'savings', v: saved }, percent(-saved), `default cost ${joules(n * d.cost)} (bs ${d.batch_size} @ ${d.power_limit} W)`, 'default'),
+    card('cost vs default', { id: 'savings', v: saved }, percent(-saved), `default cost ${joules(n * d.cost)} (bs ${d.batch_size} @ ${d.power_limit} W)`, 'default'),
     card('regret vs oracle', { id: 'regret', v: regret }, joules(regret), `oracle cost ${joules(n * o.cost)} (bs ${o.batch_size} @ ${o.power_limit} W)`, 'oracle'),
   );
   const w = r.workload;
   const beta = r.config.beta_knob === null || r.config.beta_knob === Infinity ? 'inf' : r.config.beta_knob;
   $('summary').dataset.caption = `${w.dataset}/${w.network} on ${r.gpu}, eta ${r.config.eta_knob}, beta ${beta}, seed ${r.config.seed} · simulated in ${ms.toFixed(1)} ms`;
+  $('results').hidden = false;
+  $('placeholder').hidden = true;
   drawCumulative(r);
   drawConfigs(r);
   renderRuns(r);
@@ -343,6 +362,11 @@ async function sweep() {
   $('cancel').hidden = false;
   $('sweep-status').textContent = 'Sweeping…';
   const started = performance.now();
+  const finished = () => {
+    bar.hidden = true;
+    $('sweep').disabled = false;
+    $('cancel').hidden = true;
+  };
   try {
     const { result: rows, ms } = await engine.call('sweep', { request }, ({ done, total }) => {
       bar.max = total;
@@ -358,17 +382,16 @@ async function sweep() {
     status.dataset.wallMs = wall.toFixed(2);
     renderSweep();
   } catch (e) {
+    finished();
     if (e.cancelled) {
       $('sweep-status').textContent = 'Sweep cancelled.';
-      await load();
+      if (await load()) await simulate();
     } else {
       $('sweep-status').textContent = '';
       show('knob-error', e.message);
     }
   } finally {
-    bar.hidden = true;
-    $('sweep').disabled = false;
-    $('cancel').hidden = true;
+    finished();
   }
 }
 
@@ -382,7 +405,7 @@ const SWEEP_COLUMNS = [
   ['cum_cost', 'cost', joules],
   ['default_cost', 'default cost', joules],
   ['oracle_cost', 'oracle cost', joules],
-  ['savings_vs_default', 'vs default', (x) => percent(-x)],
+  ['savings_vs_default', 'cost vs default', (x) => percent(-x)],
   ['regret', 'regret', joules],
 ];
 
@@ -464,6 +487,8 @@ form.elements.workload.addEventListener('change', () => {
   simulate();
 });
 form.elements.gpu.addEventListener('change', () => simulate());
+// A simulation takes about a millisecond: every knob change shows its result.
+for (const k of ['eta', 'beta', 'recurrences', 'seed']) form.elements[k].addEventListener('change', () => simulate());
 $('sweep').addEventListener('click', sweep);
 $('cancel').addEventListener('click', () => engine.restart());
 $('export-csv').addEventListener('click', exportRunsCsv);
@@ -483,7 +508,9 @@ $('share').addEventListener('click', async () => {
 
 readUrl();
 if (state.source === 'zeus') {
-  $('source-status').textContent = 'This link uses the Zeus traces: choose the train trace and the power trace(s) to run it.';
+  const why = 'This link uses the Zeus traces: choose the train trace and the power trace(s) to run it.';
+  $('source-status').textContent = why;
+  clearResults(why);
   fillMenus();
 } else if (await load()) {
   await simulate();
