@@ -1,0 +1,211 @@
+//! The Cloudflare Worker: each fetch becomes a [`service::Request`] for the core's
+//! [`Service`], over the store `WATTWISE_STORE` selects:
+//!
+//! - `"kv"` (the default): [`kv_store::KvJobStore`] on the KV namespace bound as
+//!   `WATTWISE_KV`;
+//! - `"durable_object"`: [`durable::DoJobStore`], one `JobObject` per job, bound as
+//!   `WATTWISE_JOBS`.
+//!
+//! `WATTWISE_TOKEN` (a secret, or a var when developing) turns bearer auth on.
+//! Routing, auth, limits, retries and every answer are the core's.
+
+mod durable;
+mod kv_store;
+mod record;
+
+use std::time::Duration;
+
+use wattwise_core::api::ApiError;
+use wattwise_core::job::JobState;
+use wattwise_core::service::{self, HostEnv, Saved, Service, ServiceConfig, Store, Stored};
+use wattwise_core::trial::Trial;
+use worker::{event, Context, Env, Request, Response};
+
+use durable::DoJobStore;
+use kv_store::KvJobStore;
+use record::StoreError;
+
+/// The var that selects the store.
+const STORE_VAR: &str = "WATTWISE_STORE";
+/// The KV namespace binding.
+const KV_BINDING: &str = "WATTWISE_KV";
+/// The Durable Object namespace binding.
+const DO_BINDING: &str = "WATTWISE_JOBS";
+/// The secret (or var) holding the bearer token.
+const TOKEN_BINDING: &str = "WATTWISE_TOKEN";
+
+/// The store the Worker was configured with.
+enum Backend {
+    /// Workers KV.
+    Kv(KvJobStore),
+    /// A Durable Object per job.
+    Durable(DoJobStore),
+    /// Misconfigured: every store call fails with this message (`/healthz` still answers).
+    Unconfigured(String),
+}
+
+impl Backend {
+    fn from_env(env: &Env) -> Backend {
+        let mode = env
+            .var(STORE_VAR)
+            .map(|v| v.to_string())
+            .unwrap_or_else(|_| "kv".to_string());
+        match mode.as_str() {
+            "kv" => match env.kv(KV_BINDING) {
+                Ok(kv) => Backend::Kv(KvJobStore::new(kv)),
+                Err(e) => Backend::Unconfigured(format!(
+                    "{KV_BINDING}: no KV namespace is bound under this name ({e})"
+                )),
+            },
+            "durable_object" => match env.durable_object(DO_BINDING) {
+                Ok(ns) => Backend::Durable(DoJobStore::new(ns)),
+                Err(e) => Backend::Unconfigured(format!(
+                    "{DO_BINDING}: no Durable Object namespace is bound under this name ({e})"
+                )),
+            },
+            other => Backend::Unconfigured(format!(
+                "{STORE_VAR}: must be \"kv\" or \"durable_object\" (got {other:?})"
+            )),
+        }
+    }
+
+    fn unconfigured(msg: &str) -> StoreError {
+        StoreError::Config(msg.to_string())
+    }
+}
+
+impl Store for Backend {
+    type Error = StoreError;
+
+    async fn load(&self, job_id: &str) -> Result<Option<Stored>, StoreError> {
+        match self {
+            Backend::Kv(s) => s.load(job_id).await,
+            Backend::Durable(s) => s.load(job_id).await,
+            Backend::Unconfigured(m) => Err(Self::unconfigured(m)),
+        }
+    }
+
+    async fn save(
+        &self,
+        job_id: &str,
+        state: &JobState,
+        expected_version: Option<u64>,
+        archive: &[Trial],
+    ) -> Result<Saved, StoreError> {
+        match self {
+            Backend::Kv(s) => s.save(job_id, state, expected_version, archive).await,
+            Backend::Durable(s) => s.save(job_id, state, expected_version, archive).await,
+            Backend::Unconfigured(m) => Err(Self::unconfigured(m)),
+        }
+    }
+
+    async fn delete(&self, job_id: &str, expected_version: u64) -> Result<Saved, StoreError> {
+        match self {
+            Backend::Kv(s) => s.delete(job_id, expected_version).await,
+            Backend::Durable(s) => s.delete(job_id, expected_version).await,
+            Backend::Unconfigured(m) => Err(Self::unconfigured(m)),
+        }
+    }
+
+    async fn archived_trials(&self, job_id: &str) -> Result<Vec<Trial>, StoreError> {
+        match self {
+            Backend::Kv(s) => s.archived_trials(job_id).await,
+            Backend::Durable(s) => s.archived_trials(job_id).await,
+            Backend::Unconfigured(m) => Err(Self::unconfigured(m)),
+        }
+    }
+}
+
+/// The Worker's clock, entropy (Web Crypto) and timer.
+struct WorkerEnv;
+
+impl HostEnv for WorkerEnv {
+    fn now_ms(&mut self) -> i64 {
+        js_sys::Date::now() as i64
+    }
+
+    fn entropy(&mut self) -> u64 {
+        let mut buf = [0u8; 8];
+        if getrandom::getrandom(&mut buf).is_ok() {
+            return u64::from_le_bytes(buf);
+        }
+        // Web Crypto is always there on workerd; should it fail, fall back to
+        // Math.random (two 32-bit halves) rather than panicking.
+        let hi = (js_sys::Math::random() * 4_294_967_296.0) as u64;
+        let lo = (js_sys::Math::random() * 4_294_967_296.0) as u64;
+        (hi << 32) | lo
+    }
+
+    async fn backoff(&mut self, ms: u64) {
+        worker::Delay::from(Duration::from_millis(ms)).await;
+    }
+}
+
+/// The service settings: the token from the `WATTWISE_TOKEN` secret (or var; empty
+/// means no auth), the core's default limits.
+fn config(env: &Env) -> ServiceConfig {
+    let token = env
+        .secret(TOKEN_BINDING)
+        .map(|s| s.to_string())
+        .or_else(|_| env.var(TOKEN_BINDING).map(|v| v.to_string()))
+        .ok()
+        .filter(|t| !t.is_empty());
+    ServiceConfig {
+        token,
+        ..ServiceConfig::default()
+    }
+}
+
+/// The request body; one over `max` bytes (declared or read) becomes `max + 1`
+/// bytes, so the service answers 413 after checking auth, as for any request.
+async fn read_body(req: &mut Request, max: usize) -> Vec<u8> {
+    let declared = req
+        .headers()
+        .get("Content-Length")
+        .ok()
+        .flatten()
+        .and_then(|v| v.trim().parse::<usize>().ok());
+    if declared.is_some_and(|n| n > max) {
+        return vec![0; max + 1];
+    }
+    match req.bytes().await {
+        Ok(b) if b.len() <= max => b,
+        Ok(_) => vec![0; max + 1],
+        // No body (GET) or an unreadable one: the service sees an empty body.
+        Err(_) => Vec::new(),
+    }
+}
+
+fn error_response(e: &ApiError) -> worker::Result<Response> {
+    let mut resp = Response::from_bytes(e.body().into_bytes())?.with_status(e.status());
+    resp.headers_mut().set("Content-Type", "application/json")?;
+    Ok(resp)
+}
+
+#[event(fetch)]
+async fn fetch(mut req: Request, env: Env, _ctx: Context) -> worker::Result<Response> {
+    let config = config(&env);
+    let max_body = config.max_body_bytes;
+    let service = Service::new(Backend::from_env(&env), config);
+    let method = req.inner().method();
+    let url = match req.url() {
+        Ok(u) => u,
+        Err(e) => return error_response(&ApiError::BadRequest(format!("url: {e}"))),
+    };
+    let authorization = req.headers().get("Authorization").ok().flatten();
+    let body = read_body(&mut req, max_body).await;
+    let request = service::Request {
+        method: &method,
+        path: url.path(),
+        query: url.query().unwrap_or(""),
+        authorization: authorization.as_deref(),
+        body: &body,
+    };
+    let out = service.handle(request, &mut WorkerEnv).await;
+    if out.status >= 500 {
+        worker::console_warn!("wattwise: {method} {} -> {}", url.path(), out.status);
+    }
+    let mut resp = Response::from_bytes(out.body)?.with_status(out.status);
+    resp.headers_mut().set("Content-Type", out.content_type)?;
+    Ok(resp)
+}

@@ -1,0 +1,62 @@
+//! The stored forms shared by the KV and Durable Object stores, and their error.
+
+use serde::{Deserialize, Serialize};
+use wattwise_core::job::JobState;
+use wattwise_core::service::Stored;
+
+/// A job document as stored: the document and its version, in one JSON value.
+#[derive(Deserialize)]
+pub struct DocRecord {
+    /// 1 when created, +1 per write.
+    pub version: u64,
+    /// The document.
+    pub state: JobState,
+}
+
+/// The borrowed form of [`DocRecord`], for writing.
+#[derive(Serialize)]
+pub struct DocRecordRef<'a> {
+    /// The version being written.
+    pub version: u64,
+    /// The document.
+    pub state: &'a JobState,
+}
+
+impl From<DocRecord> for Stored {
+    fn from(r: DocRecord) -> Self {
+        Stored {
+            state: r.state,
+            version: r.version,
+        }
+    }
+}
+
+/// Parses a stored document.
+pub fn parse_doc(text: &str) -> Result<Stored, StoreError> {
+    serde_json::from_str::<DocRecord>(text)
+        .map(Stored::from)
+        .map_err(|e| StoreError::Corrupt(format!("job document: {e}")))
+}
+
+/// Serializes a document at `version`.
+pub fn doc_json(state: &JobState, version: u64) -> Result<String, StoreError> {
+    serde_json::to_string(&DocRecordRef { version, state })
+        .map_err(|e| StoreError::Corrupt(format!("job document: {e}")))
+}
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The KV binding failed.
+    #[error("Workers KV: {0}")]
+    Kv(String),
+    /// The Durable Object (or its storage) failed.
+    #[error("Durable Object: {0}")]
+    Durable(String),
+    /// A stored value did not parse.
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+    /// The Worker is not configured for the selected store.
+    #[error("configuration: {0}")]
+    Config(String),
+}
