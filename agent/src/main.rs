@@ -4,6 +4,15 @@
 
 use clap::{Parser, Subcommand};
 
+mod child;
+mod client;
+mod events;
+mod gpu;
+mod gpus;
+mod job_file;
+mod limits;
+mod measure;
+mod run;
 mod simulate;
 
 /// wattwise: lower the energy of recurring training jobs.
@@ -18,15 +27,24 @@ struct Cli {
 enum Command {
     /// Simulate wattwise on a workload (the built-in synthetic one, or the Zeus traces).
     Simulate(simulate::SimulateArgs),
+    /// List the GPUs: power limits, their allowed range, current draw.
+    Gpus(gpus::GpusArgs),
+    /// Measure the time and GPU energy of a command.
+    Measure(measure::MeasureArgs),
+    /// Run one recurrence of a training job under wattwise (batch size, power limit, reports).
+    Run(run::RunArgs),
 }
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Simulate(args) => simulate::run(args),
+        Command::Simulate(args) => simulate::run(args).map(|()| 0),
+        Command::Gpus(args) => gpus::run(args).map(|()| 0),
+        Command::Measure(args) => measure::run(args),
+        Command::Run(args) => run::run(args),
     };
     match result {
-        Ok(()) => std::process::ExitCode::SUCCESS,
+        Ok(code) => std::process::ExitCode::from(code.clamp(0, 255) as u8),
         Err(err) => {
             eprintln!("wattwise: {err:#}");
             std::process::ExitCode::FAILURE

@@ -1,0 +1,195 @@
+//! The wrapped command: started in its own process group, stopped by group
+//! (SIGTERM, then SIGKILL after a grace period), and the agent's own SIGINT /
+//! SIGTERM turned into a flag the main loop polls.
+
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::process::{Child, Command, ExitStatus};
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::time::{Duration, Instant};
+
+/// The last termination signal the agent received (0: none).
+static SIGNALLED: AtomicI32 = AtomicI32::new(0);
+
+extern "C" fn on_signal(sig: libc::c_int) {
+    SIGNALLED.store(sig, Ordering::SeqCst);
+}
+
+/// Routes SIGINT, SIGTERM and SIGHUP to [`signalled`] instead of killing the agent,
+/// so that it can stop the command and restore the power limits first.
+pub fn catch_termination_signals() {
+    for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+        // SAFETY: the handler only stores into an atomic (async-signal-safe).
+        unsafe {
+            let mut action: libc::sigaction = std::mem::zeroed();
+            action.sa_sigaction = on_signal as *const () as usize;
+            libc::sigemptyset(&mut action.sa_mask);
+            action.sa_flags = 0; // no SA_RESTART: blocking calls return EINTR
+            libc::sigaction(sig, &action, std::ptr::null_mut());
+        }
+    }
+}
+
+/// The termination signal received, if any.
+pub fn signalled() -> Option<i32> {
+    match SIGNALLED.load(Ordering::SeqCst) {
+        0 => None,
+        s => Some(s),
+    }
+}
+
+/// A descriptor that becomes readable when `child` exits (Linux pidfd; `None` on
+/// kernels without it, where callers fall back to their timeout).
+pub fn exit_fd(child: &Child) -> Option<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: pidfd_open takes a pid and flags; the fd is owned right away.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, child.id() as libc::pid_t, 0) };
+    if fd < 0 {
+        return None;
+    }
+    // SAFETY: a fresh descriptor we own.
+    Some(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as i32) })
+}
+
+/// Waits until one of `fds` is readable or `timeout` passes (or a signal comes).
+pub fn wait_readable(fds: &[std::os::fd::RawFd], timeout: Duration) {
+    let mut pfds: Vec<libc::pollfd> = fds
+        .iter()
+        .map(|&fd| libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        })
+        .collect();
+    let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
+    if pfds.is_empty() {
+        std::thread::sleep(timeout);
+        return;
+    }
+    // SAFETY: a valid array of pollfds.
+    unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, ms) };
+}
+
+/// Starts `argv` in a new process group with extra environment variables.
+pub fn spawn(argv: &[String], env: &[(String, String)]) -> std::io::Result<Child> {
+    let (program, args) = argv.split_first().ok_or_else(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "no command given after --",
+        )
+    })?;
+    let mut cmd = Command::new(program);
+    cmd.args(args).process_group(0);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.spawn()
+}
+
+fn kill_group(pgid: u32, sig: i32) {
+    // SAFETY: kill has no memory preconditions; a negative pid targets the group.
+    unsafe {
+        libc::kill(-(pgid as i32), sig);
+    }
+}
+
+/// Whether any live (not zombie) process of group `pgid` still exists. Zombies
+/// count as gone: their parent may be a PID 1 that never reaps them.
+pub fn group_alive(pgid: u32) -> bool {
+    // SAFETY: signal 0 only checks existence.
+    if unsafe { libc::kill(-(pgid as i32), 0) } != 0 {
+        return false;
+    }
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return true;
+    };
+    for entry in dir.flatten() {
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        // pid (comm) state ppid pgrp ...; comm may hold spaces and parentheses.
+        let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
+            continue;
+        };
+        let mut fields = rest.split_whitespace();
+        let state = fields.next().unwrap_or("");
+        let pgrp = fields.nth(1).and_then(|v| v.parse::<u32>().ok());
+        if pgrp == Some(pgid) && state != "Z" && state != "X" {
+            return true;
+        }
+    }
+    false
+}
+
+/// Stops the command's whole process group: SIGTERM, then SIGKILL after `grace`.
+/// Returns the command's exit status.
+pub fn stop_group(child: &mut Child, grace: Duration) -> std::io::Result<ExitStatus> {
+    let pgid = child.id();
+    kill_group(pgid, libc::SIGTERM);
+    let deadline = Instant::now() + grace;
+    let mut status = None;
+    loop {
+        if status.is_none() {
+            status = child.try_wait()?;
+        }
+        if status.is_some() && !group_alive(pgid) {
+            break;
+        }
+        if Instant::now() >= deadline {
+            kill_group(pgid, libc::SIGKILL);
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    match status {
+        Some(s) => Ok(s),
+        None => child.wait(),
+    }
+}
+
+/// The exit code the agent ends with for the command's status (a signal `s`
+/// gives `128 + s`, as shells do).
+pub fn exit_code(status: ExitStatus) -> i32 {
+    match (status.code(), status.signal()) {
+        (Some(code), _) => code,
+        (None, Some(sig)) => 128 + sig,
+        (None, None) => 1,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spawn_sets_env_and_reports_the_status() {
+        let mut c = spawn(
+            &["sh".into(), "-c".into(), "exit $CODE".into()],
+            &[("CODE".into(), "7".into())],
+        )
+        .unwrap();
+        assert_eq!(exit_code(c.wait().unwrap()), 7);
+        assert!(spawn(&[], &[]).is_err());
+    }
+
+    #[test]
+    fn stop_group_kills_children_that_ignore_sigterm() {
+        // The shell's child ignores SIGTERM; the group is killed after the grace.
+        let mut c = spawn(
+            &[
+                "sh".into(),
+                "-c".into(),
+                "trap '' TERM; sleep 30 & wait".into(),
+            ],
+            &[],
+        )
+        .unwrap();
+        std::thread::sleep(Duration::from_millis(200));
+        let pgid = c.id();
+        let t = Instant::now();
+        let status = stop_group(&mut c, Duration::from_millis(300)).unwrap();
+        assert!(t.elapsed() < Duration::from_secs(5));
+        assert_eq!(exit_code(status), 128 + libc::SIGKILL);
+        std::thread::sleep(Duration::from_millis(100));
+        assert!(!group_alive(pgid));
+    }
+}

@@ -1,0 +1,241 @@
+//! The event protocol between the training script and the agent.
+//!
+//! The script appends one line per event to the file named by `WATTWISE_EVENTS`:
+//! `step_begin`, `step_end`, or `epoch_end <metric>`. The agent tails the file,
+//! woken by inotify as soon as a line is written (with a timeout so that it also
+//! notices the command exiting and signals).
+
+use std::fs::File;
+use std::io::Read;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::path::Path;
+use std::time::Duration;
+
+/// One event from the training script.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Event {
+    /// A training step begins.
+    StepBegin,
+    /// A training step ends.
+    StepEnd,
+    /// An epoch ended with this validation metric.
+    EpochEnd(f64),
+}
+
+/// Why a line is not an event.
+#[derive(Debug, PartialEq, thiserror::Error)]
+#[error("event line {line:?}: {rule}")]
+pub struct BadEvent {
+    /// The line (truncated to 80 bytes).
+    pub line: String,
+    /// What is expected.
+    pub rule: &'static str,
+}
+
+/// Parses one line of the protocol (surrounding whitespace ignored).
+pub fn parse_line(line: &str) -> Result<Event, BadEvent> {
+    let bad = |rule| BadEvent {
+        line: line.chars().take(80).collect(),
+        rule,
+    };
+    let mut words = line.split_whitespace();
+    let event = match words.next() {
+        Some("step_begin") => Event::StepBegin,
+        Some("step_end") => Event::StepEnd,
+        Some("epoch_end") => {
+            let metric: f64 = words
+                .next()
+                .ok_or_else(|| bad("epoch_end needs the metric: `epoch_end <number>`"))?
+                .parse()
+                .map_err(|_| bad("the metric of epoch_end must be a number"))?;
+            if !metric.is_finite() {
+                return Err(bad("the metric of epoch_end must be finite"));
+            }
+            Event::EpochEnd(metric)
+        }
+        _ => return Err(bad("expected step_begin, step_end or epoch_end <metric>")),
+    };
+    if words.next().is_some() {
+        return Err(bad("unexpected text after the event"));
+    }
+    Ok(event)
+}
+
+/// Longest line kept; longer ones are dropped as bad events.
+const MAX_LINE: usize = 4096;
+
+/// Splits bytes into complete lines, keeping a partial last line for later.
+#[derive(Debug, Default)]
+pub struct LineBuffer {
+    partial: Vec<u8>,
+}
+
+impl LineBuffer {
+    /// Adds bytes; returns the complete lines.
+    pub fn push(&mut self, bytes: &[u8]) -> Vec<String> {
+        let mut lines = Vec::new();
+        for &b in bytes {
+            if b == b'\n' {
+                lines.push(String::from_utf8_lossy(&self.partial).into_owned());
+                self.partial.clear();
+            } else if self.partial.len() < MAX_LINE {
+                self.partial.push(b);
+            }
+        }
+        lines
+    }
+}
+
+/// Follows a file as it grows.
+pub struct Tail {
+    file: File,
+    inotify: Option<OwnedFd>,
+    lines: LineBuffer,
+    buf: Vec<u8>,
+}
+
+impl Tail {
+    /// Creates (or truncates) `path` and starts following it.
+    pub fn create(path: &Path) -> std::io::Result<Tail> {
+        std::fs::write(path, b"")?;
+        let file = File::open(path)?;
+        Ok(Tail {
+            file,
+            inotify: watch(path),
+            lines: LineBuffer::default(),
+            buf: vec![0; 64 * 1024],
+        })
+    }
+
+    /// Returns the complete lines written since the last call, waiting up to
+    /// `timeout` for the first one; returns early on a signal or when `also`
+    /// (e.g. the command's exit descriptor) becomes readable.
+    pub fn next_lines(
+        &mut self,
+        timeout: Duration,
+        also: Option<RawFd>,
+    ) -> std::io::Result<Vec<String>> {
+        let lines = self.read_available()?;
+        if !lines.is_empty() || timeout.is_zero() {
+            return Ok(lines);
+        }
+        let mut fds: Vec<RawFd> = also.into_iter().collect();
+        match &self.inotify {
+            Some(fd) => {
+                fds.push(fd.as_raw_fd());
+                crate::child::wait_readable(&fds, timeout);
+                // Drain the notifications; their content does not matter.
+                let mut scratch = [0u8; 4096];
+                // SAFETY: reading into a local buffer from a non-blocking fd.
+                unsafe {
+                    while libc::read(fd.as_raw_fd(), scratch.as_mut_ptr().cast(), scratch.len()) > 0
+                    {
+                    }
+                }
+            }
+            None => crate::child::wait_readable(&fds, timeout.min(Duration::from_millis(10))),
+        }
+        self.read_available()
+    }
+
+    fn read_available(&mut self) -> std::io::Result<Vec<String>> {
+        let mut lines = Vec::new();
+        loop {
+            let n = match self.file.read(&mut self.buf) {
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            if n == 0 {
+                break;
+            }
+            lines.extend(self.lines.push(&self.buf[..n]));
+        }
+        Ok(lines)
+    }
+}
+
+/// An inotify descriptor watching `path` for writes (`None` when inotify is
+/// unavailable: the tail then polls every 10 ms).
+fn watch(path: &Path) -> Option<OwnedFd> {
+    use std::os::unix::ffi::OsStrExt;
+    let cpath = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
+    // SAFETY: plain syscalls; the fd is owned right away.
+    unsafe {
+        let fd = libc::inotify_init1(libc::IN_NONBLOCK | libc::IN_CLOEXEC);
+        if fd < 0 {
+            return None;
+        }
+        let owned = OwnedFd::from_raw_fd(fd);
+        if libc::inotify_add_watch(fd, cpath.as_ptr(), libc::IN_MODIFY) < 0 {
+            return None;
+        }
+        Some(owned)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    #[test]
+    fn parses_the_protocol() {
+        assert_eq!(parse_line("step_begin"), Ok(Event::StepBegin));
+        assert_eq!(parse_line("  step_end \r"), Ok(Event::StepEnd));
+        assert_eq!(parse_line("epoch_end 0.75"), Ok(Event::EpochEnd(0.75)));
+        assert_eq!(parse_line("epoch_end -3e2"), Ok(Event::EpochEnd(-300.0)));
+        for bad in [
+            "",
+            "step",
+            "epoch_end",
+            "epoch_end x",
+            "epoch_end nan",
+            "epoch_end inf",
+            "step_begin now",
+        ] {
+            assert!(parse_line(bad).is_err(), "{bad:?}");
+        }
+        let long = "x".repeat(500);
+        assert_eq!(parse_line(&long).unwrap_err().line.len(), 80);
+    }
+
+    #[test]
+    fn line_buffer_keeps_partial_lines() {
+        let mut b = LineBuffer::default();
+        assert_eq!(b.push(b"step_be"), Vec::<String>::new());
+        assert_eq!(
+            b.push(b"gin\nstep_end\nepo"),
+            vec!["step_begin", "step_end"]
+        );
+        assert_eq!(b.push(b"ch_end 1\n"), vec!["epoch_end 1"]);
+        let huge = vec![b'a'; MAX_LINE * 2];
+        b.push(&huge);
+        assert_eq!(b.push(b"\n")[0].len(), MAX_LINE);
+    }
+
+    #[test]
+    fn tail_wakes_on_append() {
+        let path = std::env::temp_dir().join(format!("wattwise-tail-{}", std::process::id()));
+        let mut tail = Tail::create(&path).unwrap();
+        assert!(tail
+            .next_lines(Duration::from_millis(10), None)
+            .unwrap()
+            .is_empty());
+        let p2 = path.clone();
+        let writer = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(50));
+            let mut f = std::fs::OpenOptions::new().append(true).open(p2).unwrap();
+            f.write_all(b"step_begin\nepoch_end 2\n").unwrap();
+        });
+        let t = std::time::Instant::now();
+        let mut got = Vec::new();
+        while got.len() < 2 && t.elapsed() < Duration::from_secs(5) {
+            got.extend(tail.next_lines(Duration::from_secs(5), None).unwrap());
+        }
+        writer.join().unwrap();
+        assert_eq!(got, vec!["step_begin", "epoch_end 2"]);
+        assert!(t.elapsed() < Duration::from_secs(2));
+        let _ = std::fs::remove_file(path);
+    }
+}

@@ -1,0 +1,295 @@
+//! GPU access: a small trait over what the agent needs from NVML, its
+//! `nvml-wrapper` implementation, and a recording in-memory fake for unit tests.
+//!
+//! Units are NVML's: milliwatts and millijoules.
+
+use std::ffi::OsStr;
+
+use nvml_wrapper::error::NvmlError;
+use nvml_wrapper::Nvml;
+use wattwise_core::power::LimitConstraints;
+
+/// Environment variable overriding the NVML library path.
+pub const NVML_LIB_ENV: &str = "WATTWISE_NVML_LIB";
+/// The system NVML library.
+pub const DEFAULT_NVML_LIB: &str = "libnvidia-ml.so.1";
+
+/// What can go wrong talking to the GPUs.
+#[derive(Debug, thiserror::Error)]
+pub enum GpuError {
+    /// NVML could not be loaded or initialized.
+    #[error("cannot use NVML from {lib} ({reason}); this command needs an NVIDIA GPU and its driver (set {NVML_LIB_ENV} to use another libnvidia-ml)")]
+    Unavailable {
+        /// The library path tried.
+        lib: String,
+        /// NVML's reason.
+        reason: String,
+    },
+    /// NVML refused to change a setting.
+    #[error("NVML refused to set the power limit of GPU {index}: changing GPU power limits needs the CAP_SYS_ADMIN capability (run the agent as root, or under systemd with AmbientCapabilities=CAP_SYS_ADMIN as in agent/wattwise-agent.service)")]
+    NoPermission {
+        /// The GPU.
+        index: u32,
+    },
+    /// Any other NVML failure.
+    #[error("NVML failed to {what} of GPU {index}: {reason}")]
+    Call {
+        /// What was asked.
+        what: &'static str,
+        /// The GPU.
+        index: u32,
+        /// NVML's reason.
+        reason: String,
+    },
+}
+
+/// The GPU operations the agent uses.
+pub trait Gpus {
+    /// Number of GPUs.
+    fn count(&self) -> Result<u32, GpuError>;
+    /// Model name of GPU `index`.
+    fn name(&self, index: u32) -> Result<String, GpuError>;
+    /// Power limits GPU `index` accepts, mW.
+    fn limit_constraints(&self, index: u32) -> Result<LimitConstraints, GpuError>;
+    /// Current power limit, mW.
+    fn power_limit(&self, index: u32) -> Result<u32, GpuError>;
+    /// Sets the power limit, mW.
+    fn set_power_limit(&mut self, index: u32, limit_mw: u32) -> Result<(), GpuError>;
+    /// Power drawn now, mW.
+    fn power_usage(&self, index: u32) -> Result<u32, GpuError>;
+    /// Energy counter since the driver loaded, mJ.
+    fn total_energy(&self, index: u32) -> Result<u64, GpuError>;
+}
+
+/// The NVML library path: `WATTWISE_NVML_LIB` or the system library.
+pub fn nvml_lib_path() -> String {
+    std::env::var(NVML_LIB_ENV)
+        .ok()
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| DEFAULT_NVML_LIB.to_string())
+}
+
+/// The real GPUs through `nvml-wrapper`.
+pub struct NvmlGpus {
+    nvml: Nvml,
+}
+
+impl NvmlGpus {
+    /// Loads NVML from [`nvml_lib_path`] and initializes it.
+    pub fn open() -> Result<NvmlGpus, GpuError> {
+        let lib = nvml_lib_path();
+        let nvml = Nvml::builder()
+            .lib_path(OsStr::new(&lib))
+            .init()
+            .map_err(|e| GpuError::Unavailable {
+                lib: lib.clone(),
+                reason: e.to_string(),
+            })?;
+        Ok(NvmlGpus { nvml })
+    }
+
+    fn call<T>(
+        &self,
+        what: &'static str,
+        index: u32,
+        f: impl FnOnce(&nvml_wrapper::Device<'_>) -> Result<T, NvmlError>,
+    ) -> Result<T, GpuError> {
+        let err = |e: NvmlError| match e {
+            NvmlError::NoPermission => GpuError::NoPermission { index },
+            other => GpuError::Call {
+                what,
+                index,
+                reason: other.to_string(),
+            },
+        };
+        let device = self.nvml.device_by_index(index).map_err(err)?;
+        f(&device).map_err(err)
+    }
+}
+
+impl Gpus for NvmlGpus {
+    fn count(&self) -> Result<u32, GpuError> {
+        self.nvml.device_count().map_err(|e| GpuError::Call {
+            what: "count the GPUs",
+            index: 0,
+            reason: e.to_string(),
+        })
+    }
+
+    fn name(&self, index: u32) -> Result<String, GpuError> {
+        self.call("read the name", index, |d| d.name())
+    }
+
+    fn limit_constraints(&self, index: u32) -> Result<LimitConstraints, GpuError> {
+        self.call("read the power limit constraints", index, |d| {
+            d.power_management_limit_constraints()
+                .map(|c| LimitConstraints {
+                    min_mw: c.min_limit,
+                    max_mw: c.max_limit,
+                })
+        })
+    }
+
+    fn power_limit(&self, index: u32) -> Result<u32, GpuError> {
+        self.call("read the power limit", index, |d| {
+            d.power_management_limit()
+        })
+    }
+
+    fn set_power_limit(&mut self, index: u32, limit_mw: u32) -> Result<(), GpuError> {
+        let mut device = self
+            .nvml
+            .device_by_index(index)
+            .map_err(|e| GpuError::Call {
+                what: "set the power limit",
+                index,
+                reason: e.to_string(),
+            })?;
+        device
+            .set_power_management_limit(limit_mw)
+            .map_err(|e| match e {
+                NvmlError::NoPermission => GpuError::NoPermission { index },
+                other => GpuError::Call {
+                    what: "set the power limit",
+                    index,
+                    reason: other.to_string(),
+                },
+            })
+    }
+
+    fn power_usage(&self, index: u32) -> Result<u32, GpuError> {
+        self.call("read the power draw", index, |d| d.power_usage())
+    }
+
+    fn total_energy(&self, index: u32) -> Result<u64, GpuError> {
+        self.call("read the energy counter", index, |d| {
+            d.total_energy_consumption()
+        })
+    }
+}
+
+/// Sum of the energy counters of `indices`, mJ.
+pub fn energy_sum(gpus: &dyn Gpus, indices: &[u32]) -> Result<u64, GpuError> {
+    let mut total = 0u64;
+    for &i in indices {
+        total = total.saturating_add(gpus.total_energy(i)?);
+    }
+    Ok(total)
+}
+
+/// In-memory GPUs for unit tests: limits, a settable energy counter, optional
+/// permission refusal, and a log of every limit set.
+#[cfg(test)]
+pub mod fake {
+    use super::*;
+
+    /// One fake GPU.
+    #[derive(Clone, Debug)]
+    pub struct FakeGpu {
+        /// Model name.
+        pub name: String,
+        /// Accepted limits.
+        pub constraints: LimitConstraints,
+        /// Current limit, mW.
+        pub limit_mw: u32,
+        /// Energy counter, mJ.
+        pub energy_mj: u64,
+    }
+
+    /// The recording fake.
+    #[derive(Clone, Debug, Default)]
+    pub struct FakeGpus {
+        /// The GPUs.
+        pub gpus: Vec<FakeGpu>,
+        /// Refuse every set.
+        pub deny: bool,
+        /// Every `(index, limit_mw)` set, in order.
+        pub sets: Vec<(u32, u32)>,
+    }
+
+    impl FakeGpus {
+        /// `n` GPUs of 100..=300 W at 300 W.
+        pub fn new(n: u32) -> FakeGpus {
+            FakeGpus {
+                gpus: (0..n)
+                    .map(|_| FakeGpu {
+                        name: "Fake GPU".into(),
+                        constraints: LimitConstraints {
+                            min_mw: 100_000,
+                            max_mw: 300_000,
+                        },
+                        limit_mw: 300_000,
+                        energy_mj: 0,
+                    })
+                    .collect(),
+                ..Default::default()
+            }
+        }
+
+        fn gpu(&self, index: u32) -> Result<&FakeGpu, GpuError> {
+            self.gpus.get(index as usize).ok_or(GpuError::Call {
+                what: "find",
+                index,
+                reason: "no such GPU".into(),
+            })
+        }
+    }
+
+    impl Gpus for FakeGpus {
+        fn count(&self) -> Result<u32, GpuError> {
+            Ok(self.gpus.len() as u32)
+        }
+        fn name(&self, index: u32) -> Result<String, GpuError> {
+            Ok(self.gpu(index)?.name.clone())
+        }
+        fn limit_constraints(&self, index: u32) -> Result<LimitConstraints, GpuError> {
+            Ok(self.gpu(index)?.constraints)
+        }
+        fn power_limit(&self, index: u32) -> Result<u32, GpuError> {
+            Ok(self.gpu(index)?.limit_mw)
+        }
+        fn set_power_limit(&mut self, index: u32, limit_mw: u32) -> Result<(), GpuError> {
+            self.gpu(index)?;
+            if self.deny {
+                return Err(GpuError::NoPermission { index });
+            }
+            self.sets.push((index, limit_mw));
+            self.gpus[index as usize].limit_mw = limit_mw;
+            Ok(())
+        }
+        fn power_usage(&self, index: u32) -> Result<u32, GpuError> {
+            Ok(self.gpu(index)?.limit_mw)
+        }
+        fn total_energy(&self, index: u32) -> Result<u64, GpuError> {
+            Ok(self.gpu(index)?.energy_mj)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fake::FakeGpus;
+    use super::*;
+
+    #[test]
+    fn energy_sum_adds_the_chosen_gpus() {
+        let mut g = FakeGpus::new(3);
+        g.gpus[0].energy_mj = 5;
+        g.gpus[1].energy_mj = 7;
+        g.gpus[2].energy_mj = 100;
+        assert_eq!(energy_sum(&g, &[0, 1]).unwrap(), 12);
+        assert!(energy_sum(&g, &[3]).is_err());
+    }
+
+    #[test]
+    fn missing_nvml_is_one_clear_sentence() {
+        let err = GpuError::Unavailable {
+            lib: "libnvidia-ml.so.1".into(),
+            reason: "a libloading error".into(),
+        };
+        let text = err.to_string();
+        assert!(text.contains("needs an NVIDIA GPU"), "{text}");
+        let denied = GpuError::NoPermission { index: 1 }.to_string();
+        assert!(denied.contains("CAP_SYS_ADMIN"), "{denied}");
+    }
+}

@@ -1,0 +1,469 @@
+//! `wattwise run --server URL --job job.toml -- <command...>`: one recurrence of a
+//! training job under wattwise.
+//!
+//! Registers the job (GPU facts from NVML), gets this run's batch size, starts the
+//! command in its own process group with `WATTWISE_BATCH_SIZE` and
+//! `WATTWISE_EVENTS`, drives the power limit optimizer of the core with the
+//! script's step and epoch events (or reuses a profile the endpoint already has for
+//! this GPU model and batch size), reports time, energy and metric after every
+//! epoch, stops the process group when the endpoint says `stop_train`, posts the
+//! profile, ends the trial, restores the power limits found at start on every exit
+//! path, and exits with the command's status.
+
+use std::panic::AssertUnwindSafe;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use wattwise_core::api::{Phase, TrainingResult, TrialId};
+use wattwise_core::power::{
+    Action, LimitConstraints, PowerLimitMeasurement, PowerOptimizer, Reading,
+};
+
+use crate::client::{Endpoint, Reporter};
+use crate::events::{parse_line, Event, Tail};
+use crate::gpu::{energy_sum, GpuError, Gpus, NvmlGpus};
+use crate::job_file::{GpuFacts, JobFile};
+use crate::limits::{recover, state_dir, LimitGuard};
+
+/// Test hook: the agent panics at this step beginning (to test limit restoring).
+pub const PANIC_AT_STEP_ENV: &str = "WATTWISE_DEBUG_PANIC_AT_STEP";
+
+/// Arguments of `wattwise run`.
+#[derive(clap::Args, Debug)]
+pub struct RunArgs {
+    /// The endpoint's base URL (also `WATTWISE_SERVER`).
+    #[arg(long, env = "WATTWISE_SERVER")]
+    pub server: String,
+    /// The job file (TOML).
+    #[arg(long)]
+    pub job: PathBuf,
+    /// GPU indices the job uses, comma-separated (default: all).
+    #[arg(long, value_delimiter = ',')]
+    pub gpus: Option<Vec<u32>>,
+    /// Seconds between SIGTERM and SIGKILL when stopping the command.
+    #[arg(long, default_value_t = 10.0)]
+    pub grace: f64,
+    /// Seconds to keep trying to deliver reports after the command ends.
+    #[arg(long, default_value_t = 120.0)]
+    pub flush_timeout: f64,
+    /// Seconds to keep trying to register the job while the endpoint is down.
+    #[arg(long, default_value_t = 60.0)]
+    pub connect_timeout: f64,
+    /// The command and its arguments.
+    #[arg(last = true, required = true)]
+    pub command: Vec<String>,
+}
+
+/// The pgid of the running command, for the panic path (0: none).
+static CHILD_GROUP: AtomicU32 = AtomicU32::new(0);
+
+fn secs(field: &str, v: f64) -> anyhow::Result<Duration> {
+    if (0.0..1e7).contains(&v) {
+        Ok(Duration::from_secs_f64(v))
+    } else {
+        anyhow::bail!("--{field}: must be a number of seconds >= 0")
+    }
+}
+
+fn log(msg: impl AsRef<str>) {
+    eprintln!("[wattwise] {}", msg.as_ref());
+}
+
+/// Runs `wattwise run`; returns the exit code.
+pub fn run(args: RunArgs) -> anyhow::Result<i32> {
+    let grace = secs("grace", args.grace)?;
+    let flush = secs("flush-timeout", args.flush_timeout)?;
+    let connect = secs("connect-timeout", args.connect_timeout)?;
+    let text = std::fs::read_to_string(&args.job)
+        .with_context(|| format!("cannot read the job file {}", args.job.display()))?;
+    let job = JobFile::parse(&text)?;
+    let token = crate::client::token_from_env()?;
+    let endpoint = Endpoint::new(&args.server, token, Duration::from_secs(30));
+
+    crate::child::catch_termination_signals();
+    let mut gpus = NvmlGpus::open()?;
+    let dir = state_dir();
+    let recovered = recover(&mut gpus, &dir)?;
+    if !recovered.is_empty() {
+        log(format!(
+            "restored the power limits a killed agent left: {recovered:?} (gpu, mW)"
+        ));
+    }
+    let count = gpus.count()?;
+    let indices = match &args.gpus {
+        Some(list) => {
+            if let Some(bad) = list.iter().find(|&&i| i >= count) {
+                anyhow::bail!("--gpus: GPU {bad} does not exist ({count} GPUs)");
+            }
+            let mut l = list.clone();
+            l.sort_unstable();
+            l.dedup();
+            l
+        }
+        None => (0..count).collect(),
+    };
+    if indices.is_empty() {
+        anyhow::bail!("no GPU found: `wattwise run` needs at least one");
+    }
+    let mut guard = LimitGuard::save(&gpus, &indices, &dir)?;
+    let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
+        session(
+            &mut gpus,
+            &indices,
+            &job,
+            &endpoint,
+            &dir,
+            grace,
+            flush,
+            connect,
+            &args.command,
+        )
+    }));
+    if result.is_err() {
+        // The agent panicked: the command must not outlive it.
+        let pgid = CHILD_GROUP.load(Ordering::SeqCst);
+        if pgid != 0 {
+            stop_group_by_id(pgid, grace);
+        }
+    }
+    let restored = guard.restore(&mut gpus);
+    match &restored {
+        Ok(()) => log(format!(
+            "restored the power limits found at start: {:?} (gpu, mW)",
+            guard.original()
+        )),
+        Err(e) => log(format!("could not restore the power limits: {e}")),
+    }
+    match result {
+        Ok(r) => {
+            let code = r?;
+            restored?;
+            Ok(code)
+        }
+        Err(panic) => std::panic::resume_unwind(panic),
+    }
+}
+
+fn stop_group_by_id(pgid: u32, grace: Duration) {
+    // SAFETY: signalling a process group has no memory preconditions.
+    unsafe { libc::kill(-(pgid as i32), libc::SIGTERM) };
+    let deadline = Instant::now() + grace;
+    while crate::child::group_alive(pgid) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // SAFETY: as above.
+    unsafe { libc::kill(-(pgid as i32), libc::SIGKILL) };
+}
+
+/// Facts about the job's GPUs (homogeneous limits required, as Zeus does).
+fn gpu_facts(gpus: &dyn Gpus, indices: &[u32]) -> anyhow::Result<(GpuFacts, LimitConstraints)> {
+    let constraints = gpus.limit_constraints(indices[0])?;
+    for &i in &indices[1..] {
+        if gpus.limit_constraints(i)? != constraints {
+            anyhow::bail!(
+                "GPUs {indices:?} accept different power limit ranges; run one job per GPU model"
+            );
+        }
+    }
+    let facts = GpuFacts {
+        gpu_model: gpus.name(indices[0])?,
+        number_of_gpus: indices.len() as u32,
+        max_power: f64::from(constraints.max_mw) / 1000.0 * indices.len() as f64,
+    };
+    Ok((facts, constraints))
+}
+
+fn set_all(gpus: &mut dyn Gpus, indices: &[u32], limit_mw: u32) -> Result<(), GpuError> {
+    for &i in indices {
+        gpus.set_power_limit(i, limit_mw)?;
+    }
+    Ok(())
+}
+
+/// Carries out the optimizer's actions.
+fn apply(gpus: &mut dyn Gpus, indices: &[u32], actions: &[Action]) -> Result<(), GpuError> {
+    for action in actions {
+        match *action {
+            Action::SetPowerLimit { limit_mw } => set_all(gpus, indices, limit_mw)?,
+            Action::BeginWindow { limit_mw } => log(format!("profiling {} W", limit_mw / 1000)),
+            Action::EndWindow { measurement: m } => log(format!(
+                "{} W: {:.3} J in {:.3} s over {} steps",
+                m.power_limit, m.energy, m.time, m.steps
+            )),
+            Action::CancelWindow { limit_mw } => log(format!(
+                "profiling {} W interrupted by the epoch end; it restarts next epoch",
+                limit_mw / 1000
+            )),
+            Action::Optimal { limit_mw } => log(format!(
+                "power limit set to the optimum, {} W",
+                limit_mw / 1000
+            )),
+        }
+    }
+    Ok(())
+}
+
+/// Why the command ended.
+#[derive(Debug, PartialEq)]
+enum Ending {
+    Exited,
+    StopTrain,
+    Signal(i32),
+}
+
+#[allow(clippy::too_many_arguments)]
+fn session(
+    gpus: &mut dyn Gpus,
+    indices: &[u32],
+    job: &JobFile,
+    endpoint: &Endpoint,
+    dir: &std::path::Path,
+    grace: Duration,
+    flush: Duration,
+    connect: Duration,
+    command: &[String],
+) -> anyhow::Result<i32> {
+    let (facts, constraints) = gpu_facts(gpus, indices)?;
+    let spec = job.spec(&facts)?;
+    let registered = endpoint
+        .retrying(connect, |e| e.register(&spec))
+        .context("cannot register the job")?;
+    let job_id = registered
+        .job_id
+        .clone()
+        .ok_or_else(|| anyhow::anyhow!("the endpoint registered the job without a job_id"))?;
+    let trial: TrialId = endpoint
+        .retrying(connect, |e| e.batch_size(&job_id))
+        .context("cannot get the batch size")?;
+    log(format!(
+        "job {job_id}: trial {} with batch size {}",
+        trial.trial_number, trial.batch_size
+    ));
+
+    // A profile for this GPU model and batch size skips profiling.
+    let known = match endpoint.retrying(connect, |e| e.profiles(&job_id)) {
+        Ok(list) => list.into_iter().find(|p| {
+            p.gpu_model == facts.gpu_model
+                && p.batch_size == trial.batch_size
+                && p.phase == Phase::Train
+        }),
+        Err(e) if !e.retryable() => None,
+        Err(e) => return Err(e).context("cannot read the job's power profiles"),
+    };
+    let gpu_count = indices.len() as u32;
+    let reused: Vec<PowerLimitMeasurement> = known
+        .iter()
+        .flat_map(|p| p.measurements.iter())
+        .filter_map(|m| {
+            PowerLimitMeasurement::from_profile_point(
+                m,
+                trial.batch_size,
+                gpu_count,
+                job.power.profile_steps,
+            )
+        })
+        .collect();
+    let (mut optimizer, actions) = if reused.is_empty() {
+        PowerOptimizer::new(job.power, constraints, gpu_count)?
+    } else {
+        log(format!(
+            "reusing the endpoint's power profile for {} at batch size {}",
+            facts.gpu_model, trial.batch_size
+        ));
+        PowerOptimizer::with_measurements(job.power, constraints, gpu_count, reused)?
+    };
+    let profiled_here = !optimizer.is_done();
+    // The first set also checks the permission, before the command starts.
+    if let Err(e) = apply(gpus, indices, &actions) {
+        let _ = endpoint.end_trial(&trial);
+        return Err(e.into());
+    }
+
+    std::fs::create_dir_all(dir)?;
+    let events_path = dir.join(format!("events-{}.log", std::process::id()));
+    let mut tail = Tail::create(&events_path)
+        .with_context(|| format!("cannot create the events file {}", events_path.display()))?;
+    let spool = dir.join(format!(
+        "spool-{}-{}.jsonl",
+        job_id.replace(|c: char| !c.is_ascii_alphanumeric() && c != '-', "_"),
+        trial.trial_number
+    ));
+    let reporter = Reporter::start(endpoint.clone(), spool);
+
+    let panic_at: Option<u64> = std::env::var(crate::run::PANIC_AT_STEP_ENV)
+        .ok()
+        .and_then(|v| v.parse().ok());
+    let env = vec![
+        (
+            "WATTWISE_BATCH_SIZE".to_string(),
+            trial.batch_size.to_string(),
+        ),
+        (
+            "WATTWISE_EVENTS".to_string(),
+            events_path.display().to_string(),
+        ),
+        ("WATTWISE_JOB_ID".to_string(), job_id.clone()),
+        (
+            "WATTWISE_TRIAL_NUMBER".to_string(),
+            trial.trial_number.to_string(),
+        ),
+    ];
+    let start_energy = energy_sum(gpus, indices)?;
+    let start = Instant::now();
+    let mut child = crate::child::spawn(command, &env)
+        .with_context(|| format!("cannot start {:?}", command[0]))?;
+    CHILD_GROUP.store(child.id(), Ordering::SeqCst);
+    let exit_fd = crate::child::exit_fd(&child);
+
+    let mut epoch: u32 = 0;
+    let mut steps: u64 = 0;
+    let mut warned = false;
+    let mut ending = None;
+    let mut status = None;
+    let mut converged = false;
+    let outcome: anyhow::Result<()> = (|| loop {
+        if let Some(sig) = crate::child::signalled() {
+            log(format!("signal {sig}: stopping the command"));
+            status = Some(crate::child::stop_group(&mut child, grace)?);
+            ending = Some(Ending::Signal(sig));
+            return Ok(());
+        }
+        for d in reporter.answers() {
+            match d.answer {
+                Ok(r) if r.stop_train => {
+                    log(format!(
+                        "endpoint after epoch {}: stop ({})",
+                        d.epoch, r.message
+                    ));
+                    converged = r.converged;
+                    status = Some(crate::child::stop_group(&mut child, grace)?);
+                    ending = Some(Ending::StopTrain);
+                    return Ok(());
+                }
+                Ok(_) => {}
+                Err(e) => log(format!("report of epoch {} refused: {e}", d.epoch)),
+            }
+        }
+        let exited = child.try_wait()?;
+        let timeout = if exited.is_some() {
+            Duration::ZERO
+        } else {
+            Duration::from_millis(100)
+        };
+        let also = exit_fd.as_ref().map(std::os::fd::AsRawFd::as_raw_fd);
+        for line in tail.next_lines(timeout, also)? {
+            let event = match parse_line(&line) {
+                Ok(e) => e,
+                Err(e) => {
+                    if !warned {
+                        log(format!("ignoring a bad event: {e}"));
+                        warned = true;
+                    }
+                    continue;
+                }
+            };
+            let needs_reading = !optimizer.is_done() || matches!(event, Event::EpochEnd(_));
+            let reading = if needs_reading {
+                Reading {
+                    time_ms: start.elapsed().as_millis() as u64,
+                    energy_mj: energy_sum(gpus, indices)?.saturating_sub(start_energy),
+                }
+            } else {
+                Reading::default()
+            };
+            match event {
+                Event::StepBegin => {
+                    steps += 1;
+                    if panic_at == Some(steps) {
+                        panic!("{PANIC_AT_STEP_ENV}={steps}: test panic");
+                    }
+                    if !optimizer.is_done() {
+                        let a = optimizer.step_begin(reading);
+                        apply(gpus, indices, &a)?;
+                    }
+                }
+                Event::StepEnd => {
+                    let a = optimizer.step_end(reading);
+                    apply(gpus, indices, &a)?;
+                }
+                Event::EpochEnd(metric) => {
+                    let a = optimizer.epoch_end(reading);
+                    apply(gpus, indices, &a)?;
+                    epoch += 1;
+                    reporter.send(TrainingResult {
+                        job_id: job_id.clone(),
+                        batch_size: trial.batch_size,
+                        trial_number: trial.trial_number,
+                        time: reading.time_ms as f64 / 1000.0,
+                        energy: reading.energy_mj as f64 / 1000.0,
+                        metric,
+                        current_epoch: epoch,
+                    });
+                }
+            }
+        }
+        if let Some(s) = exited {
+            status = Some(s);
+            ending = Some(Ending::Exited);
+            return Ok(());
+        }
+    })();
+    if outcome.is_err() && status.is_none() {
+        // An NVML failure mid-run: stop the command, then report the error.
+        let _ = crate::child::stop_group(&mut child, grace);
+    }
+    CHILD_GROUP.store(0, Ordering::SeqCst);
+    let _ = std::fs::remove_file(&events_path);
+    let time = start.elapsed().as_secs_f64();
+    let energy = energy_sum(gpus, indices)
+        .map(|e| e.saturating_sub(start_energy) as f64 / 1000.0)
+        .unwrap_or(f64::NAN);
+
+    let (answers, left) = reporter.finish(flush);
+    for d in answers {
+        if let Ok(r) = d.answer {
+            if r.stop_train {
+                converged |= r.converged;
+                log(format!(
+                    "endpoint after epoch {}: stop ({})",
+                    d.epoch, r.message
+                ));
+            }
+        }
+    }
+    if left > 0 {
+        log(format!(
+            "{left} report(s) could not be delivered within --flush-timeout; they stay in the spool in {}",
+            dir.display()
+        ));
+    }
+    if profiled_here && optimizer.is_done() {
+        if let Some(profile) = optimizer.profile(trial.batch_size, &facts.gpu_model) {
+            match endpoint.retrying(flush, |e| e.post_profile(&job_id, &profile)) {
+                Ok(()) => log("posted the power profile"),
+                Err(e) => log(format!("could not post the power profile: {e}")),
+            }
+        }
+    }
+    if let Err(e) = endpoint.retrying(flush, |e| e.end_trial(&trial)) {
+        log(format!("could not end the trial: {e}"));
+    }
+    outcome?;
+    let status = status.ok_or_else(|| anyhow::anyhow!("the command's status is unknown"))?;
+    // Stopped on the endpoint's order by our signal: a normal end of the run.
+    let code = match (
+        &ending,
+        std::os::unix::process::ExitStatusExt::signal(&status),
+    ) {
+        (Some(Ending::StopTrain), Some(_)) => 0,
+        _ => crate::child::exit_code(status),
+    };
+    log(format!(
+        "command ended ({:?}, exit code {code}) after {epoch} epoch(s): {time:.3} s, {energy:.3} J{}",
+        ending.unwrap_or(Ending::Exited),
+        if converged { ", converged" } else { "" }
+    ));
+    Ok(code)
+}
