@@ -253,6 +253,32 @@ test('an eta sweep runs in the worker with a progress bar and plots the trade-of
   await page.screenshot({ path: path.join(ARTIFACTS, 'whatif-page.png'), fullPage: true });
 });
 
+test('benchmark: 24 workload x GPU pairs x 5 seeds x 50 recurrences in under 1 s', async () => {
+  await setKnobs({ eta: 0.5, beta: 2, recurrences: 50, seed: 1 });
+  await page.fill('#sweep-etas', '0.5');
+  await page.fill('#sweep-seeds', '1-5');
+  await page.selectOption('#sweep-scope', 'all');
+  const runs = [];
+  for (let i = 0; i < 5; i++) {
+    await page.evaluate(() => delete document.getElementById('sweep-status').dataset.simulations);
+    await page.click('#sweep');
+    await page.waitForFunction(() => document.getElementById('sweep-status').dataset.simulations);
+    runs.push(await page.evaluate(() => ({ ...document.getElementById('sweep-status').dataset })));
+  }
+  assert.equal(runs[0].simulations, '120', '24 pairs x 5 seeds');
+  assert.equal(await page.locator('#sweep-table tbody tr').count(), 24, 'one row per pair');
+  const median = (xs) => xs.map(Number).sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+  // The first run also compiles the 24 jobs out of the traces; later runs reuse them.
+  bench.sweep_120_simulations_first_ms = Number(runs[0].ms);
+  bench.sweep_120_simulations_ms = median(runs.map((r) => r.ms));
+  bench.sweep_120_simulations_wall_ms = median(runs.map((r) => r.wallMs));
+  assert.ok(bench.sweep_120_simulations_wall_ms < 1000, `120 simulations took ${bench.sweep_120_simulations_wall_ms} ms`);
+  const wasm = fs.readdirSync(path.join(DIST, 'assets')).find((f) => f.endsWith('.wasm'));
+  const bytes = fs.readFileSync(path.join(DIST, 'assets', wasm));
+  bench.wasm_bytes = bytes.length;
+  bench.wasm_gzip_bytes = zlib.gzipSync(bytes, { level: 9 }).length;
+});
+
 test('a long sweep shows its progress, leaves the page responsive, and cancels', async () => {
   await page.fill('#sweep-etas', '0.2,0.5,0.8');
   await page.fill('#sweep-seeds', '1-3000');
@@ -277,30 +303,6 @@ test('a long sweep shows its progress, leaves the page responsive, and cancels',
   await page.waitForFunction(() => !document.getElementById('workload').disabled);
   await setKnobs({ workload: 'cifar100', gpu: 'a40', eta: 0.5, beta: 2, recurrences: 50, seed: 1 });
   await simulateAndWait({ workload: 'cifar100', gpu: 'a40', eta: 0.5, beta: 2, seed: 1 });
-});
-
-test('benchmark: 24 workload x GPU pairs x 5 seeds x 50 recurrences in under 1 s', async () => {
-  await setKnobs({ eta: 0.5, beta: 2, recurrences: 50, seed: 1 });
-  await page.fill('#sweep-etas', '0.5');
-  await page.fill('#sweep-seeds', '1-5');
-  await page.selectOption('#sweep-scope', 'all');
-  const runs = [];
-  for (let i = 0; i < 5; i++) {
-    await page.evaluate(() => delete document.getElementById('sweep-status').dataset.simulations);
-    await page.click('#sweep');
-    await page.waitForFunction(() => document.getElementById('sweep-status').dataset.simulations);
-    runs.push(await page.evaluate(() => ({ ...document.getElementById('sweep-status').dataset })));
-  }
-  assert.equal(runs[0].simulations, '120', '24 pairs x 5 seeds');
-  assert.equal(await page.locator('#sweep-table tbody tr').count(), 24, 'one row per pair');
-  const median = (xs) => xs.map(Number).sort((a, b) => a - b)[Math.floor(xs.length / 2)];
-  bench.sweep_120_simulations_ms = median(runs.map((r) => r.ms));
-  bench.sweep_120_simulations_wall_ms = median(runs.map((r) => r.wallMs));
-  assert.ok(bench.sweep_120_simulations_wall_ms < 1000, `120 simulations took ${bench.sweep_120_simulations_wall_ms} ms`);
-  const wasm = fs.readdirSync(path.join(DIST, 'assets')).find((f) => f.endsWith('.wasm'));
-  const bytes = fs.readFileSync(path.join(DIST, 'assets', wasm));
-  bench.wasm_bytes = bytes.length;
-  bench.wasm_gzip_bytes = zlib.gzipSync(bytes, { level: 9 }).length;
 });
 
 test('a broken CSV gets a message naming the line and the column', async () => {
