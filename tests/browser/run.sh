@@ -70,5 +70,5 @@ if ! python3 -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1
 fi
 
 BASE_URL="http://127.0.0.1:$port/" WATTWISE_BIN="$bin" TRACES="$traces" ARTIFACTS_DIR="$artifacts" \
-  DIST="$root/web/dist" node --test --test-reporter=spec "$here/e2e.test.mjs"
+  DIST="$root/web/dist" node --test --test-concurrency=1 --test-reporter=spec "$here/bindings.test.mjs" "$here/e2e.test.mjs"
 echo "tests/browser: passed; screenshots and browser-bench.json in $artifacts"

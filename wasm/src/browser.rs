@@ -116,7 +116,11 @@ fn to_js<T: Serialize>(value: &T) -> Result<JsValue, BrowserError> {
 }
 
 fn from_js<T: for<'de> Deserialize<'de>>(value: JsValue) -> Result<T, BrowserError> {
-    serde_wasm_bindgen::from_value(value).map_err(|e| BrowserError::Request(e.to_string()))
+    serde_wasm_bindgen::from_value(value).map_err(|e| {
+        // serde-wasm-bindgen's errors are JavaScript errors: drop their "Error: " prefix.
+        let text = e.to_string();
+        BrowserError::Request(text.strip_prefix("Error: ").unwrap_or(&text).to_string())
+    })
 }
 
 /// Which workload a request means: a dataset name (a Zeus workload, or
