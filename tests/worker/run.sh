@@ -1,0 +1,117 @@
+#!/usr/bin/env bash
+# The Worker's tests against the real runtime: `wrangler dev` (local mode: miniflare
+# and workerd, on 127.0.0.1, free ports, its own process group, killed by group at
+# the end), once per store mode:
+#   1. WATTWISE_STORE=kv             (Workers KV, per-job locks in the isolate)
+#   2. WATTWISE_STORE=durable_object (one Durable Object per job)
+# Each time: the shared conformance suite (tests/conformance, with a bearer token)
+# and tests/worker/test_concurrent_reports.py (concurrent reports for one job, none
+# lost). Prints each start's cold-start figures (launch to first 200 on /healthz,
+# the first API request's latency).
+# Installs what is missing first (tests/worker/setup.sh, wasm/build-worker.sh).
+# Exits non-zero on any failure.
+#
+# Settings: CARGO_TARGET_DIR (default ~/.cache/wattwise-target-worker),
+# WATTWISE_TEST_CONCURRENCY_REQUESTS (requests per client in the suite's 32-client
+# test, default 100 here), WATTWISE_WORKER_MODES (default "kv durable_object").
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+root=$PWD
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/wattwise-target-worker}"
+export WRANGLER_SEND_METRICS=false CLOUDFLARE_CF_FETCH_ENABLED=false
+export WATTWISE_TEST_CONCURRENCY_REQUESTS="${WATTWISE_TEST_CONCURRENCY_REQUESTS:-100}"
+modes="${WATTWISE_WORKER_MODES:-kv durable_object}"
+
+venv="$(bash tests/worker/setup.sh | tail -n 1)"
+py="$venv/bin/python"
+wrangler="$root/tests/worker/node_modules/.bin/wrangler"
+
+work="$(mktemp -d)"
+group=""
+cleanup() {
+    if [ -n "$group" ]; then
+        kill -TERM -- "-$group" 2>/dev/null || true
+        sleep 0.5
+        kill -KILL -- "-$group" 2>/dev/null || true
+    fi
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+free_port() {
+    "$py" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
+}
+now_ms() { date +%s%3N; }
+stored() { find "$1" -name '*.sqlite' ! -name metadata.sqlite 2>/dev/null | wc -l; }
+step() { printf '\n---- worker: %s ----\n' "$*"; }
+
+step "build (wasm/build-worker.sh)"
+bash wasm/build-worker.sh
+
+token="worker-$("$py" -c 'import secrets; print(secrets.token_hex(8))')"
+
+for mode in $modes; do
+    step "wrangler dev, WATTWISE_STORE=$mode"
+    port=$(free_port)
+    inspector=$(free_port)
+    log="$work/wrangler-$mode.log"
+    started=$(now_ms)
+    (
+        cd wasm
+        exec setsid "$wrangler" dev --ip 127.0.0.1 --port "$port" --inspector-port "$inspector" \
+            --persist-to "$work/state-$mode" --show-interactive-dev-session=false \
+            --var "WATTWISE_STORE:$mode" --var "WATTWISE_TOKEN:$token" </dev/null >"$log" 2>&1
+    ) &
+    group=$!
+    url="http://127.0.0.1:$port"
+    up=""
+    for ((i = 0; i < 600; i++)); do
+        if curl -fsS -o /dev/null "$url/healthz" 2>/dev/null; then
+            up=$(now_ms)
+            break
+        fi
+        if ! kill -0 "$group" 2>/dev/null; then
+            break
+        fi
+        sleep 0.2
+    done
+    if [ -z "$up" ]; then
+        echo "worker: wrangler dev did not come up at $url; its log:" >&2
+        tail -n 60 "$log" >&2
+        exit 1
+    fi
+    # The first request that reaches the store (an unknown job: 404).
+    first=$(curl -sS -o /dev/null -w '%{time_total}' -H "Authorization: Bearer $token" \
+        "$url/jobs/cold-start-probe")
+    echo "worker: cold start ($mode): $((up - started)) ms from launch to first 200 on /healthz;" \
+        "first store request $("$py" -c "print(round(float('$first') * 1000, 1))") ms"
+
+    (cd tests/conformance && WATTWISE_TEST_URL="$url" WATTWISE_TEST_TOKEN="$token" \
+        "$py" -m pytest -q -p no:cacheprovider -s)
+    (cd tests/worker && WATTWISE_TEST_URL="$url" WATTWISE_TEST_TOKEN="$token" \
+        "$py" -m pytest -q -p no:cacheprovider test_concurrent_reports.py)
+
+    if grep -q "$token" "$log"; then
+        echo "worker: wrangler's log shows the token" >&2
+        exit 1
+    fi
+    # Each mode keeps its data where it says (miniflare makes one SQLite file per
+    # KV namespace / Durable Object besides each store's metadata.sqlite).
+    kv_files=$(stored "$work/state-$mode/v3/kv")
+    do_files=$(stored "$work/state-$mode/v3/do")
+    echo "worker: $mode mode left $kv_files KV namespace file(s), $do_files Durable Object file(s)"
+    if [ "$mode" = kv ] && { [ "$kv_files" -eq 0 ] || [ "$do_files" -ne 0 ]; }; then
+        echo "worker: kv mode did not keep its data in KV only" >&2
+        exit 1
+    fi
+    if [ "$mode" = durable_object ] && { [ "$do_files" -eq 0 ] || [ "$kv_files" -ne 0 ]; }; then
+        echo "worker: durable_object mode did not keep its data in Durable Objects only" >&2
+        exit 1
+    fi
+    kill -TERM -- "-$group" 2>/dev/null || true
+    wait "$group" 2>/dev/null || true
+    group=""
+done
+
+echo
+echo "worker: all passed"
