@@ -20,7 +20,7 @@ fake GPU's model says for GPU 0's current power limit:
 
 Options: --epochs N, --steps N (per epoch), --step-time SECONDS (base),
 --ground-truth PATH (with the fake: write the fake's energy counter, summed over
-GPUs, at start and at the last epoch end, in mJ), --pids PATH (write this
+GPUs, in mJ, at start and at each epoch end, just before its event), --pids PATH (write this
 process's pid and a helper child's pid, to check that a stop kills the group).
 """
 
@@ -95,15 +95,17 @@ def main():
         with open(args.pids, "w") as f:
             f.write(f"{os.getpid()} {helper.pid}\n")
 
+    epoch_mj = []
     for epoch in range(1, args.epochs + 1):
         for _ in range(args.steps):
             events.write("step_begin\n")
             time.sleep(args.step_time * (batch_size / 64) ** 0.5 * step_factor())
             events.write("step_end\n")
         metric = accuracy(batch_size, epoch)
-        if epoch == args.epochs and args.ground_truth and start_energy is not None:
+        if args.ground_truth and start_energy is not None:
+            epoch_mj.append(fake_energy_mj())
             with open(args.ground_truth, "w") as f:
-                json.dump({"start_mj": start_energy, "end_mj": fake_energy_mj()}, f)
+                json.dump({"start_mj": start_energy, "epochs_mj": epoch_mj}, f)
         events.write(f"epoch_end {metric:.6f}\n")
         print(f"epoch {epoch}: batch size {batch_size}, accuracy {metric:.4f}", flush=True)
     if helper is not None:

@@ -213,6 +213,37 @@ enum Ending {
     Signal(i32),
 }
 
+/// Sends the reports an earlier agent could not deliver (it was killed, or the
+/// endpoint stayed down past its flush timeout), in order, before this run starts.
+fn replay_leftover_spools(endpoint: &Endpoint, dir: &std::path::Path, patience: Duration) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let mut spools: Vec<PathBuf> = entries
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("spool-") && n.ends_with(".jsonl"))
+        })
+        .collect();
+    spools.sort();
+    for spool in spools {
+        let (answers, left) = Reporter::start(endpoint.clone(), spool.clone()).finish(patience);
+        log(format!(
+            "replayed {} earlier report(s) from {}{}",
+            answers.len(),
+            spool.display(),
+            if left > 0 {
+                format!("; {left} still undelivered")
+            } else {
+                String::new()
+            }
+        ));
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 fn session(
     gpus: &mut dyn Gpus,
@@ -227,6 +258,7 @@ fn session(
 ) -> anyhow::Result<i32> {
     let (facts, constraints) = gpu_facts(gpus, indices)?;
     let spec = job.spec(&facts)?;
+    replay_leftover_spools(endpoint, dir, connect);
     let registered = endpoint
         .retrying(connect, |e| e.register(&spec))
         .context("cannot register the job")?;

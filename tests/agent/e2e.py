@@ -1,0 +1,516 @@
+#!/usr/bin/env python3
+"""End-to-end tests of the GPU agent (`wattwise gpus|measure|run`).
+
+Real parts only: the agent binary, loading the fake NVML library
+(tests/fake-nvml, libnvidia_ml.so) through nvml-wrapper via WATTWISE_NVML_LIB,
+the local endpoint `wattwise-server` on 127.0.0.1 (free port, own process group,
+killed by group), and agent/examples/train.py as the training command.
+
+Environment: WATTWISE_BIN, FAKE_NVML_LIB, WATTWISE_SERVER_BIN (run.sh sets them).
+Usage: e2e.py [TEST_NAME_SUBSTRING...]
+"""
+
+import http.client
+import http.server
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import traceback
+import urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+TRAIN = os.path.join(ROOT, "agent", "examples", "train.py")
+AGENT = os.environ["WATTWISE_BIN"]
+FAKE = os.environ["FAKE_NVML_LIB"]
+SERVER_BIN = os.environ["WATTWISE_SERVER_BIN"]
+
+LOAD_W = 300
+KNEE_W = 200
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until(pred, timeout, what):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        v = pred()
+        if v:
+            return v
+        time.sleep(0.02)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+class Server:
+    """wattwise-server on a free port, in its own process group."""
+
+    def __init__(self, db, port=None):
+        self.db = db
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc = None
+
+    def start(self):
+        self.log = open(self.db + ".log", "a")
+        self.proc = subprocess.Popen(
+            [SERVER_BIN, "--listen", f"127.0.0.1:{self.port}", "--db", self.db],
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        wait_until(self._healthy, 30, "wattwise-server /healthz")
+        return self
+
+    def _healthy(self):
+        try:
+            with urllib.request.urlopen(self.url + "/healthz", timeout=1) as r:
+                return r.status == 200
+        except OSError:
+            return False
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        self.proc = None
+
+    def get(self, path):
+        with urllib.request.urlopen(self.url + path, timeout=10) as r:
+            return json.loads(r.read())
+
+
+class Recorder:
+    """A forwarding proxy in front of the server that records every POST /report
+    it delivers, and that can be taken down (connection refused) and back up."""
+
+    def __init__(self, upstream_port):
+        self.upstream_port = upstream_port
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.reports = []
+        self.httpd = None
+
+    def up(self):
+        rec = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *a):
+                pass
+
+            def forward(self):
+                n = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(n) if n else None
+                conn = http.client.HTTPConnection("127.0.0.1", rec.upstream_port, timeout=10)
+                headers = {k: v for k, v in self.headers.items() if k.lower() in ("content-type", "authorization")}
+                conn.request(self.command, self.path, body=body, headers=headers)
+                resp = conn.getresponse()
+                data = resp.read()
+                if self.command == "POST" and self.path == "/report" and resp.status == 200:
+                    rec.reports.append(json.loads(body))
+                self.send_response(resp.status)
+                self.send_header("Content-Type", resp.getheader("Content-Type") or "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            do_GET = do_POST = do_PATCH = do_DELETE = forward
+
+        http.server.ThreadingHTTPServer.allow_reuse_address = True
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def down(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+class Host:
+    """One fake GPU host: a state dir for the agent and a state file for the fake."""
+
+    def __init__(self, tmp, name, count=1, start_limit_w=None, deny=False):
+        self.dir = os.path.join(tmp, name)
+        os.makedirs(self.dir)
+        self.state_dir = os.path.join(self.dir, "agent-state")
+        self.fake_state = os.path.join(self.dir, "fake.json")
+        self.env = dict(os.environ)
+        self.env.update(
+            WATTWISE_NVML_LIB=FAKE,
+            WATTWISE_STATE_DIR=self.state_dir,
+            FAKE_NVML_STATE=self.fake_state,
+            FAKE_NVML_COUNT=str(count),
+            FAKE_NVML_LOAD=str(LOAD_W),
+            FAKE_NVML_KNEE=str(KNEE_W),
+        )
+        self.env.pop("WATTWISE_TOKEN", None)
+        if deny:
+            self.env["FAKE_NVML_DENY"] = "1"
+        if start_limit_w is not None:
+            now = time.monotonic_ns()
+            gpus = [{"limit_mw": start_limit_w * 1000, "energy_mj": 0.0, "since_ns": now} for _ in range(count)]
+            with open(self.fake_state, "w") as f:
+                json.dump({"gpus": gpus}, f)
+
+    def limits_w(self):
+        with open(self.fake_state) as f:
+            return [g["limit_mw"] / 1000 for g in json.load(f)["gpus"]]
+
+    def job(self, name, **fields):
+        power = fields.pop("power", {})
+        lines = []
+        base = dict(job_id_prefix=name, batch_sizes=[64], default_batch_size=64, target_metric=0.99, max_epochs=100)
+        base.update(fields)
+        for k, v in base.items():
+            lines.append(f"{k} = {json.dumps(v)}")
+        lines.append("[power]")
+        settings = dict(wait_steps=5, warmup_steps=2, profile_steps=8, pl_step=50)
+        settings.update(power)
+        for k, v in settings.items():
+            if k == "selector":
+                inner = ", ".join(f"{a} = {json.dumps(b)}" for a, b in v.items())
+                lines.append(f"selector = {{ {inner} }}")
+            else:
+                lines.append(f"{k} = {json.dumps(v)}")
+        path = os.path.join(self.dir, f"{name}.toml")
+        with open(path, "w") as f:
+            f.write("\n".join(lines) + "\n")
+        return path
+
+    def agent(self, args, extra_env=None, **kw):
+        env = dict(self.env)
+        env.update(extra_env or {})
+        return subprocess.Popen(
+            [AGENT] + args,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+            **kw,
+        )
+
+    def run(self, server_url, job, train_args, extra_env=None, timeout=120, agent_args=()):
+        p = self.agent(
+            ["run", "--server", server_url, "--job", job, "--grace", "2", *agent_args, "--", sys.executable, TRAIN, *train_args],
+            extra_env,
+        )
+        try:
+            out, err = p.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(p.pid, signal.SIGKILL)
+            out, err = p.communicate()
+            raise AssertionError(f"agent timed out; stderr:\n{err}")
+        return p.returncode, out, err
+
+
+def job_id_of(stderr):
+    for line in stderr.splitlines():
+        if line.startswith("[wattwise] job "):
+            return line.split()[2].rstrip(":")
+    raise AssertionError(f"no job id in agent output:\n{stderr}")
+
+
+def optimum_w(stderr):
+    for line in stderr.splitlines():
+        if "power limit set to the optimum" in line:
+            return int(line.rsplit(",", 1)[1].split()[0])
+    return None
+
+
+def process_gone(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            state = f.read().rsplit(")", 1)[1].split()[0]
+        return state in ("Z", "X")
+    except FileNotFoundError:
+        return True
+
+
+# ---- the fake GPU's model, to know which limit each selector must pick --------
+
+LIMITS_W = [300, 250, 200, 150, 100]
+
+
+def model(limit):
+    power = min(limit, LOAD_W)
+    t = (LOAD_W / power) ** 0.3 * max(1.0, KNEE_W / limit) ** 3
+    return power * t, t  # energy and time of a step, in relative units
+
+
+def expected(selector):
+    m = {l: model(l) for l in LIMITS_W}
+    kind = selector["kind"]
+    if kind == "energy":
+        return min(LIMITS_W, key=lambda l: m[l][0])
+    if kind == "time":
+        return min(LIMITS_W, key=lambda l: m[l][1])
+    if kind == "zeus_cost":
+        eta = selector["eta"]
+        return min(LIMITS_W, key=lambda l: eta * m[l][0] + (1 - eta) * max(LIMITS_W) * m[l][1])
+    if kind == "max_slowdown":
+        return min(l for l in LIMITS_W if m[l][1] <= selector["factor"] * m[max(LIMITS_W)][1])
+    raise ValueError(kind)
+
+
+# ---- tests -----------------------------------------------------------------
+
+def test_gpus_lists_the_fake_gpus(tmp, server):
+    host = Host(tmp, "gpus", count=2, start_limit_w=275)
+    p = host.agent(["gpus", "--format", "json"])
+    out, err = p.communicate(timeout=30)
+    assert p.returncode == 0, err
+    gpus = json.loads(out)
+    assert [g["index"] for g in gpus] == [0, 1]
+    assert gpus[0]["name"] == "Fake GPU F100"
+    assert gpus[1]["power_limit_w"] == 275.0
+    assert (gpus[0]["min_limit_w"], gpus[0]["max_limit_w"]) == (100.0, 300.0)
+    assert gpus[0]["power_draw_w"] == 275.0
+    bad = dict(host.env, WATTWISE_NVML_LIB="/nonexistent/libnvidia-ml.so.1")
+    p = subprocess.run([AGENT, "gpus"], env=bad, capture_output=True, text=True, timeout=30)
+    assert p.returncode != 0
+    assert "needs an NVIDIA GPU" in p.stderr and p.stderr.count("\n") == 1, p.stderr
+
+
+def fake_energy_j(host):
+    """The fake GPUs' energy counters now, summed (the ground truth), J."""
+    with open(host.fake_state) as f:
+        gpus = json.load(f)["gpus"]
+    now = time.monotonic_ns()
+    return sum(g["energy_mj"] + min(g["limit_mw"], LOAD_W * 1000) * (now - g["since_ns"]) / 1e9 for g in gpus) / 1000
+
+
+def test_measure_energy_matches_ground_truth(tmp, server):
+    host = Host(tmp, "measure", count=2, start_limit_w=250)
+    # The ground truth: the fake's counters read by this process right before the
+    # agent starts and right after it ends.
+    before = fake_energy_j(host)
+    p = host.agent(["measure", "--format", "json", "--", sys.executable, TRAIN, "--epochs", "4", "--steps", "50",
+                    "--step-time", "0.04"])
+    out, err = p.communicate(timeout=60)
+    truth_j = fake_energy_j(host) - before
+    assert p.returncode == 0, err
+    m = json.loads(err.strip().splitlines()[-1])
+    rel = abs(m["energy_j"] - truth_j) / truth_j
+    print(f"    measure: {m['energy_j']:.1f} J measured, {truth_j:.1f} J ground truth ({rel:.3%}), {m['time_s']:.2f} s")
+    assert m["energy_j"] <= truth_j + 0.01
+    assert rel < 0.005, (m, truth_j)
+    assert abs(m["average_power_w"] - 500) < 5, m
+    assert len(m["gpu_energy_j"]) == 2
+    assert [round(s["time_s"]) for s in m["samples"]][:3] == [1, 2, 3], m["samples"]
+    p = host.agent(["measure", "--", "sh", "-c", "exit 7"])
+    p.communicate(timeout=30)
+    assert p.returncode == 7
+
+
+def test_run_energy_matches_ground_truth(tmp, server):
+    # Profiling spans epochs (short epochs interrupt windows), so the limit changes
+    # during the measured span. The script notes the fake's counters right before
+    # each epoch_end event; the agent's cumulative energy in the reports between
+    # epoch 1 and the last epoch must match them.
+    host = Host(tmp, "energy", count=2)
+    proxy = Recorder(server.port)
+    proxy.up()
+    gt = os.path.join(host.dir, "gt.json")
+    job = host.job("energy", max_epochs=5, power={"selector": {"kind": "energy"}, "wait_steps": 1})
+    rc, _, err = host.run(proxy.url, job, ["--epochs", "5", "--steps", "25", "--step-time", "0.03",
+                                          "--ground-truth", gt])
+    proxy.down()
+    assert rc == 0, err
+    assert "interrupted by the epoch end" in err, err
+    with open(gt) as f:
+        truth = json.load(f)["epochs_mj"]
+    reports = {r["current_epoch"]: r for r in proxy.reports}
+    assert sorted(reports) == [1, 2, 3, 4, 5], reports
+    print("    per epoch (reported J, truth J):", [(round(reports[e]["energy"] - reports[1]["energy"], 2), round((truth[e - 1] - truth[0]) / 1000, 2)) for e in range(2, 6)])
+    measured = reports[5]["energy"] - reports[1]["energy"]
+    truth_j = (truth[4] - truth[0]) / 1000
+    rel = abs(measured - truth_j) / truth_j
+    print(f"    run: {measured:.1f} J reported over epochs 2-5, {truth_j:.1f} J ground truth ({rel:.3%})")
+    assert rel < 0.005, (measured, truth_j)
+
+
+SELECTORS = [
+    {"kind": "energy"},
+    {"kind": "time"},
+    {"kind": "zeus_cost", "eta": 0.5},
+    {"kind": "max_slowdown", "factor": 1.1},
+]
+
+
+def test_each_selector_picks_the_cheapest_limit(tmp, server):
+    picked = {}
+    for i, sel in enumerate(SELECTORS):
+        host = Host(tmp, f"sel{i}")
+        job = host.job(f"sel{i}", power={"selector": sel}, max_epochs=2)
+        rc, out, err = host.run(server.url, job, ["--epochs", "2", "--steps", "60", "--step-time", "0.03"])
+        assert rc == 0, err
+        want = expected(sel)
+        got = optimum_w(err)
+        picked[sel["kind"]] = got
+        assert got == want, f"{sel}: picked {got} W, the fake makes {want} W cheapest\n{err}"
+        # The limit found at start is back.
+        assert host.limits_w() == [300.0], host.limits_w()
+        assert not os.path.exists(os.path.join(host.state_dir, "power-limits.json"))
+        # The profile was posted.
+        job_id = job_id_of(err)
+        profiles = server.get(f"/jobs/{job_id}/profiles")
+        assert len(profiles) == 1 and profiles[0]["gpu_model"] == "Fake GPU F100"
+        assert [m["power_limit"] for m in profiles[0]["measurements"]] == LIMITS_W
+    print(f"    picked: {picked}")
+    assert len(set(picked.values())) >= 3, picked
+
+
+def test_profile_is_reused_by_the_next_run(tmp, server):
+    host = Host(tmp, "reuse")
+    sel = {"kind": "energy"}
+    job = host.job("reuse", job_id="reuse-fixed", power={"selector": sel})
+    rc, _, err1 = host.run(server.url, job, ["--epochs", "1", "--steps", "60", "--step-time", "0.03"])
+    assert rc == 0, err1
+    assert "profiling 300 W" in err1 and "posted the power profile" in err1, err1
+    rc, _, err2 = host.run(server.url, job, ["--epochs", "1", "--steps", "20", "--step-time", "0.03"])
+    assert rc == 0, err2
+    assert "reusing the endpoint's power profile" in err2, err2
+    assert "profiling" not in err2.replace("power profile", ""), err2
+    assert optimum_w(err2) == optimum_w(err1) == expected(sel), (err1, err2)
+    assert host.limits_w() == [300.0]
+
+
+def test_early_stop_kills_the_process_group(tmp, server):
+    host = Host(tmp, "stop")
+    pids = os.path.join(host.dir, "pids")
+    # Accuracy at batch size 64 passes 0.6 at epoch 2: the endpoint stops the run.
+    job = host.job("stop", target_metric=0.6, power={"pl_step": 200})
+    t = time.monotonic()
+    rc, _, err = host.run(server.url, job, ["--epochs", "50", "--steps", "20", "--step-time", "0.05", "--pids", pids])
+    assert rc == 0, err
+    assert "stop" in err and "converged" in err, err
+    assert time.monotonic() - t < 40
+    with open(pids) as f:
+        main_pid, helper_pid = map(int, f.read().split())
+    wait_until(lambda: process_gone(main_pid) and process_gone(helper_pid), 5, "the training group to die")
+    assert host.limits_w() == [300.0]
+
+
+def _start_and_wait_for_profiling(host, server, extra_env=None):
+    job = host.job("safety", power={"selector": {"kind": "energy"}})
+    pids = os.path.join(host.dir, "pids")
+    p = host.agent(["run", "--server", server.url, "--job", job, "--grace", "2", "--",
+                    sys.executable, TRAIN, "--epochs", "3", "--steps", "200", "--step-time", "0.03", "--pids", pids],
+                   extra_env)
+    wait_until(lambda: os.path.exists(pids) and os.path.getsize(pids) > 0, 30, "the training script")
+    if extra_env is None:
+        wait_until(lambda: host.limits_w()[0] in (250.0, 200.0, 150.0), 30, "profiling below the maximum")
+    with open(pids) as f:
+        main_pid, helper_pid = map(int, f.read().split())
+    return p, main_pid, helper_pid
+
+
+def test_limit_restored_after_sigterm(tmp, server):
+    host = Host(tmp, "sigterm", start_limit_w=275)
+    p, main_pid, helper_pid = _start_and_wait_for_profiling(host, server)
+    os.kill(p.pid, signal.SIGTERM)
+    _, err = p.communicate(timeout=30)
+    assert p.returncode == 128 + signal.SIGTERM, (p.returncode, err)
+    assert host.limits_w() == [275.0], (host.limits_w(), err)
+    assert not os.path.exists(os.path.join(host.state_dir, "power-limits.json"))
+    wait_until(lambda: process_gone(main_pid) and process_gone(helper_pid), 5, "the training group to die")
+
+
+def test_limit_restored_after_panic(tmp, server):
+    host = Host(tmp, "panic", start_limit_w=275)
+    p, main_pid, helper_pid = _start_and_wait_for_profiling(host, server, {"WATTWISE_DEBUG_PANIC_AT_STEP": "25"})
+    _, err = p.communicate(timeout=30)
+    assert p.returncode == 101, (p.returncode, err)
+    assert "test panic" in err, err
+    assert host.limits_w() == [275.0], (host.limits_w(), err)
+    wait_until(lambda: process_gone(main_pid) and process_gone(helper_pid), 5, "the training group to die")
+
+
+def test_limit_restored_on_next_start_after_sigkill(tmp, server):
+    host = Host(tmp, "sigkill", start_limit_w=275)
+    p, main_pid, helper_pid = _start_and_wait_for_profiling(host, server)
+    os.kill(p.pid, signal.SIGKILL)
+    os.killpg(main_pid, signal.SIGKILL)  # the orphaned training group (holds the agent's pipes)
+    p.communicate(timeout=30)
+    assert host.limits_w() != [275.0]
+    assert os.path.exists(os.path.join(host.state_dir, "power-limits.json"))
+    g = host.agent(["gpus", "--format", "json"])
+    out, err = g.communicate(timeout=30)
+    assert g.returncode == 0, err
+    assert json.loads(out)[0]["power_limit_w"] == 275.0
+    assert host.limits_w() == [275.0]
+    assert not os.path.exists(os.path.join(host.state_dir, "power-limits.json"))
+
+
+def test_permission_denied_is_a_clear_error(tmp, server):
+    host = Host(tmp, "deny", deny=True)
+    job = host.job("deny")
+    rc, _, err = host.run(server.url, job, ["--epochs", "1", "--steps", "5"])
+    assert rc != 0
+    assert "CAP_SYS_ADMIN" in err, err
+    assert "epoch 1" not in err  # the command never started
+
+
+def test_every_report_arrives_when_the_server_was_down(tmp, server):
+    host = Host(tmp, "down")
+    proxy = Recorder(server.port)
+    proxy.up()
+    job = host.job("down", max_epochs=6, power={"pl_step": 200, "selector": {"kind": "time"}})
+    p = host.agent(["run", "--server", proxy.url, "--job", job, "--grace", "2", "--",
+                    sys.executable, TRAIN, "--epochs", "6", "--steps", "25", "--step-time", "0.04"])
+    wait_until(lambda: len(proxy.reports) >= 1, 60, "the first report")
+    proxy.down()
+    t_down = time.monotonic()
+    time.sleep(4)  # epochs go by while the endpoint is unreachable
+    proxy.up()
+    _, err = p.communicate(timeout=120)
+    assert p.returncode == 0, err
+    epochs = [r["current_epoch"] for r in proxy.reports]
+    print(f"    reports delivered (epochs, in order): {epochs}; down for {time.monotonic() - t_down:.1f}s")
+    assert sorted(set(epochs)) == [1, 2, 3, 4, 5, 6], epochs
+    assert epochs == sorted(epochs), epochs
+    times = [r["time"] for r in proxy.reports]
+    assert times == sorted(times)
+    job_id = job_id_of(err)
+    trials = server.get(f"/jobs/{job_id}/trials")
+    assert trials[0]["status"] != "Dispatched", trials
+    assert not any(n.startswith("spool-") for n in os.listdir(host.state_dir))
+
+
+def main():
+    wanted = sys.argv[1:]
+    tests = [(n, f) for n, f in sorted(globals().items()) if n.startswith("test_") and callable(f)]
+    tests = [(n, f) for n, f in tests if not wanted or any(w in n for w in wanted)]
+    failed = []
+    with tempfile.TemporaryDirectory(prefix="wattwise-agent-e2e-") as tmp:
+        server = Server(os.path.join(tmp, "wattwise.db")).start()
+        try:
+            for name, f in tests:
+                t = time.monotonic()
+                try:
+                    f(tmp, server)
+                    print(f"ok    {name} ({time.monotonic() - t:.1f}s)", flush=True)
+                except Exception:
+                    failed.append(name)
+                    print(f"FAIL  {name}", flush=True)
+                    traceback.print_exc()
+        finally:
+            server.stop()
+    print(f"{len(tests) - len(failed)} passed, {len(failed)} failed")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
