@@ -53,7 +53,10 @@ async fn conditional_writes_archive_and_delete() {
     let b = state("job-a", 2);
     assert_eq!(s.load("job-a").await.unwrap(), None);
     assert_eq!(s.save("job-a", &a, None, &[]).await.unwrap(), Saved::Ok);
-    assert_eq!(s.save("job-a", &b, None, &[]).await.unwrap(), Saved::Conflict);
+    assert_eq!(
+        s.save("job-a", &b, None, &[]).await.unwrap(),
+        Saved::Conflict
+    );
     let got = s.load("job-a").await.unwrap().unwrap();
     assert_eq!((got.version, &got.state), (1, &a));
     // Stale version: nothing written, not even the trials (one transaction).
@@ -72,7 +75,10 @@ async fn conditional_writes_archive_and_delete() {
     assert_eq!((got.version, &got.state), (2, &b));
     // More trials than one transaction holds, some repeated: idempotent, all there.
     let many: Vec<Trial> = (2..=150).map(trial).collect();
-    assert_eq!(s.save("job-a", &a, Some(2), &many).await.unwrap(), Saved::Ok);
+    assert_eq!(
+        s.save("job-a", &a, Some(2), &many).await.unwrap(),
+        Saved::Ok
+    );
     let mut numbers: Vec<u64> = s
         .archived_trials("job-a")
         .await

@@ -20,10 +20,14 @@ from conftest import BASE_URL, TOKEN, job_spec
 
 CLIENTS = 32
 REQUESTS = int(os.environ.get("WATTWISE_TEST_CONCURRENCY_REQUESTS", "500"))
+# Several instances of one host over one store (e.g. two Lambda emulators on one
+# DynamoDB table): clients are spread over them, so writes really race.
+URLS = [u.rstrip("/") for u in os.environ.get("WATTWISE_TEST_URLS", "").split(",") if u] or [BASE_URL]
 
 
 def client(idx: int, job_id: str, out: dict, errors: list, barrier: threading.Barrier):
     s = requests.Session()
+    base = URLS[idx % len(URLS)]
     headers = {"Authorization": f"Bearer {TOKEN}"} if TOKEN else {}
     sent = 0
     reported = {}   # trial_number -> (time, energy, batch_size, converged)
@@ -34,7 +38,7 @@ def client(idx: int, job_id: str, out: dict, errors: list, barrier: threading.Ba
     def call(method, path, **kw):
         nonlocal sent
         sent += 1
-        r = s.request(method, BASE_URL + path, headers=headers, timeout=120, **kw)
+        r = s.request(method, base + path, headers=headers, timeout=120, **kw)
         statuses[r.status_code] = statuses.get(r.status_code, 0) + 1
         return r
 
@@ -94,7 +98,7 @@ def test_concurrent_clients_lose_nothing(api):
     for o in out.values():
         for k, v in o["statuses"].items():
             statuses[k] = statuses.get(k, 0) + v
-    print(f"\nconcurrency: {CLIENTS} clients x {REQUESTS} requests = {total} in {elapsed:.1f}s "
+    print(f"\nconcurrency: {CLIENTS} clients x {REQUESTS} requests over {len(URLS)} instance(s) = {total} in {elapsed:.1f}s "
           f"({total / elapsed:.0f} req/s), statuses {statuses}")
     assert len(out) == CLIENTS
     assert not errors, f"{len(errors)} failed requests, first: {errors[:5]}"

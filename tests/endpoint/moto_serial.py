@@ -7,6 +7,7 @@ is about exactly that, so this runs moto's WSGI app behind one lock: each reques
 is atomic, as each DynamoDB operation is. Usage: python moto_serial.py PORT
 """
 
+import os
 import signal
 import sys
 import threading
@@ -28,7 +29,7 @@ def main() -> None:
         with lock:
             return [b"".join(inner(environ, start_response))]
 
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
     run_simple("127.0.0.1", port, app, threaded=True, request_handler=MotoRequestHandler)
 
 

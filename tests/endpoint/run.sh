@@ -12,13 +12,14 @@
 #
 # Settings: CARGO_TARGET_DIR (default ~/.cache/wattwise-target), WATTWISE_ENDPOINT_PROFILE
 # (debug|release, default debug), WATTWISE_LAMBDA_CONCURRENCY_REQUESTS (requests per
-# client in the Lambda concurrency test, default 60: the emulator and moto are slow).
+# client in the Lambda concurrency test, default 30: through the emulator and moto a
+# contended request takes ~60 ms, so 32 x 500 would take over an hour; see BENCHMARKS.md).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 root=$PWD
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/wattwise-target}"
 profile="${WATTWISE_ENDPOINT_PROFILE:-debug}"
-lambda_requests="${WATTWISE_LAMBDA_CONCURRENCY_REQUESTS:-60}"
+lambda_requests="${WATTWISE_LAMBDA_CONCURRENCY_REQUESTS:-30}"
 
 venv="$(bash tests/endpoint/setup.sh | tail -n 1)"
 py="$venv/bin/python"
@@ -27,13 +28,8 @@ export PATH="$venv/bin:$PATH"
 work="$(mktemp -d)"
 groups=()
 cleanup() {
-    local g
-    for g in "${groups[@]}"; do
-        kill -TERM -- "-$g" 2>/dev/null || true
-    done
-    sleep 0.5
-    for g in "${groups[@]}"; do
-        kill -KILL -- "-$g" 2>/dev/null || true
+    while [ "${#groups[@]}" -gt 0 ]; do
+        stop_last
     done
     rm -rf "$work"
 }
@@ -51,10 +47,21 @@ start() {
     groups+=("$!")
 }
 
+# Stops the most recently started group: TERM, up to 10 s to exit, then KILL.
 stop_last() {
-    local g=${groups[-1]}
+    local g=${groups[-1]} i k kids
+    # cargo lambda watch runs each function instance in a session of its own:
+    # note the group's direct children, to stop any instance it leaves behind.
+    kids=$(pgrep -P "$g" 2>/dev/null || true)
     kill -TERM -- "-$g" 2>/dev/null || true
-    wait "$g" 2>/dev/null || true
+    for ((i = 0; i < 50; i++)); do
+        kill -0 -- "-$g" 2>/dev/null || break
+        sleep 0.2
+    done
+    kill -KILL -- "-$g" 2>/dev/null || true
+    for k in $kids; do
+        kill -KILL -- "-$k" 2>/dev/null || true
+    done
     unset 'groups[-1]'
 }
 
@@ -130,20 +137,27 @@ print(f"endpoint: created table {table}")
 EOF
 
 step "Lambda function under cargo lambda watch (DynamoDB on moto) + conformance suite"
-lambda_port=$(free_port)
-(
-    cd lambda
-    start lambda cargo lambda watch -A 127.0.0.1 -P "$lambda_port" --ignore-changes \
-        --bin bootstrap "${build_flags[@]}" --concurrency 4 \
-        --env-var "WATTWISE_TABLE=$table" --env-var "WATTWISE_TOKEN=$token" \
-        --env-var "AWS_ENDPOINT_URL=$AWS_ENDPOINT_URL" --env-var "RUST_LOG=warn"
-    echo "${groups[-1]}" >"$work/lambda.pgid"
-)
-groups+=("$(cat "$work/lambda.pgid")")
-lambda_url="http://127.0.0.1:$lambda_port/lambda-url/bootstrap"
-wait_for "$lambda_url/healthz" lambda 300
-WATTWISE_TEST_URL="$lambda_url" WATTWISE_TEST_TOKEN="$token" \
+# Two emulators, each running the function, over the one table: the concurrency
+# test spreads its clients over both, so conditional writes really race.
+lambda_urls=()
+for name in lambda-a lambda-b; do
+    lambda_port=$(free_port)
+    (
+        cd lambda
+        start "$name" cargo lambda watch -A 127.0.0.1 -P "$lambda_port" --ignore-changes \
+            --bin bootstrap "${build_flags[@]}" \
+            --env-var "WATTWISE_TABLE=$table" --env-var "WATTWISE_TOKEN=$token" \
+            --env-var "AWS_ENDPOINT_URL=$AWS_ENDPOINT_URL" --env-var "RUST_LOG=warn"
+        echo "${groups[-1]}" >"$work/$name.pgid"
+    )
+    groups+=("$(cat "$work/$name.pgid")")
+    lambda_urls+=("http://127.0.0.1:$lambda_port/lambda-url/bootstrap")
+    wait_for "${lambda_urls[-1]}/healthz" "$name" 300
+done
+WATTWISE_TEST_URL="${lambda_urls[0]}" WATTWISE_TEST_TOKEN="$token" \
+    WATTWISE_TEST_URLS="$(IFS=,; echo "${lambda_urls[*]}")" \
     WATTWISE_TEST_CONCURRENCY_REQUESTS="$lambda_requests" suite -s
+stop_last
 stop_last
 stop_last
 
