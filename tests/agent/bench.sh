@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# The agent's CPU use while measuring (release build, fake NVML, local server).
+# Figures go to BENCHMARKS.md (## GPU agent). Exits non-zero on failure.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/wattwise-target}"
+cargo build -q --release -p wattwise-agent -p fake-nvml
+cargo build -q -p wattwise-lambda --bin wattwise-server
+export WATTWISE_BIN="$CARGO_TARGET_DIR/release/wattwise"
+export FAKE_NVML_LIB="$CARGO_TARGET_DIR/release/libnvidia_ml.so"
+export WATTWISE_SERVER_BIN="${WATTWISE_SERVER_BIN:-$CARGO_TARGET_DIR/debug/wattwise-server}"
+exec python3 tests/agent/bench.py
