@@ -69,6 +69,17 @@ pub fn wait_readable(fds: &[std::os::fd::RawFd], timeout: Duration) {
     unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, ms) };
 }
 
+/// CPU time this process (all its threads) has used so far, seconds.
+pub fn own_cpu_seconds() -> f64 {
+    // SAFETY: getrusage writes into the zeroed struct we pass.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } != 0 {
+        return 0.0;
+    }
+    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    tv(usage.ru_utime) + tv(usage.ru_stime)
+}
+
 /// Starts `argv` in a new process group with extra environment variables.
 pub fn spawn(argv: &[String], env: &[(String, String)]) -> std::io::Result<Child> {
     let (program, args) = argv.split_first().ok_or_else(|| {
@@ -79,6 +90,21 @@ pub fn spawn(argv: &[String], env: &[(String, String)]) -> std::io::Result<Child
     })?;
     let mut cmd = Command::new(program);
     cmd.args(args).process_group(0);
+    // The agent may hold CAP_SYS_ADMIN as an ambient capability (systemd unit);
+    // the training command must not inherit it.
+    // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::prctl(
+                libc::PR_CAP_AMBIENT,
+                libc::PR_CAP_AMBIENT_CLEAR_ALL,
+                0,
+                0,
+                0,
+            );
+            Ok(())
+        });
+    }
     for (k, v) in env {
         cmd.env(k, v);
     }

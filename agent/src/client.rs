@@ -470,4 +470,85 @@ mod tests {
         );
         let _ = std::fs::remove_file(spool);
     }
+
+    /// A one-route stand-in server: answers `POST /report` with `stop_train` from
+    /// the third epoch on, 503 to the first attempt, and records the epochs.
+    fn stand_in() -> (String, std::sync::Arc<std::sync::Mutex<Vec<u32>>>) {
+        use std::io::{BufRead, BufReader, Read};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let log = seen.clone();
+        std::thread::spawn(move || {
+            let mut first = true;
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { break };
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut len = 0usize;
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                        break;
+                    }
+                    if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                        len = v.trim().parse().unwrap_or(0);
+                    }
+                }
+                let mut body = vec![0; len];
+                reader.read_exact(&mut body).unwrap();
+                let (status, answer) = if first {
+                    first = false;
+                    (
+                        "503 Service Unavailable",
+                        r#"{"message":"later"}"#.to_string(),
+                    )
+                } else {
+                    let r: TrainingResult = serde_json::from_slice(&body).unwrap();
+                    log.lock().unwrap().push(r.current_epoch);
+                    let stop = r.current_epoch >= 3;
+                    (
+                        "200 OK",
+                        format!(r#"{{"stop_train":{stop},"converged":{stop},"message":"m"}}"#),
+                    )
+                };
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{answer}",
+                    answer.len()
+                );
+            }
+        });
+        (url, seen)
+    }
+
+    #[test]
+    fn reports_arrive_in_order_after_a_503_and_the_stop_comes_back() {
+        let (url, seen) = stand_in();
+        let spool = std::env::temp_dir().join(format!("wattwise-spool-ok-{}", std::process::id()));
+        let _ = std::fs::remove_file(&spool);
+        let reporter = Reporter::start(
+            Endpoint::new(&url, None, Duration::from_secs(5)),
+            spool.clone(),
+        );
+        for epoch in 1..=3 {
+            reporter.send(TrainingResult {
+                job_id: "j".into(),
+                batch_size: 8,
+                trial_number: 1,
+                time: f64::from(epoch),
+                energy: 1.0,
+                metric: 0.1,
+                current_epoch: epoch,
+            });
+        }
+        let (answers, left) = reporter.finish(Duration::from_secs(10));
+        assert_eq!(left, 0);
+        assert_eq!(*seen.lock().unwrap(), vec![1, 2, 3]);
+        let stops: Vec<(u32, bool)> = answers
+            .iter()
+            .map(|d| (d.epoch, d.answer.as_ref().unwrap().stop_train))
+            .collect();
+        assert_eq!(stops, vec![(1, false), (2, false), (3, true)]);
+        assert!(!spool.exists(), "a delivered spool is removed");
+    }
 }

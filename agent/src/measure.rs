@@ -45,6 +45,8 @@ pub struct Measurement {
     pub average_power_w: f64,
     /// Samples every `--interval` seconds.
     pub samples: Vec<Sample>,
+    /// CPU time the agent itself used while the command ran, s.
+    pub agent_cpu_s: f64,
 }
 
 fn per_gpu(gpus: &dyn Gpus, n: u32) -> anyhow::Result<Vec<u64>> {
@@ -64,6 +66,7 @@ pub fn run(args: MeasureArgs) -> anyhow::Result<i32> {
     let start_energy = per_gpu(&gpus, n)?;
     let start_sum: u64 = start_energy.iter().sum();
     let start = Instant::now();
+    let cpu_start = crate::child::own_cpu_seconds();
     let mut child = crate::child::spawn(&args.command, &[])
         .map_err(|e| anyhow::anyhow!("cannot start {:?}: {e}", args.command[0]))?;
     let exit_fd = crate::child::exit_fd(&child);
@@ -94,6 +97,7 @@ pub fn run(args: MeasureArgs) -> anyhow::Result<i32> {
         }
     };
     let time_s = start.elapsed().as_secs_f64();
+    let agent_cpu_s = crate::child::own_cpu_seconds() - cpu_start;
     let end_energy = per_gpu(&gpus, n)?;
     let gpu_energy_j: Vec<f64> = end_energy
         .iter()
@@ -108,6 +112,7 @@ pub fn run(args: MeasureArgs) -> anyhow::Result<i32> {
         gpu_energy_j,
         average_power_w: if time_s > 0.0 { energy_j / time_s } else { 0.0 },
         samples,
+        agent_cpu_s,
     };
     match args.format {
         Format::Json => eprintln!("{}", serde_json::to_string(&m)?),
@@ -119,8 +124,8 @@ pub fn run(args: MeasureArgs) -> anyhow::Result<i32> {
 /// Renders the table.
 pub fn table(m: &Measurement) -> String {
     let mut s = format!(
-        "time: {:.3} s  energy: {:.3} J  average power: {:.1} W  exit code: {}\n",
-        m.time_s, m.energy_j, m.average_power_w, m.exit_code
+        "time: {:.3} s  energy: {:.3} J  average power: {:.1} W  exit code: {}  agent CPU: {:.3} s\n",
+        m.time_s, m.energy_j, m.average_power_w, m.exit_code, m.agent_cpu_s
     );
     for (i, e) in m.gpu_energy_j.iter().enumerate() {
         s.push_str(&format!("  gpu {i}: {e:.3} J\n"));
@@ -141,6 +146,7 @@ mod tests {
             gpu_energy_j: vec![200.0, 300.0],
             average_power_w: 250.0,
             samples: vec![],
+            agent_cpu_s: 0.01,
         };
         let t = table(&m);
         assert!(t.contains("250.0 W") && t.contains("exit code: 3"), "{t}");

@@ -344,6 +344,7 @@ fn session(
     ];
     let start_energy = energy_sum(gpus, indices)?;
     let start = Instant::now();
+    let cpu_start = crate::child::own_cpu_seconds();
     let mut child = crate::child::spawn(command, &env)
         .with_context(|| format!("cannot start {:?}", command[0]))?;
     CHILD_GROUP.store(child.id(), Ordering::SeqCst);
@@ -449,6 +450,7 @@ fn session(
     CHILD_GROUP.store(0, Ordering::SeqCst);
     let _ = std::fs::remove_file(&events_path);
     let time = start.elapsed().as_secs_f64();
+    let agent_cpu = crate::child::own_cpu_seconds() - cpu_start;
     let energy = energy_sum(gpus, indices)
         .map(|e| e.saturating_sub(start_energy) as f64 / 1000.0)
         .unwrap_or(f64::NAN);
@@ -493,9 +495,10 @@ fn session(
         _ => crate::child::exit_code(status),
     };
     log(format!(
-        "command ended ({:?}, exit code {code}) after {epoch} epoch(s): {time:.3} s, {energy:.3} J{}",
+        "command ended ({:?}, exit code {code}) after {epoch} epoch(s): {time:.3} s, {energy:.3} J{}; agent CPU {agent_cpu:.3} s ({:.2}% of a core)",
         ending.unwrap_or(Ending::Exited),
-        if converged { ", converged" } else { "" }
+        if converged { ", converged" } else { "" },
+        if time > 0.0 { agent_cpu / time * 100.0 } else { 0.0 }
     ));
     Ok(code)
 }

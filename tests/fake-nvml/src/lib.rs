@@ -182,7 +182,6 @@ fn write_state(path: &Path, state: &State) -> std::io::Result<()> {
     let tmp = path.with_extension(format!("tmp{}", std::process::id()));
     let mut f = std::fs::File::create(&tmp)?;
     f.write_all(&serde_json::to_vec(state).map_err(std::io::Error::other)?)?;
-    f.sync_all()?;
     std::fs::rename(&tmp, path)
 }
 
