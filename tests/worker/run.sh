@@ -5,8 +5,8 @@
 #   1. WATTWISE_STORE=kv             (Workers KV, per-job locks in the isolate)
 #   2. WATTWISE_STORE=durable_object (one Durable Object per job)
 # Each time: the shared conformance suite (tests/conformance, with a bearer token)
-# and tests/worker/test_concurrent_reports.py (concurrent reports for one job, none
-# lost). Prints each start's cold-start figures (launch to first 200 on /healthz,
+# tests/worker/test_concurrent_reports.py (concurrent reports for one job, none
+# lost) and tests/worker/test_worker_routes.py (the Durable Object mode's routing). Prints each start's cold-start figures (launch to first 200 on /healthz,
 # the first API request's latency).
 # Installs what is missing first (tests/worker/setup.sh, wasm/build-worker.sh).
 # Exits non-zero on any failure.
@@ -89,7 +89,7 @@ for mode in $modes; do
     (cd tests/conformance && WATTWISE_TEST_URL="$url" WATTWISE_TEST_TOKEN="$token" \
         "$py" -m pytest -q -p no:cacheprovider -s)
     (cd tests/worker && WATTWISE_TEST_URL="$url" WATTWISE_TEST_TOKEN="$token" \
-        "$py" -m pytest -q -p no:cacheprovider test_concurrent_reports.py)
+        "$py" -m pytest -q -p no:cacheprovider test_concurrent_reports.py test_worker_routes.py)
 
     if grep -q "$token" "$log"; then
         echo "worker: wrangler's log shows the token" >&2

@@ -1,38 +1,50 @@
 //! The Durable Object mode: one `JobObject` per job (named by its job id) holds that
 //! job's document and archived trials in its transactional storage.
 //!
-//! The Worker runs the service and reaches the job's object for each store call
-//! ([`DoJobStore`]); the object answers `load`, `save` (compare the version, then
-//! write the trials and the document in one `put` of several keys), `delete` and
-//! `archived`. Storage calls inside one request hold the object's input gate, so a
-//! compare and its write never interleave with another request: this mode is
-//! strongly consistent from every location.
+//! A request that names its job ([`crate::routing::routed_job`]) is forwarded whole
+//! to that job's object, which runs the core's service there over its own storage
+//! ([`ObjectStore`]). Any other request (a registration with a generated id, say)
+//! runs in the Worker over [`DoJobStore`], which reaches the job's object for each
+//! store call (`/__store/load`, `save`, `delete`, `archived`). Either way, the
+//! compare-and-write happens inside the object: storage calls hold its input gate,
+//! so no other request to that object runs between the compare and the write, and
+//! one `put` of several keys writes the archived trials and the document together.
+//! This mode is strongly consistent from every location.
 
-use js_sys::{Object, Reflect};
+use js_sys::{Object, Reflect, Uint8Array};
 use serde::{Deserialize, Serialize};
 use wasm_bindgen::JsValue;
 use wattwise_core::job::JobState;
-use wattwise_core::service::{Saved, Stored};
+use wattwise_core::service::{Saved, Service, Store, Stored};
 use wattwise_core::trial::Trial;
 use worker::{
-    durable_object, DurableObject, Env, ListOptions, Method, ObjectNamespace, Request, RequestInit,
-    Response, State,
+    durable_object, DurableObject, Env, Headers, ListOptions, Method, ObjectNamespace, Request,
+    RequestInit, Response, State, Storage,
 };
 
 use super::record::{doc_json, parse_doc, StoreError};
+use super::{config, to_response, Incoming, WorkerEnv};
 
 /// The storage key of the document.
 const DOC_KEY: &str = "doc";
 /// The storage key prefix of archived trials.
 const TRIAL_PREFIX: &str = "trial/";
-/// The host part of the URLs the Worker sends its object (never leaves workerd).
+/// The origin of the URLs the Worker sends its objects (never leaves workerd).
 const OBJECT_ORIGIN: &str = "https://job.wattwise.internal";
+/// The path prefix of the store calls.
+const STORE_PATH: &str = "/__store/";
+/// The header naming the job a request to an object is for.
+const JOB_HEADER: &str = "X-Wattwise-Job";
 
 fn trial_key(n: u64) -> String {
     format!("{TRIAL_PREFIX}{n:020}")
 }
 
-/// A `save` call.
+fn do_err(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Durable(e.to_string())
+}
+
+/// A `save` store call.
 #[derive(Serialize)]
 struct SaveCallRef<'a> {
     expected: Option<u64>,
@@ -47,7 +59,7 @@ struct SaveCall {
     archive: Vec<Trial>,
 }
 
-/// A `delete` call.
+/// A `delete` store call.
 #[derive(Serialize, Deserialize)]
 struct DeleteCall {
     expected: u64,
@@ -65,19 +77,26 @@ struct VersionOnly {
     version: u64,
 }
 
-/// One job's Durable Object.
-#[durable_object]
-pub struct JobObject {
-    state: State,
+/// One job's storage, inside its object. It serves only that job.
+pub struct ObjectStore {
+    storage: Storage,
+    job_id: String,
 }
 
-fn do_err(e: impl std::fmt::Display) -> StoreError {
-    StoreError::Durable(e.to_string())
-}
+impl ObjectStore {
+    fn check(&self, job_id: &str) -> Result<(), StoreError> {
+        if job_id == self.job_id {
+            Ok(())
+        } else {
+            Err(StoreError::Durable(format!(
+                "a call for job {job_id:?} reached the object of job {:?}",
+                self.job_id
+            )))
+        }
+    }
 
-impl JobObject {
     async fn version(&self) -> Result<Option<u64>, StoreError> {
-        let doc: Option<String> = self.state.storage().get(DOC_KEY).await.map_err(do_err)?;
+        let doc: Option<String> = self.storage.get(DOC_KEY).await.map_err(do_err)?;
         doc.map(|text| {
             serde_json::from_str::<VersionOnly>(&text)
                 .map(|v| v.version)
@@ -86,70 +105,90 @@ impl JobObject {
         .transpose()
     }
 
-    async fn serve(&self, op: &str, body: &str) -> Result<Response, StoreError> {
-        let storage = self.state.storage();
-        match op {
-            "/load" => {
-                let doc: Option<String> = storage.get(DOC_KEY).await.map_err(do_err)?;
-                match doc {
-                    Some(text) => Response::ok(text).map_err(do_err),
-                    None => Response::error("no document", 404).map_err(do_err),
-                }
-            }
-            "/save" => {
-                let call: SaveCall = serde_json::from_str(body)
-                    .map_err(|e| StoreError::Corrupt(format!("save call: {e}")))?;
-                if self.version().await? != call.expected {
-                    return answer(&Written { saved: false });
-                }
-                let values = Object::new();
-                let set = |k: &str, v: String| {
-                    Reflect::set(&values, &JsValue::from_str(k), &JsValue::from_str(&v))
-                        .map(|_| ())
-                        .map_err(|e| StoreError::Durable(format!("{e:?}")))
-                };
-                for t in &call.archive {
-                    let text = serde_json::to_string(t)
-                        .map_err(|e| StoreError::Corrupt(format!("trial: {e}")))?;
-                    set(&trial_key(t.trial_number), text)?;
-                }
-                let version = call.expected.unwrap_or(0) + 1;
-                set(DOC_KEY, doc_json(&call.state, version)?)?;
-                // One put of several keys: all written or none.
-                storage.put_multiple_raw(values).await.map_err(do_err)?;
-                answer(&Written { saved: true })
-            }
-            "/delete" => {
-                let call: DeleteCall = serde_json::from_str(body)
-                    .map_err(|e| StoreError::Corrupt(format!("delete call: {e}")))?;
-                if self.version().await? != Some(call.expected) {
-                    return answer(&Written { saved: false });
-                }
-                storage.delete_all().await.map_err(do_err)?;
-                answer(&Written { saved: true })
-            }
-            "/archived" => {
-                let map = storage
-                    .list_with_options(ListOptions::new().prefix(TRIAL_PREFIX))
-                    .await
-                    .map_err(do_err)?;
-                let mut out = String::from("[");
-                for (i, value) in map.values().into_iter().enumerate() {
-                    let value = value.map_err(|e| StoreError::Durable(format!("{e:?}")))?;
-                    let text = value.as_string().ok_or_else(|| {
-                        StoreError::Corrupt("archived trial is not a string".into())
-                    })?;
-                    if i > 0 {
-                        out.push(',');
-                    }
-                    out.push_str(&text);
-                }
-                out.push(']');
-                Response::ok(out).map_err(do_err)
-            }
-            other => Response::error(format!("no operation {other}"), 404).map_err(do_err),
-        }
+    async fn load_text(&self) -> Result<Option<String>, StoreError> {
+        self.storage.get(DOC_KEY).await.map_err(do_err)
     }
+}
+
+impl Store for ObjectStore {
+    type Error = StoreError;
+
+    async fn load(&self, job_id: &str) -> Result<Option<Stored>, StoreError> {
+        self.check(job_id)?;
+        self.load_text()
+            .await?
+            .as_deref()
+            .map(parse_doc)
+            .transpose()
+    }
+
+    async fn save(
+        &self,
+        job_id: &str,
+        state: &JobState,
+        expected_version: Option<u64>,
+        archive: &[Trial],
+    ) -> Result<Saved, StoreError> {
+        self.check(job_id)?;
+        if self.version().await? != expected_version {
+            return Ok(Saved::Conflict);
+        }
+        let values = Object::new();
+        let set = |k: &str, v: String| {
+            Reflect::set(&values, &JsValue::from_str(k), &JsValue::from_str(&v))
+                .map(|_| ())
+                .map_err(|e| StoreError::Durable(format!("{e:?}")))
+        };
+        for t in archive {
+            let text =
+                serde_json::to_string(t).map_err(|e| StoreError::Corrupt(format!("trial: {e}")))?;
+            set(&trial_key(t.trial_number), text)?;
+        }
+        set(DOC_KEY, doc_json(state, expected_version.unwrap_or(0) + 1)?)?;
+        // One put of several keys: all written or none.
+        self.storage
+            .put_multiple_raw(values)
+            .await
+            .map_err(do_err)?;
+        Ok(Saved::Ok)
+    }
+
+    async fn delete(&self, job_id: &str, expected_version: u64) -> Result<Saved, StoreError> {
+        self.check(job_id)?;
+        if self.version().await? != Some(expected_version) {
+            return Ok(Saved::Conflict);
+        }
+        self.storage.delete_all().await.map_err(do_err)?;
+        Ok(Saved::Ok)
+    }
+
+    async fn archived_trials(&self, job_id: &str) -> Result<Vec<Trial>, StoreError> {
+        self.check(job_id)?;
+        let map = self
+            .storage
+            .list_with_options(ListOptions::new().prefix(TRIAL_PREFIX))
+            .await
+            .map_err(do_err)?;
+        let mut trials = Vec::new();
+        for value in map.values() {
+            let value = value.map_err(|e| StoreError::Durable(format!("{e:?}")))?;
+            let text = value
+                .as_string()
+                .ok_or_else(|| StoreError::Corrupt("archived trial is not a string".into()))?;
+            trials.push(
+                serde_json::from_str(&text)
+                    .map_err(|e| StoreError::Corrupt(format!("archived trial: {e}")))?,
+            );
+        }
+        Ok(trials)
+    }
+}
+
+/// One job's Durable Object.
+#[durable_object]
+pub struct JobObject {
+    state: State,
+    env: Env,
 }
 
 /// A 200 JSON answer from the object.
@@ -157,22 +196,74 @@ fn answer<T: Serialize>(value: &T) -> Result<Response, StoreError> {
     Response::from_json(value).map_err(do_err)
 }
 
-impl DurableObject for JobObject {
-    fn new(state: State, _env: Env) -> Self {
-        JobObject { state }
-    }
-
-    async fn fetch(&self, mut req: Request) -> worker::Result<Response> {
-        let op = req.path();
-        let body = req.text().await?;
-        match self.serve(&op, &body).await {
-            Ok(resp) => Ok(resp),
-            Err(e) => Response::error(e.to_string(), 500),
+impl JobObject {
+    /// Answers a store call from the Worker's [`DoJobStore`].
+    async fn store_call(
+        &self,
+        store: &ObjectStore,
+        op: &str,
+        body: &str,
+    ) -> Result<Response, StoreError> {
+        let job_id = store.job_id.as_str();
+        match op {
+            "load" => match store.load_text().await? {
+                Some(text) => Response::ok(text).map_err(do_err),
+                None => Response::error("no document", 404).map_err(do_err),
+            },
+            "save" => {
+                let call: SaveCall = serde_json::from_str(body)
+                    .map_err(|e| StoreError::Corrupt(format!("save call: {e}")))?;
+                let saved = store
+                    .save(job_id, &call.state, call.expected, &call.archive)
+                    .await?;
+                answer(&Written {
+                    saved: saved == Saved::Ok,
+                })
+            }
+            "delete" => {
+                let call: DeleteCall = serde_json::from_str(body)
+                    .map_err(|e| StoreError::Corrupt(format!("delete call: {e}")))?;
+                let saved = store.delete(job_id, call.expected).await?;
+                answer(&Written {
+                    saved: saved == Saved::Ok,
+                })
+            }
+            "archived" => answer(&store.archived_trials(job_id).await?),
+            other => Response::error(format!("no store call {other}"), 404).map_err(do_err),
         }
     }
 }
 
-/// The Worker's side: each store call goes to the job's object.
+impl DurableObject for JobObject {
+    fn new(state: State, env: Env) -> Self {
+        JobObject { state, env }
+    }
+
+    async fn fetch(&self, mut req: Request) -> worker::Result<Response> {
+        let job_id = req.headers().get(JOB_HEADER)?.unwrap_or_default();
+        let store = ObjectStore {
+            storage: self.state.storage(),
+            job_id,
+        };
+        let path = req.path();
+        if let Some(op) = path.strip_prefix(STORE_PATH) {
+            let body = req.text().await?;
+            return match self.store_call(&store, op, &body).await {
+                Ok(resp) => Ok(resp),
+                Err(e) => Response::error(e.to_string(), 500),
+            };
+        }
+        // A request the Worker forwarded: the service runs here, on this job's storage.
+        let config = config(&self.env);
+        let incoming = Incoming::read(&mut req, config.max_body_bytes).await?;
+        let out = Service::new(store, config)
+            .handle(incoming.request(), &mut WorkerEnv)
+            .await;
+        to_response(out)
+    }
+}
+
+/// The Worker's side of the Durable Object mode.
 pub struct DoJobStore {
     namespace: ObjectNamespace,
 }
@@ -183,7 +274,37 @@ impl DoJobStore {
         DoJobStore { namespace }
     }
 
-    /// Calls `op` on the job's object; answers its status and body.
+    /// Forwards a whole API request to `job_id`'s object, which answers it.
+    pub async fn forward(&self, job_id: &str, incoming: &Incoming) -> worker::Result<Response> {
+        let method = match incoming.method.as_str() {
+            "GET" => Method::Get,
+            "POST" => Method::Post,
+            "PATCH" => Method::Patch,
+            "DELETE" => Method::Delete,
+            other => return Err(worker::Error::RustError(format!("cannot forward {other}"))),
+        };
+        let headers = Headers::new();
+        headers.set(JOB_HEADER, job_id)?;
+        headers.set("Content-Type", "application/json")?;
+        if let Some(auth) = &incoming.authorization {
+            headers.set("Authorization", auth)?;
+        }
+        let mut init = RequestInit::new();
+        init.with_method(method).with_headers(headers);
+        if !incoming.body.is_empty() && incoming.method != "GET" {
+            init.with_body(Some(Uint8Array::from(&incoming.body[..]).into()));
+        }
+        let mut url = format!("{OBJECT_ORIGIN}{}", incoming.path);
+        if !incoming.query.is_empty() {
+            url.push('?');
+            url.push_str(&incoming.query);
+        }
+        let stub = self.namespace.get_by_name(job_id)?;
+        stub.fetch_with_request(Request::new_with_init(&url, &init)?)
+            .await
+    }
+
+    /// Makes a store call on `job_id`'s object; answers its status and body.
     async fn call(
         &self,
         job_id: &str,
@@ -191,11 +312,14 @@ impl DoJobStore {
         body: String,
     ) -> Result<(u16, String), StoreError> {
         let stub = self.namespace.get_by_name(job_id).map_err(do_err)?;
+        let headers = Headers::new();
+        headers.set(JOB_HEADER, job_id).map_err(do_err)?;
         let mut init = RequestInit::new();
         init.with_method(Method::Post)
+            .with_headers(headers)
             .with_body(Some(JsValue::from_str(&body)));
-        let req =
-            Request::new_with_init(&format!("{OBJECT_ORIGIN}/{op}"), &init).map_err(do_err)?;
+        let req = Request::new_with_init(&format!("{OBJECT_ORIGIN}{STORE_PATH}{op}"), &init)
+            .map_err(do_err)?;
         let mut resp = stub.fetch_with_request(req).await.map_err(do_err)?;
         let status = resp.status_code();
         let text = resp.text().await.map_err(do_err)?;

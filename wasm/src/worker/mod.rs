@@ -2,9 +2,10 @@
 //! [`Service`], over the store `WATTWISE_STORE` selects:
 //!
 //! - `"kv"` (the default): [`kv_store::KvJobStore`] on the KV namespace bound as
-//!   `WATTWISE_KV`;
-//! - `"durable_object"`: [`durable::DoJobStore`], one `JobObject` per job, bound as
-//!   `WATTWISE_JOBS`.
+//!   `WATTWISE_KV`; the service runs in the Worker;
+//! - `"durable_object"`: one `JobObject` per job, bound as `WATTWISE_JOBS`. A request
+//!   that names its job runs in that job's object ([`durable`]); the rest run in the
+//!   Worker over [`durable::DoJobStore`].
 //!
 //! `WATTWISE_TOKEN` (a secret, or a var when developing) turns bearer auth on.
 //! Routing, auth, limits, retries and every answer are the core's.
@@ -24,6 +25,8 @@ use worker::{event, Context, Env, Request, Response};
 use durable::DoJobStore;
 use kv_store::KvJobStore;
 use record::StoreError;
+
+use crate::routing;
 
 /// The var that selects the store.
 const STORE_VAR: &str = "WATTWISE_STORE";
@@ -117,7 +120,7 @@ impl Store for Backend {
 }
 
 /// The Worker's clock, entropy (Web Crypto) and timer.
-struct WorkerEnv;
+pub struct WorkerEnv;
 
 impl HostEnv for WorkerEnv {
     fn now_ms(&mut self) -> i64 {
@@ -143,7 +146,7 @@ impl HostEnv for WorkerEnv {
 
 /// The service settings: the token from the `WATTWISE_TOKEN` secret (or var; empty
 /// means no auth), the core's default limits.
-fn config(env: &Env) -> ServiceConfig {
+pub fn config(env: &Env) -> ServiceConfig {
     let token = env
         .secret(TOKEN_BINDING)
         .map(|s| s.to_string())
@@ -153,6 +156,45 @@ fn config(env: &Env) -> ServiceConfig {
     ServiceConfig {
         token,
         ..ServiceConfig::default()
+    }
+}
+
+/// A request as the service reads it: method, path, query, `Authorization`, body.
+pub struct Incoming {
+    /// The method, as sent.
+    pub method: String,
+    /// The path (percent-encoded, as in the URL).
+    pub path: String,
+    /// The query without `?`.
+    pub query: String,
+    /// The `Authorization` header.
+    pub authorization: Option<String>,
+    /// The body; one over the limit is `max + 1` bytes (see [`read_body`]).
+    pub body: Vec<u8>,
+}
+
+impl Incoming {
+    /// Reads `req`, its body up to `max_body` bytes.
+    pub async fn read(req: &mut Request, max_body: usize) -> worker::Result<Incoming> {
+        let url = req.url()?;
+        Ok(Incoming {
+            method: req.inner().method(),
+            path: url.path().to_string(),
+            query: url.query().unwrap_or("").to_string(),
+            authorization: req.headers().get("Authorization").ok().flatten(),
+            body: read_body(req, max_body).await,
+        })
+    }
+
+    /// The service's view of it.
+    pub fn request(&self) -> service::Request<'_> {
+        service::Request {
+            method: &self.method,
+            path: &self.path,
+            query: &self.query,
+            authorization: self.authorization.as_deref(),
+            body: &self.body,
+        }
     }
 }
 
@@ -176,36 +218,77 @@ async fn read_body(req: &mut Request, max: usize) -> Vec<u8> {
     }
 }
 
+/// An error answered by the Worker itself, in the service's error format.
 fn error_response(e: &ApiError) -> worker::Result<Response> {
     let mut resp = Response::from_bytes(e.body().into_bytes())?.with_status(e.status());
     resp.headers_mut().set("Content-Type", "application/json")?;
     Ok(resp)
 }
 
-#[event(fetch)]
-async fn fetch(mut req: Request, env: Env, _ctx: Context) -> worker::Result<Response> {
-    let config = config(&env);
-    let max_body = config.max_body_bytes;
-    let service = Service::new(Backend::from_env(&env), config);
-    let method = req.inner().method();
-    let url = match req.url() {
-        Ok(u) => u,
-        Err(e) => return error_response(&ApiError::BadRequest(format!("url: {e}"))),
-    };
-    let authorization = req.headers().get("Authorization").ok().flatten();
-    let body = read_body(&mut req, max_body).await;
-    let request = service::Request {
-        method: &method,
-        path: url.path(),
-        query: url.query().unwrap_or(""),
-        authorization: authorization.as_deref(),
-        body: &body,
-    };
-    let out = service.handle(request, &mut WorkerEnv).await;
-    if out.status >= 500 {
-        worker::console_warn!("wattwise: {method} {} -> {}", url.path(), out.status);
-    }
+/// The service's answer as a Worker response.
+pub fn to_response(out: service::Response) -> worker::Result<Response> {
     let mut resp = Response::from_bytes(out.body)?.with_status(out.status);
     resp.headers_mut().set("Content-Type", out.content_type)?;
     Ok(resp)
+}
+
+/// Whether the request passes the service's bearer check (compared in constant
+/// time, as the core does); requests that do not are answered by the Worker.
+fn authorized(config: &ServiceConfig, authorization: Option<&str>) -> bool {
+    let Some(token) = &config.token else {
+        return true;
+    };
+    let given = authorization
+        .and_then(|h| h.strip_prefix("Bearer "))
+        .unwrap_or("")
+        .as_bytes();
+    given.len() == token.len()
+        && given
+            .iter()
+            .zip(token.as_bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
+}
+
+#[event(fetch)]
+async fn fetch(mut req: Request, env: Env, _ctx: Context) -> worker::Result<Response> {
+    let config = config(&env);
+    let incoming = match Incoming::read(&mut req, config.max_body_bytes).await {
+        Ok(i) => i,
+        Err(e) => return error_response(&ApiError::BadRequest(format!("request: {e}"))),
+    };
+    let backend = Backend::from_env(&env);
+    // Durable Object mode: a request for one job runs in that job's object.
+    if let Backend::Durable(objects) = &backend {
+        let job = routing::routed_job(
+            &incoming.method,
+            &incoming.path,
+            &incoming.query,
+            &incoming.body,
+        );
+        if let Some(job_id) = job.filter(|_| {
+            incoming.body.len() <= config.max_body_bytes
+                && authorized(&config, incoming.authorization.as_deref())
+        }) {
+            return match objects.forward(&job_id, &incoming).await {
+                Ok(resp) => Ok(resp),
+                Err(e) => {
+                    worker::console_warn!("wattwise: job {job_id}'s object failed: {e}");
+                    error_response(&ApiError::Unavailable(format!("job {job_id:?}: {e}")))
+                }
+            };
+        }
+    }
+    let out = Service::new(backend, config)
+        .handle(incoming.request(), &mut WorkerEnv)
+        .await;
+    if out.status >= 500 {
+        worker::console_warn!(
+            "wattwise: {} {} -> {}",
+            incoming.method,
+            incoming.path,
+            out.status
+        );
+    }
+    to_response(out)
 }
