@@ -78,7 +78,7 @@ pub fn table(infos: &[GpuInfo]) -> String {
 /// Runs `wattwise gpus`.
 pub fn run(args: GpusArgs) -> anyhow::Result<()> {
     let mut gpus = crate::gpu::NvmlGpus::open()?;
-    crate::limits::recover(&mut gpus, &crate::limits::state_dir())?;
+    crate::limits::recover_unless_busy(&mut gpus, &crate::limits::state_dir())?;
     let infos = inspect(&gpus)?;
     match args.format {
         Format::Json => println!("{}", serde_json::to_string_pretty(&infos)?),

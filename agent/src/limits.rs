@@ -101,6 +101,15 @@ pub fn recover(gpus: &mut dyn Gpus, dir: &Path) -> Result<Vec<(u32, u32)>, Limit
     Ok(saved.limits)
 }
 
+/// [`recover`] for commands that only read the GPUs (`gpus`, `measure`): a live
+/// agent owning the limits is fine for them.
+pub fn recover_unless_busy(gpus: &mut dyn Gpus, dir: &Path) -> Result<(), LimitError> {
+    match recover(gpus, dir) {
+        Ok(_) | Err(LimitError::Busy { .. }) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
 /// The limits found at start, saved on disk until restored.
 #[derive(Debug)]
 pub struct LimitGuard {
@@ -234,7 +243,9 @@ mod tests {
             recover(&mut g, &dir),
             Err(LimitError::Busy { pid: 1, .. })
         ));
+        recover_unless_busy(&mut g, &dir).unwrap();
         assert!(g.sets.is_empty());
+        assert!(dir.join(LIMITS_FILE).exists());
     }
 
     #[test]

@@ -59,7 +59,7 @@ pub fn run(args: MeasureArgs) -> anyhow::Result<i32> {
         anyhow::bail!("--interval: must be a number of seconds >= 0.01");
     }
     let mut gpus = crate::gpu::NvmlGpus::open()?;
-    crate::limits::recover(&mut gpus, &crate::limits::state_dir())?;
+    crate::limits::recover_unless_busy(&mut gpus, &crate::limits::state_dir())?;
     let n = gpus.count()?;
     let indices: Vec<u32> = (0..n).collect();
     crate::child::catch_termination_signals();

@@ -420,6 +420,13 @@ def _start_and_wait_for_profiling(host, server, extra_env=None):
 def test_limit_restored_after_sigterm(tmp, server):
     host = Host(tmp, "sigterm", start_limit_w=275)
     p, main_pid, helper_pid = _start_and_wait_for_profiling(host, server)
+    # While a run owns the limits: `gpus` still works, a second `run` is refused.
+    g = host.agent(["gpus", "--format", "json"])
+    out, err = g.communicate(timeout=30)
+    assert g.returncode == 0, err
+    assert json.loads(out)[0]["power_limit_w"] != 275.0
+    rc, _, err = host.run(server.url, host.job("second"), ["--epochs", "1", "--steps", "5"])
+    assert rc != 0 and "another wattwise agent" in err, err
     os.kill(p.pid, signal.SIGTERM)
     _, err = p.communicate(timeout=30)
     assert p.returncode == 128 + signal.SIGTERM, (p.returncode, err)
