@@ -28,7 +28,13 @@ wrangler="$root/tests/worker/node_modules/.bin/wrangler"
 
 work="$(mktemp -d)"
 group=""
+log=""
 cleanup() {
+    local rc=$?
+    if [ "$rc" -ne 0 ] && [ -n "$log" ] && [ -f "$log" ]; then
+        echo "worker: failed; the end of wrangler's log ($log):" >&2
+        grep -v '^\[wrangler:info\] [A-Z]* /' "$log" | tail -n 40 >&2 || true
+    fi
     if [ -n "$group" ]; then
         kill -TERM -- "-$group" 2>/dev/null || true
         sleep 0.5
@@ -47,6 +53,12 @@ step() { printf '\n---- worker: %s ----\n' "$*"; }
 
 step "build (wasm/build-worker.sh)"
 bash wasm/build-worker.sh
+# wrangler.toml without its [build] section (built above): wrangler then runs no
+# build and watches no files, so nothing reloads the Worker in the middle of a test.
+config=wasm/build/wrangler.test.toml
+awk '/^\[/ { skip = ($0 == "[build]") } !skip' wasm/wrangler.toml \
+    | sed 's|^main = "worker.mjs"|main = "../worker.mjs"|' >"$config"
+grep -q '^main = "../worker.mjs"' "$config"
 
 token="worker-$("$py" -c 'import secrets; print(secrets.token_hex(8))')"
 
@@ -58,7 +70,7 @@ for mode in $modes; do
     started=$(now_ms)
     (
         cd wasm
-        exec setsid "$wrangler" dev --ip 127.0.0.1 --port "$port" --inspector-port "$inspector" \
+        exec setsid "$wrangler" dev -c build/wrangler.test.toml --ip 127.0.0.1 --port "$port" --inspector-port "$inspector" \
             --persist-to "$work/state-$mode" --show-interactive-dev-session=false \
             --var "WATTWISE_STORE:$mode" --var "WATTWISE_TOKEN:$token" </dev/null >"$log" 2>&1
     ) &
