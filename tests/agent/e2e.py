@@ -53,7 +53,8 @@ def wait_until(pred, timeout, what):
 class Server:
     """wattwise-server on a free port, in its own process group."""
 
-    def __init__(self, db, port=None):
+    def __init__(self, db, port=None, token=None):
+        self.token = token
         self.db = db
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -61,8 +62,13 @@ class Server:
 
     def start(self):
         self.log = open(self.db + ".log", "a")
+        env = dict(os.environ)
+        env.pop("WATTWISE_TOKEN", None)
+        if self.token:
+            env["WATTWISE_TOKEN"] = self.token
         self.proc = subprocess.Popen(
             [SERVER_BIN, "--listen", f"127.0.0.1:{self.port}", "--db", self.db],
+            env=env,
             stdout=self.log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -459,6 +465,27 @@ def test_limit_restored_on_next_start_after_sigkill(tmp, server):
     assert json.loads(out)[0]["power_limit_w"] == 275.0
     assert host.limits_w() == [275.0]
     assert not os.path.exists(os.path.join(host.state_dir, "power-limits.json"))
+
+
+def test_token_from_a_file_never_logged(tmp, server):
+    token = "s3cret-token-value"
+    secured = Server(os.path.join(tmp, "secured.db"), token=token).start()
+    try:
+        host = Host(tmp, "token")
+        job = host.job("token", max_epochs=1, power={"pl_step": 200})
+        rc, _, err = host.run(secured.url, job, ["--epochs", "1", "--steps", "5"],
+                              agent_args=("--connect-timeout", "1"))
+        assert rc != 0 and "401" in err, err
+        token_file = os.path.join(host.dir, "token")
+        with open(token_file, "w") as f:
+            f.write(token + "\n")
+        rc, out, err = host.run(secured.url, job, ["--epochs", "1", "--steps", "20"],
+                                extra_env={"WATTWISE_TOKEN_FILE": token_file})
+        assert rc == 0, err
+        assert token not in err and token not in out
+        assert "endpoint after epoch 1: stop" in err, err
+    finally:
+        secured.stop()
 
 
 def test_permission_denied_is_a_clear_error(tmp, server):
