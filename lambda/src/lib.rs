@@ -61,11 +61,14 @@ pub fn config_from_env() -> ServiceConfig {
     }
 }
 
-/// Installs the `tracing` subscriber: `RUST_LOG` filter (default `info`), compact
-/// lines (JSON when `json` is set, for CloudWatch).
+/// Installs the `tracing` subscriber: the `WATTWISE_LOG` filter, else `RUST_LOG`
+/// (default `info`; `debug` logs every request with its time), compact lines (JSON
+/// when `json` is set, for CloudWatch).
 pub fn init_tracing(json: bool) {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = EnvFilter::try_from_env("WATTWISE_LOG")
+        .or_else(|_| EnvFilter::try_from_default_env())
+        .unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false)

@@ -82,6 +82,7 @@ impl SqliteStore {
         // journal_mode answers with a row; read it rather than execute.
         let _mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
         conn.execute_batch("PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=OFF;")?;
+        conn.query_row("PRAGMA wal_autocheckpoint=8192", [], |_| Ok(()))?;
         conn.execute_batch(SCHEMA)?;
         Ok(SqliteStore {
             conn: Mutex::new(conn),

@@ -27,7 +27,9 @@ cargo_lambda_version=1.8.6
 "$venv/bin/cargo-lambda" lambda --version 2>/dev/null | grep -q "^cargo-lambda $cargo_lambda_version " \
     || need+=("cargo-lambda==$cargo_lambda_version")
 check 'import zeus, sqlalchemy, fastapi, uvicorn, dotenv; assert zeus.__version__ == "0.16.0"' \
-    || need+=("zeus[bso-server]==0.16.0" "uvicorn" "aiosqlite")
+    || need+=("zeus[bso-server]==0.16.0" "uvicorn")
+# Zeus's server runs SQLAlchemy's asyncio layer on SQLite: aiosqlite and greenlet.
+check 'import aiosqlite, greenlet' || need+=("aiosqlite" "greenlet")
 
 if [ "${#need[@]}" -gt 0 ]; then
     echo "endpoint setup: installing ${need[*]}" >&2
@@ -35,6 +37,6 @@ if [ "${#need[@]}" -gt 0 ]; then
 fi
 
 # Every check must pass now.
-check 'import pytest, requests, httpx, moto.server, flask, flask_cors, zeus, sqlalchemy, fastapi, uvicorn, aiosqlite'
+check 'import pytest, requests, httpx, moto.server, flask, flask_cors, zeus, sqlalchemy, fastapi, uvicorn, aiosqlite, greenlet'
 "$venv/bin/cargo-lambda" lambda --version | grep -q "^cargo-lambda $cargo_lambda_version "
 echo "$venv"

@@ -20,6 +20,7 @@ async fn main() -> Result<(), lambda_http::Error> {
     };
     let config = config_from_env();
     tracing::info!(
+        target: "wattwise_lambda",
         table = %table,
         auth = config.token.is_some(),
         "wattwise function starting"
@@ -27,6 +28,7 @@ async fn main() -> Result<(), lambda_http::Error> {
     let store = DynamoStore::from_env(table).await;
     let service = Arc::new(Service::new(store, config));
     tracing::info!(
+        target: "wattwise_lambda",
         init_micros = init.elapsed().as_micros() as u64,
         "wattwise function ready"
     );
