@@ -56,6 +56,22 @@ fn json_error(e: &ApiError) -> Response<Body> {
     resp
 }
 
+/// Reads a body, declared or streamed, with a cap one byte over `max`: anything
+/// longer comes back as `max + 1` bytes, which the service refuses with 413.
+async fn read_body(req: Request<Body>, max: usize) -> Bytes {
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > max) {
+        return Bytes::from(vec![0u8; max + 1]);
+    }
+    axum::body::to_bytes(req.into_body(), max + 1)
+        .await
+        .unwrap_or_else(|_| Bytes::from(vec![0u8; max + 1]))
+}
+
 /// Answers one request.
 pub async fn handle<S>(app: Arc<App<S>>, req: Request<Body>) -> Response<Body>
 where
@@ -64,36 +80,24 @@ where
     let started = Instant::now();
     let method = req.method().clone();
     let path = req.uri().path().to_string();
-    if let Some(dir) = &app.web {
-        if (method == "GET" || method == "HEAD") && !is_api_path(&path) {
-            let serve =
-                tower_http::services::ServeDir::new(dir).append_index_html_on_directories(true);
-            return match serve.oneshot(req).await {
-                Ok(resp) => resp.map(Body::new),
-                Err(e) => json_error(&ApiError::Unavailable(format!("web: {e}"))),
-            };
-        }
-    }
     let query = req.uri().query().unwrap_or("").to_string();
     let authorization = req
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
-    // Declared sizes over the limit are refused before reading anything.
-    let declared = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
-    let body: Bytes = if declared.is_some_and(|n| n > app.max_body_bytes) {
-        // One byte over: the service answers 413 (after auth, as for any request).
-        Bytes::from(vec![0u8; app.max_body_bytes + 1])
-    } else {
-        match axum::body::to_bytes(req.into_body(), app.max_body_bytes + 1).await {
-            Ok(b) => b,
-            Err(_) => Bytes::from(vec![0u8; app.max_body_bytes + 1]),
+    let body: Bytes = match &app.web {
+        Some(dir) if (method == "GET" || method == "HEAD") && !is_api_path(&path) => {
+            let serve =
+                tower_http::services::ServeDir::new(dir).append_index_html_on_directories(true);
+            match serve.oneshot(req).await {
+                // No such file: the service answers (a JSON 404 naming the route).
+                Ok(resp) if resp.status() == StatusCode::NOT_FOUND => Bytes::new(),
+                Ok(resp) => return resp.map(Body::new),
+                Err(e) => return json_error(&ApiError::Unavailable(format!("web: {e}"))),
+            }
         }
+        _ => read_body(req, app.max_body_bytes).await,
     };
     let request = service::Request {
         method: method.as_str(),

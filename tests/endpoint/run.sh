@@ -3,7 +3,8 @@
 # process group (killed by group when done or on failure):
 #   1. wattwise-server on a temporary SQLite file, with a bearer token: the whole
 #      conformance suite (routes, whole job, hostile requests, auth, 32 clients);
-#   2. wattwise-server without a token: Zeus's own client (zeus==0.16.0) and the routes;
+#   2. wattwise-server without a token, serving a page with --web: Zeus's own client
+#      (zeus==0.16.0), the routes, and the page beside the API;
 #   3. moto's DynamoDB server (one request at a time, see moto_serial.py): the
 #      DynamoDB store's Rust tests against it;
 #   4. the Lambda function (bootstrap) under `cargo lambda watch` with DynamoDB on
@@ -12,14 +13,14 @@
 #
 # Settings: CARGO_TARGET_DIR (default ~/.cache/wattwise-target), WATTWISE_ENDPOINT_PROFILE
 # (debug|release, default debug), WATTWISE_LAMBDA_CONCURRENCY_REQUESTS (requests per
-# client in the Lambda concurrency test, default 30: through the emulator and moto a
-# contended request takes ~60 ms, so 32 x 500 would take over an hour; see BENCHMARKS.md).
+# client in the Lambda concurrency test, default 100: through the emulator and moto a
+# contended request takes tens of ms: 32 x 100 takes ~90 s, 32 x 500 ~8 min; see BENCHMARKS.md).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 root=$PWD
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/wattwise-target}"
 profile="${WATTWISE_ENDPOINT_PROFILE:-debug}"
-lambda_requests="${WATTWISE_LAMBDA_CONCURRENCY_REQUESTS:-30}"
+lambda_requests="${WATTWISE_LAMBDA_CONCURRENCY_REQUESTS:-100}"
 
 venv="$(bash tests/endpoint/setup.sh | tail -n 1)"
 py="$venv/bin/python"
@@ -104,11 +105,32 @@ if grep -q "$token" "$work/server.log"; then
 fi
 stop_last
 
-step "wattwise-server (SQLite, no token) + Zeus's client"
+step "wattwise-server (SQLite, no token, --web) + Zeus's client"
 port=$(free_port)
-start server-open "$server" --listen "127.0.0.1:$port" --db "$work/open.db"
+mkdir -p "$work/web/assets"
+echo '<!doctype html><title>wattwise test page</title>' >"$work/web/index.html"
+echo 'export const x = 1;' >"$work/web/assets/app.js"
+start server-open "$server" --listen "127.0.0.1:$port" --db "$work/open.db" --web "$work/web"
 wait_for "http://127.0.0.1:$port/healthz" server-open 30
 WATTWISE_TEST_URL="http://127.0.0.1:$port" WATTWISE_TEST_ZEUS=1 suite test_zeus_client.py test_routes.py
+# The page is served at / for paths that are not API routes; API paths stay the API's.
+base="http://127.0.0.1:$port"
+check_get() { # PATH EXPECTED_STATUS EXPECTED_SUBSTRING
+    local body status
+    body=$(curl -s --path-as-is -w '\n%{http_code}' "$base$1")
+    status=${body##*$'\n'}
+    if [ "$status" != "$2" ] || [[ "$body" != *"$3"* ]]; then
+        echo "endpoint: GET $1 gave $status, wanted $2 with '$3': $body" >&2
+        exit 1
+    fi
+}
+check_get / 200 "wattwise test page"
+check_get /assets/app.js 200 "export const x"
+check_get /missing.js 404 '"message"'
+check_get /healthz 200 '"ok"'
+check_get /jobs/nope 404 '"message"'
+check_get /assets/../../etc/passwd 404 '"message"'
+echo "endpoint: --web serves the page beside the API"
 stop_last
 
 step "moto (DynamoDB) + the store's tests"
