@@ -339,6 +339,24 @@ mod tests {
             measurements: vec![m],
         };
         check("PowerProfile", serde_json::to_value(&p).unwrap());
+        // A trials-export row: the trial's fields plus job_id; a succeeded one has them all.
+        let t = crate::trial::Trial {
+            trial_number: 1,
+            batch_size: 8,
+            kind: crate::trial::TrialType::Mab,
+            start_ms: 1,
+            status: crate::trial::TrialStatus::Succeeded {
+                end_ms: 2,
+                result: crate::trial::RunResult {
+                    time: 1.0,
+                    energy: 1.0,
+                    converged: true,
+                },
+            },
+        };
+        let mut row = serde_json::to_value(&t).unwrap();
+        row["job_id"] = json!("j");
+        check("Trial", row);
     }
 
     #[test]

@@ -29,9 +29,17 @@ export PATH="$venv/bin:$PATH"
 work="$(mktemp -d)"
 groups=()
 cleanup() {
+    local rc=$? f
     while [ "${#groups[@]}" -gt 0 ]; do
         stop_last
     done
+    if [ "$rc" -ne 0 ]; then
+        for f in "$work"/*.log; do
+            [ -e "$f" ] || continue
+            echo "---- endpoint: last lines of $(basename "$f") ----" >&2
+            tail -n 30 "$f" >&2
+        done
+    fi
     rm -rf "$work"
 }
 trap cleanup EXIT
