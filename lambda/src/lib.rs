@@ -6,11 +6,13 @@
 //! turn the [`wattwise_core::service::Response`] back. Every decision is the core's.
 //!
 //! - [`sqlite`]: the local server's store (an embedded SQLite file).
-//! - [`dynamo`]: the Lambda function's store (a DynamoDB table).
+//! - `dynamo`: the Lambda function's store (a DynamoDB table); feature `lambda`.
 //! - [`server`]: the local HTTP server (axum on tokio), optionally serving the web page.
-//! - [`function`]: the Lambda handler over `lambda_http`.
+//! - `function`: the Lambda handler over `lambda_http`; feature `lambda` (default).
 
+#[cfg(feature = "lambda")]
 pub mod dynamo;
+#[cfg(feature = "lambda")]
 pub mod function;
 pub mod server;
 pub mod sqlite;
