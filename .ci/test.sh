@@ -17,6 +17,10 @@ cargo fmt --all -- --check
 
 step "clippy"
 cargo clippy --workspace --all-targets -- -D warnings
+# The wasm crate's two faces are features the workspace build leaves off.
+cargo clippy -p wattwise-wasm --all-targets --features browser -- -D warnings
+cargo clippy -p wattwise-wasm --features browser --target wasm32-unknown-unknown -- -D warnings
+cargo clippy -p wattwise-wasm --features worker --target wasm32-unknown-unknown -- -D warnings
 
 step "core builds for wasm32"
 cargo build -p wattwise-core --target wasm32-unknown-unknown

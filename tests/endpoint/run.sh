@@ -13,14 +13,15 @@
 #
 # Settings: CARGO_TARGET_DIR (default ~/.cache/wattwise-target), WATTWISE_ENDPOINT_PROFILE
 # (debug|release, default debug), WATTWISE_LAMBDA_CONCURRENCY_REQUESTS (requests per
-# client in the Lambda concurrency test, default 100: through the emulator and moto a
-# contended request takes tens of ms: 32 x 100 takes ~90 s, 32 x 500 ~8 min; see BENCHMARKS.md).
+# client in the Lambda concurrency test, default 500 as for the server: through the
+# emulator and moto a contended request takes tens of ms, so 32 x 500 takes minutes;
+# see BENCHMARKS.md).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 root=$PWD
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/wattwise-target}"
 profile="${WATTWISE_ENDPOINT_PROFILE:-debug}"
-lambda_requests="${WATTWISE_LAMBDA_CONCURRENCY_REQUESTS:-100}"
+lambda_requests="${WATTWISE_LAMBDA_CONCURRENCY_REQUESTS:-500}"
 
 venv="$(bash tests/endpoint/setup.sh | tail -n 1)"
 py="$venv/bin/python"
