@@ -90,6 +90,26 @@ pub struct ServiceConfig {
     pub max_retries: u32,
 }
 
+impl ServiceConfig {
+    /// The checks every route but `/healthz` passes first: the bearer token (compared
+    /// in constant time) and the body limit. The error is the service's answer.
+    pub fn admit(&self, req: &Request<'_>) -> Result<(), ApiError> {
+        if let Some(token) = &self.token {
+            let given = req
+                .authorization
+                .and_then(|h| h.strip_prefix("Bearer "))
+                .unwrap_or("");
+            if !constant_time_eq(given.as_bytes(), token.as_bytes()) {
+                return Err(ApiError::Unauthorized);
+            }
+        }
+        if req.body.len() > self.max_body_bytes {
+            return Err(ApiError::TooLarge(self.max_body_bytes));
+        }
+        Ok(())
+    }
+}
+
 impl Default for ServiceConfig {
     fn default() -> Self {
         ServiceConfig {
@@ -113,6 +133,35 @@ pub struct Request<'a> {
     pub authorization: Option<&'a str>,
     /// The body.
     pub body: &'a [u8],
+}
+
+impl Request<'_> {
+    /// The job this request is about, read where the service reads it: the path
+    /// segment of `/jobs/{job_id}...`, the percent-decoded `job_id` query parameter of
+    /// `GET /jobs/batch_size` and `DELETE /jobs`, or the `job_id` field of the JSON body
+    /// of `POST /jobs`, `POST /report` and `PATCH /trials`. `None` when the request
+    /// names no job this way: a health check, the OpenAPI document, a registration
+    /// whose id is generated, an unknown route or method, a malformed query or body.
+    /// A host that shards its store by job (the Worker's Durable Objects) sends the
+    /// request to this job's shard, so one job can never reach two shards.
+    pub fn job_id(&self) -> Option<String> {
+        let segments: Vec<&str> = self.path.split('/').filter(|s| !s.is_empty()).collect();
+        let id = match (segments.as_slice(), self.method) {
+            (["jobs"], "DELETE") | (["jobs", "batch_size"], "GET") => {
+                query_param(self.query, "job_id").ok()??
+            }
+            (["jobs"], "POST") | (["report"], "POST") | (["trials"], "PATCH") => {
+                let body: serde_json::Value = serde_json::from_slice(self.body).ok()?;
+                body.as_object()?.get("job_id")?.as_str()?.to_string()
+            }
+            (["jobs", "batch_size"], _) => return None,
+            (["jobs", id], "GET")
+            | (["jobs", id, "trials"], "GET")
+            | (["jobs", id, "profiles"], "GET" | "POST") => id.to_string(),
+            _ => return None,
+        };
+        (!id.is_empty()).then_some(id)
+    }
 }
 
 /// An HTTP response for the host to send.
@@ -269,18 +318,7 @@ impl<S: Store> Service<S> {
                 ))),
             };
         }
-        if let Some(token) = &self.config.token {
-            let given = req
-                .authorization
-                .and_then(|h| h.strip_prefix("Bearer "))
-                .unwrap_or("");
-            if !constant_time_eq(given.as_bytes(), token.as_bytes()) {
-                return Err(ApiError::Unauthorized);
-            }
-        }
-        if req.body.len() > self.config.max_body_bytes {
-            return Err(ApiError::TooLarge(self.config.max_body_bytes));
-        }
+        self.config.admit(&req)?;
         let not_allowed = || {
             ApiError::MethodNotAllowed(format!(
                 "method {} is not allowed on {}",
@@ -636,5 +674,91 @@ mod tests {
         assert!(e.to_string().contains("trial_number"), "{e}");
         let e = parse_body::<TrialId>(b"{not json").unwrap_err();
         assert!(e.to_string().starts_with("body:"), "{e}");
+    }
+
+    fn job_of(method: &str, path: &str, query: &str, body: &[u8]) -> Option<String> {
+        Request {
+            method,
+            path,
+            query,
+            authorization: None,
+            body,
+        }
+        .job_id()
+    }
+
+    #[test]
+    fn reads_the_job_where_each_route_has_it() {
+        assert_eq!(job_of("GET", "/jobs/j1", "", b""), Some("j1".into()));
+        assert_eq!(
+            job_of("GET", "/jobs/j1/trials", "format=csv", b""),
+            Some("j1".into())
+        );
+        assert_eq!(
+            job_of("POST", "/jobs/j1/profiles", "", b"{}"),
+            Some("j1".into())
+        );
+        assert_eq!(
+            job_of("GET", "/jobs/batch_size", "x=1&job_id=a%2Db+c", b""),
+            Some("a-b c".into())
+        );
+        assert_eq!(
+            job_of("DELETE", "/jobs", "job_id=j2", b""),
+            Some("j2".into())
+        );
+        let body = br#"{"job_id": "j3", "batch_size": 8}"#;
+        assert_eq!(job_of("POST", "/report", "", body), Some("j3".into()));
+        assert_eq!(job_of("PATCH", "/trials", "", body), Some("j3".into()));
+        assert_eq!(job_of("POST", "/jobs", "", body), Some("j3".into()));
+    }
+
+    #[test]
+    fn names_no_job_when_the_core_would_not_reach_a_store() {
+        assert_eq!(job_of("GET", "/healthz", "", b""), None);
+        assert_eq!(job_of("GET", "/openapi.json", "", b""), None);
+        // A generated id: the Worker registers it itself.
+        assert_eq!(
+            job_of("POST", "/jobs", "", br#"{"job_id_prefix": "p"}"#),
+            None
+        );
+        assert_eq!(job_of("POST", "/jobs", "", br#"{"job_id": null}"#), None);
+        assert_eq!(job_of("POST", "/report", "", b"[\"j\"]"), None);
+        assert_eq!(job_of("POST", "/report", "", b"{bad"), None);
+        assert_eq!(job_of("GET", "/jobs/batch_size", "job_id=%zz", b""), None);
+        assert_eq!(job_of("GET", "/jobs/batch_size", "job_id=", b""), None);
+        assert_eq!(job_of("GET", "/jobs/batch_size", "", b""), None);
+        assert_eq!(job_of("POST", "/jobs/batch_size", "job_id=j", b""), None);
+        assert_eq!(job_of("PUT", "/jobs/j1", "", b""), None);
+        assert_eq!(job_of("HEAD", "/jobs/j1", "", b""), None);
+        assert_eq!(job_of("GET", "/jobs/j1/other", "", b""), None);
+    }
+
+    #[test]
+    fn admission_checks_token_then_size() {
+        let config = ServiceConfig {
+            token: Some("secret".into()),
+            max_body_bytes: 4,
+            ..ServiceConfig::default()
+        };
+        let req = |authorization, body| Request {
+            method: "POST",
+            path: "/report",
+            query: "",
+            authorization,
+            body,
+        };
+        assert!(config.admit(&req(Some("Bearer secret"), b"{}")).is_ok());
+        assert!(matches!(
+            config.admit(&req(Some("Bearer secreT"), b"{}")),
+            Err(ApiError::Unauthorized)
+        ));
+        assert!(matches!(
+            config.admit(&req(None, b"{}")),
+            Err(ApiError::Unauthorized)
+        ));
+        assert!(matches!(
+            config.admit(&req(Some("Bearer secret"), b"{ 12 }")),
+            Err(ApiError::TooLarge(4))
+        ));
     }
 }

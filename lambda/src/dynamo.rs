@@ -13,6 +13,8 @@
 //! Reads are strongly consistent. Endpoint, region and credentials come from the
 //! standard AWS environment (`AWS_ENDPOINT_URL`, `AWS_REGION`, ...).
 
+use std::collections::HashMap;
+
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, TransactWriteItem, WriteRequest};
@@ -259,11 +261,17 @@ impl DynamoStore {
         })
     }
 
-    async fn trial_keys(&self, job_id: &str) -> Result<Vec<String>, DynamoError> {
-        let mut keys = Vec::new();
+    /// Every archived-trial item of a job, page by page (strongly consistent), with
+    /// only the sort key when `keys_only`.
+    async fn trial_items(
+        &self,
+        job_id: &str,
+        keys_only: bool,
+    ) -> Result<Vec<HashMap<String, AttributeValue>>, DynamoError> {
+        let mut items = Vec::new();
         let mut start = None;
         loop {
-            let out = self
+            let mut query = self
                 .client
                 .query()
                 .table_name(&self.table)
@@ -272,22 +280,30 @@ impl DynamoStore {
                 .expression_attribute_names("#sk", SORT_KEY)
                 .expression_attribute_values(":job", AttributeValue::S(job_id.into()))
                 .expression_attribute_values(":prefix", AttributeValue::S(TRIAL_PREFIX.into()))
-                .projection_expression("#sk")
                 .consistent_read(true)
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(|e| call_error("Query", &e))?;
-            for item in out.items() {
-                if let Some(AttributeValue::S(k)) = item.get(SORT_KEY) {
-                    keys.push(k.clone());
-                }
+                .set_exclusive_start_key(start);
+            if keys_only {
+                query = query.projection_expression("#sk");
             }
+            let out = query.send().await.map_err(|e| call_error("Query", &e))?;
             start = out.last_evaluated_key;
+            items.extend(out.items.unwrap_or_default());
             if start.is_none() {
-                return Ok(keys);
+                return Ok(items);
             }
         }
+    }
+
+    async fn trial_keys(&self, job_id: &str) -> Result<Vec<String>, DynamoError> {
+        Ok(self
+            .trial_items(job_id, true)
+            .await?
+            .into_iter()
+            .filter_map(|mut item| match item.remove(SORT_KEY) {
+                Some(AttributeValue::S(k)) => Some(k),
+                _ => None,
+            })
+            .collect())
     }
 }
 
@@ -455,44 +471,20 @@ impl Store for DynamoStore {
     }
 
     async fn archived_trials(&self, job_id: &str) -> Result<Vec<Trial>, DynamoError> {
-        let mut trials = Vec::new();
-        let mut start = None;
-        loop {
-            let out = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("#pk = :job AND begins_with(#sk, :prefix)")
-                .expression_attribute_names("#pk", PARTITION_KEY)
-                .expression_attribute_names("#sk", SORT_KEY)
-                .expression_attribute_values(":job", AttributeValue::S(job_id.into()))
-                .expression_attribute_values(":prefix", AttributeValue::S(TRIAL_PREFIX.into()))
-                .consistent_read(true)
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(|e| call_error("Query", &e))?;
-            for item in out.items() {
-                match item.get("record") {
-                    Some(AttributeValue::S(r)) => {
-                        trials.push(serde_json::from_str(r).map_err(|e| DynamoError::Corrupt {
-                            job_id: job_id.into(),
-                            why: format!("record: {e}"),
-                        })?)
-                    }
-                    _ => {
-                        return Err(DynamoError::Corrupt {
-                            job_id: job_id.into(),
-                            why: "record: missing or not a string".into(),
-                        })
-                    }
+        let corrupt = |why: String| DynamoError::Corrupt {
+            job_id: job_id.into(),
+            why,
+        };
+        self.trial_items(job_id, false)
+            .await?
+            .iter()
+            .map(|item| match item.get("record") {
+                Some(AttributeValue::S(r)) => {
+                    serde_json::from_str(r).map_err(|e| corrupt(format!("record: {e}")))
                 }
-            }
-            start = out.last_evaluated_key;
-            if start.is_none() {
-                return Ok(trials);
-            }
-        }
+                _ => Err(corrupt("record: missing or not a string".into())),
+            })
+            .collect()
     }
 }
 

@@ -8,8 +8,6 @@
 
 #[cfg(any(test, feature = "worker"))]
 mod job_lock;
-#[cfg(any(test, feature = "worker"))]
-mod routing;
 #[cfg(feature = "worker")]
 mod worker;
 

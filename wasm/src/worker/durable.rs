@@ -1,7 +1,7 @@
 //! The Durable Object mode: one `JobObject` per job (named by its job id) holds that
 //! job's document and archived trials in its transactional storage.
 //!
-//! A request that names its job ([`crate::routing::routed_job`]) is forwarded whole
+//! A request that names its job ([`wattwise_core::service::Request::job_id`]) is forwarded whole
 //! to that job's object, which runs the core's service there over its own storage
 //! ([`ObjectStore`]). Any other request (a registration with a generated id, say)
 //! runs in the Worker over [`DoJobStore`], which reaches the job's object for each

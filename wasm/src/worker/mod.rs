@@ -26,8 +26,6 @@ use durable::DoJobStore;
 use kv_store::KvJobStore;
 use record::StoreError;
 
-use crate::routing;
-
 /// The var that selects the store.
 const STORE_VAR: &str = "WATTWISE_STORE";
 /// The KV namespace binding.
@@ -232,24 +230,6 @@ pub fn to_response(out: service::Response) -> worker::Result<Response> {
     Ok(resp)
 }
 
-/// Whether the request passes the service's bearer check (compared in constant
-/// time, as the core does); requests that do not are answered by the Worker.
-fn authorized(config: &ServiceConfig, authorization: Option<&str>) -> bool {
-    let Some(token) = &config.token else {
-        return true;
-    };
-    let given = authorization
-        .and_then(|h| h.strip_prefix("Bearer "))
-        .unwrap_or("")
-        .as_bytes();
-    given.len() == token.len()
-        && given
-            .iter()
-            .zip(token.as_bytes())
-            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
-            == 0
-}
-
 #[event(fetch)]
 async fn fetch(mut req: Request, env: Env, _ctx: Context) -> worker::Result<Response> {
     let config = config(&env);
@@ -260,16 +240,8 @@ async fn fetch(mut req: Request, env: Env, _ctx: Context) -> worker::Result<Resp
     let backend = Backend::from_env(&env);
     // Durable Object mode: a request for one job runs in that job's object.
     if let Backend::Durable(objects) = &backend {
-        let job = routing::routed_job(
-            &incoming.method,
-            &incoming.path,
-            &incoming.query,
-            &incoming.body,
-        );
-        if let Some(job_id) = job.filter(|_| {
-            incoming.body.len() <= config.max_body_bytes
-                && authorized(&config, incoming.authorization.as_deref())
-        }) {
+        let request = incoming.request();
+        if let Some(job_id) = request.job_id().filter(|_| config.admit(&request).is_ok()) {
             return match objects.forward(&job_id, &incoming).await {
                 Ok(resp) => Ok(resp),
                 Err(e) => {
