@@ -20,6 +20,8 @@ import uuid
 import pytest
 import requests
 
+from retrying import Session
+
 BASE_URL = os.environ.get("WATTWISE_TEST_URL", "").rstrip("/")
 TOKEN = os.environ.get("WATTWISE_TEST_TOKEN") or None
 
@@ -30,7 +32,7 @@ class Api:
     def __init__(self, base: str, token: str | None):
         self.base = base
         self.token = token
-        self.session = requests.Session()
+        self.session = Session()
 
     def headers(self, extra: dict | None = None, auth: bool = True) -> dict:
         h = {}

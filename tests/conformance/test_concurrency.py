@@ -14,9 +14,8 @@ import os
 import threading
 import time
 
-import requests
-
 from conftest import BASE_URL, TOKEN, job_spec
+from retrying import Session
 
 CLIENTS = 32
 REQUESTS = int(os.environ.get("WATTWISE_TEST_CONCURRENCY_REQUESTS", "500"))
@@ -26,7 +25,7 @@ URLS = [u.rstrip("/") for u in os.environ.get("WATTWISE_TEST_URLS", "").split(",
 
 
 def client(idx: int, job_id: str, out: dict, errors: list, barrier: threading.Barrier):
-    s = requests.Session()
+    s = Session()
     base = URLS[idx % len(URLS)]
     headers = {"Authorization": f"Bearer {TOKEN}"} if TOKEN else {}
     sent = 0

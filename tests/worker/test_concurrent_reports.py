@@ -14,10 +14,12 @@ Settings: WATTWISE_TEST_URL (required), WATTWISE_TEST_TOKEN, WATTWISE_TEST_REPOR
 from __future__ import annotations
 
 import os
+import sys
 import threading
 import uuid
 
-import requests
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "conformance"))
+from retrying import Session  # noqa: E402  (the conformance suite's client session)
 
 BASE_URL = os.environ.get("WATTWISE_TEST_URL", "").rstrip("/")
 TOKEN = os.environ.get("WATTWISE_TEST_TOKEN") or None
@@ -31,7 +33,7 @@ def headers() -> dict:
 
 def test_concurrent_reports_for_one_job_are_all_kept():
     assert BASE_URL, "WATTWISE_TEST_URL is not set"
-    s = requests.Session()
+    s = Session()
     job_id = f"reports-{uuid.uuid4().hex[:12]}"
     spec = {
         "job_id": job_id,
@@ -61,7 +63,7 @@ def test_concurrent_reports_for_one_job_are_all_kept():
     barrier = threading.Barrier(CLIENTS)
 
     def client(idx: int):
-        c = requests.Session()
+        c = Session()
         barrier.wait()
         for t in trials[idx::CLIENTS]:
             n = t["trial_number"]

@@ -12,12 +12,15 @@ Settings: WATTWISE_TEST_URL (required), WATTWISE_TEST_TOKEN.
 from __future__ import annotations
 
 import os
+import sys
 import uuid
 
-import requests
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "conformance"))
+from retrying import Session  # noqa: E402  (the conformance suite's client session)
 
 BASE_URL = os.environ.get("WATTWISE_TEST_URL", "").rstrip("/")
 TOKEN = os.environ.get("WATTWISE_TEST_TOKEN") or None
+HTTP = Session()
 H = {"Authorization": f"Bearer {TOKEN}"} if TOKEN else {}
 
 
@@ -38,20 +41,20 @@ def spec(**overrides) -> dict:
 def test_generated_job_id_is_the_same_job_everywhere():
     assert BASE_URL, "WATTWISE_TEST_URL is not set"
     prefix = f"gen{uuid.uuid4().hex[:8]}"
-    r = requests.post(f"{BASE_URL}/jobs", json=spec(job_id_prefix=prefix), headers=H, timeout=60)
+    r = HTTP.post(f"{BASE_URL}/jobs", json=spec(job_id_prefix=prefix), headers=H, timeout=60)
     assert r.status_code == 201, r.text
     job_id = r.json()["job_id"]
     assert job_id.startswith(prefix), job_id
 
-    r = requests.get(f"{BASE_URL}/jobs/batch_size", params={"job_id": job_id}, headers=H, timeout=60)
+    r = HTTP.get(f"{BASE_URL}/jobs/batch_size", params={"job_id": job_id}, headers=H, timeout=60)
     assert r.status_code == 200, r.text
     trial = r.json()
     assert trial["trial_number"] == 1
     body = dict(trial, time=12.5, energy=3400.0, metric=0.9, current_epoch=1)
-    r = requests.post(f"{BASE_URL}/report", json=body, headers=H, timeout=60)
+    r = HTTP.post(f"{BASE_URL}/report", json=body, headers=H, timeout=60)
     assert r.status_code == 200 and r.json()["stop_train"], r.text
 
-    r = requests.get(f"{BASE_URL}/jobs/{job_id}/trials", headers=H, timeout=60)
+    r = HTTP.get(f"{BASE_URL}/jobs/{job_id}/trials", headers=H, timeout=60)
     assert r.status_code == 200, r.text
     [rec] = r.json()
     assert (rec["status"], rec["time"], rec["energy"]) == ("Succeeded", 12.5, 3400.0)
@@ -59,25 +62,25 @@ def test_generated_job_id_is_the_same_job_everywhere():
 
 def test_percent_encoded_query_id_meets_the_plain_path_id():
     job_id = f"route-pe-{uuid.uuid4().hex[:8]}.x"
-    r = requests.post(f"{BASE_URL}/jobs", json=spec(job_id=job_id), headers=H, timeout=60)
+    r = HTTP.post(f"{BASE_URL}/jobs", json=spec(job_id=job_id), headers=H, timeout=60)
     assert r.status_code == 201, r.text
     encoded = job_id.replace("-", "%2D").replace(".", "%2E")
-    r = requests.get(f"{BASE_URL}/jobs/batch_size?job_id={encoded}", headers=H, timeout=60)
+    r = HTTP.get(f"{BASE_URL}/jobs/batch_size?job_id={encoded}", headers=H, timeout=60)
     assert r.status_code == 200, r.text
     assert r.json()["job_id"] == job_id
-    r = requests.get(f"{BASE_URL}/jobs/{job_id}", headers=H, timeout=60)
+    r = HTTP.get(f"{BASE_URL}/jobs/{job_id}", headers=H, timeout=60)
     assert r.status_code == 200, r.text
     assert r.json()["next_trial_number"] == 2
-    r = requests.delete(f"{BASE_URL}/jobs?job_id={encoded}", headers=H, timeout=60)
+    r = HTTP.delete(f"{BASE_URL}/jobs?job_id={encoded}", headers=H, timeout=60)
     assert r.status_code == 200, r.text
-    assert requests.get(f"{BASE_URL}/jobs/{job_id}", headers=H, timeout=60).status_code == 404
+    assert HTTP.get(f"{BASE_URL}/jobs/{job_id}", headers=H, timeout=60).status_code == 404
 
 
 def test_refused_methods_on_job_routes():
     job_id = f"route-m-{uuid.uuid4().hex[:8]}"
-    assert requests.post(f"{BASE_URL}/jobs", json=spec(job_id=job_id), headers=H, timeout=60).status_code == 201
+    assert HTTP.post(f"{BASE_URL}/jobs", json=spec(job_id=job_id), headers=H, timeout=60).status_code == 201
     for method, path in [("PUT", f"/jobs/{job_id}"), ("DELETE", f"/jobs/{job_id}"),
                          ("POST", f"/jobs/batch_size?job_id={job_id}"), ("PATCH", "/report")]:
-        r = requests.request(method, BASE_URL + path, headers=H, json={"job_id": job_id}, timeout=60)
+        r = HTTP.request(method, BASE_URL + path, headers=H, json={"job_id": job_id}, timeout=60)
         assert r.status_code == 405, (method, path, r.status_code, r.text)
-    assert requests.get(f"{BASE_URL}/jobs/{job_id}", headers=H, timeout=60).status_code == 200
+    assert HTTP.get(f"{BASE_URL}/jobs/{job_id}", headers=H, timeout=60).status_code == 200
