@@ -17,6 +17,9 @@ export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1
 artifacts="${ARTIFACTS_DIR:-artifacts}"
 mkdir -p "$artifacts"
 artifacts="$(cd "$artifacts" && pwd)"
+source "$root/tests/lib/procs.sh"
+work="$artifacts" # where start (tests/lib/procs.sh) writes the server's log: $artifacts/server.log
+procs_tag=tests/browser
 traces="$root/../shared/traces"
 if [ ! -f "$traces/summary_train.csv" ]; then
   echo "tests/browser: the Zeus traces are not in $traces" >&2
@@ -48,26 +51,16 @@ bin="$CARGO_TARGET_DIR/debug/wattwise"
 # Serve web/dist on a free port, in its own process group, killed by group on exit:
 # with a small static server, or (SERVER=wattwise-server) with the local endpoint,
 # which serves the page at / beside the API.
-port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()')"
+port="$(free_port)"
 if [ "${SERVER:-static}" = wattwise-server ]; then
   cargo build -p wattwise-lambda --bin wattwise-server
   db="$(mktemp -d)/wattwise.db"
-  setsid "$CARGO_TARGET_DIR/debug/wattwise-server" --listen "127.0.0.1:$port" --db "$db" --web "$root/web/dist" \
-    >"$artifacts/server.log" 2>&1 &
+  start server "$CARGO_TARGET_DIR/debug/wattwise-server" --listen "127.0.0.1:$port" --db "$db" --web "$root/web/dist"
 else
-  setsid python3 -m http.server --bind 127.0.0.1 --directory "$root/web/dist" "$port" >"$artifacts/server.log" 2>&1 &
+  start server python3 -m http.server --bind 127.0.0.1 --directory "$root/web/dist" "$port"
 fi
-server=$!
-cleanup() { kill -- -"$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true; }
-trap cleanup EXIT
-for _ in $(seq 1 300); do
-  if python3 -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:$port/')" 2>/dev/null; then break; fi
-  sleep 0.1
-done
-if ! python3 -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:$port/')" 2>/dev/null; then
-  echo "tests/browser: the page server did not answer on 127.0.0.1:$port (log: $artifacts/server.log)" >&2
-  exit 1
-fi
+trap stop_all EXIT
+wait_for "http://127.0.0.1:$port/" server 30
 
 BASE_URL="http://127.0.0.1:$port/" WATTWISE_BIN="$bin" TRACES="$traces" ARTIFACTS_DIR="$artifacts" \
   DIST="$root/web/dist" node --test --test-concurrency=1 --test-reporter=spec "$here/bindings.test.mjs" "$here/e2e.test.mjs"

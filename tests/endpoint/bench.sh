@@ -27,44 +27,14 @@ venv="$(bash tests/endpoint/setup.sh | tail -n 1)"
 py="$venv/bin/python"
 export PATH="$venv/bin:$PATH"
 
+source tests/lib/procs.sh
 work="$(mktemp -d)"
-groups=()
-stop_last() {
-    local g=${groups[-1]} i k kids
-    kids=$(pgrep -P "$g" 2>/dev/null || true)
-    kill -TERM -- "-$g" 2>/dev/null || true
-    for ((i = 0; i < 50; i++)); do
-        kill -0 -- "-$g" 2>/dev/null || break
-        sleep 0.2
-    done
-    kill -KILL -- "-$g" 2>/dev/null || true
-    for k in $kids; do kill -KILL -- "-$k" 2>/dev/null || true; done
-    unset 'groups[-1]'
-}
+procs_tag=bench
 cleanup() {
-    while [ "${#groups[@]}" -gt 0 ]; do stop_last; done
+    stop_all
     rm -rf "$work"
 }
 trap cleanup EXIT
-free_port() {
-    "$py" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
-}
-start() {
-    local name=$1
-    shift
-    setsid "$@" >"$work/$name.log" 2>&1 &
-    groups+=("$!")
-}
-wait_for() {
-    local url=$1 name=$2 secs=$3 i
-    for ((i = 0; i < secs * 5; i++)); do
-        curl -fsS -o /dev/null "$url" 2>/dev/null && return 0
-        sleep 0.2
-    done
-    echo "bench: $name did not come up; its log:" >&2
-    tail -n 40 "$work/$name.log" >&2 || true
-    return 1
-}
 
 echo "== build (release)"
 cargo build --release -p wattwise-lambda --bins
@@ -74,7 +44,7 @@ echo "machine: $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB; $(uname
 
 if want wattwise; then
 echo "== wattwise-server (SQLite)"
-port=$(free_port)
+port=$(free_port "$py")
 RUST_LOG=warn start wattwise "$CARGO_TARGET_DIR/release/wattwise-server" \
     --listen "127.0.0.1:$port" --db "$work/wattwise.db"
 wait_for "http://127.0.0.1:$port/healthz" wattwise 30
@@ -87,7 +57,7 @@ fi
 
 if want zeus; then
 echo "== Zeus's server (uvicorn, SQLite)"
-port=$(free_port)
+port=$(free_port "$py")
 "$py" - "$work/zeus.db" <<'EOF'
 import sys
 from sqlalchemy import create_engine
@@ -111,7 +81,7 @@ fi
 
 want lambda || exit 0
 echo "== Lambda function under cargo lambda watch (release), DynamoDB on moto"
-moto_port=$(free_port)
+moto_port=$(free_port "$py")
 start moto "$py" tests/endpoint/moto_serial.py "$moto_port"
 wait_for "http://127.0.0.1:$moto_port/moto-api/" moto 60
 export AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1
@@ -124,15 +94,10 @@ boto3.client("dynamodb").create_table(
     AttributeDefinitions=[{"AttributeName": "job_id", "AttributeType": "S"}, {"AttributeName": "item", "AttributeType": "S"}],
     BillingMode="PAY_PER_REQUEST")
 EOF
-lambda_port=$(free_port)
-(
-    cd lambda
-    start lambda cargo lambda watch -A 127.0.0.1 -P "$lambda_port" --ignore-changes --release \
-        --bin bootstrap --env-var WATTWISE_TABLE=wattwise-bench \
-        --env-var "AWS_ENDPOINT_URL=$AWS_ENDPOINT_URL" --env-var "WATTWISE_LOG=wattwise_lambda=debug"
-    echo "${groups[-1]}" >"$work/lambda.pgid"
-)
-groups+=("$(cat "$work/lambda.pgid")")
+lambda_port=$(free_port "$py")
+start_in lambda lambda cargo lambda watch -A 127.0.0.1 -P "$lambda_port" --ignore-changes --release \
+    --bin bootstrap --env-var WATTWISE_TABLE=wattwise-bench \
+    --env-var "AWS_ENDPOINT_URL=$AWS_ENDPOINT_URL" --env-var "WATTWISE_LOG=wattwise_lambda=debug"
 url="http://127.0.0.1:$lambda_port/lambda-url/bootstrap"
 # The emulator starts the function on the first invocation: time that cold request.
 sleep 2

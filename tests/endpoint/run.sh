@@ -27,13 +27,12 @@ venv="$(bash tests/endpoint/setup.sh | tail -n 1)"
 py="$venv/bin/python"
 export PATH="$venv/bin:$PATH"
 
+source tests/lib/procs.sh
 work="$(mktemp -d)"
-groups=()
+procs_tag=endpoint
 cleanup() {
     local rc=$? f
-    while [ "${#groups[@]}" -gt 0 ]; do
-        stop_last
-    done
+    stop_all
     if [ "$rc" -ne 0 ]; then
         for f in "$work"/*.log; do
             [ -e "$f" ] || continue
@@ -44,50 +43,6 @@ cleanup() {
     rm -rf "$work"
 }
 trap cleanup EXIT
-
-free_port() {
-    "$py" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
-}
-
-# start NAME CMD...: runs CMD in its own session (so its own process group), logs to $work/NAME.log.
-start() {
-    local name=$1
-    shift
-    setsid "$@" >"$work/$name.log" 2>&1 &
-    groups+=("$!")
-}
-
-# Stops the most recently started group: TERM, up to 10 s to exit, then KILL.
-stop_last() {
-    local g=${groups[-1]} i k kids
-    # cargo lambda watch runs each function instance in a session of its own:
-    # note the group's direct children, to stop any instance it leaves behind.
-    kids=$(pgrep -P "$g" 2>/dev/null || true)
-    kill -TERM -- "-$g" 2>/dev/null || true
-    for ((i = 0; i < 50; i++)); do
-        kill -0 -- "-$g" 2>/dev/null || break
-        sleep 0.2
-    done
-    kill -KILL -- "-$g" 2>/dev/null || true
-    for k in $kids; do
-        kill -KILL -- "-$k" 2>/dev/null || true
-    done
-    unset 'groups[-1]'
-}
-
-# wait_for URL NAME SECONDS
-wait_for() {
-    local url=$1 name=$2 secs=$3 i
-    for ((i = 0; i < secs * 5; i++)); do
-        if curl -fsS -o /dev/null "$url" 2>/dev/null; then
-            return 0
-        fi
-        sleep 0.2
-    done
-    echo "endpoint: $name did not come up at $url; its log:" >&2
-    tail -n 50 "$work/$name.log" >&2 || true
-    return 1
-}
 
 suite() {
     (cd tests/conformance && "$py" -m pytest -q -p no:cacheprovider "$@")
@@ -104,7 +59,7 @@ server="$CARGO_TARGET_DIR/$profile/wattwise-server"
 token="conformance-$("$py" -c 'import secrets; print(secrets.token_hex(8))')"
 
 step "wattwise-server (SQLite, token) + conformance suite"
-port=$(free_port)
+port=$(free_port "$py")
 WATTWISE_TOKEN="$token" start server "$server" --listen "127.0.0.1:$port" --db "$work/wattwise.db"
 wait_for "http://127.0.0.1:$port/healthz" server 30
 WATTWISE_TEST_URL="http://127.0.0.1:$port" WATTWISE_TEST_TOKEN="$token" suite -s
@@ -115,7 +70,7 @@ fi
 stop_last
 
 step "wattwise-server (SQLite, no token, --web) + Zeus's client"
-port=$(free_port)
+port=$(free_port "$py")
 mkdir -p "$work/web/assets"
 echo '<!doctype html><title>wattwise test page</title>' >"$work/web/index.html"
 echo 'export const x = 1;' >"$work/web/assets/app.js"
@@ -143,7 +98,7 @@ echo "endpoint: --web serves the page beside the API"
 stop_last
 
 step "moto (DynamoDB) + the store's tests"
-moto_port=$(free_port)
+moto_port=$(free_port "$py")
 start moto "$py" tests/endpoint/moto_serial.py "$moto_port"
 wait_for "http://127.0.0.1:$moto_port/moto-api/" moto 60
 export AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1
@@ -172,16 +127,11 @@ step "Lambda function under cargo lambda watch (DynamoDB on moto) + conformance 
 # test spreads its clients over both, so conditional writes really race.
 lambda_urls=()
 for name in lambda-a lambda-b; do
-    lambda_port=$(free_port)
-    (
-        cd lambda
-        start "$name" cargo lambda watch -A 127.0.0.1 -P "$lambda_port" --ignore-changes \
-            --bin bootstrap "${build_flags[@]}" \
-            --env-var "WATTWISE_TABLE=$table" --env-var "WATTWISE_TOKEN=$token" \
-            --env-var "AWS_ENDPOINT_URL=$AWS_ENDPOINT_URL" --env-var "RUST_LOG=warn"
-        echo "${groups[-1]}" >"$work/$name.pgid"
-    )
-    groups+=("$(cat "$work/$name.pgid")")
+    lambda_port=$(free_port "$py")
+    start_in lambda "$name" cargo lambda watch -A 127.0.0.1 -P "$lambda_port" --ignore-changes \
+        --bin bootstrap "${build_flags[@]}" \
+        --env-var "WATTWISE_TABLE=$table" --env-var "WATTWISE_TOKEN=$token" \
+        --env-var "AWS_ENDPOINT_URL=$AWS_ENDPOINT_URL" --env-var "RUST_LOG=warn"
     lambda_urls+=("http://127.0.0.1:$lambda_port/lambda-url/bootstrap")
     wait_for "${lambda_urls[-1]}/healthz" "$name" 300
 done

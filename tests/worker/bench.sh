@@ -18,20 +18,13 @@ runs="${RUNS:-5}"
 venv="$(bash tests/worker/setup.sh | tail -n 1)"
 py="$venv/bin/python"
 wrangler="$root/tests/worker/node_modules/.bin/wrangler"
+source tests/lib/procs.sh
 work="$(mktemp -d)"
-group=""
 cleanup() {
-    if [ -n "$group" ]; then
-        kill -TERM -- "-$group" 2>/dev/null || true
-        sleep 0.5
-        kill -KILL -- "-$group" 2>/dev/null || true
-    fi
+    stop_all
     rm -rf "$work"
 }
 trap cleanup EXIT
-free_port() {
-    "$py" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
-}
 now_ms() { date +%s%3N; }
 median() { "$py" -c 'import statistics, sys; print(round(statistics.median(float(x) for x in sys.argv[1:]), 1))' "$@"; }
 
@@ -54,16 +47,12 @@ echo "build: no-op rebuild (cargo up to date + wasm-bindgen) $(($(now_ms) - t0))
 for mode in kv durable_object; do
     starts=() firsts=() warms=()
     for ((run = 1; run <= runs; run++)); do
-        port=$(free_port)
-        inspector=$(free_port)
+        port=$(free_port "$py")
+        inspector=$(free_port "$py")
         started=$(now_ms)
-        (
-            cd wasm
-            exec setsid "$wrangler" dev -c build/wrangler.test.toml --ip 127.0.0.1 --port "$port" --inspector-port "$inspector" \
-                --persist-to "$work/state-$mode-$run" --show-interactive-dev-session=false \
-                --var "WATTWISE_STORE:$mode" </dev/null >"$work/log-$mode-$run" 2>&1
-        ) &
-        group=$!
+        start_in wasm "wrangler-$mode-$run" "$wrangler" dev -c build/wrangler.test.toml --ip 127.0.0.1 --port "$port" --inspector-port "$inspector" \
+            --persist-to "$work/state-$mode-$run" --show-interactive-dev-session=false \
+            --var "WATTWISE_STORE:$mode"
         up=""
         for ((i = 0; i < 1200; i++)); do
             if curl -fsS -o /dev/null "http://127.0.0.1:$port/healthz" 2>/dev/null; then
@@ -72,7 +61,7 @@ for mode in kv durable_object; do
             fi
             sleep 0.05
         done
-        [ -n "$up" ] || { tail -n 40 "$work/log-$mode-$run" >&2; exit 1; }
+        [ -n "$up" ] || { tail -n 40 "$work/wrangler-$mode-$run.log" >&2; exit 1; }
         starts+=("$((up - started))")
         firsts+=("$(curl -sS -o /dev/null -w '%{time_total}' "http://127.0.0.1:$port/jobs/probe-$run" | "$py" -c 'import sys; print(float(sys.stdin.read()) * 1000)')")
         w=()
@@ -80,9 +69,7 @@ for mode in kv durable_object; do
             w+=("$(curl -sS -o /dev/null -w '%{time_total}' "http://127.0.0.1:$port/jobs/probe-$run" | "$py" -c 'import sys; print(float(sys.stdin.read()) * 1000)')")
         done
         warms+=("$(median "${w[@]}")")
-        kill -TERM -- "-$group" 2>/dev/null || true
-        wait "$group" 2>/dev/null || true
-        group=""
+        stop_last
     done
     echo "cold start ($mode, $runs runs): launch to first 200 on /healthz median $(median "${starts[@]}") ms (runs: ${starts[*]});" \
         "first store request median $(median "${firsts[@]}") ms; warm store request median $(median "${warms[@]}") ms"

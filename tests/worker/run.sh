@@ -26,8 +26,8 @@ venv="$(bash tests/worker/setup.sh | tail -n 1)"
 py="$venv/bin/python"
 wrangler="$root/tests/worker/node_modules/.bin/wrangler"
 
+source tests/lib/procs.sh
 work="$(mktemp -d)"
-group=""
 log=""
 cleanup() {
     local rc=$?
@@ -35,18 +35,11 @@ cleanup() {
         echo "worker: failed; the end of wrangler's log ($log):" >&2
         grep -v '^\[wrangler:info\] [A-Z]* /' "$log" | tail -n 40 >&2 || true
     fi
-    if [ -n "$group" ]; then
-        kill -TERM -- "-$group" 2>/dev/null || true
-        sleep 0.5
-        kill -KILL -- "-$group" 2>/dev/null || true
-    fi
+    stop_all
     rm -rf "$work"
 }
 trap cleanup EXIT
 
-free_port() {
-    "$py" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
-}
 now_ms() { date +%s%3N; }
 stored() { find "$1" -name '*.sqlite' ! -name metadata.sqlite 2>/dev/null | wc -l; }
 step() { printf '\n---- worker: %s ----\n' "$*"; }
@@ -64,17 +57,13 @@ token="worker-$("$py" -c 'import secrets; print(secrets.token_hex(8))')"
 
 for mode in $modes; do
     step "wrangler dev, WATTWISE_STORE=$mode"
-    port=$(free_port)
-    inspector=$(free_port)
+    port=$(free_port "$py")
+    inspector=$(free_port "$py")
     log="$work/wrangler-$mode.log"
     started=$(now_ms)
-    (
-        cd wasm
-        exec setsid "$wrangler" dev -c build/wrangler.test.toml --ip 127.0.0.1 --port "$port" --inspector-port "$inspector" \
-            --persist-to "$work/state-$mode" --show-interactive-dev-session=false \
-            --var "WATTWISE_STORE:$mode" --var "WATTWISE_TOKEN:$token" </dev/null >"$log" 2>&1
-    ) &
-    group=$!
+    start_in wasm "wrangler-$mode" "$wrangler" dev -c build/wrangler.test.toml --ip 127.0.0.1 --port "$port" --inspector-port "$inspector" \
+        --persist-to "$work/state-$mode" --show-interactive-dev-session=false \
+        --var "WATTWISE_STORE:$mode" --var "WATTWISE_TOKEN:$token"
     url="http://127.0.0.1:$port"
     up=""
     for ((i = 0; i < 600; i++)); do
@@ -82,7 +71,7 @@ for mode in $modes; do
             up=$(now_ms)
             break
         fi
-        if ! kill -0 "$group" 2>/dev/null; then
+        if ! kill -0 "${groups[-1]}" 2>/dev/null; then
             break
         fi
         sleep 0.2
@@ -120,9 +109,7 @@ for mode in $modes; do
         echo "worker: durable_object mode did not keep its data in Durable Objects only" >&2
         exit 1
     fi
-    kill -TERM -- "-$group" 2>/dev/null || true
-    wait "$group" 2>/dev/null || true
-    group=""
+    stop_last
 done
 
 echo
