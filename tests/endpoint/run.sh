@@ -13,15 +13,16 @@
 #
 # Settings: CARGO_TARGET_DIR (default ~/.cache/wattwise-target), WATTWISE_ENDPOINT_PROFILE
 # (debug|release, default debug), WATTWISE_LAMBDA_CONCURRENCY_REQUESTS (requests per
-# client in the Lambda concurrency test, default 500 as for the server: through the
-# emulator and moto a contended request takes tens of ms, so 32 x 500 takes minutes;
-# see BENCHMARKS.md).
+# client in the Lambda concurrency test, default 100: moto's TransactWriteItems slows
+# with the table's size, ~27 us per stored item, so at 32 x 500 (~8,000 archived
+# trials) each archiving write holds moto's one lock for 200+ ms and clients time
+# out; tests/endpoint/moto_scale.py measures it, BENCHMARKS.md has the figures).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 root=$PWD
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/wattwise-target}"
 profile="${WATTWISE_ENDPOINT_PROFILE:-debug}"
-lambda_requests="${WATTWISE_LAMBDA_CONCURRENCY_REQUESTS:-500}"
+lambda_requests="${WATTWISE_LAMBDA_CONCURRENCY_REQUESTS:-100}"
 
 venv="$(bash tests/endpoint/setup.sh | tail -n 1)"
 py="$venv/bin/python"
