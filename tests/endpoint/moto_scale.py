@@ -1,9 +1,10 @@
-"""How moto's DynamoDB slows as a table grows (why the Lambda concurrency test is 32 x 100).
+"""How moto's DynamoDB slows as a table grows, as shipped and as moto_serial.py runs it.
 
 Times one conditional TransactWriteItems (the document plus one trial item, as the
 Lambda store writes when a trial is archived) and one consistent GetItem, at table
 sizes of 0 to 8,000 trial items, in process (moto's mock, the same backend that
-moto_serial.py serves). Usage: python tests/endpoint/moto_scale.py
+moto_serial.py serves): first moto as shipped, then with moto_serial's patch.
+Usage: python tests/endpoint/moto_scale.py
 """
 
 import os
@@ -11,6 +12,8 @@ import time
 
 import boto3
 from moto import mock_aws
+
+from moto_serial import patch_moto
 
 REPEAT = 20
 
@@ -24,8 +27,8 @@ def item(item_key: str, version: str | None = None, **strings: str) -> dict:
     return out
 
 
-def main() -> None:
-    os.environ.update(AWS_ACCESS_KEY_ID="x", AWS_SECRET_ACCESS_KEY="x", AWS_DEFAULT_REGION="us-east-1")
+def measure(label: str) -> None:
+    print(label, flush=True)
     with mock_aws():
         c = boto3.client("dynamodb")
         c.create_table(
@@ -61,6 +64,13 @@ def main() -> None:
                 c.get_item(TableName="t", Key={"job_id": {"S": "j"}, "item": {"S": "job"}}, ConsistentRead=True)
             get = (time.perf_counter() - started) / REPEAT
             print(f"{target:>5} trial items: TransactWriteItems {transact * 1e3:6.1f} ms, GetItem {get * 1e3:4.1f} ms", flush=True)
+
+
+def main() -> None:
+    os.environ.update(AWS_ACCESS_KEY_ID="x", AWS_SECRET_ACCESS_KEY="x", AWS_DEFAULT_REGION="us-east-1")
+    measure("moto as shipped")
+    patch_moto()
+    measure("moto as moto_serial.py runs it (touched items backed up, not the table)")
 
 
 if __name__ == "__main__":

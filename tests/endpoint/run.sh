@@ -5,24 +5,22 @@
 #      conformance suite (routes, whole job, hostile requests, auth, 32 clients);
 #   2. wattwise-server without a token, serving a page with --web: Zeus's own client
 #      (zeus==0.16.0), the routes, and the page beside the API;
-#   3. moto's DynamoDB server (one request at a time, see moto_serial.py): the
-#      DynamoDB store's Rust tests against it;
+#   3. moto's DynamoDB server (one request at a time, transactions that back up only
+#      what they touch; see moto_serial.py): the DynamoDB store's Rust tests against it;
 #   4. the Lambda function (bootstrap) under `cargo lambda watch` with DynamoDB on
 #      moto: the whole conformance suite again.
 # Installs what is missing first (tests/endpoint/setup.sh). Exits non-zero on any failure.
 #
 # Settings: CARGO_TARGET_DIR (default ~/.cache/wattwise-target), WATTWISE_ENDPOINT_PROFILE
 # (debug|release, default debug), WATTWISE_LAMBDA_CONCURRENCY_REQUESTS (requests per
-# client in the Lambda concurrency test, default 100: moto's TransactWriteItems slows
-# with the table's size, ~27 us per stored item, so at 32 x 500 (~8,000 archived
-# trials) each archiving write holds moto's one lock for 200+ ms and clients time
-# out; tests/endpoint/moto_scale.py measures it, BENCHMARKS.md has the figures).
+# client in the Lambda concurrency test, default 500 as for the server; through the
+# emulator and moto it takes minutes, see BENCHMARKS.md).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 root=$PWD
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/wattwise-target}"
 profile="${WATTWISE_ENDPOINT_PROFILE:-debug}"
-lambda_requests="${WATTWISE_LAMBDA_CONCURRENCY_REQUESTS:-100}"
+lambda_requests="${WATTWISE_LAMBDA_CONCURRENCY_REQUESTS:-500}"
 
 venv="$(bash tests/endpoint/setup.sh | tail -n 1)"
 py="$venv/bin/python"
