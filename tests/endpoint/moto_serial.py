@@ -65,14 +65,20 @@ def _touched_key(backend: DynamoDBBackend, op: dict) -> tuple[str, dict] | None:
 
 
 def _transact_write_items(self: DynamoDBBackend, transact_items: list) -> None:
+    """moto's TransactWriteItems, rolled back item by item: each touched item is saved
+    before, and put back (or deleted, if it did not exist) when the transaction fails."""
     saved = []
     for entry in transact_items:
         op = next(iter(entry.values()), {}) if isinstance(entry, dict) else {}
         touched = _touched_key(self, op) if isinstance(op, dict) else None
-        if touched is not None:
-            table_name, key = touched
+        if touched is None:
+            continue
+        table_name, key = touched
+        try:
             before = self.get_item(table_name, key)
-            saved.append((table_name, key, None if before is None else before.to_json()["Attributes"]))
+        except Exception:
+            continue  # a malformed key: moto rejects the operation, nothing is written
+        saved.append((table_name, key, None if before is None else before.to_json()["Attributes"]))
     try:
         _moto_transact_write_items(self, transact_items)
     except Exception:
