@@ -86,14 +86,7 @@ start moto "$py" tests/endpoint/moto_serial.py "$moto_port"
 wait_for "http://127.0.0.1:$moto_port/moto-api/" moto 60
 export AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1
 export AWS_ENDPOINT_URL="http://127.0.0.1:$moto_port"
-"$py" - <<'EOF'
-import boto3
-boto3.client("dynamodb").create_table(
-    TableName="wattwise-bench",
-    KeySchema=[{"AttributeName": "job_id", "KeyType": "HASH"}, {"AttributeName": "item", "KeyType": "RANGE"}],
-    AttributeDefinitions=[{"AttributeName": "job_id", "AttributeType": "S"}, {"AttributeName": "item", "AttributeType": "S"}],
-    BillingMode="PAY_PER_REQUEST")
-EOF
+"$py" tests/endpoint/dynamo_table.py wattwise-bench
 lambda_port=$(free_port "$py")
 start_in lambda lambda cargo lambda watch -A 127.0.0.1 -P "$lambda_port" --ignore-changes --release \
     --bin bootstrap --env-var WATTWISE_TABLE=wattwise-bench \

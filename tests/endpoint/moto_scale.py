@@ -13,6 +13,7 @@ import time
 import boto3
 from moto import mock_aws
 
+from dynamo_table import create
 from moto_serial import patch_moto
 
 REPEAT = 20
@@ -31,15 +32,7 @@ def measure(label: str) -> None:
     print(label, flush=True)
     with mock_aws():
         c = boto3.client("dynamodb")
-        c.create_table(
-            TableName="t",
-            KeySchema=[{"AttributeName": "job_id", "KeyType": "HASH"}, {"AttributeName": "item", "KeyType": "RANGE"}],
-            AttributeDefinitions=[
-                {"AttributeName": "job_id", "AttributeType": "S"},
-                {"AttributeName": "item", "AttributeType": "S"},
-            ],
-            BillingMode="PAY_PER_REQUEST",
-        )
+        create(c, "t")
         n = 0
         for target in (0, 1000, 4000, 8000):
             while n < target:

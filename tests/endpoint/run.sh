@@ -105,21 +105,7 @@ export AWS_ENDPOINT_URL="http://127.0.0.1:$moto_port"
 WATTWISE_DYNAMO_TEST_URL="$AWS_ENDPOINT_URL" cargo test "${build_flags[@]}" -p wattwise-lambda --test dynamo_moto
 
 table=wattwise-conformance
-"$py" - "$table" <<'EOF'
-import sys
-import boto3
-table = sys.argv[1]
-ddb = boto3.client("dynamodb")
-ddb.create_table(
-    TableName=table,
-    KeySchema=[{"AttributeName": "job_id", "KeyType": "HASH"},
-               {"AttributeName": "item", "KeyType": "RANGE"}],
-    AttributeDefinitions=[{"AttributeName": "job_id", "AttributeType": "S"},
-                          {"AttributeName": "item", "AttributeType": "S"}],
-    BillingMode="PAY_PER_REQUEST",
-)
-print(f"endpoint: created table {table}")
-EOF
+"$py" tests/endpoint/dynamo_table.py "$table"
 
 step "Lambda function under cargo lambda watch (DynamoDB on moto) + conformance suite"
 # Two emulators, each running the function, over the one table: the concurrency

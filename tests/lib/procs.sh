@@ -11,7 +11,7 @@
 #   procs_tag  optional: the prefix of the messages printed here (default "tests").
 # The caller binds its servers to 127.0.0.1 (on a port from free_port) and calls
 # stop_all from its EXIT trap. Started groups are kept, last one last, in the array
-# `groups`; a caller may push a group it started itself (its pgid) there too.
+# `groups` (so `${groups[-1]}` is the group start made last).
 
 groups=()
 
