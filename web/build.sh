@@ -15,7 +15,7 @@ fi
 want=$(sed -n 's/^wasm-bindgen = "=\(.*\)"$/\1/p' "$root/Cargo.toml")
 if ! command -v wasm-bindgen >/dev/null || [ "$(wasm-bindgen --version | awk '{print $2}')" != "$want" ]; then
   echo "web/build.sh: installing wasm-bindgen-cli $want (takes a few minutes)"
-  cargo install wasm-bindgen-cli --version "$want" --locked
+  cargo install wasm-bindgen-cli --version "$want"
 fi
 if ! command -v npm >/dev/null; then
   echo "web/build.sh: needs Node.js 20+ and npm" >&2

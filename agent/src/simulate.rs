@@ -1,8 +1,12 @@
 //! `wattwise simulate`: what wattwise would have done on a recurring job.
 //!
-//! With no file, it runs the core's built-in synthetic workload. With Zeus's
-//! traces (`--train` and `--power`, or `--traces DIR --gpu GPU`) it runs one
-//! workload of them; the six Zeus workloads need only `--dataset`. `--seed` and
+//! With no flag, it runs the core's built-in synthetic workload. `--dataset` and
+//! `--gpu` pick one of the Zeus NSDI '23 workloads built into the core (`--list`
+//! prints them); a user's own traces come with `--train` and `--power`, or
+//! `--traces DIR --gpu GPU`. Which job the flags mean, the knob checks, the sweep
+//! and its summary are the core's (`wattwise_core::sim::catalog`,
+//! `wattwise_core::sim::sweep`); this module parses flags, reads files and
+//! renders. `--seed` and
 //! `--eta` take lists (`1-5`, `0.25,0.5`): each combination is one simulation,
 //! with a progress bar on a terminal. `--groups FILE` simulates one group of the
 //! Alibaba trace (overlapping submissions) instead.
@@ -10,13 +14,14 @@
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 
+use std::ops::ControlFlow;
+
 use anyhow::{bail, Context};
-use wattwise_core::sim::synthetic::{
-    synthetic_trace, synthetic_workload, SYNTHETIC_GPU, SYNTHETIC_TRACE_SEED,
-};
+use wattwise_core::sim::synthetic::SYNTHETIC_DATASET;
+use wattwise_core::sim::trace::first_group_of;
 use wattwise_core::sim::{
-    group_jobs, parse_groups, simulate_one_alibaba_group, JobTrace, SimConfig, SimReport, Trace,
-    Workload,
+    group_jobs, parse_groups, simulate_one_alibaba_group, Catalog, JobTrace, PowerFile, SimConfig,
+    SimReport, SimSummary, Source, SweepSpec, Target, WorkloadOverrides,
 };
 
 /// Output formats.
@@ -33,7 +38,12 @@ pub enum Format {
 /// Arguments of `wattwise simulate`.
 #[derive(clap::Args, Debug)]
 pub struct SimulateArgs {
-    /// Train trace CSV (Zeus's summary_train.csv). Without trace files, the synthetic workload runs.
+    /// Print the built-in workloads and their GPUs (or those of the trace files given), then exit.
+    #[arg(long)]
+    pub list: bool,
+    /// Train trace CSV (summary_train.csv format), for your own traces. Without
+    /// trace files, --dataset/--gpu pick a built-in Zeus workload, and no flag at
+    /// all runs the synthetic workload.
     #[arg(long, value_name = "FILE")]
     pub train: Option<PathBuf>,
     /// Power trace CSV of one GPU (Zeus's summary_power_{gpu}.csv).
@@ -42,10 +52,11 @@ pub struct SimulateArgs {
     /// Directory holding summary_train.csv and summary_power_{gpu}.csv (instead of --train/--power).
     #[arg(long, value_name = "DIR")]
     pub traces: Option<PathBuf>,
-    /// GPU name: picks summary_power_{gpu}.csv under --traces, and labels the output.
+    /// GPU: a built-in one (a40, v100, p100, rtx6000), or summary_power_{gpu}.csv under --traces.
     #[arg(long)]
     pub gpu: Option<String>,
-    /// Dataset of the workload (a Zeus dataset fills in the other workload flags).
+    /// Dataset of the workload: a Zeus dataset (see --list) fills in the other
+    /// workload flags; `synthetic` is the synthetic workload.
     #[arg(long)]
     pub dataset: Option<String>,
     /// Network of the workload.
@@ -118,41 +129,43 @@ fn parse_seeds(text: &str) -> anyhow::Result<Vec<u64>> {
 }
 
 fn parse_etas(text: &str) -> anyhow::Result<Vec<f64>> {
-    let mut out = Vec::new();
-    for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        let eta: f64 = part
-            .parse()
-            .with_context(|| format!("--eta: {part:?} is not a number"))?;
-        if !(0.0..=1.0).contains(&eta) {
-            bail!("--eta: {eta} must be in [0, 1]");
-        }
-        out.push(eta);
-    }
-    if out.is_empty() {
+    let etas = text
+        .split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(|part| {
+            part.parse()
+                .with_context(|| format!("--eta: {part:?} is not a number"))
+        })
+        .collect::<anyhow::Result<Vec<f64>>>()?;
+    if etas.is_empty() {
         bail!("--eta: give at least one value");
     }
-    Ok(out)
+    Ok(etas)
 }
 
 fn read(path: &Path) -> anyhow::Result<String> {
     std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
 }
 
-/// The job to simulate: the synthetic workload, or one workload of the given traces.
-fn load_job(args: &SimulateArgs) -> anyhow::Result<JobTrace> {
+/// The traces the flags name: a user's files, the built-in Zeus traces (a
+/// dataset or GPU without files), or the synthetic workload (no flag at all).
+fn load_catalog(args: &SimulateArgs) -> anyhow::Result<Catalog> {
     let (train, power, gpu) = match (&args.traces, &args.train, &args.power) {
         (None, None, None) => {
-            if args.dataset.is_some() || args.gpu.is_some() {
-                bail!("--dataset and --gpu need trace files: --traces DIR, or --train FILE --power FILE");
-            }
-            let trace = synthetic_trace(SYNTHETIC_TRACE_SEED);
-            let mut w = synthetic_workload();
-            override_workload(&mut w, args);
-            return Ok(JobTrace::new(&trace, &w, SYNTHETIC_GPU)?);
+            let synthetic = match &args.dataset {
+                Some(d) => d == SYNTHETIC_DATASET,
+                None => args.gpu.is_none() && !args.list,
+            };
+            return Ok(if synthetic {
+                Catalog::synthetic()
+            } else {
+                Catalog::zeus()?
+            });
         }
         (Some(dir), None, None) => {
             let Some(gpu) = &args.gpu else {
-                bail!("--traces needs --gpu (one of a40, v100, p100, rtx6000 for the Zeus traces)");
+                bail!("--traces needs --gpu (the GPU of summary_power_{{gpu}}.csv)");
             };
             (
                 dir.join("summary_train.csv"),
@@ -173,65 +186,32 @@ fn load_job(args: &SimulateArgs) -> anyhow::Result<JobTrace> {
         }
         _ => bail!("give either --traces DIR --gpu GPU, or both --train FILE and --power FILE"),
     };
-    let trace = Trace::from_csv(&read(&train)?, &read(&power)?)?;
-    let Some(dataset) = &args.dataset else {
-        bail!("--dataset is required with trace files (the Zeus datasets: cifar100, imagenet, librispeech, movielens-1m, squad, sentiment140)");
+    let train_text = read(&train)?;
+    let power = PowerFile {
+        gpu,
+        name: power.display().to_string(),
+        text: read(&power)?,
     };
-    let mut w = match Workload::zeus(dataset) {
-        Some(w) => w,
-        None => {
-            let missing: Vec<&str> = [
-                ("--network", args.network.is_none()),
-                ("--optimizer", args.optimizer.is_none()),
-                ("--target-metric", args.target_metric.is_none()),
-                ("--max-epochs", args.max_epochs.is_none()),
-                ("--default-bs", args.default_bs.is_none()),
-            ]
-            .iter()
-            .filter(|(_, m)| *m)
-            .map(|(f, _)| *f)
-            .collect();
-            if !missing.is_empty() {
-                bail!(
-                    "{dataset} is not a Zeus workload: give {}",
-                    missing.join(", ")
-                );
-            }
-            Workload {
-                dataset: dataset.clone(),
-                network: String::new(),
-                optimizer: String::new(),
-                target_metric: 0.0,
-                max_epochs: 1,
-                default_batch_size: 1,
-            }
-        }
-    };
-    override_workload(&mut w, args);
-    let job = JobTrace::new(&trace, &w, &gpu)?;
-    if args.default_bs.is_none() {
-        // Zeus's preferred default batch size, capped at what this GPU's trace has.
-        let w = w.capped_to(&job);
-        return Ok(JobTrace::new(&trace, &w, &gpu)?);
-    }
-    Ok(job)
+    Ok(Catalog::from_csv(
+        &train.display().to_string(),
+        &train_text,
+        &[power],
+    )?)
 }
 
-fn override_workload(w: &mut Workload, args: &SimulateArgs) {
-    if let Some(n) = &args.network {
-        w.network = n.clone();
-    }
-    if let Some(o) = &args.optimizer {
-        w.optimizer = o.clone();
-    }
-    if let Some(m) = args.target_metric {
-        w.target_metric = m;
-    }
-    if let Some(e) = args.max_epochs {
-        w.max_epochs = e;
-    }
-    if let Some(b) = args.default_bs {
-        w.default_batch_size = b;
+/// The workload and GPU the flags name.
+fn target(args: &SimulateArgs) -> Target {
+    Target {
+        gpu: args.gpu.clone(),
+        dataset: args.dataset.clone(),
+        workload: None,
+        overrides: WorkloadOverrides {
+            network: args.network.clone(),
+            optimizer: args.optimizer.clone(),
+            target_metric: args.target_metric,
+            max_epochs: args.max_epochs,
+            default_batch_size: args.default_bs,
+        },
     }
 }
 
@@ -252,71 +232,123 @@ pub fn run(args: SimulateArgs) -> anyhow::Result<()> {
 
 /// Runs the simulator and writes the result to `out`.
 pub fn run_to(args: SimulateArgs, out: &mut impl Write) -> anyhow::Result<()> {
-    let seeds = parse_seeds(&args.seed)?;
-    let etas = parse_etas(&args.eta)?;
-    if args.recurrences == 0 {
-        bail!("--recurrences must be at least 1");
+    let mut catalog = load_catalog(&args)?;
+    if args.list {
+        return write_list(out, &mut catalog, args.format);
     }
-    if args.beta.is_nan() || args.beta <= 0.0 {
-        bail!("--beta must be > 0 (or inf to disable early stopping)");
-    }
-    let job = load_job(&args)?;
+    let target = target(&args);
     if let Some(path) = &args.groups {
-        return run_group(&args, &job, path, seeds[0], etas[0], out);
+        let seed = parse_seeds(&args.seed)?[0];
+        let eta = parse_etas(&args.eta)?[0];
+        let job = catalog.job(&target)?.clone();
+        return run_group(&args, &job, path, seed, eta, out);
     }
-    let runs: Vec<SimConfig> = etas
-        .iter()
-        .flat_map(|&eta_knob| {
-            seeds.iter().map(move |&seed| SimConfig {
-                eta_knob,
-                beta_knob: args.beta,
-                seed,
-            })
-        })
-        .collect();
-    let bar = (runs.len() > 1 && std::io::stderr().is_terminal()).then(|| {
-        let bar = indicatif::ProgressBar::new(runs.len() as u64);
+    let spec = SweepSpec {
+        pairs: Vec::new(),
+        target,
+        etas: parse_etas(&args.eta)?,
+        seeds: parse_seeds(&args.seed)?,
+        recurrences: vec![args.recurrences],
+        beta: Some(args.beta),
+    };
+    spec.validate()?;
+    let job = catalog.job(&spec.target)?.clone();
+    let bar = (spec.len() > 1 && std::io::stderr().is_terminal()).then(|| {
+        let bar = indicatif::ProgressBar::new(spec.len() as u64);
         bar.set_style(
-            indicatif::ProgressStyle::with_template(
-                "{spinner} simulating [{bar:30}] {pos}/{len} {msg}",
-            )
-            .expect("static template")
-            .progress_chars("=> "),
+            indicatif::ProgressStyle::with_template("{spinner} simulating [{bar:30}] {pos}/{len}")
+                .expect("static template")
+                .progress_chars("=> "),
         );
         bar
     });
-    let mut reports = Vec::with_capacity(runs.len());
-    for cfg in &runs {
-        if let Some(bar) = &bar {
-            bar.set_message(format!("eta {} seed {}", cfg.eta_knob, cfg.seed));
-        }
-        let report = SimReport::run(&job, args.recurrences, cfg).with_context(|| {
-            format!(
-                "simulating {} (eta {}, seed {})",
-                job.workload.name(),
-                cfg.eta_knob,
-                cfg.seed
-            )
-        })?;
-        reports.push(report);
-        if let Some(bar) = &bar {
-            bar.inc(1);
-        }
-    }
+    let mut reports = Vec::with_capacity(spec.len());
+    catalog
+        .sweep(&spec, |_, report| {
+            reports.push(report);
+            if let Some(bar) = &bar {
+                bar.inc(1);
+            }
+            ControlFlow::Continue(())
+        })
+        .with_context(|| format!("simulating {} on {}", job.workload.name(), job.gpu))?;
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }
-    match (args.format, reports.len()) {
-        (Format::Json, 1) => {
-            serde_json::to_writer_pretty(&mut *out, &reports[0]).map_err(std::io::Error::from)?
+    match (args.format, reports.as_slice()) {
+        (Format::Json, [one]) => {
+            serde_json::to_writer_pretty(&mut *out, one).map_err(std::io::Error::from)?
         }
         (Format::Json, _) => {
             serde_json::to_writer_pretty(&mut *out, &reports).map_err(std::io::Error::from)?
         }
-        (Format::Csv, 1) => write_history_csv(out, &reports[0])?,
+        (Format::Csv, [one]) => write_history_csv(out, one)?,
         (Format::Csv, _) => write_sweep_csv(out, &reports)?,
-        (Format::Table, 1) => write_table(out, &job, &reports[0])?,
+        (Format::Table, [one]) => write_table(out, &job, one)?,
         (Format::Table, _) => write_sweep_table(out, &job, &reports)?,
+    }
+    writeln!(out)?;
+    Ok(())
+}
+
+/// `--list`: the workloads and GPUs of the built-in traces (or of the files given).
+fn write_list(out: &mut impl Write, catalog: &mut Catalog, format: Format) -> anyhow::Result<()> {
+    let mut options = vec![catalog.options()];
+    if catalog.source() == Source::Zeus {
+        options.push(Catalog::synthetic().options());
+    }
+    match format {
+        Format::Json => {
+            serde_json::to_writer_pretty(&mut *out, &options).map_err(std::io::Error::from)?
+        }
+        Format::Csv => {
+            writeln!(
+                out,
+                "dataset,network,optimizer,target_metric,max_epochs,default_batch_size,gpu"
+            )?;
+            for o in &options {
+                for w in &o.workloads {
+                    let wl = &w.workload;
+                    for gpu in &w.gpus {
+                        writeln!(
+                            out,
+                            "{},{},{},{},{},{},{gpu}",
+                            wl.dataset,
+                            wl.network,
+                            wl.optimizer,
+                            wl.target_metric,
+                            wl.max_epochs,
+                            wl.default_batch_size
+                        )?;
+                    }
+                }
+            }
+        }
+        Format::Table => {
+            writeln!(
+                out,
+                "{:<14} {:<18} {:<9} {:>7} {:>10} {:>10}  gpus (--gpu)",
+                "--dataset", "network", "optimizer", "target", "max epochs", "default bs"
+            )?;
+            for w in options.iter().flat_map(|o| &o.workloads) {
+                let wl = &w.workload;
+                writeln!(
+                    out,
+                    "{:<14} {:<18} {:<9} {:>7} {:>10} {:>10}  {}",
+                    wl.dataset,
+                    wl.network,
+                    wl.optimizer,
+                    wl.target_metric,
+                    wl.max_epochs,
+                    wl.default_batch_size,
+                    w.gpus.join(", ")
+                )?;
+            }
+            writeln!(
+                out,
+                "\nThe default batch size is Zeus's, capped per GPU to the largest the trace has."
+            )?;
+        }
     }
     writeln!(out)?;
     Ok(())
@@ -334,8 +366,8 @@ fn run_group(
     let rows = parse_groups(&read(path)?)?;
     let group = match &args.group {
         Some(g) => g.clone(),
-        None => match rows.iter().find(|r| r.dataset == job.workload.dataset) {
-            Some(r) => r.group.clone(),
+        None => match first_group_of(&rows, &job.workload.dataset) {
+            Some(g) => g.to_string(),
             None => bail!(
                 "{} has no group of dataset {}",
                 path.display(),
@@ -566,19 +598,18 @@ fn write_sweep_table(
         "{:>5} {:>6} {:>14} {:>14} {:>14} {:>14} {:>10} {:>10}",
         "eta", "seed", "energy", "cost", "default cost", "oracle cost", "vs default", "regret"
     )?;
-    for r in reports {
-        let n = r.recurrences as f64;
+    for s in reports.iter().map(SimSummary::of) {
         writeln!(
             out,
             "{:>5} {:>6} {:>14} {:>14} {:>14} {:>14} {:>10} {:>10}",
-            r.config.eta_knob,
-            r.config.seed,
-            joules(r.total_energy()),
-            joules(r.total_cost()),
-            joules(r.baselines.default.cost * n),
-            joules(r.baselines.oracle.cost * n),
-            percent(-r.savings_vs_default()),
-            percent(r.regret.last().copied().unwrap_or(0.0) / (r.baselines.oracle.cost * n)),
+            s.eta,
+            s.seed,
+            joules(s.cum_energy),
+            joules(s.cum_cost),
+            joules(s.default_cost),
+            joules(s.oracle_cost),
+            percent(-s.savings_vs_default),
+            percent(s.relative_regret),
         )?;
     }
     let mean = reports.iter().map(|r| r.total_cost()).sum::<f64>() / reports.len() as f64;
@@ -615,26 +646,33 @@ fn write_history_csv(out: &mut impl Write, r: &SimReport) -> std::io::Result<()>
     Ok(())
 }
 
+/// One row per simulation: the fields of [`SimSummary`], in order (the page's sweep export).
 fn write_sweep_csv(out: &mut impl Write, reports: &[SimReport]) -> std::io::Result<()> {
     writeln!(
         out,
-        "eta,seed,recurrences,cum_energy,cum_time,cum_cost,default_cost,oracle_cost,regret,savings_vs_default"
+        "dataset,gpu,eta,seed,recurrences,cum_energy,cum_time,cum_cost,default_energy,default_time,default_cost,oracle_energy,oracle_time,oracle_cost,regret,relative_regret,savings_vs_default"
     )?;
-    for r in reports {
-        let n = r.recurrences as f64;
+    for s in reports.iter().map(SimSummary::of) {
         writeln!(
             out,
-            "{},{},{},{},{},{},{},{},{},{}",
-            r.config.eta_knob,
-            r.config.seed,
-            r.recurrences,
-            r.total_energy(),
-            r.total_time(),
-            r.total_cost(),
-            r.baselines.default.cost * n,
-            r.baselines.oracle.cost * n,
-            r.regret.last().copied().unwrap_or(0.0),
-            r.savings_vs_default()
+            "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
+            s.dataset,
+            s.gpu,
+            s.eta,
+            s.seed,
+            s.recurrences,
+            s.cum_energy,
+            s.cum_time,
+            s.cum_cost,
+            s.default_energy,
+            s.default_time,
+            s.default_cost,
+            s.oracle_energy,
+            s.oracle_time,
+            s.oracle_cost,
+            s.regret,
+            s.relative_regret,
+            s.savings_vs_default
         )?;
     }
     Ok(())
@@ -652,10 +690,9 @@ mod tests {
         assert!(parse_seeds("x").is_err());
         assert!(parse_seeds("").is_err());
         assert_eq!(parse_etas("0.25,0.5").unwrap(), vec![0.25, 0.5]);
-        assert!(parse_etas("1.5")
-            .unwrap_err()
-            .to_string()
-            .contains("[0, 1]"));
+        // Parsed here, checked by the core (bad_flags_are_clear_errors).
+        assert_eq!(parse_etas("1.5").unwrap(), vec![1.5]);
+        assert!(parse_etas("high").is_err());
     }
 
     fn args(extra: &[&str]) -> SimulateArgs {
@@ -731,7 +768,7 @@ mod tests {
         .unwrap();
         let lines: Vec<&str> = text.trim().lines().collect();
         assert_eq!(lines.len(), 1 + 6, "{text}");
-        assert!(lines[0].starts_with("eta,seed,"));
+        assert!(lines[0].starts_with("dataset,gpu,eta,seed,"));
         let text = output(&["--recurrences", "10", "--seed", "1-2", "--format", "json"]).unwrap();
         let v: serde_json::Value = serde_json::from_str(&text).unwrap();
         assert_eq!(v.as_array().unwrap().len(), 2);
@@ -741,8 +778,8 @@ mod tests {
 
     #[test]
     fn bad_flags_are_clear_errors() {
-        let e = output(&["--dataset", "squad"]).unwrap_err().to_string();
-        assert!(e.contains("need trace files"), "{e}");
+        let e = output(&["--dataset", "mnist"]).unwrap_err().to_string();
+        assert!(e.contains("not a built-in workload"), "{e}");
         let e = output(&["--traces", "/nonexistent"])
             .unwrap_err()
             .to_string();
@@ -758,19 +795,22 @@ mod tests {
         .unwrap_err();
         assert!(format!("{e:#}").contains("summary_train.csv"), "{e:#}");
         let e = output(&["--beta", "0"]).unwrap_err().to_string();
-        assert!(e.contains("--beta"), "{e}");
+        assert!(e.starts_with("beta: "), "{e}");
+        let e = output(&["--eta", "1.5"]).unwrap_err().to_string();
+        assert_eq!(e, "eta: must be in [0, 1]");
+        let e = output(&["--recurrences", "0"]).unwrap_err().to_string();
+        assert_eq!(e, "recurrences: must be at least 1");
         let e = format!("{:#}", output(&["--default-bs", "24"]).unwrap_err());
         assert!(e.contains("default_batch_size"), "{e}");
+        let e = output(&["--gpu", "h100", "--dataset", "squad"])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("\"h100\" is not loaded"), "{e}");
     }
 
     #[test]
-    fn zeus_traces_when_present() {
-        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/traces");
-        if !std::path::Path::new(dir).join("summary_train.csv").exists() {
-            eprintln!("note: {dir} is absent; skipping");
-            return;
-        }
-        let text = output(&["--traces", dir, "--gpu", "v100", "--dataset", "librispeech"]).unwrap();
+    fn built_in_zeus_traces_need_no_file() {
+        let text = output(&["--gpu", "v100", "--dataset", "librispeech"]).unwrap();
         assert!(
             text.contains("librispeech/deepspeech2 (adamw) on v100"),
             "{text}"
@@ -779,6 +819,32 @@ mod tests {
             text.contains("48 @ 150"),
             "the oracle of librispeech on V100: {text}"
         );
+        // The same numbers as the files the product carries, read as a user's traces.
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../core/traces");
+        let from_files = output(&["--traces", dir, "--gpu", "v100", "--dataset", "librispeech"]);
+        assert_eq!(from_files.unwrap(), text);
+    }
+
+    #[test]
+    fn list_names_every_workload_and_gpu() {
+        let text = output(&["--list"]).unwrap();
+        for dataset in [
+            "cifar100",
+            "imagenet",
+            "librispeech",
+            "movielens-1m",
+            "squad",
+            "sentiment140",
+            "synthetic",
+        ] {
+            assert!(
+                text.lines().any(|l| l.starts_with(dataset)),
+                "{dataset}: {text}"
+            );
+        }
+        assert!(text.contains("a40, v100, p100, rtx6000"), "{text}");
+        let csv = output(&["--list", "--format", "csv"]).unwrap();
+        assert_eq!(csv.trim().lines().count(), 1 + 24 + 1, "{csv}");
     }
 
     #[test]

@@ -9,41 +9,34 @@ use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criteri
 use wattwise_core::sim::synthetic::{
     synthetic_trace, synthetic_workload, SYNTHETIC_GPU, SYNTHETIC_TRACE_SEED,
 };
-use wattwise_core::sim::{simulate_one_job, JobTrace, SimConfig, Trace, Workload};
+use wattwise_core::sim::{builtin, simulate_one_job, JobTrace, SimConfig, Trace, Workload};
 
-fn librispeech_v100() -> Option<JobTrace> {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/traces");
-    let train = std::fs::read_to_string(dir.join("summary_train.csv")).ok()?;
-    let power = std::fs::read_to_string(dir.join("summary_power_v100.csv")).ok()?;
-    let trace = Trace::from_csv(&train, &power).expect("the Zeus traces parse");
+fn librispeech_v100() -> JobTrace {
+    let trace = builtin::trace("v100").expect("the built-in traces parse");
     let w = Workload::zeus("librispeech").expect("a Zeus workload");
-    Some(JobTrace::new(&trace, &w, "v100").expect("librispeech is in the traces"))
+    JobTrace::new(&trace, &w, "v100").expect("librispeech is in the traces")
 }
 
 fn bench(c: &mut Criterion) {
     let mut group = c.benchmark_group("simulate_one_job");
-    match librispeech_v100() {
-        Some(job) => {
-            for recurrences in [50u32, 210] {
-                group.bench_with_input(
-                    BenchmarkId::new("librispeech_v100", recurrences),
-                    &recurrences,
-                    |b, &r| {
-                        let mut seed = 0;
-                        b.iter(|| {
-                            seed = seed % 5 + 1;
-                            let cfg = SimConfig {
-                                eta_knob: 0.5,
-                                beta_knob: 2.0,
-                                seed,
-                            };
-                            black_box(simulate_one_job(&job, r, &cfg).expect("simulates"))
-                        })
-                    },
-                );
-            }
-        }
-        None => eprintln!("note: ../shared/traces is absent; skipping the librispeech benchmark"),
+    let job = librispeech_v100();
+    for recurrences in [50u32, 210] {
+        group.bench_with_input(
+            BenchmarkId::new("librispeech_v100", recurrences),
+            &recurrences,
+            |b, &r| {
+                let mut seed = 0;
+                b.iter(|| {
+                    seed = seed % 5 + 1;
+                    let cfg = SimConfig {
+                        eta_knob: 0.5,
+                        beta_knob: 2.0,
+                        seed,
+                    };
+                    black_box(simulate_one_job(&job, r, &cfg).expect("simulates"))
+                })
+            },
+        );
     }
     let job = JobTrace::new(
         &synthetic_trace(SYNTHETIC_TRACE_SEED),
@@ -65,15 +58,11 @@ fn bench(c: &mut Criterion) {
     });
     group.finish();
 
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/traces");
-    if let (Ok(train), Ok(power)) = (
-        std::fs::read_to_string(dir.join("summary_train.csv")),
-        std::fs::read_to_string(dir.join("summary_power_v100.csv")),
-    ) {
-        c.bench_function("parse_traces_v100", |b| {
-            b.iter(|| black_box(Trace::from_csv(&train, &power).unwrap()))
-        });
-    }
+    let power = builtin::POWER_CSV[1];
+    assert_eq!(power.0, "v100");
+    c.bench_function("parse_traces_v100", |b| {
+        b.iter(|| black_box(Trace::from_csv(builtin::TRAIN_CSV, power.1).unwrap()))
+    });
 }
 
 criterion_group!(benches, bench);

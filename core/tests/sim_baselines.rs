@@ -6,10 +6,6 @@ use wattwise_core::sim::baseline::{default_baseline, oracle};
 
 #[test]
 fn oracle_on_v100_at_eta_half_matches_the_table() {
-    let Some(dir) = sim_common::traces_dir() else {
-        return;
-    };
-    let trace = sim_common::trace(&dir, "v100");
     let expected = [
         ("cifar100", 128, 100),
         ("imagenet", 360, 175),
@@ -19,7 +15,7 @@ fn oracle_on_v100_at_eta_half_matches_the_table() {
         ("sentiment140", 64, 175),
     ];
     for (dataset, bs, pl) in expected {
-        let job = sim_common::job(&trace, dataset, "v100");
+        let job = sim_common::job(dataset, "v100");
         let o = oracle(&job, 0.5).unwrap();
         assert_eq!((o.batch_size, o.power_limit), (bs, pl), "{dataset}");
         let d = default_baseline(&job, 0.5).unwrap();
@@ -33,11 +29,7 @@ fn oracle_on_v100_at_eta_half_matches_the_table() {
 
 #[test]
 fn default_baseline_is_the_default_at_max_power() {
-    let Some(dir) = sim_common::traces_dir() else {
-        return;
-    };
-    let trace = sim_common::trace(&dir, "v100");
-    let job = sim_common::job(&trace, "librispeech", "v100");
+    let job = sim_common::job("librispeech", "v100");
     let d = default_baseline(&job, 0.5).unwrap();
     assert_eq!((d.batch_size, d.power_limit), (192, 250));
     // Every librispeech run at 192 reaches 40.0 within 16 epochs: p = 1.

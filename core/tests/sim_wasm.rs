@@ -5,16 +5,16 @@
 //! The test writes a tiny cdylib crate that depends on wattwise-core, builds it
 //! for wasm32 (its own target directory, under the system temp dir), and runs it
 //! with `node`. Each simulation's history is folded into an FNV-1a digest over
-//! every field's bits. It skips, with a note, when `node` or the wasm32 target is
+//! every field's bits. It fails, saying so, when `node` or the wasm32 target is
 //! missing.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 
 use wattwise_core::sim::synthetic::{
     synthetic_trace, synthetic_workload, SYNTHETIC_GPU, SYNTHETIC_TRACE_SEED,
 };
-use wattwise_core::sim::{simulate_one_job, HistoryEntry, JobTrace, SimConfig, Trace, Workload};
+use wattwise_core::sim::{builtin, simulate_one_job, HistoryEntry, JobTrace, SimConfig, Workload};
 
 /// FNV-1a over every field of every entry. The same code is compiled into the wasm module.
 const DIGEST_SRC: &str = r#"
@@ -78,8 +78,8 @@ fn wasm_target_installed() -> bool {
 }
 
 /// Synthetic workload digests for seeds 1..=3, 60 recurrences; then librispeech on
-/// V100 (seeds 1..=3, 50 recurrences) when the traces are there.
-fn native_digests(traces: Option<&Path>) -> Vec<u64> {
+/// V100 of the built-in traces (seeds 1..=3, 50 recurrences).
+fn native_digests() -> Vec<u64> {
     let job = JobTrace::new(
         &synthetic_trace(SYNTHETIC_TRACE_SEED),
         &synthetic_workload(),
@@ -102,48 +102,35 @@ fn native_digests(traces: Option<&Path>) -> Vec<u64> {
             )
         })
         .collect();
-    if let Some(dir) = traces {
-        let train = std::fs::read_to_string(dir.join("summary_train.csv")).unwrap();
-        let power = std::fs::read_to_string(dir.join("summary_power_v100.csv")).unwrap();
-        let trace = Trace::from_csv(&train, &power).unwrap();
-        let job = JobTrace::new(&trace, &Workload::zeus("librispeech").unwrap(), "v100").unwrap();
-        out.extend((1..=3).map(|seed| {
-            digest(
-                &simulate_one_job(
-                    &job,
-                    50,
-                    &SimConfig {
-                        eta_knob: 0.5,
-                        beta_knob: 2.0,
-                        seed,
-                    },
-                )
-                .unwrap(),
+    let trace = builtin::trace("v100").unwrap();
+    let job = JobTrace::new(&trace, &Workload::zeus("librispeech").unwrap(), "v100").unwrap();
+    out.extend((1..=3).map(|seed| {
+        digest(
+            &simulate_one_job(
+                &job,
+                50,
+                &SimConfig {
+                    eta_knob: 0.5,
+                    beta_knob: 2.0,
+                    seed,
+                },
             )
-        }));
-    }
+            .unwrap(),
+        )
+    }));
     out
 }
 
-fn lib_rs(traces: Option<&Path>) -> String {
-    let zeus = match traces {
-        Some(dir) => format!(
-            r#"
-    let train = include_str!({:?});
-    let power = include_str!({:?});
-    let trace = Trace::from_csv(train, power).unwrap();
+fn lib_rs() -> String {
+    let zeus = r#"
+    let trace = wattwise_core::sim::builtin::trace("v100").unwrap();
     let job = JobTrace::new(&trace, &Workload::zeus("librispeech").unwrap(), "v100").unwrap();
-    for seed in 1..=3u64 {{
-        out.push(digest(&simulate_one_job(&job, 50, &SimConfig {{ eta_knob: 0.5, beta_knob: 2.0, seed }}).unwrap()));
-    }}"#,
-            dir.join("summary_train.csv"),
-            dir.join("summary_power_v100.csv")
-        ),
-        None => String::new(),
-    };
+    for seed in 1..=3u64 {
+        out.push(digest(&simulate_one_job(&job, 50, &SimConfig { eta_knob: 0.5, beta_knob: 2.0, seed }).unwrap()));
+    }"#;
     format!(
         r#"use wattwise_core::sim::synthetic::{{synthetic_trace, synthetic_workload, SYNTHETIC_GPU, SYNTHETIC_TRACE_SEED}};
-use wattwise_core::sim::{{simulate_one_job, HistoryEntry, JobTrace, SimConfig, Trace, Workload}};
+use wattwise_core::sim::{{simulate_one_job, HistoryEntry, JobTrace, SimConfig, Workload}};
 {DIGEST_SRC}
 static mut OUT: [u64; 8] = [0; 8];
 
@@ -156,7 +143,6 @@ pub extern "C" fn run() -> u32 {{
         out.push(digest(&simulate_one_job(&job, 60, &SimConfig {{ eta_knob: 0.5, beta_knob: 2.0, seed }}).unwrap()));
     }}
     {zeus}
-    let _ = (Trace::default(), Workload::zeus(""));
     for (i, d) in out.iter().enumerate() {{
         unsafe {{ OUT[i] = *d; }}
     }}
@@ -183,16 +169,15 @@ WebAssembly.instantiate(bytes, {}).then(({ instance }) => {
 
 #[test]
 fn wasm32_histories_are_bit_identical_to_native() {
-    if !has("node", "--version") || !wasm_target_installed() {
-        eprintln!("note: node or the wasm32-unknown-unknown target is missing; skipping the cross-host check");
-        return;
-    }
+    assert!(
+        has("node", "--version"),
+        "node is missing: install Node.js 20+ to check the wasm32 build against the native one"
+    );
+    assert!(
+        wasm_target_installed(),
+        "the wasm32-unknown-unknown target is missing: rustup target add wasm32-unknown-unknown"
+    );
     let core_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let traces = core_dir
-        .join("../../shared/traces")
-        .canonicalize()
-        .ok()
-        .filter(|d| d.join("summary_train.csv").exists());
     let work = std::env::temp_dir().join("wattwise-sim-wasm-check");
     std::fs::create_dir_all(work.join("src")).unwrap();
     std::fs::write(
@@ -207,7 +192,7 @@ fn wasm32_histories_are_bit_identical_to_native() {
     .unwrap();
     // Pin the dependency versions to the workspace's.
     let _ = std::fs::copy(core_dir.join("../Cargo.lock"), work.join("Cargo.lock"));
-    std::fs::write(work.join("src/lib.rs"), lib_rs(traces.as_deref())).unwrap();
+    std::fs::write(work.join("src/lib.rs"), lib_rs()).unwrap();
     let build = Command::new(env!("CARGO"))
         .args([
             "build",
@@ -242,7 +227,7 @@ fn wasm32_histories_are_bit_identical_to_native() {
         .split_whitespace()
         .map(|d| d.parse().unwrap())
         .collect();
-    let native = native_digests(traces.as_deref());
+    let native = native_digests();
     assert_eq!(wasm_digests.len(), native.len());
     assert_eq!(wasm_digests, native, "wasm32 and native histories differ");
     eprintln!(

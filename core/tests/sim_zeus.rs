@@ -3,6 +3,7 @@
 //! cumulative cost must be within 5% of what Zeus's legacy simulator gives
 //! (PruningGTSBatchSizeOptimizer + JITPowerLimitOptimizer, zeus==0.16.0).
 //!
+//! It runs on every clone: the traces are built into the core (`core/traces/`).
 //! The Zeus figures below come from
 //! `tests/zeus-sim/run.sh compare` (see BENCHMARKS.md, `## Simulator`).
 
@@ -40,19 +41,15 @@ const ZEUS_MEAN_CUM_COST: [(&str, f64); 24] = [
 
 #[test]
 fn mean_cumulative_cost_within_5_percent_of_zeus_on_all_24_pairs() {
-    let Some(dir) = sim_common::traces_dir() else {
-        return;
-    };
     let mut failures = Vec::new();
     let mut lines = Vec::new();
     for gpu in ["a40", "v100", "p100", "rtx6000"] {
-        let trace = sim_common::trace(&dir, gpu);
         for (key, zeus) in ZEUS_MEAN_CUM_COST
             .iter()
             .filter(|(k, _)| k.ends_with(&format!("/{gpu}")))
         {
             let dataset = key.split('/').next().unwrap();
-            let job = sim_common::job(&trace, dataset, gpu);
+            let job = sim_common::job(dataset, gpu);
             let mut total = 0.0;
             for seed in 1..=5 {
                 let cfg = SimConfig {

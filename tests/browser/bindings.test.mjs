@@ -25,9 +25,19 @@ const zeus = () =>
     zeusGpus().map((gpu) => ({ gpu, name: `summary_power_${gpu}.csv`, text: read(`summary_power_${gpu}.csv`) })),
   );
 
+test('the built-in catalog is the uploaded traces, with no upload', () => {
+  const builtIn = Simulator.zeus();
+  const options = builtIn.options();
+  assert.equal(options.source, 'zeus');
+  assert.deepEqual({ ...options, source: 'uploaded' }, zeus().options());
+  const request = { gpu: 'a40', dataset: 'movielens-1m', eta: 0.3, beta: 2, recurrences: 20, seed: 4 };
+  assert.deepEqual(builtIn.simulate(request), zeus().simulate(request));
+});
+
 test('options list the 24 Zeus workload x GPU pairs', () => {
   const options = zeus().options();
   assert.equal(options.synthetic, false);
+  assert.equal(options.source, 'uploaded');
   assert.deepEqual(options.gpus, ['a40', 'v100', 'p100', 'rtx6000']);
   assert.equal(options.workloads.length, 6);
   assert.equal(options.workloads.reduce((n, w) => n + w.gpus.length, 0), 24);
@@ -72,7 +82,7 @@ test('errors name the file, the line and the column, or the knob', () => {
     () => Simulator.fromCsv('t.csv', read('summary_train.csv'), [{ gpu: 'v100', name: 'p.csv', text: 'dataset,network\n' }]),
     (e) => e.file === 'p.csv' && e.line === 1 && e.column === 'batch_size',
   );
-  assert.throws(() => Simulator.fromCsv('t.csv', read('summary_train.csv'), []), /at least one power trace/);
+  assert.throws(() => Simulator.fromCsv('t.csv', read('summary_train.csv'), []), /^Error: powers: give at least one power trace/);
   const sim = zeus();
   assert.throws(() => sim.simulate({ gpu: 'h100', dataset: 'squad', eta: 0.5, recurrences: 5, seed: 1 }), /gpu: "h100" is not loaded/);
   assert.throws(() => sim.simulate({ gpu: 'v100', dataset: 'mnist', eta: 0.5, recurrences: 5, seed: 1 }), /dataset: "mnist"/);
@@ -80,4 +90,8 @@ test('errors name the file, the line and the column, or the knob', () => {
   assert.throws(() => sim.simulate({ gpu: 'v100', dataset: 'squad', eta: 0.5, recurrences: 0, seed: 1 }), /recurrences: must be at least 1/);
   assert.throws(() => sim.simulate({ gpu: 'v100', dataset: 'squad', eta: 'x', recurrences: 5, seed: 1 }), /^Error: request: invalid type: string "x", expected f64$/);
   assert.throws(() => sim.sweep({ etas: [], seeds: [1], recurrences: [5] }), /sweep: needs at least one/);
+  assert.throws(() => sim.sweep({ etas: [0.5], seeds: [1], recurrences: [5, 0] }), /^Error: recurrences: must be at least 1/);
+  assert.throws(() => sim.baselines({ gpu: 'v100', dataset: 'squad', eta: 2 }), /^Error: eta: must be in \[0, 1\]/);
+  // A progress callback that throws cancels the sweep; its error comes back.
+  assert.throws(() => sim.sweep({ etas: [0.5], seeds: [1, 2, 3], recurrences: [5] }, () => { throw new Error('stop here'); }), /stop here/);
 });

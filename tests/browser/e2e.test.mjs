@@ -3,7 +3,7 @@
 // web/dist on 127.0.0.1, and passes:
 //   BASE_URL      the page
 //   WATTWISE_BIN  the native command line (`wattwise simulate`), the reference
-//   TRACES        the Zeus traces (../shared/traces)
+//   TRACES        the product's copy of the Zeus traces (core/traces), to upload as a user would
 //   ARTIFACTS_DIR where the screenshots and the benchmark figures go
 //   DIST          web/dist (for the wasm size)
 
@@ -153,20 +153,87 @@ async function downloadText(buttonId) {
   return fs.readFileSync(await download.path(), 'utf8');
 }
 
-test('the page opens on the synthetic workload and shows the command line numbers', async () => {
+test('the page opens on the built-in Zeus traces and shows the command line numbers', async () => {
   await page.goto(BASE_URL);
   await page.waitForFunction(() => document.body.dataset.firstResultMs);
   bench.first_result_ms = Number(await page.evaluate(() => document.body.dataset.firstResultMs));
   const shown = await shownReport();
-  assert.match(shown.caption, /^synthetic\/resnet on synthetic-300w, eta 0.5, beta 2, seed 1/);
-  assertSameNumbers(shown, cli(['--recurrences', '50', '--seed', '1', '--eta', '0.5', '--beta', '2']));
+  assert.match(shown.caption, /^cifar100\/shufflenetv2 on a40, eta 0.5, beta 2, seed 1 /);
+  assertSameNumbers(shown, cli(['--dataset', 'cifar100', '--gpu', 'a40', '--recurrences', '50', '--seed', '1', '--eta', '0.5', '--beta', '2']));
+  assert.equal(await page.isHidden('#uploads'), true, 'nothing to upload');
+  assert.match(await page.textContent('#source-status'), /6 workloads on 4 GPUs \(24 pairs\)/);
   // The knobs are in the URL.
   const url = new URL(page.url());
-  assert.equal(url.searchParams.get('source'), 'synthetic');
+  assert.equal(url.searchParams.get('source'), 'zeus');
   assert.equal(url.searchParams.get('recurrences'), '50');
   for (const id of ['chart-cost', 'chart-energy', 'chart-time', 'chart-config']) {
     assert.ok((await nonBlankPixels(id)) > 1000, `${id} is drawn`);
   }
+});
+
+test('a sweep over every built-in workload and GPU gives the command line numbers, row for row', async () => {
+  await setKnobs({ eta: 0.5, beta: 2, recurrences: 50, seed: 1 });
+  await page.fill('#sweep-etas', '0.5');
+  await page.fill('#sweep-seeds', '1-2');
+  await page.selectOption('#sweep-scope', 'all');
+  await page.click('#sweep');
+  await page.waitForFunction(() => document.getElementById('sweep-status').dataset.simulations === '48');
+  const rows = JSON.parse(await downloadText('#export-sweep-json'));
+  const table = await page.evaluate(() =>
+    [...document.querySelectorAll('#sweep-table tbody tr')].map((tr) => Object.fromEntries([...tr.cells].map((td) => [td.dataset.key, td.dataset.value]))),
+  );
+  assert.equal(rows.length, 48, '24 pairs x 2 seeds');
+  assert.equal(table.length, 24, 'one table row per pair');
+  const pairs = [...new Set(rows.map((r) => `${r.dataset}/${r.gpu}`))];
+  assert.equal(pairs.length, 24);
+  for (const pair of pairs) {
+    const [dataset, gpu] = pair.split('/');
+    const reports = cli(['--dataset', dataset, '--gpu', gpu, '--seed', '1-2', '--eta', '0.5', '--beta', '2', '--recurrences', '50']);
+    const mine = rows.filter((r) => r.dataset === dataset && r.gpu === gpu);
+    assert.equal(mine.length, 2, pair);
+    mine.forEach((row, i) => {
+      const r = reports[i];
+      assert.equal(row.seed, r.config.seed, pair);
+      assert.equal(row.cum_cost, r.cum_cost.at(-1), `${pair} cost`);
+      assert.equal(row.cum_energy, r.cum_energy.at(-1), `${pair} energy`);
+      assert.equal(row.cum_time, r.cum_time.at(-1), `${pair} time`);
+      assert.equal(row.regret, r.regret.at(-1), `${pair} regret`);
+      assert.equal(row.default_cost, 50 * r.baselines.default.cost, `${pair} default`);
+      assert.equal(row.oracle_cost, 50 * r.baselines.oracle.cost, `${pair} oracle`);
+    });
+    // The table shows the mean over the seeds.
+    const shown = table.find((t) => t.dataset === dataset && t.gpu === gpu);
+    const mean = (k) => reports.reduce((s, r) => s + r[k].at(-1), 0) / reports.length;
+    assert.equal(Number(shown.cum_cost), mean('cum_cost'), `${pair} table cost`);
+    assert.equal(Number(shown.regret), mean('regret'), `${pair} table regret`);
+  }
+  await page.screenshot({ path: path.join(ARTIFACTS, 'whatif-zeus-sweep.png'), fullPage: true });
+});
+
+test('benchmark: 24 workload x GPU pairs x 5 seeds x 50 recurrences in under 1 s', async () => {
+  await setKnobs({ eta: 0.5, beta: 2, recurrences: 50, seed: 1 });
+  await page.fill('#sweep-etas', '0.5');
+  await page.fill('#sweep-seeds', '1-5');
+  await page.selectOption('#sweep-scope', 'all');
+  const runs = [];
+  for (let i = 0; i < 5; i++) {
+    await page.evaluate(() => delete document.getElementById('sweep-status').dataset.simulations);
+    await page.click('#sweep');
+    await page.waitForFunction(() => document.getElementById('sweep-status').dataset.simulations);
+    runs.push(await page.evaluate(() => ({ ...document.getElementById('sweep-status').dataset })));
+  }
+  assert.equal(runs[0].simulations, '120', '24 pairs x 5 seeds');
+  assert.equal(await page.locator('#sweep-table tbody tr').count(), 24, 'one row per pair');
+  const median = (xs) => xs.map(Number).sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+  // The first run also compiles the 24 jobs out of the traces; later runs reuse them.
+  bench.sweep_120_simulations_first_ms = Number(runs[0].ms);
+  bench.sweep_120_simulations_ms = median(runs.map((r) => r.ms));
+  bench.sweep_120_simulations_wall_ms = median(runs.map((r) => r.wallMs));
+  assert.ok(bench.sweep_120_simulations_wall_ms < 1000, `120 simulations took ${bench.sweep_120_simulations_wall_ms} ms`);
+  const wasm = fs.readdirSync(path.join(DIST, 'assets')).find((f) => f.endsWith('.wasm'));
+  const bytes = fs.readFileSync(path.join(DIST, 'assets', wasm));
+  bench.wasm_bytes = bytes.length;
+  bench.wasm_gzip_bytes = zlib.gzipSync(bytes, { level: 9 }).length;
 });
 
 test('a shared link restores the knobs', async () => {
@@ -183,8 +250,8 @@ test('a shared link restores the knobs', async () => {
   assert.equal(await page.isHidden('#results'), true);
 });
 
-test('a shared link to the Zeus traces asks for them, then runs its knobs', async () => {
-  await page.goto(`${BASE_URL}?source=zeus&workload=squad&gpu=p100&eta=0.7&beta=3&recurrences=25&seed=2`);
+test('a shared link to uploaded traces asks for them, then runs its knobs', async () => {
+  await page.goto(`${BASE_URL}?source=upload&workload=squad&gpu=p100&eta=0.7&beta=3&recurrences=25&seed=2`);
   await page.waitForFunction(() => /choose the train trace/.test(document.getElementById('placeholder').textContent));
   await page.setInputFiles('#train-file', trainCsv);
   await page.setInputFiles('#power-files', GPUS.map(powerCsv));
@@ -195,10 +262,10 @@ test('a shared link to the Zeus traces asks for them, then runs its knobs', asyn
   assertSameNumbers(shown, cli([...args, '--eta', '0.7', '--beta', '3', '--recurrences', '25', '--seed', '2']));
 });
 
-test('uploaded Zeus traces give the command line numbers, number for number', async () => {
+test('uploaded traces give the command line numbers, number for number', async () => {
   await page.goto(BASE_URL);
   await page.waitForFunction(() => document.body.dataset.firstResultMs);
-  await page.check('input[name=source][value=zeus]');
+  await page.check('input[name=source][value=upload]');
   await page.setInputFiles('#train-file', trainCsv);
   await page.setInputFiles('#power-files', GPUS.map(powerCsv));
   await page.waitForFunction(() => document.getElementById('summary').dataset.caption?.startsWith('cifar100'));
@@ -251,32 +318,6 @@ test('an eta sweep runs in the worker with a progress bar and plots the trade-of
     assert.equal(row.cum_time, r.cum_time.at(-1));
   });
   await page.screenshot({ path: path.join(ARTIFACTS, 'whatif-page.png'), fullPage: true });
-});
-
-test('benchmark: 24 workload x GPU pairs x 5 seeds x 50 recurrences in under 1 s', async () => {
-  await setKnobs({ eta: 0.5, beta: 2, recurrences: 50, seed: 1 });
-  await page.fill('#sweep-etas', '0.5');
-  await page.fill('#sweep-seeds', '1-5');
-  await page.selectOption('#sweep-scope', 'all');
-  const runs = [];
-  for (let i = 0; i < 5; i++) {
-    await page.evaluate(() => delete document.getElementById('sweep-status').dataset.simulations);
-    await page.click('#sweep');
-    await page.waitForFunction(() => document.getElementById('sweep-status').dataset.simulations);
-    runs.push(await page.evaluate(() => ({ ...document.getElementById('sweep-status').dataset })));
-  }
-  assert.equal(runs[0].simulations, '120', '24 pairs x 5 seeds');
-  assert.equal(await page.locator('#sweep-table tbody tr').count(), 24, 'one row per pair');
-  const median = (xs) => xs.map(Number).sort((a, b) => a - b)[Math.floor(xs.length / 2)];
-  // The first run also compiles the 24 jobs out of the traces; later runs reuse them.
-  bench.sweep_120_simulations_first_ms = Number(runs[0].ms);
-  bench.sweep_120_simulations_ms = median(runs.map((r) => r.ms));
-  bench.sweep_120_simulations_wall_ms = median(runs.map((r) => r.wallMs));
-  assert.ok(bench.sweep_120_simulations_wall_ms < 1000, `120 simulations took ${bench.sweep_120_simulations_wall_ms} ms`);
-  const wasm = fs.readdirSync(path.join(DIST, 'assets')).find((f) => f.endsWith('.wasm'));
-  const bytes = fs.readFileSync(path.join(DIST, 'assets', wasm));
-  bench.wasm_bytes = bytes.length;
-  bench.wasm_gzip_bytes = zlib.gzipSync(bytes, { level: 9 }).length;
 });
 
 test('a long sweep shows its progress, leaves the page responsive, and cancels', async () => {

@@ -7,7 +7,8 @@
 # own process group, and runs the Node test. Screenshots and the benchmark figures
 # go to $ARTIFACTS_DIR (default: artifacts/). Exits non-zero on any failure.
 #
-# Needs the Zeus traces in ../shared/traces (relative to the repository root).
+# The page runs on the Zeus traces built into the core; the upload tests upload the
+# product's own copy of them (core/traces), as a user would upload their files.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
@@ -20,7 +21,7 @@ artifacts="$(cd "$artifacts" && pwd)"
 source "$root/tests/lib/procs.sh"
 work="$artifacts" # where start (tests/lib/procs.sh) writes the server's log: $artifacts/server.log
 procs_tag=tests/browser
-traces="$root/../shared/traces"
+traces="$root/core/traces"
 if [ ! -f "$traces/summary_train.csv" ]; then
   echo "tests/browser: the Zeus traces are not in $traces" >&2
   exit 1

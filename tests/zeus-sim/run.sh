@@ -8,20 +8,20 @@
 #                                   50 and 210 recurrences (compare with `cargo bench --bench simulate`).
 #
 # Installs what is missing, once: a venv with zeus==0.16.0 under ~/.cache (override with
-# ZEUS_VENV). Traces: ../shared/traces beside the repository (override with TRACES).
+# ZEUS_VENV). Traces: the copy the product carries, core/traces (override with TRACES).
 # SEEDS=N compares over seeds 1..N instead of 1..5.
 set -euo pipefail
 
 mode="${1:-compare}"
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
-traces="${TRACES:-$root/../shared/traces}"
+traces="${TRACES:-$root/core/traces}"
 venv="${ZEUS_VENV:-$HOME/.cache/wattwise-zeus-venv}"
 nseeds="${SEEDS:-5}"
 
 if [ ! -f "$traces/summary_train.csv" ]; then
-    echo "zeus-sim: note: no traces at $traces (set TRACES); skipping the comparison with Zeus" >&2
-    exit 0
+    echo "zeus-sim: no traces at $traces (set TRACES)" >&2
+    exit 1
 fi
 
 if ! "$venv/bin/python" -c 'import zeus._legacy.simulate' 2>/dev/null; then

@@ -1,7 +1,8 @@
 // The simulator's thread: loads the wasm bindings and runs every simulation, so
 // the page stays responsive during long sweeps.
 //
-// Messages in:  { id, type: 'load', source: 'synthetic' }
+// Messages in:  { id, type: 'load', source: 'zeus' }        (the Zeus traces built into the core)
+//               { id, type: 'load', source: 'synthetic' }
 //               { id, type: 'load', source: 'files', train: { name, text }, powers: [{ gpu, name, text }] }
 //               { id, type: 'simulate', request }   (see Simulator.simulate)
 //               { id, type: 'sweep', request }      (see Simulator.sweep)
@@ -24,9 +25,11 @@ function handle(msg) {
   switch (msg.type) {
     case 'load': {
       const next =
-        msg.source === 'synthetic'
-          ? Simulator.synthetic()
-          : Simulator.fromCsv(msg.train.name, msg.train.text, msg.powers);
+        msg.source === 'zeus'
+          ? Simulator.zeus()
+          : msg.source === 'synthetic'
+            ? Simulator.synthetic()
+            : Simulator.fromCsv(msg.train.name, msg.train.text, msg.powers);
       if (simulator) simulator.free();
       simulator = next;
       return simulator.options();

@@ -7,24 +7,35 @@
 //! for transcendental math).
 //!
 //! - [`trace`]: parsing the Zeus train and power traces, and merging them.
+//! - [`builtin`]: the Zeus NSDI '23 traces, compiled in (feature `builtin-traces`).
 //! - [`workload`]: the job to simulate and its slice of a trace.
 //! - [`synthetic`]: a built-in synthetic workload, so nothing needs files.
 //! - [`simulator`]: [`simulate_one_job`] and [`simulate_one_alibaba_group`].
 //! - [`baseline`]: the default configuration and the oracle.
 //! - [`report`]: cumulative energy, time and cost, and regret against the oracle.
+//! - [`catalog`]: the front end: which traces are loaded, which job a request
+//!   means (built-in, uploaded or synthetic; overrides; capping), the knob checks.
+//! - [`sweep`]: a grid of simulations, its order, progress and cancellation, and
+//!   the one-line summary of each.
 
 pub mod baseline;
+#[cfg(feature = "builtin-traces")]
+pub mod builtin;
+pub mod catalog;
 pub mod report;
 pub mod simulator;
+pub mod sweep;
 pub mod synthetic;
 pub mod trace;
 pub mod workload;
 
 pub use baseline::{baselines, Baseline, Baselines};
+pub use catalog::{Catalog, Options, PowerFile, SimulateSpec, Source, Target, WorkloadOverrides};
 pub use report::SimReport;
 pub use simulator::{
     simulate_one_alibaba_group, simulate_one_job, GroupJob, HistoryEntry, SimConfig,
 };
+pub use sweep::{Progress, SimSummary, SweepEnd, SweepSpec};
 pub use trace::{group_jobs, parse_groups, GroupRow, Trace, TraceError};
 pub use workload::{JobTrace, Workload};
 
@@ -79,6 +90,36 @@ pub enum SimError {
     /// A batch size has no power limit in the power trace.
     #[error("batch size {0} has no usable power limit in the power trace")]
     NoPowerLimit(u32),
+    /// A trace file is malformed.
+    #[error("{file}: {source}")]
+    TraceFile {
+        /// The file's name, as the user knows it.
+        file: String,
+        /// What is wrong, and where.
+        source: TraceError,
+    },
+    /// No power trace was given.
+    #[error("powers: give at least one power trace")]
+    NoPowerTrace,
+    /// Two power traces name the same GPU.
+    #[error("powers: two power traces for gpu {0:?}")]
+    DuplicateGpu(String),
+    /// The GPU has no loaded trace.
+    #[error("gpu: {gpu:?} is not loaded (loaded: {loaded})")]
+    UnknownGpu {
+        /// The asked GPU.
+        gpu: String,
+        /// The loaded GPUs.
+        loaded: String,
+    },
+    /// The dataset is not built in, and the fields that would define it are missing.
+    #[error("dataset: {dataset:?} is not a built-in workload; give {missing}")]
+    UnknownDataset {
+        /// The asked dataset.
+        dataset: String,
+        /// The workload fields missing.
+        missing: String,
+    },
     /// A knob is out of range.
     #[error("{knob}: {rule}")]
     Knob {

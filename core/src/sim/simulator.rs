@@ -35,12 +35,7 @@ pub struct SimConfig {
 impl SimConfig {
     /// Checks the knobs; the error names the knob and the rule.
     pub fn validate(&self) -> Result<(), SimError> {
-        if !(self.eta_knob.is_finite() && (0.0..=1.0).contains(&self.eta_knob)) {
-            return Err(SimError::Knob {
-                knob: "eta",
-                rule: "must be in [0, 1]",
-            });
-        }
+        check_eta(self.eta_knob)?;
         if self.beta_knob.is_nan() || self.beta_knob <= 0.0 {
             return Err(SimError::Knob {
                 knob: "beta",
@@ -48,6 +43,18 @@ impl SimConfig {
             });
         }
         Ok(())
+    }
+}
+
+/// Checks eta, the weight of energy against time: in `[0, 1]`.
+pub fn check_eta(eta: f64) -> Result<(), SimError> {
+    if eta.is_finite() && (0.0..=1.0).contains(&eta) {
+        Ok(())
+    } else {
+        Err(SimError::Knob {
+            knob: "eta",
+            rule: "must be in [0, 1]",
+        })
     }
 }
 

@@ -458,6 +458,14 @@ pub fn parse_groups(text: &str) -> Result<Vec<GroupRow>, TraceError> {
     Ok(out)
 }
 
+/// The first group of a dataset in the group trace: the group a simulation of
+/// that dataset's workload runs when none is named.
+pub fn first_group_of<'a>(rows: &'a [GroupRow], dataset: &str) -> Option<&'a str> {
+    rows.iter()
+        .find(|r| r.dataset == dataset)
+        .map(|r| r.group.as_str())
+}
+
 /// The submissions of one group, sorted by start time (stable), ready for
 /// [`simulate_one_alibaba_group`](super::simulator::simulate_one_alibaba_group).
 pub fn group_jobs(rows: &[GroupRow], group: &str) -> Vec<super::simulator::GroupJob> {
