@@ -28,6 +28,9 @@ cargo build -p wattwise-core --target wasm32-unknown-unknown
 step "core is sans-I/O"
 bash .ci/check-pure-core.sh
 
+step "the product carries its data"
+bash .ci/check-self-contained.sh
+
 step "cargo test --workspace"
 cargo test --workspace
 

@@ -46,6 +46,11 @@ step() { printf '\n---- worker: %s ----\n' "$*"; }
 
 step "build (wasm/build-worker.sh)"
 bash wasm/build-worker.sh
+# The Worker does not simulate: the traces built into the core stay out of its wasm.
+if grep -qa 'cifar100,shufflenetv2,1024,adadelta' wasm/build/worker/index_bg.wasm; then
+  echo "tests/worker: the Zeus traces are in the Worker's wasm (the core's builtin-traces feature is on)" >&2
+  exit 1
+fi
 # wrangler.toml without its [build] section (built above): wrangler then runs no
 # build and watches no files, so nothing reloads the Worker in the middle of a test.
 config=wasm/build/wrangler.test.toml
