@@ -17,46 +17,35 @@ fn librispeech_v100() -> JobTrace {
     JobTrace::new(&trace, &w, "v100").expect("librispeech is in the traces")
 }
 
-fn bench(c: &mut Criterion) {
+/// Times `simulate_one_job` on a job at eta 0.5, beta 2, seeds cycling 1-5.
+fn simulations(c: &mut Criterion, name: &str, job: &JobTrace, recurrences: &[u32]) {
     let mut group = c.benchmark_group("simulate_one_job");
-    let job = librispeech_v100();
-    for recurrences in [50u32, 210] {
-        group.bench_with_input(
-            BenchmarkId::new("librispeech_v100", recurrences),
-            &recurrences,
-            |b, &r| {
-                let mut seed = 0;
-                b.iter(|| {
-                    seed = seed % 5 + 1;
-                    let cfg = SimConfig {
-                        eta_knob: 0.5,
-                        beta_knob: 2.0,
-                        seed,
-                    };
-                    black_box(simulate_one_job(&job, r, &cfg).expect("simulates"))
-                })
-            },
-        );
+    for &r in recurrences {
+        group.bench_with_input(BenchmarkId::new(name, r), &r, |b, &r| {
+            let mut seed = 0;
+            b.iter(|| {
+                seed = seed % 5 + 1;
+                let cfg = SimConfig {
+                    eta_knob: 0.5,
+                    beta_knob: 2.0,
+                    seed,
+                };
+                black_box(simulate_one_job(job, r, &cfg).expect("simulates"))
+            })
+        });
     }
-    let job = JobTrace::new(
+    group.finish();
+}
+
+fn bench(c: &mut Criterion) {
+    simulations(c, "librispeech_v100", &librispeech_v100(), &[50, 210]);
+    let synthetic = JobTrace::new(
         &synthetic_trace(SYNTHETIC_TRACE_SEED),
         &synthetic_workload(),
         SYNTHETIC_GPU,
     )
     .expect("the synthetic workload compiles");
-    group.bench_function(BenchmarkId::new("synthetic", 50), |b| {
-        let mut seed = 0;
-        b.iter(|| {
-            seed = seed % 5 + 1;
-            let cfg = SimConfig {
-                eta_knob: 0.5,
-                beta_knob: 2.0,
-                seed,
-            };
-            black_box(simulate_one_job(&job, 50, &cfg).expect("simulates"))
-        })
-    });
-    group.finish();
+    simulations(c, "synthetic", &synthetic, &[50]);
 
     let power = builtin::POWER_CSV[1];
     assert_eq!(power.0, "v100");
