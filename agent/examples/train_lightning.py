@@ -21,20 +21,11 @@ import sys
 import lightning.pytorch as pl
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import DataLoader
 
 import wattwise
+from train_torch import FEATURES, make_data  # the same task (this script's folder)
 from wattwise.lightning import WattwiseCallback
-
-FEATURES = 16
-
-
-def make_data(n: int, teacher: torch.Tensor, generator: torch.Generator) -> TensorDataset:
-    x = torch.randn(n, FEATURES, generator=generator)
-    y = (x @ teacher > 0).long()
-    flip = torch.rand(n, generator=generator) < 0.05
-    y[flip] = 1 - y[flip]
-    return TensorDataset(x, y)
 
 
 class Classifier(pl.LightningModule):

@@ -15,8 +15,10 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
+import traceback
 import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -43,6 +45,18 @@ def wait_until(pred, timeout, what):
             return v
         time.sleep(0.02)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def stop_group(proc, grace=10):
+    """Stops the process group `proc` leads (started with start_new_session):
+    SIGTERM, then SIGKILL after `grace` seconds."""
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
 
 
 class Server:
@@ -79,13 +93,8 @@ class Server:
             return False
 
     def stop(self):
-        if self.proc and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
+        if self.proc:
+            stop_group(self.proc)
         self.proc = None
 
     def get(self, path):
@@ -284,9 +293,6 @@ def history_energy_j(segments, gpu, at_ns, load_w=LOAD_W):
 def run_suite(tests, wanted):
     """Runs `tests` ((name, function(tmp, server)) pairs) whose names contain one of
     `wanted` (all when empty) against one server; returns the exit code."""
-    import tempfile
-    import traceback
-
     tests = [(n, f) for n, f in tests if not wanted or any(w in n for w in wanted)]
     failed = []
     with tempfile.TemporaryDirectory(prefix="wattwise-e2e-") as tmp:

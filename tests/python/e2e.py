@@ -22,7 +22,6 @@ run with the suite's virtual environment's python. Usage: e2e.py [NAME_SUBSTRING
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -39,6 +38,7 @@ from agent_harness import (  # noqa: E402
     history_energy_j,
     job_id_of,
     read_history,
+    stop_group,
     wait_until,
 )
 
@@ -146,13 +146,7 @@ class Prometheus:
         return body["data"]["result"]
 
     def stop(self):
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
+        stop_group(self.proc)
         self.log.close()
 
 
@@ -237,8 +231,7 @@ def test_prometheus_scrapes_the_agent_during_a_run(tmp, server):
         check_energy(prom, "exporter", host, offset)
     finally:
         if exporter is not None:
-            exporter.send_signal(signal.SIGTERM)
-            exporter.wait(10)
+            stop_group(exporter)
         prom.stop()
 
 
