@@ -49,6 +49,8 @@ pub trait Gpus {
     fn count(&self) -> Result<u32, GpuError>;
     /// Model name of GPU `index`.
     fn name(&self, index: u32) -> Result<String, GpuError>;
+    /// UUID of GPU `index` (`GPU-...`, as `nvidia-smi -L` shows it).
+    fn uuid(&self, index: u32) -> Result<String, GpuError>;
     /// Power limits GPU `index` accepts, mW.
     fn limit_constraints(&self, index: u32) -> Result<LimitConstraints, GpuError>;
     /// Current power limit, mW.
@@ -118,6 +120,10 @@ impl Gpus for NvmlGpus {
 
     fn name(&self, index: u32) -> Result<String, GpuError> {
         self.call("read the name", index, |d| d.name())
+    }
+
+    fn uuid(&self, index: u32) -> Result<String, GpuError> {
+        self.call("read the UUID", index, |d| d.uuid())
     }
 
     fn limit_constraints(&self, index: u32) -> Result<LimitConstraints, GpuError> {
@@ -241,6 +247,10 @@ pub mod fake {
         }
         fn name(&self, index: u32) -> Result<String, GpuError> {
             Ok(self.gpu(index)?.name.clone())
+        }
+        fn uuid(&self, index: u32) -> Result<String, GpuError> {
+            self.gpu(index)?;
+            Ok(format!("GPU-fake-{index}"))
         }
         fn limit_constraints(&self, index: u32) -> Result<LimitConstraints, GpuError> {
             Ok(self.gpu(index)?.constraints)

@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 mod child;
 mod client;
 mod events;
+mod exporter;
 mod gpu;
 mod gpus;
 mod job_file;
@@ -33,6 +34,8 @@ enum Command {
     Measure(measure::MeasureArgs),
     /// Run one recurrence of a training job under wattwise (batch size, power limit, reports).
     Run(run::RunArgs),
+    /// Serve the GPUs' Prometheus metrics (energy, power, limit) until stopped.
+    Exporter(exporter::ExporterArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -42,6 +45,7 @@ fn main() -> std::process::ExitCode {
         Command::Gpus(args) => gpus::run(args).map(|()| 0),
         Command::Measure(args) => measure::run(args),
         Command::Run(args) => run::run(args),
+        Command::Exporter(args) => exporter::run(args).map(|()| 0),
     };
     match result {
         Ok(code) => std::process::ExitCode::from(code.clamp(0, 255) as u8),

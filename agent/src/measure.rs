@@ -1,7 +1,9 @@
 //! `wattwise measure -- <cmd...>`: the time and energy of a command over all GPUs.
 
+use std::io::Write;
 use std::time::{Duration, Instant};
 
+use anyhow::Context;
 use serde::Serialize;
 
 use crate::gpu::{energy_sum, Gpus};
@@ -10,9 +12,19 @@ use crate::gpus::Format;
 /// Arguments of `wattwise measure`.
 #[derive(clap::Args, Debug)]
 pub struct MeasureArgs {
-    /// Output format (written to stderr, so the command's stdout stays its own).
+    /// Output format, written to stderr after the command ends (the command's
+    /// stdout and stderr stay its own), or to --output FILE: `table` is a line of
+    /// totals and one line per GPU, `json` is one JSON document.
     #[arg(long, value_enum, default_value = "table")]
     pub format: Format,
+    /// Write the result to FILE instead of stderr (created or truncated before the
+    /// command starts, as `/usr/bin/time -o` does).
+    #[arg(long, short = 'o', value_name = "FILE")]
+    pub output: Option<std::path::PathBuf>,
+    /// Serve Prometheus metrics of the GPUs on ADDR (HOST:PORT, or a PORT on
+    /// 127.0.0.1) while the command runs, at /metrics.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics: Option<String>,
     /// Seconds between energy samples (the timeline in the JSON output).
     #[arg(long, default_value_t = 1.0)]
     pub interval: f64,
@@ -58,8 +70,18 @@ pub fn run(args: MeasureArgs) -> anyhow::Result<i32> {
     if !(args.interval.is_finite() && args.interval >= 0.01) {
         anyhow::bail!("--interval: must be a number of seconds >= 0.01");
     }
+    let mut output = args
+        .output
+        .as_ref()
+        .map(|path| {
+            std::fs::File::create(path)
+                .map(|file| (file, path))
+                .with_context(|| format!("--output: cannot create {}", path.display()))
+        })
+        .transpose()?;
     let mut gpus = crate::gpu::NvmlGpus::open()?;
     crate::limits::recover_unless_busy(&mut gpus, &crate::limits::state_dir())?;
+    crate::exporter::start(args.metrics.as_deref(), None)?;
     let n = gpus.count()?;
     let indices: Vec<u32> = (0..n).collect();
     crate::child::catch_termination_signals();
@@ -114,9 +136,15 @@ pub fn run(args: MeasureArgs) -> anyhow::Result<i32> {
         samples,
         agent_cpu_s,
     };
-    match args.format {
-        Format::Json => eprintln!("{}", serde_json::to_string(&m)?),
-        Format::Table => eprint!("{}", table(&m)),
+    let text = match args.format {
+        Format::Json => format!("{}\n", serde_json::to_string(&m)?),
+        Format::Table => table(&m),
+    };
+    match &mut output {
+        Some((file, path)) => file
+            .write_all(text.as_bytes())
+            .with_context(|| format!("--output: cannot write {}", path.display()))?,
+        None => eprint!("{text}"),
     }
     Ok(m.exit_code)
 }

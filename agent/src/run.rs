@@ -23,6 +23,7 @@ use wattwise_core::power::{
 
 use crate::client::{Endpoint, Reporter};
 use crate::events::{parse_line, Event, Tail};
+use crate::exporter::{power_state_name, RunInfo, RunStatus};
 use crate::gpu::{energy_sum, GpuError, Gpus, NvmlGpus};
 use crate::job_file::{GpuFacts, JobFile};
 use crate::limits::{recover, state_dir, LimitGuard};
@@ -51,6 +52,10 @@ pub struct RunArgs {
     /// Seconds to keep trying to register the job while the endpoint is down.
     #[arg(long, default_value_t = 60.0)]
     pub connect_timeout: f64,
+    /// Serve Prometheus metrics of the job's GPUs and of this run on ADDR
+    /// (HOST:PORT, or a PORT on 127.0.0.1), at /metrics.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics: Option<String>,
     /// The command and its arguments.
     #[arg(last = true, required = true)]
     pub command: Vec<String>,
@@ -107,6 +112,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
     if indices.is_empty() {
         anyhow::bail!("no GPU found: `wattwise run` needs at least one");
     }
+    let metrics = crate::exporter::start(args.metrics.as_deref(), Some(&indices))?;
     let mut guard = LimitGuard::save(&gpus, &indices, &dir)?;
     let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
         session(
@@ -119,6 +125,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
             flush,
             connect,
             &args.command,
+            &metrics,
         )
     }));
     if result.is_err() {
@@ -255,6 +262,7 @@ fn session(
     flush: Duration,
     connect: Duration,
     command: &[String],
+    metrics: &RunStatus,
 ) -> anyhow::Result<i32> {
     let (facts, constraints) = gpu_facts(gpus, indices)?;
     let spec = job.spec(&facts)?;
@@ -307,6 +315,14 @@ fn session(
         PowerOptimizer::with_measurements(job.power, constraints, gpu_count, reused)?
     };
     let profiled_here = !optimizer.is_done();
+    metrics.start(RunInfo {
+        job_id: job_id.clone(),
+        trial_number: trial.trial_number,
+        batch_size: trial.batch_size,
+        epochs: 0,
+        power_state: power_state_name(optimizer.state()),
+        gpus: indices.to_vec(),
+    });
     // The first set also checks the permission, before the command starts.
     if let Err(e) = apply(gpus, indices, &actions) {
         let _ = endpoint.end_trial(&trial);
@@ -437,6 +453,7 @@ fn session(
                 }
             }
         }
+        metrics.progress(epoch, optimizer.state());
         if let Some(s) = exited {
             status = Some(s);
             ending = Some(Ending::Exited);
@@ -448,6 +465,7 @@ fn session(
         let _ = crate::child::stop_group(&mut child, grace);
     }
     CHILD_GROUP.store(0, Ordering::SeqCst);
+    metrics.end();
     let _ = std::fs::remove_file(&events_path);
     let time = start.elapsed().as_secs_f64();
     let agent_cpu = crate::child::own_cpu_seconds() - cpu_start;

@@ -4,245 +4,40 @@
 Real parts only: the agent binary, loading the fake NVML library
 (tests/fake-nvml, libnvidia_ml.so) through nvml-wrapper via WATTWISE_NVML_LIB,
 the local endpoint `wattwise-server` on 127.0.0.1 (free port, own process group,
-killed by group), and agent/examples/train.py as the training command.
+killed by group), and agent/examples/train.py as the training command. The server,
+the recording proxy and the fake host are tests/lib/agent_harness.py's.
 
 Environment: WATTWISE_BIN, FAKE_NVML_LIB, WATTWISE_SERVER_BIN (run.sh sets them).
 Usage: e2e.py [TEST_NAME_SUBSTRING...]
 """
 
-import http.client
-import http.server
 import json
 import os
 import signal
 import socket
 import subprocess
 import sys
-import tempfile
-import threading
 import time
-import traceback
+import urllib.error
 import urllib.request
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-TRAIN = os.path.join(ROOT, "agent", "examples", "train.py")
-AGENT = os.environ["WATTWISE_BIN"]
-FAKE = os.environ["FAKE_NVML_LIB"]
-SERVER_BIN = os.environ["WATTWISE_SERVER_BIN"]
-
-LOAD_W = 300
-KNEE_W = 200
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_until(pred, timeout, what):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = pred()
-        if v:
-            return v
-        time.sleep(0.02)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-
-
-class Server:
-    """wattwise-server on a free port, in its own process group."""
-
-    def __init__(self, db, port=None, token=None):
-        self.token = token
-        self.db = db
-        self.port = port or free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.proc = None
-
-    def start(self):
-        self.log = open(self.db + ".log", "a")
-        env = dict(os.environ)
-        env.pop("WATTWISE_TOKEN", None)
-        if self.token:
-            env["WATTWISE_TOKEN"] = self.token
-        self.proc = subprocess.Popen(
-            [SERVER_BIN, "--listen", f"127.0.0.1:{self.port}", "--db", self.db],
-            env=env,
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        wait_until(self._healthy, 30, "wattwise-server /healthz")
-        return self
-
-    def _healthy(self):
-        try:
-            with urllib.request.urlopen(self.url + "/healthz", timeout=1) as r:
-                return r.status == 200
-        except OSError:
-            return False
-
-    def stop(self):
-        if self.proc and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
-        self.proc = None
-
-    def get(self, path):
-        with urllib.request.urlopen(self.url + path, timeout=10) as r:
-            return json.loads(r.read())
-
-
-class Recorder:
-    """A forwarding proxy in front of the server that records every POST /report
-    it delivers, and that can be taken down (connection refused) and back up."""
-
-    def __init__(self, upstream_port):
-        self.upstream_port = upstream_port
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.reports = []
-        self.httpd = None
-
-    def up(self):
-        rec = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def log_message(self, *a):
-                pass
-
-            def forward(self):
-                n = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(n) if n else None
-                conn = http.client.HTTPConnection("127.0.0.1", rec.upstream_port, timeout=10)
-                headers = {k: v for k, v in self.headers.items() if k.lower() in ("content-type", "authorization")}
-                conn.request(self.command, self.path, body=body, headers=headers)
-                resp = conn.getresponse()
-                data = resp.read()
-                if self.command == "POST" and self.path == "/report" and resp.status == 200:
-                    rec.reports.append(json.loads(body))
-                self.send_response(resp.status)
-                self.send_header("Content-Type", resp.getheader("Content-Type") or "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            do_GET = do_POST = do_PATCH = do_DELETE = forward
-
-        http.server.ThreadingHTTPServer.allow_reuse_address = True
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def down(self):
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
-class Host:
-    """One fake GPU host: a state dir for the agent and a state file for the fake."""
-
-    def __init__(self, tmp, name, count=1, start_limit_w=None, deny=False):
-        self.dir = os.path.join(tmp, name)
-        os.makedirs(self.dir)
-        self.state_dir = os.path.join(self.dir, "agent-state")
-        self.fake_state = os.path.join(self.dir, "fake.json")
-        self.env = dict(os.environ)
-        self.env.update(
-            WATTWISE_NVML_LIB=FAKE,
-            WATTWISE_STATE_DIR=self.state_dir,
-            FAKE_NVML_STATE=self.fake_state,
-            FAKE_NVML_COUNT=str(count),
-            FAKE_NVML_LOAD=str(LOAD_W),
-            FAKE_NVML_KNEE=str(KNEE_W),
-        )
-        self.env.pop("WATTWISE_TOKEN", None)
-        if deny:
-            self.env["FAKE_NVML_DENY"] = "1"
-        if start_limit_w is not None:
-            now = time.monotonic_ns()
-            gpus = [{"limit_mw": start_limit_w * 1000, "energy_mj": 0.0, "since_ns": now} for _ in range(count)]
-            with open(self.fake_state, "w") as f:
-                json.dump({"gpus": gpus}, f)
-
-    def limits_w(self):
-        with open(self.fake_state) as f:
-            return [g["limit_mw"] / 1000 for g in json.load(f)["gpus"]]
-
-    def job(self, name, **fields):
-        power = fields.pop("power", {})
-        lines = []
-        base = dict(job_id_prefix=name, batch_sizes=[64], default_batch_size=64, target_metric=0.99, max_epochs=100)
-        base.update(fields)
-        for k, v in base.items():
-            lines.append(f"{k} = {json.dumps(v)}")
-        lines.append("[power]")
-        settings = dict(wait_steps=5, warmup_steps=2, profile_steps=8, pl_step=50)
-        settings.update(power)
-        for k, v in settings.items():
-            if k == "selector":
-                inner = ", ".join(f"{a} = {json.dumps(b)}" for a, b in v.items())
-                lines.append(f"selector = {{ {inner} }}")
-            else:
-                lines.append(f"{k} = {json.dumps(v)}")
-        path = os.path.join(self.dir, f"{name}.toml")
-        with open(path, "w") as f:
-            f.write("\n".join(lines) + "\n")
-        return path
-
-    def agent(self, args, extra_env=None, **kw):
-        env = dict(self.env)
-        env.update(extra_env or {})
-        return subprocess.Popen(
-            [AGENT] + args,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            start_new_session=True,
-            **kw,
-        )
-
-    def run(self, server_url, job, train_args, extra_env=None, timeout=120, agent_args=()):
-        p = self.agent(
-            ["run", "--server", server_url, "--job", job, "--grace", "2", *agent_args, "--", sys.executable, TRAIN, *train_args],
-            extra_env,
-        )
-        try:
-            out, err = p.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(p.pid, signal.SIGKILL)
-            out, err = p.communicate()
-            raise AssertionError(f"agent timed out; stderr:\n{err}")
-        return p.returncode, out, err
-
-
-def job_id_of(stderr):
-    for line in stderr.splitlines():
-        if line.startswith("[wattwise] job "):
-            return line.split()[2].rstrip(":")
-    raise AssertionError(f"no job id in agent output:\n{stderr}")
-
-
-def optimum_w(stderr):
-    for line in stderr.splitlines():
-        if "power limit set to the optimum" in line:
-            return int(line.rsplit(",", 1)[1].split()[0])
-    return None
-
-
-def process_gone(pid):
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            state = f.read().rsplit(")", 1)[1].split()[0]
-        return state in ("Z", "X")
-    except FileNotFoundError:
-        return True
-
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "lib"))
+from agent_harness import (  # noqa: E402
+    AGENT,
+    KNEE_W,
+    LOAD_W,
+    TRAIN,
+    Host,
+    Recorder,
+    Server,
+    fake_energy_j,
+    free_port,
+    job_id_of,
+    optimum_w,
+    process_gone,
+    run_suite,
+    wait_until,
+)
 
 # ---- the fake GPU's model, to know which limit each selector must pick --------
 
@@ -287,14 +82,6 @@ def test_gpus_lists_the_fake_gpus(tmp, server):
     p = subprocess.run([AGENT, "gpus"], env=bad, capture_output=True, text=True, timeout=30)
     assert p.returncode != 0
     assert "needs an NVIDIA GPU" in p.stderr and p.stderr.count("\n") == 1, p.stderr
-
-
-def fake_energy_j(host):
-    """The fake GPUs' energy counters now, summed (the ground truth), J."""
-    with open(host.fake_state) as f:
-        gpus = json.load(f)["gpus"]
-    now = time.monotonic_ns()
-    return sum(g["energy_mj"] + min(g["limit_mw"], LOAD_W * 1000) * (now - g["since_ns"]) / 1e9 for g in gpus) / 1000
 
 
 def test_measure_energy_matches_ground_truth(tmp, server):
@@ -353,6 +140,92 @@ SELECTORS = [
     {"kind": "zeus_cost", "eta": 0.5},
     {"kind": "max_slowdown", "factor": 1.1},
 ]
+
+
+def test_measure_output_goes_to_the_file(tmp, server):
+    host = Host(tmp, "output", count=2)
+    out_file = os.path.join(host.dir, "m.json")
+    p = host.agent(["measure", "--format", "json", "--output", out_file, "--",
+                    sys.executable, "-c", "import sys; print('to stdout'); print('to stderr', file=sys.stderr)"])
+    out, err = p.communicate(timeout=60)
+    assert p.returncode == 0, err
+    assert out == "to stdout\n" and err == "to stderr\n", (out, err)
+    with open(out_file) as f:
+        m = json.load(f)
+    assert m["exit_code"] == 0 and len(m["gpu_energy_j"]) == 2, m
+    # The table goes there too; a file that cannot be created stops before the command.
+    marker = os.path.join(host.dir, "ran")
+    p = host.agent(["measure", "-o", os.path.join(host.dir, "no", "such", "dir"), "--", "touch", marker])
+    _, err = p.communicate(timeout=60)
+    assert p.returncode != 0 and "--output: cannot create" in err, err
+    assert not os.path.exists(marker)
+    p = host.agent(["measure", "--help"])
+    out, _ = p.communicate(timeout=30)
+    assert "written to stderr" in out and "--output" in out and "--metrics" in out, out
+
+
+def parse_metrics(text):
+    """Prometheus/OpenMetrics text: {(name, frozenset(labels.items())): value}."""
+    series = {}
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        head, value = line.rsplit(" ", 1)
+        name, _, labels = head.partition("{")
+        pairs = {}
+        for part in labels.rstrip("}").split('",'):
+            if part:
+                k, v = part.split("=", 1)
+                pairs[k] = v.strip('"')
+        series[(name, frozenset(pairs.items()))] = float(value)
+    return series
+
+
+def scrape(port, accept="*/*"):
+    req = urllib.request.Request(f"http://127.0.0.1:{port}/metrics", headers={"Accept": accept})
+    with urllib.request.urlopen(req, timeout=10) as r:
+        return r.headers["Content-Type"], r.read().decode()
+
+
+def test_exporter_serves_the_gpus_with_dcgm_labels(tmp, server):
+    host = Host(tmp, "exporter", count=2, start_limit_w=250)
+    bad = host.agent(["exporter", "--listen", "not an address"])
+    _, err = bad.communicate(timeout=30)
+    assert bad.returncode != 0 and "--listen" in err and "HOST:PORT" in err, err
+    port = free_port()
+    p = host.agent(["exporter", "--listen", str(port)])  # a bare port: 127.0.0.1
+    try:
+        wait_until(lambda: "metrics of 2 GPU(s) at http://127.0.0.1:" in p.stderr.readline(), 30, "the exporter")
+        before = fake_energy_j(host)
+        ctype, text = scrape(port, "application/openmetrics-text;version=1.0.0,text/plain;q=0.5")
+        after = fake_energy_j(host)
+        assert ctype.startswith("application/openmetrics-text"), ctype
+        assert text.endswith("# EOF\n") and "# TYPE wattwise_gpu_energy_joules counter" in text, text
+        series = parse_metrics(text)
+        host_name = socket.gethostname()
+        for gpu in (0, 1):
+            labels = {"gpu": str(gpu), "UUID": f"GPU-fa4e0000-0000-4000-8000-{gpu:012x}",
+                      "modelName": "Fake GPU F100", "Hostname": host_name}
+            key = frozenset(labels.items())
+            assert series[("wattwise_gpu_power_limit_watts", key)] == 250.0, series
+            assert series[("wattwise_gpu_power_usage_watts", key)] == 250.0, series
+            assert ("wattwise_gpu_energy_joules_total", key) in series, series
+        energy = sum(v for (n, _), v in series.items() if n == "wattwise_gpu_energy_joules_total")
+        assert before - 0.01 <= energy <= after + 0.01, (before, energy, after)
+        assert not any(n.startswith("wattwise_run") for n, _ in series), "no run, no run series"
+        ctype, text = scrape(port)
+        assert ctype.startswith("text/plain; version=0.0.4"), ctype
+        assert "# TYPE wattwise_gpu_energy_joules_total counter" in text, text
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/other", timeout=10)
+            raise AssertionError("expected 404")
+        except urllib.error.HTTPError as e:
+            assert e.code == 404
+    finally:
+        p.send_signal(signal.SIGTERM)
+        p.wait(10)
+    assert p.returncode == 0, p.stderr.read()
+    assert host.limits_w() == [250.0, 250.0]  # the exporter only reads
 
 
 def test_each_selector_picks_the_cheapest_limit(tmp, server):
@@ -524,26 +397,8 @@ def test_every_report_arrives_when_the_server_was_down(tmp, server):
 
 
 def main():
-    wanted = sys.argv[1:]
     tests = [(n, f) for n, f in sorted(globals().items()) if n.startswith("test_") and callable(f)]
-    tests = [(n, f) for n, f in tests if not wanted or any(w in n for w in wanted)]
-    failed = []
-    with tempfile.TemporaryDirectory(prefix="wattwise-agent-e2e-") as tmp:
-        server = Server(os.path.join(tmp, "wattwise.db")).start()
-        try:
-            for name, f in tests:
-                t = time.monotonic()
-                try:
-                    f(tmp, server)
-                    print(f"ok    {name} ({time.monotonic() - t:.1f}s)", flush=True)
-                except Exception:
-                    failed.append(name)
-                    print(f"FAIL  {name}", flush=True)
-                    traceback.print_exc()
-        finally:
-            server.stop()
-    print(f"{len(tests) - len(failed)} passed, {len(failed)} failed")
-    return 1 if failed else 0
+    return run_suite(tests, sys.argv[1:])
 
 
 if __name__ == "__main__":

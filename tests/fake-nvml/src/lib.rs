@@ -16,6 +16,7 @@
 //! | `FAKE_NVML_KNEE`    | limit below which steps slow down sharply, W         | 200              |
 //! | `FAKE_NVML_STATE`   | JSON state file shared by every process (see below)  | in-process only  |
 //! | `FAKE_NVML_DENY`    | `1`: setting a power limit answers NO_PERMISSION     | off              |
+//! | `FAKE_NVML_HISTORY` | JSON-lines file: one line per energy segment (below) | none             |
 //!
 //! # Model
 //!
@@ -39,6 +40,20 @@
 //! (temporary file and rename) under an `flock` on `<state>.lock`, so the
 //! limits persist across processes (an agent killed with SIGKILL leaves its
 //! limit there for the next one to find).
+//!
+//! # History
+//!
+//! With `FAKE_NVML_HISTORY` set, every change of a GPU's energy segment (its state
+//! created, its limit set) appends a line `{"gpu": 0, "at_ns": 123, "energy_mj":
+//! 0.0, "limit_mw": 300000}` ([`Segment`]): from `at_ns` on, the counter rises from
+//! `energy_mj` at `min(limit, load)`. So a test knows the ground truth at any past
+//! instant ([`energy_from_history`]), e.g. at the times a scraper read the counter.
+//!
+//! # Identity and lifetime
+//!
+//! GPU `i`'s UUID is `GPU-fa4e0000-0000-4000-8000-` followed by `i` in 12 hex
+//! digits. `nvmlInit_v2` and `nvmlShutdown` are counted, as NVML's are: the
+//! fake stays initialized until the last handle of the process shuts down.
 
 use serde::{Deserialize, Serialize};
 use std::ffi::{c_char, c_uint, c_ulonglong, c_void};
@@ -79,6 +94,8 @@ pub struct Config {
     pub state: Option<PathBuf>,
     /// Refuse to set limits.
     pub deny: bool,
+    /// The history file.
+    pub history: Option<PathBuf>,
 }
 
 fn env_u32(name: &str, default: u32) -> u32 {
@@ -101,6 +118,9 @@ impl Config {
                 .filter(|v| !v.is_empty())
                 .map(PathBuf::from),
             deny: std::env::var("FAKE_NVML_DENY").is_ok_and(|v| v == "1"),
+            history: std::env::var_os("FAKE_NVML_HISTORY")
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from),
         }
     }
 }
@@ -121,6 +141,57 @@ pub struct GpuState {
 pub struct State {
     /// Per GPU, by index.
     pub gpus: Vec<GpuState>,
+}
+
+/// One line of the history file: from `at_ns` on, GPU `gpu`'s counter rises
+/// from `energy_mj` at `min(limit_mw, load)`.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Segment {
+    /// The GPU's index.
+    pub gpu: usize,
+    /// When the segment began, `CLOCK_MONOTONIC` ns.
+    pub at_ns: u64,
+    /// The counter then, mJ.
+    pub energy_mj: f64,
+    /// The power limit from then on, mW.
+    pub limit_mw: u32,
+}
+
+/// GPU `gpu`'s energy counter at `at_ns` (mJ) from the history's segments (in
+/// the order they were written); `None` before its first segment.
+pub fn energy_from_history(
+    segments: &[Segment],
+    gpu: usize,
+    load_mw: u32,
+    at_ns: u64,
+) -> Option<f64> {
+    let seg = segments
+        .iter()
+        .rfind(|s| s.gpu == gpu && s.at_ns <= at_ns)?;
+    let state = GpuState {
+        limit_mw: seg.limit_mw,
+        energy_mj: seg.energy_mj,
+        since_ns: seg.at_ns,
+    };
+    Some(energy_at(&state, load_mw, at_ns))
+}
+
+fn append_history(path: &Path, segments: &[Segment]) -> std::io::Result<()> {
+    let mut text = String::new();
+    for seg in segments {
+        text.push_str(&serde_json::to_string(seg).map_err(std::io::Error::other)?);
+        text.push('\n');
+    }
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)?
+        .write_all(text.as_bytes())
+}
+
+/// The UUID of GPU `index`.
+pub fn uuid(index: usize) -> String {
+    format!("GPU-fa4e0000-0000-4000-8000-{index:012x}")
 }
 
 /// `CLOCK_MONOTONIC` now, ns (the clock Python's `time.monotonic_ns` reads).
@@ -219,16 +290,39 @@ struct Fake {
     config: Config,
     /// The state when there is no state file.
     local: State,
+    /// `nvmlInit_v2` calls not yet matched by `nvmlShutdown`.
+    inits: u32,
 }
 
 impl Fake {
     fn fill(&self, state: &mut State, now: u64) {
+        let first = state.gpus.len();
         while state.gpus.len() < self.config.count as usize {
             state.gpus.push(GpuState {
                 limit_mw: self.config.max_mw,
                 energy_mj: 0.0,
                 since_ns: now,
             });
+        }
+        self.record(state, first..state.gpus.len());
+    }
+
+    /// Appends the current segments of GPUs `gpus` to the history file, if any.
+    fn record(&self, state: &State, gpus: std::ops::Range<usize>) {
+        let Some(path) = &self.config.history else {
+            return;
+        };
+        let segments: Vec<Segment> = gpus
+            .map(|i| Segment {
+                gpu: i,
+                at_ns: state.gpus[i].since_ns,
+                energy_mj: state.gpus[i].energy_mj,
+                limit_mw: state.gpus[i].limit_mw,
+            })
+            .collect();
+        if !segments.is_empty() {
+            // A test reading the history fails loudly on a missing line.
+            let _ = append_history(path, &segments);
         }
     }
 
@@ -288,24 +382,34 @@ pub extern "C" fn nvmlInit_v2() -> u32 {
         Ok(g) => g,
         Err(poisoned) => poisoned.into_inner(),
     };
-    if guard.is_none() {
-        *guard = Some(Fake {
-            config: Config::from_env(),
-            local: State::default(),
-        });
+    match guard.as_mut() {
+        Some(fake) => fake.inits += 1,
+        None => {
+            *guard = Some(Fake {
+                config: Config::from_env(),
+                local: State::default(),
+                inits: 1,
+            })
+        }
     }
     ret::SUCCESS
 }
 
-/// Shuts the fake down.
+/// Shuts the fake down when the last handle does.
 #[no_mangle]
 pub extern "C" fn nvmlShutdown() -> u32 {
     let mut guard = match FAKE.lock() {
         Ok(g) => g,
         Err(poisoned) => poisoned.into_inner(),
     };
-    match guard.take() {
-        Some(_) => ret::SUCCESS,
+    match guard.as_mut() {
+        Some(fake) => {
+            fake.inits -= 1;
+            if fake.inits == 0 {
+                *guard = None;
+            }
+            ret::SUCCESS
+        }
         None => ret::UNINITIALIZED,
     }
 }
@@ -367,6 +471,23 @@ pub unsafe extern "C" fn nvmlDeviceGetHandleByIndex_v2(
     ret::SUCCESS
 }
 
+/// Copies `text` and a NUL into `out` of `length` bytes.
+///
+/// # Safety
+/// `out` must be null or valid for `length` bytes of writes.
+unsafe fn copy_c_string(text: &str, out: *mut c_char, length: c_uint) -> u32 {
+    let bytes = text.as_bytes();
+    if out.is_null() {
+        return ret::INVALID_ARGUMENT;
+    }
+    if bytes.len() + 1 > length as usize {
+        return ret::INSUFFICIENT_SIZE;
+    }
+    std::ptr::copy_nonoverlapping(bytes.as_ptr(), out.cast::<u8>(), bytes.len());
+    *out.add(bytes.len()) = 0;
+    ret::SUCCESS
+}
+
 /// The model name, NUL-terminated, into `name` of `length` bytes.
 ///
 /// # Safety
@@ -378,17 +499,21 @@ pub unsafe extern "C" fn nvmlDeviceGetName(
     length: c_uint,
 ) -> u32 {
     with_device(device, |fake, _| {
-        let bytes = fake.config.name.as_bytes();
-        if name.is_null() {
-            return ret::INVALID_ARGUMENT;
-        }
-        if bytes.len() + 1 > length as usize {
-            return ret::INSUFFICIENT_SIZE;
-        }
-        std::ptr::copy_nonoverlapping(bytes.as_ptr(), name.cast::<u8>(), bytes.len());
-        *name.add(bytes.len()) = 0;
-        ret::SUCCESS
+        copy_c_string(&fake.config.name, name, length)
     })
+}
+
+/// The UUID, NUL-terminated, into `uuid` of `length` bytes.
+///
+/// # Safety
+/// `uuid` must be null or valid for `length` bytes of writes.
+#[no_mangle]
+pub unsafe extern "C" fn nvmlDeviceGetUUID(
+    device: *mut c_void,
+    uuid: *mut c_char,
+    length: c_uint,
+) -> u32 {
+    with_device(device, |_, i| copy_c_string(&self::uuid(i), uuid, length))
 }
 
 /// The limits allowed, mW.
@@ -451,9 +576,12 @@ pub extern "C" fn nvmlDeviceSetPowerManagementLimit(device: *mut c_void, limit: 
             g.energy_mj = energy_at(g, load, now);
             g.since_ns = now;
             g.limit_mw = limit;
-            ((), true)
+            (s.clone(), true)
         }) {
-            Ok(()) => ret::SUCCESS,
+            Ok(state) => {
+                fake.record(&state, i..i + 1);
+                ret::SUCCESS
+            }
             Err(code) => code,
         }
     })
@@ -537,5 +665,57 @@ mod tests {
         assert!((energy_at(&g, 250_000, 3_000_000_000) - 401_000.0).abs() < 1e-6);
         // A clock before `since` counts nothing.
         assert_eq!(energy_at(&g, 250_000, 0), 1000.0);
+    }
+
+    #[test]
+    fn history_gives_the_counter_at_past_instants() {
+        let segs = [
+            Segment {
+                gpu: 0,
+                at_ns: 0,
+                energy_mj: 0.0,
+                limit_mw: 300_000,
+            },
+            Segment {
+                gpu: 1,
+                at_ns: 0,
+                energy_mj: 5.0,
+                limit_mw: 100_000,
+            },
+            Segment {
+                gpu: 0,
+                at_ns: 2_000_000_000,
+                energy_mj: 500_000.0,
+                limit_mw: 200_000,
+            },
+        ];
+        // 250 W for 1 s, then (after 2 s at 250 W = 500 J) 200 W for 1 s.
+        assert_eq!(
+            energy_from_history(&segs, 0, 250_000, 1_000_000_000),
+            Some(250_000.0)
+        );
+        assert_eq!(
+            energy_from_history(&segs, 0, 250_000, 3_000_000_000),
+            Some(700_000.0)
+        );
+        assert_eq!(
+            energy_from_history(&segs, 1, 250_000, 1_000_000_000),
+            Some(100_005.0)
+        );
+        assert_eq!(energy_from_history(&segs, 2, 250_000, 1), None);
+    }
+
+    #[test]
+    fn init_and_shutdown_are_counted_and_uuids_differ() {
+        assert_eq!(nvmlInit_v2(), ret::SUCCESS);
+        assert_eq!(nvmlInit_v2(), ret::SUCCESS);
+        assert_eq!(nvmlShutdown(), ret::SUCCESS);
+        let mut count = 0;
+        // SAFETY: a valid pointer.
+        assert_eq!(unsafe { nvmlDeviceGetCount_v2(&mut count) }, ret::SUCCESS);
+        assert_eq!(nvmlShutdown(), ret::SUCCESS);
+        assert_eq!(nvmlShutdown(), ret::UNINITIALIZED);
+        assert_ne!(uuid(0), uuid(1));
+        assert_eq!(uuid(10), "GPU-fa4e0000-0000-4000-8000-00000000000a");
     }
 }
