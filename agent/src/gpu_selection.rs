@@ -13,7 +13,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::gpu::{DeviceFacts, Mig};
+use crate::gpu::DeviceFacts;
 
 /// The variable CUDA reads.
 pub const CUDA_VISIBLE_DEVICES: &str = "CUDA_VISIBLE_DEVICES";
@@ -382,6 +382,7 @@ pub fn select_on_host(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::gpu::Mig;
 
     fn host(n: u32) -> Vec<DeviceFacts> {
         (0..n)

@@ -107,6 +107,8 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
         .find_map(|k| job.spec.get(*k).and_then(|v| v.as_str()))
         .unwrap_or("?")
         .to_string();
+    // Every dead run's GPUs first (live runs' are left alone), then ours.
+    crate::limits::recover_unless_busy(&mut gpus, &dir)?;
     let (mut guard, recovered) =
         Ownership::acquire(&mut gpus, &indices, &job_name, &dir, lock_timeout)?;
     if !recovered.is_empty() {
@@ -390,23 +392,24 @@ fn session(
     let start = Instant::now();
     let mut meter = EnergyMeter::start(gpus, indices, start.elapsed())?;
     let sources = meter.sources();
-    log(format!(
-        "energy: {} ({})",
-        combined(&sources),
-        indices
-            .iter()
-            .zip(&sources)
-            .map(|(i, s)| format!("GPU {i} {}", s.name()))
-            .collect::<Vec<_>>()
-            .join(", ")
-    ) + &if meter.sampling() {
+    let per_gpu: Vec<String> = indices
+        .iter()
+        .zip(&sources)
+        .map(|(i, s)| format!("GPU {i} {}", s.name()))
+        .collect();
+    let sampled = if meter.sampling() {
         format!(
-            ", power sampled every {:.3} s",
+            "; power sampled every {:.3} s",
             power_interval.as_secs_f64()
         )
     } else {
         String::new()
-    });
+    };
+    log(format!(
+        "energy_source {} ({}){sampled}",
+        combined(&sources),
+        per_gpu.join(", ")
+    ));
     let cpu_start = crate::child::own_cpu_seconds();
     let mut child = crate::child::spawn(command, &env)
         .with_context(|| format!("cannot start {:?}", command[0]))?;
