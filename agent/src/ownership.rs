@@ -120,13 +120,18 @@ fn remove(path: &Path) -> Result<(), OwnershipError> {
 /// Opens (creating) `path` close-on-exec and tries to lock it without waiting:
 /// `Ok(None)` when another process holds it.
 fn try_lock(path: &Path) -> Result<Option<File>, OwnershipError> {
-    // std opens files with O_CLOEXEC.
-    let f = std::fs::OpenOptions::new()
+    // std opens files with O_CLOEXEC. Another user's lock file (a state directory
+    // shared by several users) may be read-only to us: flock works on that too.
+    let f = match std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
         .write(true)
         .open(path)
-        .map_err(|e| file_err(path, e))?;
+    {
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => File::open(path),
+        other => other,
+    }
+    .map_err(|e| file_err(path, e))?;
     // SAFETY: a valid open descriptor.
     if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
         return Ok(Some(f));
