@@ -93,8 +93,8 @@ pub struct GpuIdentity {
 pub struct GpuReading {
     /// Which GPU.
     pub id: GpuIdentity,
-    /// Energy counter, mJ.
-    pub energy_mj: u64,
+    /// Energy counter, mJ (`None`: the GPU has none, as before Volta; no series).
+    pub energy_mj: Option<u64>,
     /// Power drawn, mW.
     pub power_mw: u32,
     /// Power limit, mW.
@@ -234,9 +234,9 @@ impl Collector for SnapshotCollector {
         let energy: Vec<(Labels, ConstCounter<f64>)> = s
             .gpus
             .iter()
-            .map(|g| {
-                let joules = g.energy_mj as f64 / 1000.0;
-                (gpu_labels(&g.id, &s.hostname), ConstCounter::new(joules))
+            .filter_map(|g| {
+                let joules = g.energy_mj? as f64 / 1000.0;
+                Some((gpu_labels(&g.id, &s.hostname), ConstCounter::new(joules)))
             })
             .collect();
         family(
@@ -391,7 +391,11 @@ impl Source {
             .iter()
             .map(|id| {
                 Ok(GpuReading {
-                    energy_mj: self.gpus.total_energy(id.index)?,
+                    energy_mj: match self.gpus.total_energy(id.index) {
+                        Ok(mj) => Some(mj),
+                        Err(GpuError::NotSupported { .. }) => None,
+                        Err(e) => return Err(e),
+                    },
                     power_mw: self.gpus.power_usage(id.index)?,
                     limit_mw: self.gpus.power_limit(id.index)?,
                     id: id.clone(),
@@ -583,7 +587,7 @@ mod tests {
 
     fn source(run: RunStatus) -> Source {
         let mut g = FakeGpus::new(2);
-        g.gpus[0].energy_mj = 1_234_567;
+        g.gpus[0].energy_mj = Some(1_234_567);
         g.gpus[1].limit_mw = 212_500;
         Source::new(Box::new(g), None, run).unwrap()
     }
@@ -614,7 +618,7 @@ mod tests {
         let text = render(&snapshot, true);
         let host = hostname();
         let first = format!(
-            "wattwise_gpu_energy_joules_total{{gpu=\"0\",UUID=\"GPU-fake-0\",modelName=\"Fake GPU\",Hostname=\"{host}\"}} 1234.567"
+            "wattwise_gpu_energy_joules_total{{gpu=\"0\",UUID=\"GPU-00000000-0000-0000-0000-000000000000\",modelName=\"Fake GPU\",Hostname=\"{host}\"}} 1234.567"
         );
         assert!(text.contains(&first), "{text}");
         assert!(
@@ -674,12 +678,12 @@ mod tests {
             format!("wattwise_run_epochs{{{run}}} 2"),
             format!("wattwise_run_power_state{{{run},state=\"profiling\"}} 1"),
             format!("wattwise_run_power_state{{{run},state=\"done\"}} 0"),
-            format!("wattwise_run_gpu{{{run},gpu=\"1\",UUID=\"GPU-fake-1\"}} 1"),
+            format!("wattwise_run_gpu{{{run},gpu=\"1\",UUID=\"GPU-00000001-0000-0000-0000-000000000000\"}} 1"),
         ] {
             assert!(text.contains(&want), "{want} missing from\n{text}");
         }
         assert!(
-            !text.contains("gpu=\"0\",UUID=\"GPU-fake-0\"}} 1\n"),
+            !text.contains("gpu=\"0\",UUID=\"GPU-00000000-0000-0000-0000-000000000000\"}} 1\n"),
             "{text}"
         );
         status.end();

@@ -31,6 +31,14 @@ pub enum GpuError {
         /// The GPU.
         index: u32,
     },
+    /// The GPU does not have this (e.g. the energy counter before Volta).
+    #[error("GPU {index} cannot {what}: NVML answers not supported")]
+    NotSupported {
+        /// What was asked.
+        what: &'static str,
+        /// The GPU.
+        index: u32,
+    },
     /// Any other NVML failure.
     #[error("NVML failed to {what} of GPU {index}: {reason}")]
     Call {
@@ -43,14 +51,72 @@ pub enum GpuError {
     },
 }
 
+/// A GPU's MIG (Multi-Instance GPU) mode.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Mig {
+    /// The GPU has no MIG (before Ampere, or consumer GPUs).
+    Unsupported,
+    /// MIG is off: the GPU is one device.
+    Disabled,
+    /// MIG is on; the UUIDs (`MIG-…`) of its instances.
+    Enabled(Vec<String>),
+}
+
+impl Mig {
+    /// `unsupported`, `disabled` or `enabled`.
+    pub fn mode(&self) -> &'static str {
+        match self {
+            Mig::Unsupported => "unsupported",
+            Mig::Disabled => "disabled",
+            Mig::Enabled(_) => "enabled",
+        }
+    }
+
+    /// The instances' UUIDs (none unless enabled).
+    pub fn instances(&self) -> &[String] {
+        match self {
+            Mig::Enabled(list) => list,
+            _ => &[],
+        }
+    }
+}
+
+/// What identifies a GPU and orders it the way CUDA does.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeviceFacts {
+    /// NVML index.
+    pub index: u32,
+    /// `GPU-…` UUID.
+    pub uuid: String,
+    /// PCI bus id, `domain:bus:device.function` in hex.
+    pub pci_bus_id: String,
+    /// CUDA compute capability (major, minor).
+    pub compute_capability: (i32, i32),
+    /// MIG mode and instances.
+    pub mig: Mig,
+}
+
+/// The facts of every GPU, in NVML order.
+pub fn device_facts(gpus: &dyn Gpus) -> Result<Vec<DeviceFacts>, GpuError> {
+    (0..gpus.count()?)
+        .map(|index| {
+            Ok(DeviceFacts {
+                index,
+                uuid: gpus.uuid(index)?,
+                pci_bus_id: gpus.pci_bus_id(index)?,
+                compute_capability: gpus.compute_capability(index)?,
+                mig: gpus.mig(index)?,
+            })
+        })
+        .collect()
+}
+
 /// The GPU operations the agent uses.
 pub trait Gpus {
     /// Number of GPUs.
     fn count(&self) -> Result<u32, GpuError>;
     /// Model name of GPU `index`.
     fn name(&self, index: u32) -> Result<String, GpuError>;
-    /// UUID of GPU `index` (`GPU-...`, as `nvidia-smi -L` shows it).
-    fn uuid(&self, index: u32) -> Result<String, GpuError>;
     /// Power limits GPU `index` accepts, mW.
     fn limit_constraints(&self, index: u32) -> Result<LimitConstraints, GpuError>;
     /// Current power limit, mW.
@@ -59,8 +125,17 @@ pub trait Gpus {
     fn set_power_limit(&mut self, index: u32, limit_mw: u32) -> Result<(), GpuError>;
     /// Power drawn now, mW.
     fn power_usage(&self, index: u32) -> Result<u32, GpuError>;
-    /// Energy counter since the driver loaded, mJ.
+    /// Energy counter since the driver loaded, mJ ([`GpuError::NotSupported`] on
+    /// GPUs without one).
     fn total_energy(&self, index: u32) -> Result<u64, GpuError>;
+    /// The `GPU-…` UUID (as `nvidia-smi -L` shows it).
+    fn uuid(&self, index: u32) -> Result<String, GpuError>;
+    /// The PCI bus id.
+    fn pci_bus_id(&self, index: u32) -> Result<String, GpuError>;
+    /// CUDA compute capability (major, minor).
+    fn compute_capability(&self, index: u32) -> Result<(i32, i32), GpuError>;
+    /// MIG mode and instances.
+    fn mig(&self, index: u32) -> Result<Mig, GpuError>;
 }
 
 /// The NVML library path: `WATTWISE_NVML_LIB` or the system library.
@@ -98,6 +173,7 @@ impl NvmlGpus {
     ) -> Result<T, GpuError> {
         let err = |e: NvmlError| match e {
             NvmlError::NoPermission => GpuError::NoPermission { index },
+            NvmlError::NotSupported => GpuError::NotSupported { what, index },
             other => GpuError::Call {
                 what,
                 index,
@@ -120,10 +196,6 @@ impl Gpus for NvmlGpus {
 
     fn name(&self, index: u32) -> Result<String, GpuError> {
         self.call("read the name", index, |d| d.name())
-    }
-
-    fn uuid(&self, index: u32) -> Result<String, GpuError> {
-        self.call("read the UUID", index, |d| d.uuid())
     }
 
     fn limit_constraints(&self, index: u32) -> Result<LimitConstraints, GpuError> {
@@ -172,15 +244,44 @@ impl Gpus for NvmlGpus {
             d.total_energy_consumption()
         })
     }
-}
 
-/// Sum of the energy counters of `indices`, mJ.
-pub fn energy_sum(gpus: &dyn Gpus, indices: &[u32]) -> Result<u64, GpuError> {
-    let mut total = 0u64;
-    for &i in indices {
-        total = total.saturating_add(gpus.total_energy(i)?);
+    fn uuid(&self, index: u32) -> Result<String, GpuError> {
+        self.call("read the UUID", index, |d| d.uuid())
     }
-    Ok(total)
+
+    fn pci_bus_id(&self, index: u32) -> Result<String, GpuError> {
+        self.call("read the PCI bus id", index, |d| {
+            d.pci_info().map(|p| p.bus_id)
+        })
+    }
+
+    fn compute_capability(&self, index: u32) -> Result<(i32, i32), GpuError> {
+        self.call("read the compute capability", index, |d| {
+            d.cuda_compute_capability().map(|c| (c.major, c.minor))
+        })
+    }
+
+    fn mig(&self, index: u32) -> Result<Mig, GpuError> {
+        let mode = match self.call("read the MIG mode", index, |d| d.mig_mode()) {
+            Ok(m) => m,
+            Err(GpuError::NotSupported { .. }) => return Ok(Mig::Unsupported),
+            Err(e) => return Err(e),
+        };
+        if mode.current == 0 {
+            return Ok(Mig::Disabled);
+        }
+        self.call("list the MIG instances", index, |d| {
+            let mut list = Vec::new();
+            for slot in 0..d.mig_device_count()? {
+                match d.mig_device_by_index(slot) {
+                    Ok(m) => list.push(m.uuid()?),
+                    Err(NvmlError::NotFound) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            Ok(Mig::Enabled(list))
+        })
+    }
 }
 
 /// In-memory GPUs for unit tests: limits, a settable energy counter, optional
@@ -198,8 +299,18 @@ pub mod fake {
         pub constraints: LimitConstraints,
         /// Current limit, mW.
         pub limit_mw: u32,
-        /// Energy counter, mJ.
-        pub energy_mj: u64,
+        /// Energy counter, mJ (`None`: the GPU has none).
+        pub energy_mj: Option<u64>,
+        /// Power drawn now, mW.
+        pub power_mw: u32,
+        /// UUID.
+        pub uuid: String,
+        /// PCI bus id.
+        pub pci_bus_id: String,
+        /// Compute capability.
+        pub cc: (i32, i32),
+        /// MIG mode.
+        pub mig: Mig,
     }
 
     /// The recording fake.
@@ -218,14 +329,19 @@ pub mod fake {
         pub fn new(n: u32) -> FakeGpus {
             FakeGpus {
                 gpus: (0..n)
-                    .map(|_| FakeGpu {
+                    .map(|i| FakeGpu {
                         name: "Fake GPU".into(),
                         constraints: LimitConstraints {
                             min_mw: 100_000,
                             max_mw: 300_000,
                         },
                         limit_mw: 300_000,
-                        energy_mj: 0,
+                        energy_mj: Some(0),
+                        power_mw: 250_000,
+                        uuid: format!("GPU-{i:08x}-0000-0000-0000-000000000000"),
+                        pci_bus_id: format!("00000000:{:02X}:00.0", 0x10 + i),
+                        cc: (8, 0),
+                        mig: Mig::Disabled,
                     })
                     .collect(),
                 ..Default::default()
@@ -248,10 +364,6 @@ pub mod fake {
         fn name(&self, index: u32) -> Result<String, GpuError> {
             Ok(self.gpu(index)?.name.clone())
         }
-        fn uuid(&self, index: u32) -> Result<String, GpuError> {
-            self.gpu(index)?;
-            Ok(format!("GPU-fake-{index}"))
-        }
         fn limit_constraints(&self, index: u32) -> Result<LimitConstraints, GpuError> {
             Ok(self.gpu(index)?.constraints)
         }
@@ -268,28 +380,33 @@ pub mod fake {
             Ok(())
         }
         fn power_usage(&self, index: u32) -> Result<u32, GpuError> {
-            Ok(self.gpu(index)?.limit_mw)
+            let g = self.gpu(index)?;
+            Ok(g.power_mw.min(g.limit_mw))
         }
         fn total_energy(&self, index: u32) -> Result<u64, GpuError> {
-            Ok(self.gpu(index)?.energy_mj)
+            self.gpu(index)?.energy_mj.ok_or(GpuError::NotSupported {
+                what: "read the energy counter",
+                index,
+            })
+        }
+        fn uuid(&self, index: u32) -> Result<String, GpuError> {
+            Ok(self.gpu(index)?.uuid.clone())
+        }
+        fn pci_bus_id(&self, index: u32) -> Result<String, GpuError> {
+            Ok(self.gpu(index)?.pci_bus_id.clone())
+        }
+        fn compute_capability(&self, index: u32) -> Result<(i32, i32), GpuError> {
+            Ok(self.gpu(index)?.cc)
+        }
+        fn mig(&self, index: u32) -> Result<Mig, GpuError> {
+            Ok(self.gpu(index)?.mig.clone())
         }
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::fake::FakeGpus;
     use super::*;
-
-    #[test]
-    fn energy_sum_adds_the_chosen_gpus() {
-        let mut g = FakeGpus::new(3);
-        g.gpus[0].energy_mj = 5;
-        g.gpus[1].energy_mj = 7;
-        g.gpus[2].energy_mj = 100;
-        assert_eq!(energy_sum(&g, &[0, 1]).unwrap(), 12);
-        assert!(energy_sum(&g, &[3]).is_err());
-    }
 
     #[test]
     fn missing_nvml_is_one_clear_sentence() {

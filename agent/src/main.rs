@@ -6,13 +6,16 @@ use clap::{Parser, Subcommand};
 
 mod child;
 mod client;
+mod energy_meter;
 mod events;
 mod exporter;
 mod gpu;
+mod gpu_selection;
 mod gpus;
 mod job_file;
 mod limits;
 mod measure;
+mod ownership;
 mod run;
 mod simulate;
 
@@ -28,7 +31,7 @@ struct Cli {
 enum Command {
     /// Simulate wattwise on a workload (the built-in synthetic one, or the Zeus traces).
     Simulate(simulate::SimulateArgs),
-    /// List the GPUs: power limits, their allowed range, current draw.
+    /// List the GPUs: UUIDs, MIG mode, power limits and range, draw, owning run.
     Gpus(gpus::GpusArgs),
     /// Measure the time and GPU energy of a command.
     Measure(measure::MeasureArgs),

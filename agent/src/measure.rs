@@ -1,4 +1,5 @@
-//! `wattwise measure -- <cmd...>`: the time and energy of a command over all GPUs.
+//! `wattwise measure -- <cmd...>`: the time and energy of a command over its GPUs
+//! (see [`crate::gpu_selection`] for which).
 
 use std::io::Write;
 use std::time::{Duration, Instant};
@@ -6,7 +7,8 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use serde::Serialize;
 
-use crate::gpu::{energy_sum, Gpus};
+use crate::energy_meter::{combined, EnergyMeter, EnergySource, DEFAULT_POWER_INTERVAL_S};
+use crate::gpu::Gpus;
 use crate::gpus::Format;
 
 /// Arguments of `wattwise measure`.
@@ -28,6 +30,15 @@ pub struct MeasureArgs {
     /// Seconds between energy samples (the timeline in the JSON output).
     #[arg(long, default_value_t = 1.0)]
     pub interval: f64,
+    /// GPUs to measure: NVML indices (as `wattwise gpus` numbers them) or UUIDs
+    /// (`GPU-…`, `MIG-…`: the parent GPU), comma-separated, or `all`. Default:
+    /// CUDA_VISIBLE_DEVICES (CUDA's numbering), else NVIDIA_VISIBLE_DEVICES, else all.
+    #[arg(long)]
+    pub gpus: Option<String>,
+    /// Seconds between power samples on GPUs without an energy counter (before
+    /// Volta), whose energy is the integral of sampled power.
+    #[arg(long, default_value_t = DEFAULT_POWER_INTERVAL_S)]
+    pub power_interval: f64,
     /// The command and its arguments.
     #[arg(last = true, required = true)]
     pub command: Vec<String>,
@@ -42,6 +53,19 @@ pub struct Sample {
     pub energy_j: f64,
 }
 
+/// One GPU's share of a measurement.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct GpuEnergy {
+    /// NVML index.
+    pub index: u32,
+    /// UUID.
+    pub uuid: String,
+    /// Energy, J.
+    pub energy_j: f64,
+    /// How it was measured.
+    pub energy_source: EnergySource,
+}
+
 /// The measurement of a command.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Measurement {
@@ -51,8 +75,12 @@ pub struct Measurement {
     pub time_s: f64,
     /// Energy over all GPUs, J.
     pub energy_j: f64,
-    /// Energy per GPU, J.
+    /// `counter`, `sampled` (power integrated) or `mixed`: how `energy_j` was measured.
+    pub energy_source: String,
+    /// Energy per GPU, J (in the order of `gpus`).
     pub gpu_energy_j: Vec<f64>,
+    /// The GPUs measured, with their energy and its source.
+    pub gpus: Vec<GpuEnergy>,
     /// Average power over all GPUs, W.
     pub average_power_w: f64,
     /// Samples every `--interval` seconds.
@@ -61,15 +89,12 @@ pub struct Measurement {
     pub agent_cpu_s: f64,
 }
 
-fn per_gpu(gpus: &dyn Gpus, n: u32) -> anyhow::Result<Vec<u64>> {
-    (0..n).map(|i| Ok(gpus.total_energy(i)?)).collect()
-}
-
 /// Runs `wattwise measure`.
 pub fn run(args: MeasureArgs) -> anyhow::Result<i32> {
     if !(args.interval.is_finite() && args.interval >= 0.01) {
         anyhow::bail!("--interval: must be a number of seconds >= 0.01");
     }
+    let power_interval = crate::energy_meter::power_interval(args.power_interval)?;
     let mut output = args
         .output
         .as_ref()
@@ -81,13 +106,12 @@ pub fn run(args: MeasureArgs) -> anyhow::Result<i32> {
         .transpose()?;
     let mut gpus = crate::gpu::NvmlGpus::open()?;
     crate::limits::recover_unless_busy(&mut gpus, &crate::limits::state_dir())?;
+    let (_, selection) = crate::gpu_selection::select_on_host(&gpus, args.gpus.as_deref())?;
+    let indices = selection.gpus();
     crate::exporter::start(args.metrics.as_deref(), None)?;
-    let n = gpus.count()?;
-    let indices: Vec<u32> = (0..n).collect();
     crate::child::catch_termination_signals();
-    let start_energy = per_gpu(&gpus, n)?;
-    let start_sum: u64 = start_energy.iter().sum();
     let start = Instant::now();
+    let mut meter = EnergyMeter::start(&gpus, &indices, start.elapsed())?;
     let cpu_start = crate::child::own_cpu_seconds();
     let mut child = crate::child::spawn(&args.command, &[])
         .map_err(|e| anyhow::anyhow!("cannot start {:?}: {e}", args.command[0]))?;
@@ -95,6 +119,7 @@ pub fn run(args: MeasureArgs) -> anyhow::Result<i32> {
     let interval = Duration::from_secs_f64(args.interval);
     let mut samples = Vec::new();
     let mut next_sample = start + interval;
+    let mut next_power = start + power_interval;
     let status = loop {
         if let Some(status) = child.try_wait()? {
             break status;
@@ -103,35 +128,57 @@ pub fn run(args: MeasureArgs) -> anyhow::Result<i32> {
             break crate::child::stop_group(&mut child, Duration::from_secs(10))?;
         }
         let now = Instant::now();
+        if meter.sampling() && now >= next_power {
+            meter.sample(&gpus, start.elapsed())?;
+            next_power = (next_power + power_interval).max(now);
+        }
         if now >= next_sample {
+            let t = start.elapsed();
             samples.push(Sample {
-                time_s: start.elapsed().as_secs_f64(),
-                energy_j: energy_sum(&gpus, &indices)?.saturating_sub(start_sum) as f64 / 1000.0,
+                time_s: t.as_secs_f64(),
+                energy_j: meter.total_mj(&gpus, t)? as f64 / 1000.0,
             });
             next_sample += interval;
         }
         // Sleep until the next sample, the command's end or a signal (at most
         // 50 ms without a pidfd to notice the end).
-        let nap = next_sample.saturating_duration_since(Instant::now());
+        let wake = if meter.sampling() {
+            next_sample.min(next_power)
+        } else {
+            next_sample
+        };
+        let nap = wake.saturating_duration_since(Instant::now());
         match &exit_fd {
             Some(fd) => crate::child::wait_readable(&[std::os::fd::AsRawFd::as_raw_fd(fd)], nap),
             None => std::thread::sleep(nap.min(Duration::from_millis(50))),
         }
     };
-    let time_s = start.elapsed().as_secs_f64();
+    let end = start.elapsed();
+    let time_s = end.as_secs_f64();
     let agent_cpu_s = crate::child::own_cpu_seconds() - cpu_start;
-    let end_energy = per_gpu(&gpus, n)?;
-    let gpu_energy_j: Vec<f64> = end_energy
+    let gpu_energy_j: Vec<f64> = meter
+        .read(&gpus, end)?
         .iter()
-        .zip(&start_energy)
-        .map(|(e, s)| e.saturating_sub(*s) as f64 / 1000.0)
+        .map(|mj| mj / 1000.0)
         .collect();
     let energy_j: f64 = gpu_energy_j.iter().sum();
+    let sources = meter.sources();
+    let mut per_gpu = Vec::with_capacity(indices.len());
+    for ((&index, &energy_j), &energy_source) in indices.iter().zip(&gpu_energy_j).zip(&sources) {
+        per_gpu.push(GpuEnergy {
+            index,
+            uuid: gpus.uuid(index)?,
+            energy_j,
+            energy_source,
+        });
+    }
     let m = Measurement {
         exit_code: crate::child::exit_code(status),
         time_s,
         energy_j,
+        energy_source: combined(&sources).to_string(),
         gpu_energy_j,
+        gpus: per_gpu,
         average_power_w: if time_s > 0.0 { energy_j / time_s } else { 0.0 },
         samples,
         agent_cpu_s,
@@ -152,11 +199,17 @@ pub fn run(args: MeasureArgs) -> anyhow::Result<i32> {
 /// Renders the table.
 pub fn table(m: &Measurement) -> String {
     let mut s = format!(
-        "time: {:.3} s  energy: {:.3} J  average power: {:.1} W  exit code: {}  agent CPU: {:.3} s\n",
-        m.time_s, m.energy_j, m.average_power_w, m.exit_code, m.agent_cpu_s
+        "time: {:.3} s  energy: {:.3} J ({})  average power: {:.1} W  exit code: {}  agent CPU: {:.3} s\n",
+        m.time_s, m.energy_j, m.energy_source, m.average_power_w, m.exit_code, m.agent_cpu_s
     );
-    for (i, e) in m.gpu_energy_j.iter().enumerate() {
-        s.push_str(&format!("  gpu {i}: {e:.3} J\n"));
+    for g in &m.gpus {
+        s.push_str(&format!(
+            "  gpu {} ({}): {:.3} J ({})\n",
+            g.index,
+            g.uuid,
+            g.energy_j,
+            g.energy_source.name()
+        ));
     }
     s
 }
@@ -171,13 +224,29 @@ mod tests {
             exit_code: 3,
             time_s: 2.0,
             energy_j: 500.0,
+            energy_source: "mixed".into(),
             gpu_energy_j: vec![200.0, 300.0],
+            gpus: vec![
+                GpuEnergy {
+                    index: 2,
+                    uuid: "GPU-a".into(),
+                    energy_j: 200.0,
+                    energy_source: EnergySource::Counter,
+                },
+                GpuEnergy {
+                    index: 5,
+                    uuid: "GPU-b".into(),
+                    energy_j: 300.0,
+                    energy_source: EnergySource::Sampled,
+                },
+            ],
             average_power_w: 250.0,
             samples: vec![],
             agent_cpu_s: 0.01,
         };
         let t = table(&m);
         assert!(t.contains("250.0 W") && t.contains("exit code: 3"), "{t}");
-        assert!(t.contains("gpu 1: 300.000 J"), "{t}");
+        assert!(t.contains("gpu 5 (GPU-b): 300.000 J (sampled)"), "{t}");
+        assert!(t.contains("500.000 J (mixed)"), "{t}");
     }
 }

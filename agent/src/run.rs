@@ -22,11 +22,13 @@ use wattwise_core::power::{
 };
 
 use crate::client::{Endpoint, Reporter};
+use crate::energy_meter::{combined, EnergyMeter, DEFAULT_POWER_INTERVAL_S};
 use crate::events::{parse_line, Event, Tail};
 use crate::exporter::{power_state_name, RunInfo, RunStatus};
-use crate::gpu::{energy_sum, GpuError, Gpus, NvmlGpus};
+use crate::gpu::{GpuError, Gpus, NvmlGpus};
 use crate::job_file::{GpuFacts, JobFile};
-use crate::limits::{recover, state_dir, LimitGuard};
+use crate::limits::state_dir;
+use crate::ownership::Ownership;
 
 /// Test hook: the agent panics at this step beginning (to test limit restoring).
 pub const PANIC_AT_STEP_ENV: &str = "WATTWISE_DEBUG_PANIC_AT_STEP";
@@ -40,9 +42,19 @@ pub struct RunArgs {
     /// The job file (TOML).
     #[arg(long)]
     pub job: PathBuf,
-    /// GPU indices the job uses, comma-separated (default: all).
-    #[arg(long, value_delimiter = ',')]
-    pub gpus: Option<Vec<u32>>,
+    /// GPUs the job uses: NVML indices (as `wattwise gpus` numbers them) or UUIDs
+    /// (`GPU-…`, `MIG-…`: the parent GPU), comma-separated, or `all`. Default:
+    /// CUDA_VISIBLE_DEVICES (CUDA's numbering), else NVIDIA_VISIBLE_DEVICES, else all.
+    #[arg(long)]
+    pub gpus: Option<String>,
+    /// Seconds between power samples on GPUs without an energy counter (before
+    /// Volta), whose energy is the integral of sampled power.
+    #[arg(long, default_value_t = DEFAULT_POWER_INTERVAL_S)]
+    pub power_interval: f64,
+    /// Seconds to wait for a GPU whose lock is held by a wattwise process that is
+    /// not a live run's owner (a run starting, or one restoring a dead run's limit).
+    #[arg(long, default_value_t = 5.0)]
+    pub lock_timeout: f64,
     /// Seconds between SIGTERM and SIGKILL when stopping the command.
     #[arg(long, default_value_t = 10.0)]
     pub grace: f64,
@@ -81,6 +93,8 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
     let grace = secs("grace", args.grace)?;
     let flush = secs("flush-timeout", args.flush_timeout)?;
     let connect = secs("connect-timeout", args.connect_timeout)?;
+    let lock_timeout = secs("lock-timeout", args.lock_timeout)?;
+    let power_interval = crate::energy_meter::power_interval(args.power_interval)?;
     let text = std::fs::read_to_string(&args.job)
         .with_context(|| format!("cannot read the job file {}", args.job.display()))?;
     let job = JobFile::parse(&text)?;
@@ -90,30 +104,28 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
     crate::child::catch_termination_signals();
     let mut gpus = NvmlGpus::open()?;
     let dir = state_dir();
-    let recovered = recover(&mut gpus, &dir)?;
+    let (facts, selection) = crate::gpu_selection::select_on_host(&gpus, args.gpus.as_deref())?;
+    crate::gpu_selection::check_limits_allowed(&facts, &selection)?;
+    let indices = selection.gpus();
+    let job_name = ["job_id", "job_id_prefix"]
+        .iter()
+        .find_map(|k| job.spec.get(*k).and_then(|v| v.as_str()))
+        .unwrap_or("?")
+        .to_string();
+    let metrics = crate::exporter::start(args.metrics.as_deref(), Some(&indices))?;
+    // Every dead run's GPUs first (live runs' are left alone), then ours.
+    crate::limits::recover_unless_busy(&mut gpus, &dir)?;
+    let (mut guard, recovered) =
+        Ownership::acquire(&mut gpus, &indices, &job_name, &dir, lock_timeout)?;
     if !recovered.is_empty() {
         log(format!(
-            "restored the power limits a killed agent left: {recovered:?} (gpu, mW)"
+            "restored the power limits a killed run left: {recovered:?} (gpu, mW)"
         ));
     }
-    let count = gpus.count()?;
-    let indices = match &args.gpus {
-        Some(list) => {
-            if let Some(bad) = list.iter().find(|&&i| i >= count) {
-                anyhow::bail!("--gpus: GPU {bad} does not exist ({count} GPUs)");
-            }
-            let mut l = list.clone();
-            l.sort_unstable();
-            l.dedup();
-            l
-        }
-        None => (0..count).collect(),
-    };
-    if indices.is_empty() {
-        anyhow::bail!("no GPU found: `wattwise run` needs at least one");
-    }
-    let metrics = crate::exporter::start(args.metrics.as_deref(), Some(&indices))?;
-    let mut guard = LimitGuard::save(&gpus, &indices, &dir)?;
+    log(format!(
+        "GPUs {indices:?} (NVML indices, from {})",
+        selection.source.name()
+    ));
     let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
         session(
             &mut gpus,
@@ -121,9 +133,12 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
             &job,
             &endpoint,
             &dir,
-            grace,
-            flush,
-            connect,
+            Timing {
+                grace,
+                flush,
+                connect,
+                power_interval,
+            },
             &args.command,
             &metrics,
         )
@@ -189,8 +204,28 @@ fn set_all(gpus: &mut dyn Gpus, indices: &[u32], limit_mw: u32) -> Result<(), Gp
     Ok(())
 }
 
-/// Carries out the optimizer's actions.
-fn apply(gpus: &mut dyn Gpus, indices: &[u32], actions: &[Action]) -> Result<(), GpuError> {
+/// Carries out the optimizer's actions; a power sample is taken on both sides of
+/// a limit change, so sampled energy sees the step where it happens.
+fn apply(
+    gpus: &mut dyn Gpus,
+    meter: &mut Option<(&mut EnergyMeter, Instant)>,
+    indices: &[u32],
+    actions: &[Action],
+) -> Result<(), GpuError> {
+    let sets = actions
+        .iter()
+        .any(|a| matches!(a, Action::SetPowerLimit { .. }));
+    if let Some((m, start)) = meter.as_mut().filter(|(m, _)| sets && m.sampling()) {
+        m.sample(gpus, start.elapsed())?;
+    }
+    apply_actions(gpus, indices, actions)?;
+    if let Some((m, start)) = meter.as_mut().filter(|(m, _)| sets && m.sampling()) {
+        m.sample(gpus, start.elapsed())?;
+    }
+    Ok(())
+}
+
+fn apply_actions(gpus: &mut dyn Gpus, indices: &[u32], actions: &[Action]) -> Result<(), GpuError> {
     for action in actions {
         match *action {
             Action::SetPowerLimit { limit_mw } => set_all(gpus, indices, limit_mw)?,
@@ -251,6 +286,15 @@ fn replay_leftover_spools(endpoint: &Endpoint, dir: &std::path::Path, patience: 
     }
 }
 
+/// The run's durations.
+#[derive(Clone, Copy, Debug)]
+struct Timing {
+    grace: Duration,
+    flush: Duration,
+    connect: Duration,
+    power_interval: Duration,
+}
+
 #[allow(clippy::too_many_arguments)]
 fn session(
     gpus: &mut dyn Gpus,
@@ -258,12 +302,16 @@ fn session(
     job: &JobFile,
     endpoint: &Endpoint,
     dir: &std::path::Path,
-    grace: Duration,
-    flush: Duration,
-    connect: Duration,
+    timing: Timing,
     command: &[String],
     metrics: &RunStatus,
 ) -> anyhow::Result<i32> {
+    let Timing {
+        grace,
+        flush,
+        connect,
+        power_interval,
+    } = timing;
     let (facts, constraints) = gpu_facts(gpus, indices)?;
     let spec = job.spec(&facts)?;
     replay_leftover_spools(endpoint, dir, connect);
@@ -324,7 +372,7 @@ fn session(
         gpus: indices.to_vec(),
     });
     // The first set also checks the permission, before the command starts.
-    if let Err(e) = apply(gpus, indices, &actions) {
+    if let Err(e) = apply(gpus, &mut None, indices, &actions) {
         let _ = endpoint.end_trial(&trial);
         return Err(e.into());
     }
@@ -358,8 +406,27 @@ fn session(
             trial.trial_number.to_string(),
         ),
     ];
-    let start_energy = energy_sum(gpus, indices)?;
     let start = Instant::now();
+    let mut meter = EnergyMeter::start(gpus, indices, start.elapsed())?;
+    let sources = meter.sources();
+    let per_gpu: Vec<String> = indices
+        .iter()
+        .zip(&sources)
+        .map(|(i, s)| format!("GPU {i} {}", s.name()))
+        .collect();
+    let sampled = if meter.sampling() {
+        format!(
+            "; power sampled every {:.3} s",
+            power_interval.as_secs_f64()
+        )
+    } else {
+        String::new()
+    };
+    log(format!(
+        "energy_source {} ({}){sampled}",
+        combined(&sources),
+        per_gpu.join(", ")
+    ));
     let cpu_start = crate::child::own_cpu_seconds();
     let mut child = crate::child::spawn(command, &env)
         .with_context(|| format!("cannot start {:?}", command[0]))?;
@@ -372,7 +439,12 @@ fn session(
     let mut ending = None;
     let mut status = None;
     let mut converged = false;
+    let mut next_power = start + power_interval;
     let outcome: anyhow::Result<()> = (|| loop {
+        if meter.sampling() && Instant::now() >= next_power {
+            meter.sample(gpus, start.elapsed())?;
+            next_power = (next_power + power_interval).max(Instant::now());
+        }
         if let Some(sig) = crate::child::signalled() {
             log(format!("signal {sig}: stopping the command"));
             status = Some(crate::child::stop_group(&mut child, grace)?);
@@ -398,6 +470,10 @@ fn session(
         let exited = child.try_wait()?;
         let timeout = if exited.is_some() {
             Duration::ZERO
+        } else if meter.sampling() {
+            next_power
+                .saturating_duration_since(Instant::now())
+                .min(Duration::from_millis(100))
         } else {
             Duration::from_millis(100)
         };
@@ -415,9 +491,10 @@ fn session(
             };
             let needs_reading = !optimizer.is_done() || matches!(event, Event::EpochEnd(_));
             let reading = if needs_reading {
+                let t = start.elapsed();
                 Reading {
-                    time_ms: start.elapsed().as_millis() as u64,
-                    energy_mj: energy_sum(gpus, indices)?.saturating_sub(start_energy),
+                    time_ms: t.as_millis() as u64,
+                    energy_mj: meter.total_mj(gpus, t)?,
                 }
             } else {
                 Reading::default()
@@ -430,16 +507,16 @@ fn session(
                     }
                     if !optimizer.is_done() {
                         let a = optimizer.step_begin(reading);
-                        apply(gpus, indices, &a)?;
+                        apply(gpus, &mut Some((&mut meter, start)), indices, &a)?;
                     }
                 }
                 Event::StepEnd => {
                     let a = optimizer.step_end(reading);
-                    apply(gpus, indices, &a)?;
+                    apply(gpus, &mut Some((&mut meter, start)), indices, &a)?;
                 }
                 Event::EpochEnd(metric) => {
                     let a = optimizer.epoch_end(reading);
-                    apply(gpus, indices, &a)?;
+                    apply(gpus, &mut Some((&mut meter, start)), indices, &a)?;
                     epoch += 1;
                     reporter.send(TrainingResult {
                         job_id: job_id.clone(),
@@ -469,8 +546,9 @@ fn session(
     let _ = std::fs::remove_file(&events_path);
     let time = start.elapsed().as_secs_f64();
     let agent_cpu = crate::child::own_cpu_seconds() - cpu_start;
-    let energy = energy_sum(gpus, indices)
-        .map(|e| e.saturating_sub(start_energy) as f64 / 1000.0)
+    let energy = meter
+        .total_mj(gpus, start.elapsed())
+        .map(|e| e as f64 / 1000.0)
         .unwrap_or(f64::NAN);
 
     let (answers, left) = reporter.finish(flush);
@@ -513,8 +591,9 @@ fn session(
         _ => crate::child::exit_code(status),
     };
     log(format!(
-        "command ended ({:?}, exit code {code}) after {epoch} epoch(s): {time:.3} s, {energy:.3} J{}; agent CPU {agent_cpu:.3} s ({:.2}% of a core)",
+        "command ended ({:?}, exit code {code}) after {epoch} epoch(s): {time:.3} s, {energy:.3} J (energy_source {}){}; agent CPU {agent_cpu:.3} s ({:.2}% of a core)",
         ending.unwrap_or(Ending::Exited),
+        combined(&sources),
         if converged { ", converged" } else { "" },
         if time > 0.0 { agent_cpu / time * 100.0 } else { 0.0 }
     ));

@@ -3,7 +3,10 @@
 
 1. `wattwise measure --format json -- sleep 10` at the default sampling interval
    (1 s), three times: the agent's CPU seconds (getrusage of itself) over 10 s.
-2. `wattwise run` with the default power settings (1/10/40 steps, 25 W) around
+2. The same on a GPU without an energy counter (FAKE_NVML_NO_ENERGY=all, a
+   pre-Volta GPU): the agent samples its power every 0.1 s (the default
+   --power-interval) and integrates it.
+3. `wattwise run` with the default power settings (1/10/40 steps, 25 W) around
    agent/examples/train.py (3 epochs of 300 steps of 20 ms, ~50 events/s) against
    wattwise-server: the agent's CPU share from its final log line.
 """
@@ -29,6 +32,15 @@ def main():
                 m = json.loads(err.strip().splitlines()[-1])
                 print(f"measure sleep 10 (#{i + 1}): agent CPU {m['agent_cpu_s'] * 1000:.1f} ms over "
                       f"{m['time_s']:.2f} s = {m['agent_cpu_s'] / m['time_s']:.4%} of a core")
+            sampled = e2e.Host(tmp, "bench-sampled", fake={"FAKE_NVML_NO_ENERGY": "all"})
+            for i in range(3):
+                p = sampled.agent(["measure", "--format", "json", "--", "sleep", "10"])
+                _, err = p.communicate(timeout=60)
+                m = json.loads(err.strip().splitlines()[-1])
+                assert m["energy_source"] == "sampled", m
+                print(f"measure sleep 10, no energy counter, power sampled every 0.1 s (#{i + 1}): agent CPU "
+                      f"{m['agent_cpu_s'] * 1000:.1f} ms over {m['time_s']:.2f} s = "
+                      f"{m['agent_cpu_s'] / m['time_s']:.4%} of a core")
             job = os.path.join(host.dir, "bench.toml")
             with open(job, "w") as f:
                 f.write('job_id_prefix = "bench"\nbatch_sizes = [64]\ndefault_batch_size = 64\n'

@@ -7,6 +7,8 @@ Environment: WATTWISE_BIN, FAKE_NVML_LIB, WATTWISE_SERVER_BIN (the suites' run.s
 set them). Standard library only.
 """
 
+import ctypes
+import glob
 import http.client
 import http.server
 import json
@@ -150,7 +152,7 @@ class Recorder:
 class Host:
     """One fake GPU host: a state dir for the agent and a state file for the fake."""
 
-    def __init__(self, tmp, name, count=1, start_limit_w=None, deny=False, history=False):
+    def __init__(self, tmp, name, count=1, start_limit_w=None, deny=False, history=False, fake=None):
         self.dir = os.path.join(tmp, name)
         os.makedirs(self.dir)
         self.state_dir = os.path.join(self.dir, "agent-state")
@@ -165,6 +167,9 @@ class Host:
             FAKE_NVML_KNEE=str(KNEE_W),
         )
         self.env.pop("WATTWISE_TOKEN", None)
+        for var in ("CUDA_VISIBLE_DEVICES", "NVIDIA_VISIBLE_DEVICES", "CUDA_DEVICE_ORDER"):
+            self.env.pop(var, None)
+        self.env.update(fake or {})
         if deny:
             self.env["FAKE_NVML_DENY"] = "1"
         # The fake's energy segments, to know its counter at any past instant.
@@ -185,6 +190,40 @@ class Host:
     def limits_w(self):
         with open(self.fake_state) as f:
             return [g["limit_mw"] / 1000 for g in json.load(f)["gpus"]]
+
+    def fake_gpus(self):
+        with open(self.fake_state) as f:
+            return json.load(f)["gpus"]
+
+    def records(self):
+        """The agent's GPU ownership records (gpu-<UUID>.json) in its state dir."""
+        return sorted(glob.glob(os.path.join(self.state_dir, "gpu-*.json")))
+
+    def truth_mj(self, indices):
+        """The fake's own ground truth for GPUs `indices` (energy since its state
+        was created, mJ, exact), from `fakeNvmlGroundTruthEnergy` in the fake
+        library, loaded into this process with this host's FAKE_NVML_* settings."""
+        global _FAKE_LIB
+        if _FAKE_LIB is None:
+            _FAKE_LIB = ctypes.CDLL(FAKE)
+            _FAKE_LIB.fakeNvmlGroundTruthEnergy.argtypes = [ctypes.c_uint, ctypes.POINTER(ctypes.c_double)]
+        saved = {k: v for k, v in os.environ.items() if k.startswith("FAKE_NVML_")}
+        for k in saved:
+            del os.environ[k]
+        os.environ.update({k: v for k, v in self.env.items() if k.startswith("FAKE_NVML_")})
+        try:
+            assert _FAKE_LIB.nvmlInit_v2() == 0
+            out = []
+            for i in indices:
+                v = ctypes.c_double()
+                assert _FAKE_LIB.fakeNvmlGroundTruthEnergy(i, ctypes.byref(v)) == 0
+                out.append(v.value)
+            _FAKE_LIB.nvmlShutdown()
+            return out
+        finally:
+            for k in [k for k in os.environ if k.startswith("FAKE_NVML_")]:
+                del os.environ[k]
+            os.environ.update(saved)
 
     def job(self, name, **fields):
         power = fields.pop("power", {})
@@ -238,6 +277,9 @@ class Host:
             out, err = p.communicate()
             raise AssertionError(f"agent timed out; stderr:\n{err}")
         return p.returncode, out, err
+
+
+_FAKE_LIB = None
 
 
 def job_id_of(stderr):

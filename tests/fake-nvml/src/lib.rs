@@ -17,13 +17,28 @@
 //! | `FAKE_NVML_STATE`   | JSON state file shared by every process (see below)  | in-process only  |
 //! | `FAKE_NVML_DENY`    | `1`: setting a power limit answers NO_PERMISSION     | off              |
 //! | `FAKE_NVML_HISTORY` | JSON-lines file: one line per energy segment (below) | none             |
+//! | `FAKE_NVML_CC`      | compute capability per GPU, `major.minor`, comma-separated (the last repeats) | `8.0` |
+//! | `FAKE_NVML_MIG`     | MIG-enabled GPUs and their instance counts, `gpu:n,...` | none          |
+//! | `FAKE_NVML_NO_ENERGY` | GPUs without the total energy counter (answers NOT_SUPPORTED, as before Volta): `all` or indices, comma-separated | none |
+//! | `FAKE_NVML_LOAD_STEPS` | a load that steps over time, `W:seconds,...`, repeating over `CLOCK_MONOTONIC` (replaces `FAKE_NVML_LOAD` in the power and energy model) | constant |
+//!
+//! # Identity
+//!
+//! GPU `i` has the UUID `GPU-fa4e0000-0000-4000-8000-0000000000ii` (`i` in hex, 12
+//! digits), the PCI bus id `00000000:XX:00.0` with `XX = 0x10 + i` in hex, and MIG
+//! instance `j` of GPU `i` the UUID `MIG-fa4e00ii-00jj-4000-8000-000000000000`
+//! (`ii`, `jj` in hex, 2 digits). GPUs of compute capability below 8.0 answer
+//! NOT_SUPPORTED for their MIG mode, as pre-Ampere GPUs do.
 //!
 //! # Model
 //!
-//! - Power drawn: `P = min(limit, load)` (mW), constant while the limit is.
+//! - Power drawn: `P = min(limit, load)` (mW), constant while the limit and the
+//!   load are (with `FAKE_NVML_LOAD_STEPS`, the load is a step function of time).
 //! - Energy counter (mJ): the integral of `P` over `CLOCK_MONOTONIC` time since the
-//!   state was created. It is the ground truth: a test that reads
-//!   [`ground_truth_energy_mj`] before and after a run knows the energy spent.
+//!   state was created, computed exactly, steps included. It is the ground truth: a
+//!   test that reads [`ground_truth_energy_mj`] (or calls the exported
+//!   `fakeNvmlGroundTruthEnergy`, which answers even for GPUs without the counter)
+//!   before and after a run knows the energy spent.
 //! - Step time, for training scripts that emulate a workload on this GPU
 //!   (`agent/examples/train.py` does, reading the limit from the state file):
 //!   `t(limit) = base * (load / P)^0.3 * max(1, knee / limit)^3`. Capping power
@@ -71,6 +86,10 @@ pub mod ret {
     pub const INVALID_ARGUMENT: u32 = 2;
     /// The caller may not change this setting.
     pub const NO_PERMISSION: u32 = 4;
+    /// The device does not support this (an energy counter before Volta, MIG).
+    pub const NOT_SUPPORTED: u32 = 3;
+    /// Nothing at that index (an empty MIG slot).
+    pub const NOT_FOUND: u32 = 6;
     /// A buffer is too small.
     pub const INSUFFICIENT_SIZE: u32 = 7;
     /// Anything else (state file unreadable).
@@ -88,14 +107,109 @@ pub struct Config {
     pub min_mw: u32,
     /// Highest and default limit, mW.
     pub max_mw: u32,
-    /// Unlimited power draw of the load, mW.
-    pub load_mw: u32,
+    /// The load: unlimited power draw over time.
+    pub load: Load,
     /// Shared state file.
     pub state: Option<PathBuf>,
     /// Refuse to set limits.
     pub deny: bool,
     /// The history file.
     pub history: Option<PathBuf>,
+    /// Compute capability per GPU (the last entry repeats).
+    pub cc: Vec<(i32, i32)>,
+    /// `(gpu, instance count)` of the MIG-enabled GPUs.
+    pub mig: Vec<(u32, u32)>,
+    /// GPUs without the energy counter (`None`: all of them).
+    pub no_energy: Option<Vec<u32>>,
+}
+
+/// The work's unlimited power draw over time.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Load {
+    /// Always this many mW.
+    Constant(u32),
+    /// `(mW, ns)` steps, repeating over `CLOCK_MONOTONIC` from 0.
+    Steps(Vec<(u32, u64)>),
+}
+
+impl Load {
+    /// Parses `FAKE_NVML_LOAD_STEPS` (`W:seconds,...`); `None` when empty or bad.
+    pub fn parse_steps(text: &str) -> Option<Load> {
+        let mut steps = Vec::new();
+        for part in text.split(',').filter(|p| !p.trim().is_empty()) {
+            let (w, secs) = part.split_once(':')?;
+            let w: u32 = w.trim().parse().ok()?;
+            let secs: f64 = secs.trim().parse().ok()?;
+            if !(secs.is_finite() && secs > 0.0) {
+                return None;
+            }
+            steps.push((w.saturating_mul(1000), (secs * 1e9) as u64));
+        }
+        (!steps.is_empty()).then_some(Load::Steps(steps))
+    }
+
+    fn period_ns(steps: &[(u32, u64)]) -> u64 {
+        steps.iter().map(|s| s.1).sum::<u64>().max(1)
+    }
+
+    /// The load at `t_ns`, mW.
+    pub fn at(&self, t_ns: u64) -> u32 {
+        match self {
+            Load::Constant(mw) => *mw,
+            Load::Steps(steps) => {
+                let mut r = t_ns % Load::period_ns(steps);
+                for &(mw, len) in steps {
+                    if r < len {
+                        return mw;
+                    }
+                    r -= len;
+                }
+                steps[steps.len() - 1].0
+            }
+        }
+    }
+
+    /// The integral of `min(limit, load)` over `[0, t_ns]`, mW*ns (exact).
+    fn integral(&self, limit_mw: u32, t_ns: u64) -> u128 {
+        match self {
+            Load::Constant(mw) => u128::from(power_mw(limit_mw, *mw)) * u128::from(t_ns),
+            Load::Steps(steps) => {
+                let period = Load::period_ns(steps);
+                let per_period: u128 = steps
+                    .iter()
+                    .map(|&(mw, len)| u128::from(power_mw(limit_mw, mw)) * u128::from(len))
+                    .sum();
+                let mut total = per_period * u128::from(t_ns / period);
+                let mut r = t_ns % period;
+                for &(mw, len) in steps {
+                    let d = r.min(len);
+                    total += u128::from(power_mw(limit_mw, mw)) * u128::from(d);
+                    r -= d;
+                    if r == 0 {
+                        break;
+                    }
+                }
+                total
+            }
+        }
+    }
+
+    /// Energy drawn under `limit_mw` from `from_ns` to `to_ns`, mJ.
+    pub fn energy_mj(&self, limit_mw: u32, from_ns: u64, to_ns: u64) -> f64 {
+        if to_ns <= from_ns {
+            return 0.0;
+        }
+        let e = self.integral(limit_mw, to_ns) - self.integral(limit_mw, from_ns);
+        e as f64 / 1e9
+    }
+}
+
+fn env_list<T>(name: &str, parse: impl Fn(&str) -> Option<T>) -> Vec<T> {
+    std::env::var(name)
+        .unwrap_or_default()
+        .split(',')
+        .filter_map(|p| parse(p.trim()))
+        .collect()
 }
 
 fn env_u32(name: &str, default: u32) -> u32 {
@@ -113,7 +227,12 @@ impl Config {
             name: std::env::var("FAKE_NVML_NAME").unwrap_or_else(|_| "Fake GPU F100".into()),
             min_mw: env_u32("FAKE_NVML_MIN_W", 100).saturating_mul(1000),
             max_mw: env_u32("FAKE_NVML_MAX_W", 300).saturating_mul(1000),
-            load_mw: env_u32("FAKE_NVML_LOAD", 250).saturating_mul(1000),
+            load: std::env::var("FAKE_NVML_LOAD_STEPS")
+                .ok()
+                .and_then(|v| Load::parse_steps(&v))
+                .unwrap_or(Load::Constant(
+                    env_u32("FAKE_NVML_LOAD", 250).saturating_mul(1000),
+                )),
             state: std::env::var_os("FAKE_NVML_STATE")
                 .filter(|v| !v.is_empty())
                 .map(PathBuf::from),
@@ -121,8 +240,60 @@ impl Config {
             history: std::env::var_os("FAKE_NVML_HISTORY")
                 .filter(|v| !v.is_empty())
                 .map(PathBuf::from),
+            cc: {
+                let cc = env_list("FAKE_NVML_CC", |p| {
+                    let (a, b) = p.split_once('.')?;
+                    Some((a.parse().ok()?, b.parse().ok()?))
+                });
+                if cc.is_empty() {
+                    vec![(8, 0)]
+                } else {
+                    cc
+                }
+            },
+            mig: env_list("FAKE_NVML_MIG", |p| {
+                let (g, n) = p.split_once(':')?;
+                Some((g.parse().ok()?, n.parse::<u32>().ok()?.min(7)))
+            }),
+            no_energy: match std::env::var("FAKE_NVML_NO_ENERGY") {
+                Ok(v) if v.trim() == "all" => None,
+                _ => Some(env_list("FAKE_NVML_NO_ENERGY", |p| p.parse().ok())),
+            },
         }
     }
+
+    /// Compute capability of GPU `i`.
+    pub fn cc_of(&self, i: u32) -> (i32, i32) {
+        self.cc[(i as usize).min(self.cc.len() - 1)]
+    }
+
+    /// MIG instances of GPU `i` (`None`: MIG disabled).
+    pub fn mig_of(&self, i: u32) -> Option<u32> {
+        self.mig.iter().find(|m| m.0 == i).map(|m| m.1)
+    }
+
+    /// Whether GPU `i` has the total energy counter.
+    pub fn has_energy_counter(&self, i: u32) -> bool {
+        match &self.no_energy {
+            None => false,
+            Some(list) => !list.contains(&i),
+        }
+    }
+}
+
+/// The UUID of GPU `i`.
+pub fn gpu_uuid(i: u32) -> String {
+    format!("GPU-fa4e0000-0000-4000-8000-{i:012x}")
+}
+
+/// The UUID of MIG instance `j` of GPU `i`.
+pub fn mig_uuid(i: u32, j: u32) -> String {
+    format!("MIG-fa4e00{i:02x}-00{j:02x}-4000-8000-000000000000")
+}
+
+/// The PCI bus id of GPU `i`.
+pub fn pci_bus_id(i: u32) -> String {
+    format!("00000000:{:02X}:00.0", 0x10 + i)
 }
 
 /// One GPU's persistent state.
@@ -162,7 +333,7 @@ pub struct Segment {
 pub fn energy_from_history(
     segments: &[Segment],
     gpu: usize,
-    load_mw: u32,
+    load: &Load,
     at_ns: u64,
 ) -> Option<f64> {
     let seg = segments
@@ -173,7 +344,7 @@ pub fn energy_from_history(
         energy_mj: seg.energy_mj,
         since_ns: seg.at_ns,
     };
-    Some(energy_at(&state, load_mw, at_ns))
+    Some(energy_at(&state, load, at_ns))
 }
 
 fn append_history(path: &Path, segments: &[Segment]) -> std::io::Result<()> {
@@ -187,11 +358,6 @@ fn append_history(path: &Path, segments: &[Segment]) -> std::io::Result<()> {
         .append(true)
         .open(path)?
         .write_all(text.as_bytes())
-}
-
-/// The UUID of GPU `index`.
-pub fn uuid(index: usize) -> String {
-    format!("GPU-fa4e0000-0000-4000-8000-{index:012x}")
 }
 
 /// `CLOCK_MONOTONIC` now, ns (the clock Python's `time.monotonic_ns` reads).
@@ -223,21 +389,16 @@ pub fn step_time_factor(limit_mw: u32, load_mw: u32, knee_mw: u32) -> f64 {
 }
 
 /// The energy counter of `gpu` at `now_ns`, mJ.
-pub fn energy_at(gpu: &GpuState, load_mw: u32, now_ns: u64) -> f64 {
-    let dt_s = now_ns.saturating_sub(gpu.since_ns) as f64 / 1e9;
-    gpu.energy_mj + f64::from(power_mw(gpu.limit_mw, load_mw)) * dt_s
+pub fn energy_at(gpu: &GpuState, load: &Load, now_ns: u64) -> f64 {
+    gpu.energy_mj + load.energy_mj(gpu.limit_mw, gpu.since_ns, now_ns)
 }
 
 /// The energy counters of every GPU in the state file at `path`, read now, mJ:
 /// what a test uses as the ground truth.
-pub fn ground_truth_energy_mj(path: &Path, load_mw: u32) -> std::io::Result<Vec<f64>> {
+pub fn ground_truth_energy_mj(path: &Path, load: &Load) -> std::io::Result<Vec<f64>> {
     let state = read_state(path)?;
     let now = monotonic_ns();
-    Ok(state
-        .gpus
-        .iter()
-        .map(|g| energy_at(g, load_mw, now))
-        .collect())
+    Ok(state.gpus.iter().map(|g| energy_at(g, load, now)).collect())
 }
 
 fn read_state(path: &Path) -> std::io::Result<State> {
@@ -295,6 +456,13 @@ struct Fake {
 }
 
 impl Fake {
+    /// GPU `i`'s energy since the state was created, mJ.
+    fn ground_truth(&mut self, i: usize) -> Result<f64, u32> {
+        let load = self.config.load.clone();
+        let now = monotonic_ns();
+        self.with_state(|s| (energy_at(&s.gpus[i], &load, now), false))
+    }
+
     fn fill(&self, state: &mut State, now: u64) {
         let first = state.gpus.len();
         while state.gpus.len() < self.config.count as usize {
@@ -354,25 +522,62 @@ impl Fake {
 
 static FAKE: Mutex<Option<Fake>> = Mutex::new(None);
 
-/// The device handle NVML hands out for `index` (never null).
+/// The device handle NVML hands out for GPU `index` (never null): `index + 1`;
+/// MIG instance `j` of it adds `(j + 1) << 16`.
 fn handle(index: u32) -> *mut c_void {
     (index as usize + 1) as *mut c_void
 }
 
-/// Runs `f` with the fake and the device index behind `device`.
-fn with_device(device: *mut c_void, f: impl FnOnce(&mut Fake, usize) -> u32) -> u32 {
-    let mut guard = match FAKE.lock() {
+/// `(gpu index, MIG instance)` behind a handle, if valid.
+fn decode(fake: &Fake, device: *mut c_void) -> Option<(usize, Option<u32>)> {
+    let raw = device as usize;
+    let gpu = raw & 0xffff;
+    let mig = raw >> 16;
+    if gpu == 0 || gpu > fake.config.count as usize {
+        return None;
+    }
+    if mig == 0 {
+        return Some((gpu - 1, None));
+    }
+    let n = fake.config.mig_of(gpu as u32 - 1)?;
+    (mig as u32 <= n).then_some((gpu - 1, Some(mig as u32 - 1)))
+}
+
+fn lock_fake() -> std::sync::MutexGuard<'static, Option<Fake>> {
+    match FAKE.lock() {
         Ok(g) => g,
         Err(poisoned) => poisoned.into_inner(),
-    };
+    }
+}
+
+/// Runs `f` with the fake and the GPU index behind `device` (a MIG handle is
+/// refused, as NVML does for the calls that take the whole GPU).
+fn with_device(device: *mut c_void, f: impl FnOnce(&mut Fake, usize) -> u32) -> u32 {
+    let mut guard = lock_fake();
     let Some(fake) = guard.as_mut() else {
         return ret::UNINITIALIZED;
     };
-    let index = device as usize;
-    if index == 0 || index > fake.config.count as usize {
+    match decode(fake, device) {
+        Some((index, None)) => f(fake, index),
+        _ => ret::INVALID_ARGUMENT,
+    }
+}
+
+/// Copies `text` NUL-terminated into `buf` of `length` bytes.
+///
+/// # Safety
+/// `buf` must be null or valid for `length` bytes of writes.
+unsafe fn write_c_string(text: &str, buf: *mut c_char, length: c_uint) -> u32 {
+    let bytes = text.as_bytes();
+    if buf.is_null() {
         return ret::INVALID_ARGUMENT;
     }
-    f(fake, index - 1)
+    if bytes.len() + 1 > length as usize {
+        return ret::INSUFFICIENT_SIZE;
+    }
+    std::ptr::copy_nonoverlapping(bytes.as_ptr(), buf.cast::<u8>(), bytes.len());
+    *buf.add(bytes.len()) = 0;
+    ret::SUCCESS
 }
 
 /// Initializes the fake from the environment.
@@ -423,6 +628,8 @@ pub extern "C" fn nvmlErrorString(result: u32) -> *const c_char {
         ret::INVALID_ARGUMENT => b"Invalid Argument\0",
         ret::NO_PERMISSION => b"Insufficient Permissions\0",
         ret::INSUFFICIENT_SIZE => b"Insufficient Size\0",
+        ret::NOT_SUPPORTED => b"Not Supported\0",
+        ret::NOT_FOUND => b"Not Found\0",
         _ => b"Unknown Error\0",
     };
     s.as_ptr().cast()
@@ -471,23 +678,6 @@ pub unsafe extern "C" fn nvmlDeviceGetHandleByIndex_v2(
     ret::SUCCESS
 }
 
-/// Copies `text` and a NUL into `out` of `length` bytes.
-///
-/// # Safety
-/// `out` must be null or valid for `length` bytes of writes.
-unsafe fn copy_c_string(text: &str, out: *mut c_char, length: c_uint) -> u32 {
-    let bytes = text.as_bytes();
-    if out.is_null() {
-        return ret::INVALID_ARGUMENT;
-    }
-    if bytes.len() + 1 > length as usize {
-        return ret::INSUFFICIENT_SIZE;
-    }
-    std::ptr::copy_nonoverlapping(bytes.as_ptr(), out.cast::<u8>(), bytes.len());
-    *out.add(bytes.len()) = 0;
-    ret::SUCCESS
-}
-
 /// The model name, NUL-terminated, into `name` of `length` bytes.
 ///
 /// # Safety
@@ -499,21 +689,8 @@ pub unsafe extern "C" fn nvmlDeviceGetName(
     length: c_uint,
 ) -> u32 {
     with_device(device, |fake, _| {
-        copy_c_string(&fake.config.name, name, length)
+        write_c_string(&fake.config.name, name, length)
     })
-}
-
-/// The UUID, NUL-terminated, into `uuid` of `length` bytes.
-///
-/// # Safety
-/// `uuid` must be null or valid for `length` bytes of writes.
-#[no_mangle]
-pub unsafe extern "C" fn nvmlDeviceGetUUID(
-    device: *mut c_void,
-    uuid: *mut c_char,
-    length: c_uint,
-) -> u32 {
-    with_device(device, |_, i| copy_c_string(&self::uuid(i), uuid, length))
 }
 
 /// The limits allowed, mW.
@@ -569,11 +746,11 @@ pub extern "C" fn nvmlDeviceSetPowerManagementLimit(device: *mut c_void, limit: 
         if limit < fake.config.min_mw || limit > fake.config.max_mw {
             return ret::INVALID_ARGUMENT;
         }
-        let load = fake.config.load_mw;
+        let load = fake.config.load.clone();
         let now = monotonic_ns();
         match fake.with_state(|s| {
             let g = &mut s.gpus[i];
-            g.energy_mj = energy_at(g, load, now);
+            g.energy_mj = energy_at(g, &load, now);
             g.since_ns = now;
             g.limit_mw = limit;
             (s.clone(), true)
@@ -597,7 +774,7 @@ pub unsafe extern "C" fn nvmlDeviceGetPowerUsage(device: *mut c_void, power: *mu
         if power.is_null() {
             return ret::INVALID_ARGUMENT;
         }
-        let load = fake.config.load_mw;
+        let load = fake.config.load.at(monotonic_ns());
         match fake.with_state(|s| (power_mw(s.gpus[i].limit_mw, load), false)) {
             Ok(v) => {
                 *power = v;
@@ -621,14 +798,186 @@ pub unsafe extern "C" fn nvmlDeviceGetTotalEnergyConsumption(
         if energy.is_null() {
             return ret::INVALID_ARGUMENT;
         }
-        let load = fake.config.load_mw;
-        let now = monotonic_ns();
-        match fake.with_state(|s| (energy_at(&s.gpus[i], load, now), false)) {
+        if !fake.config.has_energy_counter(i as u32) {
+            return ret::NOT_SUPPORTED;
+        }
+        match fake.ground_truth(i) {
             Ok(v) => {
                 *energy = v as c_ulonglong;
                 ret::SUCCESS
             }
             Err(code) => code,
+        }
+    })
+}
+
+/// Not NVML: the fake's ground truth, GPU `index`'s energy since the state was
+/// created, mJ (exact, unrounded; answers for GPUs without the counter too). Tests
+/// load the library (e.g. with Python's ctypes) to call it.
+///
+/// # Safety
+/// `energy` must be null or valid for a write.
+#[no_mangle]
+pub unsafe extern "C" fn fakeNvmlGroundTruthEnergy(index: c_uint, energy: *mut f64) -> u32 {
+    with_device(handle(index), |fake, i| {
+        if energy.is_null() {
+            return ret::INVALID_ARGUMENT;
+        }
+        match fake.ground_truth(i) {
+            Ok(v) => {
+                *energy = v;
+                ret::SUCCESS
+            }
+            Err(code) => code,
+        }
+    })
+}
+
+/// The UUID (`GPU-…`, or `MIG-…` for a MIG handle).
+///
+/// # Safety
+/// `uuid` must be null or valid for `length` bytes of writes.
+#[no_mangle]
+pub unsafe extern "C" fn nvmlDeviceGetUUID(
+    device: *mut c_void,
+    uuid: *mut c_char,
+    length: c_uint,
+) -> u32 {
+    let guard = lock_fake();
+    let Some(fake) = guard.as_ref() else {
+        return ret::UNINITIALIZED;
+    };
+    match decode(fake, device) {
+        Some((i, None)) => write_c_string(&gpu_uuid(i as u32), uuid, length),
+        Some((i, Some(j))) => write_c_string(&mig_uuid(i as u32, j), uuid, length),
+        None => ret::INVALID_ARGUMENT,
+    }
+}
+
+/// The PCI attributes (`nvmlPciInfo_t`: bus id legacy [16], domain, bus, device,
+/// PCI device id, subsystem id, bus id [32]).
+#[repr(C)]
+pub struct PciInfo {
+    bus_id_legacy: [c_char; 16],
+    domain: c_uint,
+    bus: c_uint,
+    device: c_uint,
+    pci_device_id: c_uint,
+    pci_sub_system_id: c_uint,
+    bus_id: [c_char; 32],
+}
+
+/// The PCI attributes of a GPU.
+///
+/// # Safety
+/// `pci` must be null or valid for a write of an `nvmlPciInfo_t`.
+#[no_mangle]
+pub unsafe extern "C" fn nvmlDeviceGetPciInfo_v3(device: *mut c_void, pci: *mut PciInfo) -> u32 {
+    with_device(device, |_, i| {
+        if pci.is_null() {
+            return ret::INVALID_ARGUMENT;
+        }
+        let id = pci_bus_id(i as u32);
+        let out = &mut *pci;
+        out.domain = 0;
+        out.bus = 0x10 + i as c_uint;
+        out.device = 0;
+        out.pci_device_id = 0x20b0_10de;
+        out.pci_sub_system_id = 0x1450_10de;
+        let legacy = &id[4..];
+        let r = write_c_string(legacy, out.bus_id_legacy.as_mut_ptr(), 16);
+        if r != ret::SUCCESS {
+            return r;
+        }
+        write_c_string(&id, out.bus_id.as_mut_ptr(), 32)
+    })
+}
+
+/// The CUDA compute capability.
+///
+/// # Safety
+/// `major` and `minor` must be null or valid for writes.
+#[no_mangle]
+pub unsafe extern "C" fn nvmlDeviceGetCudaComputeCapability(
+    device: *mut c_void,
+    major: *mut i32,
+    minor: *mut i32,
+) -> u32 {
+    with_device(device, |fake, i| {
+        if major.is_null() || minor.is_null() {
+            return ret::INVALID_ARGUMENT;
+        }
+        (*major, *minor) = fake.config.cc_of(i as u32);
+        ret::SUCCESS
+    })
+}
+
+/// The MIG mode (current and pending: 1 enabled, 0 disabled); NOT_SUPPORTED
+/// below compute capability 8.0.
+///
+/// # Safety
+/// `current` and `pending` must be null or valid for writes.
+#[no_mangle]
+pub unsafe extern "C" fn nvmlDeviceGetMigMode(
+    device: *mut c_void,
+    current: *mut c_uint,
+    pending: *mut c_uint,
+) -> u32 {
+    with_device(device, |fake, i| {
+        if current.is_null() || pending.is_null() {
+            return ret::INVALID_ARGUMENT;
+        }
+        if fake.config.cc_of(i as u32).0 < 8 {
+            return ret::NOT_SUPPORTED;
+        }
+        let on = c_uint::from(fake.config.mig_of(i as u32).is_some());
+        (*current, *pending) = (on, on);
+        ret::SUCCESS
+    })
+}
+
+/// The number of MIG slots of a GPU (7, as an A100's).
+///
+/// # Safety
+/// `count` must be null or valid for a write.
+#[no_mangle]
+pub unsafe extern "C" fn nvmlDeviceGetMaxMigDeviceCount(
+    device: *mut c_void,
+    count: *mut c_uint,
+) -> u32 {
+    with_device(device, |fake, i| {
+        if count.is_null() {
+            return ret::INVALID_ARGUMENT;
+        }
+        if fake.config.cc_of(i as u32).0 < 8 {
+            return ret::NOT_SUPPORTED;
+        }
+        *count = 7;
+        ret::SUCCESS
+    })
+}
+
+/// The handle of MIG instance `index` of a GPU; NOT_FOUND for an empty slot.
+///
+/// # Safety
+/// `mig` must be null or valid for a write.
+#[no_mangle]
+pub unsafe extern "C" fn nvmlDeviceGetMigDeviceHandleByIndex(
+    device: *mut c_void,
+    index: c_uint,
+    mig: *mut *mut c_void,
+) -> u32 {
+    with_device(device, |fake, i| {
+        if mig.is_null() {
+            return ret::INVALID_ARGUMENT;
+        }
+        match fake.config.mig_of(i as u32) {
+            None => ret::INVALID_ARGUMENT,
+            Some(n) if index >= n => ret::NOT_FOUND,
+            Some(_) => {
+                *mig = ((i + 1) | ((index as usize + 1) << 16)) as *mut c_void;
+                ret::SUCCESS
+            }
         }
     })
 }
@@ -662,9 +1011,37 @@ mod tests {
             since_ns: 1_000_000_000,
         };
         // 2 s at 200 W = 400 J.
-        assert!((energy_at(&g, 250_000, 3_000_000_000) - 401_000.0).abs() < 1e-6);
+        let load = Load::Constant(250_000);
+        assert!((energy_at(&g, &load, 3_000_000_000) - 401_000.0).abs() < 1e-6);
         // A clock before `since` counts nothing.
-        assert_eq!(energy_at(&g, 250_000, 0), 1000.0);
+        assert_eq!(energy_at(&g, &load, 0), 1000.0);
+    }
+
+    #[test]
+    fn a_stepping_load_integrates_exactly() {
+        let load = Load::parse_steps("300:0.5, 100:1.5").unwrap();
+        assert_eq!(load.at(0), 300_000);
+        assert_eq!(load.at(600_000_000), 100_000);
+        assert_eq!(load.at(2_100_000_000), 300_000);
+        // Unlimited: one period is 0.5*300 + 1.5*100 = 300 J.
+        let s = 1_000_000_000u64;
+        assert!((load.energy_mj(400_000, 0, 2 * s) - 300_000.0).abs() < 1e-6);
+        // Capped at 200 W: 0.5*200 + 1.5*100 = 250 J a period; 0.25 s into the
+        // first step to 0.25 s into the second period: 0.25*200 + 150 + 0.25*200.
+        let e = load.energy_mj(200_000, s / 4, 2 * s + s / 4);
+        assert!((e - 250_000.0).abs() < 1e-6, "{e}");
+        assert!((load.energy_mj(200_000, s / 4, s / 2) - 50_000.0).abs() < 1e-6);
+        assert_eq!(load.energy_mj(200_000, s, s / 2), 0.0);
+        assert!(Load::parse_steps("").is_none());
+        assert!(Load::parse_steps("300:0").is_none());
+        assert!(Load::parse_steps("300").is_none());
+    }
+
+    #[test]
+    fn identities_follow_the_documented_formats() {
+        assert_eq!(gpu_uuid(10), "GPU-fa4e0000-0000-4000-8000-00000000000a");
+        assert_eq!(mig_uuid(3, 1), "MIG-fa4e0003-0001-4000-8000-000000000000");
+        assert_eq!(pci_bus_id(2), "00000000:12:00.0");
     }
 
     #[test]
@@ -691,18 +1068,21 @@ mod tests {
         ];
         // 250 W for 1 s, then (after 2 s at 250 W = 500 J) 200 W for 1 s.
         assert_eq!(
-            energy_from_history(&segs, 0, 250_000, 1_000_000_000),
+            energy_from_history(&segs, 0, &Load::Constant(250_000), 1_000_000_000),
             Some(250_000.0)
         );
         assert_eq!(
-            energy_from_history(&segs, 0, 250_000, 3_000_000_000),
+            energy_from_history(&segs, 0, &Load::Constant(250_000), 3_000_000_000),
             Some(700_000.0)
         );
         assert_eq!(
-            energy_from_history(&segs, 1, 250_000, 1_000_000_000),
+            energy_from_history(&segs, 1, &Load::Constant(250_000), 1_000_000_000),
             Some(100_005.0)
         );
-        assert_eq!(energy_from_history(&segs, 2, 250_000, 1), None);
+        assert_eq!(
+            energy_from_history(&segs, 2, &Load::Constant(250_000), 1),
+            None
+        );
     }
 
     #[test]
@@ -715,7 +1095,6 @@ mod tests {
         assert_eq!(unsafe { nvmlDeviceGetCount_v2(&mut count) }, ret::SUCCESS);
         assert_eq!(nvmlShutdown(), ret::SUCCESS);
         assert_eq!(nvmlShutdown(), ret::UNINITIALIZED);
-        assert_ne!(uuid(0), uuid(1));
-        assert_eq!(uuid(10), "GPU-fa4e0000-0000-4000-8000-00000000000a");
+        assert_ne!(gpu_uuid(0), gpu_uuid(1));
     }
 }

@@ -1,0 +1,223 @@
+//! The energy of a run's GPUs since a start: NVML's total energy counter where a
+//! GPU has one (Volta and newer), else its power draw sampled every
+//! `--power-interval` and integrated with the trapezoid rule (older GPUs, where
+//! NVML answers "not supported" for the counter). Each figure says which it used.
+
+use std::time::Duration;
+
+use crate::gpu::{GpuError, Gpus};
+
+/// Default seconds between power samples on GPUs without an energy counter.
+pub const DEFAULT_POWER_INTERVAL_S: f64 = 0.1;
+
+/// How a GPU's energy is measured.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EnergySource {
+    /// NVML's total energy counter.
+    Counter,
+    /// Sampled power, integrated.
+    Sampled,
+}
+
+impl EnergySource {
+    /// `counter` or `sampled`.
+    pub fn name(self) -> &'static str {
+        match self {
+            EnergySource::Counter => "counter",
+            EnergySource::Sampled => "sampled",
+        }
+    }
+}
+
+/// The source of a sum over GPUs: `counter`, `sampled`, or `mixed`.
+pub fn combined(sources: &[EnergySource]) -> &'static str {
+    match sources.first() {
+        Some(first) if sources.iter().all(|s| s == first) => first.name(),
+        Some(_) => "mixed",
+        None => "none",
+    }
+}
+
+/// Checks a `--power-interval` value, seconds.
+pub fn power_interval(secs: f64) -> anyhow::Result<Duration> {
+    if secs.is_finite() && (0.001..=60.0).contains(&secs) {
+        Ok(Duration::from_secs_f64(secs))
+    } else {
+        anyhow::bail!("--power-interval: must be a number of seconds from 0.001 to 60")
+    }
+}
+
+#[derive(Clone, Debug)]
+enum Channel {
+    Counter {
+        start_mj: u64,
+    },
+    Sampled {
+        last_s: f64,
+        last_mw: u32,
+        acc_mj: f64,
+    },
+}
+
+/// Energy since the start, per GPU.
+#[derive(Clone, Debug)]
+pub struct EnergyMeter {
+    indices: Vec<u32>,
+    channels: Vec<Channel>,
+}
+
+impl EnergyMeter {
+    /// Starts measuring `indices` at time `t` (the caller's clock since its start):
+    /// reads each counter, or takes the first power sample where there is none.
+    pub fn start(gpus: &dyn Gpus, indices: &[u32], t: Duration) -> Result<EnergyMeter, GpuError> {
+        let mut channels = Vec::with_capacity(indices.len());
+        for &i in indices {
+            channels.push(match gpus.total_energy(i) {
+                Ok(mj) => Channel::Counter { start_mj: mj },
+                Err(GpuError::NotSupported { .. }) => Channel::Sampled {
+                    last_s: t.as_secs_f64(),
+                    last_mw: gpus.power_usage(i)?,
+                    acc_mj: 0.0,
+                },
+                Err(e) => return Err(e),
+            });
+        }
+        Ok(EnergyMeter {
+            indices: indices.to_vec(),
+            channels,
+        })
+    }
+
+    /// Whether any GPU is sampled (the caller must then call [`EnergyMeter::sample`]
+    /// every `--power-interval`).
+    pub fn sampling(&self) -> bool {
+        self.channels
+            .iter()
+            .any(|c| matches!(c, Channel::Sampled { .. }))
+    }
+
+    /// Per GPU, how it is measured.
+    pub fn sources(&self) -> Vec<EnergySource> {
+        self.channels
+            .iter()
+            .map(|c| match c {
+                Channel::Counter { .. } => EnergySource::Counter,
+                Channel::Sampled { .. } => EnergySource::Sampled,
+            })
+            .collect()
+    }
+
+    /// Takes a power sample of every sampled GPU at `t`.
+    pub fn sample(&mut self, gpus: &dyn Gpus, t: Duration) -> Result<(), GpuError> {
+        let now_s = t.as_secs_f64();
+        for (c, &i) in self.channels.iter_mut().zip(&self.indices) {
+            if let Channel::Sampled {
+                last_s,
+                last_mw,
+                acc_mj,
+            } = c
+            {
+                if now_s < *last_s {
+                    continue;
+                }
+                let mw = gpus.power_usage(i)?;
+                let dt = now_s - *last_s;
+                *acc_mj += (f64::from(*last_mw) + f64::from(mw)) / 2.0 * dt;
+                *last_s = now_s;
+                *last_mw = mw;
+            }
+        }
+        Ok(())
+    }
+
+    /// Energy per GPU since the start, mJ, at `t` (takes a sample first).
+    pub fn read(&mut self, gpus: &dyn Gpus, t: Duration) -> Result<Vec<f64>, GpuError> {
+        if self.sampling() {
+            self.sample(gpus, t)?;
+        }
+        self.channels
+            .iter()
+            .zip(&self.indices)
+            .map(|(c, &i)| match c {
+                Channel::Counter { start_mj } => {
+                    Ok(gpus.total_energy(i)?.saturating_sub(*start_mj) as f64)
+                }
+                Channel::Sampled { acc_mj, .. } => Ok(*acc_mj),
+            })
+            .collect()
+    }
+
+    /// Energy of all the GPUs since the start, mJ, at `t`.
+    pub fn total_mj(&mut self, gpus: &dyn Gpus, t: Duration) -> Result<u64, GpuError> {
+        Ok(self.read(gpus, t)?.iter().sum::<f64>().round() as u64)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gpu::fake::FakeGpus;
+
+    fn ms(v: u64) -> Duration {
+        Duration::from_millis(v)
+    }
+
+    #[test]
+    fn counters_are_read_where_the_gpu_has_one() {
+        let mut g = FakeGpus::new(2);
+        g.gpus[0].energy_mj = Some(1000);
+        g.gpus[1].energy_mj = Some(50);
+        let mut m = EnergyMeter::start(&g, &[0, 1], ms(0)).unwrap();
+        assert!(!m.sampling());
+        g.gpus[0].energy_mj = Some(4000);
+        g.gpus[1].energy_mj = Some(150);
+        assert_eq!(m.read(&g, ms(10)).unwrap(), vec![3000.0, 100.0]);
+        assert_eq!(m.total_mj(&g, ms(10)).unwrap(), 3100);
+        assert_eq!(combined(&m.sources()), "counter");
+    }
+
+    #[test]
+    fn without_a_counter_power_is_integrated_by_trapezoids() {
+        let mut g = FakeGpus::new(2);
+        g.gpus[1].energy_mj = None;
+        g.gpus[1].power_mw = 100_000;
+        let mut m = EnergyMeter::start(&g, &[0, 1], ms(0)).unwrap();
+        assert!(m.sampling());
+        assert_eq!(
+            m.sources(),
+            vec![EnergySource::Counter, EnergySource::Sampled]
+        );
+        assert_eq!(combined(&m.sources()), "mixed");
+        // 100 W for 1 s, then a ramp to 200 W over 1 s: 100 J + 150 J.
+        m.sample(&g, ms(1000)).unwrap();
+        g.gpus[1].power_mw = 200_000;
+        m.sample(&g, ms(2000)).unwrap();
+        assert_eq!(m.read(&g, ms(2000)).unwrap()[1], 250_000.0);
+        // A step sampled on both sides of the change costs nothing in accuracy.
+        m.sample(&g, ms(3000)).unwrap();
+        g.gpus[1].power_mw = 50_000;
+        m.sample(&g, ms(3000)).unwrap();
+        let e = m.read(&g, ms(4000)).unwrap()[1];
+        assert_eq!(e, 250_000.0 + 200_000.0 + 50_000.0);
+        // The clock never goes back.
+        m.sample(&g, ms(3500)).unwrap();
+        assert_eq!(m.read(&g, ms(3500)).unwrap()[1], e);
+    }
+
+    #[test]
+    fn other_errors_are_errors_and_the_interval_is_checked() {
+        let g = FakeGpus::new(1);
+        assert!(EnergyMeter::start(&g, &[3], ms(0)).is_err());
+        assert!(power_interval(0.1).is_ok());
+        for bad in [0.0, -1.0, f64::NAN, 1e9] {
+            let err = power_interval(bad).unwrap_err().to_string();
+            assert!(err.starts_with("--power-interval"), "{err}");
+        }
+        assert_eq!(combined(&[]), "none");
+        assert_eq!(
+            combined(&[EnergySource::Sampled, EnergySource::Sampled]),
+            "sampled"
+        );
+    }
+}
