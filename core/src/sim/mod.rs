@@ -23,7 +23,8 @@ pub mod workload;
 pub use baseline::{baselines, Baseline, Baselines};
 pub use report::SimReport;
 pub use simulator::{
-    simulate_one_alibaba_group, simulate_one_job, GroupJob, HistoryEntry, SimConfig,
+    simulate_one_alibaba_group, simulate_one_job, simulate_one_job_with, GroupJob, HistoryEntry,
+    SimConfig,
 };
 pub use trace::{group_jobs, parse_groups, GroupRow, Trace, TraceError};
 pub use workload::{JobTrace, Workload};
