@@ -304,3 +304,150 @@ pub fn cost_bound(params: &Knobs<'_>, state: &WattwiseState, batch_size: u32) ->
         best * beta
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::api::{Phase, PowerMeasurement, PowerProfile, TrainingResult};
+    use crate::job::{JobSpec, JobState};
+    use crate::policy::Policy;
+    use crate::trial::TrialType;
+
+    fn job(sizes: Vec<i64>, default: i64) -> JobState {
+        let mut spec = JobSpec::new("w", sizes, default, 300.0, 1, "A40");
+        spec.policy = Policy::Wattwise;
+        spec.mab_seed = Some(1);
+        spec.target_metric = 1.0;
+        JobState::new("w-1".into(), spec.validate().unwrap(), 0, 0)
+    }
+
+    /// Runs one trial to the end: `cost_of(bs)` per epoch (eta 0.5, so a time of
+    /// `c / 300` s and an energy of `c` J cost `c`), `epochs` epochs to the target.
+    fn run(state: &mut JobState, cost_of: impl Fn(u32) -> f64, epochs: u32) -> (u32, TrialType, bool) {
+        let t = state.predict(0).unwrap();
+        let kind = state.trial(t.trial_number).unwrap().kind;
+        let per_epoch = cost_of(t.batch_size);
+        for epoch in 1..=100 {
+            let c = per_epoch * epoch as f64;
+            let r = state
+                .report(
+                    &TrainingResult {
+                        job_id: t.job_id.clone(),
+                        batch_size: t.batch_size,
+                        trial_number: t.trial_number,
+                        time: c / 300.0,
+                        energy: c,
+                        metric: if epoch >= epochs { 1.0 } else { 0.0 },
+                        current_epoch: epoch,
+                    },
+                    epoch as i64,
+                )
+                .unwrap();
+            if r.stop_train {
+                return (t.batch_size, kind, r.converged);
+            }
+        }
+        unreachable!("max_epochs is 100")
+    }
+
+    #[test]
+    fn walks_down_from_the_default_until_cost_rises_then_exploits() {
+        let mut s = job(vec![8, 16, 32, 64, 128, 256], 128);
+        // Valley at 32; 256 would be cheaper per epoch than 128 but is never needed.
+        let cost = |bs: u32| match bs {
+            8 => 10.0,
+            16 => 4.0,
+            32 => 2.0,
+            64 => 2.6,
+            128 => 3.0,
+            _ => 3.5,
+        };
+        let mut order = vec![];
+        for _ in 0..5 {
+            order.push(run(&mut s, cost, 10));
+        }
+        let sizes: Vec<u32> = order.iter().map(|o| o.0).collect();
+        assert_eq!(sizes, vec![128, 64, 32, 16, 32], "{order:?}");
+        assert!(order[..4].iter().all(|o| o.1 == TrialType::Exploration));
+        assert_eq!(order[4].1, TrialType::Mab);
+        // 16 cost twice the best: the search stopped there; 8 and 256 never ran.
+        for _ in 0..20 {
+            let (bs, ..) = run(&mut s, cost, 10);
+            assert!(bs == 32 || bs == 64, "{bs}");
+        }
+        assert_eq!(s.stage(), crate::job::Stage::Mab);
+    }
+
+    #[test]
+    fn an_underused_gpu_sends_the_search_up_first() {
+        let mut s = job(vec![256, 512, 1024, 2048], 1024);
+        let profile = PowerProfile {
+            batch_size: 1024,
+            phase: Phase::Train,
+            gpu_model: "A40".into(),
+            measurements: vec![PowerMeasurement {
+                power_limit: 300,
+                average_power: 80.0,
+                throughput: 1.0,
+            }],
+        };
+        s.profiles.push(profile);
+        let cost = |bs: u32| 4096.0 / bs as f64;
+        let first: Vec<u32> = (0..3).map(|_| run(&mut s, cost, 4).0).collect();
+        // 2048 costs half of 1024, so 1024 is out and the search never goes down.
+        assert_eq!(first, vec![1024, 2048, 2048]);
+        s.profiles.clear();
+        let mut s2 = job(vec![256, 512, 1024, 2048], 1024);
+        let first: Vec<u32> = (0..2).map(|_| run(&mut s2, cost, 4).0).collect();
+        assert_eq!(first, vec![1024, 512], "without a profile the search goes down first");
+    }
+
+    #[test]
+    fn a_first_run_stops_at_twice_the_best_and_counts_as_failed() {
+        let mut s = job(vec![16, 32], 32);
+        let cost = |bs: u32| if bs == 32 { 1.0 } else { 1.5 };
+        assert_eq!(run(&mut s, cost, 10), (32, TrialType::Exploration, true));
+        // 16 never reaches the target in 40 epochs; it stops once past 2 x 10.
+        let (bs, _, converged) = run(&mut s, cost, 40);
+        assert_eq!((bs, converged), (16, false));
+        let arm = s.wattwise.as_ref().unwrap().arms[0];
+        assert_eq!((arm.runs, arm.successes), (1, 0));
+        assert!(arm.cost > 20.0 && arm.cost <= 21.5, "{}", arm.cost);
+        // 16 is out: only 32 is chosen from now on.
+        for _ in 0..5 {
+            assert_eq!(run(&mut s, cost, 10).0, 32);
+        }
+    }
+
+    #[test]
+    fn a_run_reaching_the_target_is_done_whatever_it_cost() {
+        let mut s = job(vec![16, 32], 32);
+        assert!(run(&mut s, |_| 1.0, 10).2);
+        // 16 costs 3 per epoch: it would pass 2 x 10 at epoch 7, but reaches at 6.
+        assert_eq!(run(&mut s, |_| 3.0, 6), (16, TrialType::Exploration, true));
+    }
+
+    #[test]
+    fn a_search_step_in_flight_gives_the_best_known_batch_size() {
+        let mut s = job(vec![16, 32, 64], 32);
+        run(&mut s, |_| 1.0, 5);
+        let a = s.predict(1).unwrap();
+        let b = s.predict(2).unwrap();
+        assert_eq!(a.batch_size, 16);
+        assert_eq!(b.batch_size, 32);
+        assert_eq!(s.trial(b.trial_number).unwrap().kind, TrialType::Concurrent);
+    }
+
+    #[test]
+    fn a_zeus_job_document_has_no_trace_of_the_policy() {
+        let spec = JobSpec::new("z", vec![8, 16], 8, 300.0, 1, "A40");
+        let zeus = JobState::new("z-1".into(), spec.clone().validate().unwrap(), 0, 0);
+        let doc = serde_json::to_value(&zeus).unwrap();
+        assert!(doc.get("wattwise").is_none());
+        assert!(doc["params"].get("policy").is_none());
+        assert!(serde_json::to_value(&spec).unwrap().get("policy").is_none());
+        let w = job(vec![8, 16], 8);
+        let doc = serde_json::to_value(&w).unwrap();
+        assert_eq!(doc["params"]["policy"], "wattwise");
+        assert_eq!(serde_json::from_value::<JobState>(doc).unwrap(), w);
+    }
+}
