@@ -183,7 +183,9 @@ mod tests {
         let f = JobFile::parse(&format!("{base}policy = \"wattwise\"\n")).unwrap();
         assert_eq!(f.spec(&facts()).unwrap().policy, Policy::Wattwise);
         for bad in ["policy = \"fast\"\n", "policy = 1\n"] {
-            let err = JobFile::parse(&format!("{base}{bad}")).unwrap_err().to_string();
+            let err = JobFile::parse(&format!("{base}{bad}"))
+                .unwrap_err()
+                .to_string();
             assert!(err.contains("policy: must be"), "{bad}: {err}");
         }
     }

@@ -317,7 +317,7 @@ impl<'a> Engine<'a> {
                 })
                 .collect(),
         };
-        let out = api::post_profile(&state.job_id().to_string(), &profile, Some(state))
+        let out = api::post_profile(state.job_id(), &profile, Some(state))
             .map_err(|e| SimError::Job(e.to_string()))?;
         if let Change::Put(new) = out.change {
             *state = *new;
