@@ -385,6 +385,29 @@ impl JobState {
         Ok(next)
     }
 
+    /// The wattwise policy's stop rule for a run of `batch_size` that has cost
+    /// `cost` after `epoch` epochs ([`wattwise::decide`]): `None` keeps it
+    /// training, else whether it converged. Changes nothing.
+    pub(crate) fn wattwise_stop(
+        &self,
+        batch_size: u32,
+        cost: f64,
+        reached: bool,
+        epoch: u32,
+    ) -> Option<bool> {
+        let empty = wattwise::WattwiseState::default();
+        let state = self.wattwise.as_ref().unwrap_or(&empty);
+        let knobs = knobs(&self.params, &self.profiles);
+        wattwise::decide(&knobs, state, batch_size, cost, reached, epoch)
+    }
+
+    /// The cost at which the wattwise policy stops a run of `batch_size`.
+    fn wattwise_bound(&self, batch_size: u32) -> f64 {
+        let empty = wattwise::WattwiseState::default();
+        let state = self.wattwise.as_ref().unwrap_or(&empty);
+        wattwise::cost_bound(&knobs(&self.params, &self.profiles), state, batch_size)
+    }
+
     /// The wattwise policy's answer to a report (see [`wattwise::decide`]).
     fn wattwise_report(
         &mut self,
@@ -394,12 +417,8 @@ impl JobState {
         cost: f64,
         now_ms: i64,
     ) -> ReportResponse {
-        let empty = wattwise::WattwiseState::default();
-        let state = self.wattwise.as_ref().unwrap_or(&empty);
         let reached = self.params.reaches_target(r.metric);
-        let knobs = knobs(&self.params, &self.profiles);
-        let Some(converged) =
-            wattwise::decide(&knobs, state, r.batch_size, cost, reached, r.current_epoch)
+        let Some(converged) = self.wattwise_stop(r.batch_size, cost, reached, r.current_epoch)
         else {
             return ReportResponse {
                 stop_train: false,
@@ -418,7 +437,7 @@ impl JobState {
             format!(
                 "Batch Size({}) exceeded the cost upper bound: current cost({cost}) > {}",
                 r.batch_size,
-                wattwise::cost_bound(&knobs, state, r.batch_size)
+                self.wattwise_bound(r.batch_size)
             )
         };
         self.record(

@@ -9,7 +9,8 @@
 //! - [`trace`]: parsing the Zeus train and power traces, and merging them.
 //! - [`workload`]: the job to simulate and its slice of a trace.
 //! - [`synthetic`]: a built-in synthetic workload, so nothing needs files.
-//! - [`simulator`]: [`simulate_one_job`] and [`simulate_one_alibaba_group`].
+//! - [`simulator`]: [`simulate_one_job`] and [`simulate_one_alibaba_group`], under
+//!   Zeus's policy or another ([`simulate_one_job_with`], [`simulate_one_alibaba_group_with`]).
 //! - [`baseline`]: the default configuration and the oracle.
 //! - [`report`]: cumulative energy, time and cost, and regret against the oracle.
 
@@ -23,8 +24,8 @@ pub mod workload;
 pub use baseline::{baselines, Baseline, Baselines};
 pub use report::SimReport;
 pub use simulator::{
-    simulate_one_alibaba_group, simulate_one_job, simulate_one_job_with, GroupJob, HistoryEntry,
-    SimConfig,
+    simulate_one_alibaba_group, simulate_one_alibaba_group_with, simulate_one_job,
+    simulate_one_job_with, GroupJob, HistoryEntry, SimConfig,
 };
 pub use trace::{group_jobs, parse_groups, GroupRow, Trace, TraceError};
 pub use workload::{JobTrace, Workload};

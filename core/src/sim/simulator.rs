@@ -255,22 +255,12 @@ impl<'a> Engine<'a> {
         &mut self,
         state: &mut JobState,
         trial: &TrialId,
-        bs: &BatchSizeTrace,
+        bs: &'a BatchSizeTrace,
         pl: u32,
         profile: bool,
         now_ms: i64,
     ) -> Result<RunOutcome, SimError> {
-        if bs.target_epochs.is_empty() {
-            return Err(SimError::NoRuns {
-                batch_size: bs.batch_size,
-                target_metric: self.job.workload.target_metric,
-            });
-        }
-        let point = bs.at(pl).ok_or(SimError::NoPowerLimit(bs.batch_size))?;
-        let target_epoch = bs.target_epochs[self.rng.index(bs.target_epochs.len())];
-        if profile {
-            self.post_profile(state, bs)?;
-        }
+        let (point, target_epoch) = self.start_reported(state, bs, pl, profile)?;
         let mut epoch = 0u32;
         loop {
             epoch += 1;
@@ -289,6 +279,59 @@ impl<'a> Engine<'a> {
                 now_ms + (time * 1000.0) as i64,
             )?;
             if answer.stop_train {
+                return Ok(RunOutcome {
+                    energy,
+                    time,
+                    reached,
+                });
+            }
+        }
+    }
+
+    /// Samples a training path for a run that the optimizer stops (not the
+    /// simulator), and posts the batch size's power profile when the run profiles.
+    fn start_reported(
+        &mut self,
+        state: &mut JobState,
+        bs: &'a BatchSizeTrace,
+        pl: u32,
+        profile: bool,
+    ) -> Result<(&'a PowerPoint, Option<f64>), SimError> {
+        if bs.target_epochs.is_empty() {
+            return Err(SimError::NoRuns {
+                batch_size: bs.batch_size,
+                target_metric: self.job.workload.target_metric,
+            });
+        }
+        let point = bs.at(pl).ok_or(SimError::NoPowerLimit(bs.batch_size))?;
+        let target_epoch = bs.target_epochs[self.rng.index(bs.target_epochs.len())];
+        if profile {
+            self.post_profile(state, bs)?;
+        }
+        Ok((point, target_epoch))
+    }
+
+    /// Runs the job once under the wattwise policy's stop rule as the job
+    /// document stands now, without recording it (a group's run is recorded
+    /// when it ends, and others may end before).
+    fn run_decided(
+        &mut self,
+        state: &mut JobState,
+        bs: &'a BatchSizeTrace,
+        pl: u32,
+        profile: bool,
+    ) -> Result<RunOutcome, SimError> {
+        let (point, target_epoch) = self.start_reported(state, bs, pl, profile)?;
+        let mut epoch = 0u32;
+        loop {
+            epoch += 1;
+            let (energy, time) = energy_time(bs, point, profile, epoch as f64);
+            let reached = target_epoch.is_some_and(|te| te <= epoch as f64);
+            let cost = self.cost(energy, time);
+            if state
+                .wattwise_stop(bs.batch_size, cost, reached, epoch)
+                .is_some()
+            {
                 return Ok(RunOutcome {
                     energy,
                     time,
@@ -520,6 +563,19 @@ pub fn simulate_one_alibaba_group(
     group: &[GroupJob],
     cfg: &SimConfig,
 ) -> Result<Vec<HistoryEntry>, SimError> {
+    simulate_one_alibaba_group_with(job, group, cfg, Policy::Zeus)
+}
+
+/// [`simulate_one_alibaba_group`] under either batch size policy. Under a policy
+/// other than Zeus's, a run's length is the optimizer's stop rule applied, epoch by
+/// epoch, to the job document as it stands at the run's launch; the result is
+/// recorded when the run ends.
+pub fn simulate_one_alibaba_group_with(
+    job: &JobTrace,
+    group: &[GroupJob],
+    cfg: &SimConfig,
+    policy: Policy,
+) -> Result<Vec<HistoryEntry>, SimError> {
     cfg.validate()?;
     for (i, g) in group.iter().enumerate() {
         let ok = g.start_time.is_finite()
@@ -535,10 +591,11 @@ pub fn simulate_one_alibaba_group(
         }
     }
     let engine = Engine::new(job, *cfg);
-    let state = engine.new_state(Policy::Zeus)?;
+    let state = engine.new_state(policy)?;
     let mut sim = GroupSim {
         engine,
         state,
+        policy,
         running: Vec::new(),
         history: Vec::with_capacity(group.len().min(1 << 16) * 2),
         min_cost: f64::INFINITY,
@@ -557,6 +614,7 @@ pub fn simulate_one_alibaba_group(
 struct GroupSim<'a> {
     engine: Engine<'a>,
     state: JobState,
+    policy: Policy,
     running: Vec<InFlight>,
     history: Vec<HistoryEntry>,
     min_cost: f64,
@@ -584,9 +642,12 @@ impl GroupSim<'_> {
         let trial = self.state.predict(now_ms)?;
         let (i, bs) = self.engine.slice(trial.batch_size)?;
         let (pl, profile) = self.engine.power_limit(i, bs)?;
-        let run = self
-            .engine
-            .run(bs, pl, self.engine.cfg.beta_knob * self.min_cost, profile)?;
+        let run = if self.policy == Policy::Zeus {
+            self.engine
+                .run(bs, pl, self.engine.cfg.beta_knob * self.min_cost, profile)?
+        } else {
+            self.engine.run_decided(&mut self.state, bs, pl, profile)?
+        };
         self.running.push(InFlight {
             submission,
             start,
@@ -616,7 +677,10 @@ impl GroupSim<'_> {
             let Some(i) = next else { return Ok(()) };
             let r = self.running.remove(i);
             let end_ms = (r.end * 1000.0) as i64;
-            let never_ran = r.outcome_energy == 0.0 && r.outcome_time == 0.0 && !r.reached;
+            let never_ran = self.policy == Policy::Zeus
+                && r.outcome_energy == 0.0
+                && r.outcome_time == 0.0
+                && !r.reached;
             if never_ran {
                 self.engine
                     .record_unaffordable(&mut self.state, r.trial, self.min_cost, end_ms)?;
