@@ -62,8 +62,8 @@
 //!
 //! What it does not do: a recurring job whose costs drift is not tracked
 //! (`window_size` is ignored; the statistics cover every run), and Zeus's
-//! `num_pruning_rounds` and `mab_*` priors do not apply (`mab_seed` seeds the
-//! sampling).
+//! `num_pruning_rounds`, `mab_prior_mean`, `mab_prior_precision` and
+//! `mab_num_explorations` do not apply (`mab_seed` seeds the sampling).
 
 use serde::{Deserialize, Serialize};
 
