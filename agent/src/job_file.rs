@@ -7,6 +7,7 @@
 //! default_batch_size = 64
 //! target_metric = 0.9
 //! max_epochs = 20
+//! policy = "wattwise"      # optional: "zeus" (the default) or "wattwise"
 //!
 //! [power]                  # all optional; Zeus's defaults
 //! wait_steps = 1
@@ -20,6 +21,7 @@
 //! from NVML, never from the file.
 
 use wattwise_core::job::JobSpec;
+use wattwise_core::policy::{Policy, UnknownPolicy};
 use wattwise_core::power::{PowerSettings, Selector};
 
 /// Spec fields the file may set.
@@ -39,6 +41,7 @@ const SPEC_FIELDS: &[&str] = &[
     "mab_prior_precision",
     "mab_num_explorations",
     "mab_seed",
+    "policy",
 ];
 
 /// Spec fields NVML fills in.
@@ -93,6 +96,16 @@ impl JobFile {
                 return Err(JobFileError(format!(
                     "{key}: is read from the GPUs (NVML); remove it from the file"
                 )));
+            } else if key == "policy" {
+                let name = value.as_str().unwrap_or_default();
+                let policy: Policy = name.parse().map_err(|e: UnknownPolicy| {
+                    JobFileError(if value.is_str() {
+                        e.to_string()
+                    } else {
+                        format!("policy: must be a string, \"zeus\" or \"wattwise\" (got {value})")
+                    })
+                })?;
+                spec.insert(key, policy.name().into());
             } else if SPEC_FIELDS.contains(&key.as_str()) {
                 let json = serde_json::to_value(&value).map_err(|e| JobFileError(e.to_string()))?;
                 spec.insert(key, json);
@@ -160,6 +173,21 @@ mod tests {
         assert_eq!(spec.max_power, 600.0);
         assert_eq!(spec.max_epochs, 100);
         assert_eq!(spec.eta_knob, 0.3);
+    }
+
+    #[test]
+    fn the_policy_field_picks_the_batch_size_policy() {
+        let base = "job_id_prefix = \"j\"\nbatch_sizes = [8]\ndefault_batch_size = 8\n";
+        let zeus = JobFile::parse(base).unwrap().spec(&facts()).unwrap();
+        assert_eq!(zeus.policy, Policy::Zeus);
+        let f = JobFile::parse(&format!("{base}policy = \"wattwise\"\n")).unwrap();
+        assert_eq!(f.spec(&facts()).unwrap().policy, Policy::Wattwise);
+        for bad in ["policy = \"fast\"\n", "policy = 1\n"] {
+            let err = JobFile::parse(&format!("{base}{bad}"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("policy: must be"), "{bad}: {err}");
+        }
     }
 
     #[test]

@@ -10,6 +10,8 @@ use serde::{Deserialize, Serialize};
 use crate::api::PowerProfile;
 use crate::bandit::{ArmState, RewardHistory};
 use crate::explore::Exploration;
+use crate::policy::wattwise::WattwiseState;
+use crate::policy::Policy;
 use crate::rng::JobRng;
 use crate::trial::Trial;
 
@@ -112,6 +114,9 @@ pub struct JobSpec {
     pub number_of_gpus: i64,
     /// GPU model name.
     pub gpu_model: String,
+    /// The batch size policy (wattwise's addition; absent means Zeus's).
+    #[serde(default, skip_serializing_if = "Policy::is_zeus")]
+    pub policy: Policy,
 }
 
 /// Validated job parameters: batch sizes sorted and deduplicated, every rule holds.
@@ -151,6 +156,9 @@ pub struct JobParams {
     pub number_of_gpus: u32,
     /// Non-empty.
     pub gpu_model: String,
+    /// The batch size policy; absent (Zeus) in documents written before it existed.
+    #[serde(default, skip_serializing_if = "Policy::is_zeus")]
+    pub policy: Policy,
 }
 
 fn check_id(field: &'static str, id: &str) -> Result<(), ValidationError> {
@@ -228,6 +236,7 @@ impl JobSpec {
             max_power,
             number_of_gpus,
             gpu_model: gpu_model.to_string(),
+            policy: Policy::Zeus,
         }
     }
 
@@ -341,6 +350,7 @@ impl JobSpec {
             max_power,
             number_of_gpus,
             gpu_model: self.gpu_model.clone(),
+            policy: self.policy,
         })
     }
 }
@@ -367,6 +377,7 @@ impl JobParams {
             max_power: self.max_power,
             number_of_gpus: self.number_of_gpus as i64,
             gpu_model: self.gpu_model.clone(),
+            policy: self.policy,
         }
     }
 
@@ -422,6 +433,9 @@ pub struct JobState {
     pub(crate) recent_trials: Vec<Trial>,
     pub(crate) rng: JobRng,
     pub(crate) profiles: Vec<PowerProfile>,
+    /// The wattwise policy's statistics (absent for a Zeus job).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) wattwise: Option<WattwiseState>,
     /// Finished trials that left the document in the last call; the host appends them to its archive.
     #[serde(skip)]
     pub(crate) archive_out: Vec<Trial>,
@@ -438,6 +452,7 @@ impl JobState {
     /// A new job document. `entropy` seeds the RNG when `mab_seed` is `None`.
     pub fn new(job_id: String, params: JobParams, entropy: u64, now_ms: i64) -> JobState {
         let rng = JobRng::from_seed(params.mab_seed.unwrap_or(entropy));
+        let (params_policy, n) = (params.policy, params.batch_sizes.len());
         let batch_sizes = params
             .batch_sizes
             .iter()
@@ -461,6 +476,7 @@ impl JobState {
             recent_trials: Vec::new(),
             rng,
             profiles: Vec::new(),
+            wattwise: (params_policy == Policy::Wattwise).then(|| WattwiseState::new(n)),
             archive_out: Vec::new(),
         }
     }

@@ -11,6 +11,7 @@
 //! - [`explore`]: pruning exploration over batch sizes.
 //! - [`bandit`]: Gaussian Thompson sampling over the surviving batch sizes.
 //! - [`optimizer`]: register / predict / report / end over a job document.
+//! - [`policy`]: which batch size policy a job runs (Zeus's, or wattwise's).
 //! - [`power`]: the power limit optimizer state machine.
 //! - [`api`]: Zeus's routes as request and response types, and pure call functions.
 //! - [`service`]: the HTTP service every host runs, over a store trait.
@@ -23,6 +24,7 @@ pub mod explore;
 pub mod job;
 pub mod openapi;
 pub mod optimizer;
+pub mod policy;
 pub mod power;
 pub mod rng;
 pub mod service;

@@ -99,7 +99,8 @@ fn schemas() -> Value {
                 "mab_seed": {"type": "integer", "minimum": 0, "nullable": true},
                 "max_power": {"type": "number", "exclusiveMinimum": true, "minimum": 0, "description": "Watts, all GPUs together"},
                 "number_of_gpus": {"type": "integer", "minimum": 1},
-                "gpu_model": {"type": "string", "minLength": 1, "maxLength": 128}
+                "gpu_model": {"type": "string", "minLength": 1, "maxLength": 128},
+                "policy": {"type": "string", "enum": ["zeus", "wattwise"], "default": "zeus", "description": "The batch size policy: Zeus's pruning and Thompson sampling, or wattwise's local search (a wattwise addition; omitted from the echo when zeus)"}
             }
         },
         "TrialId": {
@@ -303,6 +304,7 @@ mod tests {
     fn schemas_match_the_wire_types() {
         let mut spec = JobSpec::new("p", vec![8], 8, 300.0, 1, "A100");
         spec.job_id = Some("p-1".into());
+        spec.policy = crate::policy::Policy::Wattwise;
         check("JobSpec", serde_json::to_value(&spec).unwrap());
         let t = TrialId {
             job_id: "j".into(),

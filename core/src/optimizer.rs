@@ -3,10 +3,11 @@
 //! Every method either returns an error and leaves the document exactly as it
 //! was, or applies its whole change.
 
-use crate::api::{ReportResponse, TrainingResult, TrialId};
+use crate::api::{Phase, PowerProfile, ReportResponse, TrainingResult, TrialId};
 use crate::bandit::{self, ArmState};
 use crate::explore::{self, Exploration, ExplorationOutcome, NoConvergedBatchSize, Pruning};
-use crate::job::{JobState, Stage, ValidationError};
+use crate::job::{JobParams, JobState, Stage, ValidationError};
+use crate::policy::{wattwise, Policy};
 use crate::trial::{RunResult, Trial, TrialStatus, TrialType};
 
 /// Why an optimizer call was refused.
@@ -54,10 +55,27 @@ fn non_negative(field: &'static str, v: f64) -> Result<f64, ValidationError> {
     }
 }
 
+/// The wattwise policy's view of a job's parameters.
+fn knobs<'a>(p: &'a JobParams, profiles: &[PowerProfile]) -> wattwise::Knobs<'a> {
+    let default_utilization = profiles
+        .iter()
+        .find(|f| f.batch_size == p.default_batch_size && f.phase == Phase::Train)
+        .and_then(|f| f.measurements.iter().max_by_key(|m| m.power_limit))
+        .map(|m| m.average_power / m.power_limit as f64);
+    wattwise::Knobs {
+        batch_sizes: &p.batch_sizes,
+        default_batch_size: p.default_batch_size,
+        beta_knob: p.beta_knob,
+        max_epochs: p.max_epochs,
+        default_utilization,
+    }
+}
+
 impl JobState {
     /// Dispatches the next run: creates a Dispatched trial and returns its id.
     pub fn predict(&mut self, now_ms: i64) -> Result<TrialId, OptimizerError> {
         let (kind, batch_size) = match self.stage {
+            _ if self.params.policy == Policy::Wattwise => self.wattwise_next()?,
             Stage::Mab => (TrialType::Mab, self.choose_arm()),
             Stage::Pruning => match explore::next_step(&self.params, &self.explorations)? {
                 Pruning::Explore(bs) => (TrialType::Exploration, bs),
@@ -70,7 +88,7 @@ impl JobState {
         };
         let trial_number = self.next_trial_number;
         self.next_trial_number += 1;
-        if kind == TrialType::Exploration {
+        if kind == TrialType::Exploration && self.params.policy == Policy::Zeus {
             self.explorations.push(Exploration {
                 batch_size,
                 trial_number,
@@ -124,6 +142,9 @@ impl JobState {
         }
         let p = &self.params;
         let cost = explore::cost_of(p, energy, time);
+        if p.policy == Policy::Wattwise {
+            return Ok(self.wattwise_report(r, time, energy, cost, now_ms));
+        }
         let cost_bound = match (p.beta_knob, self.min_cost) {
             (Some(beta), Some(min)) => beta * min,
             _ => f64::INFINITY,
@@ -280,6 +301,10 @@ impl JobState {
                 *arm = ArmState::fit(prior_mean, prior_precision, state.rewards.summary());
             }
         }
+        if let Some(w) = &mut self.wattwise {
+            let i = self.params.batch_sizes.binary_search(&batch_size);
+            w.record(i.unwrap_or(usize::MAX), cost, result.converged);
+        }
         // Min cost counts only runs that reached the target within the bound
         // (Zeus also counts runs that stopped without converging).
         if result.converged && self.min_cost.is_none_or(|m| cost < m) {
@@ -331,6 +356,104 @@ impl JobState {
             }
         }
         self.stage = Stage::Mab;
+    }
+
+    /// The wattwise policy's next run; the stage turns MAB when its search is over.
+    fn wattwise_next(&mut self) -> Result<(TrialType, u32), OptimizerError> {
+        let n = self.params.batch_sizes.len();
+        let state = self
+            .wattwise
+            .get_or_insert_with(|| wattwise::WattwiseState::new(n));
+        if state.arms.len() != n {
+            // Not a document this core wrote: start the policy's statistics afresh.
+            *state = wattwise::WattwiseState::new(n);
+        }
+        let open = &self.open_trials;
+        let pending = |bs: u32| {
+            open.iter()
+                .any(|t| t.batch_size == bs && t.kind == TrialType::Exploration)
+        };
+        let next = wattwise::next(
+            &knobs(&self.params, &self.profiles),
+            state,
+            pending,
+            &mut self.rng,
+        )?;
+        if next.0 == TrialType::Mab {
+            self.stage = Stage::Mab;
+        }
+        Ok(next)
+    }
+
+    /// The wattwise policy's stop rule for a run of `batch_size` that has cost
+    /// `cost` after `epoch` epochs ([`wattwise::decide`]): `None` keeps it
+    /// training, else whether it converged. Changes nothing.
+    pub(crate) fn wattwise_stop(
+        &self,
+        batch_size: u32,
+        cost: f64,
+        reached: bool,
+        epoch: u32,
+    ) -> Option<bool> {
+        let empty = wattwise::WattwiseState::default();
+        let state = self.wattwise.as_ref().unwrap_or(&empty);
+        let knobs = knobs(&self.params, &self.profiles);
+        wattwise::decide(&knobs, state, batch_size, cost, reached, epoch)
+    }
+
+    /// The cost at which the wattwise policy stops a run of `batch_size`.
+    fn wattwise_bound(&self, batch_size: u32) -> f64 {
+        let empty = wattwise::WattwiseState::default();
+        let state = self.wattwise.as_ref().unwrap_or(&empty);
+        wattwise::cost_bound(&knobs(&self.params, &self.profiles), state, batch_size)
+    }
+
+    /// The wattwise policy's answer to a report (see [`wattwise::decide`]).
+    fn wattwise_report(
+        &mut self,
+        r: &TrainingResult,
+        time: f64,
+        energy: f64,
+        cost: f64,
+        now_ms: i64,
+    ) -> ReportResponse {
+        let reached = self.params.reaches_target(r.metric);
+        let Some(converged) = self.wattwise_stop(r.batch_size, cost, reached, r.current_epoch)
+        else {
+            return ReportResponse {
+                stop_train: false,
+                converged: false,
+                message: "Stop condition not met, keep training".into(),
+            };
+        };
+        let message = if converged {
+            "Train succeeded".to_string()
+        } else if r.current_epoch >= self.params.max_epochs {
+            format!(
+                "Train failed to converge within max_epoch({})",
+                self.params.max_epochs
+            )
+        } else {
+            format!(
+                "Batch Size({}) exceeded the cost upper bound: current cost({cost}) > {}",
+                r.batch_size,
+                self.wattwise_bound(r.batch_size)
+            )
+        };
+        self.record(
+            r.trial_number,
+            RunResult {
+                time,
+                energy,
+                converged,
+            },
+            now_ms,
+        );
+        ReportResponse {
+            stop_train: true,
+            converged,
+            message,
+        }
     }
 
     /// The bandit's choice among the arms.

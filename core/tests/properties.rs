@@ -1,8 +1,10 @@
-//! Property tests of the optimizer's invariants over random call sequences.
+//! Property tests of the optimizer's invariants over random call sequences,
+//! under either batch size policy.
 
 use proptest::prelude::*;
 use wattwise_core::api::{self, Change, Ctx, TrainingResult, TrialId};
 use wattwise_core::job::{JobSpec, JobState};
+use wattwise_core::policy::Policy;
 
 #[derive(Clone, Debug)]
 enum Op {
@@ -43,13 +45,16 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
-fn job(seed: u64, window: i64, rounds: i64) -> JobState {
+fn job(seed: u64, window: i64, rounds: i64, wattwise: bool) -> JobState {
     let mut spec = JobSpec::new("prop", vec![8, 16, 32, 64, 128, 256], 64, 300.0, 1, "V100");
     spec.job_id = Some("prop-1".into());
     spec.window_size = window;
     spec.num_pruning_rounds = rounds;
     spec.max_epochs = 10;
     spec.mab_seed = Some(seed as i64);
+    if wattwise {
+        spec.policy = Policy::Wattwise;
+    }
     let out = api::register_job(
         &spec,
         None,
@@ -160,8 +165,8 @@ proptest! {
 
     #[test]
     fn invariants_hold(seed in any::<u32>(), window in prop_oneof![Just(0i64), 1i64..4], rounds in 0i64..3,
-                       ops in proptest::collection::vec(op(), 1..120)) {
-        let mut state = job(seed as u64, window, rounds);
+                       wattwise in any::<bool>(), ops in proptest::collection::vec(op(), 1..120)) {
+        let mut state = job(seed as u64, window, rounds, wattwise);
         let mut dispatched = Vec::new();
         for (i, op) in ops.iter().enumerate() {
             apply(&mut state, &mut dispatched, op, i as i64 * 1000);
@@ -173,9 +178,9 @@ proptest! {
     }
 
     #[test]
-    fn replay_from_a_stored_state_gives_the_same_decisions(seed in any::<u32>(),
+    fn replay_from_a_stored_state_gives_the_same_decisions(seed in any::<u32>(), wattwise in any::<bool>(),
             prefix in proptest::collection::vec(op(), 0..60), rest in proptest::collection::vec(op(), 1..60)) {
-        let mut state = job(seed as u64, 0, 2);
+        let mut state = job(seed as u64, 0, 2, wattwise);
         let mut dispatched = Vec::new();
         for (i, op) in prefix.iter().enumerate() {
             apply(&mut state, &mut dispatched, op, i as i64);
@@ -195,7 +200,7 @@ proptest! {
 
 #[test]
 fn unknown_job_and_trial_are_404_and_change_nothing() {
-    let state = job(1, 0, 2);
+    let state = job(1, 0, 2, false);
     let ctx = Ctx {
         now_ms: 0,
         entropy: 0,

@@ -3,12 +3,14 @@
 
 mod sim_common;
 
+use wattwise_core::policy::Policy;
 use wattwise_core::sim::synthetic::{
     synthetic_trace, synthetic_workload, SYNTHETIC_GPU, SYNTHETIC_TRACE_SEED,
 };
 use wattwise_core::sim::{
-    simulate_one_alibaba_group, simulate_one_job, GroupJob, HistoryEntry, JobTrace, SimConfig,
-    SimError, SimReport, Trace, Workload,
+    simulate_one_alibaba_group, simulate_one_alibaba_group_with, simulate_one_job,
+    simulate_one_job_with, GroupJob, HistoryEntry, JobTrace, SimConfig, SimError, SimReport, Trace,
+    Workload,
 };
 
 const TRAIN_HEADER: &str =
@@ -261,6 +263,16 @@ fn alibaba_group_overlapping_submissions() {
             runtime_ratio: 0.5,
         });
     }
+    // Under the wattwise policy too, every submission reaches the target once.
+    let w = simulate_one_alibaba_group_with(&job, &group, &cfg(3), Policy::Wattwise).unwrap();
+    for k in 0..group.len() as u32 {
+        let reached = w.iter().filter(|h| h.recurrence == k && h.reached).count();
+        assert_eq!(reached, 1, "wattwise, submission {k}");
+    }
+    assert_eq!(
+        simulate_one_alibaba_group_with(&job, &group, &cfg(3), Policy::Wattwise).unwrap(),
+        w
+    );
     let history = simulate_one_alibaba_group(&job, &group, &cfg(3)).unwrap();
     let default = job.workload.default_batch_size;
     // Every submission reaches the target exactly once.
@@ -417,16 +429,18 @@ mod simulate_never_panics {
             let default = paths[default_pick % paths.len()].0;
             let job = JobTrace::new(&trace, &workload(default, 10), "g").unwrap();
             let cfg = SimConfig { eta_knob: eta, beta_knob: beta, seed };
-            if let Ok(history) = simulate_one_job(&job, recurrences, &cfg) {
-                prop_assert_eq!(history.iter().filter(|h| h.reached).count(), recurrences as usize);
-                prop_assert!(history.iter().all(|h| h.energy > 0.0 && h.time > 0.0 && h.cost.is_finite()));
-                prop_assert_eq!(history.last().unwrap().recurrence, recurrences - 1);
-            }
-            let group: Vec<GroupJob> = (0..recurrences)
-                .map(|k| GroupJob { start_time: k as f64 * 50.0, end_time: k as f64 * 50.0 + 120.0, runtime_ratio: 1.0 })
-                .collect();
-            if let Ok(history) = simulate_one_alibaba_group(&job, &group, &cfg) {
-                prop_assert_eq!(history.iter().filter(|h| h.reached).count(), recurrences as usize);
+            for policy in Policy::ALL {
+                if let Ok(history) = simulate_one_job_with(&job, recurrences, &cfg, policy) {
+                    prop_assert_eq!(history.iter().filter(|h| h.reached).count(), recurrences as usize);
+                    prop_assert!(history.iter().all(|h| h.energy > 0.0 && h.time > 0.0 && h.cost.is_finite()));
+                    prop_assert_eq!(history.last().unwrap().recurrence, recurrences - 1);
+                }
+                let group: Vec<GroupJob> = (0..recurrences)
+                    .map(|k| GroupJob { start_time: k as f64 * 50.0, end_time: k as f64 * 50.0 + 120.0, runtime_ratio: 1.0 })
+                    .collect();
+                if let Ok(history) = simulate_one_alibaba_group_with(&job, &group, &cfg, policy) {
+                    prop_assert_eq!(history.iter().filter(|h| h.reached).count(), recurrences as usize);
+                }
             }
         }
     }

@@ -11,10 +11,13 @@
 use std::path::PathBuf;
 use std::process::Command;
 
+use wattwise_core::policy::Policy;
 use wattwise_core::sim::synthetic::{
     synthetic_trace, synthetic_workload, SYNTHETIC_GPU, SYNTHETIC_TRACE_SEED,
 };
-use wattwise_core::sim::{builtin, simulate_one_job, HistoryEntry, JobTrace, SimConfig, Workload};
+use wattwise_core::sim::{
+    builtin, simulate_one_job, simulate_one_job_with, HistoryEntry, JobTrace, SimConfig, Workload,
+};
 
 /// FNV-1a over every field of every entry. The same code is compiled into the wasm module.
 const DIGEST_SRC: &str = r#"
@@ -77,8 +80,9 @@ fn wasm_target_installed() -> bool {
         })
 }
 
-/// Synthetic workload digests for seeds 1..=3, 60 recurrences; then librispeech on
-/// V100 of the built-in traces (seeds 1..=3, 50 recurrences).
+/// Synthetic workload digests for seeds 1..=3, 60 recurrences, under Zeus's policy
+/// then wattwise's; then librispeech on V100 of the built-in traces (seeds 1..=3,
+/// 50 recurrences).
 fn native_digests() -> Vec<u64> {
     let job = JobTrace::new(
         &synthetic_trace(SYNTHETIC_TRACE_SEED),
@@ -102,6 +106,14 @@ fn native_digests() -> Vec<u64> {
             )
         })
         .collect();
+    out.extend((1..=3).map(|seed| {
+        let cfg = SimConfig {
+            eta_knob: 0.5,
+            beta_knob: 2.0,
+            seed,
+        };
+        digest(&simulate_one_job_with(&job, 60, &cfg, Policy::Wattwise).unwrap())
+    }));
     let trace = builtin::trace("v100").unwrap();
     let job = JobTrace::new(&trace, &Workload::zeus("librispeech").unwrap(), "v100").unwrap();
     out.extend((1..=3).map(|seed| {
@@ -130,9 +142,10 @@ fn lib_rs() -> String {
     }"#;
     format!(
         r#"use wattwise_core::sim::synthetic::{{synthetic_trace, synthetic_workload, SYNTHETIC_GPU, SYNTHETIC_TRACE_SEED}};
-use wattwise_core::sim::{{simulate_one_job, HistoryEntry, JobTrace, SimConfig, Workload}};
+use wattwise_core::policy::Policy;
+use wattwise_core::sim::{{simulate_one_job, simulate_one_job_with, HistoryEntry, JobTrace, SimConfig, Workload}};
 {DIGEST_SRC}
-static mut OUT: [u64; 8] = [0; 8];
+static mut OUT: [u64; 16] = [0; 16];
 
 /// Runs the simulations; returns how many digests `out_ptr` holds.
 #[no_mangle]
@@ -141,6 +154,10 @@ pub extern "C" fn run() -> u32 {{
     let job = JobTrace::new(&synthetic_trace(SYNTHETIC_TRACE_SEED), &synthetic_workload(), SYNTHETIC_GPU).unwrap();
     for seed in 1..=3u64 {{
         out.push(digest(&simulate_one_job(&job, 60, &SimConfig {{ eta_knob: 0.5, beta_knob: 2.0, seed }}).unwrap()));
+    }}
+    for seed in 1..=3u64 {{
+        let cfg = SimConfig {{ eta_knob: 0.5, beta_knob: 2.0, seed }};
+        out.push(digest(&simulate_one_job_with(&job, 60, &cfg, Policy::Wattwise).unwrap()));
     }}
     {zeus}
     for (i, d) in out.iter().enumerate() {{

@@ -246,8 +246,11 @@ def test_each_selector_picks_the_cheapest_limit(tmp, server):
     picked = {}
     for i, sel in enumerate(SELECTORS):
         host = Host(tmp, f"sel{i}")
-        job = host.job(f"sel{i}", power={"selector": sel}, max_epochs=2)
-        rc, out, err = host.run(server.url, job, ["--epochs", "2", "--steps", "60", "--step-time", "0.03"])
+        # Windows of 20 steps (0.6 s): the limits' step times differ by as little as
+        # 3% (zeus_cost: 200 W against 250 W), so a short window would let a late
+        # read of the events file on a busy machine flip the pick.
+        job = host.job(f"sel{i}", power={"selector": sel, "profile_steps": 20}, max_epochs=2)
+        rc, out, err = host.run(server.url, job, ["--epochs", "2", "--steps", "120", "--step-time", "0.03"])
         assert rc == 0, err
         want = expected(sel)
         got = optimum_w(err)

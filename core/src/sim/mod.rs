@@ -10,7 +10,8 @@
 //! - [`builtin`]: the Zeus NSDI '23 traces, compiled in (feature `builtin-traces`).
 //! - [`workload`]: the job to simulate and its slice of a trace.
 //! - [`synthetic`]: a built-in synthetic workload, so nothing needs files.
-//! - [`simulator`]: [`simulate_one_job`] and [`simulate_one_alibaba_group`].
+//! - [`simulator`]: [`simulate_one_job`] and [`simulate_one_alibaba_group`], under
+//!   Zeus's policy or another ([`simulate_one_job_with`], [`simulate_one_alibaba_group_with`]).
 //! - [`baseline`]: the default configuration and the oracle.
 //! - [`report`]: cumulative energy, time and cost, and regret against the oracle.
 //! - [`catalog`]: the front end: which traces are loaded, which job a request
@@ -33,7 +34,8 @@ pub use baseline::{baselines, Baseline, Baselines};
 pub use catalog::{Catalog, Options, PowerFile, SimulateSpec, Source, Target, WorkloadOverrides};
 pub use report::SimReport;
 pub use simulator::{
-    simulate_one_alibaba_group, simulate_one_job, GroupJob, HistoryEntry, SimConfig,
+    simulate_one_alibaba_group, simulate_one_alibaba_group_with, simulate_one_job,
+    simulate_one_job_with, GroupJob, HistoryEntry, SimConfig,
 };
 pub use sweep::{Progress, SimSummary, SweepEnd, SweepSpec};
 pub use trace::{group_jobs, parse_groups, GroupRow, Trace, TraceError};

@@ -13,10 +13,15 @@ use rand_chacha::ChaCha20Rng;
 use rand_core::{RngCore, SeedableRng};
 use serde::{Deserialize, Serialize};
 
-use super::workload::{BatchSizeTrace, JobTrace};
+use super::workload::{BatchSizeTrace, JobTrace, PowerPoint};
 use super::SimError;
+use crate::api::{
+    self, Change, Phase, PowerMeasurement, PowerProfile, TrainingResult, TrialId,
+    MAX_PROFILE_POINTS,
+};
 use crate::cost::zeus_cost;
 use crate::job::{JobSpec, JobState};
+use crate::policy::Policy;
 
 /// Tries per recurrence before the target is deemed unreachable.
 pub const MAX_TRIES: u32 = 20;
@@ -99,6 +104,25 @@ impl PathRng {
                 return (x % n) as usize;
             }
         }
+    }
+}
+
+/// Energy and time of the first `epochs` epochs of a run at `point`; a run that
+/// profiles splits its first epoch evenly over every power limit.
+fn energy_time(bs: &BatchSizeTrace, point: &PowerPoint, profile: bool, epochs: f64) -> (f64, f64) {
+    if profile {
+        let n = bs.limits.len() as f64;
+        let e1 = bs.limits.iter().map(|p| p.energy_per_epoch).sum::<f64>() / n;
+        let t1 = bs.limits.iter().map(|p| p.time_per_epoch).sum::<f64>() / n;
+        (
+            e1 + point.energy_per_epoch * (epochs - 1.0),
+            t1 + point.time_per_epoch * (epochs - 1.0),
+        )
+    } else {
+        (
+            point.energy_per_epoch * epochs,
+            point.time_per_epoch * epochs,
+        )
     }
 }
 
@@ -210,23 +234,7 @@ impl<'a> Engine<'a> {
                 reached: false,
             });
         }
-        let energy_time = |epochs: f64| {
-            if profile {
-                // The first epoch is split evenly over every power limit.
-                let n = bs.limits.len() as f64;
-                let e1 = bs.limits.iter().map(|p| p.energy_per_epoch).sum::<f64>() / n;
-                let t1 = bs.limits.iter().map(|p| p.time_per_epoch).sum::<f64>() / n;
-                (
-                    e1 + point.energy_per_epoch * (epochs - 1.0),
-                    t1 + point.time_per_epoch * (epochs - 1.0),
-                )
-            } else {
-                (
-                    point.energy_per_epoch * epochs,
-                    point.time_per_epoch * epochs,
-                )
-            }
-        };
+        let energy_time = |epochs: f64| energy_time(bs, point, profile, epochs);
         match target_epoch {
             Some(te) if te <= max_epochs => {
                 let (energy, time) = energy_time(te);
@@ -247,12 +255,133 @@ impl<'a> Engine<'a> {
         }
     }
 
+    /// Runs the job once as a client of the endpoint would: after every epoch it
+    /// reports the totals so far to the optimizer ([`JobState::report`]) and stops
+    /// when told to; the optimizer records the result itself.
+    fn run_reported(
+        &mut self,
+        state: &mut JobState,
+        trial: &TrialId,
+        bs: &'a BatchSizeTrace,
+        pl: u32,
+        profile: bool,
+        now_ms: i64,
+    ) -> Result<RunOutcome, SimError> {
+        let (point, target_epoch) = self.start_reported(state, bs, pl, profile)?;
+        let mut epoch = 0u32;
+        loop {
+            epoch += 1;
+            let (energy, time) = energy_time(bs, point, profile, epoch as f64);
+            let reached = target_epoch.is_some_and(|te| te <= epoch as f64);
+            let answer = state.report(
+                &TrainingResult {
+                    job_id: trial.job_id.clone(),
+                    batch_size: trial.batch_size,
+                    trial_number: trial.trial_number,
+                    time,
+                    energy,
+                    metric: if reached { 1.0 } else { 0.0 },
+                    current_epoch: epoch,
+                },
+                now_ms + (time * 1000.0) as i64,
+            )?;
+            if answer.stop_train {
+                return Ok(RunOutcome {
+                    energy,
+                    time,
+                    reached,
+                });
+            }
+        }
+    }
+
+    /// Samples a training path for a run that the optimizer stops (not the
+    /// simulator), and posts the batch size's power profile when the run profiles.
+    fn start_reported(
+        &mut self,
+        state: &mut JobState,
+        bs: &'a BatchSizeTrace,
+        pl: u32,
+        profile: bool,
+    ) -> Result<(&'a PowerPoint, Option<f64>), SimError> {
+        if bs.target_epochs.is_empty() {
+            return Err(SimError::NoRuns {
+                batch_size: bs.batch_size,
+                target_metric: self.job.workload.target_metric,
+            });
+        }
+        let point = bs.at(pl).ok_or(SimError::NoPowerLimit(bs.batch_size))?;
+        let target_epoch = bs.target_epochs[self.rng.index(bs.target_epochs.len())];
+        if profile {
+            self.post_profile(state, bs)?;
+        }
+        Ok((point, target_epoch))
+    }
+
+    /// Runs the job once under the wattwise policy's stop rule as the job
+    /// document stands now, without recording it (a group's run is recorded
+    /// when it ends, and others may end before).
+    fn run_decided(
+        &mut self,
+        state: &mut JobState,
+        bs: &'a BatchSizeTrace,
+        pl: u32,
+        profile: bool,
+    ) -> Result<RunOutcome, SimError> {
+        let (point, target_epoch) = self.start_reported(state, bs, pl, profile)?;
+        let mut epoch = 0u32;
+        loop {
+            epoch += 1;
+            let (energy, time) = energy_time(bs, point, profile, epoch as f64);
+            let reached = target_epoch.is_some_and(|te| te <= epoch as f64);
+            let cost = self.cost(energy, time);
+            if state
+                .wattwise_stop(bs.batch_size, cost, reached, epoch)
+                .is_some()
+            {
+                return Ok(RunOutcome {
+                    energy,
+                    time,
+                    reached,
+                });
+            }
+        }
+    }
+
+    /// Posts the power profile of a batch size's first epoch to the job, as the
+    /// GPU agent does (throughput in epochs per second: the trace has no dataset size).
+    fn post_profile(&self, state: &mut JobState, bs: &BatchSizeTrace) -> Result<(), SimError> {
+        let profile = PowerProfile {
+            batch_size: bs.batch_size,
+            phase: Phase::Train,
+            gpu_model: state.params().gpu_model.clone(),
+            measurements: bs
+                .limits
+                .iter()
+                .rev()
+                .take(MAX_PROFILE_POINTS)
+                .map(|p| PowerMeasurement {
+                    power_limit: p.power_limit,
+                    average_power: p.average_power,
+                    throughput: 1.0 / p.time_per_epoch,
+                })
+                .collect(),
+        };
+        let out = api::post_profile(state.job_id(), &profile, Some(state))
+            .map_err(|e| SimError::Job(e.to_string()))?;
+        if let Change::Put(new) = out.change {
+            *state = *new;
+        }
+        Ok(())
+    }
+
     fn cost(&self, energy: f64, time: f64) -> f64 {
         zeus_cost(energy, time, self.cfg.eta_knob, self.job.max_power)
     }
 
-    /// The optimizer's job document for this simulation.
-    fn new_state(&self) -> Result<JobState, SimError> {
+    /// The optimizer's job document for this simulation. A run reported epoch by
+    /// epoch ([`Engine::run_reported`]) reports metric 1 once it reached the target, 0 before.
+    fn new_state(&self, policy: Policy) -> Result<JobState, SimError> {
         let w = &self.job.workload;
         let mut spec = JobSpec::new(
             "sim",
@@ -273,7 +402,11 @@ impl<'a> Engine<'a> {
         spec.eta_knob = self.cfg.eta_knob;
         spec.beta_knob = self.cfg.beta_knob.is_finite().then_some(self.cfg.beta_knob);
         spec.target_metric = w.target_metric;
+        if policy != Policy::Zeus {
+            spec.target_metric = 1.0;
+        }
         spec.max_epochs = w.max_epochs as i64;
+        spec.policy = policy;
         let params = spec.validate().map_err(|e| SimError::Job(e.to_string()))?;
         Ok(JobState::new("sim".to_string(), params, self.cfg.seed, 0))
     }
@@ -310,9 +443,24 @@ pub fn simulate_one_job(
     recurrences: u32,
     cfg: &SimConfig,
 ) -> Result<Vec<HistoryEntry>, SimError> {
+    simulate_one_job_with(job, recurrences, cfg, Policy::Zeus)
+}
+
+/// [`simulate_one_job`] under either batch size policy.
+///
+/// Under [`Policy::Zeus`] a run is cut before the epoch that would take it past
+/// `beta * min_cost`, as in Zeus's simulator. Under any other policy the run
+/// reports to the optimizer after every epoch, as a client of the endpoint
+/// does, and stops when the optimizer says so.
+pub fn simulate_one_job_with(
+    job: &JobTrace,
+    recurrences: u32,
+    cfg: &SimConfig,
+    policy: Policy,
+) -> Result<Vec<HistoryEntry>, SimError> {
     cfg.validate()?;
     let mut engine = Engine::new(job, *cfg);
-    let mut state = engine.new_state()?;
+    let mut state = engine.new_state(policy)?;
     let mut history = Vec::with_capacity(recurrences.min(1 << 16) as usize * 2);
     let mut min_cost = f64::INFINITY;
     // A virtual clock: the simulated time so far, in ms, for the trials' timestamps.
@@ -325,20 +473,27 @@ pub fn simulate_one_job(
             let trial = state.predict(now_ms)?;
             let (i, bs) = engine.slice(trial.batch_size)?;
             let (pl, profile) = engine.power_limit(i, bs)?;
-            let run = engine.run(bs, pl, cfg.beta_knob * min_cost, profile)?;
-            if run.energy == 0.0 && run.time == 0.0 && !run.reached {
-                engine.record_unaffordable(&mut state, trial.trial_number, min_cost, now_ms)?;
-                state.take_archive();
-                continue;
-            }
-            clock_s += run.time;
-            state.record_result(
-                trial.trial_number,
-                run.time,
-                run.energy,
-                run.reached,
-                (clock_s * 1000.0) as i64,
-            )?;
+            let run = if policy == Policy::Zeus {
+                let run = engine.run(bs, pl, cfg.beta_knob * min_cost, profile)?;
+                if run.energy == 0.0 && run.time == 0.0 && !run.reached {
+                    engine.record_unaffordable(&mut state, trial.trial_number, min_cost, now_ms)?;
+                    state.take_archive();
+                    continue;
+                }
+                clock_s += run.time;
+                state.record_result(
+                    trial.trial_number,
+                    run.time,
+                    run.energy,
+                    run.reached,
+                    (clock_s * 1000.0) as i64,
+                )?;
+                run
+            } else {
+                let run = engine.run_reported(&mut state, &trial, bs, pl, profile, now_ms)?;
+                clock_s += run.time;
+                run
+            };
             state.take_archive();
             let cost = engine.cost(run.energy, run.time);
             cost_acc += cost;
@@ -415,6 +570,19 @@ pub fn simulate_one_alibaba_group(
     group: &[GroupJob],
     cfg: &SimConfig,
 ) -> Result<Vec<HistoryEntry>, SimError> {
+    simulate_one_alibaba_group_with(job, group, cfg, Policy::Zeus)
+}
+
+/// [`simulate_one_alibaba_group`] under either batch size policy. Under a policy
+/// other than Zeus's, a run's length is the optimizer's stop rule applied, epoch by
+/// epoch, to the job document as it stands at the run's launch; the result is
+/// recorded when the run ends.
+pub fn simulate_one_alibaba_group_with(
+    job: &JobTrace,
+    group: &[GroupJob],
+    cfg: &SimConfig,
+    policy: Policy,
+) -> Result<Vec<HistoryEntry>, SimError> {
     cfg.validate()?;
     for (i, g) in group.iter().enumerate() {
         let ok = g.start_time.is_finite()
@@ -430,10 +598,11 @@ pub fn simulate_one_alibaba_group(
         }
     }
     let engine = Engine::new(job, *cfg);
-    let state = engine.new_state()?;
+    let state = engine.new_state(policy)?;
     let mut sim = GroupSim {
         engine,
         state,
+        policy,
         running: Vec::new(),
         history: Vec::with_capacity(group.len().min(1 << 16) * 2),
         min_cost: f64::INFINITY,
@@ -452,6 +621,7 @@ pub fn simulate_one_alibaba_group(
 struct GroupSim<'a> {
     engine: Engine<'a>,
     state: JobState,
+    policy: Policy,
     running: Vec<InFlight>,
     history: Vec<HistoryEntry>,
     min_cost: f64,
@@ -479,9 +649,12 @@ impl GroupSim<'_> {
         let trial = self.state.predict(now_ms)?;
         let (i, bs) = self.engine.slice(trial.batch_size)?;
         let (pl, profile) = self.engine.power_limit(i, bs)?;
-        let run = self
-            .engine
-            .run(bs, pl, self.engine.cfg.beta_knob * self.min_cost, profile)?;
+        let run = if self.policy == Policy::Zeus {
+            self.engine
+                .run(bs, pl, self.engine.cfg.beta_knob * self.min_cost, profile)?
+        } else {
+            self.engine.run_decided(&mut self.state, bs, pl, profile)?
+        };
         self.running.push(InFlight {
             submission,
             start,
@@ -511,7 +684,10 @@ impl GroupSim<'_> {
             let Some(i) = next else { return Ok(()) };
             let r = self.running.remove(i);
             let end_ms = (r.end * 1000.0) as i64;
-            let never_ran = r.outcome_energy == 0.0 && r.outcome_time == 0.0 && !r.reached;
+            let never_ran = self.policy == Policy::Zeus
+                && r.outcome_energy == 0.0
+                && r.outcome_time == 0.0
+                && !r.reached;
             if never_ran {
                 self.engine
                     .record_unaffordable(&mut self.state, r.trial, self.min_cost, end_ms)?;

@@ -1,0 +1,75 @@
+//! The wattwise policy against Zeus's on the 24 workload x GPU pairs of the
+//! Zeus traces (core/traces): the targets of issue 16. The tables behind these
+//! figures: `cargo run --release -p wattwise-core --example policy_bench`
+//! (BENCHMARKS.md, "Batch size policies").
+
+mod policy_common;
+
+use policy_common::{evaluate, pairs, summarize, table, Setting};
+
+#[test]
+fn wattwise_halves_zeus_regret_on_the_zeus_traces() {
+    let pairs = pairs();
+    assert_eq!(pairs.len(), 24, "six workloads on four GPUs");
+    let main = Setting::MAIN;
+    let results = evaluate(&pairs, &main);
+    eprintln!("{}\n{}", main.describe(), table(&results));
+    let s = summarize(&results);
+    // Zeus's own figures, as its simulator gives them (BENCHMARKS.md).
+    assert!(
+        (1.10..1.15).contains(&s.zeus_oracle),
+        "Zeus / oracle {:.4}: the Zeus policy is no longer Zeus's",
+        s.zeus_oracle
+    );
+    assert!(
+        s.wattwise_oracle <= 1.065,
+        "geometric mean of wattwise / oracle {:.4} > 1.065",
+        s.wattwise_oracle
+    );
+    assert!(
+        s.worst_vs_zeus <= 1.01,
+        "a pair costs {:+.2}% more than under Zeus",
+        (s.worst_vs_zeus - 1.0) * 100.0
+    );
+    assert!(
+        s.wattwise_beats_default >= 20,
+        "wattwise costs no more than the default on only {} of 24 pairs",
+        s.wattwise_beats_default
+    );
+    assert!(s.wattwise_beats_default > s.zeus_beats_default);
+}
+
+#[test]
+fn the_improvement_holds_at_other_etas_and_untuned_seeds() {
+    let pairs = pairs();
+    let main = Setting::MAIN;
+    for setting in [
+        Setting { eta: 0.2, ..main },
+        Setting { eta: 0.8, ..main },
+        Setting {
+            seeds: (6, 15),
+            ..main
+        },
+    ] {
+        let results = evaluate(&pairs, &setting);
+        let s = summarize(&results);
+        eprintln!(
+            "{}: Zeus / oracle {:.4}, wattwise / oracle {:.4}, worst vs Zeus {:+.2}%",
+            setting.describe(),
+            s.zeus_oracle,
+            s.wattwise_oracle,
+            (s.worst_vs_zeus - 1.0) * 100.0
+        );
+        // At least half of Zeus's regret against the oracle is gone, and no pair
+        // is more than 2% worse than under Zeus.
+        assert!(
+            s.wattwise_oracle - 1.0 <= 0.5 * (s.zeus_oracle - 1.0),
+            "{}: wattwise / oracle {:.4} against Zeus's {:.4}",
+            setting.describe(),
+            s.wattwise_oracle,
+            s.zeus_oracle
+        );
+        assert!(s.worst_vs_zeus <= 1.02, "{}", table(&results));
+        assert!(s.wattwise_beats_default >= s.zeus_beats_default);
+    }
+}

@@ -1,0 +1,199 @@
+//! The policy benchmark's computation, shared by `tests/policy.rs` (which asserts
+//! the targets) and `examples/policy_bench.rs` (which prints the tables).
+//! Not a test target on its own: included with `mod`.
+#![allow(dead_code)]
+
+use wattwise_core::policy::Policy;
+use wattwise_core::sim::baseline::baselines;
+use wattwise_core::sim::{simulate_one_job_with, Catalog, JobTrace, SimConfig, Target};
+
+/// The 24 workload x GPU pairs of the Zeus traces built into the core, resolved as
+/// the command line and the page resolve them, as `("dataset/gpu", job)`.
+pub fn pairs() -> Vec<(String, JobTrace)> {
+    let mut catalog = Catalog::zeus().expect("the built-in traces parse");
+    let options = catalog.options();
+    let mut out = Vec::new();
+    for gpu in &options.gpus {
+        for w in &options.workloads {
+            let target = Target {
+                gpu: Some(gpu.clone()),
+                dataset: Some(w.workload.dataset.clone()),
+                ..Target::default()
+            };
+            let job = catalog.job(&target).expect("the workload is in the trace");
+            out.push((format!("{}/{gpu}", w.workload.dataset), job.clone()));
+        }
+    }
+    out
+}
+
+/// One benchmark setting.
+#[derive(Clone, Copy, Debug)]
+pub struct Setting {
+    /// Eta.
+    pub eta: f64,
+    /// Beta.
+    pub beta: f64,
+    /// First and last seed (inclusive).
+    pub seeds: (u64, u64),
+    /// Recurrences per simulation.
+    pub recurrences: u32,
+}
+
+impl Setting {
+    /// The setting: eta 0.5, beta 2, seeds 1-5, 50 recurrences.
+    pub const MAIN: Setting = Setting {
+        eta: 0.5,
+        beta: 2.0,
+        seeds: (1, 5),
+        recurrences: 50,
+    };
+
+    /// In words.
+    pub fn describe(&self) -> String {
+        format!(
+            "eta {}, beta {}, seeds {}-{}, {} recurrences",
+            self.eta, self.beta, self.seeds.0, self.seeds.1, self.recurrences
+        )
+    }
+}
+
+/// One pair's figures: mean cumulative cost over the seeds, per policy, and the baselines' cost of as many recurrences.
+#[derive(Clone, Debug)]
+pub struct PairResult {
+    /// `dataset/gpu`.
+    pub key: String,
+    /// Oracle's expected cost of all recurrences.
+    pub oracle: f64,
+    /// Default configuration's expected cost of all recurrences.
+    pub default: f64,
+    /// Zeus's mean cumulative cost.
+    pub zeus: f64,
+    /// wattwise's mean cumulative cost.
+    pub wattwise: f64,
+}
+
+/// Mean cumulative cost over the setting's seeds.
+pub fn mean_cost(job: &JobTrace, s: &Setting, policy: Policy) -> f64 {
+    let mut total = 0.0;
+    for seed in s.seeds.0..=s.seeds.1 {
+        let cfg = SimConfig {
+            eta_knob: s.eta,
+            beta_knob: s.beta,
+            seed,
+        };
+        let history = simulate_one_job_with(job, s.recurrences, &cfg, policy)
+            .unwrap_or_else(|e| panic!("{}: {e}", job.workload.name()));
+        total += history.iter().map(|h| h.cost).sum::<f64>();
+    }
+    total / (s.seeds.1 - s.seeds.0 + 1) as f64
+}
+
+/// Every pair under one setting.
+pub fn evaluate(pairs: &[(String, JobTrace)], s: &Setting) -> Vec<PairResult> {
+    pairs
+        .iter()
+        .map(|(key, job)| {
+            let b = baselines(job, s.eta).expect("baselines");
+            let r = s.recurrences as f64;
+            PairResult {
+                key: key.clone(),
+                oracle: b.oracle.cost * r,
+                default: b.default.cost * r,
+                zeus: mean_cost(job, s, Policy::Zeus),
+                wattwise: mean_cost(job, s, Policy::Wattwise),
+            }
+        })
+        .collect()
+}
+
+/// The figures the targets are about.
+#[derive(Clone, Copy, Debug)]
+pub struct Summary {
+    /// Geometric mean of wattwise / oracle.
+    pub wattwise_oracle: f64,
+    /// Geometric mean of Zeus / oracle.
+    pub zeus_oracle: f64,
+    /// Geometric mean of wattwise / default.
+    pub wattwise_default: f64,
+    /// Geometric mean of Zeus / default.
+    pub zeus_default: f64,
+    /// Pairs where wattwise costs no more than the default.
+    pub wattwise_beats_default: usize,
+    /// Pairs where Zeus costs no more than the default.
+    pub zeus_beats_default: usize,
+    /// Largest wattwise / Zeus.
+    pub worst_vs_zeus: f64,
+}
+
+fn geomean(xs: impl Iterator<Item = f64>) -> f64 {
+    let (mut sum, mut n) = (0.0, 0.0);
+    for x in xs {
+        sum += x.ln();
+        n += 1.0;
+    }
+    (sum / n).exp()
+}
+
+/// Summarizes a setting's pairs.
+pub fn summarize(results: &[PairResult]) -> Summary {
+    Summary {
+        wattwise_oracle: geomean(results.iter().map(|r| r.wattwise / r.oracle)),
+        zeus_oracle: geomean(results.iter().map(|r| r.zeus / r.oracle)),
+        wattwise_default: geomean(results.iter().map(|r| r.wattwise / r.default)),
+        zeus_default: geomean(results.iter().map(|r| r.zeus / r.default)),
+        wattwise_beats_default: results.iter().filter(|r| r.wattwise <= r.default).count(),
+        zeus_beats_default: results.iter().filter(|r| r.zeus <= r.default).count(),
+        worst_vs_zeus: results
+            .iter()
+            .map(|r| r.wattwise / r.zeus)
+            .fold(0.0, f64::max),
+    }
+}
+
+/// A markdown table of every pair and the summary line.
+pub fn table(results: &[PairResult]) -> String {
+    let mut out = String::from(
+        "| workload / GPU | Zeus / oracle | wattwise / oracle | Zeus / default | wattwise / default | wattwise / Zeus |\n| --- | ---: | ---: | ---: | ---: | ---: |\n",
+    );
+    for r in results {
+        out += &format!(
+            "| {} | {:.3} | {:.3} | {:.3} | {:.3} | {:+.1}% |\n",
+            r.key,
+            r.zeus / r.oracle,
+            r.wattwise / r.oracle,
+            r.zeus / r.default,
+            r.wattwise / r.default,
+            (r.wattwise / r.zeus - 1.0) * 100.0
+        );
+    }
+    let s = summarize(results);
+    out += &format!(
+        "| **geometric mean** | **{:.3}** | **{:.3}** | **{:.3}** | **{:.3}** | |\n",
+        s.zeus_oracle, s.wattwise_oracle, s.zeus_default, s.wattwise_default
+    );
+    out += &format!(
+        "\nNo more than the default: Zeus on {} of {} pairs, wattwise on {}. Worst pair against Zeus: {:+.1}%.\n",
+        s.zeus_beats_default,
+        results.len(),
+        s.wattwise_beats_default,
+        (s.worst_vs_zeus - 1.0) * 100.0
+    );
+    out
+}
+
+/// One summary line of a setting, for the robustness table.
+pub fn summary_row(s: &Setting, results: &[PairResult]) -> String {
+    let m = summarize(results);
+    format!(
+        "| {} | {:.3} | {:.3} | {:.3} | {:.3} | {} | {} | {:+.1}% |",
+        s.describe(),
+        m.zeus_oracle,
+        m.wattwise_oracle,
+        m.zeus_default,
+        m.wattwise_default,
+        m.zeus_beats_default,
+        m.wattwise_beats_default,
+        (m.worst_vs_zeus - 1.0) * 100.0
+    )
+}

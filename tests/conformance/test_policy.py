@@ -1,0 +1,62 @@
+"""A job registered with the wattwise policy (`"policy": "wattwise"`), over HTTP.
+
+The optional `policy` field is accepted and echoed, an unknown one is refused, and the
+job walks from the default batch size down until the cost rises, stops a first run
+at twice the best expected cost, goes up one size, and then exploits the cheapest.
+"""
+
+from __future__ import annotations
+
+from conftest import job_spec
+from test_scenario import report, train
+
+
+def test_wattwise_policy_job(api):
+    spec = job_spec("pol", policy="wattwise")
+    job = spec["job_id"]
+    created = api.register(spec)
+    assert created["policy"] == "wattwise"
+    # The same job without the field is Zeus's: another configuration.
+    zeus = dict(spec)
+    del zeus["policy"]
+    assert api.post("/jobs", zeus).status_code == 409
+    assert api.state(job)["params"]["policy"] == "wattwise"
+
+    # The default first; a run asking meanwhile gets the best known size (the default).
+    t = api.predict(job)
+    assert (t["batch_size"], t["trial_number"]) == (32, 1)
+    c = api.predict(job)
+    assert c["batch_size"] == 32
+    assert report(api, t, 1, 0.1)["stop_train"] is False
+    assert train(api, t, 5)["converged"] is True
+    assert api.request("PATCH", "/trials", c).status_code == 200
+
+    # Down: 16 is cheaper; 8 costs 7500 per epoch and stops past 2 x 12500.
+    t = api.predict(job)
+    assert t["batch_size"] == 16
+    assert train(api, t, 5)["converged"] is True
+    t = api.predict(job)
+    assert t["batch_size"] == 8
+    r = train(api, t, 5)
+    assert (r["stop_train"], r["converged"]) == (True, False), r
+    assert "exceeded the cost upper bound" in r["message"]
+    # Up: the default is within 30% of the best, so 64 is tried; it is 44% above.
+    t = api.predict(job)
+    assert t["batch_size"] == 64
+    assert train(api, t, 5)["converged"] is True
+    # Then only 16 is within 15% of the best: every run gets it.
+    for _ in range(4):
+        t = api.predict(job)
+        assert t["batch_size"] == 16
+        assert train(api, t, 5)["converged"] is True
+    state = api.state(job)
+    assert state["stage"] == "MAB"
+    arms = state["wattwise"]["arms"]
+    assert [a["runs"] for a in arms] == [1, 5, 1, 1, 0]
+    assert [a["successes"] for a in arms] == [0, 5, 1, 1, 0]
+
+
+def test_unknown_policy_is_refused(api):
+    r = api.post("/jobs", job_spec("pol", policy="greedy"))
+    assert r.status_code == 422, r.text
+    assert "policy" in r.json()["message"]
