@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 use std::ops::ControlFlow;
 
 use anyhow::{bail, Context};
+use wattwise_core::policy::Policy;
 use wattwise_core::sim::synthetic::SYNTHETIC_DATASET;
 use wattwise_core::sim::trace::first_group_of;
 use wattwise_core::sim::{
@@ -83,6 +84,10 @@ pub struct SimulateArgs {
     /// Eta (energy weight, in [0, 1]), or a comma-separated list to sweep.
     #[arg(long, default_value = "0.5")]
     pub eta: String,
+    /// Batch size policy: `zeus` (Zeus's), `wattwise`, or both (`zeus,wattwise`)
+    /// to compare them on the same knobs.
+    #[arg(long, default_value = "zeus")]
+    pub policy: String,
     /// Beta: early stop above beta x min cost (`inf` disables).
     #[arg(long, default_value_t = 2.0)]
     pub beta: f64,
@@ -142,6 +147,19 @@ fn parse_etas(text: &str) -> anyhow::Result<Vec<f64>> {
         bail!("--eta: give at least one value");
     }
     Ok(etas)
+}
+
+fn parse_policies(text: &str) -> anyhow::Result<Vec<Policy>> {
+    let policies = text
+        .split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(|p| p.parse::<Policy>().map_err(anyhow::Error::from))
+        .collect::<anyhow::Result<Vec<Policy>>>()?;
+    if policies.is_empty() {
+        bail!("--policy: give at least one of zeus, wattwise");
+    }
+    Ok(policies)
 }
 
 fn read(path: &Path) -> anyhow::Result<String> {
@@ -250,6 +268,7 @@ pub fn run_to(args: SimulateArgs, out: &mut impl Write) -> anyhow::Result<()> {
         seeds: parse_seeds(&args.seed)?,
         recurrences: vec![args.recurrences],
         beta: Some(args.beta),
+        policies: parse_policies(&args.policy)?,
     };
     spec.validate()?;
     let job = catalog.job(&spec.target)?.clone();
@@ -499,11 +518,12 @@ fn write_table(out: &mut impl Write, job: &JobTrace, r: &SimReport) -> std::io::
     )?;
     writeln!(
         out,
-        "{} recurrences, eta {}, beta {}, seed {}; batch sizes {:?}\n",
+        "{} recurrences, eta {}, beta {}, seed {}, policy {}; batch sizes {:?}\n",
         r.recurrences,
         r.config.eta_knob,
         r.config.beta_knob,
         r.config.seed,
+        r.policy,
         job.batch_size_list()
     )?;
     writeln!(
@@ -595,13 +615,22 @@ fn write_sweep_table(
     )?;
     writeln!(
         out,
-        "{:>5} {:>6} {:>14} {:>14} {:>14} {:>14} {:>10} {:>10}",
-        "eta", "seed", "energy", "cost", "default cost", "oracle cost", "vs default", "regret"
+        "{:>8} {:>5} {:>6} {:>14} {:>14} {:>14} {:>14} {:>10} {:>10}",
+        "policy",
+        "eta",
+        "seed",
+        "energy",
+        "cost",
+        "default cost",
+        "oracle cost",
+        "vs default",
+        "regret"
     )?;
     for s in reports.iter().map(SimSummary::of) {
         writeln!(
             out,
-            "{:>5} {:>6} {:>14} {:>14} {:>14} {:>14} {:>10} {:>10}",
+            "{:>8} {:>5} {:>6} {:>14} {:>14} {:>14} {:>14} {:>10} {:>10}",
+            s.policy,
             s.eta,
             s.seed,
             joules(s.cum_energy),
@@ -650,14 +679,15 @@ fn write_history_csv(out: &mut impl Write, r: &SimReport) -> std::io::Result<()>
 fn write_sweep_csv(out: &mut impl Write, reports: &[SimReport]) -> std::io::Result<()> {
     writeln!(
         out,
-        "dataset,gpu,eta,seed,recurrences,cum_energy,cum_time,cum_cost,default_energy,default_time,default_cost,oracle_energy,oracle_time,oracle_cost,regret,relative_regret,savings_vs_default"
+        "dataset,gpu,policy,eta,seed,recurrences,cum_energy,cum_time,cum_cost,default_energy,default_time,default_cost,oracle_energy,oracle_time,oracle_cost,regret,relative_regret,savings_vs_default"
     )?;
     for s in reports.iter().map(SimSummary::of) {
         writeln!(
             out,
-            "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
+            "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
             s.dataset,
             s.gpu,
+            s.policy,
             s.eta,
             s.seed,
             s.recurrences,
@@ -768,7 +798,7 @@ mod tests {
         .unwrap();
         let lines: Vec<&str> = text.trim().lines().collect();
         assert_eq!(lines.len(), 1 + 6, "{text}");
-        assert!(lines[0].starts_with("dataset,gpu,eta,seed,"));
+        assert!(lines[0].starts_with("dataset,gpu,policy,eta,seed,"));
         let text = output(&["--recurrences", "10", "--seed", "1-2", "--format", "json"]).unwrap();
         let v: serde_json::Value = serde_json::from_str(&text).unwrap();
         assert_eq!(v.as_array().unwrap().len(), 2);
@@ -823,6 +853,48 @@ mod tests {
         let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../core/traces");
         let from_files = output(&["--traces", dir, "--gpu", "v100", "--dataset", "librispeech"]);
         assert_eq!(from_files.unwrap(), text);
+    }
+
+    #[test]
+    fn policies_side_by_side() {
+        let text = output(&[
+            "--dataset",
+            "movielens-1m",
+            "--gpu",
+            "rtx6000",
+            "--policy",
+            "zeus,wattwise",
+            "--seed",
+            "1-2",
+            "--format",
+            "csv",
+        ])
+        .unwrap();
+        let rows: Vec<&str> = text.trim().lines().skip(1).collect();
+        assert_eq!(rows.len(), 4, "{text}");
+        assert!(
+            rows[0].starts_with("movielens-1m,rtx6000,zeus,0.5,1,"),
+            "{text}"
+        );
+        assert!(
+            rows[3].starts_with("movielens-1m,rtx6000,wattwise,0.5,2,"),
+            "{text}"
+        );
+        let one: serde_json::Value = serde_json::from_str(
+            &output(&[
+                "--dataset",
+                "squad",
+                "--policy",
+                "wattwise",
+                "--format",
+                "json",
+            ])
+            .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(one["policy"], "wattwise");
+        let e = output(&["--policy", "greedy"]).unwrap_err().to_string();
+        assert!(e.starts_with("policy: must be"), "{e}");
     }
 
     #[test]

@@ -236,6 +236,30 @@ test('benchmark: 24 workload x GPU pairs x 5 seeds x 50 recurrences in under 1 s
   bench.wasm_gzip_bytes = zlib.gzipSync(bytes, { level: 9 }).length;
 });
 
+test('both policies run side by side on the same knobs, each with the command line numbers', async () => {
+  await page.goto(`${BASE_URL}?source=zeus&workload=movielens-1m&gpu=rtx6000&policy=wattwise&eta=0.5&beta=2&recurrences=50&seed=3`);
+  await page.waitForFunction(() => /^movielens-1m\/.* · policy wattwise · /.test(document.getElementById('summary').dataset.caption || ''));
+  const knobs = ['--dataset', 'movielens-1m', '--gpu', 'rtx6000', '--eta', '0.5', '--beta', '2', '--recurrences', '50', '--seed', '3'];
+  const wattwise = cli([...knobs, '--policy', 'wattwise']);
+  const zeus = cli([...knobs, '--policy', 'zeus']);
+  assert.equal(wattwise.policy, 'wattwise');
+  assertSameNumbers(await shownReport(), wattwise);
+  const rows = await page.evaluate(() =>
+    [...document.querySelectorAll('#policies tbody tr')].map((tr) => Object.fromEntries([...tr.cells].map((td) => [td.dataset.key, td.dataset.value]))),
+  );
+  assert.deepEqual(rows.map((r) => r.policy), ['wattwise', 'zeus'], 'the chosen policy first, then the other');
+  for (const [row, r] of [[rows[0], wattwise], [rows[1], zeus]]) {
+    assert.equal(Number(row.cost), r.cum_cost.at(-1), `${row.policy} cost`);
+    assert.equal(Number(row.energy), r.cum_energy.at(-1), `${row.policy} energy`);
+    assert.equal(Number(row.regret), r.regret.at(-1), `${row.policy} regret`);
+  }
+  // The other policy's cumulative cost is drawn beside the chosen one's.
+  const labels = await page.evaluate(() => [...document.querySelectorAll('#chart-cost')].length);
+  assert.equal(labels, 1);
+  assert.ok((await nonBlankPixels('chart-cost')) > 1000);
+  await page.screenshot({ path: path.join(ARTIFACTS, 'whatif-policies.png'), fullPage: true });
+});
+
 test('a shared link restores the knobs', async () => {
   await page.goto(`${BASE_URL}?source=synthetic&eta=0.3&beta=inf&recurrences=20&seed=7`);
   await page.waitForFunction(() => document.getElementById('summary').dataset.caption?.includes('seed 7'));

@@ -19,7 +19,7 @@ Chart.defaults.animation = false;
 Chart.defaults.maintainAspectRatio = false;
 Chart.defaults.font.family = getComputedStyle(document.documentElement).getPropertyValue('--font') || 'system-ui';
 
-export const COLORS = { wattwise: '#15803d', default: '#b91c1c', oracle: '#1d4ed8', power: '#b45309' };
+export const COLORS = { wattwise: '#15803d', other: '#7c3aed', default: '#b91c1c', oracle: '#1d4ed8', power: '#b45309' };
 
 const charts = new Map();
 
@@ -41,24 +41,27 @@ const recurrenceAxis = {
   ticks: { precision: 0 },
 };
 
-/** The three cumulative plots of a report. */
-export function drawCumulative(report) {
+/** The three cumulative plots of a report, with the same knobs under the other policy beside it. */
+export function drawCumulative(report, other) {
+  const policy = (r) => r.policy ?? 'zeus';
   const n = report.recurrences;
   const { default: d, oracle: o } = report.baselines;
   const xs = Array.from({ length: n }, (_, i) => i + 1);
   const series = (values) => values.map((y, i) => ({ x: xs[i], y }));
   const expected = (perRun) => xs.map((x) => ({ x, y: x * perRun }));
   const plots = [
-    ['chart-cost', report.cum_cost, d.cost, o.cost, joules],
-    ['chart-energy', report.cum_energy, d.energy, o.energy, joules],
-    ['chart-time', report.cum_time, d.time, o.time, duration],
+    ['chart-cost', 'cum_cost', d.cost, o.cost, joules],
+    ['chart-energy', 'cum_energy', d.energy, o.energy, joules],
+    ['chart-time', 'cum_time', d.time, o.time, duration],
   ];
-  for (const [id, values, dv, ov, unit] of plots) {
+  for (const [id, key, dv, ov, unit] of plots) {
+    const values = report[key];
     draw(id, {
       type: 'line',
       data: {
         datasets: [
-          line('wattwise', COLORS.wattwise, series(values)),
+          line(`wattwise, ${policy(report)} policy`, COLORS.wattwise, series(values)),
+          ...(other ? [line(`${policy(other)} policy`, COLORS.other, series(other[key]), { borderWidth: 1.5 })] : []),
           line(`default (bs ${d.batch_size} @ ${d.power_limit} W)`, COLORS.default, expected(dv), { borderDash: [6, 4] }),
           line(`oracle (bs ${o.batch_size} @ ${o.power_limit} W)`, COLORS.oracle, expected(ov), { borderDash: [2, 3] }),
         ],

@@ -8,14 +8,15 @@ import { duration, joules, parseBeta, parseEtas, parseSeeds, percent, toCsv } fr
 
 const $ = (id) => document.getElementById(id);
 const form = $('knobs');
-const KNOBS = ['workload', 'gpu', 'eta', 'beta', 'recurrences', 'seed'];
+const KNOBS = ['workload', 'gpu', 'policy', 'eta', 'beta', 'recurrences', 'seed'];
 const SWEEP_KNOBS = { etas: 'sweep-etas', seeds: 'sweep-seeds', scope: 'sweep-scope' };
 
 const state = {
   source: 'zeus', // 'zeus' (built in) | 'synthetic' | 'upload'
   files: null, // { train: { name, text }, powers: [{ gpu, name, text }] }
   options: null, // what the loaded traces offer (Simulator.options)
-  report: null, // the last simulation (a SimReport)
+  report: null, // the last simulation (a SimReport), under the chosen policy
+  other: null, // the same knobs under the other policy
   sweep: null, // { request, rows, points }
   firstResult: true,
 };
@@ -100,7 +101,7 @@ function readUrl() {
   form.elements.source.value = state.source;
   $('uploads').hidden = state.source !== 'upload';
   for (const k of KNOBS) if (q.has(k)) form.elements[k].dataset.wanted = q.get(k);
-  for (const k of ['eta', 'beta', 'recurrences', 'seed']) if (q.has(k)) form.elements[k].value = q.get(k);
+  for (const k of ['policy', 'eta', 'beta', 'recurrences', 'seed']) if (q.has(k)) form.elements[k].value = q.get(k);
   for (const [k, id] of Object.entries(SWEEP_KNOBS)) if (q.has(k)) $(id).value = q.get(k);
 }
 
@@ -217,7 +218,7 @@ function knobs() {
   if (!Number.isInteger(recurrences) || recurrences < 0 || recurrences > 2 ** 32 - 1) throw new Error('recurrences: must be a whole number from 1 to 100000');
   const seed = Number(el.seed.value);
   if (!Number.isSafeInteger(seed) || seed < 0 || el.seed.value.trim() === '') throw new Error('seed: must be a whole number >= 0');
-  return { dataset: el.workload.value, gpu: el.gpu.value, eta, beta: parseBeta(el.beta.value), recurrences, seed };
+  return { dataset: el.workload.value, gpu: el.gpu.value, policy: el.policy.value, eta, beta: parseBeta(el.beta.value), recurrences, seed };
 }
 
 async function simulate() {
@@ -233,9 +234,14 @@ async function simulate() {
   writeUrl();
   $('run').disabled = true;
   try {
-    const { result, ms } = await engine.call('simulate', { request });
+    const other = { ...request, policy: request.policy === 'zeus' ? 'wattwise' : 'zeus' };
+    const [{ result, ms }, { result: otherResult }] = await Promise.all([
+      engine.call('simulate', { request }),
+      engine.call('simulate', { request: other }),
+    ]);
     state.report = result;
-    renderReport(result, ms);
+    state.other = otherResult;
+    renderReport(result, ms, otherResult);
     if (state.firstResult) {
       state.firstResult = false;
       document.body.dataset.firstResultMs = performance.now().toFixed(1);
@@ -263,7 +269,37 @@ function card(label, value, text, sub, cls = '') {
   return div;
 }
 
-function renderReport(r, ms) {
+/** The policy of a report (the document omits Zeus's, the default). */
+const policyOf = (r) => r.policy ?? 'zeus';
+
+/** One row per policy: the chosen one first. */
+function renderPolicies(reports) {
+  const body = $('policies').tBodies[0];
+  body.replaceChildren();
+  reports.forEach((r, i) => {
+    const n = r.recurrences;
+    const cost = r.cum_cost[n - 1];
+    const tr = body.insertRow();
+    tr.dataset.policy = policyOf(r);
+    if (i === 0) tr.className = 'chosen';
+    const cells = [
+      ['policy', policyOf(r), String],
+      ['cost', cost, joules],
+      ['energy', r.cum_energy[n - 1], joules],
+      ['time', r.cum_time[n - 1], duration],
+      ['savings', 1 - cost / (n * r.baselines.default.cost), (x) => percent(-x)],
+      ['regret', r.regret[n - 1], joules],
+    ];
+    for (const [key, v, fmt] of cells) {
+      const td = tr.insertCell();
+      td.dataset.key = key;
+      td.dataset.value = String(v);
+      td.textContent = fmt(v);
+    }
+  });
+}
+
+function renderReport(r, ms, other) {
   const n = r.recurrences;
   const { default: d, oracle: o } = r.baselines;
   const total = (k) => r[k][n - 1];
@@ -279,10 +315,11 @@ function renderReport(r, ms) {
   );
   const w = r.workload;
   const beta = r.config.beta_knob === null || r.config.beta_knob === Infinity ? 'inf' : r.config.beta_knob;
-  $('summary').dataset.caption = `${w.dataset}/${w.network} on ${r.gpu}, eta ${r.config.eta_knob}, beta ${beta}, seed ${r.config.seed} · simulated in ${ms.toFixed(1)} ms`;
+  $('summary').dataset.caption = `${w.dataset}/${w.network} on ${r.gpu}, eta ${r.config.eta_knob}, beta ${beta}, seed ${r.config.seed} · policy ${policyOf(r)} · simulated in ${ms.toFixed(1)} ms`;
+  renderPolicies([r, other]);
   $('results').hidden = false;
   $('placeholder').hidden = true;
-  drawCumulative(r);
+  drawCumulative(r, other);
   drawConfigs(r);
   renderRuns(r);
   $('export-csv').disabled = $('export-json').disabled = false;
@@ -330,7 +367,7 @@ function sweepRequest() {
   const etas = parseEtas($('sweep-etas').value);
   const seeds = parseSeeds($('sweep-seeds').value);
   const all = $('sweep-scope').value === 'all';
-  const request = { etas, seeds, recurrences: [k.recurrences], beta: k.beta, gpu: k.gpu, dataset: k.dataset };
+  const request = { etas, seeds, recurrences: [k.recurrences], beta: k.beta, gpu: k.gpu, dataset: k.dataset, policies: [k.policy] };
   if (all) request.pairs = state.options.workloads.flatMap((w) => w.gpus.map((gpu) => ({ gpu, dataset: w.workload.dataset })));
   return { request, all };
 }
@@ -493,6 +530,7 @@ form.elements.workload.addEventListener('change', () => {
   simulate();
 });
 form.elements.gpu.addEventListener('change', () => simulate());
+form.elements.policy.addEventListener('change', () => simulate());
 // A simulation takes about a millisecond: every knob change shows its result.
 for (const k of ['eta', 'beta', 'recurrences', 'seed']) form.elements[k].addEventListener('change', () => simulate());
 $('sweep').addEventListener('click', sweep);

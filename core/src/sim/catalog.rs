@@ -34,6 +34,7 @@ use super::synthetic::{
 use super::trace::{parse_power, parse_train, Trace};
 use super::workload::{JobTrace, Workload, ZEUS_WORKLOADS};
 use super::SimError;
+use crate::policy::Policy;
 
 /// The most recurrences one simulation may run (its history is kept in memory).
 pub const MAX_RECURRENCES: u32 = 100_000;
@@ -188,6 +189,9 @@ pub struct SimulateSpec {
     pub recurrences: u32,
     /// The seed of the training paths and of the optimizer.
     pub seed: u64,
+    /// The batch size policy (default: Zeus's).
+    #[serde(default)]
+    pub policy: Policy,
 }
 
 /// Beta as the simulator takes it: `None` is no early stopping.
@@ -395,7 +399,7 @@ impl Catalog {
         };
         cfg.validate()?;
         let job = self.job(&spec.target)?;
-        SimReport::run(job, spec.recurrences, &cfg)
+        SimReport::run_with(job, spec.recurrences, &cfg, spec.policy)
     }
 
     /// The default configuration and the oracle of a target at an eta.
@@ -501,6 +505,7 @@ mod tests {
             beta,
             recurrences,
             seed: 1,
+            policy: Policy::Zeus,
         };
         let rule = |s: SimulateSpec, c: &mut Catalog| c.simulate(&s).unwrap_err().to_string();
         assert_eq!(

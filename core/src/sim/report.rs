@@ -5,9 +5,10 @@
 use serde::{Deserialize, Serialize};
 
 use super::baseline::{baselines, Baselines};
-use super::simulator::{simulate_one_job, HistoryEntry, SimConfig};
+use super::simulator::{simulate_one_job_with, HistoryEntry, SimConfig};
 use super::workload::{JobTrace, Workload};
 use super::SimError;
+use crate::policy::Policy;
 
 /// One simulation of a recurring job, summarized.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -18,6 +19,9 @@ pub struct SimReport {
     pub gpu: String,
     /// The knobs.
     pub config: SimConfig,
+    /// The batch size policy (absent: Zeus's).
+    #[serde(default, skip_serializing_if = "Policy::is_zeus")]
+    pub policy: Policy,
     /// Recurrences simulated.
     pub recurrences: u32,
     /// Every run, in order.
@@ -35,17 +39,23 @@ pub struct SimReport {
 }
 
 impl SimReport {
-    /// Simulates the job and summarizes the result.
+    /// Simulates the job under Zeus's policy and summarizes the result.
     pub fn run(job: &JobTrace, recurrences: u32, cfg: &SimConfig) -> Result<SimReport, SimError> {
-        let history = simulate_one_job(job, recurrences, cfg)?;
+        Self::run_with(job, recurrences, cfg, Policy::Zeus)
+    }
+
+    /// Simulates the job under a batch size policy and summarizes the result.
+    pub fn run_with(
+        job: &JobTrace,
+        recurrences: u32,
+        cfg: &SimConfig,
+        policy: Policy,
+    ) -> Result<SimReport, SimError> {
+        let history = simulate_one_job_with(job, recurrences, cfg, policy)?;
         let baselines = baselines(job, cfg.eta_knob)?;
-        Ok(Self::from_history(
-            job,
-            recurrences,
-            cfg,
-            history,
-            baselines,
-        ))
+        let mut report = Self::from_history(job, recurrences, cfg, history, baselines);
+        report.policy = policy;
+        Ok(report)
     }
 
     /// Summarizes a history of `recurrences` recurrences.
@@ -85,6 +95,7 @@ impl SimReport {
             workload: job.workload.clone(),
             gpu: job.gpu.clone(),
             config: *cfg,
+            policy: Policy::Zeus,
             recurrences,
             history,
             cum_energy: energy,

@@ -1,8 +1,9 @@
-//! A grid of simulations (workload x GPU pairs x etas x seeds x recurrence
-//! counts) and the one-line summary of each, for the command line and the page.
+//! A grid of simulations (workload x GPU pairs x policies x etas x seeds x
+//! recurrence counts) and the one-line summary of each, for the command line and
+//! the page.
 //!
-//! The grid's order is fixed: pairs outermost, then etas, seeds and recurrence
-//! counts. [`Catalog::sweep`] hands each simulation's report to a callback with
+//! The grid's order is fixed: pairs outermost, then policies, etas, seeds and
+//! recurrence counts. [`Catalog::sweep`] hands each simulation's report to a callback with
 //! its progress; the callback keeps what it needs (the command line keeps whole
 //! reports, the page keeps [`SimSummary`] rows) and may cancel between two
 //! simulations.
@@ -15,6 +16,7 @@ use super::catalog::{beta_knob, check_recurrences, Catalog, SimulateSpec, Target
 use super::report::SimReport;
 use super::simulator::SimConfig;
 use super::SimError;
+use crate::policy::Policy;
 
 /// The most simulations one sweep may run.
 pub const MAX_SWEEP: usize = 1_000_000;
@@ -37,6 +39,13 @@ pub struct SweepSpec {
     /// Beta; `None` disables early stopping.
     #[serde(default)]
     pub beta: Option<f64>,
+    /// Batch size policies (default: Zeus's alone).
+    #[serde(default = "zeus_only")]
+    pub policies: Vec<Policy>,
+}
+
+fn zeus_only() -> Vec<Policy> {
+    vec![Policy::Zeus]
 }
 
 /// Where a sweep is: simulations done, and how many in all.
@@ -71,6 +80,7 @@ impl SweepSpec {
     pub fn len(&self) -> usize {
         self.pairs()
             .len()
+            .saturating_mul(self.policies.len())
             .saturating_mul(self.etas.len())
             .saturating_mul(self.seeds.len())
             .saturating_mul(self.recurrences.len())
@@ -87,7 +97,7 @@ impl SweepSpec {
         if n == 0 {
             return Err(SimError::Knob {
                 knob: "sweep",
-                rule: "needs at least one eta, one seed, one recurrence count and one pair",
+                rule: "needs at least one eta, one seed, one recurrence count, one policy and one pair",
             });
         }
         if n > MAX_SWEEP {
@@ -113,19 +123,22 @@ impl SweepSpec {
     /// Every simulation of the grid, in order: (pair index, the simulation).
     pub fn points(&self) -> impl Iterator<Item = (usize, SimulateSpec)> + '_ {
         self.pairs().iter().enumerate().flat_map(move |(i, pair)| {
-            self.etas.iter().flat_map(move |&eta| {
-                self.seeds.iter().flat_map(move |&seed| {
-                    self.recurrences.iter().map(move |&recurrences| {
-                        (
-                            i,
-                            SimulateSpec {
-                                target: pair.clone(),
-                                eta,
-                                beta: self.beta,
-                                recurrences,
-                                seed,
-                            },
-                        )
+            self.policies.iter().flat_map(move |&policy| {
+                self.etas.iter().flat_map(move |&eta| {
+                    self.seeds.iter().flat_map(move |&seed| {
+                        self.recurrences.iter().map(move |&recurrences| {
+                            (
+                                i,
+                                SimulateSpec {
+                                    target: pair.clone(),
+                                    eta,
+                                    beta: self.beta,
+                                    recurrences,
+                                    seed,
+                                    policy,
+                                },
+                            )
+                        })
                     })
                 })
             })
@@ -166,6 +179,8 @@ pub struct SimSummary {
     pub dataset: String,
     /// The GPU.
     pub gpu: String,
+    /// The batch size policy.
+    pub policy: Policy,
     /// Eta.
     pub eta: f64,
     /// The seed.
@@ -208,6 +223,7 @@ impl SimSummary {
         SimSummary {
             dataset: r.workload.dataset.clone(),
             gpu: r.gpu.clone(),
+            policy: r.policy,
             eta: r.config.eta_knob,
             seed: r.config.seed,
             recurrences: r.recurrences,
@@ -243,6 +259,7 @@ mod tests {
             seeds: vec![1, 2, 3],
             recurrences: vec![5, 10],
             beta: Some(2.0),
+            policies: vec![Policy::Zeus],
         }
     }
 
@@ -268,6 +285,28 @@ mod tests {
                 total: 12
             }
         );
+    }
+
+    #[test]
+    fn policies_are_a_dimension_of_the_grid() {
+        let mut c = Catalog::synthetic();
+        let mut s = spec();
+        s.policies = Policy::ALL.to_vec();
+        s.etas = vec![0.5];
+        let mut seen = Vec::new();
+        c.sweep(&s, |_, r| {
+            seen.push((r.policy, r.config.seed, r.recurrences, r.total_cost()));
+            ControlFlow::Continue(())
+        })
+        .unwrap();
+        assert_eq!(seen.len(), 12);
+        assert!(seen[..6].iter().all(|x| x.0 == Policy::Zeus));
+        assert!(seen[6..].iter().all(|x| x.0 == Policy::Wattwise));
+        // The same knobs, another policy: its own histories.
+        let costs = |xs: &[(Policy, u64, u32, f64)]| xs.iter().map(|x| x.3).collect::<Vec<_>>();
+        assert_ne!(costs(&seen[..6]), costs(&seen[6..]));
+        s.policies.clear();
+        assert!(s.validate().is_err());
     }
 
     #[test]
@@ -323,6 +362,7 @@ mod tests {
                 beta: Some(2.0),
                 recurrences: 20,
                 seed: 4,
+                policy: Policy::Zeus,
             })
             .unwrap();
         let s = SimSummary::of(&r);
