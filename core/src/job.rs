@@ -19,6 +19,9 @@ pub const MAX_BATCH_SIZES: usize = 256;
 pub const MAX_WINDOW_SIZE: i64 = 1000;
 /// Longest job id or prefix.
 pub const MAX_ID_LEN: usize = 128;
+/// Largest `window_size` x number of batch sizes: the rewards the windows hold at
+/// most, which keeps the worst-case document under DynamoDB's 400 KB item limit.
+pub const MAX_WINDOW_REWARDS: i64 = 4096;
 /// Largest `max_power`, watts (a million GPUs at 1 kW).
 pub const MAX_POWER_WATTS: f64 = 1e9;
 /// Largest `beta_knob`.
@@ -324,6 +327,15 @@ impl JobSpec {
         let max_epochs = ranged_u32("max_epochs", self.max_epochs, 1, u32::MAX as i64)?;
         let num_pruning_rounds = ranged_u32("num_pruning_rounds", self.num_pruning_rounds, 0, 100)?;
         let window_size = ranged_u32("window_size", self.window_size, 0, MAX_WINDOW_SIZE)?;
+        let window_rewards = i64::from(window_size) * batch_sizes.len() as i64;
+        if window_rewards > MAX_WINDOW_REWARDS {
+            return Err(ValidationError::new(
+                "window_size",
+                format!(
+                    "window_size x the number of batch_sizes must be <= {MAX_WINDOW_REWARDS} (got {window_rewards})"
+                ),
+            ));
+        }
         let mab_prior_mean =
             finite_in("mab_prior_mean", self.mab_prior_mean, -MAX_PRIOR, MAX_PRIOR)?;
         let mab_prior_precision = finite_in(
@@ -630,6 +642,7 @@ mod tests {
         rejects(|s| s.mab_num_explorations = -1, "mab_num_explorations");
         rejects(|s| s.window_size = -1, "window_size");
         rejects(|s| s.window_size = MAX_WINDOW_SIZE + 1, "window_size");
+        rejects(|s| s.window_size = MAX_WINDOW_SIZE, "window_size");
         rejects(|s| s.job_id = Some("other-1".into()), "job_id");
         rejects(|s| s.job_id = Some("cifar/../x".into()), "job_id");
         rejects(|s| s.job_id_prefix = String::new(), "job_id_prefix");

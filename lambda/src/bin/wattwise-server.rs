@@ -65,7 +65,7 @@ fn raise_file_limit() -> u64 {
             }
         }
     }
-    lim.rlim_cur as u64
+    lim.rlim_cur
 }
 
 #[tokio::main]
