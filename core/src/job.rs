@@ -642,7 +642,14 @@ mod tests {
         rejects(|s| s.mab_num_explorations = -1, "mab_num_explorations");
         rejects(|s| s.window_size = -1, "window_size");
         rejects(|s| s.window_size = MAX_WINDOW_SIZE + 1, "window_size");
-        rejects(|s| s.window_size = MAX_WINDOW_SIZE, "window_size");
+        rejects(
+            |s| {
+                s.window_size = MAX_WINDOW_SIZE;
+                s.batch_sizes = (1..=5).collect();
+                s.default_batch_size = 1;
+            },
+            "window_size",
+        );
         rejects(|s| s.job_id = Some("other-1".into()), "job_id");
         rejects(|s| s.job_id = Some("cifar/../x".into()), "job_id");
         rejects(|s| s.job_id_prefix = String::new(), "job_id_prefix");
