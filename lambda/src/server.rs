@@ -24,7 +24,7 @@ use tower::ServiceExt;
 use wattwise_core::api::ApiError;
 use wattwise_core::service::{self, Service, Store};
 
-use crate::sqlite::SqliteStore;
+use crate::sqlite::{SqliteStore, WRITE_WAIT};
 use crate::SystemEnv;
 
 /// The first path segments that belong to the API (everything else may be the page).
@@ -36,12 +36,70 @@ pub fn is_api_path(path: &str) -> bool {
     API_ROOTS.contains(&first)
 }
 
+/// One lock per job with a request in flight that may write it: requests that
+/// write one job take turns in this process instead of racing to a version
+/// conflict (another process's writes still conflict, and are retried). Reads
+/// take no lock, and no lock spans two jobs.
+#[derive(Default)]
+pub struct JobLocks {
+    held: std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+/// A held job lock; dropping it lets the next request of that job go.
+pub struct JobTurn<'a> {
+    locks: &'a JobLocks,
+    job_id: String,
+    guard: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+impl JobLocks {
+    /// Waits at most `wait` for the job's turn.
+    pub async fn turn(&self, job_id: &str, wait: Duration) -> Option<JobTurn<'_>> {
+        let lock = {
+            let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+            held.entry(job_id.to_string()).or_default().clone()
+        };
+        let mut turn = JobTurn {
+            locks: self,
+            job_id: job_id.to_string(),
+            guard: None,
+        };
+        turn.guard = Some(tokio::time::timeout(wait, lock.lock_owned()).await.ok()?);
+        Some(turn)
+    }
+
+    /// How many jobs have a lock entry now.
+    pub fn len(&self) -> usize {
+        self.held.lock().map(|h| h.len()).unwrap_or(0)
+    }
+
+    /// Whether no job has a lock entry.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl Drop for JobTurn<'_> {
+    fn drop(&mut self) {
+        drop(self.guard.take());
+        let mut held = self.locks.held.lock().unwrap_or_else(|p| p.into_inner());
+        // The map's own reference is the last one: nobody holds or waits for it.
+        if held
+            .get(&self.job_id)
+            .is_some_and(|l| Arc::strong_count(l) == 1)
+        {
+            held.remove(&self.job_id);
+        }
+    }
+}
+
 /// The server's shared state.
 pub struct App<S> {
     service: Service<S>,
     max_body_bytes: usize,
     web: Option<PathBuf>,
     body_timeout: Duration,
+    jobs: JobLocks,
 }
 
 impl<S: Store> App<S> {
@@ -53,6 +111,7 @@ impl<S: Store> App<S> {
             max_body_bytes,
             web,
             body_timeout: Limits::default().body_read,
+            jobs: JobLocks::default(),
         }
     }
 
@@ -157,6 +216,21 @@ where
         query: &query,
         authorization: authorization.as_deref(),
         body: &body,
+    };
+    // A request that may write its job waits for that job's turn, a bounded time.
+    let writes = !(method == "GET" || method == "HEAD") || path == "/jobs/batch_size";
+    let job_id = if writes { request.job_id() } else { None };
+    let _turn = match &job_id {
+        Some(job_id) => match app.jobs.turn(job_id, WRITE_WAIT).await {
+            Some(turn) => Some(turn),
+            None => {
+                return json_error(&ApiError::Unavailable(format!(
+                    "job {job_id:?} is busy: other requests held it over {} ms; retry the request",
+                    WRITE_WAIT.as_millis()
+                )))
+            }
+        },
+        None => None,
     };
     let out = app.service.handle(request, &mut SystemEnv).await;
     let micros = started.elapsed().as_micros() as u64;
@@ -301,6 +375,19 @@ pub async fn serve(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn job_locks_take_turns_and_forget_idle_jobs() {
+        let locks = JobLocks::default();
+        let a = locks.turn("a", Duration::from_millis(10)).await.unwrap();
+        assert!(locks.turn("a", Duration::from_millis(20)).await.is_none());
+        let b = locks.turn("b", Duration::from_millis(10)).await;
+        assert!(b.is_some(), "another job is never blocked");
+        drop(a);
+        drop(b);
+        assert!(locks.is_empty());
+        assert!(locks.turn("a", Duration::from_millis(10)).await.is_some());
+    }
 
     #[test]
     fn api_paths() {
