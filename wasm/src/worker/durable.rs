@@ -22,7 +22,7 @@ use worker::{
     RequestInit, Response, State, Storage,
 };
 
-use super::record::{doc_json, parse_doc, StoreError};
+use super::record::{doc_json, parse_doc, parse_version, StoreError};
 use super::{config, to_response, Incoming, WorkerEnv};
 
 /// The storage key of the document.
@@ -72,11 +72,6 @@ struct Written {
 }
 
 /// Only the version of a stored document.
-#[derive(Deserialize)]
-struct VersionOnly {
-    version: u64,
-}
-
 /// One job's storage, inside its object. It serves only that job.
 pub struct ObjectStore {
     storage: Storage,
@@ -95,14 +90,9 @@ impl ObjectStore {
         }
     }
 
-    async fn version(&self) -> Result<Option<u64>, StoreError> {
+    async fn stored_version(&self) -> Result<Option<u64>, StoreError> {
         let doc: Option<String> = self.storage.get(DOC_KEY).await.map_err(do_err)?;
-        doc.map(|text| {
-            serde_json::from_str::<VersionOnly>(&text)
-                .map(|v| v.version)
-                .map_err(|e| StoreError::Corrupt(format!("job document: {e}")))
-        })
-        .transpose()
+        doc.as_deref().map(parse_version).transpose()
     }
 
     async fn load_text(&self) -> Result<Option<String>, StoreError> {
@@ -130,7 +120,7 @@ impl Store for ObjectStore {
         archive: &[Trial],
     ) -> Result<Saved, StoreError> {
         self.check(job_id)?;
-        if self.version().await? != expected_version {
+        if self.stored_version().await? != expected_version {
             return Ok(Saved::Conflict);
         }
         let values = Object::new();
@@ -155,11 +145,16 @@ impl Store for ObjectStore {
 
     async fn delete(&self, job_id: &str, expected_version: u64) -> Result<Saved, StoreError> {
         self.check(job_id)?;
-        if self.version().await? != Some(expected_version) {
+        if self.stored_version().await? != Some(expected_version) {
             return Ok(Saved::Conflict);
         }
         self.storage.delete_all().await.map_err(do_err)?;
         Ok(Saved::Ok)
+    }
+
+    async fn version(&self, job_id: &str) -> Result<Option<u64>, StoreError> {
+        self.check(job_id)?;
+        self.stored_version().await
     }
 
     async fn archived_trials(&self, job_id: &str) -> Result<Vec<Trial>, StoreError> {

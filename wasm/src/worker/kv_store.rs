@@ -19,7 +19,7 @@ use wattwise_core::service::{Saved, Stored};
 use wattwise_core::trial::Trial;
 use worker::kv::KvStore;
 
-use super::record::{doc_json, parse_doc, StoreError};
+use super::record::{doc_json, parse_doc, parse_version, StoreError};
 use crate::job_lock;
 
 /// Documents kept in the isolate cache before it is cleared.
@@ -158,10 +158,20 @@ impl KvJobStore {
         Ok(Saved::Ok)
     }
 
+    /// The document's version (KV's, or the isolate's own newer write), read
+    /// without parsing the document, so a job whose document no longer parses can
+    /// still be deleted.
+    pub async fn version(&self, job_id: &str) -> Result<Option<u64>, StoreError> {
+        let text = self.kv.get(&doc_key(job_id)).text().await.map_err(kv_err)?;
+        let from_kv = text.as_deref().map(parse_version).transpose()?;
+        let mine = cached(job_id).map(|s| s.version);
+        Ok(from_kv.max(mine))
+    }
+
     /// Deletes the archived trials, then the document, if the version is still `expected`.
     pub async fn delete(&self, job_id: &str, expected: u64) -> Result<Saved, StoreError> {
         let _guard = job_lock::lock(job_id, lock_pause).await;
-        if self.load(job_id).await?.map(|s| s.version) != Some(expected) {
+        if self.version(job_id).await? != Some(expected) {
             return Ok(Saved::Conflict);
         }
         for key in self.trial_keys(job_id).await? {

@@ -38,6 +38,20 @@ pub fn parse_doc(text: &str) -> Result<Stored, StoreError> {
         .map_err(|e| StoreError::Corrupt(format!("job document: {e}")))
 }
 
+/// Only the version of a stored document.
+#[derive(Deserialize)]
+struct VersionOnly {
+    version: u64,
+}
+
+/// Reads only the version of a stored document, so a job whose document no longer
+/// parses as a `JobState` can still be deleted.
+pub fn parse_version(text: &str) -> Result<u64, StoreError> {
+    serde_json::from_str::<VersionOnly>(text)
+        .map(|v| v.version)
+        .map_err(|e| StoreError::Corrupt(format!("job document: {e}")))
+}
+
 /// Serializes a document at `version`.
 pub fn doc_json(state: &JobState, version: u64) -> Result<String, StoreError> {
     serde_json::to_string(&DocRecordRef { version, state })
