@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use wattwise_core::api::{PowerProfile, ReportResponse, TrainingResult, TrialId};
-use wattwise_core::job::JobSpec;
+use wattwise_core::spec::JobSpec;
+use wattwise_core::wire::{PowerProfile, ReportResponse, TrainingResult, TrialId};
 
 /// Environment variable holding the bearer token.
 pub const TOKEN_ENV: &str = "WATTWISE_TOKEN";

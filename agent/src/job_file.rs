@@ -20,9 +20,9 @@
 //! The GPU fields of the spec (`gpu_model`, `number_of_gpus`, `max_power`) come
 //! from NVML, never from the file.
 
-use wattwise_core::job::JobSpec;
 use wattwise_core::policy::{Policy, UnknownPolicy};
 use wattwise_core::power::{PowerSettings, Selector};
+use wattwise_core::spec::JobSpec;
 
 /// Spec fields the file may set.
 const SPEC_FIELDS: &[&str] = &[

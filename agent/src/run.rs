@@ -16,10 +16,10 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use wattwise_core::api::{Phase, TrainingResult, TrialId};
 use wattwise_core::power::{
     Action, LimitConstraints, PowerLimitMeasurement, PowerOptimizer, Reading,
 };
+use wattwise_core::wire::{Phase, TrainingResult, TrialId};
 
 use crate::client::{Endpoint, Reporter};
 use crate::energy_meter::{combined, EnergyMeter, DEFAULT_POWER_INTERVAL_S};
@@ -31,6 +31,8 @@ use crate::limits::state_dir;
 use crate::ownership::Ownership;
 
 /// Test hook: the agent panics at this step beginning (to test limit restoring).
+/// Read by debug builds only (the e2e tests run those); a release build ignores it,
+/// so no environment can make the installed agent panic.
 pub const PANIC_AT_STEP_ENV: &str = "WATTWISE_DEBUG_PANIC_AT_STEP";
 
 /// Arguments of `wattwise run`.
@@ -390,6 +392,7 @@ fn session(
 
     let panic_at: Option<u64> = std::env::var(crate::run::PANIC_AT_STEP_ENV)
         .ok()
+        .filter(|_| cfg!(debug_assertions))
         .and_then(|v| v.parse().ok());
     let env = vec![
         (

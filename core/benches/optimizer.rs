@@ -6,9 +6,11 @@
 //! (`per_request/predict/1000`) and wattwise's (`per_request/wattwise_predict/1000`).
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
-use wattwise_core::api::{self, Phase, PowerMeasurement, PowerProfile, TrainingResult};
-use wattwise_core::job::{JobSpec, JobState, MAX_BATCH_SIZES, MAX_WINDOW_REWARDS};
+use wattwise_core::api;
+use wattwise_core::job::JobState;
 use wattwise_core::policy::Policy;
+use wattwise_core::spec::{JobSpec, MAX_BATCH_SIZES, MAX_WINDOW_REWARDS};
+use wattwise_core::wire::{self, Phase, PowerMeasurement, PowerProfile, TrainingResult};
 
 /// A job in the MAB stage with `past` finished trials.
 fn aged_job(past: u64, policy: Policy) -> JobState {
@@ -51,7 +53,7 @@ fn worst_case_job(past: u64) -> JobState {
         state.predict(past as i64 + i).unwrap();
         state.take_archive();
     }
-    let per_profile = api::MAX_PROFILE_MEASUREMENTS / JobState::MAX_PROFILES;
+    let per_profile = wire::MAX_PROFILE_MEASUREMENTS / JobState::MAX_PROFILES;
     for p in 0..JobState::MAX_PROFILES {
         let profile = PowerProfile {
             batch_size: 8 * (1 + p as u32 / 2),

@@ -1,144 +1,18 @@
-//! Zeus's routes as request and response types, and one pure function per call.
+//! One pure function per call of Zeus's routes (their wire types are in
+//! [`crate::wire`]).
 //!
 //! Each call has the shape `(request, Option<&JobState>, Ctx) -> Result<Outcome, ApiError>`:
 //! the host loads the document, calls, and stores what [`Outcome::change`] says.
 //! [`ApiError`] carries its HTTP status; this is the one place errors meet HTTP.
 
-use serde::{Deserialize, Serialize};
-
-use crate::job::{JobSpec, JobState, ValidationError, MAX_ID_LEN};
+use crate::field_error::FieldError;
+use crate::job::JobState;
 use crate::optimizer::OptimizerError;
+use crate::spec::JobSpec;
 use crate::trial::Trial;
-
-/// A trial's identity, the answer of `GET /jobs/batch_size` and the body of `PATCH /trials`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TrialId {
-    /// The job.
-    pub job_id: String,
-    /// The batch size to train with.
-    pub batch_size: u32,
-    /// The trial's number within the job.
-    pub trial_number: u64,
-}
-
-/// A client's report after an epoch (`POST /report`): totals so far.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct TrainingResult {
-    /// The job.
-    pub job_id: String,
-    /// The trial's batch size.
-    pub batch_size: u32,
-    /// The trial.
-    pub trial_number: u64,
-    /// Total training time so far, seconds.
-    pub time: f64,
-    /// Total energy so far, joules.
-    pub energy: f64,
-    /// The metric after `current_epoch`.
-    pub metric: f64,
-    /// Epochs done.
-    pub current_epoch: u32,
-}
-
-/// The answer to a report.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ReportResponse {
-    /// Whether the run must stop.
-    pub stop_train: bool,
-    /// Whether it reached the target within the cost bound.
-    pub converged: bool,
-    /// Why, in words.
-    pub message: String,
-}
-
-/// The training or evaluation phase of a power profile.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Phase {
-    /// Training steps.
-    Train,
-    /// Evaluation steps.
-    Eval,
-}
-
-/// One power limit's measurement in a profile.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
-pub struct PowerMeasurement {
-    /// The power limit, watts.
-    pub power_limit: u32,
-    /// Average power drawn at that limit, watts.
-    pub average_power: f64,
-    /// Throughput at that limit, samples per second.
-    pub throughput: f64,
-}
-
-/// A power profile (the Profiling table of the first seed), posted by the GPU agent.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct PowerProfile {
-    /// The batch size profiled.
-    pub batch_size: u32,
-    /// Train or eval.
-    pub phase: Phase,
-    /// GPU model it was measured on.
-    pub gpu_model: String,
-    /// One entry per power limit.
-    pub measurements: Vec<PowerMeasurement>,
-}
-
-/// Largest number of power limits in one profile.
-pub const MAX_PROFILE_POINTS: usize = 64;
-/// Largest number of measurements across a job's profiles (bounds the document).
-pub const MAX_PROFILE_MEASUREMENTS: usize = 1024;
-
-impl PowerProfile {
-    /// Checks the profile against the job; the error names the field and the rule.
-    pub fn validate(&self, job: &JobState) -> Result<(), ValidationError> {
-        if job
-            .params()
-            .batch_sizes
-            .binary_search(&self.batch_size)
-            .is_err()
-        {
-            return Err(ValidationError::new(
-                "batch_size",
-                "must be one of the job's batch_sizes",
-            ));
-        }
-        if self.gpu_model.trim().is_empty() || self.gpu_model.len() > MAX_ID_LEN {
-            return Err(ValidationError::new(
-                "gpu_model",
-                "must be 1 to 128 characters",
-            ));
-        }
-        if self.measurements.is_empty() || self.measurements.len() > MAX_PROFILE_POINTS {
-            return Err(ValidationError::new(
-                "measurements",
-                "must hold 1 to 64 entries",
-            ));
-        }
-        for m in &self.measurements {
-            if m.power_limit == 0 {
-                return Err(ValidationError::new(
-                    "measurements.power_limit",
-                    "must be > 0",
-                ));
-            }
-            if !(m.average_power.is_finite() && m.average_power >= 0.0) {
-                return Err(ValidationError::new(
-                    "measurements.average_power",
-                    "must be a finite number >= 0",
-                ));
-            }
-            if !(m.throughput.is_finite() && m.throughput >= 0.0) {
-                return Err(ValidationError::new(
-                    "measurements.throughput",
-                    "must be a finite number >= 0",
-                ));
-            }
-        }
-        Ok(())
-    }
-}
+use crate::wire::{
+    PowerProfile, ReportResponse, TrainingResult, TrialId, MAX_PROFILE_MEASUREMENTS,
+};
 
 /// An error answer: an HTTP status and a message naming the field and the rule.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -190,8 +64,8 @@ impl ApiError {
     }
 }
 
-impl From<ValidationError> for ApiError {
-    fn from(e: ValidationError) -> Self {
+impl From<FieldError> for ApiError {
+    fn from(e: FieldError) -> Self {
         ApiError::Invalid(e.to_string())
     }
 }
@@ -373,7 +247,7 @@ pub fn post_profile(
     current: Option<&JobState>,
 ) -> Result<Outcome<PowerProfile>, ApiError> {
     let current = loaded(job_id, current)?;
-    profile.validate(current)?;
+    profile.validate(current.params())?;
     let mut state = current.clone();
     let same = |p: &PowerProfile| {
         p.gpu_model == profile.gpu_model

@@ -192,24 +192,26 @@ impl ArmState {
 
 /// Picks an arm: arms with fewer than `num_explorations` observations first, in
 /// random order; then the arm with the largest sampled expected reward (the first
-/// one on a tie). `arms` is `(batch_size, state)` ascending by batch size and non-empty.
-pub fn choose(arms: &[(u32, ArmState)], num_explorations: u32, rng: &mut JobRng) -> u32 {
+/// one on a tie). `arms` is `(batch_size, state)` ascending by batch size; `None`
+/// when there is no arm.
+pub fn choose(arms: &[(u32, ArmState)], num_explorations: u32, rng: &mut JobRng) -> Option<u32> {
+    let first = arms.first()?.0;
     let mut order: Vec<usize> = (0..arms.len()).collect();
     rng.shuffle(&mut order);
     if let Some(&i) = order
         .iter()
         .find(|&&i| arms[i].1.num_observations < num_explorations as u64)
     {
-        return arms[i].0;
+        return Some(arms[i].0);
     }
-    let mut best = (arms[0].0, f64::NEG_INFINITY);
+    let mut best = (first, f64::NEG_INFINITY);
     for (bs, arm) in arms {
         let draw = arm.sample(rng);
         if draw > best.1 || best.1 == f64::NEG_INFINITY && draw == f64::NEG_INFINITY {
             best = (*bs, draw);
         }
     }
-    best.0
+    Some(best.0)
 }
 
 #[cfg(test)]
@@ -288,9 +290,9 @@ mod tests {
         let cold = ArmState::fit(0.0, 0.0, RewardSummary::of([-1.0]));
         let good = ArmState::fit(0.0, 0.0, RewardSummary::of([-1.0, -1.1]));
         let bad = ArmState::fit(0.0, 0.0, RewardSummary::of([-100.0, -100.1]));
-        assert_eq!(choose(&[(8, good), (16, cold)], 2, &mut rng), 16);
+        assert_eq!(choose(&[(8, good), (16, cold)], 2, &mut rng), Some(16));
         for _ in 0..20 {
-            assert_eq!(choose(&[(8, bad), (16, good)], 2, &mut rng), 16);
+            assert_eq!(choose(&[(8, bad), (16, good)], 2, &mut rng), Some(16));
         }
     }
 }

@@ -9,7 +9,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::cost::zeus_cost;
-use crate::job::JobParams;
+use crate::spec::JobParams;
 
 /// An exploration trial that has not failed (Zeus ignores failed explorations:
 /// the batch size is explored again in that round).
@@ -190,7 +190,7 @@ pub fn cost_of(params: &JobParams, energy: f64, time: f64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::job::JobSpec;
+    use crate::spec::JobSpec;
 
     fn params(rounds: i64) -> JobParams {
         let mut s = JobSpec::new("p", vec![8, 16, 32, 64, 128], 32, 300.0, 1, "V100");

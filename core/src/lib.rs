@@ -4,29 +4,40 @@
 //! Hosts pass the current time (`now_ms`, Unix milliseconds) and entropy in, and
 //! store the [`job::JobState`] documents that come out.
 //!
-//! Layout, from data to decisions to the call surface:
-//! - [`cost`]: the Zeus cost of a run.
-//! - [`job`]: job parameters, their validation, and the job document.
-//! - [`trial`]: trials, their type, status and result.
-//! - [`explore`]: pruning exploration over batch sizes.
-//! - [`bandit`]: Gaussian Thompson sampling over the surviving batch sizes.
-//! - [`optimizer`]: register / predict / report / end over a job document.
-//! - [`policy`]: which batch size policy a job runs (Zeus's, or wattwise's).
-//! - [`power`]: the power limit optimizer state machine.
-//! - [`api`]: Zeus's routes as request and response types, and pure call functions.
-//! - [`service`]: the HTTP service every host runs, over a store trait.
-//! - [`sim`]: traces, the synthetic workload, the simulator and its baselines.
+//! Layout, in layers: a module imports only modules of the layers above it (or
+//! earlier in its own layer), never one that imports it back
+//! (`.ci/check-module-dag.py` checks this on every test run).
+//! 1. Leaves: [`field_error`] (the one "field: rule" error), [`cost`] (the Zeus cost
+//!    of a run), [`rng`], [`trial`] (trials, their type, status and result),
+//!    [`policy`] (which batch size policy a job runs), [`spec`] (job parameters and
+//!    their validation), [`wire`] (the routes' request and response types).
+//! 2. Algorithms: [`bandit`] (Gaussian Thompson sampling), [`explore`] (pruning
+//!    exploration), [`policy::wattwise`] (wattwise's batch size policy), [`power`]
+//!    (the power limit optimizer state machine).
+//! 3. The document and its transitions: [`job`] (the job document), [`optimizer`]
+//!    (register / predict / report / end over it).
+//! 4. Calls: [`api`] (one pure function per route, and the errors' HTTP statuses).
+//! 5. Hosting: [`route`] (the route table), [`openapi`] (its document), [`service`]
+//!    (the store contract and the HTTP service every host runs), [`store_contract`]
+//!    (the suite every store runs; feature `store-contract`).
+//! 6. [`sim`]: traces, the synthetic workload, the simulator and its baselines.
 
 pub mod api;
 pub mod bandit;
 pub mod cost;
 pub mod explore;
+pub mod field_error;
 pub mod job;
 pub mod openapi;
 pub mod optimizer;
 pub mod policy;
 pub mod power;
 pub mod rng;
+pub mod route;
 pub mod service;
 pub mod sim;
+pub mod spec;
+#[cfg(any(test, feature = "store-contract"))]
+pub mod store_contract;
 pub mod trial;
+pub mod wire;

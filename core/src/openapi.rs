@@ -6,6 +6,8 @@
 
 use serde_json::{json, Value};
 
+use crate::route::{Endpoint, RouteDef, ROUTES};
+
 fn error_responses(codes: &[u16]) -> serde_json::Map<String, Value> {
     let mut map = serde_json::Map::new();
     for code in codes {
@@ -175,89 +177,82 @@ fn schemas() -> Value {
     })
 }
 
-/// The OpenAPI 3 document served at `/openapi.json`.
-pub fn document() -> Value {
+/// The operation (summary, parameters, body, answers) of one route.
+fn operation_of(def: &RouteDef) -> Value {
     let null = json!({"nullable": true, "description": "null"});
-    let paths = json!({
-        "/jobs": {
-            "post": operation(
-                "Register a job (Zeus's POST /jobs)",
-                responses(vec![
-                    ("201", ok("Registered", schema_ref("JobSpec"))),
-                    ("200", ok("Already registered with the same configuration", schema_ref("JobSpec"))),
-                ], &[409, 422]),
-                json!({"requestBody": json_body("JobSpec")}),
-            ),
-            "delete": operation(
-                "Delete a job and its trials",
-                responses(vec![("200", ok("Deleted (body: null)", null.clone()))], &[404, 422]),
-                json!({"parameters": job_id_query()}),
-            ),
-        },
-        "/jobs/batch_size": {
-            "get": operation(
-                "The batch size of the next run: dispatches a trial",
-                responses(vec![("200", ok("The trial to run", schema_ref("TrialId")))], &[400, 404, 422]),
-                json!({"parameters": job_id_query()}),
-            )
-        },
-        "/report": {
-            "post": operation(
-                "Report a run's totals after an epoch; says whether to stop",
-                responses(vec![("200", ok("Keep training or stop", schema_ref("ReportResponse")))], &[400, 404, 422]),
-                json!({"requestBody": json_body("TrainingResult")}),
-            )
-        },
-        "/trials": {
-            "patch": operation(
-                "End a trial (a still-dispatched one becomes Failed)",
-                responses(vec![("200", ok("Ended (body: null)", null.clone()))], &[404, 422]),
-                json!({"requestBody": json_body("TrialId")}),
-            )
-        },
-        "/healthz": {
-            "get": {"summary": "Liveness (no token needed)", "security": [],
-                    "responses": {"200": ok("Up", schema_ref("Health"))}}
-        },
-        "/openapi.json": {
-            "get": operation("This document", responses(vec![("200", ok("OpenAPI 3 document", json!({"type": "object"})))], &[]), json!({}))
-        },
-        "/jobs/{job_id}": {
-            "get": operation(
-                "The job's document",
-                responses(vec![("200", ok("The state", schema_ref("JobState")))], &[404]),
-                json!({"parameters": job_id_path()}),
-            )
-        },
-        "/jobs/{job_id}/trials": {
-            "get": operation(
-                "Every trial of the job, in order, as JSON or CSV",
-                responses(vec![("200", json!({
-                    "description": "The trials",
-                    "content": {
-                        "application/json": {"schema": {"type": "array", "items": schema_ref("Trial")}},
-                        "text/csv": {"schema": {"type": "string"}}
-                    }
-                }))], &[404, 422]),
-                json!({"parameters": [
-                    {"name": "job_id", "in": "path", "required": true, "schema": {"type": "string"}},
-                    {"name": "format", "in": "query", "required": false, "schema": {"type": "string", "enum": ["json", "csv"], "default": "json"}}
-                ]}),
-            )
-        },
-        "/jobs/{job_id}/profiles": {
-            "get": operation(
-                "The job's power profiles",
-                responses(vec![("200", ok("Profiles", json!({"type": "array", "items": schema_ref("PowerProfile")})))], &[404]),
-                json!({"parameters": job_id_path()}),
-            ),
-            "post": operation(
-                "Store a power profile (replaces the one with the same GPU model, batch size and phase)",
-                responses(vec![("201", ok("Stored", schema_ref("PowerProfile")))], &[404, 422]),
-                json!({"parameters": job_id_path(), "requestBody": json_body("PowerProfile")}),
-            )
+    match def.endpoint {
+        Endpoint::RegisterJob => operation(
+            "Register a job (Zeus's POST /jobs)",
+            responses(vec![
+                ("201", ok("Registered", schema_ref("JobSpec"))),
+                ("200", ok("Already registered with the same configuration", schema_ref("JobSpec"))),
+            ], &[409, 422]),
+            json!({"requestBody": json_body("JobSpec")}),
+        ),
+        Endpoint::DeleteJob => operation(
+            "Delete a job and its trials",
+            responses(vec![("200", ok("Deleted (body: null)", null))], &[404, 422]),
+            json!({"parameters": job_id_query()}),
+        ),
+        Endpoint::NextTrial => operation(
+            "The batch size of the next run: dispatches a trial",
+            responses(vec![("200", ok("The trial to run", schema_ref("TrialId")))], &[400, 404, 422]),
+            json!({"parameters": job_id_query()}),
+        ),
+        Endpoint::Report => operation(
+            "Report a run's totals after an epoch; says whether to stop",
+            responses(vec![("200", ok("Keep training or stop", schema_ref("ReportResponse")))], &[400, 404, 422]),
+            json!({"requestBody": json_body("TrainingResult")}),
+        ),
+        Endpoint::EndTrial => operation(
+            "End a trial (a still-dispatched one becomes Failed)",
+            responses(vec![("200", ok("Ended (body: null)", null))], &[404, 422]),
+            json!({"requestBody": json_body("TrialId")}),
+        ),
+        Endpoint::Health => json!({"summary": "Liveness (no token needed)", "security": [],
+                "responses": {"200": ok("Up", schema_ref("Health")), "503": error_responses(&[503])["503"]}}),
+        Endpoint::OpenApi => operation("This document", responses(vec![("200", ok("OpenAPI 3 document", json!({"type": "object"})))], &[]), json!({})),
+        Endpoint::JobDocument => operation(
+            "The job's document",
+            responses(vec![("200", ok("The state", schema_ref("JobState")))], &[404]),
+            json!({"parameters": job_id_path()}),
+        ),
+        Endpoint::Trials => operation(
+            "Every trial of the job, in order, as JSON or CSV",
+            responses(vec![("200", json!({
+                "description": "The trials",
+                "content": {
+                    "application/json": {"schema": {"type": "array", "items": schema_ref("Trial")}},
+                    "text/csv": {"schema": {"type": "string"}}
+                }
+            }))], &[404, 422]),
+            json!({"parameters": [
+                {"name": "job_id", "in": "path", "required": true, "schema": {"type": "string"}},
+                {"name": "format", "in": "query", "required": false, "schema": {"type": "string", "enum": ["json", "csv"], "default": "json"}}
+            ]}),
+        ),
+        Endpoint::Profiles => operation(
+            "The job's power profiles",
+            responses(vec![("200", ok("Profiles", json!({"type": "array", "items": schema_ref("PowerProfile")})))], &[404]),
+            json!({"parameters": job_id_path()}),
+        ),
+        Endpoint::AddProfile => operation(
+            "Store a power profile (replaces the one with the same GPU model, batch size and phase)",
+            responses(vec![("201", ok("Stored", schema_ref("PowerProfile")))], &[404, 422]),
+            json!({"parameters": job_id_path(), "requestBody": json_body("PowerProfile")}),
+        ),
+    }
+}
+
+/// The OpenAPI 3 document served at `/openapi.json`: one path per template of
+/// the route table, one operation per row.
+pub fn document() -> Value {
+    let mut paths = serde_json::Map::new();
+    for def in ROUTES {
+        if let Value::Object(ops) = paths.entry(def.path).or_insert_with(|| json!({})) {
+            ops.insert(def.method.to_ascii_lowercase(), operation_of(def));
         }
-    });
+    }
     json!({
         "openapi": "3.0.3",
         "info": {
@@ -277,10 +272,10 @@ pub fn document() -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::{
+    use crate::spec::JobSpec;
+    use crate::wire::{
         Phase, PowerMeasurement, PowerProfile, ReportResponse, TrainingResult, TrialId,
     };
-    use crate::job::JobSpec;
     use std::collections::BTreeSet;
 
     fn keys(v: &Value) -> BTreeSet<String> {

@@ -3,21 +3,21 @@
 //! Every method either returns an error and leaves the document exactly as it
 //! was, or applies its whole change.
 
-use crate::api::{Phase, PowerProfile, ReportResponse, TrainingResult, TrialId};
 use crate::bandit::{self, ArmState};
 use crate::explore::{self, Exploration, ExplorationOutcome, NoConvergedBatchSize, Pruning};
-use crate::job::{
-    finite_in, JobParams, JobState, Stage, ValidationError, MAX_ENERGY_JOULES, MAX_TIME_SECONDS,
-};
+use crate::field_error::FieldError;
+use crate::job::{JobState, Stage};
 use crate::policy::{wattwise, Policy};
+use crate::spec::{finite_in, JobParams, MAX_ENERGY_JOULES, MAX_TIME_SECONDS};
 use crate::trial::{RunResult, Trial, TrialStatus, TrialType};
+use crate::wire::{Phase, PowerProfile, ReportResponse, TrainingResult, TrialId};
 
 /// Why an optimizer call was refused.
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
 pub enum OptimizerError {
     /// A field broke a rule.
     #[error(transparent)]
-    Invalid(#[from] ValidationError),
+    Invalid(#[from] FieldError),
     /// The job has no trial with that number.
     #[error("trial_number: job {job_id} has no trial {trial_number}")]
     UnknownTrial {
@@ -51,7 +51,7 @@ pub enum OptimizerError {
 
 /// Checks a run's time and energy: finite, >= 0 and within the limits that keep
 /// every cost derived from them finite.
-fn time_and_energy(time: f64, energy: f64) -> Result<(f64, f64), ValidationError> {
+fn time_and_energy(time: f64, energy: f64) -> Result<(f64, f64), FieldError> {
     Ok((
         finite_in("time", time, 0.0, MAX_TIME_SECONDS)?,
         finite_in("energy", energy, 0.0, MAX_ENERGY_JOULES)?,
@@ -59,10 +59,10 @@ fn time_and_energy(time: f64, energy: f64) -> Result<(f64, f64), ValidationError
 }
 
 /// Checks a report's numbers (time, energy, metric), as every report is checked first.
-pub fn validate_report(r: &TrainingResult) -> Result<(f64, f64), ValidationError> {
+pub fn validate_report(r: &TrainingResult) -> Result<(f64, f64), FieldError> {
     let out = time_and_energy(r.time, r.energy)?;
     if !r.metric.is_finite() {
-        return Err(ValidationError::new("metric", "must be a finite number"));
+        return Err(FieldError::new("metric", "must be a finite number"));
     }
     Ok(out)
 }
@@ -514,9 +514,7 @@ impl JobState {
             .iter()
             .filter_map(|s| s.arm.map(|a| (s.batch_size, a)))
             .collect();
-        if arms.is_empty() {
-            return self.min_cost_batch_size;
-        }
         bandit::choose(&arms, self.params.mab_num_explorations, &mut self.rng)
+            .unwrap_or(self.min_cost_batch_size)
     }
 }

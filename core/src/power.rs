@@ -25,30 +25,23 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::str::FromStr;
 
-use crate::api::{Phase, PowerMeasurement, PowerProfile};
 use crate::cost::zeus_cost;
+use crate::field_error::FieldError;
+use crate::wire::{Phase, PowerMeasurement, PowerProfile};
 
 /// Why the optimizer cannot be built or cannot select.
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
 pub enum PowerError {
     /// A setting breaks its rule.
-    #[error("{field}: {rule}")]
-    InvalidSetting {
-        /// The setting, by its wire name.
-        field: &'static str,
-        /// The rule it broke.
-        rule: String,
-    },
+    #[error(transparent)]
+    InvalidSetting(#[from] FieldError),
     /// There is no measurement to select from.
     #[error("measurements: need at least one power limit measurement to select from")]
     NoMeasurements,
 }
 
 fn invalid(field: &'static str, rule: impl Into<String>) -> PowerError {
-    PowerError::InvalidSetting {
-        field,
-        rule: rule.into(),
-    }
+    PowerError::InvalidSetting(FieldError::new(field, rule))
 }
 
 /// How the optimal power limit is chosen from the profiled limits.
@@ -242,7 +235,7 @@ impl LimitConstraints {
         let mut limit = u64::from(self.max_mw);
         while limit >= u64::from(self.min_mw) && limit > 0 {
             // Bounded: at most 64 limits, the most a profile holds.
-            if out.len() == crate::api::MAX_PROFILE_POINTS {
+            if out.len() == crate::wire::MAX_PROFILE_POINTS {
                 break;
             }
             out.push(limit as u32);
@@ -430,7 +423,12 @@ pub enum Action {
 }
 
 /// The power limit optimizer of one job run.
+///
+/// A stored optimizer is read back through the same checks [`PowerOptimizer::new`]
+/// makes (valid settings, at least one GPU, at least one limit, highest first), so
+/// no document, however edited, can make a later call panic.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "StoredPowerOptimizer")]
 pub struct PowerOptimizer {
     settings: PowerSettings,
     gpu_count: u32,
@@ -438,6 +436,42 @@ pub struct PowerOptimizer {
     state: PowerState,
     measurements: Vec<PowerLimitMeasurement>,
     current_mw: Option<u32>,
+}
+
+/// [`PowerOptimizer`]'s fields as stored, before they are checked.
+#[derive(Deserialize)]
+struct StoredPowerOptimizer {
+    settings: PowerSettings,
+    gpu_count: u32,
+    limits_mw: Vec<u32>,
+    state: PowerState,
+    measurements: Vec<PowerLimitMeasurement>,
+    current_mw: Option<u32>,
+}
+
+impl TryFrom<StoredPowerOptimizer> for PowerOptimizer {
+    type Error = PowerError;
+
+    fn try_from(s: StoredPowerOptimizer) -> Result<Self, PowerError> {
+        s.settings.validate()?;
+        if s.gpu_count == 0 {
+            return Err(invalid("gpu_count", "must be > 0"));
+        }
+        if s.limits_mw.is_empty() || s.limits_mw.windows(2).any(|w| w[0] <= w[1]) {
+            return Err(invalid(
+                "limits_mw",
+                "must hold at least one limit, strictly decreasing",
+            ));
+        }
+        Ok(PowerOptimizer {
+            settings: s.settings,
+            gpu_count: s.gpu_count,
+            limits_mw: s.limits_mw,
+            state: s.state,
+            measurements: s.measurements,
+            current_mw: s.current_mw,
+        })
+    }
 }
 
 impl PowerOptimizer {
@@ -453,11 +487,14 @@ impl PowerOptimizer {
             return Err(invalid("gpu_count", "must be > 0"));
         }
         let limits_mw = constraints.limits(settings.pl_step)?;
+        let Some(&max_mw) = limits_mw.first() else {
+            return Err(invalid("max_mw", "no power limit lies in [min_mw, max_mw]"));
+        };
         let mut opt = PowerOptimizer {
             settings,
             gpu_count,
             state: PowerState::Ready {
-                next_limit_mw: limits_mw[0],
+                next_limit_mw: max_mw,
                 steps: settings.wait_steps.saturating_add(1),
             },
             limits_mw,
@@ -551,7 +588,8 @@ impl PowerOptimizer {
     }
 
     fn max_mw(&self) -> u32 {
-        self.limits_mw[0]
+        // Never empty: `new` and the stored form's checks both refuse that.
+        self.limits_mw.first().copied().unwrap_or_default()
     }
 
     fn set(&mut self, limit_mw: u32, actions: &mut Vec<Action>) {
@@ -756,10 +794,10 @@ mod tests {
         };
         assert!(matches!(
             bad.limits(25),
-            Err(PowerError::InvalidSetting {
+            Err(PowerError::InvalidSetting(FieldError {
                 field: "min_mw",
                 ..
-            })
+            }))
         ));
         let tiny = LimitConstraints {
             min_mw: 0,
@@ -772,7 +810,7 @@ mod tests {
         };
         assert_eq!(
             wide.limits(1).unwrap().len(),
-            crate::api::MAX_PROFILE_POINTS
+            crate::wire::MAX_PROFILE_POINTS
         );
     }
 
@@ -784,19 +822,19 @@ mod tests {
         };
         assert!(matches!(
             PowerOptimizer::new(s, C, 1),
-            Err(PowerError::InvalidSetting {
+            Err(PowerError::InvalidSetting(FieldError {
                 field: "profile_steps",
                 ..
-            })
+            }))
         ));
         s.profile_steps = 1;
         s.pl_step = 0;
         assert!(matches!(
             s.validate(),
-            Err(PowerError::InvalidSetting {
+            Err(PowerError::InvalidSetting(FieldError {
                 field: "pl_step",
                 ..
-            })
+            }))
         ));
         s.pl_step = 25;
         s.selector = Selector::ZeusCost {
@@ -805,27 +843,27 @@ mod tests {
         };
         assert!(matches!(
             s.validate(),
-            Err(PowerError::InvalidSetting {
+            Err(PowerError::InvalidSetting(FieldError {
                 field: "selector.eta",
                 ..
-            })
+            }))
         ));
         s.selector = Selector::MaxSlowdown { factor: 0.9 };
         assert!(matches!(
             s.validate(),
-            Err(PowerError::InvalidSetting {
+            Err(PowerError::InvalidSetting(FieldError {
                 field: "selector.factor",
                 ..
-            })
+            }))
         ));
         s.selector = Selector::MaxSlowdown { factor: f64::NAN };
         assert!(s.validate().is_err());
         assert!(matches!(
             PowerOptimizer::new(PowerSettings::default(), C, 0),
-            Err(PowerError::InvalidSetting {
+            Err(PowerError::InvalidSetting(FieldError {
                 field: "gpu_count",
                 ..
-            })
+            }))
         ));
     }
 
@@ -1255,5 +1293,24 @@ mod tests {
         assert_eq!(s.pl_step, 50);
         assert_eq!(s.profile_steps, 40);
         assert!(serde_json::from_str::<PowerSettings>(r#"{"pl_stp": 50}"#).is_err());
+    }
+
+    #[test]
+    fn a_stored_optimizer_is_checked_when_read() {
+        let (opt, _) = PowerOptimizer::new(PowerSettings::default(), C, 2).unwrap();
+        let mut doc = serde_json::to_value(&opt).unwrap();
+        let back: PowerOptimizer = serde_json::from_value(doc.clone()).unwrap();
+        assert_eq!(back, opt);
+        for (field, bad) in [
+            ("limits_mw", serde_json::json!([])),
+            ("limits_mw", serde_json::json!([100_000, 150_000])),
+            ("gpu_count", serde_json::json!(0)),
+        ] {
+            let saved = doc[field].clone();
+            doc[field] = bad;
+            let err = serde_json::from_value::<PowerOptimizer>(doc.clone()).unwrap_err();
+            assert!(err.to_string().contains(field), "{field}: {err}");
+            doc[field] = saved;
+        }
     }
 }

@@ -13,9 +13,12 @@ use std::sync::Mutex;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::api::{self, ApiError, Change, Ctx, Outcome, PowerProfile, TrainingResult, TrialId};
-use crate::job::{JobSpec, JobState};
+use crate::api::{self, ApiError, Change, Ctx, Outcome};
+use crate::job::JobState;
+use crate::route::{self, Endpoint, JobIn};
+use crate::spec::JobSpec;
 use crate::trial::Trial;
+use crate::wire::{PowerProfile, TrainingResult, TrialId};
 
 /// A stored job document and its version.
 #[derive(Clone, Debug, PartialEq)]
@@ -37,11 +40,25 @@ pub enum Saved {
 
 /// Where job documents and archived trials live.
 ///
-/// `save` with `expected_version: None` creates the job (Conflict if it exists);
-/// with `Some(v)` it replaces the document only if the stored version is still `v`
-/// (the new version is `v + 1`). `archive` holds finished trials leaving the
-/// document: the store appends them, idempotently by trial number, in the same
-/// atomic write where it can, else before the document.
+/// The contract every store keeps (the `store_contract` suite checks each rule
+/// against the memory store, SQLite, DynamoDB, Workers KV and Durable Objects):
+/// - **Versions.** A job's document has a version: 1 when created, +1 per write.
+///   `load` and `version` agree; an unknown job has neither.
+/// - **Create once.** `save` with `expected_version: None` creates the job, and
+///   answers [`Saved::Conflict`] (writing nothing) if it exists.
+/// - **Replace by version.** `save` with `Some(v)` replaces the document only if
+///   the stored version is still `v`; otherwise Conflict, writing nothing.
+/// - **Archive.** `archive` holds finished trials leaving the document: the store
+///   appends them, idempotently by trial number, in the same atomic write as the
+///   document where it can, else before the document; a write that conflicts
+///   archives nothing that a reader can see.
+/// - **Delete.** `delete(v)` removes the document and its archived trials if the
+///   version is still `v`, else Conflict, removing nothing. The document goes first
+///   (it is the commit point: an acknowledged trial is never lost while its job
+///   exists), then the archive.
+/// - **A job created again starts clean.** A store whose delete is not atomic
+///   (archived trials may outlive a failed purge) clears the job's archived trials
+///   when it creates the job, so a new job never sees an old job's trials.
 pub trait Store {
     /// The store's error.
     type Error: std::fmt::Display;
@@ -117,18 +134,22 @@ pub struct ServiceConfig {
 
 impl ServiceConfig {
     /// The checks every route but `/healthz` passes first: the bearer token (compared
-    /// in constant time) and the body limit. The error is the service's answer.
-    pub fn admit(&self, req: &Request<'_>) -> Result<(), ApiError> {
+    /// in constant time), then the body (413 over the limit, 400 unreadable). The
+    /// error is the service's answer; otherwise the body's bytes.
+    pub fn admit<'a>(&self, req: &Request<'a>) -> Result<&'a [u8], ApiError> {
         if let Some(token) = &self.token {
             let given = req.authorization.and_then(bearer_token).unwrap_or("");
             if !constant_time_eq(given.as_bytes(), token.as_bytes()) {
                 return Err(ApiError::Unauthorized);
             }
         }
-        if req.body.len() > self.max_body_bytes {
-            return Err(ApiError::TooLarge(self.max_body_bytes));
+        match req.body {
+            Body::Bytes(b) if b.len() <= self.max_body_bytes => Ok(b),
+            Body::Bytes(_) | Body::TooLarge => Err(ApiError::TooLarge(self.max_body_bytes)),
+            Body::Unreadable => Err(ApiError::BadRequest(
+                "body: the request body could not be read".into(),
+            )),
         }
-        Ok(())
     }
 }
 
@@ -153,6 +174,37 @@ fn bearer_token(header: &str) -> Option<&str> {
     Some(rest.trim_start_matches([' ', '\t']))
 }
 
+/// A request body as the host saw it. A host reads at most the service's
+/// `max_body_bytes` (plus one, to tell) and says what it found; the service
+/// answers the same on every host.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Body<'a> {
+    /// The body's bytes (empty when there is none).
+    Bytes(&'a [u8]),
+    /// Longer than the limit (declared or read): 413.
+    TooLarge,
+    /// The connection failed while the body was read: 400.
+    Unreadable,
+}
+
+impl<'a> Body<'a> {
+    /// The body of `bytes` read with a cap of `max + 1`: too large when over `max`.
+    pub fn capped(bytes: &'a [u8], max: usize) -> Self {
+        if bytes.len() > max {
+            Body::TooLarge
+        } else {
+            Body::Bytes(bytes)
+        }
+    }
+
+    fn json(&self) -> Option<&'a [u8]> {
+        match *self {
+            Body::Bytes(b) => Some(b),
+            Body::TooLarge | Body::Unreadable => None,
+        }
+    }
+}
+
 /// An HTTP request, as the host received it.
 #[derive(Clone, Copy, Debug)]
 pub struct Request<'a> {
@@ -165,7 +217,7 @@ pub struct Request<'a> {
     /// The `Authorization` header, if any.
     pub authorization: Option<&'a str>,
     /// The body.
-    pub body: &'a [u8],
+    pub body: Body<'a>,
 }
 
 impl Request<'_> {
@@ -178,20 +230,15 @@ impl Request<'_> {
     /// A host that shards its store by job (the Worker's Durable Objects) sends the
     /// request to this job's shard, so one job can never reach two shards.
     pub fn job_id(&self) -> Option<String> {
-        let segments: Vec<&str> = self.path.split('/').filter(|s| !s.is_empty()).collect();
-        let id = match (segments.as_slice(), self.method) {
-            (["jobs"], "DELETE") | (["jobs", "batch_size"], "GET") => {
-                query_param(self.query, "job_id").ok()??
-            }
-            (["jobs"], "POST") | (["report"], "POST") | (["trials"], "PATCH") => {
-                let body: serde_json::Value = serde_json::from_slice(self.body).ok()?;
+        let route = route::find(self.method, self.path).ok()?;
+        let id = match route.def.job_in {
+            JobIn::Nowhere => return None,
+            JobIn::Path => route.path_job_id?.to_string(),
+            JobIn::Query => query_param(self.query, "job_id").ok()??,
+            JobIn::Body => {
+                let body: serde_json::Value = serde_json::from_slice(self.body.json()?).ok()?;
                 body.as_object()?.get("job_id")?.as_str()?.to_string()
             }
-            (["jobs", "batch_size"], _) => return None,
-            (["jobs", id], "GET")
-            | (["jobs", id, "trials"], "GET")
-            | (["jobs", id, "profiles"], "GET" | "POST") => id.to_string(),
-            _ => return None,
         };
         (!id.is_empty()).then_some(id)
     }
@@ -342,101 +389,69 @@ impl<S: Store> Service<S> {
     }
 
     async fn route(&self, req: Request<'_>, env: &mut impl HostEnv) -> Result<Response, ApiError> {
-        let segments: Vec<&str> = req.path.split('/').filter(|s| !s.is_empty()).collect();
-        if segments == ["healthz"] {
-            return match req.method {
-                "GET" | "HEAD" => match self.store.writable().await {
-                    Ok(()) => Ok(Response::json(
-                        200,
-                        &serde_json::json!({"status": "ok", "writable": true}),
-                    )),
-                    Err(e) => Err(ApiError::Unavailable(format!("store is not writable: {e}"))),
-                },
-                m => Err(ApiError::MethodNotAllowed(format!(
-                    "method {m} is not allowed on /healthz"
-                ))),
-            };
+        let route = route::find(req.method, req.path)?;
+        let job_id = route.path_job_id.unwrap_or_default();
+        // The health check needs no token and has no body.
+        if route.def.endpoint == Endpoint::Health {
+            return self.health().await;
         }
-        self.config.admit(&req)?;
-        let not_allowed = || {
-            ApiError::MethodNotAllowed(format!(
-                "method {} is not allowed on {}",
-                req.method, req.path
-            ))
-        };
-        match segments.as_slice() {
-            ["jobs"] => match req.method {
-                "POST" => self.register(parse_body(req.body)?, env).await,
-                "DELETE" => {
-                    let job_id = required_job_id(req.query)?;
-                    self.delete(&job_id, env).await?;
-                    Ok(Response::json(200, &()))
-                }
-                _ => Err(not_allowed()),
-            },
-            ["jobs", "batch_size"] => match req.method {
-                "GET" => {
-                    let job_id = required_job_id(req.query)?;
-                    let trial = self
-                        .transact(&job_id, env, |cur, ctx| api::predict(&job_id, cur, ctx))
-                        .await?;
-                    Ok(Response::json(200, &trial.body))
-                }
-                _ => Err(not_allowed()),
-            },
-            ["report"] => match req.method {
-                "POST" => {
-                    let result: TrainingResult = parse_body(req.body)?;
-                    self.report(&result, env).await
-                }
-                _ => Err(not_allowed()),
-            },
-            ["trials"] => match req.method {
-                "PATCH" => {
-                    let trial: TrialId = parse_body(req.body)?;
-                    self.transact(&trial.job_id, env, |cur, ctx| {
-                        api::end_trial(&trial, cur, ctx)
+        let body = self.config.admit(&req)?;
+        match route.def.endpoint {
+            Endpoint::Health => self.health().await,
+            Endpoint::OpenApi => Ok(Response::json(200, &crate::openapi::document())),
+            Endpoint::RegisterJob => self.register(parse_body(body)?, env).await,
+            Endpoint::DeleteJob => {
+                let job_id = required_job_id(req.query)?;
+                self.delete(&job_id, env).await?;
+                Ok(Response::json(200, &()))
+            }
+            Endpoint::NextTrial => {
+                let job_id = required_job_id(req.query)?;
+                let trial = self
+                    .transact(&job_id, env, |cur, ctx| api::predict(&job_id, cur, ctx))
+                    .await?;
+                Ok(Response::json(200, &trial.body))
+            }
+            Endpoint::Report => {
+                let result: TrainingResult = parse_body(body)?;
+                self.report(&result, env).await
+            }
+            Endpoint::EndTrial => {
+                let trial: TrialId = parse_body(body)?;
+                self.transact(&trial.job_id, env, |cur, ctx| {
+                    api::end_trial(&trial, cur, ctx)
+                })
+                .await?;
+                Ok(Response::json(200, &()))
+            }
+            Endpoint::JobDocument => Ok(Response::json(
+                200,
+                &self.load_required(job_id).await?.state,
+            )),
+            Endpoint::Trials => self.export_trials(job_id, req.query).await,
+            Endpoint::Profiles => Ok(Response::json(
+                200,
+                &self.load_required(job_id).await?.state.profiles(),
+            )),
+            Endpoint::AddProfile => {
+                let profile: PowerProfile = parse_body(body)?;
+                let out = self
+                    .transact(job_id, env, |cur, _| {
+                        api::post_profile(job_id, &profile, cur)
                     })
                     .await?;
-                    Ok(Response::json(200, &()))
-                }
-                _ => Err(not_allowed()),
-            },
-            ["openapi.json"] => match req.method {
-                "GET" => Ok(Response::json(200, &crate::openapi::document())),
-                _ => Err(not_allowed()),
-            },
-            ["jobs", job_id] => match req.method {
-                "GET" => Ok(Response::json(
-                    200,
-                    &self.load_required(job_id).await?.state,
-                )),
-                _ => Err(not_allowed()),
-            },
-            ["jobs", job_id, "trials"] => match req.method {
-                "GET" => self.export_trials(job_id, req.query).await,
-                _ => Err(not_allowed()),
-            },
-            ["jobs", job_id, "profiles"] => match req.method {
-                "GET" => Ok(Response::json(
-                    200,
-                    &self.load_required(job_id).await?.state.profiles(),
-                )),
-                "POST" => {
-                    let profile: PowerProfile = parse_body(req.body)?;
-                    let out = self
-                        .transact(job_id, env, |cur, _| {
-                            api::post_profile(job_id, &profile, cur)
-                        })
-                        .await?;
-                    Ok(Response::json(out.status, &out.body))
-                }
-                _ => Err(not_allowed()),
-            },
-            _ => Err(ApiError::NotFound(format!(
-                "no route {} {}",
-                req.method, req.path
-            ))),
+                Ok(Response::json(out.status, &out.body))
+            }
+        }
+    }
+
+    async fn health(&self) -> Result<Response, ApiError> {
+        match self.store.writable().await {
+            Ok(()) => Ok(Response::json(
+                200,
+                &serde_json::json!({"status": "ok", "writable": true}),
+            )),
+            Err(e) => Err(ApiError::Unavailable(format!("store is not writable: {e}"))),
         }
     }
 
@@ -756,7 +771,7 @@ mod tests {
             path,
             query,
             authorization: None,
-            body,
+            body: Body::Bytes(body),
         }
         .job_id()
     }
@@ -819,7 +834,7 @@ mod tests {
             path: "/report",
             query: "",
             authorization,
-            body,
+            body: Body::Bytes(body),
         };
         assert!(config.admit(&req(Some("Bearer secret"), b"{}")).is_ok());
         for ok in [
@@ -851,5 +866,27 @@ mod tests {
             config.admit(&req(Some("Bearer secret"), b"{ 12 }")),
             Err(ApiError::TooLarge(4))
         ));
+        let with = |body| Request {
+            body,
+            ..req(Some("Bearer secret"), b"")
+        };
+        assert!(matches!(
+            config.admit(&with(Body::TooLarge)),
+            Err(ApiError::TooLarge(4))
+        ));
+        assert!(matches!(
+            config.admit(&with(Body::Unreadable)),
+            Err(ApiError::BadRequest(_))
+        ));
+        // The token is checked before the body.
+        assert!(matches!(
+            config.admit(&Request {
+                authorization: None,
+                ..with(Body::Unreadable)
+            }),
+            Err(ApiError::Unauthorized)
+        ));
+        assert_eq!(Body::capped(b"12345", 4), Body::TooLarge);
+        assert_eq!(Body::capped(b"1234", 4), Body::Bytes(b"1234"));
     }
 }

@@ -2,9 +2,11 @@
 //! under either batch size policy.
 
 use proptest::prelude::*;
-use wattwise_core::api::{self, Change, Ctx, TrainingResult, TrialId};
-use wattwise_core::job::{JobSpec, JobState};
+use wattwise_core::api::{self, Change, Ctx};
+use wattwise_core::job::JobState;
 use wattwise_core::policy::Policy;
+use wattwise_core::spec::JobSpec;
+use wattwise_core::wire::{TrainingResult, TrialId};
 
 #[derive(Clone, Debug)]
 enum Op {

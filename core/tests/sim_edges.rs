@@ -3,6 +3,7 @@
 
 mod sim_common;
 
+use wattwise_core::field_error::FieldError;
 use wattwise_core::policy::Policy;
 use wattwise_core::sim::synthetic::{
     synthetic_trace, synthetic_workload, SYNTHETIC_GPU, SYNTHETIC_TRACE_SEED,
@@ -129,7 +130,7 @@ fn bad_knobs_and_missing_workload_are_errors() {
     };
     assert!(matches!(
         simulate_one_job(&job, 1, &bad),
-        Err(SimError::Knob { knob: "eta", .. })
+        Err(SimError::Knob(FieldError { field: "eta", .. }))
     ));
     let bad = SimConfig {
         beta_knob: 0.0,
@@ -137,7 +138,7 @@ fn bad_knobs_and_missing_workload_are_errors() {
     };
     assert!(matches!(
         simulate_one_job(&job, 1, &bad),
-        Err(SimError::Knob { knob: "beta", .. })
+        Err(SimError::Knob(FieldError { field: "beta", .. }))
     ));
     let mut w = workload(8, 10);
     w.dataset = "other".into();

@@ -12,16 +12,15 @@ use wattwise_core::service::{self, Service, Store};
 
 use crate::SystemEnv;
 
-/// Turns a `lambda_http` body into bytes (text bodies as UTF-8; binary ones are
+/// Turns a `lambda_http` body into the service's view of it (text bodies as UTF-8; binary ones are
 /// already decoded from base64 by `lambda_http`).
-fn body_bytes(body: &Body) -> &[u8] {
+fn body_of(body: &Body) -> service::Body<'_> {
     match body {
-        Body::Empty => &[],
-        Body::Text(s) => s.as_bytes(),
-        Body::Binary(b) => b,
-        // A kind of body this crate does not know: treated as no body (the service
-        // then answers what a missing body deserves).
-        _ => &[],
+        Body::Empty => service::Body::Bytes(&[]),
+        Body::Text(s) => service::Body::Bytes(s.as_bytes()),
+        Body::Binary(b) => service::Body::Bytes(b),
+        // A kind of body this crate does not know.
+        _ => service::Body::Unreadable,
     }
 }
 
@@ -41,7 +40,7 @@ pub async fn handle<S: Store>(service: &Service<S>, req: Request) -> Response<Bo
         path: &path,
         query: &query,
         authorization: authorization.as_deref(),
-        body: body_bytes(req.body()),
+        body: body_of(req.body()),
     };
     let out = service.handle(request, &mut SystemEnv).await;
     let micros = started.elapsed().as_micros() as u64;

@@ -22,19 +22,11 @@ use axum::body::{Body, Bytes};
 use axum::http::{header, HeaderValue, Request, Response, StatusCode};
 use tower::ServiceExt;
 use wattwise_core::api::ApiError;
+use wattwise_core::route::{self, is_api_path};
 use wattwise_core::service::{self, Service, Store};
 
 use crate::sqlite::{SqliteStore, WRITE_WAIT};
 use crate::SystemEnv;
-
-/// The first path segments that belong to the API (everything else may be the page).
-const API_ROOTS: [&str; 5] = ["jobs", "report", "trials", "healthz", "openapi.json"];
-
-/// Whether `path` is an API route rather than a page asset.
-pub fn is_api_path(path: &str) -> bool {
-    let first = path.trim_start_matches('/').split('/').next().unwrap_or("");
-    API_ROOTS.contains(&first)
-}
 
 /// One lock per job with a request in flight that may write it: requests that
 /// write one job take turns in this process instead of racing to a version
@@ -158,18 +150,48 @@ fn json_error(e: &ApiError) -> Response<Body> {
 
 /// Reads a body, declared or streamed, with a cap one byte over `max`: anything
 /// longer comes back as `max + 1` bytes, which the service refuses with 413.
-async fn read_body(req: Request<Body>, max: usize) -> Bytes {
+async fn read_body(req: Request<Body>, max: usize) -> ReadBody {
     let declared = req
         .headers()
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<usize>().ok());
     if declared.is_some_and(|n| n > max) {
-        return Bytes::from(vec![0u8; max + 1]);
+        return ReadBody::TooLarge;
     }
-    axum::body::to_bytes(req.into_body(), max + 1)
-        .await
-        .unwrap_or_else(|_| Bytes::from(vec![0u8; max + 1]))
+    let mut body = req.into_body();
+    let mut bytes = Vec::new();
+    while let Some(frame) = http_body_util::BodyExt::frame(&mut body).await {
+        match frame {
+            Ok(frame) => {
+                if let Ok(data) = frame.into_data() {
+                    bytes.extend_from_slice(&data);
+                    if bytes.len() > max {
+                        return ReadBody::TooLarge;
+                    }
+                }
+            }
+            Err(_) => return ReadBody::Unreadable,
+        }
+    }
+    ReadBody::Bytes(Bytes::from(bytes))
+}
+
+/// What [`read_body`] found, owned (the service borrows it as a [`service::Body`]).
+enum ReadBody {
+    Bytes(Bytes),
+    TooLarge,
+    Unreadable,
+}
+
+impl ReadBody {
+    fn as_body(&self) -> service::Body<'_> {
+        match self {
+            ReadBody::Bytes(b) => service::Body::Bytes(b),
+            ReadBody::TooLarge => service::Body::TooLarge,
+            ReadBody::Unreadable => service::Body::Unreadable,
+        }
+    }
 }
 
 /// Answers one request.
@@ -186,13 +208,13 @@ where
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
-    let body: Bytes = match &app.web {
+    let body: ReadBody = match &app.web {
         Some(dir) if (method == "GET" || method == "HEAD") && !is_api_path(&path) => {
             let serve =
                 tower_http::services::ServeDir::new(dir).append_index_html_on_directories(true);
             match serve.oneshot(req).await {
                 // No such file: the service answers (a JSON 404 naming the route).
-                Ok(resp) if resp.status() == StatusCode::NOT_FOUND => Bytes::new(),
+                Ok(resp) if resp.status() == StatusCode::NOT_FOUND => ReadBody::Bytes(Bytes::new()),
                 Ok(resp) => return resp.map(Body::new),
                 Err(e) => return json_error(&ApiError::Unavailable(format!("web: {e}"))),
             }
@@ -215,11 +237,11 @@ where
         path: &path,
         query: &query,
         authorization: authorization.as_deref(),
-        body: &body,
+        body: body.as_body(),
     };
     // A request that may write its job waits for that job's turn, a bounded time
     // (half the store's own bound, so a write answers within 1.5 x WRITE_WAIT).
-    let writes = !(method == "GET" || method == "HEAD") || path == "/jobs/batch_size";
+    let writes = route::find(method.as_str(), &path).is_ok_and(|r| r.def.endpoint.writes());
     let job_id = if writes { request.job_id() } else { None };
     let _turn = match &job_id {
         Some(job_id) => match app.jobs.turn(job_id, WRITE_WAIT / 2).await {

@@ -536,7 +536,7 @@ impl Store for SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use wattwise_core::job::JobSpec;
+    use wattwise_core::spec::JobSpec;
     use wattwise_core::trial::{RunResult, TrialStatus, TrialType};
 
     fn state(job_id: &str) -> JobState {

@@ -7,8 +7,9 @@
 mod hostile_docs;
 
 use aws_sdk_dynamodb::types::AttributeValue;
-use wattwise_core::job::{JobSpec, JobState};
-use wattwise_core::service::{Request, Saved, Service, ServiceConfig, Store};
+use wattwise_core::job::JobState;
+use wattwise_core::service::{Body, Request, Saved, Service, ServiceConfig, Store};
+use wattwise_core::spec::JobSpec;
 use wattwise_core::trial::{RunResult, Trial, TrialStatus, TrialType};
 use wattwise_lambda::dynamo::DynamoStore;
 
@@ -162,7 +163,7 @@ async fn a_job_whose_document_does_not_parse_can_still_be_deleted() {
         path: "/jobs",
         query: "job_id=job-c",
         authorization: None,
-        body: b"",
+        body: Body::Bytes(b""),
     };
     let out = service.handle(req, &mut wattwise_lambda::SystemEnv).await;
     assert_eq!(out.status, 200, "{}", String::from_utf8_lossy(&out.body));

@@ -6,7 +6,7 @@ mod hostile_docs;
 
 use std::time::{Duration, Instant};
 
-use wattwise_core::service::{Request, Service, ServiceConfig, Store};
+use wattwise_core::service::{Body, Request, Service, ServiceConfig, Store};
 use wattwise_lambda::sqlite::{SqliteError, SqliteStore, WRITE_WAIT};
 use wattwise_lambda::SystemEnv;
 
@@ -30,7 +30,7 @@ async fn call(
         path,
         query,
         authorization: None,
-        body: body.as_bytes(),
+        body: Body::Bytes(body.as_bytes()),
     };
     let out = service.handle(req, &mut SystemEnv).await;
     (

@@ -310,10 +310,11 @@ pub fn cost_bound(params: &Knobs<'_>, state: &WattwiseState, batch_size: u32) ->
 
 #[cfg(test)]
 mod tests {
-    use crate::api::{Phase, PowerMeasurement, PowerProfile, TrainingResult};
-    use crate::job::{JobSpec, JobState};
+    use crate::job::JobState;
     use crate::policy::Policy;
+    use crate::spec::JobSpec;
     use crate::trial::TrialType;
+    use crate::wire::{Phase, PowerMeasurement, PowerProfile, TrainingResult};
 
     fn job(sizes: Vec<i64>, default: i64) -> JobState {
         let mut spec = JobSpec::new("w", sizes, default, 300.0, 1, "A40");

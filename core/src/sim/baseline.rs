@@ -9,8 +9,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::error::SimError;
 use super::workload::{BatchSizeTrace, JobTrace, PowerPoint};
-use super::SimError;
 use crate::cost::zeus_cost;
 
 /// A fixed configuration and what one recurrence costs with it, in expectation.

@@ -5,9 +5,9 @@
 //! parsed by the same code as a user's uploaded traces, so the built-in workloads
 //! and a user's copy of the same files give the same simulations, bit for bit.
 
+use super::error::SimError;
 use super::trace::{parse_power, parse_train, Trace, TrainRow};
 use super::workload::ZEUS_GPUS;
-use super::SimError;
 
 /// `summary_train.csv`: epochs to each target metric, per workload, batch size and run.
 pub const TRAIN_CSV: &str = include_str!("../../traces/summary_train.csv");

@@ -26,6 +26,7 @@ use std::collections::btree_map::{BTreeMap, Entry};
 use serde::{Deserialize, Serialize};
 
 use super::baseline::{baselines, Baselines};
+use super::error::SimError;
 use super::report::SimReport;
 use super::simulator::SimConfig;
 use super::synthetic::{
@@ -33,7 +34,7 @@ use super::synthetic::{
 };
 use super::trace::{parse_power, parse_train, Trace};
 use super::workload::{JobTrace, Workload, ZEUS_WORKLOADS};
-use super::SimError;
+use crate::field_error::FieldError;
 use crate::policy::Policy;
 
 /// The most recurrences one simulation may run (its history is kept in memory).
@@ -42,16 +43,16 @@ pub const MAX_RECURRENCES: u32 = 100_000;
 /// Checks a recurrence count: at least 1, at most [`MAX_RECURRENCES`].
 pub fn check_recurrences(recurrences: u32) -> Result<(), SimError> {
     if recurrences == 0 {
-        return Err(SimError::Knob {
-            knob: "recurrences",
-            rule: "must be at least 1",
-        });
+        return Err(SimError::Knob(FieldError::new(
+            "recurrences",
+            "must be at least 1",
+        )));
     }
     if recurrences > MAX_RECURRENCES {
-        return Err(SimError::Knob {
-            knob: "recurrences",
-            rule: "must be at most 100000",
-        });
+        return Err(SimError::Knob(FieldError::new(
+            "recurrences",
+            "must be at most 100000",
+        )));
     }
     Ok(())
 }

@@ -5,9 +5,9 @@
 use serde::{Deserialize, Serialize};
 
 use super::baseline::{baselines, Baselines};
+use super::error::SimError;
 use super::simulator::{simulate_one_job_with, HistoryEntry, SimConfig};
 use super::workload::{JobTrace, Workload};
-use super::SimError;
 use crate::policy::Policy;
 
 /// One simulation of a recurring job, summarized.

@@ -13,15 +13,18 @@ use rand_chacha::ChaCha20Rng;
 use rand_core::{RngCore, SeedableRng};
 use serde::{Deserialize, Serialize};
 
+use super::error::SimError;
+use super::trace::GroupJob;
 use super::workload::{BatchSizeTrace, JobTrace, PowerPoint};
-use super::SimError;
-use crate::api::{
-    self, Change, Phase, PowerMeasurement, PowerProfile, TrainingResult, TrialId,
-    MAX_PROFILE_POINTS,
-};
+use crate::api::{self, Change};
 use crate::cost::zeus_cost;
-use crate::job::{JobSpec, JobState};
+use crate::field_error::FieldError;
+use crate::job::JobState;
 use crate::policy::Policy;
+use crate::spec::JobSpec;
+use crate::wire::{
+    Phase, PowerMeasurement, PowerProfile, TrainingResult, TrialId, MAX_PROFILE_POINTS,
+};
 
 /// Tries per recurrence before the target is deemed unreachable.
 pub const MAX_TRIES: u32 = 20;
@@ -42,10 +45,10 @@ impl SimConfig {
     pub fn validate(&self) -> Result<(), SimError> {
         check_eta(self.eta_knob)?;
         if self.beta_knob.is_nan() || self.beta_knob <= 0.0 {
-            return Err(SimError::Knob {
-                knob: "beta",
-                rule: "must be > 0 (or infinite to disable early stopping)",
-            });
+            return Err(SimError::Knob(FieldError::new(
+                "beta",
+                "must be > 0 (or infinite to disable early stopping)",
+            )));
         }
         Ok(())
     }
@@ -56,10 +59,7 @@ pub fn check_eta(eta: f64) -> Result<(), SimError> {
     if eta.is_finite() && (0.0..=1.0).contains(&eta) {
         Ok(())
     } else {
-        Err(SimError::Knob {
-            knob: "eta",
-            rule: "must be in [0, 1]",
-        })
+        Err(SimError::Knob(FieldError::new("eta", "must be in [0, 1]")))
     }
 }
 
@@ -367,8 +367,8 @@ impl<'a> Engine<'a> {
                 })
                 .collect(),
         };
-        let out = api::post_profile(state.job_id(), &profile, Some(state))
-            .map_err(|e| SimError::Job(e.to_string()))?;
+        let out =
+            api::post_profile(state.job_id(), &profile, Some(state)).map_err(SimError::Api)?;
         if let Change::Put(new) = out.change {
             *state = *new;
         }
@@ -407,7 +407,7 @@ impl<'a> Engine<'a> {
         }
         spec.max_epochs = w.max_epochs as i64;
         spec.policy = policy;
-        let params = spec.validate().map_err(|e| SimError::Job(e.to_string()))?;
+        let params = spec.validate().map_err(SimError::Job)?;
         Ok(JobState::new("sim".to_string(), params, self.cfg.seed, 0))
     }
 
@@ -527,17 +527,6 @@ pub fn simulate_one_job_with(
         }
     }
     Ok(history)
-}
-
-/// One submission of an Alibaba group (a row of the group trace).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct GroupJob {
-    /// When it was submitted, in seconds.
-    pub start_time: f64,
-    /// When it ended in the Alibaba trace, in seconds.
-    pub end_time: f64,
-    /// Its runtime over the mean runtime of its dataset's jobs.
-    pub runtime_ratio: f64,
 }
 
 /// A run in flight during a group simulation.

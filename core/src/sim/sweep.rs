@@ -13,9 +13,10 @@ use std::ops::ControlFlow;
 use serde::{Deserialize, Serialize};
 
 use super::catalog::{beta_knob, check_recurrences, Catalog, SimulateSpec, Target};
+use super::error::SimError;
 use super::report::SimReport;
 use super::simulator::SimConfig;
-use super::SimError;
+use crate::field_error::FieldError;
 use crate::policy::Policy;
 
 /// The most simulations one sweep may run.
@@ -95,16 +96,16 @@ impl SweepSpec {
     pub fn validate(&self) -> Result<(), SimError> {
         let n = self.len();
         if n == 0 {
-            return Err(SimError::Knob {
-                knob: "sweep",
-                rule: "needs at least one eta, one seed, one recurrence count, one policy and one pair",
-            });
+            return Err(SimError::Knob(FieldError::new(
+                "sweep",
+                "needs at least one eta, one seed, one recurrence count, one policy and one pair",
+            )));
         }
         if n > MAX_SWEEP {
-            return Err(SimError::Knob {
-                knob: "sweep",
-                rule: "at most 1,000,000 simulations at once",
-            });
+            return Err(SimError::Knob(FieldError::new(
+                "sweep",
+                "at most 1,000,000 simulations at once",
+            )));
         }
         for &r in &self.recurrences {
             check_recurrences(r)?;

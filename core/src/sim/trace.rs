@@ -466,13 +466,24 @@ pub fn first_group_of<'a>(rows: &'a [GroupRow], dataset: &str) -> Option<&'a str
         .map(|r| r.group.as_str())
 }
 
+/// One submission of an Alibaba group (a row of the group trace).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct GroupJob {
+    /// When it was submitted, in seconds.
+    pub start_time: f64,
+    /// When it ended in the Alibaba trace, in seconds.
+    pub end_time: f64,
+    /// Its runtime over the mean runtime of its dataset's jobs.
+    pub runtime_ratio: f64,
+}
+
 /// The submissions of one group, sorted by start time (stable), ready for
 /// [`simulate_one_alibaba_group`](super::simulator::simulate_one_alibaba_group).
-pub fn group_jobs(rows: &[GroupRow], group: &str) -> Vec<super::simulator::GroupJob> {
-    let mut jobs: Vec<super::simulator::GroupJob> = rows
+pub fn group_jobs(rows: &[GroupRow], group: &str) -> Vec<GroupJob> {
+    let mut jobs: Vec<GroupJob> = rows
         .iter()
         .filter(|r| r.group == group)
-        .map(|r| super::simulator::GroupJob {
+        .map(|r| GroupJob {
             start_time: r.start_time,
             end_time: r.end_time,
             runtime_ratio: r.runtime_ratio,

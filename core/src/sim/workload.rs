@@ -9,8 +9,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use super::error::SimError;
 use super::trace::Trace;
-use super::SimError;
 
 /// The job a simulation runs (Zeus's legacy `Job`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

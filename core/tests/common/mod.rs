@@ -3,7 +3,7 @@
 #![allow(dead_code)]
 
 use serde_json::Value;
-use wattwise_core::service::{HostEnv, MemoryStore, Request, Service, ServiceConfig};
+use wattwise_core::service::{Body, HostEnv, MemoryStore, Request, Service, ServiceConfig};
 
 /// A deterministic host: a clock that ticks 1 s per call and a counter as entropy.
 pub struct TestEnv {
@@ -68,7 +68,7 @@ impl Harness {
             path,
             query,
             authorization: auth,
-            body: body.as_bytes(),
+            body: Body::Bytes(body.as_bytes()),
         };
         let resp = pollster::block_on(self.service.handle(req, &mut self.env));
         (resp.status, resp.body)

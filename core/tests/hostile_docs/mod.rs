@@ -10,7 +10,7 @@
 use serde_json::{json, Value};
 use wattwise_core::job::JobState;
 use wattwise_core::rng::JobRng;
-use wattwise_core::service::{HostEnv, Request, Service, Store};
+use wattwise_core::service::{Body, HostEnv, Request, Service, Store};
 
 /// A deterministic host: a clock that ticks, entropy from a counter, no waiting.
 pub struct HostileEnv {
@@ -103,7 +103,7 @@ async fn call<S: Store>(
         path,
         query,
         authorization: None,
-        body: &body,
+        body: Body::Bytes(&body),
     };
     let out = service.handle(req, env).await;
     assert!(

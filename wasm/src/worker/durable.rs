@@ -23,7 +23,7 @@ use worker::{
 };
 
 use super::record::{doc_json, parse_doc, parse_version, StoreError};
-use super::{config, to_response, Incoming, WorkerEnv};
+use super::{config, to_response, Incoming, ReadBody, WorkerEnv};
 
 /// The storage key of the document.
 const DOC_KEY: &str = "doc";
@@ -286,8 +286,13 @@ impl DoJobStore {
         }
         let mut init = RequestInit::new();
         init.with_method(method).with_headers(headers);
-        if !incoming.body.is_empty() && incoming.method != "GET" {
-            init.with_body(Some(Uint8Array::from(&incoming.body[..]).into()));
+        let body = match &incoming.body {
+            ReadBody::Bytes(b) => &b[..],
+            // Only admitted requests are forwarded; theirs were read whole.
+            ReadBody::TooLarge | ReadBody::Unreadable => &[],
+        };
+        if !body.is_empty() && incoming.method != "GET" {
+            init.with_body(Some(Uint8Array::from(body).into()));
         }
         let mut url = format!("{OBJECT_ORIGIN}{}", incoming.path);
         if !incoming.query.is_empty() {

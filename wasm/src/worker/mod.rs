@@ -175,8 +175,8 @@ pub struct Incoming {
     pub query: String,
     /// The `Authorization` header.
     pub authorization: Option<String>,
-    /// The body; one over the limit is `max + 1` bytes (see [`read_body`]).
-    pub body: Vec<u8>,
+    /// The body, as read (see [`read_body`]).
+    pub body: ReadBody,
 }
 
 impl Incoming {
@@ -199,14 +199,37 @@ impl Incoming {
             path: &self.path,
             query: &self.query,
             authorization: self.authorization.as_deref(),
-            body: &self.body,
+            body: self.body.as_body(),
         }
     }
 }
 
-/// The request body; one over `max` bytes (declared or read) becomes `max + 1`
-/// bytes, so the service answers 413 after checking auth, as for any request.
-async fn read_body(req: &mut Request, max: usize) -> Vec<u8> {
+/// A request body as the Worker read it (owned; the service borrows it as a
+/// [`service::Body`], and answers 413 or 400 after checking auth, as for any
+/// request).
+#[derive(Clone, Debug)]
+pub enum ReadBody {
+    /// The bytes (empty when there is none).
+    Bytes(Vec<u8>),
+    /// Over the limit, declared or read.
+    TooLarge,
+    /// The body's stream failed.
+    Unreadable,
+}
+
+impl ReadBody {
+    /// The service's view.
+    pub fn as_body(&self) -> service::Body<'_> {
+        match self {
+            ReadBody::Bytes(b) => service::Body::Bytes(b),
+            ReadBody::TooLarge => service::Body::TooLarge,
+            ReadBody::Unreadable => service::Body::Unreadable,
+        }
+    }
+}
+
+/// Reads the request body, at most `max` bytes' worth.
+async fn read_body(req: &mut Request, max: usize) -> ReadBody {
     let declared = req
         .headers()
         .get("Content-Length")
@@ -214,13 +237,15 @@ async fn read_body(req: &mut Request, max: usize) -> Vec<u8> {
         .flatten()
         .and_then(|v| v.trim().parse::<usize>().ok());
     if declared.is_some_and(|n| n > max) {
-        return vec![0; max + 1];
+        return ReadBody::TooLarge;
+    }
+    if req.inner().body().is_none() {
+        return ReadBody::Bytes(Vec::new());
     }
     match req.bytes().await {
-        Ok(b) if b.len() <= max => b,
-        Ok(_) => vec![0; max + 1],
-        // No body (GET) or an unreadable one: the service sees an empty body.
-        Err(_) => Vec::new(),
+        Ok(b) if b.len() <= max => ReadBody::Bytes(b),
+        Ok(_) => ReadBody::TooLarge,
+        Err(_) => ReadBody::Unreadable,
     }
 }
 

@@ -1,0 +1,25 @@
+//! The one error shape for a value that breaks a rule: the field, by its wire
+//! name, and the rule, in words (`"eta_knob: must be in [0, 1]"`).
+//!
+//! Job specs, power profiles, power optimizer settings and simulator knobs all
+//! refuse input with a [`FieldError`]; the HTTP service answers it with 422.
+
+/// A value that broke a rule: which field, and which rule.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {rule}")]
+pub struct FieldError {
+    /// The offending field, by its wire name (a path such as `measurements.power_limit`).
+    pub field: &'static str,
+    /// The rule it broke.
+    pub rule: String,
+}
+
+impl FieldError {
+    /// The error for `field` breaking `rule`.
+    pub fn new(field: &'static str, rule: impl Into<String>) -> Self {
+        FieldError {
+            field,
+            rule: rule.into(),
+        }
+    }
+}

@@ -1,0 +1,266 @@
+//! The route table: every route the service answers, written once.
+//!
+//! [`ROUTES`] lists each (method, path template) pair with what it does
+//! ([`Endpoint`]) and where its request names the job ([`JobIn`]). Everything
+//! that needs to know the routes derives from it: the service's dispatch
+//! ([`find`]), the job a request is about (`Request::job_id`, which the Worker
+//! uses to pick a Durable Object), the hosts' choice between an API route and a
+//! page asset ([`is_api_path`]), and the paths of the OpenAPI document.
+//!
+//! A new route is one row here and one arm in the service's dispatch and in the
+//! OpenAPI document's operations; the compiler points at the arms (the matches
+//! over [`Endpoint`] are exhaustive).
+
+use crate::api::ApiError;
+
+/// What a route does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Endpoint {
+    /// `GET`/`HEAD /healthz`: liveness and whether the store takes writes.
+    Health,
+    /// `GET /openapi.json`: the OpenAPI document.
+    OpenApi,
+    /// `POST /jobs`: register a job (Zeus).
+    RegisterJob,
+    /// `DELETE /jobs?job_id=`: delete a job and its trials.
+    DeleteJob,
+    /// `GET /jobs/batch_size?job_id=`: dispatch the next trial (Zeus).
+    NextTrial,
+    /// `POST /report`: a run's totals after an epoch (Zeus).
+    Report,
+    /// `PATCH /trials`: end a trial (Zeus).
+    EndTrial,
+    /// `GET /jobs/{job_id}`: the job document.
+    JobDocument,
+    /// `GET /jobs/{job_id}/trials`: every trial, as JSON or CSV.
+    Trials,
+    /// `GET /jobs/{job_id}/profiles`: the job's power profiles.
+    Profiles,
+    /// `POST /jobs/{job_id}/profiles`: store a power profile.
+    AddProfile,
+}
+
+impl Endpoint {
+    /// Whether the route may write its job's document (hosts that serialize the
+    /// writes of one job take a turn for these).
+    pub fn writes(self) -> bool {
+        match self {
+            Endpoint::RegisterJob
+            | Endpoint::DeleteJob
+            | Endpoint::NextTrial
+            | Endpoint::Report
+            | Endpoint::EndTrial
+            | Endpoint::AddProfile => true,
+            Endpoint::Health
+            | Endpoint::OpenApi
+            | Endpoint::JobDocument
+            | Endpoint::Trials
+            | Endpoint::Profiles => false,
+        }
+    }
+}
+
+/// Where a route's request names its job.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum JobIn {
+    /// Nowhere: the route is about no single job.
+    Nowhere,
+    /// The `{job_id}` segment of the path.
+    Path,
+    /// The percent-decoded `job_id` query parameter.
+    Query,
+    /// The `job_id` field of the JSON body (absent when the id is generated).
+    Body,
+}
+
+/// One row of the route table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RouteDef {
+    /// The HTTP method, upper case.
+    pub method: &'static str,
+    /// The path template; `{job_id}` matches one non-empty segment.
+    pub path: &'static str,
+    /// What the route does.
+    pub endpoint: Endpoint,
+    /// Where the request names its job.
+    pub job_in: JobIn,
+}
+
+const fn row(
+    method: &'static str,
+    path: &'static str,
+    endpoint: Endpoint,
+    job_in: JobIn,
+) -> RouteDef {
+    RouteDef {
+        method,
+        path,
+        endpoint,
+        job_in,
+    }
+}
+
+/// Every route, in the order the OpenAPI document lists them.
+pub const ROUTES: &[RouteDef] = &[
+    row("POST", "/jobs", Endpoint::RegisterJob, JobIn::Body),
+    row("DELETE", "/jobs", Endpoint::DeleteJob, JobIn::Query),
+    row("GET", "/jobs/batch_size", Endpoint::NextTrial, JobIn::Query),
+    row("POST", "/report", Endpoint::Report, JobIn::Body),
+    row("PATCH", "/trials", Endpoint::EndTrial, JobIn::Body),
+    row("GET", "/healthz", Endpoint::Health, JobIn::Nowhere),
+    row("HEAD", "/healthz", Endpoint::Health, JobIn::Nowhere),
+    row("GET", "/openapi.json", Endpoint::OpenApi, JobIn::Nowhere),
+    row("GET", "/jobs/{job_id}", Endpoint::JobDocument, JobIn::Path),
+    row(
+        "GET",
+        "/jobs/{job_id}/trials",
+        Endpoint::Trials,
+        JobIn::Path,
+    ),
+    row(
+        "GET",
+        "/jobs/{job_id}/profiles",
+        Endpoint::Profiles,
+        JobIn::Path,
+    ),
+    row(
+        "POST",
+        "/jobs/{job_id}/profiles",
+        Endpoint::AddProfile,
+        JobIn::Path,
+    ),
+];
+
+/// The template segment that matches any one path segment.
+const JOB_ID: &str = "{job_id}";
+
+/// A request matched to its route.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Route<'a> {
+    /// The matched row.
+    pub def: &'static RouteDef,
+    /// The path's `{job_id}` segment, for routes that have one.
+    pub path_job_id: Option<&'a str>,
+}
+
+fn segments(path: &str) -> impl Iterator<Item = &str> {
+    path.split('/').filter(|s| !s.is_empty())
+}
+
+/// How `template` matches `path`: `None` if it does not, else the number of
+/// literal segments it matched (more literal wins: `/jobs/batch_size` is not
+/// the job `batch_size`) and the `{job_id}` segment.
+fn matches<'a>(template: &str, path: &'a str) -> Option<(usize, Option<&'a str>)> {
+    let mut literal = 0;
+    let mut job_id = None;
+    let mut given = segments(path);
+    for want in segments(template) {
+        let seg = given.next()?;
+        if want == JOB_ID {
+            job_id = Some(seg);
+        } else if want == seg {
+            literal += 1;
+        } else {
+            return None;
+        }
+    }
+    given.next().is_none().then_some((literal, job_id))
+}
+
+/// The route of `method` on `path` (without the query): 404 when no template
+/// matches the path, 405 when one does but not with this method.
+pub fn find<'a>(method: &str, path: &'a str) -> Result<Route<'a>, ApiError> {
+    let matched: Vec<(&'static RouteDef, usize, Option<&'a str>)> = ROUTES
+        .iter()
+        .filter_map(|def| matches(def.path, path).map(|(lit, id)| (def, lit, id)))
+        .collect();
+    let best = matched
+        .iter()
+        .map(|m| m.1)
+        .max()
+        .ok_or_else(|| ApiError::NotFound(format!("no route {method} {path}")))?;
+    matched
+        .iter()
+        .filter(|m| m.1 == best)
+        .find(|m| m.0.method == method)
+        .map(|&(def, _, path_job_id)| Route { def, path_job_id })
+        .ok_or_else(|| {
+            ApiError::MethodNotAllowed(format!("method {method} is not allowed on {path}"))
+        })
+}
+
+/// Whether `path` belongs to the API rather than to the page: its first segment
+/// is the first segment of a route. Hosts that also serve the page send every
+/// other `GET` to their static files.
+pub fn is_api_path(path: &str) -> bool {
+    let first = segments(path).next().unwrap_or("");
+    ROUTES
+        .iter()
+        .any(|def| segments(def.path).next() == Some(first))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn endpoint(method: &str, path: &str) -> Result<Endpoint, u16> {
+        find(method, path)
+            .map(|r| r.def.endpoint)
+            .map_err(|e| e.status())
+    }
+
+    #[test]
+    fn literal_segments_win_over_the_job_id() {
+        assert_eq!(endpoint("GET", "/jobs/batch_size"), Ok(Endpoint::NextTrial));
+        assert_eq!(endpoint("POST", "/jobs/batch_size"), Err(405));
+        assert_eq!(endpoint("GET", "/jobs/j1"), Ok(Endpoint::JobDocument));
+        assert_eq!(
+            find("GET", "/jobs/j1/trials").unwrap().path_job_id,
+            Some("j1")
+        );
+    }
+
+    #[test]
+    fn unknown_paths_are_404_and_wrong_methods_405() {
+        assert_eq!(endpoint("GET", "/jobs/j1/other"), Err(404));
+        assert_eq!(endpoint("GET", "/nope"), Err(404));
+        assert_eq!(endpoint("GET", "/"), Err(404));
+        assert_eq!(endpoint("PUT", "/jobs/j1"), Err(405));
+        assert_eq!(endpoint("POST", "/healthz"), Err(405));
+        assert_eq!(endpoint("HEAD", "/healthz"), Ok(Endpoint::Health));
+        // Empty segments are ignored, as the hosts always did.
+        assert_eq!(endpoint("POST", "//report/"), Ok(Endpoint::Report));
+    }
+
+    #[test]
+    fn every_row_is_reachable_and_unique() {
+        for def in ROUTES {
+            let path = def.path.replace(JOB_ID, "some-job");
+            let route = find(def.method, &path).unwrap();
+            assert_eq!(route.def, def, "{} {}", def.method, def.path);
+            assert_eq!(
+                route.path_job_id.is_some(),
+                def.job_in == JobIn::Path,
+                "{} {}",
+                def.method,
+                def.path
+            );
+        }
+    }
+
+    #[test]
+    fn api_paths_versus_page_assets() {
+        for path in [
+            "/jobs",
+            "/jobs/x/trials",
+            "/healthz",
+            "/openapi.json",
+            "/report",
+        ] {
+            assert!(is_api_path(path), "{path}");
+        }
+        for path in ["/", "/index.html", "/assets/app.js", "/jobsx"] {
+            assert!(!is_api_path(path), "{path}");
+        }
+    }
+}

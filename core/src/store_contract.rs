@@ -1,0 +1,405 @@
+//! The store contract, as one suite every [`Store`] runs.
+//!
+//! The rules are written on the [`Store`] trait; [`check`] exercises each of
+//! them against a live store and returns the ones it broke. The memory store runs
+//! it in the core's tests, SQLite and DynamoDB (on moto) in the lambda crate's,
+//! and the Worker's KV and Durable Object stores from inside workerd (the wasm
+//! crate's `store-contract` feature adds a route that runs it).
+//!
+//! Built with the core's `store-contract` feature (and in the core's own tests).
+
+use crate::api::{self, Change, Ctx};
+use crate::job::JobState;
+use crate::service::{Saved, Store, Stored};
+use crate::spec::JobSpec;
+use crate::trial::{RunResult, Trial, TrialStatus, TrialType};
+use crate::wire::TrainingResult;
+
+/// A rule a store broke: which check, and what it saw.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Violation {
+    /// The check's name.
+    pub check: &'static str,
+    /// What was expected and what the store did.
+    pub detail: String,
+}
+
+impl std::fmt::Display for Violation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.check, self.detail)
+    }
+}
+
+/// The names of the checks [`check`] runs, in order.
+pub const CHECKS: [&str; 8] = [
+    "unknown job",
+    "create once",
+    "replace by version",
+    "archive is append-only and idempotent",
+    "a conflicted write writes nothing",
+    "delete by version",
+    "a job created again starts with no trials",
+    "documents round-trip",
+];
+
+/// A job document with trials in it (a registration, three runs and their
+/// reports), made through the optimizer's own calls.
+pub fn sample_state(job_id: &str, seed: u64) -> Result<JobState, String> {
+    let mut spec = JobSpec::new(job_id, vec![8, 16, 32], 16, 300.0, 1, "A100");
+    spec.job_id = Some(job_id.to_string());
+    spec.mab_seed = Some(seed as i64);
+    let ctx = |now_ms| Ctx {
+        now_ms,
+        entropy: seed,
+    };
+    let put = |change: Change, state: &mut JobState| {
+        if let Change::Put(s) = change {
+            *state = *s;
+        }
+    };
+    let out = api::register_job(&spec, None, ctx(1_000)).map_err(|e| format!("register: {e}"))?;
+    let Change::Put(state) = out.change else {
+        return Err("register wrote no document".into());
+    };
+    let mut state = *state;
+    for now in [2_000, 3_000, 4_000] {
+        let out =
+            api::predict(job_id, Some(&state), ctx(now)).map_err(|e| format!("predict: {e}"))?;
+        let trial = out.body;
+        put(out.change, &mut state);
+        let result = TrainingResult {
+            job_id: job_id.to_string(),
+            batch_size: trial.batch_size,
+            trial_number: trial.trial_number,
+            time: 10.0,
+            energy: 1_000.0,
+            metric: 0.1,
+            current_epoch: 1,
+        };
+        let out = api::report(&result, Some(&state), ctx(now + 500))
+            .map_err(|e| format!("report: {e}"))?;
+        put(out.change, &mut state);
+    }
+    Ok(state)
+}
+
+/// A finished trial numbered `n`, as an archive holds it.
+pub fn sample_trial(n: u64) -> Trial {
+    Trial {
+        trial_number: n,
+        batch_size: 16,
+        kind: TrialType::Mab,
+        start_ms: n as i64 * 1_000,
+        status: TrialStatus::Succeeded {
+            end_ms: n as i64 * 1_000 + 500,
+            result: RunResult {
+                time: n as f64,
+                energy: 2.0 * n as f64,
+                converged: true,
+            },
+        },
+    }
+}
+
+/// Runs every check against `store`, on jobs whose ids start with `prefix` (use
+/// a fresh prefix per run: the checks create and delete jobs). Returns the
+/// violations; empty when the store keeps the contract.
+pub async fn check<S: Store>(store: &S, prefix: &str) -> Vec<Violation> {
+    let mut out = Vec::new();
+    for (i, name) in CHECKS.iter().enumerate() {
+        let job = format!("{prefix}-{i}");
+        if let Err(detail) = run_one(store, i, &job).await {
+            out.push(Violation {
+                check: name,
+                detail,
+            });
+        }
+    }
+    out
+}
+
+/// Fails with `what` unless `ok`.
+fn want(ok: bool, what: impl FnOnce() -> String) -> Result<(), String> {
+    if ok {
+        Ok(())
+    } else {
+        Err(what())
+    }
+}
+
+async fn archived<S: Store>(store: &S, job: &str) -> Result<Vec<u64>, String> {
+    let mut numbers: Vec<u64> = store
+        .archived_trials(job)
+        .await
+        .map_err(|e| format!("archived_trials: {e}"))?
+        .iter()
+        .map(|t| t.trial_number)
+        .collect();
+    numbers.sort_unstable();
+    Ok(numbers)
+}
+
+async fn loaded<S: Store>(store: &S, job: &str) -> Result<Option<Stored>, String> {
+    store.load(job).await.map_err(|e| format!("load: {e}"))
+}
+
+async fn save<S: Store>(
+    store: &S,
+    job: &str,
+    state: &JobState,
+    expected: Option<u64>,
+    archive: &[Trial],
+) -> Result<Saved, String> {
+    store
+        .save(job, state, expected, archive)
+        .await
+        .map_err(|e| format!("save: {e}"))
+}
+
+async fn run_one<S: Store>(store: &S, check: usize, job: &str) -> Result<(), String> {
+    let a = sample_state(job, 1)?;
+    let b = sample_state(job, 2)?;
+    match check {
+        0 => {
+            want(loaded(store, job).await?.is_none(), || {
+                "load of an unknown job is not None".into()
+            })?;
+            let v = store
+                .version(job)
+                .await
+                .map_err(|e| format!("version: {e}"))?;
+            want(v.is_none(), || {
+                format!("version of an unknown job is {v:?}")
+            })?;
+            want(archived(store, job).await?.is_empty(), || {
+                "an unknown job has archived trials".into()
+            })?;
+            let t = store
+                .archived_trial(job, 1)
+                .await
+                .map_err(|e| format!("archived_trial: {e}"))?;
+            want(t.is_none(), || "an unknown job has archived trial 1".into())?;
+            let d = store
+                .delete(job, 1)
+                .await
+                .map_err(|e| format!("delete: {e}"))?;
+            want(d == Saved::Conflict, || {
+                format!("delete of an unknown job answered {d:?}")
+            })
+        }
+        1 => {
+            let s = save(store, job, &a, None, &[]).await?;
+            want(s == Saved::Ok, || format!("create answered {s:?}"))?;
+            let got = loaded(store, job).await?;
+            want(got.as_ref().map(|s| s.version) == Some(1), || {
+                format!(
+                    "a created job's version is {:?}, not 1",
+                    got.as_ref().map(|s| s.version)
+                )
+            })?;
+            want(got.as_ref().map(|s| &s.state) == Some(&a), || {
+                "the created document does not read back equal".into()
+            })?;
+            let v = store
+                .version(job)
+                .await
+                .map_err(|e| format!("version: {e}"))?;
+            want(v == Some(1), || {
+                format!("version() says {v:?}, load says 1")
+            })?;
+            let s = save(store, job, &b, None, &[]).await?;
+            want(s == Saved::Conflict, || {
+                format!("a second create answered {s:?}")
+            })?;
+            let got = loaded(store, job).await?;
+            want(got.map(|s| (s.version, s.state)) == Some((1, a)), || {
+                "a refused create changed the document".into()
+            })
+        }
+        2 => {
+            save(store, job, &a, None, &[]).await?;
+            let s = save(store, job, &b, Some(1), &[]).await?;
+            want(s == Saved::Ok, || {
+                format!("a replace at the stored version answered {s:?}")
+            })?;
+            let got = loaded(store, job).await?;
+            want(got.as_ref().map(|s| s.version) == Some(2), || {
+                "a replace did not add one to the version".into()
+            })?;
+            want(got.map(|s| s.state) == Some(b.clone()), || {
+                "the replaced document does not read back".into()
+            })?;
+            let s = save(store, job, &a, Some(1), &[]).await?;
+            want(s == Saved::Conflict, || {
+                format!("a replace at a stale version answered {s:?}")
+            })?;
+            let s = save(store, job, &a, Some(7), &[]).await?;
+            want(s == Saved::Conflict, || {
+                format!("a replace at a future version answered {s:?}")
+            })?;
+            let got = loaded(store, job).await?;
+            want(got.map(|s| (s.version, s.state)) == Some((2, b)), || {
+                "a refused replace changed the document".into()
+            })
+        }
+        3 => {
+            save(store, job, &a, None, &[]).await?;
+            let s = save(store, job, &a, Some(1), &[sample_trial(1), sample_trial(2)]).await?;
+            want(s == Saved::Ok, || {
+                format!("a write with an archive answered {s:?}")
+            })?;
+            let s = save(store, job, &a, Some(2), &[sample_trial(2), sample_trial(3)]).await?;
+            want(s == Saved::Ok, || {
+                format!("a write with an archive answered {s:?}")
+            })?;
+            let numbers = archived(store, job).await?;
+            want(numbers == [1, 2, 3], || {
+                format!("archived trials are {numbers:?}, not [1, 2, 3] once each")
+            })?;
+            let t = store
+                .archived_trial(job, 3)
+                .await
+                .map_err(|e| format!("archived_trial: {e}"))?;
+            want(t == Some(sample_trial(3)), || {
+                format!("archived_trial(3) is {t:?}")
+            })?;
+            let t = store
+                .archived_trial(job, 4)
+                .await
+                .map_err(|e| format!("archived_trial: {e}"))?;
+            want(t.is_none(), || {
+                "archived_trial(4) found a trial never archived".into()
+            })
+        }
+        4 => {
+            save(store, job, &a, None, &[]).await?;
+            let s = save(store, job, &b, Some(5), &[sample_trial(9)]).await?;
+            want(s == Saved::Conflict, || {
+                format!("a stale write answered {s:?}")
+            })?;
+            let numbers = archived(store, job).await?;
+            want(numbers.is_empty(), || {
+                format!("a conflicted write archived {numbers:?}")
+            })?;
+            let s = save(store, job, &b, None, &[sample_trial(8)]).await?;
+            want(s == Saved::Conflict, || {
+                format!("a second create answered {s:?}")
+            })?;
+            let numbers = archived(store, job).await?;
+            want(numbers.is_empty(), || {
+                format!("a refused create archived {numbers:?}")
+            })
+        }
+        5 => {
+            save(store, job, &a, None, &[]).await?;
+            save(store, job, &a, Some(1), &[sample_trial(1)]).await?;
+            let d = store
+                .delete(job, 1)
+                .await
+                .map_err(|e| format!("delete: {e}"))?;
+            want(d == Saved::Conflict, || {
+                format!("a delete at a stale version answered {d:?}")
+            })?;
+            want(loaded(store, job).await?.is_some(), || {
+                "a refused delete removed the document".into()
+            })?;
+            want(archived(store, job).await? == [1], || {
+                "a refused delete removed archived trials".into()
+            })?;
+            let d = store
+                .delete(job, 2)
+                .await
+                .map_err(|e| format!("delete: {e}"))?;
+            want(d == Saved::Ok, || {
+                format!("a delete at the stored version answered {d:?}")
+            })?;
+            want(loaded(store, job).await?.is_none(), || {
+                "a deleted job still loads".into()
+            })?;
+            let v = store
+                .version(job)
+                .await
+                .map_err(|e| format!("version: {e}"))?;
+            want(v.is_none(), || format!("a deleted job has version {v:?}"))?;
+            want(archived(store, job).await?.is_empty(), || {
+                "a deleted job kept archived trials".into()
+            })
+        }
+        6 => {
+            save(store, job, &a, None, &[]).await?;
+            save(store, job, &a, Some(1), &[sample_trial(1), sample_trial(2)]).await?;
+            store
+                .delete(job, 2)
+                .await
+                .map_err(|e| format!("delete: {e}"))?;
+            let s = save(store, job, &b, None, &[]).await?;
+            want(s == Saved::Ok, || {
+                format!("creating a deleted job again answered {s:?}")
+            })?;
+            let got = loaded(store, job).await?;
+            want(got.map(|s| s.version) == Some(1), || {
+                "a job created again does not start at version 1".into()
+            })?;
+            let numbers = archived(store, job).await?;
+            want(numbers.is_empty(), || {
+                format!("a job created again sees its old trials {numbers:?}")
+            })
+        }
+        _ => {
+            // The richest document the sample makes, and one with every optional part.
+            want(!a.trials().is_empty(), || {
+                "the sample document has no trial".into()
+            })?;
+            save(store, job, &a, None, &[]).await?;
+            let got = loaded(store, job).await?;
+            want(got.map(|s| s.state) == Some(a), || {
+                "a document with trials does not read back equal".into()
+            })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::service::MemoryStore;
+
+    #[test]
+    fn the_memory_store_keeps_the_contract() {
+        let store = MemoryStore::default();
+        let violations = pollster::block_on(check(&store, "mem"));
+        assert!(violations.is_empty(), "{violations:?}");
+    }
+
+    #[test]
+    fn a_store_that_forgets_versions_is_caught() {
+        /// Saves whatever the version (the bug the contract exists to catch).
+        struct Careless(MemoryStore);
+        impl Store for Careless {
+            type Error = crate::service::MemoryStoreError;
+            async fn load(&self, job_id: &str) -> Result<Option<Stored>, Self::Error> {
+                self.0.load(job_id).await
+            }
+            async fn save(
+                &self,
+                job_id: &str,
+                state: &JobState,
+                _expected: Option<u64>,
+                archive: &[Trial],
+            ) -> Result<Saved, Self::Error> {
+                let current = self.0.load(job_id).await?.map(|s| s.version);
+                self.0.save(job_id, state, current, archive).await
+            }
+            async fn delete(&self, job_id: &str, v: u64) -> Result<Saved, Self::Error> {
+                self.0.delete(job_id, v).await
+            }
+            async fn archived_trials(&self, job_id: &str) -> Result<Vec<Trial>, Self::Error> {
+                self.0.archived_trials(job_id).await
+            }
+        }
+        let violations = pollster::block_on(check(&Careless(MemoryStore::default()), "bad"));
+        let names: Vec<&str> = violations.iter().map(|v| v.check).collect();
+        assert!(names.contains(&"create once"), "{names:?}");
+        assert!(names.contains(&"replace by version"), "{names:?}");
+    }
+}
