@@ -28,6 +28,9 @@ cargo build -p wattwise-core --target wasm32-unknown-unknown
 step "core is sans-I/O"
 bash .ci/check-pure-core.sh
 
+step "core modules import in one direction"
+python3 .ci/check-module-dag.py core/src
+
 step "the product carries its data"
 bash .ci/check-self-contained.sh
 

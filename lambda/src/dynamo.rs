@@ -235,6 +235,29 @@ impl DynamoStore {
         Ok(())
     }
 
+    /// Deletes every archived trial record of `job_id`.
+    async fn purge_trials(&self, job_id: &str) -> Result<(), DynamoError> {
+        let keys = self.trial_keys(job_id).await?;
+        for chunk in keys.chunks(BATCH_WRITE) {
+            let requests = chunk
+                .iter()
+                .map(|k| {
+                    let req = aws_sdk_dynamodb::types::DeleteRequest::builder()
+                        .key(PARTITION_KEY, AttributeValue::S(job_id.into()))
+                        .key(SORT_KEY, AttributeValue::S(k.clone()))
+                        .build()
+                        .map_err(|e| DynamoError::Corrupt {
+                            job_id: job_id.into(),
+                            why: e.to_string(),
+                        })?;
+                    Ok(WriteRequest::builder().delete_request(req).build())
+                })
+                .collect::<Result<Vec<_>, DynamoError>>()?;
+            self.batch_write(requests).await?;
+        }
+        Ok(())
+    }
+
     async fn batch_write(&self, mut requests: Vec<WriteRequest>) -> Result<(), DynamoError> {
         for attempt in 0..16u32 {
             if requests.is_empty() {
@@ -356,6 +379,12 @@ impl Store for DynamoStore {
         expected_version: Option<u64>,
         archive: &[Trial],
     ) -> Result<Saved, DynamoError> {
+        // Trial records can outlive their job when a delete's purge fails midway; a
+        // job created again must not see them (the store contract), so a create
+        // first clears what a missing document left behind.
+        if expected_version.is_none() && self.version(job_id).await?.is_none() {
+            self.purge_trials(job_id).await?;
+        }
         let doc = self.doc_put(job_id, state, expected_version)?;
         if archive.is_empty() {
             let out = self
@@ -448,25 +477,8 @@ impl Store for DynamoStore {
             Err(e) if is_conditional_failure(&e) => return Ok(Saved::Conflict),
             Err(e) => return Err(call_error("DeleteItem", &e)),
         }
-        // The document is gone; now its trial records.
-        let keys = self.trial_keys(job_id).await?;
-        for chunk in keys.chunks(BATCH_WRITE) {
-            let requests = chunk
-                .iter()
-                .map(|k| {
-                    let req = aws_sdk_dynamodb::types::DeleteRequest::builder()
-                        .key(PARTITION_KEY, AttributeValue::S(job_id.into()))
-                        .key(SORT_KEY, AttributeValue::S(k.clone()))
-                        .build()
-                        .map_err(|e| DynamoError::Corrupt {
-                            job_id: job_id.into(),
-                            why: e.to_string(),
-                        })?;
-                    Ok(WriteRequest::builder().delete_request(req).build())
-                })
-                .collect::<Result<Vec<_>, DynamoError>>()?;
-            self.batch_write(requests).await?;
-        }
+        // The document is gone (the commit point); now its trial records.
+        self.purge_trials(job_id).await?;
         Ok(Saved::Ok)
     }
 

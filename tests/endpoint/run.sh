@@ -159,7 +159,7 @@ export AWS_ENDPOINT_URL="http://127.0.0.1:$moto_port"
 # quicker local run).
 WATTWISE_DYNAMO_TEST_URL="$AWS_ENDPOINT_URL" \
     WATTWISE_DYNAMO_HOSTILE_DOCS="${WATTWISE_DYNAMO_HOSTILE_DOCS:-10000}" \
-    cargo test "${build_flags[@]}" -p wattwise-lambda --test dynamo_moto
+    cargo test "${build_flags[@]}" -p wattwise-lambda --test dynamo_moto -- --include-ignored
 
 table=wattwise-conformance
 "$py" tests/endpoint/dynamo_table.py "$table"
