@@ -5,7 +5,8 @@
 #   2. wasm-bindgen --target web --out-name index (the CLI must match the pinned
 #      wasm-bindgen, 0.2.130; installed with cargo when missing).
 # Works offline once the crates are fetched. CARGO_TARGET_DIR is honoured
-# (default ~/.cache/wattwise-target-worker).
+# (default ~/.cache/wattwise-target-worker); WATTWISE_WORKER_FEATURES (default
+# `worker`) builds a test Worker (`store-contract`).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/.." && pwd)"
@@ -23,7 +24,8 @@ if ! "$bindgen" --version 2>/dev/null | grep -q " $bindgen_version\$"; then
 fi
 
 cd "$root"
-cargo build -p wattwise-wasm --target wasm32-unknown-unknown --release --features worker >&2
+cargo build -p wattwise-wasm --target wasm32-unknown-unknown --release \
+    --features "${WATTWISE_WORKER_FEATURES:-worker}" >&2
 out="$here/build/worker"
 mkdir -p "$out"
 "$bindgen" --target web --out-name index --no-typescript --out-dir "$out" \

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use wattwise_core::retry::Backoff;
 use wattwise_core::spec::JobSpec;
 use wattwise_core::wire::{PowerProfile, ReportResponse, TrainingResult, TrialId};
 
@@ -236,22 +237,24 @@ impl Endpoint {
     }
 
     /// Calls `f` until it succeeds, fails for good, or `patience` passes, backing off
-    /// from 100 ms to 5 s between tries while the error is retryable.
+    /// ([`Backoff::CLIENT`]: jittered waits bounded from 100 ms up to 5 s) while the
+    /// error is retryable.
     pub fn retrying<T>(
         &self,
         patience: Duration,
         mut f: impl FnMut(&Endpoint) -> Result<T, HttpError>,
     ) -> Result<T, HttpError> {
         let start = Instant::now();
-        let mut backoff = Duration::from_millis(100);
+        let mut retry = 0;
         loop {
+            retry += 1;
+            let backoff = Duration::from_millis(Backoff::CLIENT.delay_ms(retry, entropy()));
             match f(self) {
                 Err(e) if e.retryable() && start.elapsed() + backoff < patience => {
                     if crate::child::signalled().is_some() {
                         return Err(e);
                     }
                     std::thread::sleep(backoff);
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
                 }
                 other => return other,
             }
@@ -340,6 +343,19 @@ fn save_spool(path: &Path, queue: &VecDeque<TrainingResult>) {
     }
 }
 
+/// 64 random bits for the back-off's jitter (the OS's; the clock's nanoseconds
+/// should that fail).
+fn entropy() -> u64 {
+    let mut buf = [0u8; 8];
+    match getrandom::getrandom(&mut buf) {
+        Ok(()) => u64::from_le_bytes(buf),
+        Err(_) => std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos().into())
+            .unwrap_or(0),
+    }
+}
+
 /// The reporter thread: returns the number of reports left undelivered.
 fn deliver(
     endpoint: Endpoint,
@@ -349,6 +365,7 @@ fn deliver(
 ) -> usize {
     let mut queue = load_spool(&spool);
     let mut backoff = Duration::ZERO;
+    let mut retry = 0;
     let mut deadline: Option<Instant> = None;
     loop {
         // Wait for news while there is nothing to send or we are backing off.
@@ -373,7 +390,7 @@ fn deliver(
             }
             Ok(ToReporter::Finish(patience)) => {
                 deadline = Some(Instant::now() + patience);
-                backoff = Duration::ZERO;
+                (backoff, retry) = (Duration::ZERO, 0);
                 continue;
             }
             Err(RecvTimeoutError::Disconnected) if deadline.is_none() => {
@@ -387,13 +404,14 @@ fn deliver(
         let Some(next) = queue.front() else { continue };
         match endpoint.report(next) {
             Err(e) if e.retryable() => {
-                backoff = (backoff * 2).clamp(Duration::from_millis(100), Duration::from_secs(5));
+                retry += 1;
+                backoff = Duration::from_millis(Backoff::CLIENT.delay_ms(retry, entropy()));
                 if let Some(d) = deadline {
                     backoff = backoff.min(d.saturating_duration_since(Instant::now()));
                 }
             }
             answer => {
-                backoff = Duration::ZERO;
+                (backoff, retry) = (Duration::ZERO, 0);
                 let epoch = next.current_epoch;
                 queue.pop_front();
                 save_spool(&spool, &queue);

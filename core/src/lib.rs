@@ -8,7 +8,7 @@
 //! earlier in its own layer), never one that imports it back
 //! (`.ci/check-module-dag.py` checks this on every test run).
 //! 1. Leaves: [`field_error`] (the one "field: rule" error), [`cost`] (the Zeus cost
-//!    of a run), [`rng`], [`trial`] (trials, their type, status and result),
+//!    of a run), [`retry`] (one back-off policy), [`rng`], [`trial`] (trials, their type, status and result),
 //!    [`policy`] (which batch size policy a job runs), [`spec`] (job parameters and
 //!    their validation), [`wire`] (the routes' request and response types).
 //! 2. Algorithms: [`bandit`] (Gaussian Thompson sampling), [`explore`] (pruning
@@ -32,6 +32,7 @@ pub mod openapi;
 pub mod optimizer;
 pub mod policy;
 pub mod power;
+pub mod retry;
 pub mod rng;
 pub mod route;
 pub mod service;

@@ -15,6 +15,7 @@ use serde::Serialize;
 
 use crate::api::{self, ApiError, Change, Ctx, Outcome};
 use crate::job::JobState;
+use crate::retry::Backoff;
 use crate::route::{self, Endpoint, JobIn};
 use crate::spec::JobSpec;
 use crate::trial::Trial;
@@ -482,8 +483,7 @@ impl<S: Store> Service<S> {
         };
         for attempt in 0..=self.config.max_retries {
             if attempt > 0 {
-                let cap = 1u64 << attempt.min(6);
-                let wait = 1 + env.entropy() % cap;
+                let wait = Backoff::CONFLICT.delay_ms(attempt, env.entropy());
                 env.backoff(wait).await;
             }
             let stored = self.load(job_id).await?;
@@ -519,7 +519,7 @@ impl<S: Store> Service<S> {
         let store_err = |e: S::Error| ApiError::Unavailable(format!("store: {e}"));
         for attempt in 0..=self.config.max_retries {
             if attempt > 0 {
-                let wait = 1 + env.entropy() % (1u64 << attempt.min(6));
+                let wait = Backoff::CONFLICT.delay_ms(attempt, env.entropy());
                 env.backoff(wait).await;
             }
             let Some(version) = self.store.version(job_id).await.map_err(store_err)? else {

@@ -20,6 +20,8 @@ use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, TransactWriteItem, WriteRequest};
 use aws_sdk_dynamodb::Client;
 use wattwise_core::job::JobState;
+use wattwise_core::retry::Backoff;
+use wattwise_core::service::HostEnv as _;
 use wattwise_core::service::{Saved, Store, Stored};
 use wattwise_core::trial::Trial;
 
@@ -264,7 +266,8 @@ impl DynamoStore {
                 return Ok(());
             }
             if attempt > 0 {
-                tokio::time::sleep(std::time::Duration::from_millis(10 << attempt.min(6))).await;
+                let wait = Backoff::STORE.delay_ms(attempt, crate::SystemEnv.entropy());
+                tokio::time::sleep(std::time::Duration::from_millis(wait)).await;
             }
             let out = self
                 .client

@@ -46,30 +46,24 @@ now_ms() { date +%s%3N; }
 stored() { find "$1" -name '*.sqlite' ! -name metadata.sqlite 2>/dev/null | wc -l; }
 step() { printf '\n---- worker: %s ----\n' "$*"; }
 
-step "build (wasm/build-worker.sh)"
-bash wasm/build-worker.sh
-# The Worker does not simulate: the traces built into the core stay out of its wasm.
-if grep -qa 'cifar100,shufflenetv2,1024,adadelta' wasm/build/worker/index_bg.wasm; then
-  echo "tests/worker: the Zeus traces are in the Worker's wasm (the core's builtin-traces feature is on)" >&2
-  exit 1
-fi
-# wrangler.toml without its [build] section (built above): wrangler then runs no
+# wrangler.toml without its [build] section (built below): wrangler then runs no
 # build and watches no files, so nothing reloads the Worker in the middle of a test.
+mkdir -p wasm/build
 config=wasm/build/wrangler.test.toml
 awk '/^\[/ { skip = ($0 == "[build]") } !skip' wasm/wrangler.toml \
     | sed 's|^main = "worker.mjs"|main = "../worker.mjs"|' >"$config"
 grep -q '^main = "../worker.mjs"' "$config"
 
-token="worker-$("$py" -c 'import secrets; print(secrets.token_hex(8))')"
-
-for mode in $modes; do
-    step "wrangler dev, WATTWISE_STORE=$mode"
+# Starts `wrangler dev` in store mode $1 (data under $work/state-$1-$2), waits for
+# /healthz; sets url and log, and started/up (ms) for the cold-start figures.
+wrangler_up() {
+    local mode=$1 tag=$2 port inspector i
     port=$(free_port "$py")
     inspector=$(free_port "$py")
-    log="$work/wrangler-$mode.log"
+    log="$work/wrangler-$mode-$tag.log"
     started=$(now_ms)
-    start_in wasm "wrangler-$mode" "$wrangler" dev -c build/wrangler.test.toml --ip 127.0.0.1 --port "$port" --inspector-port "$inspector" \
-        --persist-to "$work/state-$mode" --show-interactive-dev-session=false \
+    start_in wasm "wrangler-$mode-$tag" "$wrangler" dev -c build/wrangler.test.toml --ip 127.0.0.1 --port "$port" --inspector-port "$inspector" \
+        --persist-to "$work/state-$mode-$tag" --show-interactive-dev-session=false \
         --var "WATTWISE_STORE:$mode" --var "WATTWISE_TOKEN:$token"
     url="http://127.0.0.1:$port"
     up=""
@@ -88,6 +82,40 @@ for mode in $modes; do
         tail -n 60 "$log" >&2
         exit 1
     fi
+}
+
+token="worker-$("$py" -c 'import secrets; print(secrets.token_hex(8))')"
+
+# The store contract (the core's suite of the Store trait's rules) against each
+# store mode, from inside workerd: a test build of the Worker with the
+# `store-contract` feature answers POST /__store_contract. The Worker the other
+# tests use is built next, without it.
+step "store contract (a test build of the Worker)"
+WATTWISE_WORKER_FEATURES=store-contract bash wasm/build-worker.sh
+for mode in $modes; do
+    wrangler_up "$mode" contract
+    answer=$(curl -fsS -X POST -H "Authorization: Bearer $token" "$url/__store_contract?prefix=contract-$mode")
+    echo "worker: store contract ($mode): $answer"
+    "$py" -c 'import json, sys
+a = json.loads(sys.argv[1])
+sys.exit(0 if a["checks"] == 8 and a["violations"] == [] else 1)' "$answer" || {
+        echo "worker: the $mode store broke the store contract" >&2
+        exit 1
+    }
+    stop_last
+done
+
+step "build (wasm/build-worker.sh)"
+bash wasm/build-worker.sh
+# The Worker does not simulate: the traces built into the core stay out of its wasm.
+if grep -qa 'cifar100,shufflenetv2,1024,adadelta' wasm/build/worker/index_bg.wasm; then
+  echo "tests/worker: the Zeus traces are in the Worker's wasm (the core's builtin-traces feature is on)" >&2
+  exit 1
+fi
+
+for mode in $modes; do
+    step "wrangler dev, WATTWISE_STORE=$mode"
+    wrangler_up "$mode" suite
     # The first request that reaches the store (an unknown job: 404).
     first=$(curl -sS -o /dev/null -w '%{time_total}' -H "Authorization: Bearer $token" \
         "$url/jobs/cold-start-probe")
@@ -106,8 +134,8 @@ for mode in $modes; do
     fi
     # Each mode keeps its data where it says (miniflare makes one SQLite file per
     # KV namespace / Durable Object besides each store's metadata.sqlite).
-    kv_files=$(stored "$work/state-$mode/v3/kv")
-    do_files=$(stored "$work/state-$mode/v3/do")
+    kv_files=$(stored "$work/state-$mode-suite/v3/kv")
+    do_files=$(stored "$work/state-$mode-suite/v3/do")
     echo "worker: $mode mode left $kv_files KV namespace file(s), $do_files Durable Object file(s)"
     if [ "$mode" = kv ] && { [ "$kv_files" -eq 0 ] || [ "$do_files" -ne 0 ]; }; then
         echo "worker: kv mode did not keep its data in KV only" >&2

@@ -249,6 +249,28 @@ async fn read_body(req: &mut Request, max: usize) -> ReadBody {
     }
 }
 
+/// `POST /__store_contract?prefix=P` in a test build: the store contract suite
+/// against this Worker's store, on jobs named `P-0`, `P-1`, ...; answers the
+/// number of checks and the violations.
+#[cfg(feature = "store-contract")]
+async fn store_contract_answer(backend: &Backend, query: &str) -> worker::Result<Response> {
+    use wattwise_core::store_contract;
+    let prefix = query
+        .split('&')
+        .find_map(|p| p.strip_prefix("prefix="))
+        .unwrap_or("contract");
+    let violations: Vec<String> = store_contract::check(backend, prefix)
+        .await
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    let body = serde_json::json!({
+        "checks": store_contract::CHECKS.len(),
+        "violations": violations,
+    });
+    Response::from_json(&body)
+}
+
 /// An error answered by the Worker itself, in the service's error format.
 fn error_response(e: &ApiError) -> worker::Result<Response> {
     let mut resp = Response::from_bytes(e.body().into_bytes())?.with_status(e.status());
@@ -271,6 +293,10 @@ async fn fetch(mut req: Request, env: Env, _ctx: Context) -> worker::Result<Resp
         Err(e) => return error_response(&ApiError::BadRequest(format!("request: {e}"))),
     };
     let backend = Backend::from_env(&env);
+    #[cfg(feature = "store-contract")]
+    if incoming.path == "/__store_contract" {
+        return store_contract_answer(&backend, &incoming.query).await;
+    }
     // Durable Object mode: a request for one job runs in that job's object.
     if let Backend::Durable(objects) = &backend {
         let request = incoming.request();
