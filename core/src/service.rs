@@ -30,6 +30,28 @@ pub struct Stored {
     pub version: u64,
 }
 
+/// One conditional write of a job document.
+#[derive(Clone, Copy, Debug)]
+pub struct Write<'a> {
+    /// The new document.
+    pub state: &'a JobState,
+    /// The version it replaces; `None` creates the job.
+    pub expected_version: Option<u64>,
+    /// Finished trials leaving the document, for the archive.
+    pub archive: &'a [Trial],
+}
+
+impl<'a> Write<'a> {
+    /// Writes `state` over `expected_version`, archiving `archive`.
+    pub fn new(state: &'a JobState, expected_version: Option<u64>, archive: &'a [Trial]) -> Self {
+        Write {
+            state,
+            expected_version,
+            archive,
+        }
+    }
+}
+
 /// The result of a conditional write.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Saved {
@@ -69,9 +91,7 @@ pub trait Store {
     fn save(
         &self,
         job_id: &str,
-        state: &JobState,
-        expected_version: Option<u64>,
-        archive: &[Trial],
+        write: Write<'_>,
     ) -> impl Future<Output = Result<Saved, Self::Error>>;
     /// Deletes the document and its archived trials if the version is still `expected_version`.
     fn delete(
@@ -496,7 +516,7 @@ impl<S: Store> Service<S> {
                 (Change::Keep, _) => Saved::Ok,
                 (Change::Put(new), _) => self
                     .store
-                    .save(job_id, new, version, &out.archive)
+                    .save(job_id, Write::new(new, version, &out.archive))
                     .await
                     .map_err(store_err)?,
                 (Change::Delete, Some(v)) => {
@@ -671,13 +691,12 @@ impl Store for MemoryStore {
             .cloned())
     }
 
-    async fn save(
-        &self,
-        job_id: &str,
-        state: &JobState,
-        expected_version: Option<u64>,
-        archive: &[Trial],
-    ) -> Result<Saved, Self::Error> {
+    async fn save(&self, job_id: &str, write: Write<'_>) -> Result<Saved, Self::Error> {
+        let Write {
+            state,
+            expected_version,
+            archive,
+        } = write;
         let mut jobs = self.jobs.lock().map_err(|_| MemoryStoreError)?;
         let current = jobs.get(job_id).map(|s| s.version);
         if current != expected_version {

@@ -10,7 +10,7 @@
 
 use crate::api::{self, Change, Ctx};
 use crate::job::JobState;
-use crate::service::{Saved, Store, Stored};
+use crate::service::{Saved, Store, Stored, Write};
 use crate::spec::JobSpec;
 use crate::trial::{RunResult, Trial, TrialStatus, TrialType};
 use crate::wire::TrainingResult;
@@ -151,7 +151,7 @@ async fn save<S: Store>(
     archive: &[Trial],
 ) -> Result<Saved, String> {
     store
-        .save(job, state, expected, archive)
+        .save(job, Write::new(state, expected, archive))
         .await
         .map_err(|e| format!("save: {e}"))
 }
@@ -380,15 +380,13 @@ mod tests {
             async fn load(&self, job_id: &str) -> Result<Option<Stored>, Self::Error> {
                 self.0.load(job_id).await
             }
-            async fn save(
-                &self,
-                job_id: &str,
-                state: &JobState,
-                _expected: Option<u64>,
-                archive: &[Trial],
-            ) -> Result<Saved, Self::Error> {
+            async fn save(&self, job_id: &str, write: Write<'_>) -> Result<Saved, Self::Error> {
                 let current = self.0.load(job_id).await?.map(|s| s.version);
-                self.0.save(job_id, state, current, archive).await
+                let careless = Write {
+                    expected_version: current,
+                    ..write
+                };
+                self.0.save(job_id, careless).await
             }
             async fn delete(&self, job_id: &str, v: u64) -> Result<Saved, Self::Error> {
                 self.0.delete(job_id, v).await

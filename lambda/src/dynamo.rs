@@ -22,7 +22,7 @@ use aws_sdk_dynamodb::Client;
 use wattwise_core::job::JobState;
 use wattwise_core::retry::Backoff;
 use wattwise_core::service::HostEnv as _;
-use wattwise_core::service::{Saved, Store, Stored};
+use wattwise_core::service::{Saved, Store, Stored, Write};
 use wattwise_core::trial::Trial;
 
 /// The partition key's name.
@@ -178,10 +178,7 @@ impl DynamoStore {
             .item(SORT_KEY, AttributeValue::S(trial_key(t.trial_number)))
             .item("record", AttributeValue::S(record))
             .build()
-            .map_err(|e| DynamoError::Corrupt {
-                job_id: job_id.into(),
-                why: e.to_string(),
-            })
+            .map_err(|e| unbuildable(job_id, e))
     }
 
     /// The document's conditional Put.
@@ -209,53 +206,47 @@ impl DynamoStore {
         if expected_version.is_none() {
             put = put.expression_attribute_names("#pk", PARTITION_KEY);
         }
-        put.build().map_err(|e| DynamoError::Corrupt {
-            job_id: job_id.into(),
-            why: e.to_string(),
-        })
+        put.build().map_err(|e| unbuildable(job_id, e))
     }
 
     /// Writes trial items outside a transaction, 25 at a time, retrying unprocessed ones.
     async fn batch_put_trials(&self, job_id: &str, trials: &[Trial]) -> Result<(), DynamoError> {
-        for chunk in trials.chunks(BATCH_WRITE) {
-            let requests = chunk
-                .iter()
-                .map(|t| {
-                    let put = self.trial_put(job_id, t)?;
-                    let req = aws_sdk_dynamodb::types::PutRequest::builder()
-                        .set_item(Some(put.item().clone()))
-                        .build()
-                        .map_err(|e| DynamoError::Corrupt {
-                            job_id: job_id.into(),
-                            why: e.to_string(),
-                        })?;
-                    Ok(WriteRequest::builder().put_request(req).build())
-                })
-                .collect::<Result<Vec<_>, DynamoError>>()?;
-            self.batch_write(requests).await?;
-        }
-        Ok(())
+        let requests = trials
+            .iter()
+            .map(|t| {
+                let put = self.trial_put(job_id, t)?;
+                let req = aws_sdk_dynamodb::types::PutRequest::builder()
+                    .set_item(Some(put.item().clone()))
+                    .build()
+                    .map_err(|e| unbuildable(job_id, e))?;
+                Ok(WriteRequest::builder().put_request(req).build())
+            })
+            .collect::<Result<Vec<_>, DynamoError>>()?;
+        self.batch_write_all(requests).await
     }
 
     /// Deletes every archived trial record of `job_id`.
     async fn purge_trials(&self, job_id: &str) -> Result<(), DynamoError> {
-        let keys = self.trial_keys(job_id).await?;
-        for chunk in keys.chunks(BATCH_WRITE) {
-            let requests = chunk
-                .iter()
-                .map(|k| {
-                    let req = aws_sdk_dynamodb::types::DeleteRequest::builder()
-                        .key(PARTITION_KEY, AttributeValue::S(job_id.into()))
-                        .key(SORT_KEY, AttributeValue::S(k.clone()))
-                        .build()
-                        .map_err(|e| DynamoError::Corrupt {
-                            job_id: job_id.into(),
-                            why: e.to_string(),
-                        })?;
-                    Ok(WriteRequest::builder().delete_request(req).build())
-                })
-                .collect::<Result<Vec<_>, DynamoError>>()?;
-            self.batch_write(requests).await?;
+        let requests = self
+            .trial_keys(job_id)
+            .await?
+            .into_iter()
+            .map(|k| {
+                let req = aws_sdk_dynamodb::types::DeleteRequest::builder()
+                    .key(PARTITION_KEY, AttributeValue::S(job_id.into()))
+                    .key(SORT_KEY, AttributeValue::S(k))
+                    .build()
+                    .map_err(|e| unbuildable(job_id, e))?;
+                Ok(WriteRequest::builder().delete_request(req).build())
+            })
+            .collect::<Result<Vec<_>, DynamoError>>()?;
+        self.batch_write_all(requests).await
+    }
+
+    /// Sends `requests` in batches of 25.
+    async fn batch_write_all(&self, requests: Vec<WriteRequest>) -> Result<(), DynamoError> {
+        for chunk in requests.chunks(BATCH_WRITE) {
+            self.batch_write(chunk.to_vec()).await?;
         }
         Ok(())
     }
@@ -340,6 +331,15 @@ fn is_conditional_failure<E: ProvideErrorMetadata>(e: &SdkError<E>) -> bool {
     )
 }
 
+/// A request the SDK's builder refused (a missing required field): the job's
+/// item cannot be written as built.
+fn unbuildable(job_id: &str, e: impl std::fmt::Display) -> DynamoError {
+    DynamoError::Corrupt {
+        job_id: job_id.into(),
+        why: e.to_string(),
+    }
+}
+
 impl Store for DynamoStore {
     type Error = DynamoError;
 
@@ -375,13 +375,12 @@ impl Store for DynamoStore {
         Ok(Some(Stored { state, version }))
     }
 
-    async fn save(
-        &self,
-        job_id: &str,
-        state: &JobState,
-        expected_version: Option<u64>,
-        archive: &[Trial],
-    ) -> Result<Saved, DynamoError> {
+    async fn save(&self, job_id: &str, write: Write<'_>) -> Result<Saved, DynamoError> {
+        let Write {
+            state,
+            expected_version,
+            archive,
+        } = write;
         // Trial records can outlive their job when a delete's purge fails midway; a
         // job created again must not see them (the store contract), so a create
         // first clears what a missing document left behind.
@@ -461,10 +460,7 @@ impl Store for DynamoStore {
                 AttributeValue::N(expected_version.to_string()),
             )
             .build()
-            .map_err(|e| DynamoError::Corrupt {
-                job_id: job_id.into(),
-                why: e.to_string(),
-            })?;
+            .map_err(|e| unbuildable(job_id, e))?;
         let out = self
             .client
             .delete_item()

@@ -4,9 +4,7 @@
 //! one `lambda_http::Request`; the handler reads its method, path, raw query,
 //! `Authorization` header and body, and answers what [`Service::handle`] answers.
 
-use std::time::Instant;
-
-use lambda_http::http::{header, HeaderValue, StatusCode};
+use crate::exchange::Head;
 use lambda_http::{Body, Request, Response};
 use wattwise_core::service::{self, Service, Store};
 
@@ -26,46 +24,20 @@ fn body_of(body: &Body) -> service::Body<'_> {
 
 /// Answers one Lambda HTTP event.
 pub async fn handle<S: Store>(service: &Service<S>, req: Request) -> Response<Body> {
-    let started = Instant::now();
-    let method = req.method().as_str().to_string();
-    let path = req.uri().path().to_string();
-    let query = req.uri().query().unwrap_or("").to_string();
-    let authorization = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
-    let request = service::Request {
-        method: &method,
-        path: &path,
-        query: &query,
-        authorization: authorization.as_deref(),
-        body: body_of(req.body()),
-    };
-    let out = service.handle(request, &mut SystemEnv).await;
-    let micros = started.elapsed().as_micros() as u64;
-    if out.status >= 500 {
-        tracing::warn!(method = %method, path = %path, status = out.status, micros, "request failed");
-    } else {
-        tracing::debug!(method = %method, path = %path, status = out.status, micros, "request");
-    }
-    let body = match String::from_utf8(out.body) {
+    let head = Head::of(&req);
+    let out = service
+        .handle(head.request(body_of(req.body())), &mut SystemEnv)
+        .await;
+    head.respond(out, |bytes| match String::from_utf8(bytes) {
         Ok(text) => Body::Text(text),
         Err(e) => Body::Binary(e.into_bytes()),
-    };
-    let mut resp = Response::new(body);
-    *resp.status_mut() =
-        StatusCode::from_u16(out.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static(out.content_type),
-    );
-    resp
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use lambda_http::http::header;
     use serde_json::{json, Value};
     use wattwise_core::service::{MemoryStore, ServiceConfig};
 

@@ -7,11 +7,13 @@
 //!
 //! - [`sqlite`]: the local server's store (an embedded SQLite file).
 //! - `dynamo`: the Lambda function's store (a DynamoDB table); feature `lambda`.
+//! - [`exchange`]: the request head and the logged response both hosts share.
 //! - [`server`]: the local HTTP server (axum on tokio), optionally serving the web page.
 //! - `function`: the Lambda handler over `lambda_http`; feature `lambda` (default).
 
 #[cfg(feature = "lambda")]
 pub mod dynamo;
+pub mod exchange;
 #[cfg(feature = "lambda")]
 pub mod function;
 pub mod server;

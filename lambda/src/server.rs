@@ -25,6 +25,7 @@ use wattwise_core::api::ApiError;
 use wattwise_core::route::{self, is_api_path};
 use wattwise_core::service::{self, Service, Store};
 
+use crate::exchange::Head;
 use crate::sqlite::{SqliteStore, WRITE_WAIT};
 use crate::SystemEnv;
 
@@ -199,17 +200,10 @@ pub async fn handle<S>(app: Arc<App<S>>, req: Request<Body>) -> Response<Body>
 where
     S: Store + Send + Sync + 'static,
 {
-    let started = Instant::now();
-    let method = req.method().clone();
-    let path = req.uri().path().to_string();
-    let query = req.uri().query().unwrap_or("").to_string();
-    let authorization = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
+    let head = Head::of(&req);
+    let (method, path) = (head.method.as_str(), head.path.as_str());
     let body: ReadBody = match &app.web {
-        Some(dir) if (method == "GET" || method == "HEAD") && !is_api_path(&path) => {
+        Some(dir) if (method == "GET" || method == "HEAD") && !is_api_path(path) => {
             let serve =
                 tower_http::services::ServeDir::new(dir).append_index_html_on_directories(true);
             match serve.oneshot(req).await {
@@ -232,16 +226,10 @@ where
             }
         },
     };
-    let request = service::Request {
-        method: method.as_str(),
-        path: &path,
-        query: &query,
-        authorization: authorization.as_deref(),
-        body: body.as_body(),
-    };
+    let request = head.request(body.as_body());
     // A request that may write its job waits for that job's turn, a bounded time
     // (half the store's own bound, so a write answers within 1.5 x WRITE_WAIT).
-    let writes = route::find(method.as_str(), &path).is_ok_and(|r| r.def.endpoint.writes());
+    let writes = route::find(method, path).is_ok_and(|r| r.def.endpoint.writes());
     let job_id = if writes { request.job_id() } else { None };
     let _turn = match &job_id {
         Some(job_id) => match app.jobs.turn(job_id, WRITE_WAIT / 2).await {
@@ -256,20 +244,7 @@ where
         None => None,
     };
     let out = app.service.handle(request, &mut SystemEnv).await;
-    let micros = started.elapsed().as_micros() as u64;
-    if out.status >= 500 {
-        tracing::warn!(method = %method, path = %path, status = out.status, micros, "request failed");
-    } else {
-        tracing::debug!(method = %method, path = %path, status = out.status, micros, "request");
-    }
-    let mut resp = Response::new(Body::from(out.body));
-    *resp.status_mut() =
-        StatusCode::from_u16(out.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static(out.content_type),
-    );
-    resp
+    head.respond(out, Body::from)
 }
 
 /// The axum router of the SQLite-backed server: every path and method goes to [`handle`].

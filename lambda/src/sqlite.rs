@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBehavior};
 use wattwise_core::job::JobState;
-use wattwise_core::service::{Saved, Store, Stored};
+use wattwise_core::service::{Saved, Store, Stored, Write};
 use wattwise_core::trial::Trial;
 
 /// Longest a write waits for the writer connection and SQLite's write lock.
@@ -186,14 +186,9 @@ impl SqliteStore {
     }
 
     /// Writes a document (and its archived trials) if the version is as expected.
-    pub fn save_sync(
-        &self,
-        job_id: &str,
-        state: &JobState,
-        expected_version: Option<u64>,
-        archive: &[Trial],
-    ) -> Result<Saved, SqliteError> {
-        let (doc, records) = encode(state, archive)?;
+    pub fn save_sync(&self, job_id: &str, write: Write<'_>) -> Result<Saved, SqliteError> {
+        let expected_version = write.expected_version;
+        let (doc, records) = encode(write.state, write.archive)?;
         let mut conn = self.inner.writer.blocking_lock();
         self.inner.save(
             &mut conn,
@@ -484,14 +479,9 @@ impl Store for SqliteStore {
         self.blocking(move |inner| inner.load(&job_id)).await
     }
 
-    async fn save(
-        &self,
-        job_id: &str,
-        state: &JobState,
-        expected_version: Option<u64>,
-        archive: &[Trial],
-    ) -> Result<Saved, SqliteError> {
-        let (doc, records) = encode(state, archive)?;
+    async fn save(&self, job_id: &str, write: Write<'_>) -> Result<Saved, SqliteError> {
+        let expected_version = write.expected_version;
+        let (doc, records) = encode(write.state, write.archive)?;
         let job_id = job_id.to_string();
         self.write(move |inner, conn, started| {
             inner.save(conn, &job_id, &doc, &records, expected_version, started)
@@ -573,10 +563,13 @@ mod tests {
         let (_dir, s) = temp_store();
         let st = state("job-a");
         assert_eq!(s.load_sync("job-a").unwrap(), None);
-        assert_eq!(s.save_sync("job-a", &st, None, &[]).unwrap(), Saved::Ok);
+        assert_eq!(
+            s.save_sync("job-a", Write::new(&st, None, &[])).unwrap(),
+            Saved::Ok
+        );
         // Creating again conflicts.
         assert_eq!(
-            s.save_sync("job-a", &st, None, &[]).unwrap(),
+            s.save_sync("job-a", Write::new(&st, None, &[])).unwrap(),
             Saved::Conflict
         );
         let got = s.load_sync("job-a").unwrap().unwrap();
@@ -584,12 +577,14 @@ mod tests {
         assert_eq!(got.state, st);
         // A stale version conflicts and writes nothing.
         assert_eq!(
-            s.save_sync("job-a", &st, Some(7), &[trial(1)]).unwrap(),
+            s.save_sync("job-a", Write::new(&st, Some(7), &[trial(1)]))
+                .unwrap(),
             Saved::Conflict
         );
         assert!(s.archived_trials_sync("job-a").unwrap().is_empty());
         assert_eq!(
-            s.save_sync("job-a", &st, Some(1), &[trial(1)]).unwrap(),
+            s.save_sync("job-a", Write::new(&st, Some(1), &[trial(1)]))
+                .unwrap(),
             Saved::Ok
         );
         assert_eq!(s.load_sync("job-a").unwrap().unwrap().version, 2);
@@ -600,10 +595,10 @@ mod tests {
     fn archive_is_idempotent_and_ordered() {
         let (_dir, s) = temp_store();
         let st = state("job-b");
-        s.save_sync("job-b", &st, None, &[]).unwrap();
-        s.save_sync("job-b", &st, Some(1), &[trial(3), trial(1)])
+        s.save_sync("job-b", Write::new(&st, None, &[])).unwrap();
+        s.save_sync("job-b", Write::new(&st, Some(1), &[trial(3), trial(1)]))
             .unwrap();
-        s.save_sync("job-b", &st, Some(2), &[trial(1), trial(2)])
+        s.save_sync("job-b", Write::new(&st, Some(2), &[trial(1), trial(2)]))
             .unwrap();
         let numbers: Vec<u64> = s
             .archived_trials_sync("job-b")
@@ -618,8 +613,9 @@ mod tests {
     fn delete_needs_the_version_and_removes_trials() {
         let (_dir, s) = temp_store();
         let st = state("job-c");
-        s.save_sync("job-c", &st, None, &[]).unwrap();
-        s.save_sync("job-c", &st, Some(1), &[trial(1)]).unwrap();
+        s.save_sync("job-c", Write::new(&st, None, &[])).unwrap();
+        s.save_sync("job-c", Write::new(&st, Some(1), &[trial(1)]))
+            .unwrap();
         assert_eq!(s.delete_sync("job-c", 1).unwrap(), Saved::Conflict);
         assert!(s.load_sync("job-c").unwrap().is_some());
         assert_eq!(s.delete_sync("job-c", 2).unwrap(), Saved::Ok);
@@ -634,7 +630,8 @@ mod tests {
         let path = dir.path().join("w.db");
         {
             let s = SqliteStore::open(&path).unwrap();
-            s.save_sync("job-d", &state("job-d"), None, &[]).unwrap();
+            s.save_sync("job-d", Write::new(&state("job-d"), None, &[]))
+                .unwrap();
         }
         let s = SqliteStore::open(&path).unwrap();
         assert_eq!(s.load_sync("job-d").unwrap().unwrap().state, state("job-d"));
@@ -651,11 +648,14 @@ mod tests {
     fn racing_writers_one_wins() {
         let (_dir, s) = temp_store();
         let s = std::sync::Arc::new(s);
-        s.save_sync("job-e", &state("job-e"), None, &[]).unwrap();
+        s.save_sync("job-e", Write::new(&state("job-e"), None, &[]))
+            .unwrap();
         let handles: Vec<_> = (0..8)
             .map(|_| {
                 let s = s.clone();
-                std::thread::spawn(move || s.save_sync("job-e", &state("job-e"), Some(1), &[]))
+                std::thread::spawn(move || {
+                    s.save_sync("job-e", Write::new(&state("job-e"), Some(1), &[]))
+                })
             })
             .collect();
         let wins = handles

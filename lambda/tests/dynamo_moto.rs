@@ -9,7 +9,7 @@ mod hostile_docs;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use wattwise_core::job::JobState;
-use wattwise_core::service::{Body, Request, Saved, Service, ServiceConfig, Store};
+use wattwise_core::service::{Body, Request, Saved, Service, ServiceConfig, Store, Write};
 use wattwise_core::spec::JobSpec;
 use wattwise_core::trial::{RunResult, Trial, TrialStatus, TrialType};
 use wattwise_lambda::dynamo::DynamoStore;
@@ -59,21 +59,26 @@ async fn conditional_writes_archive_and_delete() {
     let a = state("job-a", 1);
     let b = state("job-a", 2);
     assert_eq!(s.load("job-a").await.unwrap(), None);
-    assert_eq!(s.save("job-a", &a, None, &[]).await.unwrap(), Saved::Ok);
     assert_eq!(
-        s.save("job-a", &b, None, &[]).await.unwrap(),
+        s.save("job-a", Write::new(&a, None, &[])).await.unwrap(),
+        Saved::Ok
+    );
+    assert_eq!(
+        s.save("job-a", Write::new(&b, None, &[])).await.unwrap(),
         Saved::Conflict
     );
     let got = s.load("job-a").await.unwrap().unwrap();
     assert_eq!((got.version, &got.state), (1, &a));
     // Stale version: nothing written, not even the trials (one transaction).
     assert_eq!(
-        s.save("job-a", &b, Some(5), &[trial(1)]).await.unwrap(),
+        s.save("job-a", Write::new(&b, Some(5), &[trial(1)]))
+            .await
+            .unwrap(),
         Saved::Conflict
     );
     assert!(s.archived_trials("job-a").await.unwrap().is_empty());
     assert_eq!(
-        s.save("job-a", &b, Some(1), &[trial(1), trial(2)])
+        s.save("job-a", Write::new(&b, Some(1), &[trial(1), trial(2)]))
             .await
             .unwrap(),
         Saved::Ok
@@ -83,7 +88,9 @@ async fn conditional_writes_archive_and_delete() {
     // More trials than one transaction holds, some repeated: idempotent, all there.
     let many: Vec<Trial> = (2..=150).map(trial).collect();
     assert_eq!(
-        s.save("job-a", &a, Some(2), &many).await.unwrap(),
+        s.save("job-a", Write::new(&a, Some(2), &many))
+            .await
+            .unwrap(),
         Saved::Ok
     );
     let mut numbers: Vec<u64> = s
@@ -117,16 +124,19 @@ async fn conditional_writes_archive_and_delete() {
 #[ignore = "needs moto's server: tests/endpoint/run.sh runs it"]
 async fn racing_writers_one_wins() {
     let s = store("race").await;
-    s.save("job-r", &state("job-r", 1), None, &[])
+    s.save("job-r", Write::new(&state("job-r", 1), None, &[]))
         .await
         .unwrap();
     let mut tasks = Vec::new();
     for i in 0..8u64 {
         let s = s.clone();
         tasks.push(tokio::spawn(async move {
-            s.save("job-r", &state("job-r", 10 + i), Some(1), &[trial(i + 1)])
-                .await
-                .unwrap()
+            s.save(
+                "job-r",
+                Write::new(&state("job-r", 10 + i), Some(1), &[trial(i + 1)]),
+            )
+            .await
+            .unwrap()
         }));
     }
     let mut wins = 0;
@@ -144,7 +154,7 @@ async fn racing_writers_one_wins() {
 #[ignore = "needs moto's server: tests/endpoint/run.sh runs it"]
 async fn a_job_whose_document_does_not_parse_can_still_be_deleted() {
     let s = store("corrupt").await;
-    s.save("job-c", &state("job-c", 1), None, &[trial(1)])
+    s.save("job-c", Write::new(&state("job-c", 1), None, &[trial(1)]))
         .await
         .unwrap();
     // A document no build can read back (what an overflow once stored).
@@ -202,9 +212,12 @@ async fn keeps_the_store_contract() {
 #[ignore = "needs moto's server: tests/endpoint/run.sh runs it"]
 async fn a_job_created_again_does_not_see_trials_a_purge_left() {
     let s = store("leftover").await;
-    s.save("job-l", &state("job-l", 1), None, &[trial(1), trial(2)])
-        .await
-        .unwrap();
+    s.save(
+        "job-l",
+        Write::new(&state("job-l", 1), None, &[trial(1), trial(2)]),
+    )
+    .await
+    .unwrap();
     // The document goes, its trials stay: what a purge that failed midway leaves.
     s.client()
         .delete_item()
@@ -216,7 +229,7 @@ async fn a_job_created_again_does_not_see_trials_a_purge_left() {
         .unwrap();
     assert_eq!(s.archived_trials("job-l").await.unwrap().len(), 2);
     assert_eq!(
-        s.save("job-l", &state("job-l", 2), None, &[])
+        s.save("job-l", Write::new(&state("job-l", 2), None, &[]))
             .await
             .unwrap(),
         Saved::Ok

@@ -15,7 +15,7 @@ use js_sys::{Object, Reflect, Uint8Array};
 use serde::{Deserialize, Serialize};
 use wasm_bindgen::JsValue;
 use wattwise_core::job::JobState;
-use wattwise_core::service::{Saved, Service, Store, Stored};
+use wattwise_core::service::{Saved, Service, Store, Stored, Write};
 use wattwise_core::trial::Trial;
 use worker::{
     durable_object, DurableObject, Env, Headers, ListOptions, Method, ObjectNamespace, Request,
@@ -112,13 +112,12 @@ impl Store for ObjectStore {
             .transpose()
     }
 
-    async fn save(
-        &self,
-        job_id: &str,
-        state: &JobState,
-        expected_version: Option<u64>,
-        archive: &[Trial],
-    ) -> Result<Saved, StoreError> {
+    async fn save(&self, job_id: &str, write: Write<'_>) -> Result<Saved, StoreError> {
+        let Write {
+            state,
+            expected_version,
+            archive,
+        } = write;
         self.check(job_id)?;
         if self.stored_version().await? != expected_version {
             return Ok(Saved::Conflict);
@@ -209,7 +208,10 @@ impl JobObject {
                 let call: SaveCall = serde_json::from_str(body)
                     .map_err(|e| StoreError::Corrupt(format!("save call: {e}")))?;
                 let saved = store
-                    .save(job_id, &call.state, call.expected, &call.archive)
+                    .save(
+                        job_id,
+                        Write::new(&call.state, call.expected, &call.archive),
+                    )
                     .await?;
                 answer(&Written {
                     saved: saved == Saved::Ok,
@@ -345,17 +347,11 @@ impl DoJobStore {
     }
 
     /// Writes the document and the trials leaving it if the version is still `expected`.
-    pub async fn save(
-        &self,
-        job_id: &str,
-        state: &JobState,
-        expected: Option<u64>,
-        archive: &[Trial],
-    ) -> Result<Saved, StoreError> {
+    pub async fn save(&self, job_id: &str, write: Write<'_>) -> Result<Saved, StoreError> {
         let body = serde_json::to_string(&SaveCallRef {
-            expected,
-            state,
-            archive,
+            expected: write.expected_version,
+            state: write.state,
+            archive: write.archive,
         })
         .map_err(|e| StoreError::Corrupt(format!("save call: {e}")))?;
         let (status, text) = self.call(job_id, "save", body).await?;

@@ -14,8 +14,7 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 
-use wattwise_core::job::JobState;
-use wattwise_core::service::{Saved, Stored};
+use wattwise_core::service::{Saved, Stored, Write};
 use wattwise_core::trial::Trial;
 use worker::kv::KvStore;
 
@@ -99,13 +98,12 @@ impl KvJobStore {
 
     /// Writes the trials leaving the document, then the document, if the version is
     /// still `expected` (under the job's lock).
-    pub async fn save(
-        &self,
-        job_id: &str,
-        state: &JobState,
-        expected: Option<u64>,
-        archive: &[Trial],
-    ) -> Result<Saved, StoreError> {
+    pub async fn save(&self, job_id: &str, write: Write<'_>) -> Result<Saved, StoreError> {
+        let Write {
+            state,
+            expected_version: expected,
+            archive,
+        } = write;
         let _guard = job_lock::lock(job_id, lock_pause).await;
         let current = self.load(job_id).await?.map(|s| s.version);
         if current != expected {

@@ -17,8 +17,7 @@ mod record;
 use std::time::Duration;
 
 use wattwise_core::api::ApiError;
-use wattwise_core::job::JobState;
-use wattwise_core::service::{self, HostEnv, Saved, Service, ServiceConfig, Store, Stored};
+use wattwise_core::service::{self, HostEnv, Saved, Service, ServiceConfig, Store, Stored, Write};
 use wattwise_core::trial::Trial;
 use worker::{event, Context, Env, Request, Response};
 
@@ -86,16 +85,10 @@ impl Store for Backend {
         }
     }
 
-    async fn save(
-        &self,
-        job_id: &str,
-        state: &JobState,
-        expected_version: Option<u64>,
-        archive: &[Trial],
-    ) -> Result<Saved, StoreError> {
+    async fn save(&self, job_id: &str, write: Write<'_>) -> Result<Saved, StoreError> {
         match self {
-            Backend::Kv(s) => s.save(job_id, state, expected_version, archive).await,
-            Backend::Durable(s) => s.save(job_id, state, expected_version, archive).await,
+            Backend::Kv(s) => s.save(job_id, write).await,
+            Backend::Durable(s) => s.save(job_id, write).await,
             Backend::Unconfigured(m) => Err(Self::unconfigured(m)),
         }
     }
