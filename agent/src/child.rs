@@ -200,22 +200,34 @@ mod tests {
     #[test]
     fn stop_group_kills_children_that_ignore_sigterm() {
         // The shell's child ignores SIGTERM; the group is killed after the grace.
+        let ready = std::env::temp_dir().join(format!("wattwise-trap-{}", std::process::id()));
+        let _ = std::fs::remove_file(&ready);
         let mut c = spawn(
             &[
                 "sh".into(),
                 "-c".into(),
-                "trap '' TERM; sleep 30 & wait".into(),
+                format!("trap '' TERM; sleep 30 & touch '{}'; wait", ready.display()),
             ],
             &[],
         )
         .unwrap();
-        std::thread::sleep(Duration::from_millis(200));
+        // Wait until the trap is set (the shell says so with the file).
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !ready.exists() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert!(ready.exists(), "the shell never set its trap");
         let pgid = c.id();
         let t = Instant::now();
         let status = stop_group(&mut c, Duration::from_millis(300)).unwrap();
         assert!(t.elapsed() < Duration::from_secs(5));
         assert_eq!(exit_code(status), 128 + libc::SIGKILL);
-        std::thread::sleep(Duration::from_millis(100));
+        // The group's last member (the orphaned sleep) is reaped by init: wait for it.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while group_alive(pgid) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
         assert!(!group_alive(pgid));
+        let _ = std::fs::remove_file(&ready);
     }
 }

@@ -464,8 +464,13 @@ mod tests {
     fn unreachable_reports_stay_spooled_in_order() {
         let spool = std::env::temp_dir().join(format!("wattwise-spool-{}", std::process::id()));
         let _ = std::fs::remove_file(&spool);
-        // Port 9 on 127.0.0.1: nothing listens (connection refused).
-        let ep = Endpoint::new("http://127.0.0.1:9", None, Duration::from_millis(200));
+        // A port that was free a moment ago and is closed again: nothing listens.
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let url = format!("http://127.0.0.1:{port}");
+        let ep = Endpoint::new(&url, None, Duration::from_millis(200));
         let reporter = Reporter::start(ep, spool.clone());
         for epoch in 1..=3 {
             reporter.send(TrainingResult {

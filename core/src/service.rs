@@ -797,27 +797,30 @@ mod tests {
 
     #[test]
     fn reads_the_job_where_each_route_has_it() {
-        assert_eq!(job_of("GET", "/jobs/j1", "", b""), Some("j1".into()));
-        assert_eq!(
-            job_of("GET", "/jobs/j1/trials", "format=csv", b""),
-            Some("j1".into())
-        );
-        assert_eq!(
-            job_of("POST", "/jobs/j1/profiles", "", b"{}"),
-            Some("j1".into())
-        );
-        assert_eq!(
-            job_of("GET", "/jobs/batch_size", "x=1&job_id=a%2Db+c", b""),
-            Some("a-b c".into())
-        );
-        assert_eq!(
-            job_of("DELETE", "/jobs", "job_id=j2", b""),
-            Some("j2".into())
-        );
-        let body = br#"{"job_id": "j3", "batch_size": 8}"#;
-        assert_eq!(job_of("POST", "/report", "", body), Some("j3".into()));
-        assert_eq!(job_of("PATCH", "/trials", "", body), Some("j3".into()));
-        assert_eq!(job_of("POST", "/jobs", "", body), Some("j3".into()));
+        let body: &[u8] = br#"{"job_id": "j3", "batch_size": 8}"#;
+        let cases: [(&str, &str, &str, &[u8], &str); 8] = [
+            ("GET", "/jobs/j1", "", b"", "j1"),
+            ("GET", "/jobs/j1/trials", "format=csv", b"", "j1"),
+            ("POST", "/jobs/j1/profiles", "", b"{}", "j1"),
+            (
+                "GET",
+                "/jobs/batch_size",
+                "x=1&job_id=a%2Db+c",
+                b"",
+                "a-b c",
+            ),
+            ("DELETE", "/jobs", "job_id=j2", b"", "j2"),
+            ("POST", "/report", "", body, "j3"),
+            ("PATCH", "/trials", "", body, "j3"),
+            ("POST", "/jobs", "", body, "j3"),
+        ];
+        for (method, path, query, body, want) in cases {
+            assert_eq!(
+                job_of(method, path, query, body).as_deref(),
+                Some(want),
+                "{method} {path}"
+            );
+        }
     }
 
     #[test]

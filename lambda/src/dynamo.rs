@@ -25,6 +25,19 @@ use wattwise_core::service::HostEnv as _;
 use wattwise_core::service::{Saved, Store, Stored, Write};
 use wattwise_core::trial::Trial;
 
+/// A single-item request (`put_item`, `delete_item`) with the table and the
+/// condition of `$built`, the same item built for a transaction (`Put`, `Delete`),
+/// so each write's condition is written once.
+macro_rules! conditional {
+    ($request:expr, $table:expr, $built:expr) => {
+        $request
+            .table_name($table)
+            .set_condition_expression($built.condition_expression().map(str::to_string))
+            .set_expression_attribute_names($built.expression_attribute_names().cloned())
+            .set_expression_attribute_values($built.expression_attribute_values().cloned())
+    };
+}
+
 /// The partition key's name.
 pub const PARTITION_KEY: &str = "job_id";
 /// The sort key's name.
@@ -389,16 +402,8 @@ impl Store for DynamoStore {
         }
         let doc = self.doc_put(job_id, state, expected_version)?;
         if archive.is_empty() {
-            let out = self
-                .client
-                .put_item()
-                .table_name(&self.table)
-                .set_item(Some(doc.item().clone()))
-                .set_condition_expression(doc.condition_expression().map(str::to_string))
-                .set_expression_attribute_names(doc.expression_attribute_names().cloned())
-                .set_expression_attribute_values(doc.expression_attribute_values().cloned())
-                .send()
-                .await;
+            let put = self.client.put_item().set_item(Some(doc.item().clone()));
+            let out = conditional!(put, &self.table, doc).send().await;
             return match out {
                 Ok(_) => Ok(Saved::Ok),
                 Err(e) if is_conditional_failure(&e) => Ok(Saved::Conflict),
@@ -461,16 +466,8 @@ impl Store for DynamoStore {
             )
             .build()
             .map_err(|e| unbuildable(job_id, e))?;
-        let out = self
-            .client
-            .delete_item()
-            .table_name(&self.table)
-            .set_key(Some(del.key().clone()))
-            .set_condition_expression(del.condition_expression().map(str::to_string))
-            .set_expression_attribute_names(del.expression_attribute_names().cloned())
-            .set_expression_attribute_values(del.expression_attribute_values().cloned())
-            .send()
-            .await;
+        let delete = self.client.delete_item().set_key(Some(del.key().clone()));
+        let out = conditional!(delete, &self.table, del).send().await;
         match out {
             Ok(_) => {}
             Err(e) if is_conditional_failure(&e) => return Ok(Saved::Conflict),
