@@ -41,6 +41,9 @@ pub enum ApiError {
     /// The store failed or stayed contended (503).
     #[error("{0}")]
     Unavailable(String),
+    /// The stored document breaks a rule the core's documents keep (500).
+    #[error("{0}")]
+    Corrupt(String),
 }
 
 impl ApiError {
@@ -55,6 +58,7 @@ impl ApiError {
             ApiError::Unauthorized => 401,
             ApiError::TooLarge(_) => 413,
             ApiError::Unavailable(_) => 503,
+            ApiError::Corrupt(_) => 500,
         }
     }
 
@@ -142,10 +146,17 @@ fn unknown_job(job_id: &str) -> ApiError {
     ApiError::NotFound(format!("job_id: unknown job {job_id:?}; register it first"))
 }
 
+/// The job's stored document, checked before any call relies on it.
 fn loaded<'a>(job_id: &str, current: Option<&'a JobState>) -> Result<&'a JobState, ApiError> {
-    current
+    let state = current
         .filter(|s| s.job_id() == job_id)
-        .ok_or_else(|| unknown_job(job_id))
+        .ok_or_else(|| unknown_job(job_id))?;
+    state.check().map_err(|e| {
+        ApiError::Corrupt(format!(
+            "job {job_id:?}: the stored document is inconsistent ({e}); delete the job to start over"
+        ))
+    })?;
+    Ok(state)
 }
 
 /// A fresh job id for a spec without one: the prefix, a dash, 8 hex digits.

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::bandit::{ArmState, RewardHistory};
 use crate::explore::{Exploration, FinishedRounds};
+use crate::field_error::FieldError;
 use crate::policy::wattwise::WattwiseState;
 use crate::policy::Policy;
 use crate::rng::JobRng;
@@ -173,8 +174,111 @@ impl JobState {
         &self.profiles
     }
 
+    /// Checks what the optimizer's calls rely on in a document read back from a
+    /// store: the batch sizes non-empty and increasing with the default among them,
+    /// one state per batch size in that order, and the wattwise policy's statistics
+    /// (one per batch size) present exactly when the job runs that policy. A document
+    /// the core wrote always passes; an edited or damaged one is refused here instead
+    /// of making a call panic.
+    pub fn check(&self) -> Result<(), FieldError> {
+        let sizes = &self.params.batch_sizes;
+        if sizes.is_empty() || sizes.windows(2).any(|w| w[0] >= w[1]) {
+            return Err(FieldError::new(
+                "params.batch_sizes",
+                "must be non-empty and strictly increasing",
+            ));
+        }
+        if sizes
+            .binary_search(&self.params.default_batch_size)
+            .is_err()
+        {
+            return Err(FieldError::new(
+                "params.default_batch_size",
+                "must be one of params.batch_sizes",
+            ));
+        }
+        if self.batch_sizes.len() != sizes.len()
+            || self
+                .batch_sizes
+                .iter()
+                .zip(sizes)
+                .any(|(s, &b)| s.batch_size != b)
+        {
+            return Err(FieldError::new(
+                "batch_sizes",
+                "must hold one state per batch size of params.batch_sizes, in order",
+            ));
+        }
+        let arms_ok = match (&self.wattwise, self.params.policy) {
+            (Some(w), Policy::Wattwise) => w.arms.len() == sizes.len(),
+            (None, Policy::Zeus) => true,
+            _ => false,
+        };
+        if !arms_ok {
+            return Err(FieldError::new(
+                "wattwise",
+                "must hold one arm per batch size under the wattwise policy, and be absent otherwise",
+            ));
+        }
+        Ok(())
+    }
+
     /// Takes the finished trials that left the document; the host appends them to its archive.
     pub fn take_archive(&mut self) -> Vec<Trial> {
         std::mem::take(&mut self.archive_out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{self, Ctx};
+    use crate::spec::JobSpec;
+
+    fn doc(policy: Policy) -> serde_json::Value {
+        let mut spec = JobSpec::new("j", vec![8, 16, 32], 16, 300.0, 1, "A100");
+        spec.policy = policy;
+        let state = JobState::new("j-1".into(), spec.validate().unwrap(), 7, 0);
+        serde_json::to_value(state).unwrap()
+    }
+
+    /// Documents edited or damaged in the store: every call answers 500 naming the
+    /// field, none panics.
+    #[test]
+    fn inconsistent_stored_documents_are_refused_not_panicked_on() {
+        let ctx = Ctx {
+            now_ms: 1,
+            entropy: 1,
+        };
+        let edits: [(&str, Policy, fn(&mut serde_json::Value)); 5] = [
+            ("wattwise", Policy::Wattwise, |d| {
+                d["wattwise"]["arms"] = serde_json::json!([])
+            }),
+            ("wattwise", Policy::Zeus, |d| {
+                d["wattwise"] = serde_json::json!({"arms": []})
+            }),
+            ("batch_sizes", Policy::Zeus, |d| {
+                d["batch_sizes"].as_array_mut().unwrap().pop();
+            }),
+            ("params.batch_sizes", Policy::Zeus, |d| {
+                d["params"]["batch_sizes"] = serde_json::json!([])
+            }),
+            ("params.default_batch_size", Policy::Zeus, |d| {
+                d["params"]["default_batch_size"] = serde_json::json!(12)
+            }),
+        ];
+        for (field, policy, edit) in edits {
+            let mut d = doc(policy);
+            edit(&mut d);
+            let Ok(state) = serde_json::from_value::<JobState>(d) else {
+                continue; // refused when read: as good
+            };
+            let err = api::predict("j-1", Some(&state), ctx).unwrap_err();
+            assert_eq!(err.status(), 500, "{field}: {err}");
+            assert!(err.to_string().contains(field), "{field}: {err}");
+        }
+        // An untouched document passes.
+        let state: JobState = serde_json::from_value(doc(Policy::Wattwise)).unwrap();
+        assert!(state.check().is_ok());
     }
 }

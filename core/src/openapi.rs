@@ -18,6 +18,7 @@ fn error_responses(codes: &[u16]) -> serde_json::Map<String, Value> {
             405 => "Method not allowed on this route",
             409 => "The job exists with another configuration",
             413 => "Request body over 64 KiB",
+            500 => "The stored job document is inconsistent; delete the job",
             422 => "A field broke a rule; the message names it",
             503 => "The store failed or the job stayed contended; retry",
             _ => "Error",
@@ -43,7 +44,7 @@ fn schema_ref(name: &str) -> Value {
 }
 
 fn operation(summary: &str, mut responses: serde_json::Map<String, Value>, extra: Value) -> Value {
-    for (k, v) in error_responses(&[401, 413, 503]) {
+    for (k, v) in error_responses(&[401, 413, 500, 503]) {
         responses.entry(k).or_insert(v);
     }
     let mut op = json!({"summary": summary, "responses": responses});
