@@ -242,6 +242,9 @@ mod tests {
         serde_json::to_value(state).unwrap()
     }
 
+    /// A field, the policy, and an edit of the stored document that breaks the field.
+    type Edit = (&'static str, Policy, fn(&mut serde_json::Value));
+
     /// Documents edited or damaged in the store: every call answers 500 naming the
     /// field, none panics.
     #[test]
@@ -250,7 +253,7 @@ mod tests {
             now_ms: 1,
             entropy: 1,
         };
-        let edits: [(&str, Policy, fn(&mut serde_json::Value)); 5] = [
+        let edits: [Edit; 5] = [
             ("wattwise", Policy::Wattwise, |d| {
                 d["wattwise"]["arms"] = serde_json::json!([])
             }),
