@@ -22,6 +22,7 @@ pub mod bandit;
 pub mod cost;
 pub mod explore;
 pub mod job;
+pub mod listing;
 pub mod openapi;
 pub mod optimizer;
 pub mod policy;

@@ -15,6 +15,7 @@ use serde::Serialize;
 
 use crate::api::{self, ApiError, Change, Ctx, Outcome, PowerProfile, TrainingResult, TrialId};
 use crate::job::{JobSpec, JobState};
+use crate::listing::{self, JobPage, JobSummary, ListCursor};
 use crate::trial::Trial;
 
 /// A stored job document and its version.
@@ -66,6 +67,17 @@ pub trait Store {
         &self,
         job_id: &str,
     ) -> impl Future<Output = Result<Vec<Trial>, Self::Error>>;
+    /// Up to `limit` job documents in list order (newest created first, ties by job
+    /// id descending), starting strictly after `after`, read through an index of the
+    /// jobs (never every trial of every job). `None`: this store cannot list jobs.
+    fn list_jobs(
+        &self,
+        after: Option<&ListCursor>,
+        limit: usize,
+    ) -> impl Future<Output = Result<Option<Vec<Stored>>, Self::Error>> {
+        let _ = (after, limit);
+        std::future::ready(Ok(None))
+    }
 }
 
 /// What a host provides besides the store.
@@ -328,6 +340,7 @@ impl<S: Store> Service<S> {
         match segments.as_slice() {
             ["jobs"] => match req.method {
                 "POST" => self.register(parse_body(req.body)?, env).await,
+                "GET" => self.list_jobs(req.query).await,
                 "DELETE" => {
                     let job_id = required_job_id(req.query)?;
                     self.transact(&job_id, env, |cur, _| api::delete_job(&job_id, cur))
@@ -528,6 +541,34 @@ impl<S: Store> Service<S> {
         Ok(Response::json(200, &out.body))
     }
 
+    /// `GET /jobs`: one page of job summaries, newest first.
+    async fn list_jobs(&self, query: &str) -> Result<Response, ApiError> {
+        let limit = listing::page_size(query_param(query, "limit")?.as_deref())?;
+        let after = match query_param(query, "cursor")? {
+            Some(c) if !c.is_empty() => Some(ListCursor::decode(&c)?),
+            _ => None,
+        };
+        let mut docs = self
+            .store
+            .list_jobs(after.as_ref(), limit + 1)
+            .await
+            .map_err(|e| ApiError::Unavailable(format!("store: {e}")))?
+            .ok_or_else(|| {
+                ApiError::NotFound("no route GET /jobs: this host's store cannot list jobs".into())
+            })?;
+        let more = docs.len() > limit;
+        docs.truncate(limit);
+        let next_cursor = match (more, docs.last()) {
+            (true, Some(last)) => Some(ListCursor::after(&last.state).encode()),
+            _ => None,
+        };
+        let jobs = docs
+            .iter()
+            .map(|s| JobSummary::of(&s.state, s.version))
+            .collect();
+        Ok(Response::json(200, &JobPage { jobs, next_cursor }))
+    }
+
     async fn export_trials(&self, job_id: &str, query: &str) -> Result<Response, ApiError> {
         let stored = self.load_required(job_id).await?;
         let archived = self
@@ -641,6 +682,23 @@ impl Store for MemoryStore {
             .get(job_id)
             .map(|m| m.values().cloned().collect())
             .unwrap_or_default())
+    }
+
+    /// Sorts every job per call: the memory store is for tests, not for scale.
+    async fn list_jobs(
+        &self,
+        after: Option<&ListCursor>,
+        limit: usize,
+    ) -> Result<Option<Vec<Stored>>, Self::Error> {
+        let jobs = self.jobs.lock().map_err(|_| MemoryStoreError)?;
+        let mut all: Vec<&Stored> = jobs
+            .values()
+            .filter(|s| after.is_none_or(|c| c.precedes(s.state.created_ms(), s.state.job_id())))
+            .collect();
+        all.sort_by(|a, b| {
+            (b.state.created_ms(), b.state.job_id()).cmp(&(a.state.created_ms(), a.state.job_id()))
+        });
+        Ok(Some(all.into_iter().take(limit).cloned().collect()))
     }
 }
 

@@ -15,6 +15,7 @@ use std::sync::{Mutex, MutexGuard};
 
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use wattwise_core::job::JobState;
+use wattwise_core::listing::ListCursor;
 use wattwise_core::service::{Saved, Store, Stored};
 use wattwise_core::trial::Trial;
 
@@ -65,6 +66,15 @@ CREATE TABLE IF NOT EXISTS trials (
 ) WITHOUT ROWID;
 ";
 
+/// The job list's index: creation time (read from the document) then job id, so a
+/// page is one index range scan of `limit` rows whatever the number of jobs. The
+/// key is NULL for a document that is not JSON, so a corrupt row never fails a
+/// write or the index's creation (reading it fails, naming the job).
+const LIST_INDEX: &str = "
+CREATE INDEX IF NOT EXISTS jobs_by_created
+    ON jobs ((CASE WHEN json_valid(doc) THEN json_extract(doc, '$.created_ms') END) DESC, job_id DESC);
+";
+
 impl SqliteStore {
     /// Opens (creating if needed) the database file at `path`, in WAL mode.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, SqliteError> {
@@ -84,6 +94,7 @@ impl SqliteStore {
         conn.execute_batch("PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=OFF;")?;
         conn.query_row("PRAGMA wal_autocheckpoint=8192", [], |_| Ok(()))?;
         conn.execute_batch(SCHEMA)?;
+        conn.execute_batch(LIST_INDEX)?;
         Ok(SqliteStore {
             conn: Mutex::new(conn),
         })
@@ -205,6 +216,47 @@ impl SqliteStore {
     }
 }
 
+impl SqliteStore {
+    /// Up to `limit` documents in list order after `after` (see [`Store::list_jobs`]).
+    pub fn list_jobs_sync(
+        &self,
+        after: Option<&ListCursor>,
+        limit: usize,
+    ) -> Result<Vec<Stored>, SqliteError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let conn = self.conn()?;
+        let rows = match after {
+            None => conn
+                .prepare_cached(
+                    "SELECT job_id, version, doc FROM jobs
+                     ORDER BY (CASE WHEN json_valid(doc) THEN json_extract(doc, '$.created_ms') END) DESC, job_id DESC LIMIT ?1",
+                )?
+                .query_map(params![limit], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                .collect::<Result<Vec<(String, i64, String)>, _>>()?,
+            Some(c) => conn
+                .prepare_cached(
+                    "SELECT job_id, version, doc FROM jobs
+                     WHERE ((CASE WHEN json_valid(doc) THEN json_extract(doc, '$.created_ms') END), job_id) < (?1, ?2)
+                     ORDER BY (CASE WHEN json_valid(doc) THEN json_extract(doc, '$.created_ms') END) DESC, job_id DESC LIMIT ?3",
+                )?
+                .query_map(params![c.created_ms, c.job_id, limit], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                })?
+                .collect::<Result<Vec<(String, i64, String)>, _>>()?,
+        };
+        drop(conn);
+        rows.into_iter()
+            .map(|(job_id, version, doc)| {
+                let version =
+                    u64::try_from(version).map_err(|_| SqliteError::BadVersion(job_id.clone()))?;
+                let state = serde_json::from_str(&doc)
+                    .map_err(|source| SqliteError::Corrupt { job_id, source })?;
+                Ok(Stored { state, version })
+            })
+            .collect()
+    }
+}
+
 impl Store for SqliteStore {
     type Error = SqliteError;
 
@@ -228,6 +280,14 @@ impl Store for SqliteStore {
 
     async fn archived_trials(&self, job_id: &str) -> Result<Vec<Trial>, SqliteError> {
         self.archived_trials_sync(job_id)
+    }
+
+    async fn list_jobs(
+        &self,
+        after: Option<&ListCursor>,
+        limit: usize,
+    ) -> Result<Option<Vec<Stored>>, SqliteError> {
+        self.list_jobs_sync(after, limit).map(Some)
     }
 }
 
@@ -342,6 +402,52 @@ mod tests {
             .unwrap();
         let err = s.load_sync("job-d").unwrap_err();
         assert!(err.to_string().contains("job-d"), "{err}");
+    }
+
+    fn state_at(job_id: &str, created_ms: i64) -> JobState {
+        let mut spec = JobSpec::new("job", vec![8, 16, 32], 16, 300.0, 1, "A100");
+        spec.job_id = Some(job_id.into());
+        JobState::new(job_id.into(), spec.validate().unwrap(), 7, created_ms)
+    }
+
+    #[test]
+    fn lists_newest_first_through_the_index() {
+        let (_dir, s) = temp_store();
+        for (id, at) in [("job-a", 30), ("job-b", 10), ("job-c", 30), ("job-d", 20)] {
+            s.save_sync(id, &state_at(id, at), None, &[]).unwrap();
+        }
+        let ids = |v: Vec<Stored>| -> Vec<String> {
+            v.iter().map(|s| s.state.job_id().to_string()).collect()
+        };
+        assert_eq!(
+            ids(s.list_jobs_sync(None, 10).unwrap()),
+            ["job-c", "job-a", "job-d", "job-b"]
+        );
+        let after = ListCursor {
+            created_ms: 30,
+            job_id: "job-a".into(),
+        };
+        assert_eq!(ids(s.list_jobs_sync(Some(&after), 1).unwrap()), ["job-d"]);
+        // Both queries read the index, never the whole table.
+        let conn = s.conn().unwrap();
+        for sql in [
+            "EXPLAIN QUERY PLAN SELECT job_id FROM jobs
+             ORDER BY (CASE WHEN json_valid(doc) THEN json_extract(doc, '$.created_ms') END) DESC, job_id DESC LIMIT 5",
+            "EXPLAIN QUERY PLAN SELECT job_id FROM jobs
+             WHERE ((CASE WHEN json_valid(doc) THEN json_extract(doc, '$.created_ms') END), job_id) < (30, 'job-a')
+             ORDER BY (CASE WHEN json_valid(doc) THEN json_extract(doc, '$.created_ms') END) DESC, job_id DESC LIMIT 5",
+        ] {
+            let plan: Vec<String> = conn
+                .prepare(sql)
+                .unwrap()
+                .query_map([], |r| r.get::<_, String>(3))
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap();
+            let plan = plan.join(" | ");
+            assert!(plan.contains("jobs_by_created"), "{plan}");
+            assert!(!plan.contains("TEMP B-TREE"), "{plan}");
+        }
     }
 
     #[test]
