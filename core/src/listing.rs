@@ -165,6 +165,32 @@ pub struct ListCursor {
     pub created_ms: i64,
     /// The last listed job's id.
     pub job_id: String,
+    /// The store's own continuation token, for a store that cannot start a listing
+    /// at a key (Workers KV); `None` for the others.
+    pub resume: Option<String>,
+}
+
+/// A page of job documents as a store lists them.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Listed {
+    /// The documents, in list order.
+    pub jobs: Vec<crate::service::Stored>,
+    /// Where the next page starts; `None` when this page is the last.
+    pub next: Option<ListCursor>,
+}
+
+impl Listed {
+    /// A page from `limit + 1` documents in list order after the cursor: the first
+    /// `limit`, and a cursor after the last of them when there were more.
+    pub fn from_one_more(mut jobs: Vec<crate::service::Stored>, limit: usize) -> Listed {
+        let more = jobs.len() > limit;
+        jobs.truncate(limit);
+        let next = match (more, jobs.last()) {
+            (true, Some(last)) => Some(ListCursor::after(&last.state)),
+            _ => None,
+        };
+        Listed { jobs, next }
+    }
 }
 
 impl ListCursor {
@@ -173,6 +199,7 @@ impl ListCursor {
         ListCursor {
             created_ms: state.created_ms(),
             job_id: state.job_id().to_string(),
+            resume: None,
         }
     }
 
@@ -181,12 +208,14 @@ impl ListCursor {
         (created_ms, job_id) < (self.created_ms, self.job_id.as_str())
     }
 
-    /// The opaque form: hex of `<created_ms>.<job_id>`.
+    /// The opaque form: hex of `<created_ms>.<job_id>`, then `\n<resume>` if any.
     pub fn encode(&self) -> String {
-        format!("{}.{}", self.created_ms, self.job_id)
-            .bytes()
-            .map(|b| format!("{b:02x}"))
-            .collect()
+        let mut text = format!("{}.{}", self.created_ms, self.job_id);
+        if let Some(r) = &self.resume {
+            text.push('\n');
+            text.push_str(r);
+        }
+        text.bytes().map(|b| format!("{b:02x}")).collect()
     }
 
     /// Reads an opaque cursor; the error names the `cursor` parameter.
@@ -201,6 +230,11 @@ impl ListCursor {
             .collect::<Option<Vec<u8>>>()
             .ok_or_else(bad)?;
         let text = String::from_utf8(bytes).map_err(|_| bad())?;
+        let (text, resume) = match text.split_once('\n') {
+            Some((t, r)) if !r.is_empty() => (t, Some(r.to_string())),
+            Some(_) => return Err(bad()),
+            None => (text.as_str(), None),
+        };
         let (ms, id) = text.split_once('.').ok_or_else(bad)?;
         let created_ms = ms.parse::<i64>().map_err(|_| bad())?;
         if id.is_empty() {
@@ -209,6 +243,7 @@ impl ListCursor {
         Ok(ListCursor {
             created_ms,
             job_id: id.to_string(),
+            resume,
         })
     }
 }
@@ -241,12 +276,15 @@ mod tests {
 
     #[test]
     fn cursor_round_trips_and_rejects_junk() {
-        let c = ListCursor {
+        let mut c = ListCursor {
             created_ms: 1_700_000_000_123,
             job_id: "cifar-a.b".into(),
+            resume: Some("kv-token".into()),
         };
         assert_eq!(ListCursor::decode(&c.encode()).unwrap(), c);
-        for junk in ["", "zz", "abc", "2e", "312e", "6869"] {
+        c.resume = None;
+        assert_eq!(ListCursor::decode(&c.encode()).unwrap(), c);
+        for junk in ["", "zz", "abc", "2e", "312e", "6869", "312e610a"] {
             let e = ListCursor::decode(junk).unwrap_err();
             assert!(e.to_string().starts_with("cursor:"), "{junk}: {e}");
         }

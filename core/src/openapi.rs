@@ -276,6 +276,13 @@ pub fn document() -> Value {
                 json!({"parameters": job_id_path()}),
             )
         },
+        "/jobs/{job_id}/summary": {
+            "get": operation(
+                "The job's summary, as the list shows it",
+                responses(vec![("200", ok("The summary", schema_ref("JobSummary")))], &[404]),
+                json!({"parameters": job_id_path()}),
+            ),
+        },
         "/jobs/{job_id}/trials": {
             "get": operation(
                 "Every trial of the job, in order, as JSON or CSV",
@@ -472,6 +479,7 @@ mod tests {
             ("/openapi.json", "get"),
             ("/jobs/{job_id}", "get"),
             ("/jobs/{job_id}/trials", "get"),
+            ("/jobs/{job_id}/summary", "get"),
             ("/jobs/{job_id}/profiles", "get"),
             ("/jobs/{job_id}/profiles", "post"),
         ] {

@@ -15,7 +15,7 @@ use serde::Serialize;
 
 use crate::api::{self, ApiError, Change, Ctx, Outcome, PowerProfile, TrainingResult, TrialId};
 use crate::job::{JobSpec, JobState};
-use crate::listing::{self, JobPage, JobSummary, ListCursor};
+use crate::listing::{self, JobPage, JobSummary, ListCursor, Listed};
 use crate::trial::Trial;
 
 /// A stored job document and its version.
@@ -69,12 +69,13 @@ pub trait Store {
     ) -> impl Future<Output = Result<Vec<Trial>, Self::Error>>;
     /// Up to `limit` job documents in list order (newest created first, ties by job
     /// id descending), starting strictly after `after`, read through an index of the
-    /// jobs (never every trial of every job). `None`: this store cannot list jobs.
+    /// jobs (never every trial of every job), and where the next page starts.
+    /// `None`: this store cannot list jobs.
     fn list_jobs(
         &self,
         after: Option<&ListCursor>,
         limit: usize,
-    ) -> impl Future<Output = Result<Option<Vec<Stored>>, Self::Error>> {
+    ) -> impl Future<Output = Result<Option<Listed>, Self::Error>> {
         let _ = (after, limit);
         std::future::ready(Ok(None))
     }
@@ -169,6 +170,7 @@ impl Request<'_> {
             (["jobs", "batch_size"], _) => return None,
             (["jobs", id], "GET")
             | (["jobs", id, "trials"], "GET")
+            | (["jobs", id, "summary"], "GET")
             | (["jobs", id, "profiles"], "GET" | "POST") => id.to_string(),
             _ => return None,
         };
@@ -388,6 +390,16 @@ impl<S: Store> Service<S> {
                 )),
                 _ => Err(not_allowed()),
             },
+            ["jobs", job_id, "summary"] => match req.method {
+                "GET" => {
+                    let stored = self.load_required(job_id).await?;
+                    Ok(Response::json(
+                        200,
+                        &JobSummary::of(&stored.state, stored.version),
+                    ))
+                }
+                _ => Err(not_allowed()),
+            },
             ["jobs", job_id, "trials"] => match req.method {
                 "GET" => self.export_trials(job_id, req.query).await,
                 _ => Err(not_allowed()),
@@ -548,21 +560,17 @@ impl<S: Store> Service<S> {
             Some(c) if !c.is_empty() => Some(ListCursor::decode(&c)?),
             _ => None,
         };
-        let mut docs = self
+        let listed = self
             .store
-            .list_jobs(after.as_ref(), limit + 1)
+            .list_jobs(after.as_ref(), limit)
             .await
             .map_err(|e| ApiError::Unavailable(format!("store: {e}")))?
             .ok_or_else(|| {
                 ApiError::NotFound("no route GET /jobs: this host's store cannot list jobs".into())
             })?;
-        let more = docs.len() > limit;
-        docs.truncate(limit);
-        let next_cursor = match (more, docs.last()) {
-            (true, Some(last)) => Some(ListCursor::after(&last.state).encode()),
-            _ => None,
-        };
-        let jobs = docs
+        let next_cursor = listed.next.as_ref().map(ListCursor::encode);
+        let jobs = listed
+            .jobs
             .iter()
             .map(|s| JobSummary::of(&s.state, s.version))
             .collect();
@@ -689,7 +697,7 @@ impl Store for MemoryStore {
         &self,
         after: Option<&ListCursor>,
         limit: usize,
-    ) -> Result<Option<Vec<Stored>>, Self::Error> {
+    ) -> Result<Option<Listed>, Self::Error> {
         let jobs = self.jobs.lock().map_err(|_| MemoryStoreError)?;
         let mut all: Vec<&Stored> = jobs
             .values()
@@ -698,7 +706,8 @@ impl Store for MemoryStore {
         all.sort_by(|a, b| {
             (b.state.created_ms(), b.state.job_id()).cmp(&(a.state.created_ms(), a.state.job_id()))
         });
-        Ok(Some(all.into_iter().take(limit).cloned().collect()))
+        let page = all.into_iter().take(limit + 1).cloned().collect();
+        Ok(Some(Listed::from_one_more(page, limit)))
     }
 }
 
@@ -756,6 +765,11 @@ mod tests {
             job_of("POST", "/jobs/j1/profiles", "", b"{}"),
             Some("j1".into())
         );
+        assert_eq!(
+            job_of("GET", "/jobs/j1/summary", "", b""),
+            Some("j1".into())
+        );
+        assert_eq!(job_of("GET", "/jobs", "limit=5", b""), None);
         assert_eq!(
             job_of("GET", "/jobs/batch_size", "x=1&job_id=a%2Db+c", b""),
             Some("a-b c".into())

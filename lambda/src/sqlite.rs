@@ -15,7 +15,7 @@ use std::sync::{Mutex, MutexGuard};
 
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use wattwise_core::job::JobState;
-use wattwise_core::listing::ListCursor;
+use wattwise_core::listing::{ListCursor, Listed};
 use wattwise_core::service::{Saved, Store, Stored};
 use wattwise_core::trial::Trial;
 
@@ -286,8 +286,9 @@ impl Store for SqliteStore {
         &self,
         after: Option<&ListCursor>,
         limit: usize,
-    ) -> Result<Option<Vec<Stored>>, SqliteError> {
-        self.list_jobs_sync(after, limit).map(Some)
+    ) -> Result<Option<Listed>, SqliteError> {
+        let page = self.list_jobs_sync(after, limit.saturating_add(1))?;
+        Ok(Some(Listed::from_one_more(page, limit)))
     }
 }
 
@@ -426,6 +427,7 @@ mod tests {
         let after = ListCursor {
             created_ms: 30,
             job_id: "job-a".into(),
+            resume: None,
         };
         assert_eq!(ids(s.list_jobs_sync(Some(&after), 1).unwrap()), ["job-d"]);
         // Both queries read the index, never the whole table.

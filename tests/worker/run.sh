@@ -110,8 +110,29 @@ for mode in $modes; do
         echo "worker: kv mode did not keep its data in KV only" >&2
         exit 1
     fi
-    if [ "$mode" = durable_object ] && { [ "$do_files" -eq 0 ] || [ "$kv_files" -ne 0 ]; }; then
-        echo "worker: durable_object mode did not keep its data in Durable Objects only" >&2
+    # The Durable Object mode keeps jobs in their objects; KV holds the job list's
+    # index keys (jobs-by-created/...) and nothing else.
+    if [ "$mode" = durable_object ] && [ "$do_files" -eq 0 ]; then
+        echo "worker: durable_object mode kept no data in Durable Objects" >&2
+        exit 1
+    fi
+    if [ "$mode" = durable_object ] && ! "$py" - "$work/state-$mode/v3/kv" <<'PY'
+import pathlib, sqlite3, sys
+keys = []
+for f in pathlib.Path(sys.argv[1]).rglob("*.sqlite"):
+    if f.name == "metadata.sqlite":
+        continue
+    db = sqlite3.connect(f)
+    for (table,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'"):
+        cols = [c[1] for c in db.execute(f'PRAGMA table_info("{table}")')]
+        if "key" in cols:
+            keys += [k for (k,) in db.execute(f'SELECT key FROM "{table}"')]
+other = [k for k in keys if not k.startswith("jobs-by-created/")]
+print(f"worker: durable_object mode: {len(keys)} KV key(s), {len(other)} outside the job index")
+sys.exit(1 if other or not keys else 0)
+PY
+    then
+        echo "worker: durable_object mode kept data in KV besides the job index" >&2
         exit 1
     fi
     stop_last

@@ -4,6 +4,7 @@
 
 import './style.css';
 import { drawConfigs, drawCumulative, drawTradeoff } from './charts.js';
+import { initJobs } from './jobs.js';
 import { duration, joules, parseBeta, parseEtas, parseSeeds, percent, toCsv } from './format.js';
 
 const $ = (id) => document.getElementById(id);
@@ -113,7 +114,7 @@ function knobsUrl() {
 }
 
 function writeUrl() {
-  history.replaceState(null, '', knobsUrl());
+  history.replaceState(null, '', knobsUrl() + location.hash);
 }
 
 // ---------------------------------------------------------------- traces
@@ -550,6 +551,7 @@ $('share').addEventListener('click', async () => {
   setTimeout(() => ($('share').textContent = 'Copy link to these knobs'), 2000);
 });
 
+initJobs();
 readUrl();
 if (state.source === 'upload') {
   const why = 'This link uses your own traces: choose the train trace and the power trace(s) to run it.';

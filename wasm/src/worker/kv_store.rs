@@ -15,10 +15,12 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 
 use wattwise_core::job::JobState;
+use wattwise_core::listing::{ListCursor, Listed};
 use wattwise_core::service::{Saved, Stored};
 use wattwise_core::trial::Trial;
 use worker::kv::KvStore;
 
+use super::job_index;
 use super::record::{doc_json, parse_doc, StoreError};
 use crate::job_lock;
 
@@ -111,6 +113,10 @@ impl KvJobStore {
         if current != expected {
             return Ok(Saved::Conflict);
         }
+        if expected.is_none() {
+            // Listed before it exists: the list skips an entry without a document.
+            job_index::add(&self.kv, state.created_ms(), job_id).await?;
+        }
         // Archived trials first: a document never points past what the archive holds.
         for t in archive {
             let json =
@@ -161,14 +167,15 @@ impl KvJobStore {
     /// Deletes the archived trials, then the document, if the version is still `expected`.
     pub async fn delete(&self, job_id: &str, expected: u64) -> Result<Saved, StoreError> {
         let _guard = job_lock::lock(job_id, lock_pause).await;
-        if self.load(job_id).await?.map(|s| s.version) != Some(expected) {
+        let Some(current) = self.load(job_id).await?.filter(|s| s.version == expected) else {
             return Ok(Saved::Conflict);
-        }
+        };
         for key in self.trial_keys(job_id).await? {
             self.kv.delete(&key.name).await.map_err(kv_err)?;
         }
         self.kv.delete(&doc_key(job_id)).await.map_err(kv_err)?;
         forget(job_id);
+        job_index::remove(&self.kv, current.state.created_ms(), job_id).await?;
         Ok(Saved::Ok)
     }
 
@@ -188,6 +195,22 @@ impl KvJobStore {
             }
         }
         Ok(keys)
+    }
+
+    /// A page of the job list (see [`job_index`]): one KV list, one read per job.
+    pub async fn list_jobs(
+        &self,
+        after: Option<&ListCursor>,
+        limit: usize,
+    ) -> Result<Listed, StoreError> {
+        let (ids, next) = job_index::page(&self.kv, after, limit).await?;
+        let mut jobs = Vec::with_capacity(ids.len());
+        for id in ids {
+            if let Some(stored) = self.load(&id).await? {
+                jobs.push(stored);
+            }
+        }
+        Ok(Listed { jobs, next })
     }
 
     /// The job's archived trials (from the keys' metadata; a key without it is read).

@@ -1,0 +1,223 @@
+// End-to-end test of the jobs view (#jobs) in Debian's headless Chromium, driven by
+// playwright-core, against a real endpoint serving the page (run.sh starts
+// wattwise-server with a token and --web web/dist). The jobs are made by real HTTP
+// clients (this process, as a training script would: register, ask for a batch
+// size, report; and a power profile as the agent posts it). Settings:
+//   BASE_URL      the endpoint (which serves the page at /)
+//   TOKEN         its bearer token
+//   ARTIFACTS_DIR where the screenshots go
+
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { after, before, test } from 'node:test';
+import { chromium } from 'playwright-core';
+
+const BASE_URL = (process.env.BASE_URL || '').replace(/\/$/, '');
+const TOKEN = process.env.TOKEN;
+const ARTIFACTS = process.env.ARTIFACTS_DIR || 'artifacts';
+for (const [k, v] of Object.entries({ BASE_URL, TOKEN })) {
+  if (!v) throw new Error(`${k} is not set (run tests/jobs-page/run.sh)`);
+}
+
+let context;
+let page;
+let userDataDir;
+const errors = [];
+const run = Math.random().toString(16).slice(2, 8);
+
+/** The endpoint, as a client calls it. */
+async function call(method, p, body) {
+  const r = await fetch(`${BASE_URL}${p}`, {
+    method,
+    headers: { Authorization: `Bearer ${TOKEN}`, 'Content-Type': 'application/json' },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const text = await r.text();
+  assert.ok(r.ok, `${method} ${p}: ${r.status} ${text}`);
+  return text ? JSON.parse(text) : null;
+}
+
+function spec(jobId, extra = {}) {
+  return {
+    job_id: jobId, job_id_prefix: `e2e${run}`, batch_sizes: [16, 32, 64], default_batch_size: 32,
+    max_power: 300, number_of_gpus: 1, gpu_model: 'A40', mab_seed: 3, max_epochs: 10, ...extra,
+  };
+}
+
+/** One run of a job, as a training script does it: the batch size, then its result. */
+async function trainOnce(jobId, { energy, time, metric }) {
+  const t = await call('GET', `/jobs/batch_size?job_id=${encodeURIComponent(jobId)}`);
+  await call('POST', '/report', { ...t, time, energy, metric, current_epoch: 1 });
+  return t;
+}
+
+const ids = { busy: `e2e${run}-busy`, profiled: `e2e${run}-prof`, idle: `e2e${run}-idle` };
+
+before(async () => {
+  fs.mkdirSync(ARTIFACTS, { recursive: true });
+  await call('POST', '/jobs', spec(ids.idle));
+  await call('POST', '/jobs', spec(ids.profiled));
+  await call('POST', '/jobs', spec(ids.busy));
+  for (let i = 0; i < 4; i++) await trainOnce(ids.busy, { energy: 1000 + 100 * i, time: 10 + i, metric: 0.9 });
+  await trainOnce(ids.busy, { energy: 5000, time: 50, metric: 0.1 });
+  await call('POST', `/jobs/${ids.profiled}/profiles`, {
+    batch_size: 32, phase: 'train', gpu_model: 'A40',
+    measurements: [
+      { power_limit: 300, average_power: 290, throughput: 1000 },
+      { power_limit: 250, average_power: 240, throughput: 990 },
+      { power_limit: 200, average_power: 195, throughput: 950 },
+      { power_limit: 100, average_power: 99, throughput: 300 },
+    ],
+  });
+  userDataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'wattwise-chromium-'));
+  context = await chromium.launchPersistentContext(userDataDir, {
+    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+    headless: true,
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'],
+    viewport: { width: 1400, height: 1000 },
+    acceptDownloads: true,
+  });
+  page = context.pages()[0] ?? (await context.newPage());
+  page.on('pageerror', (e) => errors.push(`page error: ${e.message}`));
+});
+
+after(async () => {
+  await context?.close();
+  if (userDataDir) fs.rmSync(userDataDir, { recursive: true, force: true });
+});
+
+const shot = (name) => page.screenshot({ path: path.join(ARTIFACTS, name), fullPage: true });
+
+test('the jobs view asks for the token once and keeps it out of the URL', async () => {
+  await page.goto(`${BASE_URL}/?refresh_ms=500#jobs`);
+  await page.waitForSelector('#token-form:not([hidden])');
+  assert.equal(await page.isHidden('main.layout'), true, 'the what-if view is hidden');
+  await page.fill('#token-input', TOKEN);
+  await page.click('#token-form button[type=submit]');
+  await page.waitForSelector(`#jobs-table tr[data-job="${ids.busy}"]`);
+  assert.ok(!page.url().includes(TOKEN), page.url());
+  assert.equal(await page.evaluate(() => sessionStorage.getItem('wattwise-token')), TOKEN);
+  assert.equal(await page.evaluate(() => localStorage.length), 0);
+  // A reload in the same tab does not ask again.
+  await page.reload();
+  await page.waitForSelector(`#jobs-table tr[data-job="${ids.busy}"]`);
+  assert.equal(await page.isHidden('#token-form'), true);
+});
+
+test('the list shows what GET /jobs returns', async () => {
+  const api = await call('GET', '/jobs?limit=50');
+  await page.waitForFunction(() => window.wattwiseJobs.page !== null);
+  const shown = await page.evaluate(() => window.wattwiseJobs.page);
+  // The same jobs in the same order (numbers may move on between the two reads only for other jobs).
+  assert.deepEqual(shown.jobs.map((j) => j.job_id), api.jobs.map((j) => j.job_id));
+  for (const id of Object.values(ids)) {
+    const a = api.jobs.find((j) => j.job_id === id);
+    assert.deepEqual(shown.jobs.find((j) => j.job_id === id), a, id);
+    const cells = await page.$$eval(`#jobs-table tr[data-job="${id}"] td`, (tds) => Object.fromEntries(tds.map((td) => [td.dataset.key, td.textContent])));
+    assert.equal(cells.trials, String(a.trials));
+    assert.equal(cells.best_batch_size, String(a.best_batch_size));
+    assert.equal(cells.stage, a.stage);
+    assert.equal(cells.best_power_limit, a.best_power_limit === null ? '—' : String(a.best_power_limit));
+  }
+  const busy = api.jobs.find((j) => j.job_id === ids.busy);
+  assert.equal(busy.trials, 5);
+  assert.equal(busy.totals.energy, 1000 + 1100 + 1200 + 1300 + 5000);
+  assert.equal(api.jobs.find((j) => j.job_id === ids.profiled).best_power_limit, 200);
+  await shot('jobs-list.png');
+});
+
+test('sort, id-prefix search and CSV export', async () => {
+  await page.click('#jobs-table th[data-key="trials"] button');
+  const trials = await page.$$eval('#jobs-table tbody td[data-key="trials"]', (tds) => tds.map((td) => Number(td.textContent)));
+  assert.deepEqual(trials, [...trials].sort((a, b) => b - a), 'sorted by trials, descending');
+  await page.fill('#jobs-search', `e2e${run}-p`);
+  const rows = await page.$$eval('#jobs-table tbody tr', (trs) => trs.map((tr) => tr.dataset.job));
+  assert.deepEqual(rows, [ids.profiled]);
+  const [download] = await Promise.all([page.waitForEvent('download'), page.click('#jobs-csv')]);
+  const csv = fs.readFileSync(await download.path(), 'utf8').trim().split('\n');
+  assert.equal(csv.length, 2, csv.join('\n'));
+  assert.ok(csv[0].startsWith('job_id,stage,policy'));
+  assert.ok(csv[1].startsWith(`${ids.profiled},`));
+  await page.fill('#jobs-search', '');
+});
+
+test('a job: trials, cost against the default estimate, bandit state, profiles', async () => {
+  await page.click(`#jobs-table a[href="#jobs/${ids.busy}"]`);
+  await page.waitForFunction((id) => window.wattwiseJobs.detail?.summary.job_id === id, ids.busy);
+  const d = await page.evaluate(() => window.wattwiseJobs.detail);
+  const trials = await call('GET', `/jobs/${ids.busy}/trials`);
+  const doc = await call('GET', `/jobs/${ids.busy}`);
+  const eta = doc.params.eta_knob;
+  const cost = (t) => eta * t.energy + (1 - eta) * doc.params.max_power * t.time;
+  const ok = trials.filter((t) => t.status === 'Succeeded');
+  assert.equal(d.charts.trials.reached.length, ok.filter((t) => t.converged).length);
+  assert.equal(d.charts.trials.stopped.length, ok.filter((t) => !t.converged).length);
+  assert.deepEqual(d.charts.trials.reached.map((p) => p.y), ok.filter((t) => t.converged).map((t) => t.batch_size));
+  const last = d.charts.cost.cumulative.at(-1);
+  assert.equal(last.x, ok.length);
+  assert.ok(Math.abs(last.y - ok.reduce((a, t) => a + cost(t), 0)) < 1e-6);
+  // The summary's running cost is the core's sum of the same runs.
+  assert.ok(Math.abs(d.summary.totals.cost - last.y) < 1e-6 * last.y);
+  const atDefault = ok.filter((t) => t.batch_size === 32 && t.converged);
+  assert.ok(atDefault.length > 0, 'Zeus runs the default batch size first');
+  const perRun = atDefault.reduce((a, t) => a + cost(t), 0) / atDefault.length;
+  assert.ok(Math.abs(d.charts.cost.default.at(-1).y - ok.length * perRun) < 1e-6);
+  assert.match(await page.textContent('#job-estimate'), /mean cost of the \d+ run/);
+  // Bandit state rows: one per batch size.
+  const bs = await page.$$eval('#job-bandit tbody td[data-key="batch_size"]', (tds) => tds.map((td) => Number(td.textContent)));
+  assert.deepEqual(bs, doc.batch_sizes.map((b) => b.batch_size));
+  const rows = await page.$$eval('#job-trials tbody tr', (trs) => trs.length);
+  assert.equal(rows, trials.length);
+  await shot('job-detail.png');
+
+  // The profiled job: its profile drawn, the chosen limit marked.
+  await page.goto(`${BASE_URL}/?refresh_ms=500#jobs/${ids.profiled}`);
+  await page.waitForFunction((id) => window.wattwiseJobs.detail?.summary.job_id === id, ids.profiled);
+  const p = await page.evaluate(() => window.wattwiseJobs.detail.charts.profiles);
+  assert.equal(p.length, 1);
+  assert.equal(p[0].chosen, 200);
+  assert.deepEqual(p[0].power.map((q) => q.x), [300, 250, 200, 100]);
+  assert.match(await page.textContent('#job-chosen'), /200 W/);
+  assert.match(await page.textContent('#job-estimate'), /Not enough data/);
+});
+
+test('the detail refreshes while the job reports', async () => {
+  await page.goto(`${BASE_URL}/?refresh_ms=300#jobs/${ids.busy}`);
+  await page.waitForFunction((id) => window.wattwiseJobs.detail?.summary.job_id === id, ids.busy);
+  const before = await page.$$eval('#job-trials tbody tr', (trs) => trs.length);
+  await trainOnce(ids.busy, { energy: 900, time: 9, metric: 0.95 });
+  await page.waitForFunction((n) => document.querySelectorAll('#job-trials tbody tr').length === n + 1, before, { timeout: 10000 });
+  const api = await call('GET', `/jobs/${ids.busy}/summary`);
+  await page.waitForFunction((t) => window.wattwiseJobs.detail.summary.trials === t, api.trials);
+  assert.equal(await page.evaluate(() => window.wattwiseJobs.detail.summary.totals.energy), api.totals.energy);
+});
+
+test('an unreachable endpoint is shown, and recovery clears it', async () => {
+  await page.route('**/jobs/**', (r) => r.abort('connectionrefused'));
+  await page.waitForSelector('#jobs-notice:not([hidden])', { timeout: 10000 });
+  assert.match(await page.textContent('#jobs-notice'), /unreachable/);
+  await page.unroute('**/jobs/**');
+  await page.waitForSelector('#jobs-notice', { state: 'hidden', timeout: 10000 });
+});
+
+test('usable at a phone width (390 px)', async () => {
+  await page.setViewportSize({ width: 390, height: 844 });
+  for (const [hash, name] of [['#jobs', 'jobs-list-390.png'], [`#jobs/${ids.busy}`, 'job-detail-390.png'], ['', 'whatif-390.png']]) {
+    await page.goto(`${BASE_URL}/?refresh_ms=1000${hash}`);
+    if (hash) await page.waitForFunction(() => window.wattwiseJobs.refreshes > 0);
+    else await page.waitForSelector('#results:not([hidden])', { timeout: 60000 });
+    const overflow = await page.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
+    assert.ok(overflow <= 1, `${name}: the page is ${overflow} px wider than the screen`);
+    await shot(name);
+  }
+  // Both views link to each other.
+  await page.click('#nav-jobs');
+  await page.waitForSelector('#jobs-view:not([hidden])');
+  await page.click('#nav-whatif');
+  await page.waitForSelector('main.layout:not([hidden])');
+  await page.setViewportSize({ width: 1400, height: 1000 });
+  await shot('whatif.png');
+  assert.deepEqual(errors, []);
+});
