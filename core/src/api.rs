@@ -87,6 +87,8 @@ pub struct PowerProfile {
 
 /// Largest number of power limits in one profile.
 pub const MAX_PROFILE_POINTS: usize = 64;
+/// Largest number of measurements across a job's profiles (bounds the document).
+pub const MAX_PROFILE_MEASUREMENTS: usize = 1024;
 
 impl PowerProfile {
     /// Checks the profile against the job; the error names the field and the rule.
@@ -388,6 +390,12 @@ pub fn post_profile(
             )))
         }
         None => state.profiles.push(profile.clone()),
+    }
+    let measurements: usize = state.profiles.iter().map(|p| p.measurements.len()).sum();
+    if measurements > MAX_PROFILE_MEASUREMENTS {
+        return Err(ApiError::Invalid(format!(
+            "profiles: a job keeps at most {MAX_PROFILE_MEASUREMENTS} measurements across its profiles"
+        )));
     }
     let mut out = Outcome::put(profile.clone(), state);
     out.status = 201;

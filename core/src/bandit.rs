@@ -149,20 +149,27 @@ impl ArmState {
         let Some(s) = rewards else {
             return Self::prior(prior_mean, prior_precision);
         };
+        // One observation (or identical ones): sampling yields their mean exactly.
+        let exact = ArmState {
+            param_mean: s.mean,
+            param_precision: None,
+            reward_precision: None,
+            num_observations: s.count,
+        };
         if s.variance == 0.0 {
-            // One observation (or identical ones): sampling yields their mean exactly.
-            return ArmState {
-                param_mean: s.mean,
-                param_precision: None,
-                reward_precision: None,
-                num_observations: s.count,
-            };
+            return exact;
         }
         let reward_precision = 1.0 / s.variance;
         let precision = prior_precision + s.count as f64 * reward_precision;
         let sum = s.mean * s.count as f64;
+        let param_mean = (prior_precision * prior_mean + reward_precision * sum) / precision;
+        if !(reward_precision.is_finite() && precision.is_finite() && param_mean.is_finite()) {
+            // A variance so small that its inverse overflows is, to f64, no variance:
+            // the fit stays finite (and the document serializable) as the exact arm.
+            return exact;
+        }
         ArmState {
-            param_mean: (prior_precision * prior_mean + reward_precision * sum) / precision,
+            param_mean,
             param_precision: Some(precision),
             reward_precision: Some(reward_precision),
             num_observations: s.count,
@@ -174,7 +181,10 @@ impl ArmState {
     pub fn sample(&self, rng: &mut JobRng) -> f64 {
         match self.param_precision {
             None => self.param_mean,
-            Some(p) if p > 0.0 => rng.normal(self.param_mean, libm::sqrt(1.0 / p)),
+            // A precision so small that its inverse overflows counts as cold.
+            Some(p) if p > 0.0 && (1.0 / p).is_finite() => {
+                rng.normal(self.param_mean, libm::sqrt(1.0 / p))
+            }
             Some(_) => f64::INFINITY,
         }
     }
@@ -249,6 +259,20 @@ mod tests {
         assert_eq!(arm.param_mean, -5.0);
         assert_eq!(arm.reward_precision, Some(1.0));
         assert_eq!(arm.param_precision, Some(2.0));
+    }
+
+    #[test]
+    fn a_variance_too_small_to_invert_gives_a_finite_exact_arm() {
+        let s = RewardSummary {
+            count: 2,
+            mean: -1e18,
+            variance: 1e-310,
+        };
+        let arm = ArmState::fit(1e18, 1e18, Some(s));
+        assert_eq!(arm.param_mean, -1e18);
+        assert_eq!(arm.param_precision, None);
+        let json = serde_json::to_string(&arm).unwrap();
+        assert_eq!(serde_json::from_str::<ArmState>(&json).unwrap(), arm);
     }
 
     #[test]

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::api::PowerProfile;
 use crate::bandit::{ArmState, RewardHistory};
-use crate::explore::Exploration;
+use crate::explore::{Exploration, FinishedRounds};
 use crate::listing::Totals;
 use crate::policy::wattwise::WattwiseState;
 use crate::policy::Policy;
@@ -22,6 +22,19 @@ pub const MAX_BATCH_SIZES: usize = 256;
 pub const MAX_WINDOW_SIZE: i64 = 1000;
 /// Longest job id or prefix.
 pub const MAX_ID_LEN: usize = 128;
+/// Largest `window_size` x number of batch sizes: the rewards the windows hold at
+/// most, which keeps the worst-case document under DynamoDB's 400 KB item limit.
+pub const MAX_WINDOW_REWARDS: i64 = 4096;
+/// Largest `max_power`, watts (a million GPUs at 1 kW).
+pub const MAX_POWER_WATTS: f64 = 1e9;
+/// Largest `beta_knob`.
+pub const MAX_BETA_KNOB: f64 = 1e6;
+/// Largest magnitude of `mab_prior_mean` and of `mab_prior_precision`.
+pub const MAX_PRIOR: f64 = 1e18;
+/// Largest `time` a report may carry, seconds (about 31 years).
+pub const MAX_TIME_SECONDS: f64 = 1e9;
+/// Largest `energy` a report may carry, joules (`MAX_POWER_WATTS` for `MAX_TIME_SECONDS`).
+pub const MAX_ENERGY_JOULES: f64 = 1e18;
 
 /// A rule a job spec broke: the field and the rule, in words.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -131,7 +144,7 @@ pub struct JobParams {
     pub default_batch_size: u32,
     /// In `[0, 1]`.
     pub eta_knob: f64,
-    /// Finite and > 0, or `None` (no early stopping).
+    /// In `(0, MAX_BETA_KNOB]`, or `None` (no early stopping).
     pub beta_knob: Option<f64>,
     /// Finite.
     pub target_metric: f64,
@@ -143,15 +156,15 @@ pub struct JobParams {
     pub num_pruning_rounds: u32,
     /// 0 means all rewards.
     pub window_size: u32,
-    /// Finite.
+    /// Finite, in `[-MAX_PRIOR, MAX_PRIOR]`.
     pub mab_prior_mean: f64,
-    /// Finite and >= 0.
+    /// Finite, in `[0, MAX_PRIOR]`.
     pub mab_prior_precision: f64,
     /// Static explorations per arm.
     pub mab_num_explorations: u32,
     /// Seed of the job's RNG.
     pub mab_seed: Option<u64>,
-    /// Finite and > 0, watts.
+    /// In `(0, MAX_POWER_WATTS]`, watts.
     pub max_power: f64,
     /// > 0.
     pub number_of_gpus: u32,
@@ -189,6 +202,23 @@ fn finite(field: &'static str, v: f64) -> Result<f64, ValidationError> {
         Ok(v)
     } else {
         Err(ValidationError::new(field, "must be a finite number"))
+    }
+}
+
+/// `v` if it is finite and in `[min, max]`; else the error names the field and the range.
+pub(crate) fn finite_in(
+    field: &'static str,
+    v: f64,
+    min: f64,
+    max: f64,
+) -> Result<f64, ValidationError> {
+    if v.is_finite() && v >= min && v <= max {
+        Ok(v)
+    } else {
+        Err(ValidationError::new(
+            field,
+            format!("must be a finite number in [{min:e}, {max:e}]"),
+        ))
     }
 }
 
@@ -295,11 +325,11 @@ impl JobSpec {
         }
         let beta_knob = match self.beta_knob {
             None => None,
-            Some(b) if b.is_finite() && b > 0.0 => Some(b),
+            Some(b) if b.is_finite() && b > 0.0 && b <= MAX_BETA_KNOB => Some(b),
             Some(_) => {
                 return Err(ValidationError::new(
                     "beta_knob",
-                    "must be a finite number > 0, or null to disable early stopping",
+                    format!("must be a finite number > 0 and <= {MAX_BETA_KNOB:e}, or null to disable early stopping"),
                 ))
             }
         };
@@ -307,11 +337,23 @@ impl JobSpec {
         let max_epochs = ranged_u32("max_epochs", self.max_epochs, 1, u32::MAX as i64)?;
         let num_pruning_rounds = ranged_u32("num_pruning_rounds", self.num_pruning_rounds, 0, 100)?;
         let window_size = ranged_u32("window_size", self.window_size, 0, MAX_WINDOW_SIZE)?;
-        let mab_prior_mean = finite("mab_prior_mean", self.mab_prior_mean)?;
-        let mab_prior_precision = finite("mab_prior_precision", self.mab_prior_precision)?;
-        if mab_prior_precision < 0.0 {
-            return Err(ValidationError::new("mab_prior_precision", "must be >= 0"));
+        let window_rewards = i64::from(window_size) * batch_sizes.len() as i64;
+        if window_rewards > MAX_WINDOW_REWARDS {
+            return Err(ValidationError::new(
+                "window_size",
+                format!(
+                    "window_size x the number of batch_sizes must be <= {MAX_WINDOW_REWARDS} (got {window_rewards})"
+                ),
+            ));
         }
+        let mab_prior_mean =
+            finite_in("mab_prior_mean", self.mab_prior_mean, -MAX_PRIOR, MAX_PRIOR)?;
+        let mab_prior_precision = finite_in(
+            "mab_prior_precision",
+            self.mab_prior_precision,
+            0.0,
+            MAX_PRIOR,
+        )?;
         let mab_num_explorations =
             ranged_u32("mab_num_explorations", self.mab_num_explorations, 0, 1000)?;
         let mab_seed = match self.mab_seed {
@@ -322,6 +364,12 @@ impl JobSpec {
         let max_power = finite("max_power", self.max_power)?;
         if max_power <= 0.0 {
             return Err(ValidationError::new("max_power", "must be > 0"));
+        }
+        if max_power > MAX_POWER_WATTS {
+            return Err(ValidationError::new(
+                "max_power",
+                format!("must be <= {MAX_POWER_WATTS:e} watts"),
+            ));
         }
         let number_of_gpus = ranged_u32("number_of_gpus", self.number_of_gpus, 1, u32::MAX as i64)?;
         if self.gpu_model.trim().is_empty() {
@@ -411,6 +459,14 @@ pub struct BatchSizeState {
     pub rewards: RewardHistory,
     /// Its bandit arm, once the job is in the MAB stage and the batch size survived pruning.
     pub arm: Option<ArmState>,
+    /// Rewards of its explorations in pruning rounds that are over (the bandit's
+    /// arms start from these and the current round's explorations).
+    #[serde(default = "all_rewards")]
+    pub explored: RewardHistory,
+}
+
+fn all_rewards() -> RewardHistory {
+    RewardHistory::new(0)
 }
 
 /// The job document: one per job, the only state a host stores (besides archived trials).
@@ -427,7 +483,11 @@ pub struct JobState {
     pub(crate) min_cost: Option<f64>,
     pub(crate) min_cost_batch_size: u32,
     pub(crate) batch_sizes: Vec<BatchSizeState>,
+    /// Explorations of the pruning rounds not yet over, in trial order.
     pub(crate) explorations: Vec<Exploration>,
+    /// The pruning rounds that are over.
+    #[serde(default)]
+    pub(crate) pruned: FinishedRounds,
     /// Trials still waiting for a result, in trial order.
     pub(crate) open_trials: Vec<Trial>,
     /// The most recent finished trials, in trial order.
@@ -464,6 +524,7 @@ impl JobState {
                 batch_size,
                 rewards: RewardHistory::new(params.window_size),
                 arm: None,
+                explored: all_rewards(),
             })
             .collect();
         JobState {
@@ -476,6 +537,7 @@ impl JobState {
             min_cost: None,
             batch_sizes,
             explorations: Vec::new(),
+            pruned: FinishedRounds::default(),
             open_trials: Vec::new(),
             recent_trials: Vec::new(),
             rng,
@@ -611,6 +673,14 @@ mod tests {
         rejects(|s| s.mab_num_explorations = -1, "mab_num_explorations");
         rejects(|s| s.window_size = -1, "window_size");
         rejects(|s| s.window_size = MAX_WINDOW_SIZE + 1, "window_size");
+        rejects(
+            |s| {
+                s.window_size = MAX_WINDOW_SIZE;
+                s.batch_sizes = (1..=5).collect();
+                s.default_batch_size = 1;
+            },
+            "window_size",
+        );
         rejects(|s| s.job_id = Some("other-1".into()), "job_id");
         rejects(|s| s.job_id = Some("cifar/../x".into()), "job_id");
         rejects(|s| s.job_id_prefix = String::new(), "job_id_prefix");
@@ -621,6 +691,10 @@ mod tests {
         rejects(|s| s.mab_seed = Some(-1), "mab_seed");
         rejects(|s| s.mab_prior_precision = -1.0, "mab_prior_precision");
         rejects(|s| s.target_metric = f64::INFINITY, "target_metric");
+        rejects(|s| s.max_power = 1e308, "max_power");
+        rejects(|s| s.beta_knob = Some(1e300), "beta_knob");
+        rejects(|s| s.mab_prior_mean = -1e300, "mab_prior_mean");
+        rejects(|s| s.mab_prior_precision = 1e300, "mab_prior_precision");
     }
 
     #[test]

@@ -6,7 +6,9 @@
 use crate::api::{Phase, PowerProfile, ReportResponse, TrainingResult, TrialId};
 use crate::bandit::{self, ArmState};
 use crate::explore::{self, Exploration, ExplorationOutcome, NoConvergedBatchSize, Pruning};
-use crate::job::{JobParams, JobState, Stage, ValidationError};
+use crate::job::{
+    finite_in, JobParams, JobState, Stage, ValidationError, MAX_ENERGY_JOULES, MAX_TIME_SECONDS,
+};
 use crate::policy::{wattwise, Policy};
 use crate::trial::{RunResult, Trial, TrialStatus, TrialType};
 
@@ -47,11 +49,51 @@ pub enum OptimizerError {
     NoConverged(#[from] NoConvergedBatchSize),
 }
 
-fn non_negative(field: &'static str, v: f64) -> Result<f64, ValidationError> {
-    if v.is_finite() && v >= 0.0 {
-        Ok(v)
-    } else {
-        Err(ValidationError::new(field, "must be a finite number >= 0"))
+/// Checks a run's time and energy: finite, >= 0 and within the limits that keep
+/// every cost derived from them finite.
+fn time_and_energy(time: f64, energy: f64) -> Result<(f64, f64), ValidationError> {
+    Ok((
+        finite_in("time", time, 0.0, MAX_TIME_SECONDS)?,
+        finite_in("energy", energy, 0.0, MAX_ENERGY_JOULES)?,
+    ))
+}
+
+/// Checks a report's numbers (time, energy, metric), as every report is checked first.
+pub fn validate_report(r: &TrainingResult) -> Result<(f64, f64), ValidationError> {
+    let out = time_and_energy(r.time, r.energy)?;
+    if !r.metric.is_finite() {
+        return Err(ValidationError::new("metric", "must be a finite number"));
+    }
+    Ok(out)
+}
+
+/// The answer to a report for a trial that already finished, wherever the trial
+/// lives (the document or the archive): `None` while it is still Dispatched.
+/// A Succeeded trial answers "already reported" with its recorded `converged`; a
+/// Failed one (ended without a result) refuses the report, so a late result never
+/// disappears behind a 2xx.
+pub fn finished_trial_answer(
+    trial: &Trial,
+    r: &TrainingResult,
+) -> Option<Result<ReportResponse, OptimizerError>> {
+    if r.batch_size != trial.batch_size {
+        return Some(Err(OptimizerError::BatchSizeMismatch {
+            trial_number: trial.trial_number,
+            expected: trial.batch_size,
+            got: r.batch_size,
+        }));
+    }
+    match trial.status {
+        TrialStatus::Succeeded { result, .. } => Some(Ok(ReportResponse {
+            stop_train: true,
+            converged: result.converged,
+            message: format!(
+                "Result for this trial({}) is already reported.",
+                r.trial_number
+            ),
+        })),
+        TrialStatus::Failed { .. } => Some(Err(OptimizerError::TrialFailed(r.trial_number))),
+        TrialStatus::Dispatched => None,
     }
 }
 
@@ -77,14 +119,16 @@ impl JobState {
         let (kind, batch_size) = match self.stage {
             _ if self.params.policy == Policy::Wattwise => self.wattwise_next()?,
             Stage::Mab => (TrialType::Mab, self.choose_arm()),
-            Stage::Pruning => match explore::next_step(&self.params, &self.explorations)? {
-                Pruning::Explore(bs) => (TrialType::Exploration, bs),
-                Pruning::Concurrent => (TrialType::Concurrent, self.min_cost_batch_size),
-                Pruning::Done(survivors) => {
-                    self.start_bandit(&survivors);
-                    (TrialType::Mab, self.choose_arm())
+            Stage::Pruning => {
+                match explore::next_step(&self.params, &self.pruned, &self.explorations)? {
+                    Pruning::Explore(bs) => (TrialType::Exploration, bs),
+                    Pruning::Concurrent => (TrialType::Concurrent, self.min_cost_batch_size),
+                    Pruning::Done(survivors) => {
+                        self.start_bandit(&survivors);
+                        (TrialType::Mab, self.choose_arm())
+                    }
                 }
-            },
+            }
         };
         let trial_number = self.next_trial_number;
         self.next_trial_number += 1;
@@ -121,33 +165,20 @@ impl JobState {
         r: &TrainingResult,
         now_ms: i64,
     ) -> Result<ReportResponse, OptimizerError> {
-        let time = non_negative("time", r.time)?;
-        let energy = non_negative("energy", r.energy)?;
-        if !r.metric.is_finite() {
-            return Err(ValidationError::new("metric", "must be a finite number").into());
-        }
+        let (time, energy) = validate_report(r)?;
         let trial = self.find_trial(r.trial_number, r.batch_size)?;
-        match trial.status {
-            TrialStatus::Succeeded { result, .. } => {
-                return Ok(ReportResponse {
-                    stop_train: true,
-                    converged: result.converged,
-                    message: format!(
-                        "Result for this trial({}) is already reported.",
-                        r.trial_number
-                    ),
-                })
-            }
-            TrialStatus::Failed { .. } => return Err(OptimizerError::TrialFailed(r.trial_number)),
-            TrialStatus::Dispatched => {}
+        if let Some(answer) = finished_trial_answer(&trial, r) {
+            return answer;
         }
         let p = &self.params;
         let cost = explore::cost_of(p, energy, time);
         if p.policy == Policy::Wattwise {
             return Ok(self.wattwise_report(r, time, energy, cost, now_ms));
         }
+        // A zero min cost (a run that cost nothing) bounds nothing: every later run
+        // would exceed it and the job could never converge again.
         let cost_bound = match (p.beta_knob, self.min_cost) {
-            (Some(beta), Some(min)) => beta * min,
+            (Some(beta), Some(min)) if min > 0.0 => beta * min,
             _ => f64::INFINITY,
         };
         let within_bound = cost <= cost_bound;
@@ -200,8 +231,7 @@ impl JobState {
         converged: bool,
         now_ms: i64,
     ) -> Result<(), OptimizerError> {
-        let time = non_negative("time", time)?;
-        let energy = non_negative("energy", energy)?;
+        let (time, energy) = time_and_energy(time, energy)?;
         let trial = self.find_trial(trial_number, None)?;
         match trial.status {
             TrialStatus::Dispatched => {
@@ -315,6 +345,25 @@ impl JobState {
         self.totals
             .add_result(result.energy, result.time, cost, end_ms);
         self.finish(trial_number, TrialStatus::Succeeded { end_ms, result });
+        self.fold_finished_rounds();
+    }
+
+    /// Moves the explorations of finished pruning rounds out of the document,
+    /// keeping their rewards as each batch size's exploration statistics.
+    fn fold_finished_rounds(&mut self) {
+        let removed =
+            explore::fold_finished_rounds(&self.params, &mut self.pruned, &mut self.explorations);
+        for e in removed {
+            let (Some(outcome), Some(state)) = (
+                e.outcome,
+                self.batch_sizes
+                    .iter_mut()
+                    .find(|s| s.batch_size == e.batch_size),
+            ) else {
+                continue;
+            };
+            state.explored.push(e.trial_number, -outcome.cost);
+        }
     }
 
     /// Moves an open trial to the recent ones with its final status, archiving the oldest.
@@ -348,12 +397,14 @@ impl JobState {
         let p = &self.params;
         for state in &mut self.batch_sizes {
             if survivors.contains(&state.batch_size) {
-                let rewards = self
-                    .explorations
-                    .iter()
-                    .filter(|e| e.batch_size == state.batch_size)
-                    .filter_map(|e| e.outcome.map(|o| -o.cost));
-                let summary = bandit::RewardSummary::of(rewards);
+                // The folded rounds' rewards, then those still in the list, in round order.
+                let mut rewards = state.explored.clone();
+                for e in &self.explorations {
+                    if let (true, Some(o)) = (e.batch_size == state.batch_size, e.outcome) {
+                        rewards.push(e.trial_number, -o.cost);
+                    }
+                }
+                let summary = rewards.summary();
                 state.arm = Some(ArmState::fit(
                     p.mab_prior_mean,
                     p.mab_prior_precision,

@@ -79,6 +79,32 @@ pub trait Store {
         let _ = (after, limit);
         std::future::ready(Ok(None))
     }
+
+    /// One archived trial, by number. A late report looks its trial up with this,
+    /// so a store should answer it without reading the whole archive; the default does.
+    fn archived_trial(
+        &self,
+        job_id: &str,
+        trial_number: u64,
+    ) -> impl Future<Output = Result<Option<Trial>, Self::Error>> {
+        async move {
+            Ok(self
+                .archived_trials(job_id)
+                .await?
+                .into_iter()
+                .find(|t| t.trial_number == trial_number))
+        }
+    }
+    /// The stored document's version, without parsing the document, so a job whose
+    /// document no longer parses can still be deleted. The default parses it.
+    fn version(&self, job_id: &str) -> impl Future<Output = Result<Option<u64>, Self::Error>> {
+        async move { Ok(self.load(job_id).await?.map(|s| s.version)) }
+    }
+    /// Whether the store takes writes now (`/healthz` answers 503 with the error when
+    /// not). It must not wait behind another writer. The default says yes.
+    fn writable(&self) -> impl Future<Output = Result<(), Self::Error>> {
+        async { Ok(()) }
+    }
 }
 
 /// What a host provides besides the store.
@@ -108,10 +134,7 @@ impl ServiceConfig {
     /// in constant time) and the body limit. The error is the service's answer.
     pub fn admit(&self, req: &Request<'_>) -> Result<(), ApiError> {
         if let Some(token) = &self.token {
-            let given = req
-                .authorization
-                .and_then(|h| h.strip_prefix("Bearer "))
-                .unwrap_or("");
+            let given = req.authorization.and_then(bearer_token).unwrap_or("");
             if !constant_time_eq(given.as_bytes(), token.as_bytes()) {
                 return Err(ApiError::Unauthorized);
             }
@@ -131,6 +154,17 @@ impl Default for ServiceConfig {
             max_retries: 64,
         }
     }
+}
+
+/// The token of an `Authorization: Bearer <token>` header. The scheme is
+/// case-insensitive and may be followed by any run of spaces or tabs (RFC 9110).
+fn bearer_token(header: &str) -> Option<&str> {
+    let header = header.trim();
+    let (scheme, rest) = header.split_at_checked(6)?;
+    if !scheme.eq_ignore_ascii_case("bearer") || !rest.starts_with([' ', '\t']) {
+        return None;
+    }
+    Some(rest.trim_start_matches([' ', '\t']))
 }
 
 /// An HTTP request, as the host received it.
@@ -326,7 +360,13 @@ impl<S: Store> Service<S> {
         let segments: Vec<&str> = req.path.split('/').filter(|s| !s.is_empty()).collect();
         if segments == ["healthz"] {
             return match req.method {
-                "GET" | "HEAD" => Ok(Response::json(200, &serde_json::json!({"status": "ok"}))),
+                "GET" | "HEAD" => match self.store.writable().await {
+                    Ok(()) => Ok(Response::json(
+                        200,
+                        &serde_json::json!({"status": "ok", "writable": true}),
+                    )),
+                    Err(e) => Err(ApiError::Unavailable(format!("store is not writable: {e}"))),
+                },
                 m => Err(ApiError::MethodNotAllowed(format!(
                     "method {m} is not allowed on /healthz"
                 ))),
@@ -345,8 +385,7 @@ impl<S: Store> Service<S> {
                 "GET" => self.list_jobs(req.query).await,
                 "DELETE" => {
                     let job_id = required_job_id(req.query)?;
-                    self.transact(&job_id, env, |cur, _| api::delete_job(&job_id, cur))
-                        .await?;
+                    self.delete(&job_id, env).await?;
                     Ok(Response::json(200, &()))
                 }
                 _ => Err(not_allowed()),
@@ -485,6 +524,35 @@ impl<S: Store> Service<S> {
         )))
     }
 
+    /// `DELETE /jobs`: by the stored version alone, so a job whose document no
+    /// longer parses can still be deleted.
+    async fn delete(&self, job_id: &str, env: &mut impl HostEnv) -> Result<(), ApiError> {
+        let store_err = |e: S::Error| ApiError::Unavailable(format!("store: {e}"));
+        for attempt in 0..=self.config.max_retries {
+            if attempt > 0 {
+                let wait = 1 + env.entropy() % (1u64 << attempt.min(6));
+                env.backoff(wait).await;
+            }
+            let Some(version) = self.store.version(job_id).await.map_err(store_err)? else {
+                return Err(ApiError::NotFound(format!(
+                    "job_id: unknown job {job_id:?}; register it first"
+                )));
+            };
+            if self
+                .store
+                .delete(job_id, version)
+                .await
+                .map_err(store_err)?
+                == Saved::Ok
+            {
+                return Ok(());
+            }
+        }
+        Err(ApiError::Unavailable(format!(
+            "job {job_id:?} is contended; retry the request"
+        )))
+    }
+
     async fn register(
         &self,
         mut spec: JobSpec,
@@ -521,27 +589,22 @@ impl<S: Store> Service<S> {
         result: &TrainingResult,
         env: &mut impl HostEnv,
     ) -> Result<Response, ApiError> {
-        // A repeated report of a trial that already left the document is answered from the archive.
+        // A late report of a trial that already left the document gets the answer it
+        // would get in the document: one archived trial is read, not the archive.
         if let Some(stored) = self.load(&result.job_id).await? {
             let n = result.trial_number;
             if stored.state.trial(n).is_none() && n > 0 && n < stored.state.next_trial_number() {
+                crate::optimizer::validate_report(result).map_err(ApiError::from)?;
                 let archived = self
                     .store
-                    .archived_trials(&result.job_id)
+                    .archived_trial(&result.job_id, n)
                     .await
                     .map_err(|e| ApiError::Unavailable(format!("store: {e}")))?;
-                if let Some(t) = archived
-                    .iter()
-                    .find(|t| t.trial_number == n && t.batch_size == result.batch_size)
+                if let Some(answer) = archived
+                    .as_ref()
+                    .and_then(|t| crate::optimizer::finished_trial_answer(t, result))
                 {
-                    return Ok(Response::json(
-                        200,
-                        &api::ReportResponse {
-                            stop_train: true,
-                            converged: t.result().is_some_and(|r| r.converged),
-                            message: format!("Result for this trial({n}) is already reported."),
-                        },
-                    ));
+                    return Ok(Response::json(200, &answer.map_err(ApiError::from)?));
                 }
             }
         }
@@ -709,6 +772,18 @@ impl Store for MemoryStore {
         let page = all.into_iter().take(limit + 1).cloned().collect();
         Ok(Some(Listed::from_one_more(page, limit)))
     }
+
+    async fn archived_trial(
+        &self,
+        job_id: &str,
+        trial_number: u64,
+    ) -> Result<Option<Trial>, Self::Error> {
+        let archived = self.archive.lock().map_err(|_| MemoryStoreError)?;
+        Ok(archived
+            .get(job_id)
+            .and_then(|m| m.get(&trial_number))
+            .cloned())
+    }
 }
 
 #[cfg(test)]
@@ -820,6 +895,23 @@ mod tests {
             body,
         };
         assert!(config.admit(&req(Some("Bearer secret"), b"{}")).is_ok());
+        for ok in [
+            "bearer secret",
+            "BEARER  secret",
+            "Bearer\tsecret",
+            " Bearer secret ",
+        ] {
+            assert!(config.admit(&req(Some(ok), b"{}")).is_ok(), "{ok:?}");
+        }
+        for bad in [
+            "Bearersecret",
+            "Basic secret",
+            "Bearer",
+            "Bearer  secre",
+            "secret",
+        ] {
+            assert!(config.admit(&req(Some(bad), b"{}")).is_err(), "{bad:?}");
+        }
         assert!(matches!(
             config.admit(&req(Some("Bearer secreT"), b"{}")),
             Err(ApiError::Unauthorized)

@@ -580,6 +580,65 @@ impl Store for DynamoStore {
         Ok(Some(Listed::from_one_more(page, limit)))
     }
 
+    async fn version(&self, job_id: &str) -> Result<Option<u64>, DynamoError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(self.doc_key(job_id).into_iter().collect()))
+            .projection_expression("#v")
+            .expression_attribute_names("#v", "version")
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| call_error("GetItem", &e))?;
+        let Some(item) = out.item else {
+            return Ok(None);
+        };
+        match item.get("version") {
+            Some(AttributeValue::N(n)) => {
+                n.parse::<u64>()
+                    .map(Some)
+                    .map_err(|e| DynamoError::Corrupt {
+                        job_id: job_id.into(),
+                        why: format!("version: {e}"),
+                    })
+            }
+            _ => Err(DynamoError::Corrupt {
+                job_id: job_id.into(),
+                why: "version: missing or not a number".into(),
+            }),
+        }
+    }
+
+    async fn archived_trial(
+        &self,
+        job_id: &str,
+        trial_number: u64,
+    ) -> Result<Option<Trial>, DynamoError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key(PARTITION_KEY, AttributeValue::S(job_id.into()))
+            .key(SORT_KEY, AttributeValue::S(trial_key(trial_number)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| call_error("GetItem", &e))?;
+        let corrupt = |why: String| DynamoError::Corrupt {
+            job_id: job_id.into(),
+            why,
+        };
+        match out.item.as_ref().map(|item| item.get("record")) {
+            None => Ok(None),
+            Some(Some(AttributeValue::S(r))) => serde_json::from_str(r)
+                .map(Some)
+                .map_err(|e| corrupt(format!("record: {e}"))),
+            Some(_) => Err(corrupt("record: missing or not a string".into())),
+        }
+    }
+
     async fn archived_trials(&self, job_id: &str) -> Result<Vec<Trial>, DynamoError> {
         let corrupt = |why: String| DynamoError::Corrupt {
             job_id: job_id.into(),

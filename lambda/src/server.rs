@@ -5,10 +5,18 @@
 //! static files from that directory (`/` is `index.html`). Bodies are read with a
 //! cap one byte over the limit, so a body over 64 KiB gets the service's 413 and a
 //! larger one is never held whole in memory.
+//!
+//! [`serve`] runs the accept loop itself (rather than `axum::serve`) to bound
+//! what clients can hold: a cap on open connections, a header-read timeout (a
+//! request's head, or the next one on a kept-alive connection, must arrive in
+//! time), an idle timeout (no byte either way), and a body-read timeout.
 
 use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes};
 use axum::http::{header, HeaderValue, Request, Response, StatusCode};
@@ -16,7 +24,7 @@ use tower::ServiceExt;
 use wattwise_core::api::ApiError;
 use wattwise_core::service::{self, Service, Store};
 
-use crate::sqlite::SqliteStore;
+use crate::sqlite::{SqliteStore, WRITE_WAIT};
 use crate::SystemEnv;
 
 /// The first path segments that belong to the API (everything else may be the page).
@@ -28,20 +36,112 @@ pub fn is_api_path(path: &str) -> bool {
     API_ROOTS.contains(&first)
 }
 
+/// One lock per job with a request in flight that may write it: requests that
+/// write one job take turns in this process instead of racing to a version
+/// conflict (another process's writes still conflict, and are retried). Reads
+/// take no lock, and no lock spans two jobs.
+#[derive(Default)]
+pub struct JobLocks {
+    held: std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+/// A held job lock; dropping it lets the next request of that job go.
+pub struct JobTurn<'a> {
+    locks: &'a JobLocks,
+    job_id: String,
+    guard: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+impl JobLocks {
+    /// Waits at most `wait` for the job's turn.
+    pub async fn turn(&self, job_id: &str, wait: Duration) -> Option<JobTurn<'_>> {
+        let lock = {
+            let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+            held.entry(job_id.to_string()).or_default().clone()
+        };
+        let mut turn = JobTurn {
+            locks: self,
+            job_id: job_id.to_string(),
+            guard: None,
+        };
+        turn.guard = Some(tokio::time::timeout(wait, lock.lock_owned()).await.ok()?);
+        Some(turn)
+    }
+
+    /// How many jobs have a lock entry now.
+    pub fn len(&self) -> usize {
+        self.held.lock().map(|h| h.len()).unwrap_or(0)
+    }
+
+    /// Whether no job has a lock entry.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl Drop for JobTurn<'_> {
+    fn drop(&mut self) {
+        drop(self.guard.take());
+        let mut held = self.locks.held.lock().unwrap_or_else(|p| p.into_inner());
+        // The map's own reference is the last one: nobody holds or waits for it.
+        if held
+            .get(&self.job_id)
+            .is_some_and(|l| Arc::strong_count(l) == 1)
+        {
+            held.remove(&self.job_id);
+        }
+    }
+}
+
 /// The server's shared state.
 pub struct App<S> {
     service: Service<S>,
     max_body_bytes: usize,
     web: Option<PathBuf>,
+    body_timeout: Duration,
+    jobs: JobLocks,
 }
 
 impl<S: Store> App<S> {
-    /// An app over a service; `web` is the page's directory, if any.
+    /// An app over a service; `web` is the page's directory, if any. A body must
+    /// arrive within [`Limits::default`]'s `body_read`.
     pub fn new(service: Service<S>, max_body_bytes: usize, web: Option<PathBuf>) -> Self {
         App {
             service,
             max_body_bytes,
             web,
+            body_timeout: Limits::default().body_read,
+            jobs: JobLocks::default(),
+        }
+    }
+
+    /// The same app with another body-read timeout.
+    pub fn with_body_timeout(mut self, timeout: Duration) -> Self {
+        self.body_timeout = timeout;
+        self
+    }
+}
+
+/// What one client may hold of the server.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// Open connections at most; beyond it new ones wait in the listen backlog.
+    pub max_connections: usize,
+    /// A request's head must arrive within this, on a new or kept-alive connection.
+    pub header_read: Duration,
+    /// A connection with no byte read or written for this long is closed.
+    pub idle: Duration,
+    /// A request's body must arrive within this (408 otherwise).
+    pub body_read: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_connections: 4096,
+            header_read: Duration::from_secs(10),
+            idle: Duration::from_secs(60),
+            body_read: Duration::from_secs(10),
         }
     }
 }
@@ -97,7 +197,18 @@ where
                 Err(e) => return json_error(&ApiError::Unavailable(format!("web: {e}"))),
             }
         }
-        _ => read_body(req, app.max_body_bytes).await,
+        _ => match tokio::time::timeout(app.body_timeout, read_body(req, app.max_body_bytes)).await
+        {
+            Ok(body) => body,
+            Err(_) => {
+                let mut resp = json_error(&ApiError::BadRequest(format!(
+                    "body: not received within {} s",
+                    app.body_timeout.as_secs()
+                )));
+                *resp.status_mut() = StatusCode::REQUEST_TIMEOUT;
+                return resp;
+            }
+        },
     };
     let request = service::Request {
         method: method.as_str(),
@@ -105,6 +216,22 @@ where
         query: &query,
         authorization: authorization.as_deref(),
         body: &body,
+    };
+    // A request that may write its job waits for that job's turn, a bounded time
+    // (half the store's own bound, so a write answers within 1.5 x WRITE_WAIT).
+    let writes = !(method == "GET" || method == "HEAD") || path == "/jobs/batch_size";
+    let job_id = if writes { request.job_id() } else { None };
+    let _turn = match &job_id {
+        Some(job_id) => match app.jobs.turn(job_id, WRITE_WAIT / 2).await {
+            Some(turn) => Some(turn),
+            None => {
+                return json_error(&ApiError::Unavailable(format!(
+                    "job {job_id:?} is busy: other requests held it over {} ms; retry the request",
+                    (WRITE_WAIT / 2).as_millis()
+                )))
+            }
+        },
+        None => None,
     };
     let out = app.service.handle(request, &mut SystemEnv).await;
     let micros = started.elapsed().as_micros() as u64;
@@ -131,9 +258,137 @@ pub fn router(app: Arc<App<SqliteStore>>) -> axum::Router {
     })
 }
 
+/// A connection that notes when a byte last went either way (ms since `epoch`).
+struct Watched {
+    stream: tokio::net::TcpStream,
+    epoch: Instant,
+    last: Arc<AtomicU64>,
+}
+
+impl Watched {
+    fn touch(&self) {
+        self.last
+            .store(self.epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
+    }
+}
+
+impl tokio::io::AsyncRead for Watched {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let out = Pin::new(&mut self.stream).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            self.touch();
+        }
+        out
+    }
+}
+
+impl tokio::io::AsyncWrite for Watched {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let out = Pin::new(&mut self.stream).poll_write(cx, buf);
+        if matches!(out, Poll::Ready(Ok(n)) if n > 0) {
+            self.touch();
+        }
+        out
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.stream).poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+}
+
+/// Serves `router` on `listener` within `limits` until `shutdown` completes.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    router: axum::Router,
+    limits: Limits,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections.max(1)));
+    let epoch = Instant::now();
+    tokio::pin!(shutdown);
+    loop {
+        let permit = tokio::select! {
+            p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
+            _ = &mut shutdown => return,
+        };
+        let stream = tokio::select! {
+            r = listener.accept() => match r {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // Out of file descriptors, most likely: wait rather than spin.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = &mut shutdown => return,
+        };
+        let _ = stream.set_nodelay(true);
+        let last = Arc::new(AtomicU64::new(epoch.elapsed().as_millis() as u64));
+        let io = Watched {
+            stream,
+            epoch,
+            last: last.clone(),
+        };
+        let service = hyper_util::service::TowerToHyperService::new(router.clone());
+        tokio::spawn(async move {
+            let _permit = permit;
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(limits.header_read)
+                .keep_alive(true)
+                .serve_connection(hyper_util::rt::TokioIo::new(io), service);
+            tokio::pin!(conn);
+            let tick = (limits.idle / 4).max(Duration::from_millis(50));
+            let mut closing: Option<Instant> = None;
+            loop {
+                tokio::select! {
+                    _ = conn.as_mut() => return,
+                    _ = tokio::time::sleep(tick) => {
+                        let idle_ms = (epoch.elapsed().as_millis() as u64)
+                            .saturating_sub(last.load(Ordering::Relaxed));
+                        match closing {
+                            None if idle_ms >= limits.idle.as_millis() as u64 => {
+                                conn.as_mut().graceful_shutdown();
+                                closing = Some(Instant::now());
+                            }
+                            Some(at) if at.elapsed() >= limits.idle => return,
+                            _ => {}
+                        }
+                    }
+                }
+            }
+        });
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn job_locks_take_turns_and_forget_idle_jobs() {
+        let locks = JobLocks::default();
+        let a = locks.turn("a", Duration::from_millis(10)).await.unwrap();
+        assert!(locks.turn("a", Duration::from_millis(20)).await.is_none());
+        let b = locks.turn("b", Duration::from_millis(10)).await;
+        assert!(b.is_some(), "another job is never blocked");
+        drop(a);
+        drop(b);
+        assert!(locks.is_empty());
+        assert!(locks.turn("a", Duration::from_millis(10)).await.is_some());
+    }
 
     #[test]
     fn api_paths() {

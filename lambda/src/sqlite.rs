@@ -1,23 +1,39 @@
 //! The local server's store: an embedded SQLite file.
 //!
-//! Two tables:
+//! Three tables:
 //! - `jobs(job_id TEXT PRIMARY KEY, version INTEGER, doc TEXT)`: one JSON job
 //!   document per job with its version;
 //! - `trials(job_id TEXT, trial_number INTEGER, record TEXT, PRIMARY KEY(job_id, trial_number))`:
-//!   the append-only records of finished trials that left the document.
+//!   the append-only records of finished trials that left the document;
+//! - `meta(key TEXT PRIMARY KEY, value TEXT)`: the write probe made at open.
 //!
 //! The file runs in WAL mode. Every write (create, conditional replace with its
-//! archived trials, delete) is one `BEGIN IMMEDIATE` transaction that checks the
-//! stored version first, so two requests on one job can never both win.
+//! archived trials, delete) is one `BEGIN IMMEDIATE` transaction on the one writer
+//! connection that checks the stored version first, so two requests on one job can
+//! never both win. Reads use their own connections, so in WAL mode they never
+//! wait behind a writer, in this process or another. Every call runs on tokio's
+//! blocking threads, never on its workers. A write waits at most
+//! [`WRITE_WAIT`] for the writer connection and SQLite's write lock together, then
+//! fails with [`SqliteError::Busy`] (the service answers 503). Before every write
+//! the store checks that its path still names the file it opened, so a database
+//! whose file or directory was deleted fails writes (and `/healthz`) at once
+//! instead of writing into an unlinked file.
 
-use std::path::Path;
-use std::sync::{Mutex, MutexGuard};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
-use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBehavior};
 use wattwise_core::job::JobState;
 use wattwise_core::listing::{ListCursor, Listed};
 use wattwise_core::service::{Saved, Store, Stored};
 use wattwise_core::trial::Trial;
+
+/// Longest a write waits for the writer connection and SQLite's write lock.
+pub const WRITE_WAIT: Duration = Duration::from_secs(2);
+/// Longest a read waits on SQLite's locks (WAL readers almost never wait).
+const READ_WAIT: Duration = Duration::from_secs(2);
 
 /// What can go wrong in the SQLite store.
 #[derive(Debug, thiserror::Error)]
@@ -25,6 +41,17 @@ pub enum SqliteError {
     /// SQLite itself failed (I/O, locking, corrupt file).
     #[error("sqlite: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    /// Another writer held the database longer than [`WRITE_WAIT`].
+    #[error("the database is locked by another writer (waited {0} ms); retry the request")]
+    Busy(u128),
+    /// The database file is gone, replaced or not writable.
+    #[error("database {path}: {why}")]
+    NotWritable {
+        /// The database's path.
+        path: String,
+        /// What is wrong with it.
+        why: String,
+    },
     /// A stored document or trial record did not parse.
     #[error("stored document of job {job_id:?} is not valid: {source}")]
     Corrupt {
@@ -39,17 +66,32 @@ pub enum SqliteError {
     /// A stored version was negative or not an integer.
     #[error("stored version of job {0:?} is out of range")]
     BadVersion(String),
-    /// Another thread panicked while holding the connection.
+    /// Another thread panicked while holding a connection, or a blocking task failed.
     #[error("sqlite connection poisoned")]
     Poisoned,
 }
 
-/// The SQLite store: one connection, used by one request at a time.
-///
-/// Each call holds the connection only for its few statements (no `await` while
-/// held), so a multi-threaded server shares it without blocking for long.
+/// Maps SQLite's "busy"/"locked" to [`SqliteError::Busy`].
+fn busy_aware(e: rusqlite::Error, waited: Duration) -> SqliteError {
+    match e.sqlite_error_code() {
+        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked) => {
+            SqliteError::Busy(waited.as_millis())
+        }
+        _ => SqliteError::Sqlite(e),
+    }
+}
+
+/// The SQLite store: one writer connection and a pool of reader connections.
+#[derive(Clone)]
 pub struct SqliteStore {
-    conn: Mutex<Connection>,
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    /// The file and its (device, inode) at open; `None` in memory.
+    file: Option<(PathBuf, (u64, u64))>,
+    writer: Arc<tokio::sync::Mutex<Connection>>,
+    readers: Mutex<Vec<Connection>>,
 }
 
 const SCHEMA: &str = "
@@ -64,6 +106,10 @@ CREATE TABLE IF NOT EXISTS trials (
     record       TEXT NOT NULL,
     PRIMARY KEY (job_id, trial_number)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS meta (
+    key   TEXT PRIMARY KEY NOT NULL,
+    value TEXT NOT NULL
+);
 ";
 
 /// The job list's index: creation time (read from the document) then job id, so a
@@ -75,43 +121,239 @@ CREATE INDEX IF NOT EXISTS jobs_by_created
     ON jobs ((CASE WHEN json_valid(doc) THEN json_extract(doc, '$.created_ms') END) DESC, job_id DESC);
 ";
 
+fn identity(path: &Path) -> std::io::Result<(u64, u64)> {
+    let m = std::fs::metadata(path)?;
+    Ok((m.dev(), m.ino()))
+}
+
 impl SqliteStore {
-    /// Opens (creating if needed) the database file at `path`, in WAL mode.
+    /// Opens (creating if needed) the database file at `path`, in WAL mode, and
+    /// proves it can write there: a database it cannot write is an error now, not
+    /// at the first request.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, SqliteError> {
+        let path = path.as_ref();
         let conn = Connection::open(path)?;
-        Self::init(conn)
+        let store = Self::init(conn, Some(path))?;
+        Ok(store)
     }
 
-    /// An in-memory database (for tests).
+    /// An in-memory database (for tests); reads share the writer connection.
     pub fn in_memory() -> Result<Self, SqliteError> {
-        Self::init(Connection::open_in_memory()?)
+        Self::init(Connection::open_in_memory()?, None)
     }
 
-    fn init(conn: Connection) -> Result<Self, SqliteError> {
-        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    fn init(conn: Connection, path: Option<&Path>) -> Result<Self, SqliteError> {
+        conn.busy_timeout(WRITE_WAIT)?;
         // journal_mode answers with a row; read it rather than execute.
         let _mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
         conn.execute_batch("PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=OFF;")?;
         conn.query_row("PRAGMA wal_autocheckpoint=8192", [], |_| Ok(()))?;
         conn.execute_batch(SCHEMA)?;
         conn.execute_batch(LIST_INDEX)?;
+        let file = match path {
+            Some(p) => {
+                let not_writable = |why: String| SqliteError::NotWritable {
+                    path: p.display().to_string(),
+                    why,
+                };
+                if conn.is_readonly(rusqlite::DatabaseName::Main)? {
+                    return Err(not_writable(
+                        "opened read-only; the server needs to write it".into(),
+                    ));
+                }
+                conn.execute(
+                    "INSERT OR REPLACE INTO meta (key, value) VALUES ('write_probe', ?1)",
+                    params![env!("CARGO_PKG_VERSION")],
+                )
+                .map_err(|e| not_writable(format!("cannot write: {e}")))?;
+                let id = identity(p).map_err(|e| not_writable(e.to_string()))?;
+                Some((p.to_path_buf(), id))
+            }
+            None => None,
+        };
         Ok(SqliteStore {
-            conn: Mutex::new(conn),
+            inner: Arc::new(Inner {
+                file,
+                writer: Arc::new(tokio::sync::Mutex::new(conn)),
+                readers: Mutex::new(Vec::new()),
+            }),
         })
     }
 
-    fn conn(&self) -> Result<MutexGuard<'_, Connection>, SqliteError> {
-        self.conn.lock().map_err(|_| SqliteError::Poisoned)
+    /// Whether the database can take writes now: its path still names the file
+    /// opened, and this process may write it. Takes no lock.
+    pub fn check_writable(&self) -> Result<(), SqliteError> {
+        self.inner.check_writable()
     }
 
     /// Loads a document synchronously.
     pub fn load_sync(&self, job_id: &str) -> Result<Option<Stored>, SqliteError> {
-        let conn = self.conn()?;
-        let row: Option<(i64, String)> = conn
-            .prepare_cached("SELECT version, doc FROM jobs WHERE job_id = ?1")?
-            .query_row(params![job_id], |r| Ok((r.get(0)?, r.get(1)?)))
-            .optional()?;
-        drop(conn);
+        self.inner.load(job_id)
+    }
+
+    /// Up to `limit` documents in list order after `after` (see [`Store::list_jobs`]).
+    pub fn list_jobs_sync(
+        &self,
+        after: Option<&ListCursor>,
+        limit: usize,
+    ) -> Result<Vec<Stored>, SqliteError> {
+        self.inner.list_jobs(after, limit)
+    }
+
+    /// The stored version of a job, without parsing its document.
+    pub fn version_sync(&self, job_id: &str) -> Result<Option<u64>, SqliteError> {
+        self.inner.version(job_id)
+    }
+
+    /// Writes a document (and its archived trials) if the version is as expected.
+    pub fn save_sync(
+        &self,
+        job_id: &str,
+        state: &JobState,
+        expected_version: Option<u64>,
+        archive: &[Trial],
+    ) -> Result<Saved, SqliteError> {
+        let (doc, records) = encode(state, archive)?;
+        let mut conn = self.inner.writer.blocking_lock();
+        self.inner.save(
+            &mut conn,
+            job_id,
+            &doc,
+            &records,
+            expected_version,
+            Instant::now(),
+        )
+    }
+
+    /// Deletes a job and its archived trials if the version is as expected.
+    pub fn delete_sync(&self, job_id: &str, expected_version: u64) -> Result<Saved, SqliteError> {
+        let mut conn = self.inner.writer.blocking_lock();
+        self.inner
+            .delete(&mut conn, job_id, expected_version, Instant::now())
+    }
+
+    /// A job's archived trials, in trial order.
+    pub fn archived_trials_sync(&self, job_id: &str) -> Result<Vec<Trial>, SqliteError> {
+        self.inner.archived_trials(job_id)
+    }
+
+    /// Runs raw SQL on the writer connection (tests corrupt documents with it).
+    pub fn execute_sync(&self, sql: &str) -> Result<usize, SqliteError> {
+        Ok(self.inner.writer.blocking_lock().execute(sql, [])?)
+    }
+
+    /// Runs `f` on a blocking thread.
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Inner) -> Result<T, SqliteError> + Send + 'static,
+    ) -> Result<T, SqliteError> {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || f(&inner))
+            .await
+            .map_err(|_| SqliteError::Poisoned)?
+    }
+
+    /// Runs `f` with the writer connection on a blocking thread, waiting at most
+    /// [`WRITE_WAIT`] in all.
+    async fn write<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Inner, &mut Connection, Instant) -> Result<T, SqliteError> + Send + 'static,
+    ) -> Result<T, SqliteError> {
+        let started = Instant::now();
+        let mut guard = tokio::time::timeout(WRITE_WAIT, self.inner.writer.clone().lock_owned())
+            .await
+            .map_err(|_| SqliteError::Busy(started.elapsed().as_millis()))?;
+        self.blocking(move |inner| f(inner, &mut guard, started))
+            .await
+    }
+}
+
+/// A document and its archived trials as the JSON the tables hold.
+fn encode(
+    state: &JobState,
+    archive: &[Trial],
+) -> Result<(String, Vec<(u64, String)>), SqliteError> {
+    let doc = serde_json::to_string(state).map_err(SqliteError::Encode)?;
+    let records = archive
+        .iter()
+        .map(|t| {
+            serde_json::to_string(t)
+                .map(|r| (t.trial_number, r))
+                .map_err(SqliteError::Encode)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((doc, records))
+}
+
+impl Inner {
+    fn check_writable(&self) -> Result<(), SqliteError> {
+        let Some((path, opened)) = &self.file else {
+            return Ok(());
+        };
+        let not_writable = |why: &str| SqliteError::NotWritable {
+            path: path.display().to_string(),
+            why: why.into(),
+        };
+        match identity(path) {
+            Ok(id) if id == *opened => {}
+            Ok(_) => {
+                return Err(not_writable(
+                    "the file was replaced since the server opened it",
+                ))
+            }
+            Err(_) => {
+                return Err(not_writable(
+                    "the file (or its directory) was deleted since the server opened it",
+                ))
+            }
+        }
+        let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes())
+            .map_err(|_| not_writable("path holds a NUL byte"))?;
+        // SAFETY: `c` is a valid NUL-terminated string that outlives the call.
+        if unsafe { libc::access(c.as_ptr(), libc::W_OK) } != 0 {
+            return Err(not_writable("this process may not write it"));
+        }
+        Ok(())
+    }
+
+    /// Runs `f` on a reader connection (the writer's, in memory).
+    fn read<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, SqliteError>,
+    ) -> Result<T, SqliteError> {
+        let Some((path, _)) = &self.file else {
+            return f(&self.writer.blocking_lock());
+        };
+        let pooled = self
+            .readers
+            .lock()
+            .map_err(|_| SqliteError::Poisoned)?
+            .pop();
+        let conn = match pooled {
+            Some(c) => c,
+            None => {
+                let c = Connection::open_with_flags(
+                    path,
+                    OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                )?;
+                c.busy_timeout(READ_WAIT)?;
+                c
+            }
+        };
+        let out = f(&conn);
+        if let Ok(mut pool) = self.readers.lock() {
+            pool.push(conn);
+        }
+        out
+    }
+
+    fn load(&self, job_id: &str) -> Result<Option<Stored>, SqliteError> {
+        let row: Option<(i64, String)> = self.read(|conn| {
+            Ok(conn
+                .prepare_cached("SELECT version, doc FROM jobs WHERE job_id = ?1")?
+                .query_row(params![job_id], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()?)
+        })?;
         let Some((version, doc)) = row else {
             return Ok(None);
         };
@@ -123,28 +365,43 @@ impl SqliteStore {
         Ok(Some(Stored { state, version }))
     }
 
-    /// Writes a document (and its archived trials) if the version is as expected.
-    pub fn save_sync(
+    fn version(&self, job_id: &str) -> Result<Option<u64>, SqliteError> {
+        let v: Option<i64> = self.read(|conn| {
+            Ok(conn
+                .prepare_cached("SELECT version FROM jobs WHERE job_id = ?1")?
+                .query_row(params![job_id], |r| r.get(0))
+                .optional()?)
+        })?;
+        v.map(|v| u64::try_from(v).map_err(|_| SqliteError::BadVersion(job_id.into())))
+            .transpose()
+    }
+
+    /// Starts a write: the file is still ours, the lock is waited for until `started + WRITE_WAIT`.
+    fn begin<'c>(
         &self,
+        conn: &'c mut Connection,
+        started: Instant,
+    ) -> Result<rusqlite::Transaction<'c>, SqliteError> {
+        self.check_writable()?;
+        let left = WRITE_WAIT.saturating_sub(started.elapsed());
+        conn.busy_timeout(left.max(Duration::from_millis(1)))?;
+        conn.transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(|e| busy_aware(e, started.elapsed()))
+    }
+
+    fn save(
+        &self,
+        conn: &mut Connection,
         job_id: &str,
-        state: &JobState,
+        doc: &str,
+        records: &[(u64, String)],
         expected_version: Option<u64>,
-        archive: &[Trial],
+        started: Instant,
     ) -> Result<Saved, SqliteError> {
-        let doc = serde_json::to_string(state).map_err(SqliteError::Encode)?;
-        let records = archive
-            .iter()
-            .map(|t| {
-                serde_json::to_string(t)
-                    .map(|r| (t.trial_number, r))
-                    .map_err(SqliteError::Encode)
-            })
-            .collect::<Result<Vec<_>, _>>()?;
         let new_version = expected_version.unwrap_or(0).saturating_add(1);
         let new_version =
             i64::try_from(new_version).map_err(|_| SqliteError::BadVersion(job_id.into()))?;
-        let mut conn = self.conn()?;
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = self.begin(conn, started)?;
         let current: Option<i64> = tx
             .prepare_cached("SELECT version FROM jobs WHERE job_id = ?1")?
             .query_row(params![job_id], |r| r.get(0))
@@ -162,7 +419,7 @@ impl SqliteStore {
             let mut insert = tx.prepare_cached(
                 "INSERT OR IGNORE INTO trials (job_id, trial_number, record) VALUES (?1, ?2, ?3)",
             )?;
-            for (n, record) in &records {
+            for (n, record) in records {
                 let n = i64::try_from(*n).map_err(|_| SqliteError::BadVersion(job_id.into()))?;
                 insert.execute(params![job_id, n, record])?;
             }
@@ -172,14 +429,18 @@ impl SqliteStore {
              ON CONFLICT(job_id) DO UPDATE SET version = excluded.version, doc = excluded.doc",
         )?
         .execute(params![job_id, new_version, doc])?;
-        tx.commit()?;
+        tx.commit().map_err(|e| busy_aware(e, started.elapsed()))?;
         Ok(Saved::Ok)
     }
 
-    /// Deletes a job and its archived trials if the version is as expected.
-    pub fn delete_sync(&self, job_id: &str, expected_version: u64) -> Result<Saved, SqliteError> {
-        let mut conn = self.conn()?;
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    fn delete(
+        &self,
+        conn: &mut Connection,
+        job_id: &str,
+        expected_version: u64,
+        started: Instant,
+    ) -> Result<Saved, SqliteError> {
+        let tx = self.begin(conn, started)?;
         let current: Option<i64> = tx
             .prepare_cached("SELECT version FROM jobs WHERE job_id = ?1")?
             .query_row(params![job_id], |r| r.get(0))
@@ -191,60 +452,77 @@ impl SqliteStore {
             .execute(params![job_id])?;
         tx.prepare_cached("DELETE FROM trials WHERE job_id = ?1")?
             .execute(params![job_id])?;
-        tx.commit()?;
+        tx.commit().map_err(|e| busy_aware(e, started.elapsed()))?;
         Ok(Saved::Ok)
     }
 
-    /// A job's archived trials, in trial order.
-    pub fn archived_trials_sync(&self, job_id: &str) -> Result<Vec<Trial>, SqliteError> {
-        let conn = self.conn()?;
-        let mut stmt = conn
-            .prepare_cached("SELECT record FROM trials WHERE job_id = ?1 ORDER BY trial_number")?;
-        let rows = stmt
-            .query_map(params![job_id], |r| r.get::<_, String>(0))?
-            .collect::<Result<Vec<_>, _>>()?;
-        drop(stmt);
-        drop(conn);
-        rows.iter()
-            .map(|r| {
-                serde_json::from_str(r).map_err(|source| SqliteError::Corrupt {
-                    job_id: job_id.into(),
-                    source,
-                })
-            })
-            .collect()
+    fn parse_trial(job_id: &str, record: &str) -> Result<Trial, SqliteError> {
+        serde_json::from_str(record).map_err(|source| SqliteError::Corrupt {
+            job_id: job_id.into(),
+            source,
+        })
     }
-}
 
-impl SqliteStore {
+    fn archived_trials(&self, job_id: &str) -> Result<Vec<Trial>, SqliteError> {
+        let rows = self.read(|conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT record FROM trials WHERE job_id = ?1 ORDER BY trial_number",
+            )?;
+            let rows = stmt
+                .query_map(params![job_id], |r| r.get::<_, String>(0))?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(rows)
+        })?;
+        rows.iter().map(|r| Self::parse_trial(job_id, r)).collect()
+    }
+
+    fn archived_trial(
+        &self,
+        job_id: &str,
+        trial_number: u64,
+    ) -> Result<Option<Trial>, SqliteError> {
+        let Ok(n) = i64::try_from(trial_number) else {
+            return Ok(None);
+        };
+        let row: Option<String> = self.read(|conn| {
+            Ok(conn
+                .prepare_cached(
+                    "SELECT record FROM trials WHERE job_id = ?1 AND trial_number = ?2",
+                )?
+                .query_row(params![job_id, n], |r| r.get(0))
+                .optional()?)
+        })?;
+        row.map(|r| Self::parse_trial(job_id, &r)).transpose()
+    }
+
     /// Up to `limit` documents in list order after `after` (see [`Store::list_jobs`]).
-    pub fn list_jobs_sync(
+    fn list_jobs(
         &self,
         after: Option<&ListCursor>,
         limit: usize,
     ) -> Result<Vec<Stored>, SqliteError> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let conn = self.conn()?;
-        let rows = match after {
-            None => conn
-                .prepare_cached(
-                    "SELECT job_id, version, doc FROM jobs
-                     ORDER BY (CASE WHEN json_valid(doc) THEN json_extract(doc, '$.created_ms') END) DESC, job_id DESC LIMIT ?1",
-                )?
-                .query_map(params![limit], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
-                .collect::<Result<Vec<(String, i64, String)>, _>>()?,
-            Some(c) => conn
-                .prepare_cached(
-                    "SELECT job_id, version, doc FROM jobs
-                     WHERE ((CASE WHEN json_valid(doc) THEN json_extract(doc, '$.created_ms') END), job_id) < (?1, ?2)
-                     ORDER BY (CASE WHEN json_valid(doc) THEN json_extract(doc, '$.created_ms') END) DESC, job_id DESC LIMIT ?3",
-                )?
-                .query_map(params![c.created_ms, c.job_id, limit], |r| {
-                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-                })?
-                .collect::<Result<Vec<(String, i64, String)>, _>>()?,
-        };
-        drop(conn);
+        let rows = self.read(|conn| {
+            Ok(match after {
+                None => conn
+                    .prepare_cached(
+                        "SELECT job_id, version, doc FROM jobs
+                         ORDER BY (CASE WHEN json_valid(doc) THEN json_extract(doc, '$.created_ms') END) DESC, job_id DESC LIMIT ?1",
+                    )?
+                    .query_map(params![limit], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                    .collect::<Result<Vec<(String, i64, String)>, _>>()?,
+                Some(c) => conn
+                    .prepare_cached(
+                        "SELECT job_id, version, doc FROM jobs
+                         WHERE ((CASE WHEN json_valid(doc) THEN json_extract(doc, '$.created_ms') END), job_id) < (?1, ?2)
+                         ORDER BY (CASE WHEN json_valid(doc) THEN json_extract(doc, '$.created_ms') END) DESC, job_id DESC LIMIT ?3",
+                    )?
+                    .query_map(params![c.created_ms, c.job_id, limit], |r| {
+                        Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                    })?
+                    .collect::<Result<Vec<(String, i64, String)>, _>>()?,
+            })
+        })?;
         rows.into_iter()
             .map(|(job_id, version, doc)| {
                 let version =
@@ -261,7 +539,8 @@ impl Store for SqliteStore {
     type Error = SqliteError;
 
     async fn load(&self, job_id: &str) -> Result<Option<Stored>, SqliteError> {
-        self.load_sync(job_id)
+        let job_id = job_id.to_string();
+        self.blocking(move |inner| inner.load(&job_id)).await
     }
 
     async fn save(
@@ -271,15 +550,45 @@ impl Store for SqliteStore {
         expected_version: Option<u64>,
         archive: &[Trial],
     ) -> Result<Saved, SqliteError> {
-        self.save_sync(job_id, state, expected_version, archive)
+        let (doc, records) = encode(state, archive)?;
+        let job_id = job_id.to_string();
+        self.write(move |inner, conn, started| {
+            inner.save(conn, &job_id, &doc, &records, expected_version, started)
+        })
+        .await
     }
 
     async fn delete(&self, job_id: &str, expected_version: u64) -> Result<Saved, SqliteError> {
-        self.delete_sync(job_id, expected_version)
+        let job_id = job_id.to_string();
+        self.write(move |inner, conn, started| {
+            inner.delete(conn, &job_id, expected_version, started)
+        })
+        .await
     }
 
     async fn archived_trials(&self, job_id: &str) -> Result<Vec<Trial>, SqliteError> {
-        self.archived_trials_sync(job_id)
+        let job_id = job_id.to_string();
+        self.blocking(move |inner| inner.archived_trials(&job_id))
+            .await
+    }
+
+    async fn archived_trial(
+        &self,
+        job_id: &str,
+        trial_number: u64,
+    ) -> Result<Option<Trial>, SqliteError> {
+        let job_id = job_id.to_string();
+        self.blocking(move |inner| inner.archived_trial(&job_id, trial_number))
+            .await
+    }
+
+    async fn version(&self, job_id: &str) -> Result<Option<u64>, SqliteError> {
+        let job_id = job_id.to_string();
+        self.blocking(move |inner| inner.version(&job_id)).await
+    }
+
+    async fn writable(&self) -> Result<(), SqliteError> {
+        self.inner.check_writable()
     }
 
     async fn list_jobs(
@@ -287,7 +596,10 @@ impl Store for SqliteStore {
         after: Option<&ListCursor>,
         limit: usize,
     ) -> Result<Option<Listed>, SqliteError> {
-        let page = self.list_jobs_sync(after, limit.saturating_add(1))?;
+        let after = after.cloned();
+        let page = self
+            .blocking(move |inner| inner.list_jobs(after.as_ref(), limit.saturating_add(1)))
+            .await?;
         Ok(Some(Listed::from_one_more(page, limit)))
     }
 }
@@ -397,12 +709,13 @@ mod tests {
         }
         let s = SqliteStore::open(&path).unwrap();
         assert_eq!(s.load_sync("job-d").unwrap().unwrap().state, state("job-d"));
-        s.conn()
-            .unwrap()
-            .execute("UPDATE jobs SET doc = '{' WHERE job_id = 'job-d'", [])
+        s.execute_sync("UPDATE jobs SET doc = '{' WHERE job_id = 'job-d'")
             .unwrap();
         let err = s.load_sync("job-d").unwrap_err();
         assert!(err.to_string().contains("job-d"), "{err}");
+        // The version still reads, so the job can still be deleted.
+        assert_eq!(s.version_sync("job-d").unwrap(), Some(1));
+        assert_eq!(s.delete_sync("job-d", 1).unwrap(), Saved::Ok);
     }
 
     fn state_at(job_id: &str, created_ms: i64) -> JobState {
@@ -431,7 +744,7 @@ mod tests {
         };
         assert_eq!(ids(s.list_jobs_sync(Some(&after), 1).unwrap()), ["job-d"]);
         // Both queries read the index, never the whole table.
-        let conn = s.conn().unwrap();
+        let conn = s.inner.writer.blocking_lock();
         for sql in [
             "EXPLAIN QUERY PLAN SELECT job_id FROM jobs
              ORDER BY (CASE WHEN json_valid(doc) THEN json_extract(doc, '$.created_ms') END) DESC, job_id DESC LIMIT 5",

@@ -3,8 +3,12 @@
 //! tests/endpoint/run.sh starts moto and sets `WATTWISE_DYNAMO_TEST_URL`; without
 //! it these tests return at once (saying so), since there is nothing to talk to.
 
+#[path = "../../core/tests/hostile_docs/mod.rs"]
+mod hostile_docs;
+
+use aws_sdk_dynamodb::types::AttributeValue;
 use wattwise_core::job::{JobSpec, JobState};
-use wattwise_core::service::{Saved, Store};
+use wattwise_core::service::{Request, Saved, Service, ServiceConfig, Store};
 use wattwise_core::trial::{RunResult, Trial, TrialStatus, TrialType};
 use wattwise_lambda::dynamo::DynamoStore;
 
@@ -88,6 +92,14 @@ async fn conditional_writes_archive_and_delete() {
         .collect();
     numbers.sort_unstable();
     assert_eq!(numbers, (1..=150).collect::<Vec<_>>());
+    // One archived trial by its key, and the version without the document.
+    assert_eq!(
+        s.archived_trial("job-a", 77).await.unwrap(),
+        Some(trial(77))
+    );
+    assert_eq!(s.archived_trial("job-a", 151).await.unwrap(), None);
+    assert_eq!(s.version("job-a").await.unwrap(), Some(3));
+    assert_eq!(s.version("job-b").await.unwrap(), None);
     // Other jobs do not see them.
     assert!(s.archived_trials("job-b").await.unwrap().is_empty());
 
@@ -171,4 +183,54 @@ async fn lists_documents_newest_first_through_the_index() {
         ids(s.list_jobs(None, 2).await.unwrap().unwrap()),
         ["job-a", "job-d"]
     );
+}
+
+#[tokio::test]
+async fn a_job_whose_document_does_not_parse_can_still_be_deleted() {
+    let Some(s) = store("corrupt").await else {
+        return;
+    };
+    s.save("job-c", &state("job-c", 1), None, &[trial(1)])
+        .await
+        .unwrap();
+    // A document no build can read back (what an overflow once stored).
+    s.client()
+        .update_item()
+        .table_name(s.table())
+        .key("job_id", AttributeValue::S("job-c".into()))
+        .key("item", AttributeValue::S("job".into()))
+        .update_expression("SET doc = :d")
+        .expression_attribute_values(":d", AttributeValue::S("{\"max_power\": null".into()))
+        .send()
+        .await
+        .unwrap();
+    assert!(s.load("job-c").await.is_err());
+    let service = Service::new(s.clone(), ServiceConfig::default());
+    let req = Request {
+        method: "DELETE",
+        path: "/jobs",
+        query: "job_id=job-c",
+        authorization: None,
+        body: b"",
+    };
+    let out = service.handle(req, &mut wattwise_lambda::SystemEnv).await;
+    assert_eq!(out.status, 200, "{}", String::from_utf8_lossy(&out.body));
+    assert_eq!(s.load("job-c").await.unwrap(), None);
+    assert!(s.archived_trials("job-c").await.unwrap().is_empty());
+}
+
+/// Hostile documents through DynamoDB: `WATTWISE_DYNAMO_HOSTILE_DOCS` of them
+/// (default 10,000), each written to moto and read back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_documents_read_back_from_dynamodb() {
+    let Some(s) = store("hostile").await else {
+        return;
+    };
+    let want: usize = std::env::var("WATTWISE_DYNAMO_HOSTILE_DOCS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000);
+    let service = Service::new(s, ServiceConfig::default());
+    let tally = hostile_docs::run(&service, 31, want).await;
+    assert!(tally.documents >= want, "{tally:?}");
 }

@@ -120,7 +120,9 @@ def test_run_on_a_pre_volta_gpu_reports_sampled_energy(tmp, server):
     # No energy counter (NVML: not supported): the agent integrates power sampled
     # every 0.1 s, and on both sides of each limit change.
     host = Host(tmp, "prevolta-run", count=1, fake={"FAKE_NVML_NO_ENERGY": "all", "FAKE_NVML_CC": "6.0"})
-    err = _run_energy_within(host, server, 0.01)
+    # 3%: the bound while the load steps, as it does here (profiling moves
+    # the limit every few steps); the counter's test above holds 0.5%.
+    err = _run_energy_within(host, server, 0.03)
     assert "energy_source sampled (GPU 0 sampled); power sampled every 0.100 s" in err, err
     assert "(energy_source sampled)" in err, err
 

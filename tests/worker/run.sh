@@ -6,7 +6,9 @@
 #   2. WATTWISE_STORE=durable_object (one Durable Object per job)
 # Each time: the shared conformance suite (tests/conformance, with a bearer token)
 # tests/worker/test_concurrent_reports.py (concurrent reports for one job, none
-# lost) and tests/worker/test_worker_routes.py (the Durable Object mode's routing). Prints each start's cold-start figures (launch to first 200 on /healthz,
+# lost), tests/worker/test_worker_routes.py (the Durable Object mode's routing) and
+# tests/worker/test_hostile_documents.py (10,000 hostile documents written and read
+# back through the store, every job deleted). Prints each start's cold-start figures (launch to first 200 on /healthz,
 # the first API request's latency).
 # Installs what is missing first (tests/worker/setup.sh, wasm/build-worker.sh).
 # Exits non-zero on any failure.
@@ -95,7 +97,8 @@ for mode in $modes; do
     (cd tests/conformance && WATTWISE_TEST_URL="$url" WATTWISE_TEST_TOKEN="$token" \
         "$py" -m pytest -q -p no:cacheprovider -s)
     (cd tests/worker && WATTWISE_TEST_URL="$url" WATTWISE_TEST_TOKEN="$token" \
-        "$py" -m pytest -q -p no:cacheprovider test_concurrent_reports.py test_worker_routes.py)
+        "$py" -m pytest -q -p no:cacheprovider -s test_concurrent_reports.py test_worker_routes.py \
+        test_hostile_documents.py)
 
     if grep -q "$token" "$log"; then
         echo "worker: wrangler's log shows the token" >&2

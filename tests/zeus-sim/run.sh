@@ -54,7 +54,8 @@ compare)
         for dataset in cifar100 imagenet librispeech movielens-1m squad sentiment140; do
             mean="$("$bin" simulate --traces "$traces" --gpu "$gpu" --dataset "$dataset" \
                 --recurrences 50 --seed "1-$nseeds" --eta 0.5 --beta 2.0 --format csv |
-                awk -F, 'NR > 1 && NF > 5 { s += $6; n++ } END { printf "%.6f", s / n }')"
+                awk -F, 'NR == 1 { for (i = 1; i <= NF; i++) if ($i == "cum_cost") c = i; next }
+                         c && NF >= c { s += $c; n++ } END { if (!n) exit 1; printf "%.6f", s / n }')"
             [ "$first" = 1 ] || echo "," >>"$ours_json"
             first=0
             printf '"%s/%s": %s' "$dataset" "$gpu" "$mean" >>"$ours_json"

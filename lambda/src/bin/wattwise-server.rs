@@ -2,15 +2,17 @@
 //! embedded SQLite file, with the what-if page served from a directory.
 //!
 //! `wattwise-server --listen 127.0.0.1:8080 --db wattwise.db [--web web/dist]`;
-//! `WATTWISE_TOKEN` set means every route but /healthz needs that bearer token.
+//! `WATTWISE_TOKEN` set means every API route but /healthz needs that bearer token
+//! (the page's static files are public).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use clap::Parser;
 use wattwise_core::service::Service;
-use wattwise_lambda::server::{router, App};
+use wattwise_lambda::server::{router, serve, App, Limits};
 use wattwise_lambda::sqlite::SqliteStore;
 use wattwise_lambda::{config_from_env, init_tracing};
 
@@ -27,6 +29,43 @@ struct Args {
     /// A directory of static files served at / for paths that are not API routes.
     #[arg(long)]
     web: Option<PathBuf>,
+    /// Open connections at most (more wait in the listen backlog).
+    #[arg(long, default_value_t = Limits::default().max_connections)]
+    max_connections: usize,
+    /// Seconds a request's head may take to arrive (also the wait for the next
+    /// request on a kept-alive connection).
+    #[arg(long, default_value_t = Limits::default().header_read.as_secs())]
+    header_timeout: u64,
+    /// Seconds a connection may stay without a byte either way.
+    #[arg(long, default_value_t = Limits::default().idle.as_secs())]
+    idle_timeout: u64,
+    /// Seconds a request's body may take to arrive (408 after).
+    #[arg(long, default_value_t = Limits::default().body_read.as_secs())]
+    body_timeout: u64,
+}
+
+/// Raises the soft limit on open files to the hard one; returns the limit in force.
+fn raise_file_limit() -> u64 {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `lim` is a valid rlimit the calls read and write.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return 1024;
+        }
+        if lim.rlim_cur < lim.rlim_max {
+            let raised = libc::rlimit {
+                rlim_cur: lim.rlim_max,
+                rlim_max: lim.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                lim = raised;
+            }
+        }
+    }
+    lim.rlim_cur
 }
 
 #[tokio::main]
@@ -43,11 +82,21 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let max_body = config.max_body_bytes;
     let auth = config.token.is_some();
-    let app = Arc::new(App::new(
-        Service::new(store, config),
-        max_body,
-        args.web.clone(),
-    ));
+    let app = Arc::new(
+        App::new(Service::new(store, config), max_body, args.web.clone())
+            .with_body_timeout(Duration::from_secs(args.body_timeout)),
+    );
+    // Leave room for the database's files and the process's own.
+    let files = raise_file_limit();
+    let max_connections = args
+        .max_connections
+        .min(files.saturating_sub(64).max(1) as usize);
+    let limits = Limits {
+        max_connections,
+        header_read: Duration::from_secs(args.header_timeout.max(1)),
+        idle: Duration::from_secs(args.idle_timeout.max(1)),
+        body_read: Duration::from_secs(args.body_timeout.max(1)),
+    };
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .map_err(|e| format!("--listen {}: {e}", args.listen))?;
@@ -56,12 +105,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         db = %args.db.display(),
         web = ?args.web,
         auth,
+        max_connections,
         "wattwise-server listening"
     );
-    axum::serve(listener, router(app))
-        .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
-        .await?;
+    serve(listener, router(app), limits, async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
+    .await;
     Ok(())
 }

@@ -25,7 +25,7 @@ use worker::{
 };
 
 use super::job_index;
-use super::record::{doc_json, parse_doc, StoreError};
+use super::record::{doc_json, parse_created_ms, parse_doc, parse_version, StoreError};
 use super::{config, to_response, Incoming, WorkerEnv, KV_BINDING};
 
 /// The storage key of the document.
@@ -75,11 +75,6 @@ struct Written {
 }
 
 /// Only the version of a stored document.
-#[derive(Deserialize)]
-struct VersionOnly {
-    version: u64,
-}
-
 /// One job's storage, inside its object. It serves only that job.
 pub struct ObjectStore {
     storage: Storage,
@@ -100,14 +95,9 @@ impl ObjectStore {
         }
     }
 
-    async fn version(&self) -> Result<Option<u64>, StoreError> {
+    async fn stored_version(&self) -> Result<Option<u64>, StoreError> {
         let doc: Option<String> = self.storage.get(DOC_KEY).await.map_err(do_err)?;
-        doc.map(|text| {
-            serde_json::from_str::<VersionOnly>(&text)
-                .map(|v| v.version)
-                .map_err(|e| StoreError::Corrupt(format!("job document: {e}")))
-        })
-        .transpose()
+        doc.as_deref().map(parse_version).transpose()
     }
 
     async fn load_text(&self) -> Result<Option<String>, StoreError> {
@@ -135,7 +125,7 @@ impl Store for ObjectStore {
         archive: &[Trial],
     ) -> Result<Saved, StoreError> {
         self.check(job_id)?;
-        if self.version().await? != expected_version {
+        if self.stored_version().await? != expected_version {
             return Ok(Saved::Conflict);
         }
         if let (None, Some(kv)) = (expected_version, &self.index) {
@@ -164,18 +154,22 @@ impl Store for ObjectStore {
 
     async fn delete(&self, job_id: &str, expected_version: u64) -> Result<Saved, StoreError> {
         self.check(job_id)?;
-        let Some(current) = self
-            .load(job_id)
-            .await?
-            .filter(|s| s.version == expected_version)
-        else {
+        let text = self.load_text().await?;
+        if text.as_deref().map(parse_version).transpose()? != Some(expected_version) {
             return Ok(Saved::Conflict);
         };
         self.storage.delete_all().await.map_err(do_err)?;
-        if let Some(kv) = &self.index {
-            job_index::remove(kv, current.state.created_ms(), job_id).await?;
+        if let (Some(kv), Some(created_ms)) =
+            (&self.index, text.as_deref().and_then(parse_created_ms))
+        {
+            job_index::remove(kv, created_ms, job_id).await?;
         }
         Ok(Saved::Ok)
+    }
+
+    async fn version(&self, job_id: &str) -> Result<Option<u64>, StoreError> {
+        self.check(job_id)?;
+        self.stored_version().await
     }
 
     async fn archived_trials(&self, job_id: &str) -> Result<Vec<Trial>, StoreError> {

@@ -21,7 +21,7 @@ use wattwise_core::trial::Trial;
 use worker::kv::KvStore;
 
 use super::job_index;
-use super::record::{doc_json, parse_doc, StoreError};
+use super::record::{doc_json, parse_created_ms, parse_doc, parse_version, StoreError};
 use crate::job_lock;
 
 /// Documents kept in the isolate cache before it is cleared.
@@ -164,18 +164,43 @@ impl KvJobStore {
         Ok(Saved::Ok)
     }
 
+    /// The document's version (KV's, or the isolate's own newer write), read
+    /// without parsing the document, so a job whose document no longer parses can
+    /// still be deleted.
+    pub async fn version(&self, job_id: &str) -> Result<Option<u64>, StoreError> {
+        let text = self.kv.get(&doc_key(job_id)).text().await.map_err(kv_err)?;
+        let from_kv = text.as_deref().map(parse_version).transpose()?;
+        let mine = cached(job_id).map(|s| s.version);
+        Ok(from_kv.max(mine))
+    }
+
     /// Deletes the archived trials, then the document, if the version is still `expected`.
     pub async fn delete(&self, job_id: &str, expected: u64) -> Result<Saved, StoreError> {
         let _guard = job_lock::lock(job_id, lock_pause).await;
-        let Some(current) = self.load(job_id).await?.filter(|s| s.version == expected) else {
+        if self.version(job_id).await? != Some(expected) {
             return Ok(Saved::Conflict);
+        };
+        // The index key needs the creation time, which never changes: this isolate's
+        // copy, else whatever KV holds, read leniently so a corrupt job still leaves.
+        let created_ms = match cached(job_id) {
+            Some(s) => Some(s.state.created_ms()),
+            None => self
+                .kv
+                .get(&doc_key(job_id))
+                .text()
+                .await
+                .map_err(kv_err)?
+                .as_deref()
+                .and_then(parse_created_ms),
         };
         for key in self.trial_keys(job_id).await? {
             self.kv.delete(&key.name).await.map_err(kv_err)?;
         }
         self.kv.delete(&doc_key(job_id)).await.map_err(kv_err)?;
         forget(job_id);
-        job_index::remove(&self.kv, current.state.created_ms(), job_id).await?;
+        if let Some(created_ms) = created_ms {
+            job_index::remove(&self.kv, created_ms, job_id).await?;
+        }
         Ok(Saved::Ok)
     }
 

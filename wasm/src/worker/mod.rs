@@ -110,6 +110,14 @@ impl Store for Backend {
         }
     }
 
+    async fn version(&self, job_id: &str) -> Result<Option<u64>, StoreError> {
+        match self {
+            Backend::Kv(s) => s.version(job_id).await,
+            Backend::Durable(s) => s.load(job_id).await.map(|d| d.map(|d| d.version)),
+            Backend::Unconfigured(m) => Err(Self::unconfigured(m)),
+        }
+    }
+
     async fn archived_trials(&self, job_id: &str) -> Result<Vec<Trial>, StoreError> {
         match self {
             Backend::Kv(s) => s.archived_trials(job_id).await,
