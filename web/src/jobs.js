@@ -20,6 +20,7 @@ export const jobsState = {
   sort: { key: 'created_ms', dir: -1 },
   prefix: '',
   detail: null, // { summary, doc, trials, defaultEstimate, charts }
+  closest: null, // the core's closest workload for the last "simulate this job"
   reachable: null,
   refreshes: 0,
 };
@@ -203,7 +204,8 @@ const TRIAL_COLUMNS = [
 
 const BANDIT_COLUMNS = [
   ['batch_size', 'batch size'],
-  ['explored', 'pruning rounds tried'],
+  ['pruning', 'pruning'],
+  ['explored', 'exploration runs'],
   ['last_exploration_cost', 'last exploration cost'],
   ['runs', 'succeeded runs'],
   ['mean_cost', 'mean cost'],
@@ -211,14 +213,21 @@ const BANDIT_COLUMNS = [
   ['posterior_spread', 'posterior spread (1/√precision)'],
 ];
 
+/** How many rewards a reward history holds (Welford statistics or a window). */
+const rewardCount = (h) => (h ? (h.kind === 'Window' ? h.rewards.length : h.count) : 0);
+
 function banditRows(doc) {
+  // Rounds that are over are folded into doc.pruned; doc.explorations holds the current round's.
+  const pruned = doc.pruned ?? { rounds: 0, survivors: [] };
   return doc.batch_sizes.map((b) => {
     const ex = (doc.explorations ?? []).filter((e) => e.batch_size === b.batch_size);
     const last = [...ex].reverse().find((e) => e.outcome);
     const r = b.rewards ?? {};
+    const round = `round ${pruned.rounds + 1}`;
     return {
       batch_size: b.batch_size,
-      explored: ex.length,
+      pruning: pruned.rounds === 0 ? round : pruned.survivors.includes(b.batch_size) ? `kept after ${pruned.rounds} round(s)` : 'pruned',
+      explored: rewardCount(b.explored) + ex.length,
       last_exploration_cost: last ? last.outcome.cost : null,
       runs: r.count ?? null,
       mean_cost: r.count ? -r.mean : null,
@@ -387,7 +396,36 @@ export function trialsCsv() {
   return toCsv(cols, d.trials.map((t) => cols.map((c) => (c === 'job_id' ? d.summary.job_id : t[c]))));
 }
 
-export function initJobs() {
+/**
+ * "Simulate this job": asks the core (through the simulator's worker) for the
+ * built-in workload closest to the job's spec and profiles, then opens the what-if
+ * view on it with the job's knobs.
+ */
+async function simulateJob(closest) {
+  const d = jobsState.detail;
+  if (!d) return;
+  $('job-simulate-error').hidden = true;
+  try {
+    const c = await closest({ params: d.doc.params, profiles: d.doc.profiles ?? [] });
+    jobsState.closest = c;
+    const pairs = c.batch_sizes.map((b) => (b.job === b.trace ? `${b.job}` : `${b.job}→${b.trace}`)).join(', ');
+    const match = `${c.dataset} on ${c.gpu}, GPU by ${c.gpu_match === 'name' ? 'name' : 'largest power limit'}; batch sizes ${pairs}`;
+    const q = new URLSearchParams({
+      source: 'zeus', workload: c.dataset, gpu: c.gpu, default_batch_size: String(c.default_batch_size),
+      policy: c.policy, eta: String(c.eta), beta: c.beta === null ? 'inf' : String(c.beta),
+      from_job: d.summary.job_id, match,
+    });
+    const keep = new URLSearchParams(location.search).get('refresh_ms');
+    if (keep) q.set('refresh_ms', keep);
+    location.assign(`${location.pathname}?${q}`);
+  } catch (e) {
+    $('job-simulate-error').hidden = false;
+    $('job-simulate-error').textContent = `Cannot match this job to a built-in workload: ${e.message}`;
+  }
+}
+
+export function initJobs({ closest } = {}) {
+  $('job-simulate').addEventListener('click', () => simulateJob(closest));
   $('jobs-table').addEventListener('click', (e) => {
     const th = e.target.closest('th[data-key]');
     if (!th) return;
