@@ -26,9 +26,9 @@ modes="${WATTWISE_WORKER_MODES:-kv durable_object}"
 
 venv="$(bash tests/worker/setup.sh | tail -n 1)"
 py="$venv/bin/python"
-wrangler="$root/tests/worker/node_modules/.bin/wrangler"
 
 source tests/lib/procs.sh
+source tests/lib/worker.sh
 work="$(mktemp -d)"
 log=""
 cleanup() {
@@ -42,7 +42,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-now_ms() { date +%s%3N; }
 stored() { find "$1" -name '*.sqlite' ! -name metadata.sqlite 2>/dev/null | wc -l; }
 step() { printf '\n---- worker: %s ----\n' "$*"; }
 
@@ -53,41 +52,19 @@ if grep -qa 'cifar100,shufflenetv2,1024,adadelta' wasm/build/worker/index_bg.was
   echo "tests/worker: the Zeus traces are in the Worker's wasm (the core's builtin-traces feature is on)" >&2
   exit 1
 fi
-# wrangler.toml without its [build] section (built above): wrangler then runs no
-# build and watches no files, so nothing reloads the Worker in the middle of a test.
-config=wasm/build/wrangler.test.toml
-awk '/^\[/ { skip = ($0 == "[build]") } !skip' wasm/wrangler.toml \
-    | sed 's|^main = "worker.mjs"|main = "../worker.mjs"|' >"$config"
-grep -q '^main = "../worker.mjs"' "$config"
+# wrangler.toml without [build] (built above) nor [assets] (the page: the jobs-page
+# suite serves it from the Worker).
+worker_config wasm/build/wrangler.test.toml
 
 token="worker-$("$py" -c 'import secrets; print(secrets.token_hex(8))')"
 
 for mode in $modes; do
     step "wrangler dev, WATTWISE_STORE=$mode"
     port=$(free_port "$py")
-    inspector=$(free_port "$py")
     log="$work/wrangler-$mode.log"
-    started=$(now_ms)
-    start_in wasm "wrangler-$mode" "$wrangler" dev -c build/wrangler.test.toml --ip 127.0.0.1 --port "$port" --inspector-port "$inspector" \
-        --persist-to "$work/state-$mode" --show-interactive-dev-session=false \
-        --var "WATTWISE_STORE:$mode" --var "WATTWISE_TOKEN:$token"
+    start_worker "wrangler-$mode" build/wrangler.test.toml "$port" "$work/state-$mode" "$mode" "$token"
+    started=$worker_started_ms up=$worker_up_ms
     url="http://127.0.0.1:$port"
-    up=""
-    for ((i = 0; i < 600; i++)); do
-        if curl -fsS -o /dev/null "$url/healthz" 2>/dev/null; then
-            up=$(now_ms)
-            break
-        fi
-        if ! kill -0 "${groups[-1]}" 2>/dev/null; then
-            break
-        fi
-        sleep 0.2
-    done
-    if [ -z "$up" ]; then
-        echo "worker: wrangler dev did not come up at $url; its log:" >&2
-        tail -n 60 "$log" >&2
-        exit 1
-    fi
     # The first request that reaches the store (an unknown job: 404).
     first=$(curl -sS -o /dev/null -w '%{time_total}' -H "Authorization: Bearer $token" \
         "$url/jobs/cold-start-probe")
