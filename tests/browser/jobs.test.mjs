@@ -273,6 +273,8 @@ test("the jobs of Zeus's client and of the agent: every number on screen is the 
   await assertDetailIsTheApis(zeusJobs[1]);
   const a = await assertDetailIsTheApis(AGENT_JOB);
   assert.equal(a.profiles.length, 1, 'the agent posted one profile');
+  assert.deepEqual(a.trials.map((t) => [t.status, t.converged]), [['Succeeded', true]], "the agent's run reached the target");
+  assert.ok(a.summary.totals.energy > 0 && a.summary.totals.cost > 0, JSON.stringify(a.summary.totals));
   assert.ok(a.profiles[0].measurements.length >= 3, JSON.stringify(a.profiles));
   const p = a.d.charts.profiles[0];
   assert.equal(p.chosen, a.summary.best_power_limit);
