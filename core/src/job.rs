@@ -12,7 +12,7 @@ use crate::policy::wattwise::WattwiseState;
 use crate::policy::Policy;
 use crate::rng::JobRng;
 use crate::spec::JobParams;
-use crate::trial::Trial;
+use crate::trial::{Totals, Trial};
 use crate::wire::PowerProfile;
 
 /// The optimizer's stage.
@@ -72,6 +72,9 @@ pub struct JobState {
     /// The wattwise policy's statistics (absent for a Zeus job).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) wattwise: Option<WattwiseState>,
+    /// Running totals over the finished trials (for the job list).
+    #[serde(default)]
+    pub(crate) totals: Totals,
     /// Finished trials that left the document in the last call; the host appends them to its archive.
     #[serde(skip)]
     pub(crate) archive_out: Vec<Trial>,
@@ -115,6 +118,7 @@ impl JobState {
             rng,
             profiles: Vec::new(),
             wattwise: (params_policy == Policy::Wattwise).then(|| WattwiseState::new(n)),
+            totals: Totals::default(),
             archive_out: Vec::new(),
         }
     }
@@ -127,6 +131,16 @@ impl JobState {
     /// The job's validated parameters.
     pub fn params(&self) -> &JobParams {
         &self.params
+    }
+
+    /// When the job was registered, Unix ms.
+    pub fn created_ms(&self) -> i64 {
+        self.created_ms
+    }
+
+    /// Running totals over the job's finished trials.
+    pub fn totals(&self) -> &Totals {
+        &self.totals
     }
 
     /// The optimizer's stage.

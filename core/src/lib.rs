@@ -28,6 +28,7 @@ pub mod cost;
 pub mod explore;
 pub mod field_error;
 pub mod job;
+pub mod listing;
 pub mod openapi;
 pub mod optimizer;
 pub mod policy;

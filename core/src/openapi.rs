@@ -174,6 +174,45 @@ fn schemas() -> Value {
             },
             "additionalProperties": true
         },
+        "Totals": {
+            "type": "object",
+            "description": "Running totals over a job's finished trials, kept in the job document (zeros for documents written before they existed).",
+            "required": ["finished_trials", "failed_trials", "energy", "time", "cost", "last_activity_ms"],
+            "properties": {
+                "finished_trials": integer, "failed_trials": integer,
+                "energy": {"type": "number", "description": "Joules"},
+                "time": {"type": "number", "description": "Seconds"},
+                "cost": {"type": "number", "description": "Zeus cost"},
+                "last_activity_ms": {"type": "integer", "description": "Unix milliseconds; 0 if none"}
+            }
+        },
+        "JobSummary": {
+            "type": "object",
+            "description": "One job of the list, computed from its document alone.",
+            "required": ["job_id", "version", "created_ms", "last_activity_ms", "stage", "policy", "gpu_model", "number_of_gpus", "default_batch_size", "best_batch_size", "min_cost", "best_power_limit", "trials", "open_trials", "totals"],
+            "properties": {
+                "job_id": {"type": "string"}, "version": integer,
+                "created_ms": {"type": "integer", "description": "Unix milliseconds"},
+                "last_activity_ms": {"type": "integer", "description": "Last trial dispatch or end (created_ms if none), Unix milliseconds"},
+                "stage": {"type": "string", "enum": ["Pruning", "MAB"]},
+                "policy": {"type": "string", "enum": ["zeus", "wattwise"]},
+                "gpu_model": {"type": "string"}, "number_of_gpus": integer,
+                "default_batch_size": integer,
+                "best_batch_size": {"type": "integer", "description": "Batch size of the cheapest run that reached the target (the default before any did)"},
+                "min_cost": {"type": "number", "nullable": true},
+                "best_power_limit": {"type": "integer", "nullable": true, "description": "Watts: the limit the best batch size's training profile picks by Zeus cost; null without a profile"},
+                "trials": {"type": "integer", "description": "Trials dispatched so far"},
+                "open_trials": {"type": "integer", "description": "Trials waiting for a result"},
+                "totals": schema_ref("Totals")
+            }
+        },
+        "JobPage": {
+            "type": "object", "required": ["jobs", "next_cursor"],
+            "properties": {
+                "jobs": {"type": "array", "items": schema_ref("JobSummary")},
+                "next_cursor": {"type": "string", "nullable": true, "description": "Pass as cursor for the next page; null on the last page"}
+            }
+        },
         "Health": {"type": "object", "required": ["status"], "properties": {"status": {"type": "string", "enum": ["ok"]}}}
     })
 }
@@ -194,6 +233,19 @@ fn operation_of(def: &RouteDef) -> Value {
             "Delete a job and its trials",
             responses(vec![("200", ok("Deleted (body: null)", null))], &[404, 422]),
             json!({"parameters": job_id_query()}),
+        ),
+        Endpoint::ListJobs => operation(
+            "List jobs, newest first (created_ms, then job_id, descending), one page at a time",
+            responses(vec![("200", ok("One page", schema_ref("JobPage")))], &[404, 422]),
+            json!({"parameters": [
+                {"name": "limit", "in": "query", "required": false, "schema": {"type": "integer", "minimum": 1, "maximum": crate::listing::MAX_PAGE, "default": crate::listing::DEFAULT_PAGE}},
+                {"name": "cursor", "in": "query", "required": false, "schema": {"type": "string"}, "description": "next_cursor of the previous page (opaque)"}
+            ]}),
+        ),
+        Endpoint::JobSummary => operation(
+            "The job's summary, as the list shows it",
+            responses(vec![("200", ok("The summary", schema_ref("JobSummary")))], &[404]),
+            json!({"parameters": job_id_path()}),
         ),
         Endpoint::NextTrial => operation(
             "The batch size of the next run: dispatches a trial",
@@ -355,6 +407,15 @@ mod tests {
         let mut row = serde_json::to_value(&t).unwrap();
         row["job_id"] = json!("j");
         check("Trial", row);
+        let state = crate::job::JobState::new("p-1".into(), spec.validate().unwrap(), 1, 5);
+        let summary = crate::listing::JobSummary::of(&state, 1);
+        check("JobSummary", serde_json::to_value(&summary).unwrap());
+        check("Totals", serde_json::to_value(&summary.totals).unwrap());
+        let page = crate::listing::JobPage {
+            jobs: vec![summary],
+            next_cursor: None,
+        };
+        check("JobPage", serde_json::to_value(&page).unwrap());
     }
 
     #[test]

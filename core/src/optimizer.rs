@@ -132,6 +132,7 @@ impl JobState {
         };
         let trial_number = self.next_trial_number;
         self.next_trial_number += 1;
+        self.totals.touch(now_ms);
         if kind == TrialType::Exploration && self.params.policy == Policy::Zeus {
             self.explorations.push(Exploration {
                 batch_size,
@@ -341,6 +342,8 @@ impl JobState {
             self.min_cost = Some(cost);
             self.min_cost_batch_size = batch_size;
         }
+        self.totals
+            .add_result(result.energy, result.time, cost, end_ms);
         self.finish(trial_number, TrialStatus::Succeeded { end_ms, result });
         self.fold_finished_rounds();
     }
@@ -373,6 +376,9 @@ impl JobState {
             return;
         };
         let mut trial = self.open_trials.remove(i);
+        if let TrialStatus::Failed { end_ms } = status {
+            self.totals.add_failed(end_ms);
+        }
         if matches!(status, TrialStatus::Failed { .. }) {
             self.explorations.retain(|e| e.trial_number != trial_number);
         }

@@ -24,6 +24,10 @@ pub enum Endpoint {
     RegisterJob,
     /// `DELETE /jobs?job_id=`: delete a job and its trials.
     DeleteJob,
+    /// `GET /jobs?limit=&cursor=`: the job list, newest first, a page at a time.
+    ListJobs,
+    /// `GET /jobs/{job_id}/summary`: one job's summary (as in the list).
+    JobSummary,
     /// `GET /jobs/batch_size?job_id=`: dispatch the next trial (Zeus).
     NextTrial,
     /// `POST /report`: a run's totals after an epoch (Zeus).
@@ -52,6 +56,8 @@ impl Endpoint {
             | Endpoint::EndTrial
             | Endpoint::AddProfile => true,
             Endpoint::Health
+            | Endpoint::ListJobs
+            | Endpoint::JobSummary
             | Endpoint::OpenApi
             | Endpoint::JobDocument
             | Endpoint::Trials
@@ -101,34 +107,22 @@ const fn row(
 }
 
 /// Every route, in the order the OpenAPI document lists them.
+#[rustfmt::skip]
 pub const ROUTES: &[RouteDef] = &[
-    row("POST", "/jobs", Endpoint::RegisterJob, JobIn::Body),
-    row("DELETE", "/jobs", Endpoint::DeleteJob, JobIn::Query),
-    row("GET", "/jobs/batch_size", Endpoint::NextTrial, JobIn::Query),
-    row("POST", "/report", Endpoint::Report, JobIn::Body),
-    row("PATCH", "/trials", Endpoint::EndTrial, JobIn::Body),
-    row("GET", "/healthz", Endpoint::Health, JobIn::Nowhere),
-    row("HEAD", "/healthz", Endpoint::Health, JobIn::Nowhere),
-    row("GET", "/openapi.json", Endpoint::OpenApi, JobIn::Nowhere),
-    row("GET", "/jobs/{job_id}", Endpoint::JobDocument, JobIn::Path),
-    row(
-        "GET",
-        "/jobs/{job_id}/trials",
-        Endpoint::Trials,
-        JobIn::Path,
-    ),
-    row(
-        "GET",
-        "/jobs/{job_id}/profiles",
-        Endpoint::Profiles,
-        JobIn::Path,
-    ),
-    row(
-        "POST",
-        "/jobs/{job_id}/profiles",
-        Endpoint::AddProfile,
-        JobIn::Path,
-    ),
+    row("POST",   "/jobs",                   Endpoint::RegisterJob, JobIn::Body),
+    row("DELETE", "/jobs",                   Endpoint::DeleteJob,   JobIn::Query),
+    row("GET",    "/jobs",                   Endpoint::ListJobs,    JobIn::Nowhere),
+    row("GET",    "/jobs/batch_size",        Endpoint::NextTrial,   JobIn::Query),
+    row("POST",   "/report",                 Endpoint::Report,      JobIn::Body),
+    row("PATCH",  "/trials",                 Endpoint::EndTrial,    JobIn::Body),
+    row("GET",    "/healthz",                Endpoint::Health,      JobIn::Nowhere),
+    row("HEAD",   "/healthz",                Endpoint::Health,      JobIn::Nowhere),
+    row("GET",    "/openapi.json",           Endpoint::OpenApi,     JobIn::Nowhere),
+    row("GET",    "/jobs/{job_id}",          Endpoint::JobDocument, JobIn::Path),
+    row("GET",    "/jobs/{job_id}/summary",  Endpoint::JobSummary,  JobIn::Path),
+    row("GET",    "/jobs/{job_id}/trials",   Endpoint::Trials,      JobIn::Path),
+    row("GET",    "/jobs/{job_id}/profiles", Endpoint::Profiles,    JobIn::Path),
+    row("POST",   "/jobs/{job_id}/profiles", Endpoint::AddProfile,  JobIn::Path),
 ];
 
 /// The template segment that matches any one path segment.

@@ -15,6 +15,7 @@ use serde::Serialize;
 
 use crate::api::{self, ApiError, Change, Ctx, Outcome};
 use crate::job::JobState;
+use crate::listing::{self, JobPage, JobSummary, ListCursor, Listed};
 use crate::retry::Backoff;
 use crate::route::{self, Endpoint, JobIn};
 use crate::spec::JobSpec;
@@ -104,6 +105,19 @@ pub trait Store {
         &self,
         job_id: &str,
     ) -> impl Future<Output = Result<Vec<Trial>, Self::Error>>;
+    /// Up to `limit` job documents in list order (newest created first, ties by job
+    /// id descending), starting strictly after `after`, read through an index of the
+    /// jobs (never every trial of every job), and where the next page starts.
+    /// `None`: this store cannot list jobs.
+    fn list_jobs(
+        &self,
+        after: Option<&ListCursor>,
+        limit: usize,
+    ) -> impl Future<Output = Result<Option<Listed>, Self::Error>> {
+        let _ = (after, limit);
+        std::future::ready(Ok(None))
+    }
+
     /// One archived trial, by number. A late report looks its trial up with this,
     /// so a store should answer it without reading the whole archive; the default does.
     fn archived_trial(
@@ -421,6 +435,14 @@ impl<S: Store> Service<S> {
             Endpoint::Health => self.health().await,
             Endpoint::OpenApi => Ok(Response::json(200, &crate::openapi::document())),
             Endpoint::RegisterJob => self.register(parse_body(body)?, env).await,
+            Endpoint::ListJobs => self.list_jobs(req.query).await,
+            Endpoint::JobSummary => {
+                let stored = self.load_required(job_id).await?;
+                Ok(Response::json(
+                    200,
+                    &JobSummary::of(&stored.state, stored.version),
+                ))
+            }
             Endpoint::DeleteJob => {
                 let job_id = required_job_id(req.query)?;
                 self.delete(&job_id, env).await?;
@@ -625,6 +647,30 @@ impl<S: Store> Service<S> {
         Ok(Response::json(200, &out.body))
     }
 
+    /// `GET /jobs`: one page of job summaries, newest first.
+    async fn list_jobs(&self, query: &str) -> Result<Response, ApiError> {
+        let limit = listing::page_size(query_param(query, "limit")?.as_deref())?;
+        let after = match query_param(query, "cursor")? {
+            Some(c) if !c.is_empty() => Some(ListCursor::decode(&c)?),
+            _ => None,
+        };
+        let listed = self
+            .store
+            .list_jobs(after.as_ref(), limit)
+            .await
+            .map_err(|e| ApiError::Unavailable(format!("store: {e}")))?
+            .ok_or_else(|| {
+                ApiError::NotFound("no route GET /jobs: this host's store cannot list jobs".into())
+            })?;
+        let next_cursor = listed.next.as_ref().map(ListCursor::encode);
+        let jobs = listed
+            .jobs
+            .iter()
+            .map(|s| JobSummary::of(&s.state, s.version))
+            .collect();
+        Ok(Response::json(200, &JobPage { jobs, next_cursor }))
+    }
+
     async fn export_trials(&self, job_id: &str, query: &str) -> Result<Response, ApiError> {
         let stored = self.load_required(job_id).await?;
         let archived = self
@@ -739,6 +785,24 @@ impl Store for MemoryStore {
             .unwrap_or_default())
     }
 
+    /// Sorts every job per call: the memory store is for tests, not for scale.
+    async fn list_jobs(
+        &self,
+        after: Option<&ListCursor>,
+        limit: usize,
+    ) -> Result<Option<Listed>, Self::Error> {
+        let jobs = self.jobs.lock().map_err(|_| MemoryStoreError)?;
+        let mut all: Vec<&Stored> = jobs
+            .values()
+            .filter(|s| after.is_none_or(|c| c.precedes(s.state.created_ms(), s.state.job_id())))
+            .collect();
+        all.sort_by(|a, b| {
+            (b.state.created_ms(), b.state.job_id()).cmp(&(a.state.created_ms(), a.state.job_id()))
+        });
+        let page = all.into_iter().take(limit + 1).cloned().collect();
+        Ok(Some(Listed::from_one_more(page, limit)))
+    }
+
     async fn archived_trial(
         &self,
         job_id: &str,
@@ -798,7 +862,7 @@ mod tests {
     #[test]
     fn reads_the_job_where_each_route_has_it() {
         let body: &[u8] = br#"{"job_id": "j3", "batch_size": 8}"#;
-        let cases: [(&str, &str, &str, &[u8], &str); 8] = [
+        let cases: [(&str, &str, &str, &[u8], &str); 9] = [
             ("GET", "/jobs/j1", "", b"", "j1"),
             ("GET", "/jobs/j1/trials", "format=csv", b"", "j1"),
             ("POST", "/jobs/j1/profiles", "", b"{}", "j1"),
@@ -813,6 +877,7 @@ mod tests {
             ("POST", "/report", "", body, "j3"),
             ("PATCH", "/trials", "", body, "j3"),
             ("POST", "/jobs", "", body, "j3"),
+            ("GET", "/jobs/j1/summary", "", b"", "j1"),
         ];
         for (method, path, query, body, want) in cases {
             assert_eq!(

@@ -31,7 +31,7 @@ impl std::fmt::Display for Violation {
 }
 
 /// The names of the checks [`check`] runs, in order.
-pub const CHECKS: [&str; 8] = [
+pub const CHECKS: [&str; 9] = [
     "unknown job",
     "create once",
     "replace by version",
@@ -40,6 +40,7 @@ pub const CHECKS: [&str; 8] = [
     "delete by version",
     "a job created again starts with no trials",
     "documents round-trip",
+    "the job list is newest first and leaves deleted jobs out",
 ];
 
 /// A job document with trials in it (a registration, three runs and their
@@ -345,6 +346,7 @@ async fn run_one<S: Store>(store: &S, check: usize, job: &str) -> Result<(), Str
                 format!("a job created again sees its old trials {numbers:?}")
             })
         }
+        8 => list_check(store, job).await,
         _ => {
             // The richest document the sample makes, and one with every optional part.
             want(!a.trials().is_empty(), || {
@@ -357,6 +359,73 @@ async fn run_one<S: Store>(store: &S, check: usize, job: &str) -> Result<(), Str
             })
         }
     }
+}
+
+/// Three jobs created in the far future (so they are the newest of any store the
+/// suite runs on, ahead of what else it holds), listed a page at a time, one
+/// deleted, listed again; all three deleted at the end. Assumes the store's job
+/// index reads its own writes (true of every store here; a real DynamoDB index or
+/// Workers KV listing may lag by a moment).
+async fn list_check<S: Store>(store: &S, job: &str) -> Result<(), String> {
+    const FUTURE_MS: i64 = 9_000_000_000_000_000;
+    let ids = [format!("{job}-a"), format!("{job}-b"), format!("{job}-c")];
+    let created = [FUTURE_MS, FUTURE_MS, FUTURE_MS - 1];
+    for (id, at) in ids.iter().zip(created) {
+        let state = JobState::new(id.clone(), sample_state(id, 1)?.params().clone(), 1, at);
+        save(store, id, &state, None, &[]).await?;
+    }
+    let listed = |after: Option<crate::listing::ListCursor>, limit| async move {
+        match store.list_jobs(after.as_ref(), limit).await {
+            Ok(Some(page)) => Ok(page),
+            Ok(None) => Err("the store cannot list jobs".to_string()),
+            Err(e) => Err(format!("list_jobs: {e}")),
+        }
+    };
+    let names = |page: &crate::listing::Listed| -> Vec<String> {
+        page.jobs
+            .iter()
+            .map(|s| s.state.job_id().to_string())
+            .collect()
+    };
+    // Same creation time: the larger id first; then the older job.
+    let first = listed(None, 2).await?;
+    want(names(&first) == [ids[1].clone(), ids[0].clone()], || {
+        format!(
+            "the first page is {:?}, not [{}, {}]",
+            names(&first),
+            ids[1],
+            ids[0]
+        )
+    })?;
+    let Some(next) = first.next.clone() else {
+        return Err("a full first page has no cursor to the next".into());
+    };
+    let second = listed(Some(next), 1).await?;
+    want(names(&second) == [ids[2].clone()], || {
+        format!(
+            "the page after the cursor is {:?}, not [{}]",
+            names(&second),
+            ids[2]
+        )
+    })?;
+    let deleted = store
+        .delete(&ids[1], 1)
+        .await
+        .map_err(|e| format!("delete: {e}"))?;
+    want(deleted == Saved::Ok, || {
+        format!("delete answered {deleted:?}")
+    })?;
+    let after = listed(None, 2).await?;
+    want(names(&after) == [ids[0].clone(), ids[2].clone()], || {
+        format!("after a delete the list is {:?}", names(&after))
+    })?;
+    for id in [&ids[0], &ids[2]] {
+        store
+            .delete(id, 1)
+            .await
+            .map_err(|e| format!("delete: {e}"))?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

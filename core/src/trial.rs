@@ -129,6 +129,57 @@ impl Trial {
     }
 }
 
+/// Running totals over a job's finished trials, kept in the job document so the
+/// list never reads the trial archive. Documents written before these existed
+/// load with zeros (and count only what happened since).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Totals {
+    /// Trials that ended with a result.
+    pub finished_trials: u64,
+    /// Trials that ended without one (ended early or abandoned).
+    pub failed_trials: u64,
+    /// Energy of the finished trials, joules.
+    pub energy: f64,
+    /// Time of the finished trials, seconds.
+    pub time: f64,
+    /// Zeus cost of the finished trials.
+    pub cost: f64,
+    /// The last time the document changed for a trial (dispatch or end), Unix ms; 0 if never.
+    pub last_activity_ms: i64,
+}
+
+/// Adds `x` to `sum`, staying finite.
+fn add_finite(sum: f64, x: f64) -> f64 {
+    let s = sum + x;
+    if s.is_finite() {
+        s
+    } else {
+        f64::MAX
+    }
+}
+
+impl Totals {
+    /// Counts a finished trial with its result.
+    pub(crate) fn add_result(&mut self, energy: f64, time: f64, cost: f64, now_ms: i64) {
+        self.finished_trials += 1;
+        self.energy = add_finite(self.energy, energy);
+        self.time = add_finite(self.time, time);
+        self.cost = add_finite(self.cost, cost);
+        self.touch(now_ms);
+    }
+
+    /// Counts a trial that ended without a result.
+    pub(crate) fn add_failed(&mut self, now_ms: i64) {
+        self.failed_trials += 1;
+        self.touch(now_ms);
+    }
+
+    /// Records activity at `now_ms`.
+    pub(crate) fn touch(&mut self, now_ms: i64) {
+        self.last_activity_ms = self.last_activity_ms.max(now_ms);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -156,3 +156,53 @@ fn a_keep_training_report_writes_nothing() {
     assert_eq!(h.state("svc-k"), before);
     assert_eq!(version(&h), v0, "no write for a keep-training report");
 }
+
+#[test]
+fn job_list_pages_newest_first_with_totals() {
+    let mut h = Harness::new();
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        let mut s = spec();
+        s["job_id"] = json!(format!("svc-{i}"));
+        assert_eq!(h.call("POST", "/jobs", &s.to_string()).0, 201);
+        ids.push(format!("svc-{i}"));
+    }
+    // One trial of svc-4 with a result.
+    let (status, trial) = h.call("GET", "/jobs/batch_size?job_id=svc-4", "");
+    assert_eq!(status, 200, "{trial}");
+    let report = json!({"job_id": "svc-4", "batch_size": trial["batch_size"],
+        "trial_number": trial["trial_number"], "time": 10.0, "energy": 2000.0,
+        "metric": 0.9, "current_epoch": 1});
+    assert_eq!(h.call("POST", "/report", &report.to_string()).0, 200);
+    let mut seen = Vec::new();
+    let mut path = "/jobs?limit=2".to_string();
+    loop {
+        let (status, page) = h.call("GET", &path, "");
+        assert_eq!(status, 200, "{page}");
+        let jobs = page["jobs"].as_array().unwrap();
+        assert!(jobs.len() <= 2);
+        seen.extend(
+            jobs.iter()
+                .map(|j| j["job_id"].as_str().unwrap().to_string()),
+        );
+        match page["next_cursor"].as_str() {
+            Some(c) => path = format!("/jobs?limit=2&cursor={c}"),
+            None => break,
+        }
+    }
+    ids.reverse();
+    assert_eq!(seen, ids);
+    let (_, page) = h.call("GET", "/jobs?limit=1", "");
+    let top = &page["jobs"][0];
+    assert_eq!(top["job_id"], "svc-4");
+    assert_eq!(top["trials"], 1);
+    assert_eq!(top["totals"]["finished_trials"], 1);
+    assert_eq!(top["totals"]["energy"], 2000.0);
+    assert_eq!(top["totals"]["time"], 10.0);
+    assert!(top["totals"]["cost"].as_f64().unwrap() > 0.0);
+    assert!(top["last_activity_ms"].as_i64() >= top["created_ms"].as_i64());
+    for bad in ["/jobs?limit=0", "/jobs?limit=201", "/jobs?cursor=zz"] {
+        let (status, body) = h.call("GET", bad, "");
+        assert_eq!(status, 422, "{bad}: {body}");
+    }
+}

@@ -20,6 +20,7 @@ use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, TransactWriteItem, WriteRequest};
 use aws_sdk_dynamodb::Client;
 use wattwise_core::job::JobState;
+use wattwise_core::listing::{ListCursor, Listed};
 use wattwise_core::retry::Backoff;
 use wattwise_core::service::HostEnv as _;
 use wattwise_core::service::{Saved, Store, Stored, Write};
@@ -46,6 +47,24 @@ pub const SORT_KEY: &str = "item";
 pub const DOC_ITEM: &str = "job";
 /// The sort key prefix of an archived trial.
 pub const TRIAL_PREFIX: &str = "trial#";
+
+/// The job list's global secondary index: partition key [`LIST_PK`] (the same
+/// value, [`LIST_PK_VALUE`], on every document item and absent from trial items, so
+/// the index holds documents only) and sort key [`LIST_SK`]
+/// (`<20-digit created_ms>#<job_id>`), projecting the whole item, so a page of the
+/// list is one Query of `limit` items whatever the number of jobs or trials.
+pub const LIST_INDEX: &str = "jobs_by_created";
+/// The list index's partition key.
+pub const LIST_PK: &str = "list";
+/// Its value on every document item.
+pub const LIST_PK_VALUE: &str = "jobs";
+/// The list index's sort key.
+pub const LIST_SK: &str = "created";
+
+/// The list index's sort key of a job: creation time, zero-padded so it sorts, then the id.
+pub fn list_sort_key(created_ms: i64, job_id: &str) -> String {
+    format!("{:020}#{job_id}", created_ms.max(0))
+}
 
 /// Items per `TransactWriteItems` (DynamoDB's limit is 100; one is the document).
 const TRANSACT_TRIALS: usize = 99;
@@ -142,7 +161,7 @@ impl DynamoStore {
     /// and first deployments. Succeeds if it exists already.
     pub async fn create_table(&self) -> Result<(), DynamoError> {
         use aws_sdk_dynamodb::types::{
-            AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+            AttributeDefinition, BillingMode, KeyType, ScalarAttributeType,
         };
         let attr = |name: &str| {
             AttributeDefinition::builder()
@@ -151,13 +170,7 @@ impl DynamoStore {
                 .build()
                 .expect("name and type are set")
         };
-        let key = |name: &str, kind: KeyType| {
-            KeySchemaElement::builder()
-                .attribute_name(name)
-                .key_type(kind)
-                .build()
-                .expect("name and type are set")
-        };
+        let key = key_element;
         let out = self
             .client
             .create_table()
@@ -166,6 +179,9 @@ impl DynamoStore {
             .attribute_definitions(attr(SORT_KEY))
             .key_schema(key(PARTITION_KEY, KeyType::Hash))
             .key_schema(key(SORT_KEY, KeyType::Range))
+            .attribute_definitions(attr(LIST_PK))
+            .attribute_definitions(attr(LIST_SK))
+            .global_secondary_indexes(list_index())
             .billing_mode(BillingMode::PayPerRequest)
             .send()
             .await;
@@ -208,7 +224,12 @@ impl DynamoStore {
             .item(PARTITION_KEY, AttributeValue::S(job_id.into()))
             .item(SORT_KEY, AttributeValue::S(DOC_ITEM.into()))
             .item("version", AttributeValue::N(new_version.to_string()))
-            .item("doc", AttributeValue::S(doc));
+            .item("doc", AttributeValue::S(doc))
+            .item(LIST_PK, AttributeValue::S(LIST_PK_VALUE.into()))
+            .item(
+                LIST_SK,
+                AttributeValue::S(list_sort_key(state.created_ms(), job_id)),
+            );
         put = match expected_version {
             None => put.condition_expression("attribute_not_exists(#pk)"),
             Some(v) => put
@@ -335,6 +356,60 @@ impl DynamoStore {
             })
             .collect())
     }
+}
+
+/// A key schema element (both fields set, so building cannot fail).
+fn key_element(
+    name: &str,
+    kind: aws_sdk_dynamodb::types::KeyType,
+) -> aws_sdk_dynamodb::types::KeySchemaElement {
+    aws_sdk_dynamodb::types::KeySchemaElement::builder()
+        .attribute_name(name)
+        .key_type(kind)
+        .build()
+        .expect("name and type are set")
+}
+
+/// The list index's definition (see [`LIST_INDEX`]).
+fn list_index() -> aws_sdk_dynamodb::types::GlobalSecondaryIndex {
+    use aws_sdk_dynamodb::types::{GlobalSecondaryIndex, KeyType, Projection, ProjectionType};
+    let key = key_element;
+    GlobalSecondaryIndex::builder()
+        .index_name(LIST_INDEX)
+        .key_schema(key(LIST_PK, KeyType::Hash))
+        .key_schema(key(LIST_SK, KeyType::Range))
+        .projection(
+            Projection::builder()
+                .projection_type(ProjectionType::All)
+                .build(),
+        )
+        .build()
+        .expect("name, keys and projection are set")
+}
+
+/// A document item read back: its version and document.
+fn stored_of_item(item: &HashMap<String, AttributeValue>) -> Result<Stored, DynamoError> {
+    let job_id = match item.get(PARTITION_KEY) {
+        Some(AttributeValue::S(id)) => id.clone(),
+        _ => String::new(),
+    };
+    let corrupt = |why: &str| DynamoError::Corrupt {
+        job_id: job_id.clone(),
+        why: why.to_string(),
+    };
+    let version = match item.get("version") {
+        Some(AttributeValue::N(n)) => n
+            .parse::<u64>()
+            .map_err(|e| corrupt(&format!("version: {e}")))?,
+        _ => return Err(corrupt("version: missing or not a number")),
+    };
+    let state = match item.get("doc") {
+        Some(AttributeValue::S(doc)) => {
+            serde_json::from_str(doc).map_err(|e| corrupt(&format!("doc: {e}")))?
+        }
+        _ => return Err(corrupt("doc: missing or not a string")),
+    };
+    Ok(Stored { state, version })
 }
 
 fn is_conditional_failure<E: ProvideErrorMetadata>(e: &SdkError<E>) -> bool {
@@ -476,6 +551,41 @@ impl Store for DynamoStore {
         // The document is gone (the commit point); now its trial records.
         self.purge_trials(job_id).await?;
         Ok(Saved::Ok)
+    }
+
+    /// One Query of the list index (eventually consistent, as every index read).
+    async fn list_jobs(
+        &self,
+        after: Option<&ListCursor>,
+        limit: usize,
+    ) -> Result<Option<Listed>, DynamoError> {
+        let mut query = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(LIST_INDEX)
+            .expression_attribute_names("#l", LIST_PK)
+            .expression_attribute_values(":jobs", AttributeValue::S(LIST_PK_VALUE.into()))
+            .scan_index_forward(false)
+            .limit(i32::try_from(limit.saturating_add(1)).unwrap_or(i32::MAX));
+        query = match after {
+            None => query.key_condition_expression("#l = :jobs"),
+            Some(c) => query
+                .key_condition_expression("#l = :jobs AND #c < :after")
+                .expression_attribute_names("#c", LIST_SK)
+                .expression_attribute_values(
+                    ":after",
+                    AttributeValue::S(list_sort_key(c.created_ms, &c.job_id)),
+                ),
+        };
+        let out = query.send().await.map_err(|e| call_error("Query", &e))?;
+        let page = out
+            .items
+            .unwrap_or_default()
+            .iter()
+            .map(stored_of_item)
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Some(Listed::from_one_more(page, limit)))
     }
 
     async fn version(&self, job_id: &str) -> Result<Option<u64>, DynamoError> {

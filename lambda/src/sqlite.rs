@@ -26,6 +26,7 @@ use std::time::{Duration, Instant};
 
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBehavior};
 use wattwise_core::job::JobState;
+use wattwise_core::listing::{ListCursor, Listed};
 use wattwise_core::service::{Saved, Store, Stored, Write};
 use wattwise_core::trial::Trial;
 
@@ -111,6 +112,15 @@ CREATE TABLE IF NOT EXISTS meta (
 );
 ";
 
+/// The job list's index: creation time (read from the document) then job id, so a
+/// page is one index range scan of `limit` rows whatever the number of jobs. The
+/// key is NULL for a document that is not JSON, so a corrupt row never fails a
+/// write or the index's creation (reading it fails, naming the job).
+const LIST_INDEX: &str = "
+CREATE INDEX IF NOT EXISTS jobs_by_created
+    ON jobs ((CASE WHEN json_valid(doc) THEN json_extract(doc, '$.created_ms') END) DESC, job_id DESC);
+";
+
 fn identity(path: &Path) -> std::io::Result<(u64, u64)> {
     let m = std::fs::metadata(path)?;
     Ok((m.dev(), m.ino()))
@@ -139,6 +149,7 @@ impl SqliteStore {
         conn.execute_batch("PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=OFF;")?;
         conn.query_row("PRAGMA wal_autocheckpoint=8192", [], |_| Ok(()))?;
         conn.execute_batch(SCHEMA)?;
+        conn.execute_batch(LIST_INDEX)?;
         let file = match path {
             Some(p) => {
                 let not_writable = |why: String| SqliteError::NotWritable {
@@ -178,6 +189,15 @@ impl SqliteStore {
     /// Loads a document synchronously.
     pub fn load_sync(&self, job_id: &str) -> Result<Option<Stored>, SqliteError> {
         self.inner.load(job_id)
+    }
+
+    /// Up to `limit` documents in list order after `after` (see [`Store::list_jobs`]).
+    pub fn list_jobs_sync(
+        &self,
+        after: Option<&ListCursor>,
+        limit: usize,
+    ) -> Result<Vec<Stored>, SqliteError> {
+        self.inner.list_jobs(after, limit)
     }
 
     /// The stored version of a job, without parsing its document.
@@ -469,6 +489,45 @@ impl Inner {
         })?;
         row.map(|r| Self::parse_trial(job_id, &r)).transpose()
     }
+
+    /// Up to `limit` documents in list order after `after` (see [`Store::list_jobs`]).
+    fn list_jobs(
+        &self,
+        after: Option<&ListCursor>,
+        limit: usize,
+    ) -> Result<Vec<Stored>, SqliteError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = self.read(|conn| {
+            Ok(match after {
+                None => conn
+                    .prepare_cached(
+                        "SELECT job_id, version, doc FROM jobs
+                         ORDER BY (CASE WHEN json_valid(doc) THEN json_extract(doc, '$.created_ms') END) DESC, job_id DESC LIMIT ?1",
+                    )?
+                    .query_map(params![limit], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                    .collect::<Result<Vec<(String, i64, String)>, _>>()?,
+                Some(c) => conn
+                    .prepare_cached(
+                        "SELECT job_id, version, doc FROM jobs
+                         WHERE ((CASE WHEN json_valid(doc) THEN json_extract(doc, '$.created_ms') END), job_id) < (?1, ?2)
+                         ORDER BY (CASE WHEN json_valid(doc) THEN json_extract(doc, '$.created_ms') END) DESC, job_id DESC LIMIT ?3",
+                    )?
+                    .query_map(params![c.created_ms, c.job_id, limit], |r| {
+                        Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                    })?
+                    .collect::<Result<Vec<(String, i64, String)>, _>>()?,
+            })
+        })?;
+        rows.into_iter()
+            .map(|(job_id, version, doc)| {
+                let version =
+                    u64::try_from(version).map_err(|_| SqliteError::BadVersion(job_id.clone()))?;
+                let state = serde_json::from_str(&doc)
+                    .map_err(|source| SqliteError::Corrupt { job_id, source })?;
+                Ok(Stored { state, version })
+            })
+            .collect()
+    }
 }
 
 impl Store for SqliteStore {
@@ -520,6 +579,18 @@ impl Store for SqliteStore {
 
     async fn writable(&self) -> Result<(), SqliteError> {
         self.inner.check_writable()
+    }
+
+    async fn list_jobs(
+        &self,
+        after: Option<&ListCursor>,
+        limit: usize,
+    ) -> Result<Option<Listed>, SqliteError> {
+        let after = after.cloned();
+        let page = self
+            .blocking(move |inner| inner.list_jobs(after.as_ref(), limit.saturating_add(1)))
+            .await?;
+        Ok(Some(Listed::from_one_more(page, limit)))
     }
 }
 
@@ -642,6 +713,54 @@ mod tests {
         // The version still reads, so the job can still be deleted.
         assert_eq!(s.version_sync("job-d").unwrap(), Some(1));
         assert_eq!(s.delete_sync("job-d", 1).unwrap(), Saved::Ok);
+    }
+
+    fn state_at(job_id: &str, created_ms: i64) -> JobState {
+        let mut spec = JobSpec::new("job", vec![8, 16, 32], 16, 300.0, 1, "A100");
+        spec.job_id = Some(job_id.into());
+        JobState::new(job_id.into(), spec.validate().unwrap(), 7, created_ms)
+    }
+
+    #[test]
+    fn lists_newest_first_through_the_index() {
+        let (_dir, s) = temp_store();
+        for (id, at) in [("job-a", 30), ("job-b", 10), ("job-c", 30), ("job-d", 20)] {
+            s.save_sync(id, Write::new(&state_at(id, at), None, &[]))
+                .unwrap();
+        }
+        let ids = |v: Vec<Stored>| -> Vec<String> {
+            v.iter().map(|s| s.state.job_id().to_string()).collect()
+        };
+        assert_eq!(
+            ids(s.list_jobs_sync(None, 10).unwrap()),
+            ["job-c", "job-a", "job-d", "job-b"]
+        );
+        let after = ListCursor {
+            created_ms: 30,
+            job_id: "job-a".into(),
+            resume: None,
+        };
+        assert_eq!(ids(s.list_jobs_sync(Some(&after), 1).unwrap()), ["job-d"]);
+        // Both queries read the index, never the whole table.
+        let conn = s.inner.writer.blocking_lock();
+        for sql in [
+            "EXPLAIN QUERY PLAN SELECT job_id FROM jobs
+             ORDER BY (CASE WHEN json_valid(doc) THEN json_extract(doc, '$.created_ms') END) DESC, job_id DESC LIMIT 5",
+            "EXPLAIN QUERY PLAN SELECT job_id FROM jobs
+             WHERE ((CASE WHEN json_valid(doc) THEN json_extract(doc, '$.created_ms') END), job_id) < (30, 'job-a')
+             ORDER BY (CASE WHEN json_valid(doc) THEN json_extract(doc, '$.created_ms') END) DESC, job_id DESC LIMIT 5",
+        ] {
+            let plan: Vec<String> = conn
+                .prepare(sql)
+                .unwrap()
+                .query_map([], |r| r.get::<_, String>(3))
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap();
+            let plan = plan.join(" | ");
+            assert!(plan.contains("jobs_by_created"), "{plan}");
+            assert!(!plan.contains("TEMP B-TREE"), "{plan}");
+        }
     }
 
     #[test]

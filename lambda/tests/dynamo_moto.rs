@@ -150,6 +150,56 @@ async fn racing_writers_one_wins() {
     assert_eq!(s.archived_trials("job-r").await.unwrap().len(), 1);
 }
 
+fn state_at(job_id: &str, created_ms: i64) -> JobState {
+    let mut spec = JobSpec::new("job", vec![8, 16, 32], 16, 300.0, 1, "A100");
+    spec.job_id = Some(job_id.into());
+    JobState::new(job_id.into(), spec.validate().unwrap(), 1, created_ms)
+}
+
+#[tokio::test]
+#[ignore = "needs moto's server: tests/endpoint/run.sh runs it"]
+async fn lists_documents_newest_first_through_the_index() {
+    let s = store("list").await;
+    for (id, at) in [("job-a", 30), ("job-b", 10), ("job-c", 30), ("job-d", 20)] {
+        assert_eq!(
+            s.save(id, Write::new(&state_at(id, at), None, &[]))
+                .await
+                .unwrap(),
+            Saved::Ok
+        );
+    }
+    // Archived trials never show in the list.
+    s.save(
+        "job-b",
+        Write::new(&state_at("job-b", 10), Some(1), &[trial(1), trial(2)]),
+    )
+    .await
+    .unwrap();
+    let ids = |v: wattwise_core::listing::Listed| -> Vec<String> {
+        v.jobs
+            .iter()
+            .map(|s| s.state.job_id().to_string())
+            .collect()
+    };
+    let all = s.list_jobs(None, 10).await.unwrap().unwrap();
+    assert_eq!(all.next, None);
+    assert_eq!(all.jobs[3].version, 2);
+    assert_eq!(ids(all), ["job-c", "job-a", "job-d", "job-b"]);
+    let after = wattwise_core::listing::ListCursor {
+        created_ms: 30,
+        job_id: "job-a".into(),
+        resume: None,
+    };
+    let one = s.list_jobs(Some(&after), 1).await.unwrap().unwrap();
+    assert_eq!(one.next.as_ref().map(|c| c.job_id.as_str()), Some("job-d"));
+    assert_eq!(ids(one), ["job-d"]);
+    s.delete("job-c", 1).await.unwrap();
+    assert_eq!(
+        ids(s.list_jobs(None, 2).await.unwrap().unwrap()),
+        ["job-a", "job-d"]
+    );
+}
+
 #[tokio::test]
 #[ignore = "needs moto's server: tests/endpoint/run.sh runs it"]
 async fn a_job_whose_document_does_not_parse_can_still_be_deleted() {

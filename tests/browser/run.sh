@@ -27,22 +27,8 @@ if [ ! -f "$traces/summary_train.csv" ]; then
   exit 1
 fi
 
-# Debian's Chromium.
-if [ ! -x /usr/bin/chromium ]; then
-  echo "tests/browser: installing chromium"
-  sudo_=""
-  [ "$(id -u)" = 0 ] || sudo_="sudo"
-  $sudo_ apt-get update
-  $sudo_ apt-get install -y chromium
-fi
-
-# playwright-core, from the lock file; npm ci only when the installed tree is not the locked one.
-cd "$here"
-if ! cmp -s package-lock.json node_modules/.package-lock.stamp 2>/dev/null; then
-  npm ci --no-audit --no-fund
-  cp package-lock.json node_modules/.package-lock.stamp
-fi
-cd "$root"
+# Chromium and playwright-core.
+bash "$root/tests/browser/setup.sh"
 
 # The page, and the reference command line.
 bash web/build.sh

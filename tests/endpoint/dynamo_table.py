@@ -1,5 +1,6 @@
 """The store's DynamoDB table, as lambda/src/dynamo.rs lays it out: partition key
-`job_id` and sort key `item`, both strings, billed per request.
+`job_id` and sort key `item`, both strings, billed per request, with the job
+list's global secondary index `jobs_by_created` (`list`, `created`).
 
 Usage: python dynamo_table.py NAME (creates it where AWS_ENDPOINT_URL points);
 or import and call `create(client, name)`.
@@ -21,6 +22,19 @@ def create(client, name: str) -> None:
         AttributeDefinitions=[
             {"AttributeName": "job_id", "AttributeType": "S"},
             {"AttributeName": "item", "AttributeType": "S"},
+            {"AttributeName": "list", "AttributeType": "S"},
+            {"AttributeName": "created", "AttributeType": "S"},
+        ],
+        # The job list's index (lambda/src/dynamo.rs LIST_INDEX): document items only.
+        GlobalSecondaryIndexes=[
+            {
+                "IndexName": "jobs_by_created",
+                "KeySchema": [
+                    {"AttributeName": "list", "KeyType": "HASH"},
+                    {"AttributeName": "created", "KeyType": "RANGE"},
+                ],
+                "Projection": {"ProjectionType": "ALL"},
+            }
         ],
         BillingMode="PAY_PER_REQUEST",
     )

@@ -26,9 +26,9 @@ modes="${WATTWISE_WORKER_MODES:-kv durable_object}"
 
 venv="$(bash tests/worker/setup.sh | tail -n 1)"
 py="$venv/bin/python"
-wrangler="$root/tests/worker/node_modules/.bin/wrangler"
 
 source tests/lib/procs.sh
+source tests/lib/worker.sh
 work="$(mktemp -d)"
 log=""
 cleanup() {
@@ -42,48 +42,13 @@ cleanup() {
 }
 trap cleanup EXIT
 
-now_ms() { date +%s%3N; }
 stored() { find "$1" -name '*.sqlite' ! -name metadata.sqlite 2>/dev/null | wc -l; }
 step() { printf '\n---- worker: %s ----\n' "$*"; }
 
-# wrangler.toml without its [build] section (built below): wrangler then runs no
-# build and watches no files, so nothing reloads the Worker in the middle of a test.
 mkdir -p wasm/build
-config=wasm/build/wrangler.test.toml
-awk '/^\[/ { skip = ($0 == "[build]") } !skip' wasm/wrangler.toml \
-    | sed 's|^main = "worker.mjs"|main = "../worker.mjs"|' >"$config"
-grep -q '^main = "../worker.mjs"' "$config"
-
-# Starts `wrangler dev` in store mode $1 (data under $work/state-$1-$2), waits for
-# /healthz; sets url and log, and started/up (ms) for the cold-start figures.
-wrangler_up() {
-    local mode=$1 tag=$2 port inspector i
-    port=$(free_port "$py")
-    inspector=$(free_port "$py")
-    log="$work/wrangler-$mode-$tag.log"
-    started=$(now_ms)
-    start_in wasm "wrangler-$mode-$tag" "$wrangler" dev -c build/wrangler.test.toml --ip 127.0.0.1 --port "$port" --inspector-port "$inspector" \
-        --persist-to "$work/state-$mode-$tag" --show-interactive-dev-session=false \
-        --var "WATTWISE_STORE:$mode" --var "WATTWISE_TOKEN:$token"
-    url="http://127.0.0.1:$port"
-    up=""
-    for ((i = 0; i < 600; i++)); do
-        if curl -fsS -o /dev/null "$url/healthz" 2>/dev/null; then
-            up=$(now_ms)
-            break
-        fi
-        if ! kill -0 "${groups[-1]}" 2>/dev/null; then
-            break
-        fi
-        sleep 0.2
-    done
-    if [ -z "$up" ]; then
-        echo "worker: wrangler dev did not come up at $url; its log:" >&2
-        tail -n 60 "$log" >&2
-        exit 1
-    fi
-}
-
+# wrangler.toml without [build] (built by the steps below) nor [assets] (the page:
+# the jobs-page suite serves it from the Worker).
+worker_config wasm/build/wrangler.test.toml
 token="worker-$("$py" -c 'import secrets; print(secrets.token_hex(8))')"
 
 # The store contract (the core's suite of the Store trait's rules) against each
@@ -93,12 +58,14 @@ token="worker-$("$py" -c 'import secrets; print(secrets.token_hex(8))')"
 step "store contract (a test build of the Worker)"
 WATTWISE_WORKER_FEATURES=store-contract bash wasm/build-worker.sh
 for mode in $modes; do
-    wrangler_up "$mode" contract
-    answer=$(curl -fsS -X POST -H "Authorization: Bearer $token" "$url/__store_contract?prefix=contract-$mode")
+    port=$(free_port "$py")
+    start_worker "contract-$mode" build/wrangler.test.toml "$port" "$work/contract-$mode" "$mode" "$token"
+    answer=$(curl -fsS -X POST -H "Authorization: Bearer $token" \
+        "http://127.0.0.1:$port/__store_contract?prefix=contract-$mode")
     echo "worker: store contract ($mode): $answer"
     "$py" -c 'import json, sys
 a = json.loads(sys.argv[1])
-sys.exit(0 if a["checks"] == 8 and a["violations"] == [] else 1)' "$answer" || {
+sys.exit(0 if a["checks"] == 9 and a["violations"] == [] else 1)' "$answer" || {
         echo "worker: the $mode store broke the store contract" >&2
         exit 1
     }
@@ -112,10 +79,13 @@ if grep -qa 'cifar100,shufflenetv2,1024,adadelta' wasm/build/worker/index_bg.was
   echo "tests/worker: the Zeus traces are in the Worker's wasm (the core's builtin-traces feature is on)" >&2
   exit 1
 fi
-
 for mode in $modes; do
     step "wrangler dev, WATTWISE_STORE=$mode"
-    wrangler_up "$mode" suite
+    port=$(free_port "$py")
+    log="$work/wrangler-$mode.log"
+    start_worker "wrangler-$mode" build/wrangler.test.toml "$port" "$work/state-$mode" "$mode" "$token"
+    started=$worker_started_ms up=$worker_up_ms
+    url="http://127.0.0.1:$port"
     # The first request that reaches the store (an unknown job: 404).
     first=$(curl -sS -o /dev/null -w '%{time_total}' -H "Authorization: Bearer $token" \
         "$url/jobs/cold-start-probe")
@@ -134,15 +104,36 @@ for mode in $modes; do
     fi
     # Each mode keeps its data where it says (miniflare makes one SQLite file per
     # KV namespace / Durable Object besides each store's metadata.sqlite).
-    kv_files=$(stored "$work/state-$mode-suite/v3/kv")
-    do_files=$(stored "$work/state-$mode-suite/v3/do")
+    kv_files=$(stored "$work/state-$mode/v3/kv")
+    do_files=$(stored "$work/state-$mode/v3/do")
     echo "worker: $mode mode left $kv_files KV namespace file(s), $do_files Durable Object file(s)"
     if [ "$mode" = kv ] && { [ "$kv_files" -eq 0 ] || [ "$do_files" -ne 0 ]; }; then
         echo "worker: kv mode did not keep its data in KV only" >&2
         exit 1
     fi
-    if [ "$mode" = durable_object ] && { [ "$do_files" -eq 0 ] || [ "$kv_files" -ne 0 ]; }; then
-        echo "worker: durable_object mode did not keep its data in Durable Objects only" >&2
+    # The Durable Object mode keeps jobs in their objects; KV holds the job list's
+    # index keys (jobs-by-created/...) and nothing else.
+    if [ "$mode" = durable_object ] && [ "$do_files" -eq 0 ]; then
+        echo "worker: durable_object mode kept no data in Durable Objects" >&2
+        exit 1
+    fi
+    if [ "$mode" = durable_object ] && ! "$py" - "$work/state-$mode/v3/kv" <<'PY'
+import pathlib, sqlite3, sys
+keys = []
+for f in pathlib.Path(sys.argv[1]).rglob("*.sqlite"):
+    if f.name == "metadata.sqlite":
+        continue
+    db = sqlite3.connect(f)
+    for (table,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'"):
+        cols = [c[1] for c in db.execute(f'PRAGMA table_info("{table}")')]
+        if "key" in cols:
+            keys += [k for (k,) in db.execute(f'SELECT key FROM "{table}"')]
+other = [k for k in keys if not k.startswith("jobs-by-created/")]
+print(f"worker: durable_object mode: {len(keys)} KV key(s), {len(other)} outside the job index")
+sys.exit(1 if other or not keys else 0)
+PY
+    then
+        echo "worker: durable_object mode kept data in KV besides the job index" >&2
         exit 1
     fi
     stop_last

@@ -12,7 +12,8 @@
 //!   synthetic workload, or a user's train trace with one power trace per GPU.
 //! - [`Simulator::simulate`] runs one simulation, [`Simulator::baselines`] the
 //!   default and oracle baselines, [`Simulator::sweep`] a grid of simulations
-//!   (workload x GPU pairs x etas x seeds x recurrences) with a progress callback.
+//!   (workload x GPU pairs x etas x seeds x recurrences) with a progress callback,
+//!   [`Simulator::closest`] the workload closest to a live job ("simulate this job").
 //!
 //! Errors are thrown as JavaScript `Error`s whose message names the field and the
 //! rule; a malformed trace's error also carries `trace`, `file`, `line` and
@@ -22,6 +23,8 @@ use std::ops::ControlFlow;
 
 use serde::{Deserialize, Serialize};
 use wasm_bindgen::prelude::*;
+use wattwise_core::api::PowerProfile;
+use wattwise_core::job::JobParams;
 use wattwise_core::sim::workload::ZEUS_GPUS;
 use wattwise_core::sim::{
     Catalog, PowerFile, SimError, SimSummary, SimulateSpec, SweepSpec, Target, TraceError,
@@ -164,6 +167,26 @@ impl Simulator {
             .baselines(&req.target, req.eta)
             .map_err(BrowserError::from)?;
         Ok(to_js(&b)?)
+    }
+
+    /// "Simulate this job": the loaded traces' workload closest to a live job,
+    /// `{ params, profiles }` (the job document's `params` and its power profiles,
+    /// as GET /jobs/{id} and /jobs/{id}/profiles answer them) -> `{ dataset, gpu,
+    /// gpu_match, default_batch_size, batch_sizes: [{ job, trace }], eta, beta,
+    /// policy, distance }`. The rules are the core's (`wattwise_core::sim::closest`).
+    pub fn closest(&mut self, request: JsValue) -> Result<JsValue, JsValue> {
+        #[derive(Deserialize)]
+        struct Req {
+            params: JobParams,
+            #[serde(default)]
+            profiles: Vec<PowerProfile>,
+        }
+        let req: Req = from_js(request)?;
+        let c = self
+            .catalog
+            .closest(&req.params, &req.profiles)
+            .map_err(BrowserError::from)?;
+        Ok(to_js(&c)?)
     }
 
     /// Runs a grid of simulations: `{ pairs?: [{ gpu, dataset | workload }], gpu,

@@ -24,7 +24,7 @@ export const COLORS = { wattwise: '#15803d', other: '#7c3aed', default: '#b91c1c
 const charts = new Map();
 
 /** Draws (or redraws) the chart on a canvas. */
-function draw(id, config) {
+export function draw(id, config) {
   charts.get(id)?.destroy();
   const chart = new Chart(document.getElementById(id), config);
   charts.set(id, chart);

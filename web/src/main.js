@@ -4,11 +4,12 @@
 
 import './style.css';
 import { drawConfigs, drawCumulative, drawTradeoff } from './charts.js';
+import { initJobs } from './jobs.js';
 import { duration, joules, parseBeta, parseEtas, parseSeeds, percent, toCsv } from './format.js';
 
 const $ = (id) => document.getElementById(id);
 const form = $('knobs');
-const KNOBS = ['workload', 'gpu', 'policy', 'eta', 'beta', 'recurrences', 'seed'];
+const KNOBS = ['workload', 'gpu', 'default_batch_size', 'policy', 'eta', 'beta', 'recurrences', 'seed'];
 const SWEEP_KNOBS = { etas: 'sweep-etas', seeds: 'sweep-seeds', scope: 'sweep-scope' };
 
 const state = {
@@ -101,19 +102,24 @@ function readUrl() {
   form.elements.source.value = state.source;
   $('uploads').hidden = state.source !== 'upload';
   for (const k of KNOBS) if (q.has(k)) form.elements[k].dataset.wanted = q.get(k);
-  for (const k of ['policy', 'eta', 'beta', 'recurrences', 'seed']) if (q.has(k)) form.elements[k].value = q.get(k);
+  for (const k of ['default_batch_size', 'policy', 'eta', 'beta', 'recurrences', 'seed']) if (q.has(k)) form.elements[k].value = q.get(k);
+  // Opened by "simulate this job" (the jobs view): say which job and how it was matched.
+  if (q.has('from_job')) {
+    $('from-job').hidden = false;
+    $('from-job').textContent = `Simulating job ${q.get('from_job')} on the closest built-in workload (${q.get('match') ?? ''}), with its eta, beta, default batch size and policy.`;
+  }
   for (const [k, id] of Object.entries(SWEEP_KNOBS)) if (q.has(k)) $(id).value = q.get(k);
 }
 
 function knobsUrl() {
   const q = new URLSearchParams({ source: state.source });
-  for (const k of KNOBS) q.set(k, form.elements[k].value);
+  for (const k of KNOBS) if (form.elements[k].value !== '') q.set(k, form.elements[k].value);
   for (const [k, id] of Object.entries(SWEEP_KNOBS)) q.set(k, $(id).value);
   return `${location.pathname}?${q}`;
 }
 
 function writeUrl() {
-  history.replaceState(null, '', knobsUrl());
+  history.replaceState(null, '', knobsUrl() + location.hash);
 }
 
 // ---------------------------------------------------------------- traces
@@ -218,7 +224,13 @@ function knobs() {
   if (!Number.isInteger(recurrences) || recurrences < 0 || recurrences > 2 ** 32 - 1) throw new Error('recurrences: must be a whole number from 1 to 100000');
   const seed = Number(el.seed.value);
   if (!Number.isSafeInteger(seed) || seed < 0 || el.seed.value.trim() === '') throw new Error('seed: must be a whole number >= 0');
-  return { dataset: el.workload.value, gpu: el.gpu.value, policy: el.policy.value, eta, beta: parseBeta(el.beta.value), recurrences, seed };
+  const request = { dataset: el.workload.value, gpu: el.gpu.value, policy: el.policy.value, eta, beta: parseBeta(el.beta.value), recurrences, seed };
+  if (el.default_batch_size.value.trim() !== '') {
+    const b = Number(el.default_batch_size.value);
+    if (!Number.isInteger(b) || b < 1 || b > 2 ** 32 - 1) throw new Error('default_batch_size: must be a whole number >= 1, or blank for the workload\'s');
+    request.default_batch_size = b;
+  }
+  return request;
 }
 
 async function simulate() {
@@ -526,13 +538,15 @@ for (const id of ['train-file', 'power-files']) {
   });
 }
 form.elements.workload.addEventListener('change', () => {
+  // Another workload has other batch sizes: back to its own default.
+  form.elements.default_batch_size.value = '';
   markGpus();
   simulate();
 });
 form.elements.gpu.addEventListener('change', () => simulate());
 form.elements.policy.addEventListener('change', () => simulate());
 // A simulation takes about a millisecond: every knob change shows its result.
-for (const k of ['eta', 'beta', 'recurrences', 'seed']) form.elements[k].addEventListener('change', () => simulate());
+for (const k of ['default_batch_size', 'eta', 'beta', 'recurrences', 'seed']) form.elements[k].addEventListener('change', () => simulate());
 $('sweep').addEventListener('click', sweep);
 $('cancel').addEventListener('click', () => engine.restart());
 $('export-csv').addEventListener('click', exportRunsCsv);
@@ -550,6 +564,7 @@ $('share').addEventListener('click', async () => {
   setTimeout(() => ($('share').textContent = 'Copy link to these knobs'), 2000);
 });
 
+initJobs({ closest: async (request) => (await engine.call('closest', { request })).result });
 readUrl();
 if (state.source === 'upload') {
   const why = 'This link uses your own traces: choose the train trace and the power trace(s) to run it.';

@@ -6,6 +6,7 @@
 //               { id, type: 'load', source: 'files', train: { name, text }, powers: [{ gpu, name, text }] }
 //               { id, type: 'simulate', request }   (see Simulator.simulate)
 //               { id, type: 'sweep', request }      (see Simulator.sweep)
+//               { id, type: 'closest', request }    (see Simulator.closest; always on the Zeus traces)
 // Messages out: { id, ok: true, result, ms }  |  { id, ok: false, error: { message, file, line, column } }
 //               { id, progress: { done, total } }  (during a sweep, at most every 50 ms)
 
@@ -13,6 +14,8 @@ import init, { Simulator } from './wasm/wattwise.js';
 
 const ready = init();
 let simulator = null;
+let loaded = null; // the source of `simulator`
+let zeus = null; // the Zeus traces for 'closest' when another source is loaded
 
 function errorOf(e) {
   if (e instanceof Error) {
@@ -32,7 +35,13 @@ function handle(msg) {
             : Simulator.fromCsv(msg.train.name, msg.train.text, msg.powers);
       if (simulator) simulator.free();
       simulator = next;
+      loaded = msg.source;
       return simulator.options();
+    }
+    case 'closest': {
+      if (loaded === 'zeus') return simulator.closest(msg.request);
+      zeus ??= Simulator.zeus();
+      return zeus.closest(msg.request);
     }
     case 'simulate':
       return simulator.simulate(msg.request);
@@ -56,7 +65,7 @@ self.onmessage = async (event) => {
   const msg = event.data;
   try {
     await ready;
-    if (msg.type !== 'load' && !simulator) throw new Error('no traces loaded');
+    if (msg.type !== 'load' && msg.type !== 'closest' && !simulator) throw new Error('no traces loaded');
     const start = performance.now();
     const result = handle(msg);
     self.postMessage({ id: msg.id, ok: true, result, ms: performance.now() - start });

@@ -17,6 +17,7 @@
 //! - [`report`]: cumulative energy, time and cost, and regret against the oracle.
 //! - [`catalog`]: the front end: which traces are loaded, which job a request
 //!   means (built-in, uploaded or synthetic; overrides; capping), the knob checks.
+//! - [`closest`]: which catalog workload a live job is closest to ("simulate this job").
 //! - [`sweep`]: a grid of simulations, its order, progress and cancellation, and
 //!   the one-line summary of each.
 
@@ -24,6 +25,7 @@ pub mod baseline;
 #[cfg(feature = "builtin-traces")]
 pub mod builtin;
 pub mod catalog;
+pub mod closest;
 pub mod error;
 pub mod report;
 pub mod simulator;
@@ -34,6 +36,7 @@ pub mod workload;
 
 pub use baseline::{baselines, Baseline, Baselines};
 pub use catalog::{Catalog, Options, PowerFile, SimulateSpec, Source, Target, WorkloadOverrides};
+pub use closest::{closest, Closest};
 pub use error::SimError;
 pub use report::SimReport;
 pub use simulator::{

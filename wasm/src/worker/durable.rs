@@ -15,15 +15,18 @@ use js_sys::{Object, Reflect, Uint8Array};
 use serde::{Deserialize, Serialize};
 use wasm_bindgen::JsValue;
 use wattwise_core::job::JobState;
+use wattwise_core::listing::{ListCursor, Listed};
 use wattwise_core::service::{Saved, Service, Store, Stored, Write};
 use wattwise_core::trial::Trial;
+use worker::kv::KvStore;
 use worker::{
     durable_object, DurableObject, Env, Headers, ListOptions, Method, ObjectNamespace, Request,
     RequestInit, Response, State, Storage,
 };
 
-use super::record::{doc_json, parse_doc, parse_version, StoreError};
-use super::{config, to_response, Incoming, ReadBody, WorkerEnv};
+use super::job_index;
+use super::record::{doc_json, parse_created_ms, parse_doc, parse_version, StoreError};
+use super::{config, to_response, Incoming, ReadBody, WorkerEnv, KV_BINDING};
 
 /// The storage key of the document.
 const DOC_KEY: &str = "doc";
@@ -76,6 +79,8 @@ struct Written {
 pub struct ObjectStore {
     storage: Storage,
     job_id: String,
+    /// The KV job list index, when a KV namespace is bound.
+    index: Option<KvStore>,
 }
 
 impl ObjectStore {
@@ -122,6 +127,10 @@ impl Store for ObjectStore {
         if self.stored_version().await? != expected_version {
             return Ok(Saved::Conflict);
         }
+        if let (None, Some(kv)) = (expected_version, &self.index) {
+            // Listed before it exists: the list skips an entry without a document.
+            job_index::add(kv, state.created_ms(), job_id).await?;
+        }
         let values = Object::new();
         let set = |k: &str, v: String| {
             Reflect::set(&values, &JsValue::from_str(k), &JsValue::from_str(&v))
@@ -144,10 +153,16 @@ impl Store for ObjectStore {
 
     async fn delete(&self, job_id: &str, expected_version: u64) -> Result<Saved, StoreError> {
         self.check(job_id)?;
-        if self.stored_version().await? != Some(expected_version) {
+        let text = self.load_text().await?;
+        if text.as_deref().map(parse_version).transpose()? != Some(expected_version) {
             return Ok(Saved::Conflict);
-        }
+        };
         self.storage.delete_all().await.map_err(do_err)?;
+        if let (Some(kv), Some(created_ms)) =
+            (&self.index, text.as_deref().and_then(parse_created_ms))
+        {
+            job_index::remove(kv, created_ms, job_id).await?;
+        }
         Ok(Saved::Ok)
     }
 
@@ -241,6 +256,7 @@ impl DurableObject for JobObject {
         let store = ObjectStore {
             storage: self.state.storage(),
             job_id,
+            index: self.env.kv(KV_BINDING).ok(),
         };
         let path = req.path();
         if let Some(op) = path.strip_prefix(STORE_PATH) {
@@ -263,12 +279,43 @@ impl DurableObject for JobObject {
 /// The Worker's side of the Durable Object mode.
 pub struct DoJobStore {
     namespace: ObjectNamespace,
+    /// The KV job list index, when a KV namespace is bound.
+    index: Option<KvStore>,
 }
 
 impl DoJobStore {
     /// A store over the Durable Object namespace bound to the Worker.
     pub fn new(namespace: ObjectNamespace) -> Self {
-        DoJobStore { namespace }
+        DoJobStore {
+            namespace,
+            index: None,
+        }
+    }
+
+    /// Lists jobs through the KV job index in `kv` (the objects write it).
+    pub fn with_index(mut self, kv: Option<KvStore>) -> Self {
+        self.index = kv;
+        self
+    }
+
+    /// A page of the job list: the KV index, then each job's document from its
+    /// object. `None` without a KV namespace.
+    pub async fn list_jobs(
+        &self,
+        after: Option<&ListCursor>,
+        limit: usize,
+    ) -> Result<Option<Listed>, StoreError> {
+        let Some(kv) = &self.index else {
+            return Ok(None);
+        };
+        let (ids, next) = job_index::page(kv, after, limit).await?;
+        let mut jobs = Vec::with_capacity(ids.len());
+        for id in ids {
+            if let Some(stored) = self.load(&id).await? {
+                jobs.push(stored);
+            }
+        }
+        Ok(Some(Listed { jobs, next }))
     }
 
     /// Forwards a whole API request to `job_id`'s object, which answers it.

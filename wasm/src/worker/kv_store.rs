@@ -14,11 +14,13 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 
+use wattwise_core::listing::{ListCursor, Listed};
 use wattwise_core::service::{Saved, Stored, Write};
 use wattwise_core::trial::Trial;
 use worker::kv::KvStore;
 
-use super::record::{doc_json, parse_doc, parse_version, StoreError};
+use super::job_index;
+use super::record::{doc_json, parse_created_ms, parse_doc, parse_version, StoreError};
 use crate::job_lock;
 
 /// Documents kept in the isolate cache before it is cleared.
@@ -109,6 +111,10 @@ impl KvJobStore {
         if current != expected {
             return Ok(Saved::Conflict);
         }
+        if expected.is_none() {
+            // Listed before it exists: the list skips an entry without a document.
+            job_index::add(&self.kv, state.created_ms(), job_id).await?;
+        }
         // Archived trials first: a document never points past what the archive holds.
         for t in archive {
             let json =
@@ -171,12 +177,28 @@ impl KvJobStore {
         let _guard = job_lock::lock(job_id, lock_pause).await;
         if self.version(job_id).await? != Some(expected) {
             return Ok(Saved::Conflict);
-        }
+        };
+        // The index key needs the creation time, which never changes: this isolate's
+        // copy, else whatever KV holds, read leniently so a corrupt job still leaves.
+        let created_ms = match cached(job_id) {
+            Some(s) => Some(s.state.created_ms()),
+            None => self
+                .kv
+                .get(&doc_key(job_id))
+                .text()
+                .await
+                .map_err(kv_err)?
+                .as_deref()
+                .and_then(parse_created_ms),
+        };
         for key in self.trial_keys(job_id).await? {
             self.kv.delete(&key.name).await.map_err(kv_err)?;
         }
         self.kv.delete(&doc_key(job_id)).await.map_err(kv_err)?;
         forget(job_id);
+        if let Some(created_ms) = created_ms {
+            job_index::remove(&self.kv, created_ms, job_id).await?;
+        }
         Ok(Saved::Ok)
     }
 
@@ -196,6 +218,22 @@ impl KvJobStore {
             }
         }
         Ok(keys)
+    }
+
+    /// A page of the job list (see [`job_index`]): one KV list, one read per job.
+    pub async fn list_jobs(
+        &self,
+        after: Option<&ListCursor>,
+        limit: usize,
+    ) -> Result<Listed, StoreError> {
+        let (ids, next) = job_index::page(&self.kv, after, limit).await?;
+        let mut jobs = Vec::with_capacity(ids.len());
+        for id in ids {
+            if let Some(stored) = self.load(&id).await? {
+                jobs.push(stored);
+            }
+        }
+        Ok(Listed { jobs, next })
     }
 
     /// The job's archived trials (from the keys' metadata; a key without it is read).

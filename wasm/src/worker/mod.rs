@@ -11,12 +11,14 @@
 //! Routing, auth, limits, retries and every answer are the core's.
 
 mod durable;
+mod job_index;
 mod kv_store;
 mod record;
 
 use std::time::Duration;
 
 use wattwise_core::api::ApiError;
+use wattwise_core::listing::{ListCursor, Listed};
 use wattwise_core::service::{self, HostEnv, Saved, Service, ServiceConfig, Store, Stored, Write};
 use wattwise_core::trial::Trial;
 use worker::{event, Context, Env, Request, Response};
@@ -58,7 +60,7 @@ impl Backend {
                 )),
             },
             "durable_object" => match env.durable_object(DO_BINDING) {
-                Ok(ns) => Backend::Durable(DoJobStore::new(ns)),
+                Ok(ns) => Backend::Durable(DoJobStore::new(ns).with_index(env.kv(KV_BINDING).ok())),
                 Err(e) => Backend::Unconfigured(format!(
                     "{DO_BINDING}: no Durable Object namespace is bound under this name ({e})"
                 )),
@@ -113,6 +115,18 @@ impl Store for Backend {
         match self {
             Backend::Kv(s) => s.archived_trials(job_id).await,
             Backend::Durable(s) => s.archived_trials(job_id).await,
+            Backend::Unconfigured(m) => Err(Self::unconfigured(m)),
+        }
+    }
+
+    async fn list_jobs(
+        &self,
+        after: Option<&ListCursor>,
+        limit: usize,
+    ) -> Result<Option<Listed>, StoreError> {
+        match self {
+            Backend::Kv(s) => s.list_jobs(after, limit).await.map(Some),
+            Backend::Durable(s) => s.list_jobs(after, limit).await,
             Backend::Unconfigured(m) => Err(Self::unconfigured(m)),
         }
     }

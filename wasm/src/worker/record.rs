@@ -52,6 +52,26 @@ pub fn parse_version(text: &str) -> Result<u64, StoreError> {
         .map_err(|e| StoreError::Corrupt(format!("job document: {e}")))
 }
 
+/// Only the creation time of a stored document.
+#[derive(Deserialize)]
+struct CreatedOnly {
+    state: CreatedState,
+}
+
+#[derive(Deserialize)]
+struct CreatedState {
+    created_ms: i64,
+}
+
+/// Reads only the creation time of a stored document (the job list's index key
+/// needs it to remove a job), so a job whose document no longer parses as a
+/// `JobState` still leaves the list; `None` when even that cannot be read.
+pub fn parse_created_ms(text: &str) -> Option<i64> {
+    serde_json::from_str::<CreatedOnly>(text)
+        .ok()
+        .map(|c| c.state.created_ms)
+}
+
 /// Serializes a document at `version`.
 pub fn doc_json(state: &JobState, version: u64) -> Result<String, StoreError> {
     serde_json::to_string(&DocRecordRef { version, state })

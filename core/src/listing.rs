@@ -1,0 +1,267 @@
+//! The job list: per-job summaries read from the job document alone, and the
+//! opaque cursor that pages through jobs newest first.
+//!
+//! Jobs are ordered by creation time, newest first, ties by job id (descending),
+//! so a page boundary never moves when jobs report: a cursor names the last job
+//! of a page by `(created_ms, job_id)` and the next page starts strictly after it.
+
+use serde::{Deserialize, Serialize};
+
+use crate::api::ApiError;
+use crate::job::{JobState, Stage};
+use crate::power::{self, PowerLimitMeasurement, Selector};
+use crate::trial::{Totals, TrialStatus};
+use crate::wire::Phase;
+
+/// Jobs per page when the request names no `limit`.
+pub const DEFAULT_PAGE: usize = 50;
+/// The most jobs one page holds.
+pub const MAX_PAGE: usize = 200;
+
+/// One job in the list, computed from its document only.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct JobSummary {
+    /// The job's id.
+    pub job_id: String,
+    /// The document's version.
+    pub version: u64,
+    /// When the job was registered, Unix ms.
+    pub created_ms: i64,
+    /// The last trial dispatch or end, Unix ms (`created_ms` if none).
+    pub last_activity_ms: i64,
+    /// The optimizer's stage.
+    pub stage: Stage,
+    /// `zeus` or `wattwise`.
+    pub policy: String,
+    /// The GPU model.
+    pub gpu_model: String,
+    /// GPUs per run.
+    pub number_of_gpus: u32,
+    /// The default batch size.
+    pub default_batch_size: u32,
+    /// The batch size of the cheapest run that reached the target (the default before any did).
+    pub best_batch_size: u32,
+    /// That run's cost, if any run reached the target.
+    pub min_cost: Option<f64>,
+    /// The power limit (W) the best batch size's training profile picks by Zeus cost; `None` without a profile.
+    pub best_power_limit: Option<u32>,
+    /// Trials dispatched so far.
+    pub trials: u64,
+    /// Trials waiting for a result.
+    pub open_trials: u64,
+    /// Running totals over the finished trials.
+    pub totals: Totals,
+}
+
+/// The power limit the job's training profile of `batch_size` picks by Zeus cost.
+pub fn chosen_power_limit(state: &JobState, batch_size: u32) -> Option<u32> {
+    let params = state.params();
+    let profile = state
+        .profiles()
+        .iter()
+        .rev()
+        .find(|p| p.batch_size == batch_size && p.phase == Phase::Train)?;
+    let gpus = params.number_of_gpus;
+    let points: Vec<PowerLimitMeasurement> = profile
+        .measurements
+        .iter()
+        .filter_map(|m| PowerLimitMeasurement::from_profile_point(m, batch_size, gpus, 1))
+        .collect();
+    let selector = Selector::ZeusCost {
+        eta: params.eta_knob,
+        max_power: None,
+    };
+    power::select(&selector, &points, gpus).ok()
+}
+
+impl JobSummary {
+    /// The summary of a stored document.
+    pub fn of(state: &JobState, version: u64) -> JobSummary {
+        let params = state.params();
+        let trials = state.trials();
+        let open = trials
+            .iter()
+            .filter(|t| matches!(t.status, TrialStatus::Dispatched))
+            .count() as u64;
+        let totals = state.totals().clone();
+        let best = state.min_cost_batch_size();
+        JobSummary {
+            job_id: state.job_id().to_string(),
+            version,
+            created_ms: state.created_ms(),
+            last_activity_ms: totals.last_activity_ms.max(state.created_ms()),
+            stage: state.stage(),
+            policy: serde_json::to_value(params.policy)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default(),
+            gpu_model: params.gpu_model.clone(),
+            number_of_gpus: params.number_of_gpus,
+            default_batch_size: params.default_batch_size,
+            best_batch_size: best,
+            min_cost: state.min_cost(),
+            best_power_limit: chosen_power_limit(state, best),
+            trials: state.next_trial_number().saturating_sub(1),
+            open_trials: open,
+            totals,
+        }
+    }
+}
+
+/// Where a page starts: strictly after this job in the list order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ListCursor {
+    /// The last listed job's creation time.
+    pub created_ms: i64,
+    /// The last listed job's id.
+    pub job_id: String,
+    /// The store's own continuation token, for a store that cannot start a listing
+    /// at a key (Workers KV); `None` for the others.
+    pub resume: Option<String>,
+}
+
+/// A page of job documents as a store lists them.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Listed {
+    /// The documents, in list order.
+    pub jobs: Vec<crate::service::Stored>,
+    /// Where the next page starts; `None` when this page is the last.
+    pub next: Option<ListCursor>,
+}
+
+impl Listed {
+    /// A page from `limit + 1` documents in list order after the cursor: the first
+    /// `limit`, and a cursor after the last of them when there were more.
+    pub fn from_one_more(mut jobs: Vec<crate::service::Stored>, limit: usize) -> Listed {
+        let more = jobs.len() > limit;
+        jobs.truncate(limit);
+        let next = match (more, jobs.last()) {
+            (true, Some(last)) => Some(ListCursor::after(&last.state)),
+            _ => None,
+        };
+        Listed { jobs, next }
+    }
+}
+
+impl ListCursor {
+    /// The cursor after `state`.
+    pub fn after(state: &JobState) -> ListCursor {
+        ListCursor {
+            created_ms: state.created_ms(),
+            job_id: state.job_id().to_string(),
+            resume: None,
+        }
+    }
+
+    /// Whether a job created at `created_ms` with id `job_id` comes after the cursor.
+    pub fn precedes(&self, created_ms: i64, job_id: &str) -> bool {
+        (created_ms, job_id) < (self.created_ms, self.job_id.as_str())
+    }
+
+    /// The opaque form: hex of `<created_ms>.<job_id>`, then `\n<resume>` if any.
+    pub fn encode(&self) -> String {
+        let mut text = format!("{}.{}", self.created_ms, self.job_id);
+        if let Some(r) = &self.resume {
+            text.push('\n');
+            text.push_str(r);
+        }
+        text.bytes().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// Reads an opaque cursor; the error names the `cursor` parameter.
+    pub fn decode(s: &str) -> Result<ListCursor, ApiError> {
+        let bad = || ApiError::Invalid("cursor: not a cursor this endpoint returned".into());
+        if !s.len().is_multiple_of(2) || s.len() > 1024 {
+            return Err(bad());
+        }
+        let bytes = (0..s.len())
+            .step_by(2)
+            .map(|i| s.get(i..i + 2).and_then(|h| u8::from_str_radix(h, 16).ok()))
+            .collect::<Option<Vec<u8>>>()
+            .ok_or_else(bad)?;
+        let text = String::from_utf8(bytes).map_err(|_| bad())?;
+        let (text, resume) = match text.split_once('\n') {
+            Some((t, r)) if !r.is_empty() => (t, Some(r.to_string())),
+            Some(_) => return Err(bad()),
+            None => (text.as_str(), None),
+        };
+        let (ms, id) = text.split_once('.').ok_or_else(bad)?;
+        let created_ms = ms.parse::<i64>().map_err(|_| bad())?;
+        if id.is_empty() {
+            return Err(bad());
+        }
+        Ok(ListCursor {
+            created_ms,
+            job_id: id.to_string(),
+            resume,
+        })
+    }
+}
+
+/// Reads the `limit` parameter: 1 to [`MAX_PAGE`], [`DEFAULT_PAGE`] when absent.
+pub fn page_size(limit: Option<&str>) -> Result<usize, ApiError> {
+    match limit {
+        None => Ok(DEFAULT_PAGE),
+        Some(s) => match s.parse::<usize>() {
+            Ok(n) if (1..=MAX_PAGE).contains(&n) => Ok(n),
+            _ => Err(ApiError::Invalid(format!(
+                "limit: must be an integer from 1 to {MAX_PAGE} (got {s:?})"
+            ))),
+        },
+    }
+}
+
+/// One page of the list.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct JobPage {
+    /// The jobs, newest first.
+    pub jobs: Vec<JobSummary>,
+    /// Pass as `cursor` for the next page; `null` on the last page.
+    pub next_cursor: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursor_round_trips_and_rejects_junk() {
+        let mut c = ListCursor {
+            created_ms: 1_700_000_000_123,
+            job_id: "cifar-a.b".into(),
+            resume: Some("kv-token".into()),
+        };
+        assert_eq!(ListCursor::decode(&c.encode()).unwrap(), c);
+        c.resume = None;
+        assert_eq!(ListCursor::decode(&c.encode()).unwrap(), c);
+        for junk in ["", "zz", "abc", "2e", "312e", "6869", "312e610a"] {
+            let e = ListCursor::decode(junk).unwrap_err();
+            assert!(e.to_string().starts_with("cursor:"), "{junk}: {e}");
+        }
+        assert!(c.precedes(1_700_000_000_122, "zzz"));
+        assert!(c.precedes(1_700_000_000_123, "cifar-a"));
+        assert!(!c.precedes(1_700_000_000_123, "cifar-a.b"));
+        assert!(!c.precedes(1_700_000_000_124, "a"));
+    }
+
+    #[test]
+    fn page_size_is_bounded() {
+        assert_eq!(page_size(None).unwrap(), DEFAULT_PAGE);
+        assert_eq!(page_size(Some("200")).unwrap(), 200);
+        for bad in ["0", "201", "-1", "x", ""] {
+            assert!(page_size(Some(bad))
+                .unwrap_err()
+                .to_string()
+                .starts_with("limit:"));
+        }
+    }
+
+    #[test]
+    fn totals_stay_finite() {
+        let mut t = Totals::default();
+        t.add_result(f64::MAX, 1.0, f64::MAX, 5);
+        t.add_result(f64::MAX, 1.0, f64::MAX, 3);
+        assert!(t.energy.is_finite() && t.cost.is_finite());
+        assert_eq!((t.finished_trials, t.last_activity_ms), (2, 5));
+    }
+}

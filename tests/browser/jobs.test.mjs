@@ -1,0 +1,373 @@
+// End-to-end test of the jobs view (#jobs) in Debian's headless Chromium, driven by
+// playwright-core, against a real endpoint serving the page (tests/jobs-page/run.sh
+// starts wattwise-server with a token and --web web/dist). The jobs are made by real
+// clients: Zeus's own Python client and the agent on the fake NVML (run.sh, before
+// this test; the agent again during it, tests/jobs-page/clients.py), and this
+// process over HTTP as a training script would (register, ask for a batch size,
+// report; a power profile as the agent posts it). Settings:
+//   BASE_URL      the endpoint (which serves the page at /)
+//   TOKEN         its bearer token
+//   ARTIFACTS_DIR where the screenshots go
+//   CLIENT_JOBS   the JSON file clients.py wrote (the Zeus client's jobs)
+//   AGENT_JOB     the agent's job id;  CLIENTS  tests/jobs-page/clients.py
+
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { after, before, test } from 'node:test';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { chromium } from 'playwright-core';
+import { duration, joules } from '../../web/src/format.js';
+
+const BASE_URL = (process.env.BASE_URL || '').replace(/\/$/, '');
+const TOKEN = process.env.TOKEN;
+const ARTIFACTS = process.env.ARTIFACTS_DIR || 'artifacts';
+const { CLIENT_JOBS, AGENT_JOB, CLIENTS } = process.env;
+for (const [k, v] of Object.entries({ BASE_URL, TOKEN, CLIENT_JOBS, AGENT_JOB, CLIENTS })) {
+  if (!v) throw new Error(`${k} is not set (run tests/jobs-page/run.sh)`);
+}
+
+let context;
+let page;
+let userDataDir;
+const errors = [];
+const run = Math.random().toString(16).slice(2, 8);
+
+/** The endpoint, as a client calls it. */
+async function call(method, p, body) {
+  const r = await fetch(`${BASE_URL}${p}`, {
+    method,
+    headers: { Authorization: `Bearer ${TOKEN}`, 'Content-Type': 'application/json' },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const text = await r.text();
+  assert.ok(r.ok, `${method} ${p}: ${r.status} ${text}`);
+  return text ? JSON.parse(text) : null;
+}
+
+function spec(jobId, extra = {}) {
+  return {
+    job_id: jobId, job_id_prefix: `e2e${run}`, batch_sizes: [16, 32, 64], default_batch_size: 32,
+    max_power: 300, number_of_gpus: 1, gpu_model: 'A40', mab_seed: 3, max_epochs: 10, ...extra,
+  };
+}
+
+/** One run of a job, as a training script does it: the batch size, then its result. */
+async function trainOnce(jobId, { energy, time, metric }) {
+  const t = await call('GET', `/jobs/batch_size?job_id=${encodeURIComponent(jobId)}`);
+  await call('POST', '/report', { ...t, time, energy, metric, current_epoch: 1 });
+  return t;
+}
+
+const ids = { busy: `e2e${run}-busy`, profiled: `e2e${run}-prof`, idle: `e2e${run}-idle` };
+// Made by the real clients before this test (tests/jobs-page/run.sh).
+const clients = JSON.parse(fs.readFileSync(CLIENT_JOBS, 'utf8'));
+const zeusJobs = clients.zeus;
+const every = [...Object.values(ids), ...zeusJobs, AGENT_JOB];
+
+/** A cell of the job tables as the page writes it (fillTable). */
+const cellText = (v) => (v === null || v === undefined ? '—' : typeof v === 'number' && !Number.isInteger(v) ? v.toFixed(2) : String(v));
+const when = (ms) => new Date(ms).toISOString().replace('T', ' ').slice(0, 19);
+
+/** The list row of a summary as the page must show it: every column, from the API's numbers. */
+function listRow(a) {
+  return {
+    job_id: a.job_id, stage: a.stage, policy: a.policy, best_batch_size: String(a.best_batch_size),
+    best_power_limit: a.best_power_limit === null ? '—' : String(a.best_power_limit),
+    trials: String(a.trials), open_trials: String(a.open_trials),
+    energy: joules(a.totals.energy), time: duration(a.totals.time), cost: joules(a.totals.cost),
+    last_activity_ms: when(a.last_activity_ms), created_ms: when(a.created_ms),
+  };
+}
+
+/** Opens a job's detail and checks every number on it against the API's. */
+async function assertDetailIsTheApis(id) {
+  await page.goto(`${BASE_URL}/?refresh_ms=60000#jobs/${id}`);
+  await page.waitForFunction((j) => window.wattwiseJobs.detail?.summary.job_id === j, id);
+  const [summary, doc, trials] = await Promise.all([call('GET', `/jobs/${id}/summary`), call('GET', `/jobs/${id}`), call('GET', `/jobs/${id}/trials`)]);
+  const d = await page.evaluate(() => window.wattwiseJobs.detail);
+  assert.deepEqual(d.summary, summary, `${id}: the summary shown`);
+  const cards = await page.$$eval('#job-cards .card', (cs) => Object.fromEntries(cs.map((c) => [c.querySelector('.label').textContent, c.querySelector('.value').textContent])));
+  assert.deepEqual(cards, {
+    stage: summary.stage, 'best batch size': String(summary.best_batch_size),
+    'power limit': summary.best_power_limit === null ? '— (no profile)' : `${summary.best_power_limit} W`,
+    trials: `${summary.trials} (${summary.open_trials} running)`,
+    energy: joules(summary.totals.energy), time: duration(summary.totals.time), cost: joules(summary.totals.cost),
+  }, `${id}: the cards`);
+  // Every trial row: the API's numbers, the cost by Zeus's formula on them.
+  const eta = doc.params.eta_knob;
+  const rows = await page.$$eval('#job-trials tbody tr', (trs) => trs.map((tr) => Object.fromEntries([...tr.cells].map((td) => [td.dataset.key, td.textContent]))));
+  assert.equal(rows.length, trials.length, `${id}: one row per trial`);
+  trials.forEach((t, i) => {
+    const cost = t.status === 'Succeeded' ? eta * t.energy + (1 - eta) * doc.params.max_power * t.time : null;
+    assert.equal(rows[i].trial_number, String(t.trial_number));
+    assert.equal(rows[i].batch_size, String(t.batch_size));
+    // A trial without a result shows empty cells.
+    assert.equal(rows[i].energy, t.energy === null || t.energy === undefined ? '' : cellText(t.energy), `${id} trial ${t.trial_number} energy`);
+    assert.equal(rows[i].time, t.time === null || t.time === undefined ? '' : cellText(t.time), `${id} trial ${t.trial_number} time`);
+    assert.equal(rows[i].cost, cost === null ? '' : cellText(cost), `${id} trial ${t.trial_number} cost`);
+  });
+  // The trials chart by its data: each finished trial once, by outcome.
+  const byOutcome = (f) => trials.filter((t) => t.status !== 'Dispatched').filter(f).map((t) => ({ x: t.trial_number, y: t.batch_size }));
+  assert.deepEqual(d.charts.trials, {
+    reached: byOutcome((t) => t.status === 'Succeeded' && t.converged),
+    stopped: byOutcome((t) => t.status === 'Succeeded' && !t.converged),
+    failed: byOutcome((t) => t.status === 'Failed'),
+  }, `${id}: the trials chart`);
+  // The bandit table: one row per batch size, the document's numbers.
+  const bandit = await page.$$eval('#job-bandit tbody tr', (trs) => trs.map((tr) => Object.fromEntries([...tr.cells].map((td) => [td.dataset.key, td.textContent]))));
+  assert.deepEqual(bandit.map((r) => r.batch_size), doc.batch_sizes.map((b) => String(b.batch_size)));
+  doc.batch_sizes.forEach((b, i) => {
+    const r = b.rewards.kind === 'All' ? b.rewards : null;
+    assert.equal(bandit[i].runs, cellText(r ? r.count : null), `${id} bs ${b.batch_size} runs`);
+    assert.equal(bandit[i].mean_cost, cellText(r && r.count ? -r.mean : null), `${id} bs ${b.batch_size} mean cost`);
+    assert.equal(bandit[i].posterior_mean_cost, cellText(b.arm ? -b.arm.param_mean : null), `${id} bs ${b.batch_size} posterior`);
+  });
+  // The profiles chart: the API's profiles, the chosen limit marked.
+  const profiles = await call('GET', `/jobs/${id}/profiles`);
+  assert.deepEqual(d.charts.profiles.map((p) => [p.batch_size, p.phase, p.power, p.throughput]),
+    profiles.map((p) => [p.batch_size, p.phase, p.measurements.map((m) => ({ x: m.power_limit, y: m.average_power })), p.measurements.map((m) => ({ x: m.power_limit, y: m.throughput }))]),
+    `${id}: the profiles chart`);
+  return { summary, doc, trials, profiles, d };
+}
+
+before(async () => {
+  fs.mkdirSync(ARTIFACTS, { recursive: true });
+  await call('POST', '/jobs', spec(ids.idle));
+  await call('POST', '/jobs', spec(ids.profiled));
+  await call('POST', '/jobs', spec(ids.busy));
+  for (let i = 0; i < 4; i++) await trainOnce(ids.busy, { energy: 1000 + 100 * i, time: 10 + i, metric: 0.9 });
+  await trainOnce(ids.busy, { energy: 5000, time: 50, metric: 0.1 });
+  await call('POST', `/jobs/${ids.profiled}/profiles`, {
+    batch_size: 32, phase: 'train', gpu_model: 'A40',
+    measurements: [
+      { power_limit: 300, average_power: 290, throughput: 1000 },
+      { power_limit: 250, average_power: 240, throughput: 990 },
+      { power_limit: 200, average_power: 195, throughput: 950 },
+      { power_limit: 100, average_power: 99, throughput: 300 },
+    ],
+  });
+  userDataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'wattwise-chromium-'));
+  context = await chromium.launchPersistentContext(userDataDir, {
+    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+    headless: true,
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'],
+    viewport: { width: 1400, height: 1000 },
+    acceptDownloads: true,
+  });
+  page = context.pages()[0] ?? (await context.newPage());
+  page.on('pageerror', (e) => errors.push(`page error: ${e.message}`));
+});
+
+after(async () => {
+  await context?.close();
+  if (userDataDir) fs.rmSync(userDataDir, { recursive: true, force: true });
+});
+
+const shot = (name) => page.screenshot({ path: path.join(ARTIFACTS, name), fullPage: true });
+
+test('the jobs view asks for the token once and keeps it out of the URL', async () => {
+  await page.goto(`${BASE_URL}/?refresh_ms=500#jobs`);
+  await page.waitForSelector('#token-form:not([hidden])');
+  assert.equal(await page.isHidden('main.layout'), true, 'the what-if view is hidden');
+  await page.fill('#token-input', TOKEN);
+  await page.click('#token-form button[type=submit]');
+  await page.waitForSelector(`#jobs-table tr[data-job="${ids.busy}"]`);
+  assert.ok(!page.url().includes(TOKEN), page.url());
+  assert.equal(await page.evaluate(() => sessionStorage.getItem('wattwise-token')), TOKEN);
+  assert.equal(await page.evaluate(() => localStorage.length), 0);
+  // A reload in the same tab does not ask again.
+  await page.reload();
+  await page.waitForSelector(`#jobs-table tr[data-job="${ids.busy}"]`);
+  assert.equal(await page.isHidden('#token-form'), true);
+});
+
+test('the list shows what GET /jobs returns', async () => {
+  const api = await call('GET', '/jobs?limit=50');
+  await page.waitForFunction(() => window.wattwiseJobs.page !== null);
+  const shown = await page.evaluate(() => window.wattwiseJobs.page);
+  // The same jobs in the same order (numbers may move on between the two reads only for other jobs).
+  assert.deepEqual(shown.jobs.map((j) => j.job_id), api.jobs.map((j) => j.job_id));
+  for (const id of every) {
+    const a = api.jobs.find((j) => j.job_id === id);
+    assert.ok(a, `${id} is listed`);
+    assert.deepEqual(shown.jobs.find((j) => j.job_id === id), a, id);
+    const cells = await page.$$eval(`#jobs-table tr[data-job="${id}"] td`, (tds) => Object.fromEntries(tds.map((td) => [td.dataset.key, td.textContent])));
+    assert.deepEqual(cells, listRow(a), `${id}: every column of its row`);
+  }
+  // Zeus's client: three runs of one job (reached, stopped above beta x min cost, stopped at max epochs).
+  const zeusA = api.jobs.find((j) => j.job_id === zeusJobs[0]);
+  assert.equal(zeusA.trials, 3);
+  assert.equal(zeusA.best_batch_size, 32);
+  // The agent's job: its profile chose a limit.
+  assert.notEqual(api.jobs.find((j) => j.job_id === AGENT_JOB).best_power_limit, null);
+  const busy = api.jobs.find((j) => j.job_id === ids.busy);
+  assert.equal(busy.trials, 5);
+  assert.equal(busy.totals.energy, 1000 + 1100 + 1200 + 1300 + 5000);
+  assert.equal(api.jobs.find((j) => j.job_id === ids.profiled).best_power_limit, 200);
+  await shot('jobs-list.png');
+});
+
+test('sort, id-prefix search and CSV export', async () => {
+  await page.click('#jobs-table th[data-key="trials"] button');
+  const trials = await page.$$eval('#jobs-table tbody td[data-key="trials"]', (tds) => tds.map((td) => Number(td.textContent)));
+  assert.deepEqual(trials, [...trials].sort((a, b) => b - a), 'sorted by trials, descending');
+  await page.fill('#jobs-search', `e2e${run}-p`);
+  const rows = await page.$$eval('#jobs-table tbody tr', (trs) => trs.map((tr) => tr.dataset.job));
+  assert.deepEqual(rows, [ids.profiled]);
+  const [download] = await Promise.all([page.waitForEvent('download'), page.click('#jobs-csv')]);
+  const csv = fs.readFileSync(await download.path(), 'utf8').trim().split('\n');
+  assert.equal(csv.length, 2, csv.join('\n'));
+  assert.ok(csv[0].startsWith('job_id,stage,policy'));
+  assert.ok(csv[1].startsWith(`${ids.profiled},`));
+  await page.fill('#jobs-search', '');
+});
+
+test('a job: trials, cost against the default estimate, bandit state, profiles', async () => {
+  await page.click(`#jobs-table a[href="#jobs/${ids.busy}"]`);
+  await page.waitForFunction((id) => window.wattwiseJobs.detail?.summary.job_id === id, ids.busy);
+  const d = await page.evaluate(() => window.wattwiseJobs.detail);
+  const trials = await call('GET', `/jobs/${ids.busy}/trials`);
+  const doc = await call('GET', `/jobs/${ids.busy}`);
+  const eta = doc.params.eta_knob;
+  const cost = (t) => eta * t.energy + (1 - eta) * doc.params.max_power * t.time;
+  const ok = trials.filter((t) => t.status === 'Succeeded');
+  assert.equal(d.charts.trials.reached.length, ok.filter((t) => t.converged).length);
+  assert.equal(d.charts.trials.stopped.length, ok.filter((t) => !t.converged).length);
+  assert.deepEqual(d.charts.trials.reached.map((p) => p.y), ok.filter((t) => t.converged).map((t) => t.batch_size));
+  const last = d.charts.cost.cumulative.at(-1);
+  assert.equal(last.x, ok.length);
+  assert.ok(Math.abs(last.y - ok.reduce((a, t) => a + cost(t), 0)) < 1e-6);
+  // The summary's running cost is the core's sum of the same runs.
+  assert.ok(Math.abs(d.summary.totals.cost - last.y) < 1e-6 * last.y);
+  const atDefault = ok.filter((t) => t.batch_size === 32 && t.converged);
+  assert.ok(atDefault.length > 0, 'Zeus runs the default batch size first');
+  const perRun = atDefault.reduce((a, t) => a + cost(t), 0) / atDefault.length;
+  assert.ok(Math.abs(d.charts.cost.default.at(-1).y - ok.length * perRun) < 1e-6);
+  assert.match(await page.textContent('#job-estimate'), /mean cost of the \d+ run/);
+  // Bandit state rows: one per batch size.
+  const bs = await page.$$eval('#job-bandit tbody td[data-key="batch_size"]', (tds) => tds.map((td) => Number(td.textContent)));
+  assert.deepEqual(bs, doc.batch_sizes.map((b) => b.batch_size));
+  const rows = await page.$$eval('#job-trials tbody tr', (trs) => trs.length);
+  assert.equal(rows, trials.length);
+  await shot('job-detail.png');
+
+  // The profiled job: its profile drawn, the chosen limit marked.
+  await page.goto(`${BASE_URL}/?refresh_ms=500#jobs/${ids.profiled}`);
+  await page.waitForFunction((id) => window.wattwiseJobs.detail?.summary.job_id === id, ids.profiled);
+  const p = await page.evaluate(() => window.wattwiseJobs.detail.charts.profiles);
+  assert.equal(p.length, 1);
+  assert.equal(p[0].chosen, 200);
+  assert.deepEqual(p[0].power.map((q) => q.x), [300, 250, 200, 100]);
+  assert.match(await page.textContent('#job-chosen'), /200 W/);
+  assert.match(await page.textContent('#job-estimate'), /Not enough data/);
+});
+
+test("the jobs of Zeus's client and of the agent: every number on screen is the API's", async () => {
+  const z = await assertDetailIsTheApis(zeusJobs[0]);
+  assert.equal(z.d.charts.trials.reached.length, 1);
+  assert.equal(z.d.charts.trials.stopped.length, 2, 'stopped above the cost bound, stopped at max epochs');
+  assert.match(await page.textContent('#job-estimate'), /mean cost of the 1 run/);
+  await assertDetailIsTheApis(zeusJobs[1]);
+  const a = await assertDetailIsTheApis(AGENT_JOB);
+  assert.equal(a.profiles.length, 1, 'the agent posted one profile');
+  assert.deepEqual(a.trials.map((t) => [t.status, t.converged]), [['Succeeded', true]], "the agent's run reached the target");
+  assert.ok(a.summary.totals.energy > 0 && a.summary.totals.cost > 0, JSON.stringify(a.summary.totals));
+  assert.ok(a.profiles[0].measurements.length >= 3, JSON.stringify(a.profiles));
+  const p = a.d.charts.profiles[0];
+  assert.equal(p.chosen, a.summary.best_power_limit);
+  assert.ok(p.power.some((q) => q.x === p.chosen), 'the chosen limit is one profiled');
+  assert.match(await page.textContent('#job-chosen'), new RegExp(`${a.summary.best_power_limit} W`));
+  await shot('job-detail-agent.png');
+});
+
+test('the detail refreshes while the agent runs the job', async () => {
+  await page.goto(`${BASE_URL}/?refresh_ms=200#jobs/${AGENT_JOB}`);
+  await page.waitForFunction((id) => window.wattwiseJobs.detail?.summary.job_id === id, AGENT_JOB);
+  const before = await page.evaluate(() => window.wattwiseJobs.detail.summary.trials);
+  const runs = before;
+  const agent = promisify(execFile)('python3', [CLIENTS, 'agent', BASE_URL, AGENT_JOB], { env: { ...process.env, WATTWISE_TOKEN: TOKEN }, timeout: 120000 });
+  // While it runs: its trial shows up as running, without a reload.
+  await page.waitForFunction((n) => window.wattwiseJobs.detail.summary.trials === n + 1, runs, { timeout: 60000 });
+  const { stdout } = await agent;
+  assert.match(stdout, new RegExp(AGENT_JOB));
+  const api = await call('GET', `/jobs/${AGENT_JOB}/summary`);
+  assert.equal(api.open_trials, 0);
+  await page.waitForFunction((s) => window.wattwiseJobs.detail.summary.open_trials === 0 && window.wattwiseJobs.detail.summary.totals.energy === s.totals.energy, api, { timeout: 10000 });
+  assert.equal(await page.$$eval('#job-trials tbody tr', (trs) => trs.length), api.trials);
+  await assertDetailIsTheApis(AGENT_JOB);
+});
+
+test('the detail refreshes while the job reports', async () => {
+  await page.goto(`${BASE_URL}/?refresh_ms=300#jobs/${ids.busy}`);
+  await page.waitForFunction((id) => window.wattwiseJobs.detail?.summary.job_id === id, ids.busy);
+  const before = await page.$$eval('#job-trials tbody tr', (trs) => trs.length);
+  await trainOnce(ids.busy, { energy: 900, time: 9, metric: 0.95 });
+  await page.waitForFunction((n) => document.querySelectorAll('#job-trials tbody tr').length === n + 1, before, { timeout: 10000 });
+  const api = await call('GET', `/jobs/${ids.busy}/summary`);
+  // A refresh between the batch size and the report shows the trial running: wait
+  // for the one after the report.
+  await page.waitForFunction((s) => {
+    const shown = window.wattwiseJobs.detail.summary;
+    return shown.trials === s.trials && shown.open_trials === 0 && shown.totals.energy === s.totals.energy;
+  }, api, { timeout: 10000 });
+  assert.equal(api.open_trials, 0);
+});
+
+test('an unreachable endpoint is shown, and recovery clears it', async () => {
+  await page.route('**/jobs/**', (r) => r.abort('connectionrefused'));
+  await page.waitForSelector('#jobs-notice:not([hidden])', { timeout: 10000 });
+  assert.match(await page.textContent('#jobs-notice'), /unreachable/);
+  await page.unroute('**/jobs/**');
+  await page.waitForSelector('#jobs-notice', { state: 'hidden', timeout: 10000 });
+});
+
+test('simulate this job: the what-if view on the closest built-in workload, with the job\'s knobs', async () => {
+  const id = zeusJobs[0];
+  const doc = await call('GET', `/jobs/${id}`);
+  await page.goto(`${BASE_URL}/?refresh_ms=60000#jobs/${id}`);
+  await page.waitForFunction((j) => window.wattwiseJobs.detail?.summary.job_id === j, id);
+  await Promise.all([page.waitForURL(/from_job=/), page.click('#job-simulate')]);
+  const q = new URL(page.url()).searchParams;
+  assert.equal(new URL(page.url()).hash, '', 'the what-if view');
+  await page.waitForSelector('#results:not([hidden])', { timeout: 60000 });
+  // The knobs are the job's: eta, beta, policy; the default batch size the trace's nearest.
+  const form = await page.evaluate(() => Object.fromEntries(['workload', 'gpu', 'default_batch_size', 'policy', 'eta', 'beta'].map((k) => [k, document.forms[0].elements[k].value])));
+  assert.equal(Number(form.eta), doc.params.eta_knob);
+  assert.equal(form.beta, doc.params.beta_knob === null ? 'inf' : String(doc.params.beta_knob));
+  assert.equal(form.policy, doc.params.policy ?? 'zeus');
+  assert.equal(form.workload, q.get('workload'));
+  assert.equal(form.gpu, q.get('gpu'));
+  assert.equal(form.default_batch_size, q.get('default_batch_size'));
+  // Zeus's client's stand-in GPU is an A100, not in the traces: matched by its 300 W.
+  assert.ok(['a40', 'v100'].includes(form.gpu), form.gpu);
+  // The job's batch sizes (16, 32, 64; default 32) are BERT fine-tuning's: squad's default is 32.
+  assert.equal(form.workload, 'squad');
+  assert.equal(form.default_batch_size, '32');
+  const caption = await page.evaluate(() => document.getElementById('summary').dataset.caption);
+  assert.ok(caption.startsWith(`squad/bert_base_uncased on ${form.gpu}, eta ${doc.params.eta_knob}`), caption);
+  assert.match(await page.textContent('#from-job'), new RegExp(`Simulating job ${id}`));
+  await shot('whatif-from-job.png');
+});
+
+test('usable at a phone width (390 px)', async () => {
+  await page.setViewportSize({ width: 390, height: 844 });
+  for (const [hash, name] of [['#jobs', 'jobs-list-390.png'], [`#jobs/${ids.busy}`, 'job-detail-390.png'], ['', 'whatif-390.png']]) {
+    await page.goto(`${BASE_URL}/?refresh_ms=1000${hash}`);
+    if (hash) await page.waitForFunction(() => window.wattwiseJobs.refreshes > 0);
+    else await page.waitForSelector('#results:not([hidden])', { timeout: 60000 });
+    const overflow = await page.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
+    assert.ok(overflow <= 1, `${name}: the page is ${overflow} px wider than the screen`);
+    await shot(name);
+  }
+  // Both views link to each other.
+  await page.click('#nav-jobs');
+  await page.waitForSelector('#jobs-view:not([hidden])');
+  await page.click('#nav-whatif');
+  await page.waitForSelector('main.layout:not([hidden])');
+  await page.setViewportSize({ width: 1400, height: 1000 });
+  await shot('whatif.png');
+  assert.deepEqual(errors, []);
+});
