@@ -39,6 +39,7 @@ pub mod route;
 pub mod service;
 pub mod sim;
 pub mod spec;
+pub mod store;
 #[cfg(any(test, feature = "store-contract"))]
 pub mod store_contract;
 pub mod trial;

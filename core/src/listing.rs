@@ -108,96 +108,6 @@ impl JobSummary {
     }
 }
 
-/// Where a page starts: strictly after this job in the list order.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ListCursor {
-    /// The last listed job's creation time.
-    pub created_ms: i64,
-    /// The last listed job's id.
-    pub job_id: String,
-    /// The store's own continuation token, for a store that cannot start a listing
-    /// at a key (Workers KV); `None` for the others.
-    pub resume: Option<String>,
-}
-
-/// A page of job documents as a store lists them.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Listed {
-    /// The documents, in list order.
-    pub jobs: Vec<crate::service::Stored>,
-    /// Where the next page starts; `None` when this page is the last.
-    pub next: Option<ListCursor>,
-}
-
-impl Listed {
-    /// A page from `limit + 1` documents in list order after the cursor: the first
-    /// `limit`, and a cursor after the last of them when there were more.
-    pub fn from_one_more(mut jobs: Vec<crate::service::Stored>, limit: usize) -> Listed {
-        let more = jobs.len() > limit;
-        jobs.truncate(limit);
-        let next = match (more, jobs.last()) {
-            (true, Some(last)) => Some(ListCursor::after(&last.state)),
-            _ => None,
-        };
-        Listed { jobs, next }
-    }
-}
-
-impl ListCursor {
-    /// The cursor after `state`.
-    pub fn after(state: &JobState) -> ListCursor {
-        ListCursor {
-            created_ms: state.created_ms(),
-            job_id: state.job_id().to_string(),
-            resume: None,
-        }
-    }
-
-    /// Whether a job created at `created_ms` with id `job_id` comes after the cursor.
-    pub fn precedes(&self, created_ms: i64, job_id: &str) -> bool {
-        (created_ms, job_id) < (self.created_ms, self.job_id.as_str())
-    }
-
-    /// The opaque form: hex of `<created_ms>.<job_id>`, then `\n<resume>` if any.
-    pub fn encode(&self) -> String {
-        let mut text = format!("{}.{}", self.created_ms, self.job_id);
-        if let Some(r) = &self.resume {
-            text.push('\n');
-            text.push_str(r);
-        }
-        text.bytes().map(|b| format!("{b:02x}")).collect()
-    }
-
-    /// Reads an opaque cursor; the error names the `cursor` parameter.
-    pub fn decode(s: &str) -> Result<ListCursor, ApiError> {
-        let bad = || ApiError::Invalid("cursor: not a cursor this endpoint returned".into());
-        if !s.len().is_multiple_of(2) || s.len() > 1024 {
-            return Err(bad());
-        }
-        let bytes = (0..s.len())
-            .step_by(2)
-            .map(|i| s.get(i..i + 2).and_then(|h| u8::from_str_radix(h, 16).ok()))
-            .collect::<Option<Vec<u8>>>()
-            .ok_or_else(bad)?;
-        let text = String::from_utf8(bytes).map_err(|_| bad())?;
-        let (text, resume) = match text.split_once('\n') {
-            Some((t, r)) if !r.is_empty() => (t, Some(r.to_string())),
-            Some(_) => return Err(bad()),
-            None => (text.as_str(), None),
-        };
-        let (ms, id) = text.split_once('.').ok_or_else(bad)?;
-        let created_ms = ms.parse::<i64>().map_err(|_| bad())?;
-        if id.is_empty() {
-            return Err(bad());
-        }
-        Ok(ListCursor {
-            created_ms,
-            job_id: id.to_string(),
-            resume,
-        })
-    }
-}
-
 /// Reads the `limit` parameter: 1 to [`MAX_PAGE`], [`DEFAULT_PAGE`] when absent.
 pub fn page_size(limit: Option<&str>) -> Result<usize, ApiError> {
     match limit {
@@ -223,6 +133,7 @@ pub struct JobPage {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::ListCursor;
 
     #[test]
     fn cursor_round_trips_and_rejects_junk() {

@@ -374,14 +374,14 @@ async fn list_check<S: Store>(store: &S, job: &str) -> Result<(), String> {
         let state = JobState::new(id.clone(), sample_state(id, 1)?.params().clone(), 1, at);
         save(store, id, &state, None, &[]).await?;
     }
-    let listed = |after: Option<crate::listing::ListCursor>, limit| async move {
+    let listed = |after: Option<crate::store::ListCursor>, limit| async move {
         match store.list_jobs(after.as_ref(), limit).await {
             Ok(Some(page)) => Ok(page),
             Ok(None) => Err("the store cannot list jobs".to_string()),
             Err(e) => Err(format!("list_jobs: {e}")),
         }
     };
-    let names = |page: &crate::listing::Listed| -> Vec<String> {
+    let names = |page: &crate::store::Listed| -> Vec<String> {
         page.jobs
             .iter()
             .map(|s| s.state.job_id().to_string())

@@ -20,10 +20,10 @@ use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, TransactWriteItem, WriteRequest};
 use aws_sdk_dynamodb::Client;
 use wattwise_core::job::JobState;
-use wattwise_core::listing::{ListCursor, Listed};
 use wattwise_core::retry::Backoff;
 use wattwise_core::service::HostEnv as _;
 use wattwise_core::service::{Saved, Store, Stored, Write};
+use wattwise_core::store::{ListCursor, Listed};
 use wattwise_core::trial::Trial;
 
 /// A single-item request (`put_item`, `delete_item`) with the table and the

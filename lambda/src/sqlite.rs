@@ -26,8 +26,8 @@ use std::time::{Duration, Instant};
 
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBehavior};
 use wattwise_core::job::JobState;
-use wattwise_core::listing::{ListCursor, Listed};
 use wattwise_core::service::{Saved, Store, Stored, Write};
+use wattwise_core::store::{ListCursor, Listed};
 use wattwise_core::trial::Trial;
 
 /// Longest a write waits for the writer connection and SQLite's write lock.

@@ -175,7 +175,7 @@ async fn lists_documents_newest_first_through_the_index() {
     )
     .await
     .unwrap();
-    let ids = |v: wattwise_core::listing::Listed| -> Vec<String> {
+    let ids = |v: wattwise_core::store::Listed| -> Vec<String> {
         v.jobs
             .iter()
             .map(|s| s.state.job_id().to_string())
@@ -185,7 +185,7 @@ async fn lists_documents_newest_first_through_the_index() {
     assert_eq!(all.next, None);
     assert_eq!(all.jobs[3].version, 2);
     assert_eq!(ids(all), ["job-c", "job-a", "job-d", "job-b"]);
-    let after = wattwise_core::listing::ListCursor {
+    let after = wattwise_core::store::ListCursor {
         created_ms: 30,
         job_id: "job-a".into(),
         resume: None,

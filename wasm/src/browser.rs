@@ -23,12 +23,12 @@ use std::ops::ControlFlow;
 
 use serde::{Deserialize, Serialize};
 use wasm_bindgen::prelude::*;
-use wattwise_core::api::PowerProfile;
-use wattwise_core::job::JobParams;
 use wattwise_core::sim::workload::ZEUS_GPUS;
 use wattwise_core::sim::{
     Catalog, PowerFile, SimError, SimSummary, SimulateSpec, SweepSpec, Target, TraceError,
 };
+use wattwise_core::spec::JobParams;
+use wattwise_core::wire::PowerProfile;
 
 /// Why a binding call failed, before it becomes a JavaScript `Error`.
 #[derive(Debug, thiserror::Error)]

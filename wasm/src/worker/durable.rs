@@ -15,8 +15,8 @@ use js_sys::{Object, Reflect, Uint8Array};
 use serde::{Deserialize, Serialize};
 use wasm_bindgen::JsValue;
 use wattwise_core::job::JobState;
-use wattwise_core::listing::{ListCursor, Listed};
 use wattwise_core::service::{Saved, Service, Store, Stored, Write};
+use wattwise_core::store::{ListCursor, Listed};
 use wattwise_core::trial::Trial;
 use worker::kv::KvStore;
 use worker::{

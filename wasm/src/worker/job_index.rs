@@ -12,7 +12,7 @@
 //! document is gone is skipped.
 
 use serde::{Deserialize, Serialize};
-use wattwise_core::listing::ListCursor;
+use wattwise_core::store::ListCursor;
 use worker::kv::KvStore;
 
 use super::record::StoreError;

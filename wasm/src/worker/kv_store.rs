@@ -14,8 +14,8 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 
-use wattwise_core::listing::{ListCursor, Listed};
 use wattwise_core::service::{Saved, Stored, Write};
+use wattwise_core::store::{ListCursor, Listed};
 use wattwise_core::trial::Trial;
 use worker::kv::KvStore;
 

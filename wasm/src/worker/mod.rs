@@ -18,8 +18,8 @@ mod record;
 use std::time::Duration;
 
 use wattwise_core::api::ApiError;
-use wattwise_core::listing::{ListCursor, Listed};
 use wattwise_core::service::{self, HostEnv, Saved, Service, ServiceConfig, Store, Stored, Write};
+use wattwise_core::store::{ListCursor, Listed};
 use wattwise_core::trial::Trial;
 use worker::{event, Context, Env, Request, Response};
 
