@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::api::PowerProfile;
 use crate::bandit::{ArmState, RewardHistory};
 use crate::explore::{Exploration, FinishedRounds};
+use crate::multihost::Runs;
 use crate::policy::wattwise::WattwiseState;
 use crate::policy::Policy;
 use crate::rng::JobRng;
@@ -174,7 +175,7 @@ pub struct JobParams {
     pub policy: Policy,
 }
 
-fn check_id(field: &'static str, id: &str) -> Result<(), ValidationError> {
+pub(crate) fn check_id(field: &'static str, id: &str) -> Result<(), ValidationError> {
     if id.is_empty() {
         return Err(ValidationError::new(field, "must not be empty"));
     }
@@ -496,6 +497,9 @@ pub struct JobState {
     /// The wattwise policy's statistics (absent for a Zeus job).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) wattwise: Option<WattwiseState>,
+    /// Runs across hosts (absent when the job never had one).
+    #[serde(default, skip_serializing_if = "Runs::is_empty")]
+    pub(crate) runs: Runs,
     /// Finished trials that left the document in the last call; the host appends them to its archive.
     #[serde(skip)]
     pub(crate) archive_out: Vec<Trial>,
@@ -539,6 +543,7 @@ impl JobState {
             rng,
             profiles: Vec::new(),
             wattwise: (params_policy == Policy::Wattwise).then(|| WattwiseState::new(n)),
+            runs: Runs::default(),
             archive_out: Vec::new(),
         }
     }
@@ -596,6 +601,11 @@ impl JobState {
     /// The power profiles posted for this job.
     pub fn profiles(&self) -> &[PowerProfile] {
         &self.profiles
+    }
+
+    /// The job's runs across hosts.
+    pub fn runs(&self) -> &Runs {
+        &self.runs
     }
 
     /// Takes the finished trials that left the document; the host appends them to its archive.

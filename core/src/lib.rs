@@ -12,6 +12,7 @@
 //! - [`bandit`]: Gaussian Thompson sampling over the surviving batch sizes.
 //! - [`optimizer`]: register / predict / report / end over a job document.
 //! - [`policy`]: which batch size policy a job runs (Zeus's, or wattwise's).
+//! - [`multihost`]: runs across hosts: joining, combining, one power limit, host timeouts.
 //! - [`power`]: the power limit optimizer state machine.
 //! - [`api`]: Zeus's routes as request and response types, and pure call functions.
 //! - [`service`]: the HTTP service every host runs, over a store trait.
@@ -22,6 +23,7 @@ pub mod bandit;
 pub mod cost;
 pub mod explore;
 pub mod job;
+pub mod multihost;
 pub mod openapi;
 pub mod optimizer;
 pub mod policy;
