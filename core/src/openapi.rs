@@ -69,6 +69,13 @@ fn job_id_path() -> Value {
     json!([{"name": "job_id", "in": "path", "required": true, "schema": {"type": "string"}}])
 }
 
+fn run_path() -> Value {
+    json!([
+        {"name": "job_id", "in": "path", "required": true, "schema": {"type": "string"}},
+        {"name": "run_id", "in": "path", "required": true, "schema": {"type": "string"}}
+    ])
+}
+
 fn schemas() -> Value {
     let number = json!({"type": "number"});
     let integer = json!({"type": "integer"});
@@ -171,6 +178,77 @@ fn schemas() -> Value {
             },
             "additionalProperties": true
         },
+        "JoinRun": {
+            "type": "object",
+            "description": "A host joins a run across hosts; the first to arrive opens it and dispatches its trial (a wattwise addition).",
+            "required": ["run_id", "hosts", "host_rank"],
+            "properties": {
+                "run_id": {"type": "string", "minLength": 1, "maxLength": 128, "description": "The same on every host of the run: ASCII letters, digits and - _ . :"},
+                "hosts": {"type": "integer", "minimum": 1, "maximum": 256},
+                "host_rank": {"type": "integer", "minimum": 0, "description": "0 to hosts - 1"},
+                "host_name": {"type": "string", "nullable": true, "maxLength": 64, "description": "Named in messages"},
+                "host_timeout_s": {"type": "number", "minimum": 1, "maximum": 86400, "default": 60, "description": "A host silent this long fails the run (the opener's value counts)"},
+                "selector": {"type": "object", "description": "How the run's power limit is chosen: {\"kind\": \"energy\" | \"time\" | \"zeus_cost\" (eta, max_power) | \"max_slowdown\" (factor)}; default zeus_cost with eta 0.5 (the opener's counts)"}
+            }
+        },
+        "HostCall": {
+            "type": "object", "required": ["host_rank"],
+            "properties": {"host_rank": {"type": "integer", "minimum": 0}}
+        },
+        "PowerLimitMeasurement": {
+            "type": "object", "required": ["power_limit", "energy", "time", "steps"],
+            "properties": {
+                "power_limit": {"type": "integer", "minimum": 1, "description": "Watts"},
+                "energy": {"type": "number", "minimum": 0, "description": "Joules of the host's GPUs over the window"},
+                "time": {"type": "number", "exclusiveMinimum": true, "minimum": 0, "description": "Seconds"},
+                "steps": {"type": "integer", "minimum": 1}
+            }
+        },
+        "HostProfile": {
+            "type": "object", "required": ["host_rank", "gpu_count", "measurements"],
+            "properties": {
+                "host_rank": {"type": "integer", "minimum": 0},
+                "gpu_count": {"type": "integer", "minimum": 1, "maximum": 4096},
+                "measurements": {"type": "array", "minItems": 1, "maxItems": 64, "items": schema_ref("PowerLimitMeasurement"), "description": "Power limits unique"}
+            }
+        },
+        "HostReport": {
+            "type": "object", "required": ["host_rank", "time", "energy", "metric", "current_epoch"],
+            "properties": {
+                "host_rank": {"type": "integer", "minimum": 0},
+                "time": {"type": "number", "minimum": 0, "description": "The host's seconds of training so far"},
+                "energy": {"type": "number", "minimum": 0, "description": "Joules of the host's GPUs so far"},
+                "metric": {"type": "number", "description": "Rank 0's is the run's"},
+                "current_epoch": {"type": "integer", "minimum": 1, "description": "Each host reports its epochs in order; a repeat is ignored"}
+            }
+        },
+        "EpochTotals": {
+            "type": "object", "required": ["epoch", "time", "energy", "metric", "hosts"],
+            "properties": {
+                "epoch": integer,
+                "time": {"type": "number", "description": "The slowest host's seconds so far"},
+                "energy": {"type": "number", "description": "Every host's joules so far, summed"},
+                "metric": {"type": "number", "nullable": true},
+                "hosts": integer
+            }
+        },
+        "RunView": {
+            "type": "object",
+            "description": "A run across hosts as it stands: its trial, its power limit once every host's profile is in, whether to stop.",
+            "required": ["job_id", "run_id", "trial_number", "batch_size", "hosts", "joined", "status", "stop_train", "converged", "message", "power_limit", "profiled", "reported_epoch", "epochs"],
+            "properties": {
+                "job_id": {"type": "string"}, "run_id": {"type": "string"},
+                "trial_number": integer, "batch_size": integer, "hosts": integer, "joined": integer,
+                "status": {"type": "string", "enum": ["running", "stopped", "failed", "ended"]},
+                "stop_train": {"type": "boolean", "description": "The run is over: every host stops its command"},
+                "converged": {"type": "boolean"},
+                "message": {"type": "string", "description": "Why it stopped or failed (a failure names the host)"},
+                "power_limit": {"type": "integer", "nullable": true, "description": "Watts, for every host"},
+                "profiled": integer,
+                "reported_epoch": {"type": "integer", "description": "The last epoch reported to the optimizer (once every host reported it)"},
+                "epochs": {"type": "array", "items": schema_ref("EpochTotals"), "description": "The most recent combined epochs (up to 16)"}
+            }
+        },
         "Health": {"type": "object", "required": ["status"], "properties": {"status": {"type": "string", "enum": ["ok"]}}}
     })
 }
@@ -243,6 +321,48 @@ pub fn document() -> Value {
                     {"name": "job_id", "in": "path", "required": true, "schema": {"type": "string"}},
                     {"name": "format", "in": "query", "required": false, "schema": {"type": "string", "enum": ["json", "csv"], "default": "json"}}
                 ]}),
+            )
+        },
+        "/jobs/{job_id}/runs": {
+            "post": operation(
+                "Join a run across hosts (the first host opens it and dispatches its trial)",
+                responses(vec![("200", ok("The run", schema_ref("RunView")))], &[400, 404, 409, 422]),
+                json!({"parameters": job_id_path(), "requestBody": json_body("JoinRun")}),
+            )
+        },
+        "/jobs/{job_id}/runs/{run_id}": {
+            "get": operation(
+                "A run across hosts as it stands now (host deadlines applied; writes nothing)",
+                responses(vec![("200", ok("The run", schema_ref("RunView")))], &[404]),
+                json!({"parameters": run_path()}),
+            )
+        },
+        "/jobs/{job_id}/runs/{run_id}/heartbeat": {
+            "post": operation(
+                "A host is alive; answers the run's state (a host polls this)",
+                responses(vec![("200", ok("The run", schema_ref("RunView")))], &[400, 404, 422]),
+                json!({"parameters": run_path(), "requestBody": json_body("HostCall")}),
+            )
+        },
+        "/jobs/{job_id}/runs/{run_id}/profile": {
+            "post": operation(
+                "A host's power profile; once every host's is in, the run's power limit is chosen",
+                responses(vec![("200", ok("The run", schema_ref("RunView")))], &[400, 404, 422]),
+                json!({"parameters": run_path(), "requestBody": json_body("HostProfile")}),
+            )
+        },
+        "/jobs/{job_id}/runs/{run_id}/report": {
+            "post": operation(
+                "A host's totals after an epoch; once every host reported it, the optimizer gets one report (energy summed, slowest time)",
+                responses(vec![("200", ok("The run", schema_ref("RunView")))], &[400, 404, 422]),
+                json!({"parameters": run_path(), "requestBody": json_body("HostReport")}),
+            )
+        },
+        "/jobs/{job_id}/runs/{run_id}/done": {
+            "post": operation(
+                "A host's command ended; once every host's has, the trial ends",
+                responses(vec![("200", ok("The run", schema_ref("RunView")))], &[400, 404, 422]),
+                json!({"parameters": run_path(), "requestBody": json_body("HostCall")}),
             )
         },
         "/jobs/{job_id}/profiles": {
@@ -359,6 +479,71 @@ mod tests {
         let mut row = serde_json::to_value(&t).unwrap();
         row["job_id"] = json!("j");
         check("Trial", row);
+        multihost_schemas_match();
+    }
+
+    fn multihost_schemas_match() {
+        use crate::multihost::{EpochTotals, HostCall, HostProfile, HostReport, JoinRun, RunView};
+        use crate::power::{PowerLimitMeasurement, Selector};
+        let join = JoinRun {
+            run_id: "r".into(),
+            hosts: 2,
+            host_rank: 0,
+            host_name: Some("n".into()),
+            host_timeout_s: 60.0,
+            selector: Selector::Energy,
+        };
+        check("JoinRun", serde_json::to_value(&join).unwrap());
+        check(
+            "HostCall",
+            serde_json::to_value(HostCall { host_rank: 0 }).unwrap(),
+        );
+        let m = PowerLimitMeasurement {
+            power_limit: 300,
+            energy: 1.0,
+            time: 1.0,
+            steps: 1,
+        };
+        check("PowerLimitMeasurement", serde_json::to_value(m).unwrap());
+        let p = HostProfile {
+            host_rank: 0,
+            gpu_count: 8,
+            measurements: vec![m],
+        };
+        check("HostProfile", serde_json::to_value(&p).unwrap());
+        let r = HostReport {
+            host_rank: 0,
+            time: 1.0,
+            energy: 1.0,
+            metric: 0.5,
+            current_epoch: 1,
+        };
+        check("HostReport", serde_json::to_value(&r).unwrap());
+        let e = EpochTotals {
+            epoch: 1,
+            time: 1.0,
+            energy: 1.0,
+            metric: Some(0.5),
+            hosts: 2,
+        };
+        check("EpochTotals", serde_json::to_value(e).unwrap());
+        let v = RunView {
+            job_id: "j".into(),
+            run_id: "r".into(),
+            trial_number: 1,
+            batch_size: 8,
+            hosts: 2,
+            joined: 2,
+            status: "running".into(),
+            stop_train: false,
+            converged: false,
+            message: String::new(),
+            power_limit: Some(200),
+            profiled: 2,
+            reported_epoch: 1,
+            epochs: vec![e],
+        };
+        check("RunView", serde_json::to_value(&v).unwrap());
     }
 
     #[test]
@@ -417,6 +602,12 @@ mod tests {
             ("/jobs/{job_id}/trials", "get"),
             ("/jobs/{job_id}/profiles", "get"),
             ("/jobs/{job_id}/profiles", "post"),
+            ("/jobs/{job_id}/runs", "post"),
+            ("/jobs/{job_id}/runs/{run_id}", "get"),
+            ("/jobs/{job_id}/runs/{run_id}/heartbeat", "post"),
+            ("/jobs/{job_id}/runs/{run_id}/profile", "post"),
+            ("/jobs/{job_id}/runs/{run_id}/report", "post"),
+            ("/jobs/{job_id}/runs/{run_id}/done", "post"),
         ] {
             assert!(doc["paths"][path][method].is_object(), "{method} {path}");
         }

@@ -15,6 +15,7 @@ use serde::Serialize;
 
 use crate::api::{self, ApiError, Change, Ctx, Outcome, PowerProfile, TrainingResult, TrialId};
 use crate::job::{JobSpec, JobState};
+use crate::multihost::{self, HostCall, HostMessage, HostProfile, HostReport, JoinRun};
 use crate::trial::Trial;
 
 /// A stored job document and its version.
@@ -190,7 +191,12 @@ impl Request<'_> {
             (["jobs", "batch_size"], _) => return None,
             (["jobs", id], "GET")
             | (["jobs", id, "trials"], "GET")
-            | (["jobs", id, "profiles"], "GET" | "POST") => id.to_string(),
+            | (["jobs", id, "profiles"], "GET" | "POST")
+            | (["jobs", id, "runs"], "POST")
+            | (["jobs", id, "runs", _], "GET")
+            | (["jobs", id, "runs", _, "heartbeat" | "profile" | "report" | "done"], "POST") => {
+                id.to_string()
+            }
             _ => return None,
         };
         (!id.is_empty()).then_some(id)
@@ -417,6 +423,57 @@ impl<S: Store> Service<S> {
                 "GET" => self.export_trials(job_id, req.query).await,
                 _ => Err(not_allowed()),
             },
+            ["jobs", job_id, "runs"] => match req.method {
+                "POST" => {
+                    let join: JoinRun = parse_body(req.body)?;
+                    join.validate()?;
+                    let out = self
+                        .transact(job_id, env, |cur, ctx| {
+                            multihost::join(job_id, &join, cur, ctx)
+                        })
+                        .await?;
+                    Ok(Response::json(out.status, &out.body))
+                }
+                _ => Err(not_allowed()),
+            },
+            ["jobs", job_id, "runs", run_id] => match req.method {
+                "GET" => {
+                    let stored = self.load_required(job_id).await?;
+                    let view = multihost::view(job_id, run_id, Some(&stored.state), env.now_ms())?;
+                    Ok(Response::json(200, &view))
+                }
+                _ => Err(not_allowed()),
+            },
+            ["jobs", job_id, "runs", run_id, action @ ("heartbeat" | "profile" | "report" | "done")] =>
+            {
+                if req.method != "POST" {
+                    return Err(not_allowed());
+                }
+                let (rank, message) = match *action {
+                    "profile" => {
+                        let p: HostProfile = parse_body(req.body)?;
+                        (p.host_rank, HostMessage::Profile(p))
+                    }
+                    "report" => {
+                        let r: HostReport = parse_body(req.body)?;
+                        (r.host_rank, HostMessage::Report(r))
+                    }
+                    "done" => (
+                        parse_body::<HostCall>(req.body)?.host_rank,
+                        HostMessage::Done,
+                    ),
+                    _ => (
+                        parse_body::<HostCall>(req.body)?.host_rank,
+                        HostMessage::Heartbeat,
+                    ),
+                };
+                let out = self
+                    .transact(job_id, env, |cur, ctx| {
+                        multihost::host_message(job_id, run_id, rank, &message, cur, ctx)
+                    })
+                    .await?;
+                Ok(Response::json(out.status, &out.body))
+            }
             ["jobs", job_id, "profiles"] => match req.method {
                 "GET" => Ok(Response::json(
                     200,
@@ -783,6 +840,21 @@ mod tests {
         let body = br#"{"job_id": "j3", "batch_size": 8}"#;
         assert_eq!(job_of("POST", "/report", "", body), Some("j3".into()));
         assert_eq!(job_of("PATCH", "/trials", "", body), Some("j3".into()));
+        assert_eq!(
+            job_of("POST", "/jobs/j4/runs", "", b"{}"),
+            Some("j4".into())
+        );
+        assert_eq!(
+            job_of("GET", "/jobs/j4/runs/r1", "", b""),
+            Some("j4".into())
+        );
+        for action in ["heartbeat", "profile", "report", "done"] {
+            let path = format!("/jobs/j4/runs/r1/{action}");
+            assert_eq!(job_of("POST", &path, "", b"{}"), Some("j4".into()));
+            assert_eq!(job_of("GET", &path, "", b""), None);
+        }
+        assert_eq!(job_of("POST", "/jobs/j4/runs/r1/other", "", b"{}"), None);
+        assert_eq!(job_of("GET", "/jobs/j4/runs", "", b""), None);
         assert_eq!(job_of("POST", "/jobs", "", body), Some("j3".into()));
     }
 
