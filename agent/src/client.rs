@@ -12,6 +12,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use wattwise_core::api::{PowerProfile, ReportResponse, TrainingResult, TrialId};
 use wattwise_core::job::JobSpec;
+use wattwise_core::multihost::{JoinRun, RunView};
 
 /// Environment variable holding the bearer token.
 pub const TOKEN_ENV: &str = "WATTWISE_TOKEN";
@@ -233,6 +234,29 @@ impl Endpoint {
         let path = format!("/jobs/{}/profiles", encode_query(job_id));
         let _: serde_json::Value = self.call("POST", &path, Some(profile))?;
         Ok(())
+    }
+
+    /// `POST /jobs/{id}/runs`: joins (or opens) a run across hosts.
+    pub fn join_run(&self, job_id: &str, join: &JoinRun) -> Result<RunView, HttpError> {
+        let path = format!("/jobs/{}/runs", encode_query(job_id));
+        self.call("POST", &path, Some(join))
+    }
+
+    /// `POST /jobs/{id}/runs/{run}/{action}`: one host's message to its run
+    /// (`heartbeat`, `profile`, `report`, `done`).
+    pub fn run_call(
+        &self,
+        job_id: &str,
+        run_id: &str,
+        action: &str,
+        body: &impl Serialize,
+    ) -> Result<RunView, HttpError> {
+        let path = format!(
+            "/jobs/{}/runs/{}/{action}",
+            encode_query(job_id),
+            encode_query(run_id)
+        );
+        self.call("POST", &path, Some(body))
     }
 
     /// Calls `f` until it succeeds, fails for good, or `patience` passes, backing off
