@@ -126,6 +126,15 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
     let text = std::fs::read_to_string(&args.job)
         .with_context(|| format!("cannot read the job file {}", args.job.display()))?;
     let job = JobFile::parse(&text)?;
+    if let Some(id) = &identity {
+        if job.spec.get("job_id").and_then(|v| v.as_str()).is_none() {
+            anyhow::bail!(
+                "job_id: run {:?} spans {} hosts, so the job file must set job_id (the same on every host); job_id_prefix alone draws a new job per host",
+                id.run_id,
+                id.hosts
+            );
+        }
+    }
     let token = crate::client::token_from_env()?;
     let endpoint = Endpoint::new(&args.server, token, Duration::from_secs(30));
 

@@ -29,17 +29,22 @@ from agent_harness import (  # noqa: E402
 HOSTS = 3
 
 
-def start_agents(hosts, url, job_name, run_id, train_args, host_timeout, **job_fields):
+def start_agents(hosts, url, job_name, identities, train_args, host_timeout, **job_fields):
+    """One agent per host; `identities[rank]` is (flags, environment) naming the run."""
     procs = []
     for rank, host in enumerate(hosts):
         job = host.job(job_name, job_id=f"{job_name}-1", **job_fields)
+        flags, env = identities[rank]
         procs.append(host.agent([
-            "run", "--server", url, "--job", job, "--grace", "2",
-            "--run-id", run_id, "--hosts", str(len(hosts)), "--host-rank", str(rank),
+            "run", "--server", url, "--job", job, "--grace", "2", *flags,
             "--host-timeout", str(host_timeout),
             "--", sys.executable, TRAIN, *train_args[rank],
-        ]))
+        ], env))
     return procs
+
+
+def by_flags(run_id, rank, hosts=HOSTS):
+    return (["--run-id", run_id, "--hosts", str(hosts), "--host-rank", str(rank)], {})
 
 
 def finish(procs, timeout):
@@ -76,7 +81,10 @@ def test_three_hosts_are_one_trial_with_one_power_limit(tmp, server):
     step_times = ["0.03", "0.03", "0.04"]
     train = [["--epochs", "12", "--steps", "40", "--step-time", step_times[r], "--ground-truth", gts[r]]
              for r in range(HOSTS)]
-    procs = start_agents(hosts, proxy.url, "mhone", "one-run", train, 20, max_epochs=5, target_metric=0.99,
+    # Ranks 0 and 1 by flags, rank 2 from Slurm's environment (srun's, one task per node).
+    slurm = {"SLURM_JOB_ID": "77", "SLURM_STEP_ID": "0", "SLURM_NNODES": "3", "SLURM_NODEID": "2"}
+    identities = [by_flags("slurm-77.0", 0), by_flags("slurm-77.0", 1), ([], slurm)]
+    procs = start_agents(hosts, proxy.url, "mhone", identities, train, 20, max_epochs=5, target_metric=0.99,
                          power={"selector": {"kind": "energy"}, "wait_steps": 1})
     results = finish(procs, 180)
     proxy.down()
@@ -90,7 +98,7 @@ def test_three_hosts_are_one_trial_with_one_power_limit(tmp, server):
     assert len(trials) == 1, trials
     (trial,) = trials
     assert trial["status"] == "Succeeded", trial
-    run = get(server.url, "/jobs/mhone-1/runs/one-run")
+    run = get(server.url, "/jobs/mhone-1/runs/slurm-77.0")
     assert run["status"] == "stopped" and run["reported_epoch"] == 5, run
     # The same power limit on every host, chosen from all three profiles.
     limit = run["power_limit"]
@@ -110,7 +118,7 @@ def test_three_hosts_are_one_trial_with_one_power_limit(tmp, server):
     assert all(e["hosts"] == HOSTS for e in epochs.values())
     sent = {}
     for path, body in proxy.posts:
-        if path == "/jobs/mhone-1/runs/one-run/report":
+        if path == "/jobs/mhone-1/runs/slurm-77.0/report":
             sent[(body["host_rank"], body["current_epoch"])] = body
     for e in range(1, 6):
         per_host = [sent[(r, e)] for r in range(HOSTS)]
@@ -136,7 +144,10 @@ def test_a_killed_host_fails_the_run_and_the_others_exit_cleanly(tmp, server):
     pids = [os.path.join(h.dir, "pids") for h in hosts]
     train = [["--epochs", "200", "--steps", "20", "--step-time", "0.03", "--pids", pids[r]] for r in range(HOSTS)]
     timeout_s = 3
-    procs = start_agents(hosts, server.url, "mhkill", "kill-run", train, timeout_s, max_epochs=1000,
+    # Rank 0 by flags, ranks 1 and 2 as torchrun workers would see it.
+    identities = [by_flags("kill-run", 0)] + [
+        ([], {"TORCHELASTIC_RUN_ID": "kill-run", "GROUP_WORLD_SIZE": "3", "GROUP_RANK": str(r)}) for r in (1, 2)]
+    procs = start_agents(hosts, server.url, "mhkill", identities, train, timeout_s, max_epochs=1000,
                          power={"pl_step": 100})
     try:
         wait_until(lambda: _run_or_none(server.url, "/jobs/mhkill-1/runs/kill-run", lambda r: r["reported_epoch"] >= 2),
@@ -169,6 +180,21 @@ def test_a_killed_host_fails_the_run_and_the_others_exit_cleanly(tmp, server):
     assert run["status"] == "failed" and run["message"].startswith("host 2 ("), run
     (trial,) = get(server.url, "/jobs/mhkill-1/trials")
     assert trial["status"] == "Failed", trial
+
+
+def test_a_run_across_hosts_needs_one_job_id_and_a_rank(tmp, server):
+    host = Host(tmp, "mhbad", count=1, start_limit_w=275)
+    no_id = host.job("mhbad")  # job_id_prefix only: each host would register its own job
+    for flags, env, needle in [
+        (["--run-id", "r", "--hosts", "2", "--host-rank", "0"], {}, "job_id: run \"r\" spans 2 hosts"),
+        (["--hosts", "2", "--run-id", "r"], {}, "--host-rank"),
+        ([], {"SLURM_JOB_ID": "5", "SLURM_NNODES": "2", "SLURM_NODEID": "7"}, "--host-rank: 7 is not below"),
+        ([], {"PET_RDZV_ID": "x", "PET_NNODES": "1:4", "PET_NODE_RANK": "0"}, "PET_NNODES"),
+    ]:
+        p = host.agent(["run", "--server", server.url, "--job", no_id, *flags, "--", "true"], env)
+        _, err = p.communicate(timeout=30)
+        assert p.returncode != 0 and needle in err, (flags, env, err)
+    assert host.limits_w() == [275.0]
 
 
 def _run_or_none(url, path, pred):
