@@ -148,14 +148,14 @@ pub fn resolve(
     }))
 }
 
-/// This host's name, for the endpoint's messages (at most 64 characters).
+/// This host's name, for the endpoint's messages (its first 32 characters).
 pub fn host_name() -> Option<String> {
     let name = std::fs::read_to_string("/proc/sys/kernel/hostname").ok()?;
     let name: String = name
         .trim()
         .chars()
         .filter(|c| !c.is_control())
-        .take(64)
+        .take(wattwise_core::multihost::MAX_HOST_NAME)
         .collect();
     (!name.is_empty()).then_some(name)
 }

@@ -29,7 +29,7 @@ use crate::power::{select, PowerLimitMeasurement, Selector};
 /// Most hosts in one run.
 pub const MAX_HOSTS: u32 = 256;
 /// Most runs of a job still running at once.
-pub const MAX_OPEN_RUNS: usize = 4;
+pub const MAX_OPEN_RUNS: usize = 2;
 /// Most runs kept in a job document (finished ones are compact; the oldest leave first).
 pub const MAX_RUNS: usize = 16;
 /// How far (in epochs) the fastest host may run ahead of the slowest one.
@@ -41,7 +41,7 @@ pub const MAX_PROFILE_LIMITS: usize = 64;
 /// Most GPUs one host reports.
 pub const MAX_GPUS_PER_HOST: u32 = 4096;
 /// Longest host name.
-pub const MAX_HOST_NAME: usize = 64;
+pub const MAX_HOST_NAME: usize = 32;
 /// The host timeout's bounds and default, seconds.
 pub const MIN_HOST_TIMEOUT_S: f64 = 1.0;
 /// See [`MIN_HOST_TIMEOUT_S`].
@@ -1220,7 +1220,7 @@ mod tests {
             (Box::new(|j| j.host_timeout_s = f64::NAN), "host_timeout_s"),
             (Box::new(|j| j.host_timeout_s = 0.0), "host_timeout_s"),
             (
-                Box::new(|j| j.host_name = Some("x".repeat(65))),
+                Box::new(|j| j.host_name = Some("x".repeat(33))),
                 "host_name",
             ),
             (
@@ -1314,6 +1314,51 @@ mod tests {
             apply(&mut s, &out);
             assert!(s.runs.list().len() <= MAX_RUNS);
         }
+    }
+
+    #[test]
+    fn the_largest_runs_stay_small() {
+        // Every bound at once: the most running runs, the most hosts with the
+        // longest names, a full profile and full epoch windows.
+        let mut s = job(1000);
+        let name = "n".repeat(MAX_HOST_NAME);
+        for i in 0..MAX_OPEN_RUNS {
+            let req = JoinRun {
+                run_id: format!("{}{i}", "r".repeat(100)),
+                hosts: i64::from(MAX_HOSTS),
+                host_rank: 0,
+                host_name: Some(name.clone()),
+                host_timeout_s: MAX_HOST_TIMEOUT_S,
+                selector: Selector::Energy,
+            };
+            let out = join("mh-1", &req, Some(&s), ctx(T0)).unwrap();
+            apply(&mut s, &out);
+        }
+        for run in &mut s.runs.0 {
+            for slot in &mut run.slots {
+                slot.name = Some(name.clone());
+            }
+            let full = EpochTotals {
+                epoch: u32::MAX,
+                time: 1.234_567_890_123e9,
+                energy: 1.234_567_890_123e18,
+                metric: Some(0.123_456_789_012_345),
+                hosts: MAX_HOSTS,
+            };
+            run.pending = vec![full; MAX_PENDING_EPOCHS];
+            run.epochs = vec![full; RECENT_EPOCHS];
+            run.profile = (0..MAX_PROFILE_LIMITS as u32)
+                .map(|w| CombinedPoint {
+                    power_limit: 100 + w,
+                    energy: 1.234_567_890_123e10,
+                    time: 1.234_567_890_123,
+                })
+                .collect();
+        }
+        let bytes = serde_json::to_vec(&s.runs).unwrap().len();
+        assert!(bytes < 100_000, "{bytes} bytes");
+        let back: Runs = serde_json::from_slice(&serde_json::to_vec(&s.runs).unwrap()).unwrap();
+        assert_eq!(back, s.runs);
     }
 
     proptest! {

@@ -186,7 +186,7 @@ fn schemas() -> Value {
                 "run_id": {"type": "string", "minLength": 1, "maxLength": 128, "description": "The same on every host of the run: ASCII letters, digits and - _ . :"},
                 "hosts": {"type": "integer", "minimum": 1, "maximum": 256},
                 "host_rank": {"type": "integer", "minimum": 0, "description": "0 to hosts - 1"},
-                "host_name": {"type": "string", "nullable": true, "maxLength": 64, "description": "Named in messages"},
+                "host_name": {"type": "string", "nullable": true, "maxLength": 32, "description": "Named in messages"},
                 "host_timeout_s": {"type": "number", "minimum": 1, "maximum": 86400, "default": 60, "description": "A host silent this long fails the run (the opener's value counts)"},
                 "selector": {"type": "object", "description": "How the run's power limit is chosen: {\"kind\": \"energy\" | \"time\" | \"zeus_cost\" (eta, max_power) | \"max_slowdown\" (factor)}; default zeus_cost with eta 0.5 (the opener's counts)"}
             }

@@ -145,7 +145,7 @@ def test_hostile_run_requests_name_the_field_and_change_nothing(api):
         ({"run_id": run_id, "hosts": 2, "host_rank": 2}, "host_rank"),
         ({"run_id": "a/b", "hosts": 2, "host_rank": 0}, "run_id"),
         ({"run_id": run_id, "hosts": 2, "host_rank": 0, "host_timeout_s": 0}, "host_timeout_s"),
-        ({"run_id": run_id, "hosts": 2, "host_rank": 0, "host_name": "x" * 65}, "host_name"),
+        ({"run_id": run_id, "hosts": 2, "host_rank": 0, "host_name": "x" * 33}, "host_name"),
         ({"run_id": run_id, "hosts": "2", "host_rank": 0}, "hosts"),
     ]:
         r = api.post(f"/jobs/{job_id}/runs", body)
