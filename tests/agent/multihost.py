@@ -91,6 +91,8 @@ def test_three_hosts_are_one_trial_with_one_power_limit(tmp, server):
     for rank, (rc, err) in enumerate(results):
         assert rc == 0, (rank, err)
     errs = [err for _, err in results]
+    for rank, err in enumerate(errs):
+        print(f"    host {rank}: {line_with(err, 'agent CPU').split('; ')[-1]}")
     # One trial, one batch size.
     trial_lines = {line_with(e, "[wattwise] job mhone-1: trial").split("(run")[0] for e in errs}
     assert len(trial_lines) == 1, trial_lines
