@@ -9,6 +9,13 @@
 //! epoch, stops the process group when the endpoint says `stop_train`, posts the
 //! profile, ends the trial, restores the power limits found at start on every exit
 //! path, and exits with the command's status.
+//!
+//! On a host of a run across hosts (`--run-id`/`--hosts`/`--host-rank`, or Slurm's
+//! or torchrun's environment: [`crate::multihost`]) it joins the run instead of
+//! asking for a batch size, forwards its profile and per-epoch totals to the run,
+//! sets the run's power limit once the endpoint chose it from every host's profile,
+//! stops when the run is over (exit 1 when it failed), and leaves ending the trial
+//! to the run.
 
 use std::panic::AssertUnwindSafe;
 use std::path::PathBuf;
