@@ -174,7 +174,8 @@ fn schemas() -> Value {
                 "min_cost_batch_size": integer,
                 "open_trials": {"type": "array", "items": {"type": "object"}},
                 "recent_trials": {"type": "array", "items": {"type": "object"}},
-                "profiles": {"type": "array", "items": schema_ref("PowerProfile")}
+                "profiles": {"type": "array", "items": schema_ref("PowerProfile")},
+                "runs": {"type": "array", "items": {"type": "object"}, "description": "Runs across hosts (absent when the job never had one); GET /jobs/{job_id}/runs/{run_id} shows one"}
             },
             "additionalProperties": true
         },
