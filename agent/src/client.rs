@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use wattwise_core::retry::Backoff;
+use wattwise_core::runs::{JoinRun, RunView};
 use wattwise_core::spec::JobSpec;
 use wattwise_core::wire::{PowerProfile, ReportResponse, TrainingResult, TrialId};
 
@@ -234,6 +235,29 @@ impl Endpoint {
         let path = format!("/jobs/{}/profiles", encode_query(job_id));
         let _: serde_json::Value = self.call("POST", &path, Some(profile))?;
         Ok(())
+    }
+
+    /// `POST /jobs/{id}/runs`: joins (or opens) a run across hosts.
+    pub fn join_run(&self, job_id: &str, join: &JoinRun) -> Result<RunView, HttpError> {
+        let path = format!("/jobs/{}/runs", encode_query(job_id));
+        self.call("POST", &path, Some(join))
+    }
+
+    /// `POST /jobs/{id}/runs/{run}/{action}`: one host's message to its run
+    /// (`heartbeat`, `profile`, `report`, `done`).
+    pub fn run_call(
+        &self,
+        job_id: &str,
+        run_id: &str,
+        action: &str,
+        body: &impl Serialize,
+    ) -> Result<RunView, HttpError> {
+        let path = format!(
+            "/jobs/{}/runs/{}/{action}",
+            encode_query(job_id),
+            encode_query(run_id)
+        );
+        self.call("POST", &path, Some(body))
     }
 
     /// Calls `f` until it succeeds, fails for good, or `patience` passes, backing off

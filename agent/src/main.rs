@@ -15,6 +15,7 @@ mod gpus;
 mod job_file;
 mod limits;
 mod measure;
+mod multihost;
 mod ownership;
 mod run;
 mod simulate;

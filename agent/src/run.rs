@@ -9,6 +9,13 @@
 //! epoch, stops the process group when the endpoint says `stop_train`, posts the
 //! profile, ends the trial, restores the power limits found at start on every exit
 //! path, and exits with the command's status.
+//!
+//! On a host of a run across hosts (`--run-id`/`--hosts`/`--host-rank`, or Slurm's
+//! or torchrun's environment: [`crate::multihost`]) it joins the run instead of
+//! asking for a batch size, forwards its profile and per-epoch totals to the run,
+//! sets the run's power limit once the endpoint chose it from every host's profile,
+//! stops when the run is over (exit 1 when it failed), and leaves ending the trial
+//! to the run.
 
 use std::panic::AssertUnwindSafe;
 use std::path::PathBuf;
@@ -19,6 +26,7 @@ use anyhow::Context;
 use wattwise_core::power::{
     Action, LimitConstraints, PowerLimitMeasurement, PowerOptimizer, Reading,
 };
+use wattwise_core::runs::{HostProfile, HostReport, JoinRun};
 use wattwise_core::wire::{Phase, TrainingResult, TrialId};
 
 use crate::client::{Endpoint, Reporter};
@@ -28,6 +36,7 @@ use crate::exporter::{power_state_name, RunInfo, RunStatus};
 use crate::gpu::{GpuError, Gpus, NvmlGpus};
 use crate::job_file::{GpuFacts, JobFile};
 use crate::limits::state_dir;
+use crate::multihost::{HostIdentity, RunLink};
 use crate::ownership::Ownership;
 
 /// Test hook: the agent panics at this step beginning (to test limit restoring).
@@ -70,6 +79,23 @@ pub struct RunArgs {
     /// (HOST:PORT, or a PORT on 127.0.0.1), at /metrics.
     #[arg(long, value_name = "ADDR")]
     pub metrics: Option<String>,
+    /// The run's id when it spans hosts (the same on every host; one agent per
+    /// host). Default: Slurm's `slurm-$SLURM_JOB_ID.$SLURM_STEP_ID`, else torchrun's
+    /// TORCHELASTIC_RUN_ID, else PET_RDZV_ID.
+    #[arg(long)]
+    pub run_id: Option<String>,
+    /// How many hosts the run spans. Default: SLURM_NNODES (else
+    /// SLURM_JOB_NUM_NODES), else GROUP_WORLD_SIZE, else PET_NNODES, else 1.
+    #[arg(long)]
+    pub hosts: Option<u32>,
+    /// This host's rank in the run, 0 to hosts - 1. Default: SLURM_NODEID, else
+    /// GROUP_RANK, else PET_NODE_RANK.
+    #[arg(long)]
+    pub host_rank: Option<u32>,
+    /// Seconds a host of a run across hosts may send nothing before the endpoint
+    /// fails the run (naming the host); the first host's value counts.
+    #[arg(long, default_value_t = 60.0)]
+    pub host_timeout: f64,
     /// The command and its arguments.
     #[arg(last = true, required = true)]
     pub command: Vec<String>,
@@ -97,9 +123,27 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
     let connect = secs("connect-timeout", args.connect_timeout)?;
     let lock_timeout = secs("lock-timeout", args.lock_timeout)?;
     let power_interval = crate::energy_meter::power_interval(args.power_interval)?;
+    let host_timeout = secs("host-timeout", args.host_timeout)?;
+    let identity = crate::multihost::resolve(
+        &crate::multihost::IdentityFlags {
+            run_id: args.run_id.clone(),
+            hosts: args.hosts,
+            host_rank: args.host_rank,
+        },
+        &|k| std::env::var(k).ok(),
+    )?;
     let text = std::fs::read_to_string(&args.job)
         .with_context(|| format!("cannot read the job file {}", args.job.display()))?;
     let job = JobFile::parse(&text)?;
+    if let Some(id) = &identity {
+        if job.spec.get("job_id").and_then(|v| v.as_str()).is_none() {
+            anyhow::bail!(
+                "job_id: run {:?} spans {} hosts, so the job file must set job_id (the same on every host); job_id_prefix alone draws a new job per host",
+                id.run_id,
+                id.hosts
+            );
+        }
+    }
     let token = crate::client::token_from_env()?;
     let endpoint = Endpoint::new(&args.server, token, Duration::from_secs(30));
 
@@ -140,7 +184,9 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
                 flush,
                 connect,
                 power_interval,
+                host_timeout,
             },
+            identity.as_ref(),
             &args.command,
             &metrics,
         )
@@ -255,6 +301,8 @@ enum Ending {
     Exited,
     StopTrain,
     Signal(i32),
+    /// The run across hosts failed (a host timed out).
+    RunFailed(String),
 }
 
 /// Sends the reports an earlier agent could not deliver (it was killed, or the
@@ -295,6 +343,7 @@ struct Timing {
     flush: Duration,
     connect: Duration,
     power_interval: Duration,
+    host_timeout: Duration,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -305,6 +354,7 @@ fn session(
     endpoint: &Endpoint,
     dir: &std::path::Path,
     timing: Timing,
+    identity: Option<&HostIdentity>,
     command: &[String],
     metrics: &RunStatus,
 ) -> anyhow::Result<i32> {
@@ -313,6 +363,7 @@ fn session(
         flush,
         connect,
         power_interval,
+        host_timeout,
     } = timing;
     let (facts, constraints) = gpu_facts(gpus, indices)?;
     let spec = job.spec(&facts)?;
@@ -324,13 +375,23 @@ fn session(
         .job_id
         .clone()
         .ok_or_else(|| anyhow::anyhow!("the endpoint registered the job without a job_id"))?;
-    let trial: TrialId = endpoint
-        .retrying(connect, |e| e.batch_size(&job_id))
-        .context("cannot get the batch size")?;
-    log(format!(
-        "job {job_id}: trial {} with batch size {}",
-        trial.trial_number, trial.batch_size
-    ));
+    let (trial, link) = match identity {
+        None => {
+            let trial: TrialId = endpoint
+                .retrying(connect, |e| e.batch_size(&job_id))
+                .context("cannot get the batch size")?;
+            log(format!(
+                "job {job_id}: trial {} with batch size {}",
+                trial.trial_number, trial.batch_size
+            ));
+            (trial, None)
+        }
+        Some(id) => {
+            let (trial, link) = join_run(endpoint, &job_id, id, job, host_timeout, connect)?;
+            (trial, Some(link))
+        }
+    };
+    let rank0 = identity.is_none_or(|id| id.rank == 0);
 
     // A profile for this GPU model and batch size skips profiling.
     let known = match endpoint.retrying(connect, |e| e.profiles(&job_id)) {
@@ -375,7 +436,10 @@ fn session(
     });
     // The first set also checks the permission, before the command starts.
     if let Err(e) = apply(gpus, &mut None, indices, &actions) {
-        let _ = endpoint.end_trial(&trial);
+        // A host of a run across hosts leaves the trial to the run (it times out).
+        if link.is_none() {
+            let _ = endpoint.end_trial(&trial);
+        }
         return Err(e.into());
     }
 
@@ -443,7 +507,47 @@ fn session(
     let mut status = None;
     let mut converged = false;
     let mut next_power = start + power_interval;
+    let mut profile_sent = false;
+    let mut run_limit: Option<u32> = None;
     let outcome: anyhow::Result<()> = (|| loop {
+        if let Some(link) = &link {
+            if !profile_sent && optimizer.is_done() {
+                link.profile(HostProfile {
+                    host_rank: identity.map_or(0, |id| i64::from(id.rank)),
+                    gpu_count: i64::from(gpu_count),
+                    measurements: optimizer.measurements().to_vec(),
+                });
+                profile_sent = true;
+            }
+            if let Some(view) = link.latest() {
+                if view.stop_train {
+                    log(format!(
+                        "run {}: {} ({})",
+                        view.run_id, view.status, view.message
+                    ));
+                    status = Some(crate::child::stop_group(&mut child, grace)?);
+                    ending = Some(if view.status == "failed" {
+                        Ending::RunFailed(view.message)
+                    } else {
+                        converged = view.converged;
+                        Ending::StopTrain
+                    });
+                    return Ok(());
+                }
+                if let Some(w) = view.power_limit.filter(|w| run_limit != Some(*w)) {
+                    let limit_mw = w
+                        .saturating_mul(1000)
+                        .clamp(constraints.min_mw, constraints.max_mw);
+                    let set = [Action::SetPowerLimit { limit_mw }];
+                    apply(gpus, &mut Some((&mut meter, start)), indices, &set)?;
+                    log(format!(
+                        "run {}: power limit {w} W on every host (chosen from {} hosts' profiles)",
+                        view.run_id, view.profiled
+                    ));
+                    run_limit = Some(w);
+                }
+            }
+        }
         if meter.sampling() && Instant::now() >= next_power {
             meter.sample(gpus, start.elapsed())?;
             next_power = (next_power + power_interval).max(Instant::now());
@@ -521,6 +625,16 @@ fn session(
                     let a = optimizer.epoch_end(reading);
                     apply(gpus, &mut Some((&mut meter, start)), indices, &a)?;
                     epoch += 1;
+                    if let Some(link) = &link {
+                        link.report(HostReport {
+                            host_rank: identity.map_or(0, |id| i64::from(id.rank)),
+                            time: reading.time_ms as f64 / 1000.0,
+                            energy: reading.energy_mj as f64 / 1000.0,
+                            metric,
+                            current_epoch: epoch,
+                        });
+                        continue;
+                    }
                     reporter.send(TrainingResult {
                         job_id: job_id.clone(),
                         batch_size: trial.batch_size,
@@ -572,7 +686,8 @@ fn session(
             dir.display()
         ));
     }
-    if profiled_here && optimizer.is_done() {
+    let run_view = link.map(|l| l.finish(flush));
+    if profiled_here && optimizer.is_done() && rank0 {
         if let Some(profile) = optimizer.profile(trial.batch_size, &facts.gpu_model) {
             match endpoint.retrying(flush, |e| e.post_profile(&job_id, &profile)) {
                 Ok(()) => log("posted the power profile"),
@@ -580,8 +695,29 @@ fn session(
             }
         }
     }
-    if let Err(e) = endpoint.retrying(flush, |e| e.end_trial(&trial)) {
-        log(format!("could not end the trial: {e}"));
+    match &run_view {
+        // The run ends its trial once every host is done (or one timed out).
+        Some(Some(view)) => {
+            log(format!(
+                "run {}: {}{}",
+                view.run_id,
+                view.status,
+                if view.message.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", view.message)
+                }
+            ));
+            if view.status == "failed" && !matches!(ending, Some(Ending::RunFailed(_))) {
+                ending = Some(Ending::RunFailed(view.message.clone()));
+            }
+        }
+        Some(None) => log("the run's state is unknown: the endpoint never answered"),
+        None => {
+            if let Err(e) = endpoint.retrying(flush, |e| e.end_trial(&trial)) {
+                log(format!("could not end the trial: {e}"));
+            }
+        }
     }
     outcome?;
     let status = status.ok_or_else(|| anyhow::anyhow!("the command's status is unknown"))?;
@@ -590,6 +726,7 @@ fn session(
         &ending,
         std::os::unix::process::ExitStatusExt::signal(&status),
     ) {
+        (Some(Ending::RunFailed(_)), _) => 1,
         (Some(Ending::StopTrain), Some(_)) => 0,
         _ => crate::child::exit_code(status),
     };
@@ -601,4 +738,53 @@ fn session(
         if time > 0.0 { agent_cpu / time * 100.0 } else { 0.0 }
     ));
     Ok(code)
+}
+
+/// Joins the run across hosts (the first host opens it): its trial, and the link
+/// that forwards this host's profile and epochs and polls the run.
+fn join_run(
+    endpoint: &Endpoint,
+    job_id: &str,
+    id: &HostIdentity,
+    job: &JobFile,
+    host_timeout: Duration,
+    connect: Duration,
+) -> anyhow::Result<(TrialId, RunLink)> {
+    let join = JoinRun {
+        run_id: id.run_id.clone(),
+        hosts: i64::from(id.hosts),
+        host_rank: i64::from(id.rank),
+        host_name: crate::multihost::host_name(),
+        host_timeout_s: host_timeout.as_secs_f64(),
+        selector: job.power.selector,
+    };
+    let view = endpoint
+        .retrying(connect, |e| e.join_run(job_id, &join))
+        .with_context(|| format!("cannot join run {:?}", id.run_id))?;
+    if view.stop_train {
+        anyhow::bail!(
+            "run {:?} is over already ({}: {})",
+            view.run_id,
+            view.status,
+            view.message
+        );
+    }
+    log(format!(
+        "job {job_id}: trial {} with batch size {} (run {}, host {} of {}, from {})",
+        view.trial_number, view.batch_size, view.run_id, id.rank, id.hosts, id.source
+    ));
+    let trial = TrialId {
+        job_id: job_id.to_string(),
+        batch_size: view.batch_size,
+        trial_number: view.trial_number,
+    };
+    let poll = crate::multihost::poll_interval(host_timeout);
+    let link = RunLink::start(
+        endpoint.clone(),
+        job_id.to_string(),
+        id.run_id.clone(),
+        id.rank,
+        poll,
+    );
+    Ok((trial, link))
 }

@@ -11,6 +11,7 @@ use crate::field_error::FieldError;
 use crate::policy::wattwise::WattwiseState;
 use crate::policy::Policy;
 use crate::rng::JobRng;
+use crate::runs::Runs;
 use crate::spec::JobParams;
 use crate::trial::{Totals, Trial};
 use crate::wire::PowerProfile;
@@ -72,6 +73,9 @@ pub struct JobState {
     /// The wattwise policy's statistics (absent for a Zeus job).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) wattwise: Option<WattwiseState>,
+    /// Runs across hosts (absent when the job never had one).
+    #[serde(default, skip_serializing_if = "Runs::is_empty")]
+    pub(crate) runs: Runs,
     /// Running totals over the finished trials (for the job list).
     #[serde(default)]
     pub(crate) totals: Totals,
@@ -118,6 +122,7 @@ impl JobState {
             rng,
             profiles: Vec::new(),
             wattwise: (params_policy == Policy::Wattwise).then(|| WattwiseState::new(n)),
+            runs: Runs::default(),
             totals: Totals::default(),
             archive_out: Vec::new(),
         }
@@ -186,6 +191,11 @@ impl JobState {
     /// The power profiles posted for this job.
     pub fn profiles(&self) -> &[PowerProfile] {
         &self.profiles
+    }
+
+    /// The job's runs across hosts.
+    pub fn runs(&self) -> &Runs {
+        &self.runs
     }
 
     /// Checks what the optimizer's calls rely on in a document read back from a

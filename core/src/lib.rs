@@ -14,9 +14,12 @@
 //! 2. Algorithms: [`bandit`] (Gaussian Thompson sampling), [`explore`] (pruning
 //!    exploration), [`policy::wattwise`] (wattwise's batch size policy), [`power`]
 //!    (the power limit optimizer state machine).
-//! 3. The document and its transitions: [`job`] (the job document), [`optimizer`]
-//!    (register / predict / report / end over it).
-//! 4. Calls: [`api`] (one pure function per route, and the errors' HTTP statuses).
+//! 3. The document and its transitions: [`runs`] (runs across hosts, as the
+//!    document keeps them), [`job`] (the job document), [`optimizer`] (register /
+//!    predict / report / end over it).
+//! 4. Calls: [`api`] (one pure function per route, and the errors' HTTP statuses),
+//!    [`multihost`] (runs across hosts: joining, combining, one power limit, host
+//!    timeouts), [`listing`] (the job list's summaries and pages).
 //! 5. Hosting: [`route`] (the route table), [`openapi`] (its document), [`service`]
 //!    (the store contract and the HTTP service every host runs), [`store_contract`]
 //!    (the suite every store runs; feature `store-contract`).
@@ -29,6 +32,7 @@ pub mod explore;
 pub mod field_error;
 pub mod job;
 pub mod listing;
+pub mod multihost;
 pub mod openapi;
 pub mod optimizer;
 pub mod policy;
@@ -36,6 +40,7 @@ pub mod power;
 pub mod retry;
 pub mod rng;
 pub mod route;
+pub mod runs;
 pub mod service;
 pub mod sim;
 pub mod spec;

@@ -72,6 +72,13 @@ fn job_id_path() -> Value {
     json!([{"name": "job_id", "in": "path", "required": true, "schema": {"type": "string"}}])
 }
 
+fn run_path() -> Value {
+    json!([
+        {"name": "job_id", "in": "path", "required": true, "schema": {"type": "string"}},
+        {"name": "run_id", "in": "path", "required": true, "schema": {"type": "string"}}
+    ])
+}
+
 fn schemas() -> Value {
     let number = json!({"type": "number"});
     let integer = json!({"type": "integer"});
@@ -170,9 +177,81 @@ fn schemas() -> Value {
                 "min_cost_batch_size": integer,
                 "open_trials": {"type": "array", "items": {"type": "object"}},
                 "recent_trials": {"type": "array", "items": {"type": "object"}},
-                "profiles": {"type": "array", "items": schema_ref("PowerProfile")}
+                "profiles": {"type": "array", "items": schema_ref("PowerProfile")},
+                "runs": {"type": "array", "items": {"type": "object"}, "description": "Runs across hosts (absent when the job never had one); GET /jobs/{job_id}/runs/{run_id} shows one"}
             },
             "additionalProperties": true
+        },
+        "JoinRun": {
+            "type": "object",
+            "description": "A host joins a run across hosts; the first to arrive opens it and dispatches its trial (a wattwise addition).",
+            "required": ["run_id", "hosts", "host_rank"],
+            "properties": {
+                "run_id": {"type": "string", "minLength": 1, "maxLength": 128, "description": "The same on every host of the run: ASCII letters, digits and - _ . :"},
+                "hosts": {"type": "integer", "minimum": 1, "maximum": 256},
+                "host_rank": {"type": "integer", "minimum": 0, "description": "0 to hosts - 1"},
+                "host_name": {"type": "string", "nullable": true, "maxLength": 32, "description": "Named in messages"},
+                "host_timeout_s": {"type": "number", "minimum": 1, "maximum": 86400, "default": 60, "description": "A host silent this long fails the run (the opener's value counts)"},
+                "selector": {"type": "object", "description": "How the run's power limit is chosen: {\"kind\": \"energy\" | \"time\" | \"zeus_cost\" (eta, max_power) | \"max_slowdown\" (factor)}; default zeus_cost with eta 0.5 (the opener's counts)"}
+            }
+        },
+        "HostCall": {
+            "type": "object", "required": ["host_rank"],
+            "properties": {"host_rank": {"type": "integer", "minimum": 0}}
+        },
+        "PowerLimitMeasurement": {
+            "type": "object", "required": ["power_limit", "energy", "time", "steps"],
+            "properties": {
+                "power_limit": {"type": "integer", "minimum": 1, "description": "Watts"},
+                "energy": {"type": "number", "minimum": 0, "description": "Joules of the host's GPUs over the window"},
+                "time": {"type": "number", "exclusiveMinimum": true, "minimum": 0, "description": "Seconds"},
+                "steps": {"type": "integer", "minimum": 1}
+            }
+        },
+        "HostProfile": {
+            "type": "object", "required": ["host_rank", "gpu_count", "measurements"],
+            "properties": {
+                "host_rank": {"type": "integer", "minimum": 0},
+                "gpu_count": {"type": "integer", "minimum": 1, "maximum": 4096},
+                "measurements": {"type": "array", "minItems": 1, "maxItems": 64, "items": schema_ref("PowerLimitMeasurement"), "description": "Power limits unique"}
+            }
+        },
+        "HostReport": {
+            "type": "object", "required": ["host_rank", "time", "energy", "metric", "current_epoch"],
+            "properties": {
+                "host_rank": {"type": "integer", "minimum": 0},
+                "time": {"type": "number", "minimum": 0, "description": "The host's seconds of training so far"},
+                "energy": {"type": "number", "minimum": 0, "description": "Joules of the host's GPUs so far"},
+                "metric": {"type": "number", "description": "Rank 0's is the run's"},
+                "current_epoch": {"type": "integer", "minimum": 1, "description": "Each host reports its epochs in order; a repeat is ignored"}
+            }
+        },
+        "EpochTotals": {
+            "type": "object", "required": ["epoch", "time", "energy", "metric", "hosts"],
+            "properties": {
+                "epoch": integer,
+                "time": {"type": "number", "description": "The slowest host's seconds so far"},
+                "energy": {"type": "number", "description": "Every host's joules so far, summed"},
+                "metric": {"type": "number", "nullable": true},
+                "hosts": integer
+            }
+        },
+        "RunView": {
+            "type": "object",
+            "description": "A run across hosts as it stands: its trial, its power limit once every host's profile is in, whether to stop.",
+            "required": ["job_id", "run_id", "trial_number", "batch_size", "hosts", "joined", "status", "stop_train", "converged", "message", "power_limit", "profiled", "reported_epoch", "epochs"],
+            "properties": {
+                "job_id": {"type": "string"}, "run_id": {"type": "string"},
+                "trial_number": integer, "batch_size": integer, "hosts": integer, "joined": integer,
+                "status": {"type": "string", "enum": ["running", "stopped", "failed", "ended"]},
+                "stop_train": {"type": "boolean", "description": "The run is over: every host stops its command"},
+                "converged": {"type": "boolean"},
+                "message": {"type": "string", "description": "Why it stopped or failed (a failure names the host)"},
+                "power_limit": {"type": "integer", "nullable": true, "description": "Watts, for every host"},
+                "profiled": integer,
+                "reported_epoch": {"type": "integer", "description": "The last epoch reported to the optimizer (once every host reported it)"},
+                "epochs": {"type": "array", "items": schema_ref("EpochTotals"), "description": "The most recent combined epochs (up to 16)"}
+            }
         },
         "Totals": {
             "type": "object",
@@ -288,6 +367,36 @@ fn operation_of(def: &RouteDef) -> Value {
             "The job's power profiles",
             responses(vec![("200", ok("Profiles", json!({"type": "array", "items": schema_ref("PowerProfile")})))], &[404]),
             json!({"parameters": job_id_path()}),
+        ),
+        Endpoint::JoinRun => operation(
+            "Join a run across hosts (the first host opens it and dispatches its trial)",
+            responses(vec![("200", ok("The run", schema_ref("RunView")))], &[400, 404, 409, 422]),
+            json!({"parameters": job_id_path(), "requestBody": json_body("JoinRun")}),
+        ),
+        Endpoint::RunState => operation(
+            "A run across hosts as it stands now (host deadlines applied; writes nothing)",
+            responses(vec![("200", ok("The run", schema_ref("RunView")))], &[404]),
+            json!({"parameters": run_path()}),
+        ),
+        Endpoint::RunHeartbeat => operation(
+            "A host is alive; answers the run's state (a host polls this)",
+            responses(vec![("200", ok("The run", schema_ref("RunView")))], &[400, 404, 422]),
+            json!({"parameters": run_path(), "requestBody": json_body("HostCall")}),
+        ),
+        Endpoint::RunProfile => operation(
+            "A host's power profile; once every host's is in, the run's power limit is chosen",
+            responses(vec![("200", ok("The run", schema_ref("RunView")))], &[400, 404, 422]),
+            json!({"parameters": run_path(), "requestBody": json_body("HostProfile")}),
+        ),
+        Endpoint::RunReport => operation(
+            "A host's totals after an epoch; once every host reported it, the optimizer gets one report (energy summed, slowest time)",
+            responses(vec![("200", ok("The run", schema_ref("RunView")))], &[400, 404, 422]),
+            json!({"parameters": run_path(), "requestBody": json_body("HostReport")}),
+        ),
+        Endpoint::RunDone => operation(
+            "A host's command ended; once every host's has, the trial ends",
+            responses(vec![("200", ok("The run", schema_ref("RunView")))], &[400, 404, 422]),
+            json!({"parameters": run_path(), "requestBody": json_body("HostCall")}),
         ),
         Endpoint::AddProfile => operation(
             "Store a power profile (replaces the one with the same GPU model, batch size and phase)",

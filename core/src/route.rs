@@ -42,6 +42,18 @@ pub enum Endpoint {
     Profiles,
     /// `POST /jobs/{job_id}/profiles`: store a power profile.
     AddProfile,
+    /// `POST /jobs/{job_id}/runs`: a host joins a run across hosts.
+    JoinRun,
+    /// `GET /jobs/{job_id}/runs/{run_id}`: a run across hosts as it stands.
+    RunState,
+    /// `POST /jobs/{job_id}/runs/{run_id}/heartbeat`: a host is alive.
+    RunHeartbeat,
+    /// `POST /jobs/{job_id}/runs/{run_id}/profile`: a host's power profile.
+    RunProfile,
+    /// `POST /jobs/{job_id}/runs/{run_id}/report`: a host's totals after an epoch.
+    RunReport,
+    /// `POST /jobs/{job_id}/runs/{run_id}/done`: a host's command ended.
+    RunDone,
 }
 
 impl Endpoint {
@@ -54,14 +66,20 @@ impl Endpoint {
             | Endpoint::NextTrial
             | Endpoint::Report
             | Endpoint::EndTrial
-            | Endpoint::AddProfile => true,
+            | Endpoint::AddProfile
+            | Endpoint::JoinRun
+            | Endpoint::RunHeartbeat
+            | Endpoint::RunProfile
+            | Endpoint::RunReport
+            | Endpoint::RunDone => true,
             Endpoint::Health
             | Endpoint::ListJobs
             | Endpoint::JobSummary
             | Endpoint::OpenApi
             | Endpoint::JobDocument
             | Endpoint::Trials
-            | Endpoint::Profiles => false,
+            | Endpoint::Profiles
+            | Endpoint::RunState => false,
         }
     }
 }
@@ -109,24 +127,31 @@ const fn row(
 /// Every route, in the order the OpenAPI document lists them.
 #[rustfmt::skip]
 pub const ROUTES: &[RouteDef] = &[
-    row("POST",   "/jobs",                   Endpoint::RegisterJob, JobIn::Body),
-    row("DELETE", "/jobs",                   Endpoint::DeleteJob,   JobIn::Query),
-    row("GET",    "/jobs",                   Endpoint::ListJobs,    JobIn::Nowhere),
-    row("GET",    "/jobs/batch_size",        Endpoint::NextTrial,   JobIn::Query),
-    row("POST",   "/report",                 Endpoint::Report,      JobIn::Body),
-    row("PATCH",  "/trials",                 Endpoint::EndTrial,    JobIn::Body),
-    row("GET",    "/healthz",                Endpoint::Health,      JobIn::Nowhere),
-    row("HEAD",   "/healthz",                Endpoint::Health,      JobIn::Nowhere),
-    row("GET",    "/openapi.json",           Endpoint::OpenApi,     JobIn::Nowhere),
-    row("GET",    "/jobs/{job_id}",          Endpoint::JobDocument, JobIn::Path),
-    row("GET",    "/jobs/{job_id}/summary",  Endpoint::JobSummary,  JobIn::Path),
-    row("GET",    "/jobs/{job_id}/trials",   Endpoint::Trials,      JobIn::Path),
-    row("GET",    "/jobs/{job_id}/profiles", Endpoint::Profiles,    JobIn::Path),
-    row("POST",   "/jobs/{job_id}/profiles", Endpoint::AddProfile,  JobIn::Path),
+    row("POST",   "/jobs",                                     Endpoint::RegisterJob,  JobIn::Body),
+    row("DELETE", "/jobs",                                     Endpoint::DeleteJob,    JobIn::Query),
+    row("GET",    "/jobs",                                     Endpoint::ListJobs,     JobIn::Nowhere),
+    row("GET",    "/jobs/batch_size",                          Endpoint::NextTrial,    JobIn::Query),
+    row("POST",   "/report",                                   Endpoint::Report,       JobIn::Body),
+    row("PATCH",  "/trials",                                   Endpoint::EndTrial,     JobIn::Body),
+    row("GET",    "/healthz",                                  Endpoint::Health,       JobIn::Nowhere),
+    row("HEAD",   "/healthz",                                  Endpoint::Health,       JobIn::Nowhere),
+    row("GET",    "/openapi.json",                             Endpoint::OpenApi,      JobIn::Nowhere),
+    row("GET",    "/jobs/{job_id}",                            Endpoint::JobDocument,  JobIn::Path),
+    row("GET",    "/jobs/{job_id}/summary",                    Endpoint::JobSummary,   JobIn::Path),
+    row("GET",    "/jobs/{job_id}/trials",                     Endpoint::Trials,       JobIn::Path),
+    row("GET",    "/jobs/{job_id}/profiles",                   Endpoint::Profiles,     JobIn::Path),
+    row("POST",   "/jobs/{job_id}/profiles",                   Endpoint::AddProfile,   JobIn::Path),
+    row("POST",   "/jobs/{job_id}/runs",                       Endpoint::JoinRun,      JobIn::Path),
+    row("GET",    "/jobs/{job_id}/runs/{run_id}",              Endpoint::RunState,     JobIn::Path),
+    row("POST",   "/jobs/{job_id}/runs/{run_id}/heartbeat",    Endpoint::RunHeartbeat, JobIn::Path),
+    row("POST",   "/jobs/{job_id}/runs/{run_id}/profile",      Endpoint::RunProfile,   JobIn::Path),
+    row("POST",   "/jobs/{job_id}/runs/{run_id}/report",       Endpoint::RunReport,    JobIn::Path),
+    row("POST",   "/jobs/{job_id}/runs/{run_id}/done",         Endpoint::RunDone,      JobIn::Path),
 ];
 
-/// The template segment that matches any one path segment.
+/// The template segments that match any one path segment: the job, the run.
 const JOB_ID: &str = "{job_id}";
+const RUN_ID: &str = "{run_id}";
 
 /// A request matched to its route.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -135,49 +160,61 @@ pub struct Route<'a> {
     pub def: &'static RouteDef,
     /// The path's `{job_id}` segment, for routes that have one.
     pub path_job_id: Option<&'a str>,
+    /// The path's `{run_id}` segment, for routes that have one.
+    pub path_run_id: Option<&'a str>,
+}
+
+/// A template's match of a path: how many literal segments it matched (more
+/// literal wins: `/jobs/batch_size` is not the job `batch_size`) and its
+/// `{job_id}` and `{run_id}` segments.
+#[derive(Clone, Copy, Default)]
+struct Match<'a> {
+    literal: usize,
+    job_id: Option<&'a str>,
+    run_id: Option<&'a str>,
 }
 
 fn segments(path: &str) -> impl Iterator<Item = &str> {
     path.split('/').filter(|s| !s.is_empty())
 }
 
-/// How `template` matches `path`: `None` if it does not, else the number of
-/// literal segments it matched (more literal wins: `/jobs/batch_size` is not
-/// the job `batch_size`) and the `{job_id}` segment.
-fn matches<'a>(template: &str, path: &'a str) -> Option<(usize, Option<&'a str>)> {
-    let mut literal = 0;
-    let mut job_id = None;
+/// How `template` matches `path`, if it does.
+fn matches<'a>(template: &str, path: &'a str) -> Option<Match<'a>> {
+    let mut m = Match::default();
     let mut given = segments(path);
     for want in segments(template) {
         let seg = given.next()?;
-        if want == JOB_ID {
-            job_id = Some(seg);
-        } else if want == seg {
-            literal += 1;
-        } else {
-            return None;
+        match want {
+            JOB_ID => m.job_id = Some(seg),
+            RUN_ID => m.run_id = Some(seg),
+            _ if want == seg => m.literal += 1,
+            _ => return None,
         }
     }
-    given.next().is_none().then_some((literal, job_id))
+    given.next().is_none().then_some(m)
 }
 
 /// The route of `method` on `path` (without the query): 404 when no template
 /// matches the path, 405 when one does but not with this method.
 pub fn find<'a>(method: &str, path: &'a str) -> Result<Route<'a>, ApiError> {
-    let matched: Vec<(&'static RouteDef, usize, Option<&'a str>)> = ROUTES
+    let matched: Vec<(&'static RouteDef, Match<'a>)> = ROUTES
         .iter()
-        .filter_map(|def| matches(def.path, path).map(|(lit, id)| (def, lit, id)))
+        .filter_map(|def| matches(def.path, path).map(|m| (def, m)))
         .collect();
     let best = matched
         .iter()
-        .map(|m| m.1)
+        .map(|(_, m)| m.literal)
         .max()
         .ok_or_else(|| ApiError::NotFound(format!("no route {method} {path}")))?;
     matched
         .iter()
-        .filter(|m| m.1 == best)
-        .find(|m| m.0.method == method)
-        .map(|&(def, _, path_job_id)| Route { def, path_job_id })
+        .filter(|(_, m)| m.literal == best)
+        .find(|(def, _)| def.method == method)
+        .map(|&(def, m)| Route {
+            def,
+            path_job_id: m.job_id,
+            path_run_id: m.run_id,
+        })
         .ok_or_else(|| {
             ApiError::MethodNotAllowed(format!("method {method} is not allowed on {path}"))
         })
@@ -229,7 +266,7 @@ mod tests {
     #[test]
     fn every_row_is_reachable_and_unique() {
         for def in ROUTES {
-            let path = def.path.replace(JOB_ID, "some-job");
+            let path = def.path.replace(JOB_ID, "some-job").replace(RUN_ID, "r1");
             let route = find(def.method, &path).unwrap();
             assert_eq!(route.def, def, "{} {}", def.method, def.path);
             assert_eq!(

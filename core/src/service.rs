@@ -15,8 +15,10 @@ use serde::Serialize;
 use crate::api::{self, ApiError, Change, Ctx, Outcome};
 use crate::job::JobState;
 use crate::listing::{self, JobPage, JobSummary};
+use crate::multihost;
 use crate::retry::Backoff;
 use crate::route::{self, Endpoint, JobIn};
+use crate::runs::{HostCall, HostMessage, HostProfile, HostReport, JoinRun};
 use crate::spec::JobSpec;
 pub use crate::store::{
     ListCursor, Listed, MemoryStore, MemoryStoreError, Saved, Store, Stored, Write,
@@ -265,6 +267,26 @@ fn parse_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     Ok(value)
 }
 
+/// A host's message to a run across hosts, from the body of its route, and the
+/// host's rank.
+fn host_message(endpoint: Endpoint, body: &[u8]) -> Result<(i64, HostMessage), ApiError> {
+    Ok(match endpoint {
+        Endpoint::RunProfile => {
+            let p: HostProfile = parse_body(body)?;
+            (p.host_rank, HostMessage::Profile(p))
+        }
+        Endpoint::RunReport => {
+            let r: HostReport = parse_body(body)?;
+            (r.host_rank, HostMessage::Report(r))
+        }
+        Endpoint::RunDone => (parse_body::<HostCall>(body)?.host_rank, HostMessage::Done),
+        _ => (
+            parse_body::<HostCall>(body)?.host_rank,
+            HostMessage::Heartbeat,
+        ),
+    })
+}
+
 /// Compares two byte strings in time independent of where they differ.
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {
@@ -305,6 +327,7 @@ impl<S: Store> Service<S> {
     async fn route(&self, req: Request<'_>, env: &mut impl HostEnv) -> Result<Response, ApiError> {
         let route = route::find(req.method, req.path)?;
         let job_id = route.path_job_id.unwrap_or_default();
+        let run_id = route.path_run_id.unwrap_or_default();
         // The health check needs no token and has no body.
         if route.def.endpoint == Endpoint::Health {
             return self.health().await;
@@ -355,6 +378,33 @@ impl<S: Store> Service<S> {
                 200,
                 &self.load_required(job_id).await?.state.profiles(),
             )),
+            Endpoint::JoinRun => {
+                let join: JoinRun = parse_body(body)?;
+                join.validate()?;
+                let out = self
+                    .transact(job_id, env, |cur, ctx| {
+                        multihost::join(job_id, &join, cur, ctx)
+                    })
+                    .await?;
+                Ok(Response::json(out.status, &out.body))
+            }
+            Endpoint::RunState => {
+                let stored = self.load_required(job_id).await?;
+                let view = multihost::view(job_id, run_id, Some(&stored.state), env.now_ms())?;
+                Ok(Response::json(200, &view))
+            }
+            Endpoint::RunHeartbeat
+            | Endpoint::RunProfile
+            | Endpoint::RunReport
+            | Endpoint::RunDone => {
+                let (rank, message) = host_message(route.def.endpoint, body)?;
+                let out = self
+                    .transact(job_id, env, |cur, ctx| {
+                        multihost::host_message(job_id, run_id, rank, &message, cur, ctx)
+                    })
+                    .await?;
+                Ok(Response::json(out.status, &out.body))
+            }
             Endpoint::AddProfile => {
                 let profile: PowerProfile = parse_body(body)?;
                 let out = self
@@ -638,7 +688,7 @@ mod tests {
     #[test]
     fn reads_the_job_where_each_route_has_it() {
         let body: &[u8] = br#"{"job_id": "j3", "batch_size": 8}"#;
-        let cases: [(&str, &str, &str, &[u8], &str); 9] = [
+        let cases: [(&str, &str, &str, &[u8], &str); 15] = [
             ("GET", "/jobs/j1", "", b"", "j1"),
             ("GET", "/jobs/j1/trials", "format=csv", b"", "j1"),
             ("POST", "/jobs/j1/profiles", "", b"{}", "j1"),
@@ -654,6 +704,12 @@ mod tests {
             ("PATCH", "/trials", "", body, "j3"),
             ("POST", "/jobs", "", body, "j3"),
             ("GET", "/jobs/j1/summary", "", b"", "j1"),
+            ("POST", "/jobs/j4/runs", "", b"{}", "j4"),
+            ("GET", "/jobs/j4/runs/r1", "", b"", "j4"),
+            ("POST", "/jobs/j4/runs/r1/heartbeat", "", b"{}", "j4"),
+            ("POST", "/jobs/j4/runs/r1/profile", "", b"{}", "j4"),
+            ("POST", "/jobs/j4/runs/r1/report", "", b"{}", "j4"),
+            ("POST", "/jobs/j4/runs/r1/done", "", b"{}", "j4"),
         ];
         for (method, path, query, body, want) in cases {
             assert_eq!(

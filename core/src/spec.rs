@@ -150,7 +150,7 @@ pub struct JobParams {
     pub policy: Policy,
 }
 
-fn check_id(field: &'static str, id: &str) -> Result<(), FieldError> {
+pub(crate) fn check_id(field: &'static str, id: &str) -> Result<(), FieldError> {
     if id.is_empty() {
         return Err(FieldError::new(field, "must not be empty"));
     }

@@ -3,7 +3,8 @@
 # (tests/fake-nvml, built as libnvidia_ml.so) through nvml-wrapper, and talks to the
 # real local endpoint `wattwise-server` (started by e2e.py on a free 127.0.0.1 port in
 # its own process group, killed by group). Needs only python3 (standard library)
-# and cargo. Exits non-zero on any failure.
+# and cargo. Exits non-zero on any failure. e2e.py: one host per test;
+# multihost.py: a run across three fake hosts (one agent each).
 #
 # Settings: CARGO_TARGET_DIR (default ~/.cache/wattwise-target); arguments select
 # tests by name substring (e.g. `tests/agent/run.sh selector sigkill`).
@@ -26,4 +27,8 @@ cargo build -q -p wattwise-lambda --bin wattwise-server
 export WATTWISE_BIN="$CARGO_TARGET_DIR/debug/wattwise"
 export FAKE_NVML_LIB="$CARGO_TARGET_DIR/debug/libnvidia_ml.so"
 export WATTWISE_SERVER_BIN="$CARGO_TARGET_DIR/debug/wattwise-server"
-exec python3 tests/agent/e2e.py "$@"
+rc=0
+python3 tests/agent/e2e.py "$@" || rc=1
+# A run across hosts: three agents, three fake hosts of 8 GPUs, one server.
+python3 tests/agent/multihost.py "$@" || rc=1
+exit "$rc"

@@ -113,6 +113,8 @@ class Recorder:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.reports = []
+        # Every POST answered 2xx: (path, body), e.g. the run routes' host reports.
+        self.posts = []
         self.httpd = None
 
     def up(self):
@@ -132,6 +134,8 @@ class Recorder:
                 data = resp.read()
                 if self.command == "POST" and self.path == "/report" and resp.status == 200:
                     rec.reports.append(json.loads(body))
+                if self.command == "POST" and body and 200 <= resp.status < 300:
+                    rec.posts.append((self.path, json.loads(body)))
                 self.send_response(resp.status)
                 self.send_header("Content-Type", resp.getheader("Content-Type") or "application/json")
                 self.send_header("Content-Length", str(len(data)))

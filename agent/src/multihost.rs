@@ -1,0 +1,466 @@
+//! A run across hosts, as one host's agent sees it: who it is in the run (flags,
+//! Slurm's or torchrun's environment), and the link that forwards its profile and
+//! epoch totals to the endpoint and polls the run's state. Every decision (joining,
+//! combining, the power limit, timing out a host) is the endpoint's core's; this
+//! module only forwards.
+
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use wattwise_core::runs::{HostCall, HostProfile, HostReport, RunView};
+
+use crate::client::{Endpoint, HttpError};
+
+/// Who this host is in a run across hosts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HostIdentity {
+    /// The run's id, the same on every host.
+    pub run_id: String,
+    /// Hosts in the run.
+    pub hosts: u32,
+    /// This host's rank, 0 to `hosts - 1`.
+    pub rank: u32,
+    /// Where these came from, for the log.
+    pub source: &'static str,
+}
+
+/// The flags that name the run (each overrides the environment).
+#[derive(Clone, Debug, Default)]
+pub struct IdentityFlags {
+    /// `--run-id`.
+    pub run_id: Option<String>,
+    /// `--hosts`.
+    pub hosts: Option<u32>,
+    /// `--host-rank`.
+    pub host_rank: Option<u32>,
+}
+
+fn number(env: &dyn Fn(&str) -> Option<String>, var: &str) -> anyhow::Result<Option<u32>> {
+    match env(var) {
+        None => Ok(None),
+        Some(v) => v
+            .trim()
+            .parse()
+            .map(Some)
+            .map_err(|_| anyhow::anyhow!("{var}={v:?}: must be a whole number")),
+    }
+}
+
+/// The host's identity in a run, from the flags, else from the environment:
+/// - Slurm (`srun`, one task per node): `SLURM_JOB_ID` and `SLURM_STEP_ID` (run id
+///   `slurm-<job>.<step>`), `SLURM_NNODES` else `SLURM_JOB_NUM_NODES` (hosts),
+///   `SLURM_NODEID` (rank);
+/// - a torchrun worker (the agent started by torchrun): `TORCHELASTIC_RUN_ID`,
+///   `GROUP_WORLD_SIZE` (hosts), `GROUP_RANK` (rank);
+/// - torchrun's own settings, when the agent wraps torchrun configured by its
+///   environment: `PET_RDZV_ID`, `PET_NNODES` (a fixed count), `PET_NODE_RANK`.
+///
+/// `None` when the run spans one host (or nothing says otherwise).
+pub fn resolve(
+    flags: &IdentityFlags,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> anyhow::Result<Option<HostIdentity>> {
+    type Source = (
+        &'static str,
+        fn(
+            &dyn Fn(&str) -> Option<String>,
+        ) -> anyhow::Result<Option<(String, Option<u32>, Option<u32>)>>,
+    );
+    let sources: [Source; 3] = [
+        ("Slurm", |env| {
+            let Some(job) = env("SLURM_JOB_ID") else {
+                return Ok(None);
+            };
+            let step = env("SLURM_STEP_ID").unwrap_or_else(|| "0".into());
+            let hosts = match number(env, "SLURM_NNODES")? {
+                Some(n) => Some(n),
+                None => number(env, "SLURM_JOB_NUM_NODES")?,
+            };
+            Ok(Some((
+                format!("slurm-{}.{}", job.trim(), step.trim()),
+                hosts,
+                number(env, "SLURM_NODEID")?,
+            )))
+        }),
+        ("torchrun worker", |env| {
+            let Some(id) = env("TORCHELASTIC_RUN_ID") else {
+                return Ok(None);
+            };
+            Ok(Some((
+                id,
+                number(env, "GROUP_WORLD_SIZE")?,
+                number(env, "GROUP_RANK")?,
+            )))
+        }),
+        ("torchrun settings", |env| {
+            let Some(id) = env("PET_RDZV_ID") else {
+                return Ok(None);
+            };
+            Ok(Some((
+                id,
+                number(env, "PET_NNODES")?,
+                number(env, "PET_NODE_RANK")?,
+            )))
+        }),
+    ];
+    let mut found = None;
+    for (name, read) in sources {
+        if let Some(v) = read(env)? {
+            found = Some((name, v));
+            break;
+        }
+    }
+    let (source, (env_id, env_hosts, env_rank)) = match found {
+        Some((name, v)) => (name, v),
+        None => ("flags", (String::new(), None, None)),
+    };
+    let hosts = flags.hosts.or(env_hosts).unwrap_or(1);
+    if hosts <= 1 {
+        return Ok(None);
+    }
+    let source = if flags.run_id.is_some() && flags.hosts.is_some() && flags.host_rank.is_some() {
+        "flags"
+    } else {
+        source
+    };
+    let run_id = flags.run_id.clone().unwrap_or(env_id);
+    if run_id.trim().is_empty() {
+        anyhow::bail!(
+            "--run-id: a run across {hosts} hosts needs a run id (the same on every host)"
+        );
+    }
+    let Some(rank) = flags.host_rank.or(env_rank) else {
+        anyhow::bail!(
+            "--host-rank: a run across {hosts} hosts needs this host's rank (0 to {})",
+            hosts - 1
+        );
+    };
+    if rank >= hosts {
+        anyhow::bail!("--host-rank: {rank} is not below the host count {hosts}");
+    }
+    Ok(Some(HostIdentity {
+        run_id: run_id.trim().to_string(),
+        hosts,
+        rank,
+        source,
+    }))
+}
+
+/// This host's name, for the endpoint's messages (its first 32 characters).
+pub fn host_name() -> Option<String> {
+    let name = std::fs::read_to_string("/proc/sys/kernel/hostname").ok()?;
+    let name: String = name
+        .trim()
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(wattwise_core::runs::MAX_HOST_NAME)
+        .collect();
+    (!name.is_empty()).then_some(name)
+}
+
+/// How often a host polls its run for a host timeout: often enough that a live
+/// host never looks silent, at most every 5 s.
+pub fn poll_interval(host_timeout: Duration) -> Duration {
+    (host_timeout / 5).clamp(Duration::from_millis(200), Duration::from_secs(5))
+}
+
+enum ToLink {
+    Profile(HostProfile),
+    Report(HostReport),
+    /// Deliver what is left (until the link's deadline), say `done`, then end.
+    Finish,
+}
+
+/// The background link of one host to its run: sends the profile and the epoch
+/// totals in order (retrying while the endpoint is unreachable), polls the run
+/// between them, and keeps the latest answer.
+pub struct RunLink {
+    tx: Sender<ToLink>,
+    latest: Arc<Mutex<Option<RunView>>>,
+    /// Once finishing: when retries stop.
+    deadline: Arc<Mutex<Option<Instant>>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl RunLink {
+    /// Starts the link of host `rank` to run `run_id` of job `job_id`.
+    pub fn start(
+        endpoint: Endpoint,
+        job_id: String,
+        run_id: String,
+        rank: u32,
+        poll: Duration,
+    ) -> RunLink {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let latest = Arc::new(Mutex::new(None));
+        let deadline = Arc::new(Mutex::new(None));
+        let (shared, until) = (latest.clone(), deadline.clone());
+        let thread = std::thread::spawn(move || {
+            link(
+                &endpoint, &job_id, &run_id, rank, poll, &rx, &shared, &until,
+            );
+        });
+        RunLink {
+            tx,
+            latest,
+            deadline,
+            thread: Some(thread),
+        }
+    }
+
+    /// Queues this host's profile.
+    pub fn profile(&self, p: HostProfile) {
+        let _ = self.tx.send(ToLink::Profile(p));
+    }
+
+    /// Queues this host's totals after an epoch.
+    pub fn report(&self, r: HostReport) {
+        let _ = self.tx.send(ToLink::Report(r));
+    }
+
+    /// The run's state as last answered.
+    pub fn latest(&self) -> Option<RunView> {
+        self.latest.lock().ok().and_then(|v| v.clone())
+    }
+
+    /// Delivers what is left within `patience`, tells the run this host is done,
+    /// and returns the run's last state.
+    pub fn finish(mut self, patience: Duration) -> Option<RunView> {
+        if let Ok(mut d) = self.deadline.lock() {
+            *d = Some(Instant::now() + patience);
+        }
+        let _ = self.tx.send(ToLink::Finish);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        self.latest()
+    }
+}
+
+fn log(msg: impl AsRef<str>) {
+    eprintln!("[wattwise] {}", msg.as_ref());
+}
+
+/// Sends one message, retrying a retryable error until the deadline (none
+/// until the link finishes).
+fn deliver(
+    endpoint: &Endpoint,
+    deadline: &Mutex<Option<Instant>>,
+    mut send: impl FnMut(&Endpoint) -> Result<RunView, HttpError>,
+) -> Result<RunView, HttpError> {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let until = deadline.lock().ok().and_then(|d| *d);
+        match send(endpoint) {
+            Err(e) if e.retryable() && until.is_none_or(|d| Instant::now() + backoff < d) => {
+                std::thread::sleep(backoff);
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+            other => return other,
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn link(
+    endpoint: &Endpoint,
+    job_id: &str,
+    run_id: &str,
+    rank: u32,
+    poll: Duration,
+    rx: &Receiver<ToLink>,
+    latest: &Mutex<Option<RunView>>,
+    deadline: &Mutex<Option<Instant>>,
+) {
+    let call = |action: &str, body: &dyn Fn(&Endpoint, &str) -> Result<RunView, HttpError>| {
+        let answer = deliver(endpoint, deadline, |e| body(e, action));
+        match answer {
+            Ok(view) => {
+                if let Ok(mut l) = latest.lock() {
+                    *l = Some(view);
+                }
+            }
+            Err(e) => log(format!("run {run_id}: {action} not delivered: {e}")),
+        }
+    };
+    fn post<T: Serialize>(
+        job_id: &str,
+        run_id: &str,
+        body: &T,
+    ) -> impl Fn(&Endpoint, &str) -> Result<RunView, HttpError> {
+        let (job_id, run_id) = (job_id.to_string(), run_id.to_string());
+        let body = serde_json::to_value(body).unwrap_or_default();
+        move |e, action| e.run_call(&job_id, &run_id, action, &body)
+    }
+    let me = HostCall {
+        host_rank: i64::from(rank),
+    };
+    let mut finishing = false;
+    loop {
+        let msg = if finishing {
+            rx.try_recv().map_err(|_| RecvTimeoutError::Timeout)
+        } else {
+            rx.recv_timeout(poll)
+        };
+        match msg {
+            Ok(ToLink::Profile(p)) => call("profile", &post(job_id, run_id, &p)),
+            Ok(ToLink::Report(r)) => call("report", &post(job_id, run_id, &r)),
+            Ok(ToLink::Finish) => finishing = true,
+            Err(RecvTimeoutError::Timeout) if finishing => {
+                call("done", &post(job_id, run_id, &me));
+                return;
+            }
+            Err(RecvTimeoutError::Timeout) => call("heartbeat", &post(job_id, run_id, &me)),
+            Err(RecvTimeoutError::Disconnected) => return,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |k| map.get(k).cloned()
+    }
+
+    #[test]
+    fn slurm_names_the_run_by_job_and_step() {
+        let env = env_of(&[
+            ("SLURM_JOB_ID", "4242"),
+            ("SLURM_STEP_ID", "1"),
+            ("SLURM_NNODES", "4"),
+            ("SLURM_NODEID", "3"),
+        ]);
+        let id = resolve(&IdentityFlags::default(), &env).unwrap().unwrap();
+        assert_eq!(
+            (id.run_id.as_str(), id.hosts, id.rank, id.source),
+            ("slurm-4242.1", 4, 3, "Slurm")
+        );
+        let env = env_of(&[
+            ("SLURM_JOB_ID", "7"),
+            ("SLURM_JOB_NUM_NODES", "2"),
+            ("SLURM_NODEID", "0"),
+        ]);
+        let id = resolve(&IdentityFlags::default(), &env).unwrap().unwrap();
+        assert_eq!((id.run_id.as_str(), id.hosts), ("slurm-7.0", 2));
+        // One node: an ordinary single-host run.
+        let env = env_of(&[
+            ("SLURM_JOB_ID", "7"),
+            ("SLURM_NNODES", "1"),
+            ("SLURM_NODEID", "0"),
+        ]);
+        assert_eq!(resolve(&IdentityFlags::default(), &env).unwrap(), None);
+    }
+
+    #[test]
+    fn torchrun_worker_and_torchrun_settings() {
+        let env = env_of(&[
+            ("TORCHELASTIC_RUN_ID", "abc"),
+            ("GROUP_WORLD_SIZE", "3"),
+            ("GROUP_RANK", "2"),
+        ]);
+        let id = resolve(&IdentityFlags::default(), &env).unwrap().unwrap();
+        assert_eq!((id.run_id.as_str(), id.hosts, id.rank), ("abc", 3, 2));
+        let env = env_of(&[
+            ("PET_RDZV_ID", "r9"),
+            ("PET_NNODES", "2"),
+            ("PET_NODE_RANK", "1"),
+        ]);
+        let id = resolve(&IdentityFlags::default(), &env).unwrap().unwrap();
+        assert_eq!(
+            (id.run_id.as_str(), id.hosts, id.rank, id.source),
+            ("r9", 2, 1, "torchrun settings")
+        );
+        // An elastic range is not a host count.
+        let env = env_of(&[
+            ("PET_RDZV_ID", "r9"),
+            ("PET_NNODES", "1:4"),
+            ("PET_NODE_RANK", "1"),
+        ]);
+        assert!(resolve(&IdentityFlags::default(), &env)
+            .unwrap_err()
+            .to_string()
+            .contains("PET_NNODES"));
+    }
+
+    #[test]
+    fn flags_override_and_bad_values_are_clear() {
+        let env = env_of(&[
+            ("SLURM_JOB_ID", "1"),
+            ("SLURM_NNODES", "4"),
+            ("SLURM_NODEID", "3"),
+        ]);
+        let flags = IdentityFlags {
+            run_id: Some("mine".into()),
+            hosts: Some(2),
+            host_rank: Some(1),
+        };
+        let id = resolve(&flags, &env).unwrap().unwrap();
+        assert_eq!(
+            (id.run_id.as_str(), id.hosts, id.rank, id.source),
+            ("mine", 2, 1, "flags")
+        );
+        assert_eq!(
+            resolve(&IdentityFlags::default(), &env_of(&[])).unwrap(),
+            None
+        );
+        let only_hosts = IdentityFlags {
+            hosts: Some(2),
+            ..Default::default()
+        };
+        assert!(resolve(&only_hosts, &env_of(&[]))
+            .unwrap_err()
+            .to_string()
+            .starts_with("--run-id"));
+        let no_rank = IdentityFlags {
+            hosts: Some(2),
+            run_id: Some("r".into()),
+            ..Default::default()
+        };
+        assert!(resolve(&no_rank, &env_of(&[]))
+            .unwrap_err()
+            .to_string()
+            .starts_with("--host-rank"));
+        let bad_rank = IdentityFlags {
+            host_rank: Some(2),
+            ..no_rank
+        };
+        assert!(resolve(&bad_rank, &env_of(&[]))
+            .unwrap_err()
+            .to_string()
+            .starts_with("--host-rank"));
+        let env = env_of(&[
+            ("SLURM_JOB_ID", "1"),
+            ("SLURM_NNODES", "x"),
+            ("SLURM_NODEID", "0"),
+        ]);
+        assert!(resolve(&IdentityFlags::default(), &env)
+            .unwrap_err()
+            .to_string()
+            .contains("SLURM_NNODES"));
+    }
+
+    #[test]
+    fn polling_is_bounded() {
+        assert_eq!(
+            poll_interval(Duration::from_secs(60)),
+            Duration::from_secs(5)
+        );
+        assert_eq!(
+            poll_interval(Duration::from_secs(3)),
+            Duration::from_millis(600)
+        );
+        assert_eq!(
+            poll_interval(Duration::from_secs(0)),
+            Duration::from_millis(200)
+        );
+    }
+}

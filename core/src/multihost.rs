@@ -1,0 +1,878 @@
+//! Runs across hosts: the agents of every host of one training run share one trial.
+//!
+//! A run spanning N hosts has one agent per host; they share a run id, the host
+//! count and each has a rank. The endpoint is their only rendezvous, and this
+//! module decides everything about it, from the request and `now` alone:
+//! - joining: the first host to arrive dispatches the trial (one batch size), the
+//!   others join it;
+//! - combining: a host reports its own cumulative time and energy per epoch; once
+//!   every host reported epoch `e`, the optimizer gets ONE report for it, with the
+//!   energy summed over the hosts and the time of the slowest host (the metric is
+//!   rank 0's);
+//! - the power limit: each host posts its profile (per limit: energy and time over
+//!   its profiled steps); the run combines them per limit (energy summed, time of the
+//!   slowest host) and picks one limit for all with the job's selector, so
+//!   synchronous training is never held back by one host;
+//! - timing out: a host that sends nothing for the run's host timeout ends the run,
+//!   and its trial, as Failed, naming the host. Every call of any host of the job
+//!   checks the deadlines first, so the others learn it on their next call.
+//!
+//! The state lives inside the job document ([`Runs`], bounded, validated when read),
+//! so every host stores it through the ordinary `Store` like everything else.
+
+use crate::api::{ApiError, Change, Ctx, Outcome};
+use crate::job::JobState;
+use crate::runs::*;
+use crate::wire::{ReportResponse, TrainingResult};
+
+impl Run {
+    /// Ends the run (once): the trial ends too, unless the optimizer recorded it.
+    fn finish(&mut self, status: RunStatus, state: &mut JobState, now_ms: i64) {
+        if self.status != RunStatus::Running {
+            return;
+        }
+        if !matches!(status, RunStatus::Stopped { .. }) {
+            // A trial that already left the document, or was ended by PATCH /trials, stays as it is.
+            let _ = state.end_trial(self.trial_number, now_ms);
+        }
+        self.status = status;
+        self.slots.clear();
+        self.pending.clear();
+    }
+
+    /// Fails the run if a host that is not done has been silent past the timeout.
+    fn expire(&mut self, state: &mut JobState, now_ms: i64) {
+        if self.status != RunStatus::Running {
+            return;
+        }
+        // The host silent the longest (one that never joined first, on a tie) is named.
+        let late = self
+            .slots
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| {
+                !s.done && now_ms.saturating_sub(s.last_seen_ms) > self.host_timeout_ms
+            })
+            .min_by_key(|(_, s)| (s.last_seen_ms, s.joined))
+            .map(|(rank, _)| rank);
+        if let Some(rank) = late {
+            let slot = &self.slots[rank];
+            let what = if slot.joined {
+                "sent nothing"
+            } else {
+                "never joined"
+            };
+            let message = format!(
+                "{} {what} for {:.1} s (host timeout {:.1} s): run {:?} and its trial {} failed",
+                self.host_label(rank),
+                now_ms.saturating_sub(slot.last_seen_ms) as f64 / 1000.0,
+                self.host_timeout_ms as f64 / 1000.0,
+                self.run_id,
+                self.trial_number
+            );
+            self.finish(RunStatus::Failed { message }, state, now_ms);
+        }
+    }
+
+    /// Adds a host's epoch; reports every epoch all hosts have to the optimizer.
+    fn add_report(
+        &mut self,
+        rank: usize,
+        r: &HostReport,
+        state: &mut JobState,
+        now_ms: i64,
+    ) -> Result<(), ApiError> {
+        let slot = &mut self.slots[rank];
+        if r.current_epoch <= slot.epoch {
+            return Ok(()); // a repeated report: already counted
+        }
+        if r.current_epoch != slot.epoch + 1 {
+            return Err(ApiError::Invalid(format!(
+                "current_epoch: host {rank} reported epoch {} after epoch {}; epochs are reported in order",
+                r.current_epoch, slot.epoch
+            )));
+        }
+        let index = (r.current_epoch - self.reported_epoch - 1) as usize;
+        if index >= MAX_PENDING_EPOCHS {
+            return Err(ApiError::BadRequest(format!(
+                "current_epoch: host {rank} is {} epochs ahead of the slowest host (at most {MAX_PENDING_EPOCHS})",
+                index + 1
+            )));
+        }
+        slot.epoch = r.current_epoch;
+        while self.pending.len() <= index {
+            let epoch = self.reported_epoch + self.pending.len() as u32 + 1;
+            self.pending.push(EpochTotals {
+                epoch,
+                time: 0.0,
+                energy: 0.0,
+                metric: None,
+                hosts: 0,
+            });
+        }
+        let e = &mut self.pending[index];
+        e.time = e.time.max(r.time);
+        e.energy += r.energy;
+        e.hosts += 1;
+        if rank == 0 {
+            e.metric = Some(r.metric);
+        }
+        while self
+            .pending
+            .first()
+            .is_some_and(|e| e.hosts == self.hosts && self.status == RunStatus::Running)
+        {
+            let e = self.pending.remove(0);
+            self.reported_epoch = e.epoch;
+            self.epochs.push(e);
+            if self.epochs.len() > RECENT_EPOCHS {
+                self.epochs.remove(0);
+            }
+            let combined = TrainingResult {
+                job_id: state.job_id().to_string(),
+                batch_size: self.batch_size,
+                trial_number: self.trial_number,
+                time: e.time,
+                energy: e.energy,
+                metric: e.metric.unwrap_or(f64::NAN),
+                current_epoch: e.epoch,
+            };
+            match state.report(&combined, now_ms) {
+                Ok(ReportResponse {
+                    stop_train: true,
+                    converged,
+                    message,
+                }) => self.finish(RunStatus::Stopped { converged, message }, state, now_ms),
+                Ok(_) => {}
+                Err(err) => {
+                    let message = format!(
+                        "the trial did not take epoch {} of run {:?}: {err}",
+                        e.epoch, self.run_id
+                    );
+                    self.finish(RunStatus::Failed { message }, state, now_ms);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+fn loaded<'a>(job_id: &str, current: Option<&'a JobState>) -> Result<&'a JobState, ApiError> {
+    current.filter(|s| s.job_id() == job_id).ok_or_else(|| {
+        ApiError::NotFound(format!("job_id: unknown job {job_id:?}; register it first"))
+    })
+}
+
+fn unknown_run(job_id: &str, run_id: &str) -> ApiError {
+    ApiError::NotFound(format!(
+        "run_id: job {job_id:?} has no run {run_id:?}; join it first"
+    ))
+}
+
+/// Fails every running run with a silent host.
+fn expire_all(state: &mut JobState, now_ms: i64) {
+    let mut runs = std::mem::take(&mut state.runs.0);
+    for run in &mut runs {
+        run.expire(state, now_ms);
+    }
+    state.runs.0 = runs;
+}
+
+/// The outcome: a write when the document changed, none otherwise.
+fn answer(view: RunView, current: &JobState, mut state: JobState) -> Outcome<RunView> {
+    if state == *current {
+        return Outcome {
+            status: 200,
+            body: view,
+            change: Change::Keep,
+            archive: Vec::new(),
+        };
+    }
+    let archive = state.take_archive();
+    Outcome {
+        status: 200,
+        body: view,
+        change: Change::Put(Box::new(state)),
+        archive,
+    }
+}
+
+/// `POST /jobs/{job_id}/runs`: joins the run `req.run_id`, opening it (and
+/// dispatching its trial) when this host is the first.
+pub fn join(
+    job_id: &str,
+    req: &JoinRun,
+    current: Option<&JobState>,
+    ctx: Ctx,
+) -> Result<Outcome<RunView>, ApiError> {
+    req.validate()?;
+    let current = loaded(job_id, current)?;
+    let mut state = current.clone();
+    let now = ctx.now_ms;
+    expire_all(&mut state, now);
+    let hosts = req.hosts as u32;
+    let rank = req.host_rank as usize;
+    let index = match state.runs.0.iter().position(|r| r.run_id == req.run_id) {
+        Some(i) => {
+            if state.runs.0[i].hosts != hosts {
+                return Err(ApiError::Conflict(format!(
+                    "hosts: run {:?} spans {} hosts; this host says {hosts}",
+                    req.run_id, state.runs.0[i].hosts
+                )));
+            }
+            i
+        }
+        None => {
+            let open = state
+                .runs
+                .0
+                .iter()
+                .filter(|r| r.status == RunStatus::Running)
+                .count();
+            if open >= MAX_OPEN_RUNS {
+                return Err(ApiError::Conflict(format!(
+                    "runs: job {job_id:?} has {MAX_OPEN_RUNS} runs across hosts running; one must end first"
+                )));
+            }
+            if state.runs.0.len() >= MAX_RUNS {
+                // The oldest finished run leaves (one is finished: open < MAX_OPEN_RUNS < MAX_RUNS).
+                if let Some(i) = state
+                    .runs
+                    .0
+                    .iter()
+                    .position(|r| r.status != RunStatus::Running)
+                {
+                    state.runs.0.remove(i);
+                }
+            }
+            let trial = state.predict(now)?;
+            let slot = HostSlot {
+                name: None,
+                joined: false,
+                last_seen_ms: now,
+                profiled: false,
+                epoch: 0,
+                done: false,
+            };
+            state.runs.0.push(Run {
+                run_id: req.run_id.clone(),
+                hosts,
+                trial_number: trial.trial_number,
+                batch_size: trial.batch_size,
+                host_timeout_ms: (req.host_timeout_s * 1000.0).round() as i64,
+                created_ms: now,
+                selector: req.selector,
+                status: RunStatus::Running,
+                slots: vec![slot; hosts as usize],
+                profile: Vec::new(),
+                profiled: 0,
+                gpus: 0,
+                power_limit: None,
+                reported_epoch: 0,
+                pending: Vec::new(),
+                epochs: Vec::new(),
+            });
+            state.runs.0.len() - 1
+        }
+    };
+    let run = &mut state.runs.0[index];
+    if let Some(slot) = run.slots.get_mut(rank) {
+        slot.joined = true;
+        slot.last_seen_ms = slot.last_seen_ms.max(now);
+        if req.host_name.is_some() {
+            slot.name.clone_from(&req.host_name);
+        }
+    }
+    let view = run.view(job_id);
+    Ok(answer(view, current, state))
+}
+
+/// `POST /jobs/{job_id}/runs/{run_id}/{heartbeat|profile|report|done}`: one host's
+/// message. The host must have joined; a run that is over answers its outcome.
+pub fn host_message(
+    job_id: &str,
+    run_id: &str,
+    rank: i64,
+    message: &HostMessage,
+    current: Option<&JobState>,
+    ctx: Ctx,
+) -> Result<Outcome<RunView>, ApiError> {
+    match message {
+        HostMessage::Profile(p) => p.validate()?,
+        HostMessage::Report(r) => r.validate()?,
+        HostMessage::Heartbeat | HostMessage::Done => {}
+    }
+    let current = loaded(job_id, current)?;
+    let mut state = current.clone();
+    let now = ctx.now_ms;
+    expire_all(&mut state, now);
+    let index = state
+        .runs
+        .0
+        .iter()
+        .position(|r| r.run_id == run_id)
+        .ok_or_else(|| unknown_run(job_id, run_id))?;
+    let mut run = state.runs.0[index].clone();
+    let rank = check_rank(rank, run.hosts)?;
+    if run.status == RunStatus::Running {
+        let slot = &mut run.slots[rank];
+        if !slot.joined {
+            return Err(ApiError::BadRequest(format!(
+                "host_rank: host {rank} has not joined run {run_id:?}"
+            )));
+        }
+        // A heartbeat is written only when it moves the deadline by an eighth of the
+        // timeout, so a host's polling rarely writes.
+        let stale = now.saturating_sub(slot.last_seen_ms) >= run.host_timeout_ms / 8;
+        if !matches!(message, HostMessage::Heartbeat) || stale {
+            slot.last_seen_ms = slot.last_seen_ms.max(now);
+        }
+        match message {
+            HostMessage::Heartbeat => {}
+            HostMessage::Done => {
+                run.slots[rank].done = true;
+                if run.slots.iter().all(|s| s.done) {
+                    run.finish(RunStatus::Ended, &mut state, now);
+                }
+            }
+            HostMessage::Profile(p) => {
+                if !run.slots[rank].profiled {
+                    run.add_profile(p)?;
+                    run.slots[rank].profiled = true;
+                }
+            }
+            HostMessage::Report(r) => run.add_report(rank, r, &mut state, now)?,
+        }
+    }
+    let view = run.view(job_id);
+    state.runs.0[index] = run;
+    Ok(answer(view, current, state))
+}
+
+/// `GET /jobs/{job_id}/runs/{run_id}`: the run as it stands now (deadlines
+/// included), without writing.
+pub fn view(
+    job_id: &str,
+    run_id: &str,
+    current: Option<&JobState>,
+    now_ms: i64,
+) -> Result<RunView, ApiError> {
+    let mut state = loaded(job_id, current)?.clone();
+    expire_all(&mut state, now_ms);
+    state
+        .runs
+        .0
+        .iter()
+        .find(|r| r.run_id == run_id)
+        .map(|r| r.view(job_id))
+        .ok_or_else(|| unknown_run(job_id, run_id))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::power::{PowerLimitMeasurement, Selector};
+    use crate::spec::JobSpec;
+    use crate::trial::TrialStatus;
+    use proptest::prelude::*;
+
+    const T0: i64 = 1_700_000_000_000;
+
+    fn job(max_epochs: i64) -> JobState {
+        let mut spec = JobSpec::new("mh", vec![32, 64], 64, 300.0, 8, "F100");
+        spec.job_id = Some("mh-1".into());
+        spec.max_epochs = max_epochs;
+        spec.target_metric = 0.99;
+        let params = spec.validate().unwrap();
+        JobState::new("mh-1".into(), params, 7, T0)
+    }
+
+    fn ctx(now_ms: i64) -> Ctx {
+        Ctx { now_ms, entropy: 1 }
+    }
+
+    fn join_req(rank: i64, hosts: i64) -> JoinRun {
+        JoinRun {
+            run_id: "slurm-42.0".into(),
+            hosts,
+            host_rank: rank,
+            host_name: Some(format!("node{rank}")),
+            host_timeout_s: 10.0,
+            selector: Selector::Energy,
+        }
+    }
+
+    /// Applies an outcome's change to the state (as a host would store it).
+    fn apply<T>(state: &mut JobState, out: &Outcome<T>) {
+        if let Change::Put(s) = &out.change {
+            *state = (**s).clone();
+        }
+    }
+
+    fn join_all(state: &mut JobState, hosts: i64, now: i64) -> Vec<RunView> {
+        (0..hosts)
+            .map(|r| {
+                let out = join("mh-1", &join_req(r, hosts), Some(state), ctx(now)).unwrap();
+                apply(state, &out);
+                out.body
+            })
+            .collect()
+    }
+
+    fn send(
+        state: &mut JobState,
+        rank: i64,
+        m: HostMessage,
+        now: i64,
+    ) -> Result<RunView, ApiError> {
+        let out = host_message("mh-1", "slurm-42.0", rank, &m, Some(state), ctx(now))?;
+        apply(state, &out);
+        Ok(out.body)
+    }
+
+    fn report(rank: i64, epoch: u32, time: f64, energy: f64) -> HostMessage {
+        HostMessage::Report(HostReport {
+            host_rank: rank,
+            time,
+            energy,
+            metric: 0.1 * f64::from(epoch),
+            current_epoch: epoch,
+        })
+    }
+
+    #[test]
+    fn every_host_gets_the_same_trial() {
+        let mut s = job(10);
+        let views = join_all(&mut s, 3, T0);
+        assert!(views
+            .windows(2)
+            .all(|w| w[0].trial_number == w[1].trial_number && w[0].batch_size == w[1].batch_size));
+        assert_eq!(views[2].joined, 3);
+        assert_eq!(s.trials().len(), 1, "one trial for the run");
+        // A repeated join (a retry) changes nothing.
+        let again = join("mh-1", &join_req(1, 3), Some(&s), ctx(T0)).unwrap();
+        assert_eq!(again.change, Change::Keep);
+        assert_eq!(again.body.trial_number, views[0].trial_number);
+    }
+
+    #[test]
+    fn one_report_per_epoch_once_all_hosts_reported() {
+        let mut s = job(10);
+        join_all(&mut s, 3, T0);
+        let v = send(&mut s, 2, report(2, 1, 12.0, 100.0), T0 + 1).unwrap();
+        assert_eq!(v.reported_epoch, 0);
+        let v = send(&mut s, 0, report(0, 1, 10.0, 200.0), T0 + 2).unwrap();
+        assert_eq!(v.reported_epoch, 0);
+        // A host may run ahead; its epoch 2 waits.
+        let v = send(&mut s, 0, report(0, 2, 20.0, 400.0), T0 + 3).unwrap();
+        assert_eq!(v.reported_epoch, 0);
+        let v = send(&mut s, 1, report(1, 1, 11.0, 300.0), T0 + 4).unwrap();
+        assert_eq!(v.reported_epoch, 1);
+        assert_eq!(v.epochs.len(), 1);
+        let e = v.epochs[0];
+        assert_eq!(
+            (e.time, e.energy, e.metric, e.hosts),
+            (12.0, 600.0, Some(0.1), 3)
+        );
+        // A repeated report is not counted twice.
+        let before = s.runs.list()[0].clone();
+        let v = send(&mut s, 1, report(1, 1, 11.0, 300.0), T0 + 5).unwrap();
+        assert_eq!(v.epochs[0].energy, 600.0);
+        let after = &s.runs.list()[0];
+        assert_eq!(
+            (&after.pending, &after.epochs),
+            (&before.pending, &before.epochs)
+        );
+        // A gap is refused and changes nothing.
+        let e = send(&mut s, 1, report(1, 3, 33.0, 900.0), T0 + 6).unwrap_err();
+        assert!(e.to_string().starts_with("current_epoch:"), "{e}");
+    }
+
+    #[test]
+    fn the_trial_ends_once_with_the_combined_result() {
+        let mut s = job(2);
+        let views = join_all(&mut s, 2, T0);
+        let n = views[0].trial_number;
+        for epoch in 1..=2u32 {
+            let t = f64::from(epoch);
+            send(&mut s, 0, report(0, epoch, 10.0 * t, 100.0 * t), T0 + 10).unwrap();
+            send(&mut s, 1, report(1, epoch, 12.0 * t, 150.0 * t), T0 + 10).unwrap();
+        }
+        let v = send(&mut s, 0, HostMessage::Heartbeat, T0 + 11).unwrap();
+        assert!(v.stop_train, "max_epochs reached: {v:?}");
+        assert_eq!(v.status, "stopped");
+        let trial = s.trial(n).unwrap();
+        match trial.status {
+            TrialStatus::Succeeded { result, .. } => {
+                assert_eq!((result.time, result.energy), (24.0, 500.0));
+            }
+            other => panic!("{other:?}"),
+        }
+        // Done from both hosts does not end the trial again.
+        send(&mut s, 0, HostMessage::Done, T0 + 12).unwrap();
+        send(&mut s, 1, HostMessage::Done, T0 + 12).unwrap();
+        assert!(matches!(
+            s.trial(n).unwrap().status,
+            TrialStatus::Succeeded { .. }
+        ));
+        assert_eq!(s.trials().len(), 1);
+    }
+
+    #[test]
+    fn all_hosts_done_without_a_stop_ends_the_trial_failed() {
+        let mut s = job(10);
+        let n = join_all(&mut s, 2, T0)[0].trial_number;
+        send(&mut s, 0, HostMessage::Done, T0 + 1).unwrap();
+        assert_eq!(
+            send(&mut s, 1, HostMessage::Heartbeat, T0 + 1)
+                .unwrap()
+                .status,
+            "running"
+        );
+        let v = send(&mut s, 1, HostMessage::Done, T0 + 2).unwrap();
+        assert_eq!(v.status, "ended");
+        assert!(matches!(
+            s.trial(n).unwrap().status,
+            TrialStatus::Failed { .. }
+        ));
+    }
+
+    #[test]
+    fn a_silent_host_fails_the_run_naming_it() {
+        let mut s = job(10);
+        let n = join_all(&mut s, 3, T0)[0].trial_number;
+        // Hosts 0 and 1 keep calling; host 2 falls silent.
+        let mut now = T0;
+        for _ in 0..9 {
+            now += 1000;
+            for r in 0..2 {
+                assert_eq!(
+                    send(&mut s, r, HostMessage::Heartbeat, now).unwrap().status,
+                    "running"
+                );
+            }
+        }
+        now += 2000;
+        let v = send(&mut s, 0, HostMessage::Heartbeat, now).unwrap();
+        assert_eq!(v.status, "failed");
+        assert!(v.stop_train);
+        assert!(
+            v.message.starts_with("host 2 (node2) sent nothing"),
+            "{}",
+            v.message
+        );
+        assert!(matches!(
+            s.trial(n).unwrap().status,
+            TrialStatus::Failed { .. }
+        ));
+        // The others learn it on their next call, and the GET sees it too.
+        assert_eq!(
+            send(&mut s, 1, report(1, 1, 1.0, 1.0), now + 1)
+                .unwrap()
+                .status,
+            "failed"
+        );
+        assert_eq!(
+            view("mh-1", "slurm-42.0", Some(&s), now).unwrap().status,
+            "failed"
+        );
+    }
+
+    #[test]
+    fn a_host_that_never_joins_times_out_too_and_get_does_not_write() {
+        let mut s = job(10);
+        let out = join("mh-1", &join_req(0, 2), Some(&s), ctx(T0)).unwrap();
+        apply(&mut s, &out);
+        let v = view("mh-1", "slurm-42.0", Some(&s), T0 + 10_001).unwrap();
+        assert_eq!(v.status, "failed");
+        assert!(
+            v.message.starts_with("host 1 never joined"),
+            "{}",
+            v.message
+        );
+        // The GET wrote nothing: the stored run still runs.
+        assert_eq!(s.runs.list()[0].status, RunStatus::Running);
+    }
+
+    #[test]
+    fn heartbeats_write_rarely() {
+        let mut s = job(10);
+        join_all(&mut s, 2, T0);
+        let out = host_message(
+            "mh-1",
+            "slurm-42.0",
+            0,
+            &HostMessage::Heartbeat,
+            Some(&s),
+            ctx(T0 + 100),
+        )
+        .unwrap();
+        assert_eq!(out.change, Change::Keep);
+        let out = host_message(
+            "mh-1",
+            "slurm-42.0",
+            0,
+            &HostMessage::Heartbeat,
+            Some(&s),
+            ctx(T0 + 1300),
+        )
+        .unwrap();
+        assert!(matches!(out.change, Change::Put(_)));
+    }
+
+    fn profile(rank: i64, points: &[(u32, f64, f64)]) -> HostMessage {
+        HostMessage::Profile(HostProfile {
+            host_rank: rank,
+            gpu_count: 8,
+            measurements: points
+                .iter()
+                .map(|&(power_limit, energy, time)| PowerLimitMeasurement {
+                    power_limit,
+                    energy,
+                    time,
+                    steps: 10,
+                })
+                .collect(),
+        })
+    }
+
+    #[test]
+    fn one_power_limit_from_every_hosts_profile() {
+        let mut s = job(10);
+        join_all(&mut s, 2, T0);
+        // Alone, host 0 would pick 150 W (least energy); host 1 is much slower
+        // there, so the summed energy is least at 200 W.
+        let v = send(
+            &mut s,
+            0,
+            profile(0, &[(300, 30.0, 1.0), (200, 25.0, 1.2), (150, 20.0, 1.5)]),
+            T0,
+        )
+        .unwrap();
+        assert_eq!(v.power_limit, None);
+        let v = send(
+            &mut s,
+            1,
+            profile(
+                1,
+                &[
+                    (300, 30.0, 1.0),
+                    (200, 24.0, 1.2),
+                    (150, 40.0, 3.0),
+                    (100, 1.0, 9.0),
+                ],
+            ),
+            T0,
+        )
+        .unwrap();
+        assert_eq!(v.profiled, 2);
+        assert_eq!(v.power_limit, Some(200));
+        // A repeated profile changes nothing.
+        let v = send(&mut s, 1, profile(1, &[(100, 0.0, 1.0)]), T0).unwrap();
+        assert_eq!(v.power_limit, Some(200));
+    }
+
+    #[test]
+    fn hostile_input_is_refused_with_the_field_and_nothing_changes() {
+        let s = job(10);
+        for (f, field) in [
+            (
+                Box::new(|j: &mut JoinRun| j.hosts = 0) as Box<dyn Fn(&mut JoinRun)>,
+                "hosts",
+            ),
+            (Box::new(|j| j.hosts = 1_000_000_000), "hosts"),
+            (Box::new(|j| j.hosts = -3), "hosts"),
+            (Box::new(|j| j.host_rank = 3), "host_rank"),
+            (Box::new(|j| j.host_rank = -1), "host_rank"),
+            (Box::new(|j| j.run_id = "a/b".into()), "run_id"),
+            (Box::new(|j| j.run_id = String::new()), "run_id"),
+            (Box::new(|j| j.host_timeout_s = f64::NAN), "host_timeout_s"),
+            (Box::new(|j| j.host_timeout_s = 0.0), "host_timeout_s"),
+            (
+                Box::new(|j| j.host_name = Some("x".repeat(33))),
+                "host_name",
+            ),
+            (
+                Box::new(|j| {
+                    j.selector = Selector::MaxSlowdown {
+                        factor: f64::INFINITY,
+                    }
+                }),
+                "selector",
+            ),
+        ] {
+            let mut req = join_req(0, 3);
+            f(&mut req);
+            let e = join("mh-1", &req, Some(&s), ctx(T0)).unwrap_err();
+            assert_eq!(e.status(), 422, "{e}");
+            assert!(
+                e.to_string().starts_with(&format!("{field}:")),
+                "{field}: {e}"
+            );
+        }
+        let mut s = job(10);
+        join_all(&mut s, 2, T0);
+        let before = s.clone();
+        for (m, field) in [
+            (report(0, 1, f64::NAN, 1.0), "time"),
+            (report(0, 1, 1.0, f64::INFINITY), "energy"),
+            (report(0, 1, -1.0, 1.0), "time"),
+            (report(0, 0, 1.0, 1.0), "current_epoch"),
+            (profile(0, &[]), "measurements"),
+            (profile(0, &[(300, -1.0, 1.0)]), "measurements.energy"),
+            (profile(0, &[(300, 1.0, 0.0)]), "measurements.time"),
+            (
+                profile(0, &[(300, 1.0, 1.0), (300, 1.0, 1.0)]),
+                "measurements.power_limit",
+            ),
+        ] {
+            let e = send(&mut s, 0, m, T0).unwrap_err();
+            assert!(
+                e.to_string().starts_with(&format!("{field}:")),
+                "{field}: {e}"
+            );
+        }
+        let e = send(&mut s, 5, HostMessage::Heartbeat, T0).unwrap_err();
+        assert!(e.to_string().starts_with("host_rank:"), "{e}");
+        assert_eq!(s, before);
+        // Another host count for the same run is a conflict.
+        let e = join("mh-1", &join_req(0, 4), Some(&s), ctx(T0)).unwrap_err();
+        assert_eq!(e.status(), 409);
+    }
+
+    #[test]
+    fn the_document_reads_back_and_old_documents_read_unchanged() {
+        let mut s = job(10);
+        join_all(&mut s, 3, T0);
+        send(&mut s, 0, report(0, 1, 1.0, 2.0), T0).unwrap();
+        let text = serde_json::to_string(&s).unwrap();
+        let back: JobState = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, s);
+        // No runs: the field is absent, and a document without it reads.
+        let plain = job(10);
+        let text = serde_json::to_string(&plain).unwrap();
+        assert!(!text.contains("\"runs\""));
+        assert_eq!(serde_json::from_str::<JobState>(&text).unwrap(), plain);
+        // A stored run that breaks a bound is refused when read.
+        let mut v: serde_json::Value = serde_json::to_value(&s).unwrap();
+        v["runs"][0]["hosts"] = 100_000.into();
+        assert!(serde_json::from_value::<JobState>(v).is_err());
+    }
+
+    #[test]
+    fn runs_are_bounded() {
+        let mut s = job(1000);
+        for i in 0..MAX_OPEN_RUNS {
+            let mut req = join_req(0, 2);
+            req.run_id = format!("r{i}");
+            let out = join("mh-1", &req, Some(&s), ctx(T0)).unwrap();
+            apply(&mut s, &out);
+        }
+        let mut req = join_req(0, 2);
+        req.run_id = "one-too-many".into();
+        assert_eq!(
+            join("mh-1", &req, Some(&s), ctx(T0)).unwrap_err().status(),
+            409
+        );
+        // Once they time out, new runs are let in and old ones leave.
+        for i in 0..40 {
+            let mut req = join_req(0, 2);
+            req.run_id = format!("later{i}");
+            let now = T0 + 20_000 * (i + 1);
+            let out = join("mh-1", &req, Some(&s), ctx(now)).unwrap();
+            apply(&mut s, &out);
+            assert!(s.runs.list().len() <= MAX_RUNS);
+        }
+    }
+
+    #[test]
+    fn the_largest_runs_stay_small() {
+        // Every bound at once: the most running runs, the most hosts with the
+        // longest names, a full profile and full epoch windows.
+        let mut s = job(1000);
+        let name = "n".repeat(MAX_HOST_NAME);
+        for i in 0..MAX_OPEN_RUNS {
+            let req = JoinRun {
+                run_id: format!("{}{i}", "r".repeat(100)),
+                hosts: i64::from(MAX_HOSTS),
+                host_rank: 0,
+                host_name: Some(name.clone()),
+                host_timeout_s: MAX_HOST_TIMEOUT_S,
+                selector: Selector::Energy,
+            };
+            let out = join("mh-1", &req, Some(&s), ctx(T0)).unwrap();
+            apply(&mut s, &out);
+        }
+        for run in &mut s.runs.0 {
+            for slot in &mut run.slots {
+                slot.name = Some(name.clone());
+            }
+            let full = EpochTotals {
+                epoch: u32::MAX,
+                time: 1.234_567_890_123e9,
+                energy: 1.234_567_890_123e18,
+                metric: Some(0.123_456_789_012_345),
+                hosts: MAX_HOSTS,
+            };
+            run.pending = vec![full; MAX_PENDING_EPOCHS];
+            run.epochs = vec![full; RECENT_EPOCHS];
+            run.profile = (0..MAX_PROFILE_LIMITS as u32)
+                .map(|w| CombinedPoint {
+                    power_limit: 100 + w,
+                    energy: 1.234_567_890_123e10,
+                    time: 1.234_567_890_123,
+                })
+                .collect();
+        }
+        let bytes = serde_json::to_vec(&s.runs).unwrap().len();
+        assert!(bytes < 100_000, "{bytes} bytes");
+        let back: Runs = serde_json::from_slice(&serde_json::to_vec(&s.runs).unwrap()).unwrap();
+        assert_eq!(back, s.runs);
+    }
+
+    proptest! {
+        /// Whatever order the hosts' reports arrive in (with duplicates), the
+        /// optimizer sees each epoch once, summed and with the slowest time.
+        #[test]
+        fn reports_in_any_order_combine_the_same(order in proptest::collection::vec(0usize..3, 0..60), energies in proptest::collection::vec(0.0f64..1e6, 3)) {
+            let mut s = job(1000);
+            join_all(&mut s, 3, T0);
+            let mut next = [1u32; 3];
+            for &rank in &order {
+                let epoch = next[rank];
+                // Some repeats: send the previous epoch again.
+                let (epoch, advance) = if epoch > 1 && rank == 1 && epoch % 3 == 0 { (epoch - 1, false) } else { (epoch, true) };
+                let t = f64::from(epoch);
+                let r = send(&mut s, rank as i64, report(rank as i64, epoch, t * (rank as f64 + 1.0), t * energies[rank]), T0);
+                match r {
+                    Ok(_) => if advance { next[rank] += 1 },
+                    Err(e) => prop_assert_eq!(e.status(), 400, "{}", e),
+                }
+            }
+            let run = &s.runs.list()[0];
+            let slowest = *next.iter().min().unwrap() - 1;
+            prop_assert_eq!(run.reported_epoch, slowest);
+            for e in &run.epochs {
+                let t = f64::from(e.epoch);
+                prop_assert_eq!(e.hosts, 3);
+                prop_assert_eq!(e.time, 3.0 * t);
+                let sum: f64 = energies.iter().map(|x| x * t).sum();
+                prop_assert!((e.energy - sum).abs() <= 1e-9 * sum.max(1.0));
+            }
+            let text = serde_json::to_string(&s).unwrap();
+            prop_assert_eq!(serde_json::from_str::<JobState>(&text).unwrap(), s.clone());
+        }
+
+        /// Any numbers a host may send keep the document readable and finite.
+        #[test]
+        fn any_accepted_numbers_stay_finite(time in -1e300f64..1e300, energy in -1e300f64..1e300, metric in -1e300f64..1e300) {
+            let mut s = job(1000);
+            join_all(&mut s, 2, T0);
+            for rank in 0..2 {
+                let _ = send(&mut s, rank, HostMessage::Report(HostReport { host_rank: rank, time, energy, metric, current_epoch: 1 }), T0);
+                let _ = send(&mut s, rank, profile(rank, &[(300, energy, time), (200, energy / 2.0, time * 2.0)]), T0);
+            }
+            let text = serde_json::to_string(&s).unwrap();
+            prop_assert_eq!(serde_json::from_str::<JobState>(&text).unwrap(), s.clone());
+        }
+    }
+}
