@@ -452,6 +452,21 @@ fn deliver(
 mod tests {
     use super::*;
 
+    /// Reports epochs 1 to 3 of one trial.
+    fn send_three_epochs(reporter: &Reporter) {
+        for epoch in 1..=3 {
+            reporter.send(TrainingResult {
+                job_id: "j".into(),
+                batch_size: 8,
+                trial_number: 1,
+                time: f64::from(epoch),
+                energy: 1.0,
+                metric: 0.1,
+                current_epoch: epoch,
+            });
+        }
+    }
+
     #[test]
     fn queries_are_percent_encoded() {
         assert_eq!(encode_query("a b/c&d"), "a%20b%2Fc%26d");
@@ -496,17 +511,7 @@ mod tests {
         let url = format!("http://127.0.0.1:{port}");
         let ep = Endpoint::new(&url, None, Duration::from_millis(200));
         let reporter = Reporter::start(ep, spool.clone());
-        for epoch in 1..=3 {
-            reporter.send(TrainingResult {
-                job_id: "j".into(),
-                batch_size: 8,
-                trial_number: 1,
-                time: f64::from(epoch),
-                energy: 1.0,
-                metric: 0.1,
-                current_epoch: epoch,
-            });
-        }
+        send_three_epochs(&reporter);
         let (answers, left) = reporter.finish(Duration::from_millis(300));
         assert!(answers.is_empty());
         assert_eq!(left, 3);
@@ -577,17 +582,7 @@ mod tests {
             Endpoint::new(&url, None, Duration::from_secs(5)),
             spool.clone(),
         );
-        for epoch in 1..=3 {
-            reporter.send(TrainingResult {
-                job_id: "j".into(),
-                batch_size: 8,
-                trial_number: 1,
-                time: f64::from(epoch),
-                energy: 1.0,
-                metric: 0.1,
-                current_epoch: epoch,
-            });
-        }
+        send_three_epochs(&reporter);
         let (answers, left) = reporter.finish(Duration::from_secs(10));
         assert_eq!(left, 0);
         assert_eq!(*seen.lock().unwrap(), vec![1, 2, 3]);

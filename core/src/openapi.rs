@@ -378,26 +378,22 @@ fn operation_of(def: &RouteDef) -> Value {
             responses(vec![("200", ok("The run", schema_ref("RunView")))], &[404]),
             json!({"parameters": run_path()}),
         ),
-        Endpoint::RunHeartbeat => operation(
-            "A host is alive; answers the run's state (a host polls this)",
-            responses(vec![("200", ok("The run", schema_ref("RunView")))], &[400, 404, 422]),
-            json!({"parameters": run_path(), "requestBody": json_body("HostCall")}),
-        ),
-        Endpoint::RunProfile => operation(
-            "A host's power profile; once every host's is in, the run's power limit is chosen",
-            responses(vec![("200", ok("The run", schema_ref("RunView")))], &[400, 404, 422]),
-            json!({"parameters": run_path(), "requestBody": json_body("HostProfile")}),
-        ),
-        Endpoint::RunReport => operation(
-            "A host's totals after an epoch; once every host reported it, the optimizer gets one report (energy summed, slowest time)",
-            responses(vec![("200", ok("The run", schema_ref("RunView")))], &[400, 404, 422]),
-            json!({"parameters": run_path(), "requestBody": json_body("HostReport")}),
-        ),
-        Endpoint::RunDone => operation(
-            "A host's command ended; once every host's has, the trial ends",
-            responses(vec![("200", ok("The run", schema_ref("RunView")))], &[400, 404, 422]),
-            json!({"parameters": run_path(), "requestBody": json_body("HostCall")}),
-        ),
+        Endpoint::RunHeartbeat
+        | Endpoint::RunProfile
+        | Endpoint::RunReport
+        | Endpoint::RunDone => {
+            let (summary, body) = match def.endpoint {
+                Endpoint::RunHeartbeat => ("A host is alive; answers the run's state (a host polls this)", "HostCall"),
+                Endpoint::RunProfile => ("A host's power profile; once every host's is in, the run's power limit is chosen", "HostProfile"),
+                Endpoint::RunReport => ("A host's totals after an epoch; once every host reported it, the optimizer gets one report (energy summed, slowest time)", "HostReport"),
+                _ => ("A host's command ended; once every host's has, the trial ends", "HostCall"),
+            };
+            operation(
+                summary,
+                responses(vec![("200", ok("The run", schema_ref("RunView")))], &[400, 404, 422]),
+                json!({"parameters": run_path(), "requestBody": json_body(body)}),
+            )
+        }
         Endpoint::AddProfile => operation(
             "Store a power profile (replaces the one with the same GPU model, batch size and phase)",
             responses(vec![("201", ok("Stored", schema_ref("PowerProfile")))], &[404, 422]),

@@ -13,12 +13,7 @@ set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
 cd "$root"
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/wattwise-target}"
-export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1
-artifacts="${ARTIFACTS_DIR:-artifacts}"
-mkdir -p "$artifacts"
-artifacts="$(cd "$artifacts" && pwd)"
-source "$root/tests/lib/procs.sh"
+source "$root/tests/lib/page_env.sh"
 work="$artifacts" # where start (tests/lib/procs.sh) writes the server's log: $artifacts/server.log
 procs_tag=tests/browser
 traces="$root/core/traces"

@@ -23,12 +23,7 @@ set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
 cd "$root"
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/wattwise-target}"
-export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1
-artifacts="${ARTIFACTS_DIR:-artifacts}"
-mkdir -p "$artifacts"
-artifacts="$(cd "$artifacts" && pwd)"
-source "$root/tests/lib/procs.sh"
+source "$root/tests/lib/page_env.sh"
 source "$root/tests/lib/worker.sh"
 hosts="${WATTWISE_JOBS_PAGE_HOSTS:-server worker-kv worker-durable_object}"
 work="$(mktemp -d)"

@@ -112,6 +112,9 @@ impl KvJobStore {
             return Ok(Saved::Conflict);
         }
         if expected.is_none() {
+            // Trial records a failed purge left behind belong to no job now: a job
+            // created again must not see them (the store contract).
+            self.purge_trials(job_id).await?;
             // Listed before it exists: the list skips an entry without a document.
             job_index::add(&self.kv, state.created_ms(), job_id).await?;
         }
@@ -172,7 +175,9 @@ impl KvJobStore {
         Ok(from_kv.max(mine))
     }
 
-    /// Deletes the archived trials, then the document, if the version is still `expected`.
+    /// Deletes the document, then its archived trials, if the version is still
+    /// `expected` (the document is the commit point: a failure midway leaves trial
+    /// records that the next create of this job clears).
     pub async fn delete(&self, job_id: &str, expected: u64) -> Result<Saved, StoreError> {
         let _guard = job_lock::lock(job_id, lock_pause).await;
         if self.version(job_id).await? != Some(expected) {
@@ -191,15 +196,21 @@ impl KvJobStore {
                 .as_deref()
                 .and_then(parse_created_ms),
         };
-        for key in self.trial_keys(job_id).await? {
-            self.kv.delete(&key.name).await.map_err(kv_err)?;
-        }
         self.kv.delete(&doc_key(job_id)).await.map_err(kv_err)?;
         forget(job_id);
         if let Some(created_ms) = created_ms {
             job_index::remove(&self.kv, created_ms, job_id).await?;
         }
+        self.purge_trials(job_id).await?;
         Ok(Saved::Ok)
+    }
+
+    /// Deletes every archived trial record of `job_id`.
+    async fn purge_trials(&self, job_id: &str) -> Result<(), StoreError> {
+        for key in self.trial_keys(job_id).await? {
+            self.kv.delete(&key.name).await.map_err(kv_err)?;
+        }
+        Ok(())
     }
 
     async fn trial_keys(&self, job_id: &str) -> Result<Vec<worker::kv::Key>, StoreError> {
