@@ -6,6 +6,7 @@ use clap::{Parser, Subcommand};
 
 mod child;
 mod client;
+mod driver;
 mod energy_meter;
 mod events;
 mod exporter;

@@ -23,17 +23,16 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use wattwise_core::power::{
-    Action, LimitConstraints, PowerLimitMeasurement, PowerOptimizer, Reading,
-};
+use wattwise_core::power::{LimitConstraints, PowerLimitMeasurement, PowerOptimizer, Reading};
 use wattwise_core::runs::{HostProfile, HostReport, JoinRun};
 use wattwise_core::wire::{Phase, TrainingResult, TrialId};
 
 use crate::client::{Endpoint, Reporter};
+use crate::driver::{apply, log, Driver};
 use crate::energy_meter::{combined, EnergyMeter, DEFAULT_POWER_INTERVAL_S};
 use crate::events::{parse_line, Event, Tail};
 use crate::exporter::{power_state_name, RunInfo, RunStatus};
-use crate::gpu::{GpuError, Gpus, NvmlGpus};
+use crate::gpu::{Gpus, NvmlGpus};
 use crate::job_file::{GpuFacts, JobFile};
 use crate::limits::state_dir;
 use crate::multihost::{HostIdentity, RunLink};
@@ -110,10 +109,6 @@ fn secs(field: &str, v: f64) -> anyhow::Result<Duration> {
     } else {
         anyhow::bail!("--{field}: must be a number of seconds >= 0")
     }
-}
-
-fn log(msg: impl AsRef<str>) {
-    eprintln!("[wattwise] {}", msg.as_ref());
 }
 
 /// Runs `wattwise run`; returns the exit code.
@@ -245,56 +240,6 @@ fn gpu_facts(gpus: &dyn Gpus, indices: &[u32]) -> anyhow::Result<(GpuFacts, Limi
     Ok((facts, constraints))
 }
 
-fn set_all(gpus: &mut dyn Gpus, indices: &[u32], limit_mw: u32) -> Result<(), GpuError> {
-    for &i in indices {
-        gpus.set_power_limit(i, limit_mw)?;
-    }
-    Ok(())
-}
-
-/// Carries out the optimizer's actions; a power sample is taken on both sides of
-/// a limit change, so sampled energy sees the step where it happens.
-fn apply(
-    gpus: &mut dyn Gpus,
-    meter: &mut Option<(&mut EnergyMeter, Instant)>,
-    indices: &[u32],
-    actions: &[Action],
-) -> Result<(), GpuError> {
-    let sets = actions
-        .iter()
-        .any(|a| matches!(a, Action::SetPowerLimit { .. }));
-    if let Some((m, start)) = meter.as_mut().filter(|(m, _)| sets && m.sampling()) {
-        m.sample(gpus, start.elapsed())?;
-    }
-    apply_actions(gpus, indices, actions)?;
-    if let Some((m, start)) = meter.as_mut().filter(|(m, _)| sets && m.sampling()) {
-        m.sample(gpus, start.elapsed())?;
-    }
-    Ok(())
-}
-
-fn apply_actions(gpus: &mut dyn Gpus, indices: &[u32], actions: &[Action]) -> Result<(), GpuError> {
-    for action in actions {
-        match *action {
-            Action::SetPowerLimit { limit_mw } => set_all(gpus, indices, limit_mw)?,
-            Action::BeginWindow { limit_mw } => log(format!("profiling {} W", limit_mw / 1000)),
-            Action::EndWindow { measurement: m } => log(format!(
-                "{} W: {:.3} J in {:.3} s over {} steps",
-                m.power_limit, m.energy, m.time, m.steps
-            )),
-            Action::CancelWindow { limit_mw } => log(format!(
-                "profiling {} W interrupted by the epoch end; it restarts next epoch",
-                limit_mw / 1000
-            )),
-            Action::Optimal { limit_mw } => log(format!(
-                "power limit set to the optimum, {} W",
-                limit_mw / 1000
-            )),
-        }
-    }
-    Ok(())
-}
-
 /// Why the command ended.
 #[derive(Debug, PartialEq)]
 enum Ending {
@@ -416,7 +361,7 @@ fn session(
             )
         })
         .collect();
-    let (mut optimizer, actions) = if reused.is_empty() {
+    let (optimizer, actions) = if reused.is_empty() {
         PowerOptimizer::new(job.power, constraints, gpu_count)?
     } else {
         log(format!(
@@ -442,6 +387,7 @@ fn session(
         }
         return Err(e.into());
     }
+    let mut driver = Driver::new(optimizer, indices, constraints);
 
     std::fs::create_dir_all(dir)?;
     let events_path = dir.join(format!("events-{}.log", std::process::id()));
@@ -500,22 +446,19 @@ fn session(
     CHILD_GROUP.store(child.id(), Ordering::SeqCst);
     let exit_fd = crate::child::exit_fd(&child);
 
-    let mut epoch: u32 = 0;
-    let mut steps: u64 = 0;
     let mut warned = false;
     let mut ending = None;
     let mut status = None;
     let mut converged = false;
     let mut next_power = start + power_interval;
     let mut profile_sent = false;
-    let mut run_limit: Option<u32> = None;
     let outcome: anyhow::Result<()> = (|| loop {
         if let Some(link) = &link {
-            if !profile_sent && optimizer.is_done() {
+            if !profile_sent && driver.optimizer().is_done() {
                 link.profile(HostProfile {
                     host_rank: identity.map_or(0, |id| i64::from(id.rank)),
                     gpu_count: i64::from(gpu_count),
-                    measurements: optimizer.measurements().to_vec(),
+                    measurements: driver.optimizer().measurements().to_vec(),
                 });
                 profile_sent = true;
             }
@@ -534,17 +477,13 @@ fn session(
                     });
                     return Ok(());
                 }
-                if let Some(w) = view.power_limit.filter(|w| run_limit != Some(*w)) {
-                    let limit_mw = w
-                        .saturating_mul(1000)
-                        .clamp(constraints.min_mw, constraints.max_mw);
-                    let set = [Action::SetPowerLimit { limit_mw }];
-                    apply(gpus, &mut Some((&mut meter, start)), indices, &set)?;
-                    log(format!(
-                        "run {}: power limit {w} W on every host (chosen from {} hosts' profiles)",
-                        view.run_id, view.profiled
-                    ));
-                    run_limit = Some(w);
+                if let Some(w) = view.power_limit {
+                    if driver.shared_limit(gpus, &mut Some((&mut meter, start)), w)? {
+                        log(format!(
+                            "run {}: power limit {w} W on every host (chosen from {} hosts' profiles)",
+                            view.run_id, view.profiled
+                        ));
+                    }
                 }
             }
         }
@@ -596,8 +535,7 @@ fn session(
                     continue;
                 }
             };
-            let needs_reading = !optimizer.is_done() || matches!(event, Event::EpochEnd(_));
-            let reading = if needs_reading {
+            let reading = if driver.needs_reading(&event) {
                 let t = start.elapsed();
                 Reading {
                     time_ms: t.as_millis() as u64,
@@ -606,48 +544,34 @@ fn session(
             } else {
                 Reading::default()
             };
-            match event {
-                Event::StepBegin => {
-                    steps += 1;
-                    if panic_at == Some(steps) {
-                        panic!("{PANIC_AT_STEP_ENV}={steps}: test panic");
-                    }
-                    if !optimizer.is_done() {
-                        let a = optimizer.step_begin(reading);
-                        apply(gpus, &mut Some((&mut meter, start)), indices, &a)?;
-                    }
-                }
-                Event::StepEnd => {
-                    let a = optimizer.step_end(reading);
-                    apply(gpus, &mut Some((&mut meter, start)), indices, &a)?;
-                }
-                Event::EpochEnd(metric) => {
-                    let a = optimizer.epoch_end(reading);
-                    apply(gpus, &mut Some((&mut meter, start)), indices, &a)?;
-                    epoch += 1;
-                    if let Some(link) = &link {
-                        link.report(HostReport {
-                            host_rank: identity.map_or(0, |id| i64::from(id.rank)),
-                            time: reading.time_ms as f64 / 1000.0,
-                            energy: reading.energy_mj as f64 / 1000.0,
-                            metric,
-                            current_epoch: epoch,
-                        });
-                        continue;
-                    }
-                    reporter.send(TrainingResult {
-                        job_id: job_id.clone(),
-                        batch_size: trial.batch_size,
-                        trial_number: trial.trial_number,
-                        time: reading.time_ms as f64 / 1000.0,
-                        energy: reading.energy_mj as f64 / 1000.0,
-                        metric,
-                        current_epoch: epoch,
-                    });
-                }
+            if matches!(event, Event::StepBegin) && panic_at == Some(driver.steps() + 1) {
+                panic!("{PANIC_AT_STEP_ENV}={}: test panic", driver.steps() + 1);
+            }
+            let meter = &mut Some((&mut meter, start));
+            let Some(totals) = driver.event(gpus, meter, event, reading)? else {
+                continue;
+            };
+            if let Some(link) = &link {
+                link.report(HostReport {
+                    host_rank: identity.map_or(0, |id| i64::from(id.rank)),
+                    time: totals.time,
+                    energy: totals.energy,
+                    metric: totals.metric,
+                    current_epoch: totals.epoch,
+                });
+            } else {
+                reporter.send(TrainingResult {
+                    job_id: job_id.clone(),
+                    batch_size: trial.batch_size,
+                    trial_number: trial.trial_number,
+                    time: totals.time,
+                    energy: totals.energy,
+                    metric: totals.metric,
+                    current_epoch: totals.epoch,
+                });
             }
         }
-        metrics.progress(epoch, optimizer.state());
+        metrics.progress(driver.epoch(), driver.optimizer().state());
         if let Some(s) = exited {
             status = Some(s);
             ending = Some(Ending::Exited);
@@ -687,8 +611,12 @@ fn session(
         ));
     }
     let run_view = link.map(|l| l.finish(flush));
-    if profiled_here && optimizer.is_done() && rank0 {
-        if let Some(profile) = optimizer.profile(trial.batch_size, &facts.gpu_model) {
+    let epoch = driver.epoch();
+    if profiled_here && driver.optimizer().is_done() && rank0 {
+        if let Some(profile) = driver
+            .optimizer()
+            .profile(trial.batch_size, &facts.gpu_model)
+        {
             match endpoint.retrying(flush, |e| e.post_profile(&job_id, &profile)) {
                 Ok(()) => log("posted the power profile"),
                 Err(e) => log(format!("could not post the power profile: {e}")),
