@@ -390,6 +390,16 @@ def test_permission_denied_is_a_clear_error(tmp, server):
     assert "epoch 1" not in err  # the command never started
 
 
+def epochs_ended(host):
+    """Epoch ends the running command wrote to its events file so far."""
+    n = 0
+    for name in os.listdir(host.state_dir):
+        if name.startswith("events-"):
+            with open(os.path.join(host.state_dir, name)) as f:
+                n = max(n, f.read().count("epoch_end"))
+    return n
+
+
 def test_every_report_arrives_when_the_server_was_down(tmp, server):
     host = Host(tmp, "down")
     proxy = Recorder(server.port)
@@ -400,7 +410,10 @@ def test_every_report_arrives_when_the_server_was_down(tmp, server):
     wait_until(lambda: len(proxy.reports) >= 1, 60, "the first report")
     proxy.down()
     t_down = time.monotonic()
-    time.sleep(4)  # epochs go by while the endpoint is unreachable
+    # Two epochs go by while the endpoint is unreachable (the command's events file
+    # in the agent's state folder counts them).
+    at_down = epochs_ended(host)
+    wait_until(lambda: epochs_ended(host) >= at_down + 2, 60, "two epochs while the endpoint is down")
     proxy.up()
     _, err = p.communicate(timeout=120)
     assert p.returncode == 0, err
