@@ -11,56 +11,11 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-use wattwise_core::policy::Policy;
-use wattwise_core::sim::synthetic::{
-    synthetic_trace, synthetic_workload, SYNTHETIC_GPU, SYNTHETIC_TRACE_SEED,
-};
-use wattwise_core::sim::{
-    builtin, simulate_one_job, simulate_one_job_with, HistoryEntry, JobTrace, SimConfig, Workload,
-};
+mod sim_common;
 
-/// FNV-1a over every field of every entry. The same code is compiled into the wasm module.
-const DIGEST_SRC: &str = r#"
-pub fn digest(history: &[HistoryEntry]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    let mut eat = |x: u64| {
-        for b in x.to_le_bytes() {
-            h ^= b as u64;
-            h = h.wrapping_mul(0x0100_0000_01b3);
-        }
-    };
-    for e in history {
-        eat(e.recurrence as u64);
-        eat(e.batch_size as u64);
-        eat(e.power_limit as u64);
-        eat(e.energy.to_bits());
-        eat(e.time.to_bits());
-        eat(e.reached as u64);
-        eat(e.cost.to_bits());
-    }
-    h
-}
-"#;
-
-fn digest(history: &[HistoryEntry]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    let mut eat = |x: u64| {
-        for b in x.to_le_bytes() {
-            h ^= b as u64;
-            h = h.wrapping_mul(0x0100_0000_01b3);
-        }
-    };
-    for e in history {
-        eat(e.recurrence as u64);
-        eat(e.batch_size as u64);
-        eat(e.power_limit as u64);
-        eat(e.energy.to_bits());
-        eat(e.time.to_bits());
-        eat(e.reached as u64);
-        eat(e.cost.to_bits());
-    }
-    h
-}
+/// The digests and the simulations behind them, as source: the same file is
+/// compiled natively (through `sim_common`) and into the wasm module.
+const DIGESTS_SRC: &str = include_str!("sim_common/digests.rs");
 
 fn has(cmd: &str, arg: &str) -> bool {
     Command::new(cmd)
@@ -80,86 +35,15 @@ fn wasm_target_installed() -> bool {
         })
 }
 
-/// Synthetic workload digests for seeds 1..=3, 60 recurrences, under Zeus's policy
-/// then wattwise's; then librispeech on V100 of the built-in traces (seeds 1..=3,
-/// 50 recurrences).
-fn native_digests() -> Vec<u64> {
-    let job = JobTrace::new(
-        &synthetic_trace(SYNTHETIC_TRACE_SEED),
-        &synthetic_workload(),
-        SYNTHETIC_GPU,
-    )
-    .unwrap();
-    let mut out: Vec<u64> = (1..=3)
-        .map(|seed| {
-            digest(
-                &simulate_one_job(
-                    &job,
-                    60,
-                    &SimConfig {
-                        eta_knob: 0.5,
-                        beta_knob: 2.0,
-                        seed,
-                    },
-                )
-                .unwrap(),
-            )
-        })
-        .collect();
-    out.extend((1..=3).map(|seed| {
-        let cfg = SimConfig {
-            eta_knob: 0.5,
-            beta_knob: 2.0,
-            seed,
-        };
-        digest(&simulate_one_job_with(&job, 60, &cfg, Policy::Wattwise).unwrap())
-    }));
-    let trace = builtin::trace("v100").unwrap();
-    let job = JobTrace::new(&trace, &Workload::zeus("librispeech").unwrap(), "v100").unwrap();
-    out.extend((1..=3).map(|seed| {
-        digest(
-            &simulate_one_job(
-                &job,
-                50,
-                &SimConfig {
-                    eta_knob: 0.5,
-                    beta_knob: 2.0,
-                    seed,
-                },
-            )
-            .unwrap(),
-        )
-    }));
-    out
-}
-
 fn lib_rs() -> String {
-    let zeus = r#"
-    let trace = wattwise_core::sim::builtin::trace("v100").unwrap();
-    let job = JobTrace::new(&trace, &Workload::zeus("librispeech").unwrap(), "v100").unwrap();
-    for seed in 1..=3u64 {
-        out.push(digest(&simulate_one_job(&job, 50, &SimConfig { eta_knob: 0.5, beta_knob: 2.0, seed }).unwrap()));
-    }"#;
     format!(
-        r#"use wattwise_core::sim::synthetic::{{synthetic_trace, synthetic_workload, SYNTHETIC_GPU, SYNTHETIC_TRACE_SEED}};
-use wattwise_core::policy::Policy;
-use wattwise_core::sim::{{simulate_one_job, simulate_one_job_with, HistoryEntry, JobTrace, SimConfig, Workload}};
-{DIGEST_SRC}
+        r#"{DIGESTS_SRC}
 static mut OUT: [u64; 16] = [0; 16];
 
 /// Runs the simulations; returns how many digests `out_ptr` holds.
 #[no_mangle]
 pub extern "C" fn run() -> u32 {{
-    let mut out: Vec<u64> = Vec::new();
-    let job = JobTrace::new(&synthetic_trace(SYNTHETIC_TRACE_SEED), &synthetic_workload(), SYNTHETIC_GPU).unwrap();
-    for seed in 1..=3u64 {{
-        out.push(digest(&simulate_one_job(&job, 60, &SimConfig {{ eta_knob: 0.5, beta_knob: 2.0, seed }}).unwrap()));
-    }}
-    for seed in 1..=3u64 {{
-        let cfg = SimConfig {{ eta_knob: 0.5, beta_knob: 2.0, seed }};
-        out.push(digest(&simulate_one_job_with(&job, 60, &cfg, Policy::Wattwise).unwrap()));
-    }}
-    {zeus}
+    let out = cross_host_digests();
     for (i, d) in out.iter().enumerate() {{
         unsafe {{ OUT[i] = *d; }}
     }}
@@ -244,7 +128,7 @@ fn wasm32_histories_are_bit_identical_to_native() {
         .split_whitespace()
         .map(|d| d.parse().unwrap())
         .collect();
-    let native = native_digests();
+    let native = sim_common::cross_host_digests();
     assert_eq!(wasm_digests.len(), native.len());
     assert_eq!(wasm_digests, native, "wasm32 and native histories differ");
     eprintln!(

@@ -10,7 +10,7 @@
 //! stopped before the epoch that would take its cost past `beta * min_cost`.
 
 use rand_chacha::ChaCha20Rng;
-use rand_core::{RngCore, SeedableRng};
+use rand_core::SeedableRng;
 use serde::{Deserialize, Serialize};
 
 use super::error::SimError;
@@ -21,6 +21,7 @@ use crate::cost::zeus_cost;
 use crate::field_error::FieldError;
 use crate::job::JobState;
 use crate::policy::Policy;
+use crate::rng::unbiased_index;
 use crate::spec::JobSpec;
 use crate::wire::{
     Phase, PowerMeasurement, PowerProfile, TrainingResult, TrialId, MAX_PROFILE_POINTS,
@@ -96,14 +97,7 @@ impl PathRng {
 
     /// Uniform index in `0..n` (`n > 0`) without modulo bias.
     fn index(&mut self, n: usize) -> usize {
-        let n = n as u64;
-        let zone = u64::MAX - (u64::MAX % n);
-        loop {
-            let x = self.0.next_u64();
-            if x < zone {
-                return (x % n) as usize;
-            }
-        }
+        unbiased_index(&mut self.0, n)
     }
 }
 

@@ -10,28 +10,11 @@
 use serde_json::{json, Value};
 use wattwise_core::job::JobState;
 use wattwise_core::rng::JobRng;
-use wattwise_core::service::{Body, HostEnv, Request, Service, Store};
+use wattwise_core::service::{Body, Request, Service, Store};
 
-/// A deterministic host: a clock that ticks, entropy from a counter, no waiting.
-pub struct HostileEnv {
-    now: i64,
-    seed: u64,
-}
-
-impl HostEnv for HostileEnv {
-    fn now_ms(&mut self) -> i64 {
-        self.now += 7;
-        self.now
-    }
-    fn entropy(&mut self) -> u64 {
-        self.seed = self
-            .seed
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        self.seed
-    }
-    async fn backoff(&mut self, _ms: u64) {}
-}
+#[path = "../test_env/mod.rs"]
+mod test_env;
+use test_env::TestEnv;
 
 /// Extreme but JSON-representable numbers.
 const HOSTILE: [f64; 18] = [
@@ -87,7 +70,7 @@ pub struct Tally {
 
 async fn call<S: Store>(
     service: &Service<S>,
-    env: &mut HostileEnv,
+    env: &mut TestEnv,
     method: &str,
     target: &str,
     body: &Value,
@@ -132,7 +115,7 @@ fn all_finite(v: &Value) -> bool {
 /// Reads the job back and checks it; counts one document.
 async fn check_document<S: Store>(
     service: &Service<S>,
-    env: &mut HostileEnv,
+    env: &mut TestEnv,
     job_id: &str,
     tally: &mut Tally,
 ) {
@@ -189,8 +172,9 @@ fn hostile_spec(g: &mut Gen, job_id: &str) -> Value {
 /// and read back.
 pub async fn run<S: Store>(service: &Service<S>, seed: u64, min_documents: usize) -> Tally {
     let mut g = Gen(JobRng::from_seed(seed));
-    let mut env = HostileEnv {
+    let mut env = TestEnv {
         now: 1_700_000_000_000,
+        tick_ms: 7,
         seed,
     };
     let mut tally = Tally::default();
