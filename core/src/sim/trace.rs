@@ -251,6 +251,17 @@ impl<'a> Row<'_, 'a> {
         parse(v).ok_or_else(|| self.bad(column, v, rule))
     }
 
+    /// The configuration that joins train and power rows: dataset, network,
+    /// batch size and optimizer.
+    fn configuration(&self) -> Result<(String, String, u32, String), TraceError> {
+        Ok((
+            self.text("dataset")?,
+            self.text("network")?,
+            self.positive_int("batch_size")?,
+            self.text("optimizer")?,
+        ))
+    }
+
     fn text(&self, column: &'static str) -> Result<String, TraceError> {
         self.parsed(column, "must not be empty", |v| {
             (!v.is_empty()).then(|| v.to_string())
@@ -339,11 +350,12 @@ pub fn parse_train(text: &str) -> Result<Vec<TrainRow>, TraceError> {
                     }
                 },
             )?;
+            let (dataset, network, batch_size, optimizer) = r.configuration()?;
             Ok(TrainRow {
-                dataset: r.text("dataset")?,
-                network: r.text("network")?,
-                batch_size: r.positive_int("batch_size")?,
-                optimizer: r.text("optimizer")?,
+                dataset,
+                network,
+                batch_size,
+                optimizer,
                 learning_rate: r.finite("learning_rate")?,
                 run: r.int("run")?,
                 target_metric: r.finite("target_metric")?,
@@ -360,11 +372,12 @@ pub fn parse_power(text: &str) -> Result<Vec<PowerRow>, TraceError> {
     let mut out = Vec::with_capacity(t.rows.len());
     let mut seen: HashMap<(String, String, u32, String, u32), usize> = HashMap::new();
     for r in t.rows() {
+        let (dataset, network, batch_size, optimizer) = r.configuration()?;
         let row = PowerRow {
-            dataset: r.text("dataset")?,
-            network: r.text("network")?,
-            batch_size: r.positive_int("batch_size")?,
-            optimizer: r.text("optimizer")?,
+            dataset,
+            network,
+            batch_size,
+            optimizer,
             power_limit: r.positive_int("power_limit")?,
             time_per_epoch: r.positive("time_per_epoch")?,
             average_power: r.positive("average_power")?,
@@ -617,20 +630,32 @@ d,n,32,adam,300,6.0,95.0
                 rule: "must be a number >= 0, `nan` or empty"
             }
         );
-        assert!(
-            e.to_string().contains("line 4, column `target_epoch`"),
-            "{e}"
-        );
 
-        let bad = POWER.replace("d,n,16,adam,100,6.0,95.0", "d,n,16,adam,100,-6.0,95.0");
-        let e = parse_power(&bad).unwrap_err().to_string();
-        assert!(e.contains("line 4, column `time_per_epoch`"), "{e}");
-
-        let bad = POWER.replace("d,n,16,adam,100,6.0,95.0", "d,n,0,adam,100,6.0,95.0");
-        assert!(parse_power(&bad)
-            .unwrap_err()
-            .to_string()
-            .contains("column `batch_size`"));
+        // Every bad cell is named by its line and column, whichever trace holds it.
+        let groups = "group,start_time,end_time,dataset,runtime_ratio\n\
+                      g1,100.0,200.0,squad,1.5\n\
+                      g2,20.0,10.0,imagenet,1.0\n";
+        let bad_cells = [
+            (e.to_string(), "line 4, column `target_epoch`"),
+            (
+                power_error(
+                    &POWER.replace("d,n,16,adam,100,6.0,95.0", "d,n,16,adam,100,-6.0,95.0"),
+                ),
+                "line 4, column `time_per_epoch`",
+            ),
+            (
+                power_error(&POWER.replace("d,n,16,adam,100,6.0,95.0", "d,n,0,adam,100,6.0,95.0")),
+                "line 4, column `batch_size`",
+            ),
+            (group_error(groups), "line 3, column `end_time`"),
+            (
+                group_error(&groups.replace("1.5", "x")),
+                "line 2, column `runtime_ratio`",
+            ),
+        ];
+        for (error, want) in bad_cells {
+            assert!(error.contains(want), "{error:?} should name {want:?}");
+        }
 
         let e = parse_power("dataset,network,batch_size\n").unwrap_err();
         assert_eq!(
@@ -681,14 +706,14 @@ d,n,32,adam,300,6.0,95.0
         assert_eq!(jobs.len(), 2);
         assert_eq!(jobs[0].start_time, 50.0);
         assert_eq!(jobs[1].runtime_ratio, 1.5);
-        let bad = text.replace("g2,0.0,10.0", "g2,20.0,10.0");
-        let e = parse_groups(&bad).unwrap_err().to_string();
-        assert!(e.contains("line 3, column `end_time`"), "{e}");
-        let bad = text.replace("1.5", "x");
-        assert!(parse_groups(&bad)
-            .unwrap_err()
-            .to_string()
-            .contains("column `runtime_ratio`"));
+    }
+
+    fn power_error(text: &str) -> String {
+        parse_power(text).unwrap_err().to_string()
+    }
+
+    fn group_error(text: &str) -> String {
+        parse_groups(text).unwrap_err().to_string()
     }
 
     #[test]
