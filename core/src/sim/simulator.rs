@@ -261,30 +261,46 @@ impl<'a> Engine<'a> {
         profile: bool,
         now_ms: i64,
     ) -> Result<RunOutcome, SimError> {
-        let (point, target_epoch) = self.start_reported(state, bs, pl, profile)?;
-        let mut epoch = 0u32;
-        loop {
-            epoch += 1;
-            let (energy, time) = energy_time(bs, point, profile, epoch as f64);
-            let reached = target_epoch.is_some_and(|te| te <= epoch as f64);
+        self.run_epochs(state, bs, pl, profile, |_, state, epoch, run| {
             let answer = state.report(
                 &TrainingResult {
                     job_id: trial.job_id.clone(),
                     batch_size: trial.batch_size,
                     trial_number: trial.trial_number,
-                    time,
-                    energy,
-                    metric: if reached { 1.0 } else { 0.0 },
+                    time: run.time,
+                    energy: run.energy,
+                    metric: if run.reached { 1.0 } else { 0.0 },
                     current_epoch: epoch,
                 },
-                now_ms + (time * 1000.0) as i64,
+                now_ms + (run.time * 1000.0) as i64,
             )?;
-            if answer.stop_train {
-                return Ok(RunOutcome {
-                    energy,
-                    time,
-                    reached,
-                });
+            Ok(answer.stop_train)
+        })
+    }
+
+    /// Starts a run that the optimizer stops ([`Engine::start_reported`]), then
+    /// runs it epoch by epoch until `stop`, given the epoch (from 1) and the
+    /// totals so far, says to stop; returns those totals.
+    fn run_epochs(
+        &mut self,
+        state: &mut JobState,
+        bs: &'a BatchSizeTrace,
+        pl: u32,
+        profile: bool,
+        mut stop: impl FnMut(&Self, &mut JobState, u32, &RunOutcome) -> Result<bool, SimError>,
+    ) -> Result<RunOutcome, SimError> {
+        let (point, target_epoch) = self.start_reported(state, bs, pl, profile)?;
+        let mut epoch = 0u32;
+        loop {
+            epoch += 1;
+            let (energy, time) = energy_time(bs, point, profile, epoch as f64);
+            let run = RunOutcome {
+                energy,
+                time,
+                reached: target_epoch.is_some_and(|te| te <= epoch as f64),
+            };
+            if stop(self, state, epoch, &run)? {
+                return Ok(run);
             }
         }
     }
@@ -322,24 +338,12 @@ impl<'a> Engine<'a> {
         pl: u32,
         profile: bool,
     ) -> Result<RunOutcome, SimError> {
-        let (point, target_epoch) = self.start_reported(state, bs, pl, profile)?;
-        let mut epoch = 0u32;
-        loop {
-            epoch += 1;
-            let (energy, time) = energy_time(bs, point, profile, epoch as f64);
-            let reached = target_epoch.is_some_and(|te| te <= epoch as f64);
-            let cost = self.cost(energy, time);
-            if state
-                .wattwise_stop(bs.batch_size, cost, reached, epoch)
-                .is_some()
-            {
-                return Ok(RunOutcome {
-                    energy,
-                    time,
-                    reached,
-                });
-            }
-        }
+        self.run_epochs(state, bs, pl, profile, |engine, state, epoch, run| {
+            let cost = engine.cost(run.energy, run.time);
+            Ok(state
+                .wattwise_stop(bs.batch_size, cost, run.reached, epoch)
+                .is_some())
+        })
     }
 
     /// Posts the power profile of a batch size's first epoch to the job, as the
