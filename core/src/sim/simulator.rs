@@ -195,6 +195,24 @@ impl<'a> Engine<'a> {
         Ok((pl, true))
     }
 
+    /// Samples a training path of `bs` at `pl`: its power point and the epoch
+    /// at which it reaches the target (`None`: never), drawn from the trace's runs.
+    fn sample_path<'b>(
+        &mut self,
+        bs: &'b BatchSizeTrace,
+        pl: u32,
+    ) -> Result<(&'b PowerPoint, Option<f64>), SimError> {
+        if bs.target_epochs.is_empty() {
+            return Err(SimError::NoRuns {
+                batch_size: bs.batch_size,
+                target_metric: self.job.workload.target_metric,
+            });
+        }
+        let point = bs.at(pl).ok_or(SimError::NoPowerLimit(bs.batch_size))?;
+        let target_epoch = bs.target_epochs[self.rng.index(bs.target_epochs.len())];
+        Ok((point, target_epoch))
+    }
+
     /// Runs the job once: samples a training path, stops before the epoch that
     /// would pass `cost_ub`. Energy and time are zero when not even one epoch fits.
     fn run(
@@ -204,14 +222,7 @@ impl<'a> Engine<'a> {
         cost_ub: f64,
         profile: bool,
     ) -> Result<RunOutcome, SimError> {
-        if bs.target_epochs.is_empty() {
-            return Err(SimError::NoRuns {
-                batch_size: bs.batch_size,
-                target_metric: self.job.workload.target_metric,
-            });
-        }
-        let point = bs.at(pl).ok_or(SimError::NoPowerLimit(bs.batch_size))?;
-        let target_epoch = bs.target_epochs[self.rng.index(bs.target_epochs.len())];
+        let (point, target_epoch) = self.sample_path(bs, pl)?;
         let job_max = self.job.workload.max_epochs as f64;
         let max_epochs = if cost_ub == f64::INFINITY {
             job_max
@@ -314,14 +325,7 @@ impl<'a> Engine<'a> {
         pl: u32,
         profile: bool,
     ) -> Result<(&'a PowerPoint, Option<f64>), SimError> {
-        if bs.target_epochs.is_empty() {
-            return Err(SimError::NoRuns {
-                batch_size: bs.batch_size,
-                target_metric: self.job.workload.target_metric,
-            });
-        }
-        let point = bs.at(pl).ok_or(SimError::NoPowerLimit(bs.batch_size))?;
-        let target_epoch = bs.target_epochs[self.rng.index(bs.target_epochs.len())];
+        let (point, target_epoch) = self.sample_path(bs, pl)?;
         if profile {
             self.post_profile(state, bs)?;
         }
