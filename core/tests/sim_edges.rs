@@ -123,22 +123,28 @@ fn twenty_failed_tries_end_the_simulation() {
 fn bad_knobs_and_missing_workload_are_errors() {
     let trace = tiny(&[(8, &[Some(1.0)])], &[(8, 100, 1.0, 50.0)]);
     let job = JobTrace::new(&trace, &workload(8, 10), "g").unwrap();
-    let bad = SimConfig {
-        eta_knob: 1.5,
-        ..cfg(1)
-    };
-    assert!(matches!(
-        simulate_one_job(&job, 1, &bad),
-        Err(SimError::Knob(FieldError { field: "eta", .. }))
-    ));
-    let bad = SimConfig {
-        beta_knob: 0.0,
-        ..cfg(1)
-    };
-    assert!(matches!(
-        simulate_one_job(&job, 1, &bad),
-        Err(SimError::Knob(FieldError { field: "beta", .. }))
-    ));
+    let bad_knobs = [
+        (
+            "eta",
+            SimConfig {
+                eta_knob: 1.5,
+                ..cfg(1)
+            },
+        ),
+        (
+            "beta",
+            SimConfig {
+                beta_knob: 0.0,
+                ..cfg(1)
+            },
+        ),
+    ];
+    for (field, bad) in bad_knobs {
+        match simulate_one_job(&job, 1, &bad) {
+            Err(SimError::Knob(FieldError { field: f, .. })) => assert_eq!(f, field),
+            other => panic!("{field}: {other:?}"),
+        }
+    }
     let mut w = workload(8, 10);
     w.dataset = "other".into();
     assert!(matches!(

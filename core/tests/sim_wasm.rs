@@ -17,6 +17,19 @@ mod sim_common;
 /// compiled natively (through `sim_common`) and into the wasm module.
 const DIGESTS_SRC: &str = include_str!("sim_common/digests.rs");
 
+/// Runs `cmd`, failing the test with its stderr unless it succeeds.
+fn succeeds(cmd: &mut Command, what: &str) -> std::process::Output {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("{what} did not start: {e}"));
+    assert!(
+        out.status.success(),
+        "{what} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
 fn has(cmd: &str, arg: &str) -> bool {
     Command::new(cmd)
         .arg(arg)
@@ -94,35 +107,25 @@ fn wasm32_histories_are_bit_identical_to_native() {
     // Pin the dependency versions to the workspace's.
     let _ = std::fs::copy(core_dir.join("../Cargo.lock"), work.join("Cargo.lock"));
     std::fs::write(work.join("src/lib.rs"), lib_rs()).unwrap();
-    let build = Command::new(env!("CARGO"))
-        .args([
-            "build",
-            "--release",
-            "--target",
-            "wasm32-unknown-unknown",
-            "--quiet",
-        ])
-        .current_dir(&work)
-        .env("CARGO_TARGET_DIR", work.join("target"))
-        .env_remove("RUSTFLAGS")
-        .output()
-        .expect("cargo runs");
-    assert!(
-        build.status.success(),
-        "wasm32 build failed:\n{}",
-        String::from_utf8_lossy(&build.stderr)
+    succeeds(
+        Command::new(env!("CARGO"))
+            .args([
+                "build",
+                "--release",
+                "--target",
+                "wasm32-unknown-unknown",
+                "--quiet",
+            ])
+            .current_dir(&work)
+            .env("CARGO_TARGET_DIR", work.join("target"))
+            .env_remove("RUSTFLAGS"),
+        "the wasm32 build",
     );
     let wasm = work.join("target/wasm32-unknown-unknown/release/sim_wasm_check.wasm");
     std::fs::write(work.join("run.js"), NODE_JS).unwrap();
-    let run = Command::new("node")
-        .arg(work.join("run.js"))
-        .arg(&wasm)
-        .output()
-        .expect("node runs");
-    assert!(
-        run.status.success(),
-        "node failed:\n{}",
-        String::from_utf8_lossy(&run.stderr)
+    let run = succeeds(
+        Command::new("node").arg(work.join("run.js")).arg(&wasm),
+        "node",
     );
     let wasm_digests: Vec<u64> = String::from_utf8_lossy(&run.stdout)
         .split_whitespace()

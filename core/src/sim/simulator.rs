@@ -18,7 +18,6 @@ use super::trace::GroupJob;
 use super::workload::{BatchSizeTrace, JobTrace, PowerPoint};
 use crate::api::{self, Change};
 use crate::cost::zeus_cost;
-use crate::field_error::FieldError;
 use crate::job::JobState;
 use crate::policy::Policy;
 use crate::rng::unbiased_index;
@@ -46,10 +45,10 @@ impl SimConfig {
     pub fn validate(&self) -> Result<(), SimError> {
         check_eta(self.eta_knob)?;
         if self.beta_knob.is_nan() || self.beta_knob <= 0.0 {
-            return Err(SimError::Knob(FieldError::new(
+            return Err(SimError::knob(
                 "beta",
                 "must be > 0 (or infinite to disable early stopping)",
-            )));
+            ));
         }
         Ok(())
     }
@@ -60,7 +59,7 @@ pub fn check_eta(eta: f64) -> Result<(), SimError> {
     if eta.is_finite() && (0.0..=1.0).contains(&eta) {
         Ok(())
     } else {
-        Err(SimError::Knob(FieldError::new("eta", "must be in [0, 1]")))
+        Err(SimError::knob("eta", "must be in [0, 1]"))
     }
 }
 
