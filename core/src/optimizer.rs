@@ -310,15 +310,19 @@ impl JobState {
         Ok(trial.clone())
     }
 
+    /// Where trial `trial_number` stands among the open trials.
+    fn open_index(&self, trial_number: u64) -> Option<usize> {
+        self.open_trials
+            .iter()
+            .position(|t| t.trial_number == trial_number)
+    }
+
     /// Applies a run's result: the trial, the exploration, the rewards, the arm and min cost.
     fn record(&mut self, trial_number: u64, result: RunResult, now_ms: i64) {
-        let Some(trial) = self
-            .open_trials
-            .iter()
-            .find(|t| t.trial_number == trial_number)
-        else {
+        let Some(i) = self.open_index(trial_number) else {
             return;
         };
+        let trial = &self.open_trials[i];
         let batch_size = trial.batch_size;
         let end_ms = now_ms.max(trial.start_ms);
         let cost = explore::cost_of(&self.params, result.energy, result.time);
@@ -378,11 +382,7 @@ impl JobState {
 
     /// Moves an open trial to the recent ones with its final status, archiving the oldest.
     fn finish(&mut self, trial_number: u64, status: TrialStatus) {
-        let Some(i) = self
-            .open_trials
-            .iter()
-            .position(|t| t.trial_number == trial_number)
-        else {
+        let Some(i) = self.open_index(trial_number) else {
             return;
         };
         let mut trial = self.open_trials.remove(i);

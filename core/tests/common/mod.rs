@@ -5,6 +5,9 @@
 use serde_json::Value;
 use wattwise_core::service::{Body, MemoryStore, Request, Service, ServiceConfig};
 
+// Also loaded by `hostile_docs` (reliability.rs includes both; the local server's tests
+// include hostile_docs alone): two copies of one small module.
+#[allow(clippy::duplicate_mod)]
 #[path = "../test_env/mod.rs"]
 mod test_env;
 pub use test_env::TestEnv;

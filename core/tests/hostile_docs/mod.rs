@@ -12,6 +12,9 @@ use wattwise_core::job::JobState;
 use wattwise_core::rng::JobRng;
 use wattwise_core::service::{Body, Request, Service, Store};
 
+// Also loaded by `common` (reliability.rs includes both; the local server's tests
+// include hostile_docs alone): two copies of one small module.
+#[allow(clippy::duplicate_mod)]
 #[path = "../test_env/mod.rs"]
 mod test_env;
 use test_env::TestEnv;
