@@ -71,6 +71,16 @@ pub struct Tally {
     pub refused: usize,
 }
 
+/// [`call`] with no request body.
+async fn call_without_body<S: Store>(
+    service: &Service<S>,
+    env: &mut TestEnv,
+    method: &str,
+    target: &str,
+) -> (u16, Value) {
+    call(service, env, method, target, &Value::Null).await
+}
+
 async fn call<S: Store>(
     service: &Service<S>,
     env: &mut TestEnv,
@@ -122,14 +132,7 @@ async fn check_document<S: Store>(
     job_id: &str,
     tally: &mut Tally,
 ) {
-    let (status, doc) = call(
-        service,
-        env,
-        "GET",
-        &format!("/jobs/{job_id}"),
-        &Value::Null,
-    )
-    .await;
+    let (status, doc) = call_without_body(service, env, "GET", &format!("/jobs/{job_id}")).await;
     assert_eq!(status, 200, "job {job_id} cannot be read back: {doc}");
     assert!(
         all_finite(&doc),
@@ -199,12 +202,11 @@ pub async fn run<S: Store>(service: &Service<S>, seed: u64, min_documents: usize
         for _ in 0..40 {
             let op = g.0.index(10);
             if op < 4 || dispatched.is_empty() {
-                let (status, trial) = call(
+                let (status, trial) = call_without_body(
                     service,
                     env,
                     "GET",
                     &format!("/jobs/batch_size?job_id={job_id}"),
-                    &Value::Null,
                 )
                 .await;
                 if status == 200 {
@@ -257,14 +259,8 @@ pub async fn run<S: Store>(service: &Service<S>, seed: u64, min_documents: usize
                 check_document(service, env, &job_id, &mut tally).await;
             }
         }
-        let (status, answer) = call(
-            service,
-            env,
-            "DELETE",
-            &format!("/jobs?job_id={job_id}"),
-            &Value::Null,
-        )
-        .await;
+        let (status, answer) =
+            call_without_body(service, env, "DELETE", &format!("/jobs?job_id={job_id}")).await;
         assert_eq!(status, 200, "{answer}");
     }
     tally
