@@ -619,43 +619,26 @@ impl PowerOptimizer {
     /// A training step begins.
     pub fn step_begin(&mut self, at: Reading) -> Vec<Action> {
         let mut actions = Vec::new();
-        match self.state {
-            PowerState::Ready {
-                next_limit_mw,
-                steps,
-            } => {
-                if steps <= 1 {
-                    self.warm_up(next_limit_mw, at, &mut actions);
-                } else {
-                    self.state = PowerState::Ready {
-                        next_limit_mw,
-                        steps: steps - 1,
-                    };
-                }
+        // A wait, warmup or window with steps left only counts this step.
+        if let PowerState::Ready { steps, .. }
+        | PowerState::Warmup { steps, .. }
+        | PowerState::Profiling { steps, .. } = &mut self.state
+        {
+            if *steps > 1 {
+                *steps -= 1;
+                return actions;
             }
-            PowerState::Warmup { limit_mw, steps } => {
-                if steps <= 1 {
-                    self.begin_window(limit_mw, at, &mut actions);
-                } else {
-                    self.state = PowerState::Warmup {
-                        limit_mw,
-                        steps: steps - 1,
-                    };
-                }
+        }
+        match self.state {
+            PowerState::Ready { next_limit_mw, .. } => {
+                self.warm_up(next_limit_mw, at, &mut actions);
+            }
+            PowerState::Warmup { limit_mw, .. } => {
+                self.begin_window(limit_mw, at, &mut actions);
             }
             PowerState::Profiling {
-                limit_mw,
-                steps,
-                start,
+                limit_mw, start, ..
             } => {
-                if steps > 1 {
-                    self.state = PowerState::Profiling {
-                        limit_mw,
-                        steps: steps - 1,
-                        start,
-                    };
-                    return actions;
-                }
                 let measurement = PowerLimitMeasurement {
                     power_limit: limit_mw / 1000,
                     energy: at.energy_mj.saturating_sub(start.energy_mj) as f64 / 1000.0,
