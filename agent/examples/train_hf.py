@@ -15,8 +15,6 @@ Options: --epochs N, --train N, --val N, --seed S, --metrics-out PATH (the
 epochs' eval_accuracy as a JSON list, from the Trainer's log history).
 """
 
-import argparse
-import json
 import sys
 import tempfile
 
@@ -24,6 +22,7 @@ import torch
 from transformers import BertConfig, BertForSequenceClassification, Trainer, TrainingArguments
 
 import wattwise
+from example_cli import parse_args, seeded_generator, write_metrics  # this script's folder
 from wattwise.huggingface import WattwiseCallback
 
 VOCAB, LENGTH, MARK = 32, 12, 7
@@ -49,17 +48,9 @@ def compute_metrics(prediction) -> dict:
 
 
 def main() -> int:
-    p = argparse.ArgumentParser()
-    p.add_argument("--epochs", type=int, default=3)
-    p.add_argument("--train", type=int, default=1024)
-    p.add_argument("--val", type=int, default=256)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--metrics-out")
-    args = p.parse_args()
-
+    args = parse_args(epochs=3, train=1024, val=256)
     torch.manual_seed(args.seed)
-    torch.set_num_threads(1)
-    g = torch.Generator().manual_seed(args.seed)
+    g = seeded_generator(args.seed)
     config = BertConfig(
         vocab_size=VOCAB,
         hidden_size=32,
@@ -96,9 +87,7 @@ def main() -> int:
         trainer.train()
     reported = [e["eval_accuracy"] for e in trainer.state.log_history if "eval_accuracy" in e]
     print(f"batch size {training.per_device_train_batch_size}, eval_accuracy per epoch: {reported}", flush=True)
-    if args.metrics_out:
-        with open(args.metrics_out, "w") as f:
-            json.dump(reported, f)
+    write_metrics(args.metrics_out, reported)
     return 0
 
 

@@ -14,8 +14,6 @@ Options: --epochs N, --train N, --val N, --seed S, --metrics-out PATH (the
 epochs' val_acc as a JSON list, as the module computed them).
 """
 
-import argparse
-import json
 import sys
 
 import lightning.pytorch as pl
@@ -24,6 +22,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 import wattwise
+from example_cli import parse_args, seeded_generator, write_metrics  # this script's folder
 from train_torch import FEATURES, make_data  # the same task (this script's folder)
 from wattwise.lightning import WattwiseCallback
 
@@ -52,26 +51,17 @@ class Classifier(pl.LightningModule):
         self.log("val_acc", acc)
         if not self.trainer.sanity_checking:
             self.val_acc.append(acc)
-            if self.metrics_out:  # before the callback's event: the agent may stop the run after it
-                with open(self.metrics_out, "w") as f:
-                    json.dump(self.val_acc, f)
+            # Before the callback's event: the agent may stop the run after it.
+            write_metrics(self.metrics_out, self.val_acc)
 
     def configure_optimizers(self):
         return torch.optim.SGD(self.parameters(), lr=0.05)
 
 
 def main() -> int:
-    p = argparse.ArgumentParser()
-    p.add_argument("--epochs", type=int, default=4)
-    p.add_argument("--train", type=int, default=4096)
-    p.add_argument("--val", type=int, default=1024)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--metrics-out")
-    args = p.parse_args()
-
+    args = parse_args(epochs=4, train=4096, val=1024)
     pl.seed_everything(args.seed, workers=True)
-    torch.set_num_threads(1)
-    g = torch.Generator().manual_seed(args.seed)
+    g = seeded_generator(args.seed)
     teacher = torch.randn(FEATURES, generator=g)
     train = DataLoader(make_data(args.train, teacher, g), batch_size=wattwise.batch_size(64), shuffle=True)
     val = DataLoader(make_data(args.val, teacher, g), batch_size=256)

@@ -19,8 +19,6 @@ Options: --epochs N, --train N (examples), --val N, --seed S, --metrics-out PATH
 reported).
 """
 
-import argparse
-import json
 import sys
 
 import torch
@@ -28,6 +26,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 import wattwise
+from example_cli import parse_args, seeded_generator, write_metrics  # this script's folder
 
 FEATURES = 16
 
@@ -52,17 +51,9 @@ def accuracy(model: nn.Module, data: DataLoader) -> float:
 
 
 def main() -> int:
-    p = argparse.ArgumentParser()
-    p.add_argument("--epochs", type=int, default=5)
-    p.add_argument("--train", type=int, default=4096)
-    p.add_argument("--val", type=int, default=1024)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--metrics-out")
-    args = p.parse_args()
-
+    args = parse_args(epochs=5, train=4096, val=1024)
     torch.manual_seed(args.seed)
-    torch.set_num_threads(1)
-    g = torch.Generator().manual_seed(args.seed)
+    g = seeded_generator(args.seed)
     teacher = torch.randn(FEATURES, generator=g)
     train = DataLoader(make_data(args.train, teacher, g), batch_size=wattwise.batch_size(64), shuffle=True, generator=g)
     val = DataLoader(make_data(args.val, teacher, g), batch_size=256)
@@ -79,9 +70,7 @@ def main() -> int:
                 optimizer.step()
         acc = accuracy(model, val)
         reported.append(acc)
-        if args.metrics_out:  # before the event: the agent may stop the run after it
-            with open(args.metrics_out, "w") as f:
-                json.dump(reported, f)
+        write_metrics(args.metrics_out, reported)  # before the event: the agent may stop the run after it
         wattwise.epoch_end(acc)
         print(f"epoch {epoch}: batch size {train.batch_size}, validation accuracy {acc:.4f}", flush=True)
     return 0

@@ -79,6 +79,13 @@ fn worst_case_job(past: u64) -> JobState {
     state
 }
 
+/// What a host does per request: parse the stored document, apply `f`, write it back.
+fn per_request<T>(doc: &str, f: impl FnOnce(&mut JobState) -> T) -> (T, String) {
+    let mut state: JobState = serde_json::from_str(doc).unwrap();
+    let out = f(&mut state);
+    (out, serde_json::to_string(&state).unwrap())
+}
+
 fn bench(c: &mut Criterion) {
     let mut worst = c.benchmark_group("worst_case");
     worst.sample_size(20);
@@ -91,11 +98,7 @@ fn bench(c: &mut Criterion) {
             doc.len()
         );
         worst.bench_with_input(BenchmarkId::new("predict", past), &doc, |b, doc| {
-            b.iter(|| {
-                let mut state: JobState = serde_json::from_str(doc).unwrap();
-                let t = state.predict(1).unwrap();
-                (t, serde_json::to_string(&state).unwrap())
-            })
+            b.iter(|| per_request(doc, |state| state.predict(1).unwrap()))
         });
     }
     worst.finish();
@@ -113,13 +116,7 @@ fn bench(c: &mut Criterion) {
         group.bench_with_input(
             BenchmarkId::new(format!("{prefix}predict"), past),
             &doc,
-            |b, doc| {
-                b.iter(|| {
-                    let mut state: JobState = serde_json::from_str(doc).unwrap();
-                    let t = state.predict(1).unwrap();
-                    (t, serde_json::to_string(&state).unwrap())
-                })
-            },
+            |b, doc| b.iter(|| per_request(doc, |state| state.predict(1).unwrap())),
         );
         let mut with_open: JobState = serde_json::from_str(&doc).unwrap();
         let t = with_open.predict(1).unwrap();
@@ -136,13 +133,7 @@ fn bench(c: &mut Criterion) {
         group.bench_with_input(
             BenchmarkId::new(format!("{prefix}report"), past),
             &doc,
-            |b, doc| {
-                b.iter(|| {
-                    let mut state: JobState = serde_json::from_str(doc).unwrap();
-                    let r = state.report(&result, 2).unwrap();
-                    (r, serde_json::to_string(&state).unwrap())
-                })
-            },
+            |b, doc| b.iter(|| per_request(doc, |state| state.report(&result, 2).unwrap())),
         );
         println!(
             "{policy} document size with {past} past trials: {} bytes",

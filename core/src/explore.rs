@@ -206,56 +206,45 @@ mod tests {
         }
     }
 
-    #[test]
-    fn walks_down_from_default_then_up() {
-        let p = params(1);
-        let mut ex = vec![];
-        assert_eq!(
-            next_step(&p, &FinishedRounds::default(), &ex),
-            Ok(Pruning::Explore(32))
-        );
-        ex.push(done(32, 1, 10.0, true));
-        assert_eq!(
-            next_step(&p, &FinishedRounds::default(), &ex),
-            Ok(Pruning::Explore(16))
-        );
-        ex.push(done(16, 2, 8.0, true));
-        assert_eq!(
-            next_step(&p, &FinishedRounds::default(), &ex),
-            Ok(Pruning::Explore(8))
-        );
-        ex.push(done(8, 3, 9.0, false));
-        // 8 failed: downward ends, upward starts at 64.
-        assert_eq!(
-            next_step(&p, &FinishedRounds::default(), &ex),
-            Ok(Pruning::Explore(64))
-        );
-        ex.push(done(64, 4, 12.0, true));
-        assert_eq!(
-            next_step(&p, &FinishedRounds::default(), &ex),
-            Ok(Pruning::Explore(128))
-        );
-        ex.push(done(128, 5, 20.0, false));
-        assert_eq!(
-            next_step(&p, &FinishedRounds::default(), &ex),
-            Ok(Pruning::Done(vec![16, 32, 64]))
-        );
+    /// The next step with no round folded yet.
+    fn next(p: &JobParams, ex: &[Exploration]) -> Result<Pruning, NoConvergedBatchSize> {
+        next_step(p, &FinishedRounds::default(), ex)
     }
 
-    #[test]
-    fn second_round_starts_at_the_cheapest() {
-        let p = params(2);
-        let ex = vec![
+    /// A first round from the default 32: down to 8 (fails), up to 128 (fails).
+    fn first_round() -> Vec<Exploration> {
+        vec![
             done(32, 1, 10.0, true),
             done(16, 2, 8.0, true),
             done(8, 3, 9.0, false),
             done(64, 4, 12.0, true),
             done(128, 5, 20.0, false),
+        ]
+    }
+
+    #[test]
+    fn walks_down_from_default_then_up() {
+        let p = params(1);
+        let mut ex = vec![];
+        assert_eq!(next(&p, &ex), Ok(Pruning::Explore(32)));
+        // After each run of the first round, the step that follows: 8 fails, so
+        // downward ends and upward starts at 64.
+        let steps = [
+            Pruning::Explore(16),
+            Pruning::Explore(8),
+            Pruning::Explore(64),
+            Pruning::Explore(128),
+            Pruning::Done(vec![16, 32, 64]),
         ];
-        assert_eq!(
-            next_step(&p, &FinishedRounds::default(), &ex),
-            Ok(Pruning::Explore(16))
-        );
+        for (run, step) in first_round().into_iter().zip(steps) {
+            ex.push(run);
+            assert_eq!(next(&p, &ex), Ok(step), "after {ex:?}");
+        }
+    }
+
+    #[test]
+    fn second_round_starts_at_the_cheapest() {
+        assert_eq!(next(&params(2), &first_round()), Ok(Pruning::Explore(16)));
     }
 
     #[test]
@@ -266,20 +255,14 @@ mod tests {
             trial_number: 1,
             outcome: None,
         }];
-        assert_eq!(
-            next_step(&p, &FinishedRounds::default(), &ex),
-            Ok(Pruning::Concurrent)
-        );
+        assert_eq!(next(&p, &ex), Ok(Pruning::Concurrent));
     }
 
     #[test]
     fn nothing_converged_is_an_error() {
         let p = params(1);
         let ex = vec![done(32, 1, 10.0, false), done(64, 2, 10.0, false)];
-        assert_eq!(
-            next_step(&p, &FinishedRounds::default(), &ex),
-            Err(NoConvergedBatchSize { round: 0 })
-        );
+        assert_eq!(next(&p, &ex), Err(NoConvergedBatchSize { round: 0 }));
     }
 
     #[test]
@@ -288,25 +271,15 @@ mod tests {
         s.num_pruning_rounds = 2;
         let p = s.validate().unwrap();
         let ex = vec![done(8, 1, 10.0, false), done(8, 2, 10.0, false)];
-        assert_eq!(
-            next_step(&p, &FinishedRounds::default(), &ex),
-            Ok(Pruning::Done(vec![8]))
-        );
+        assert_eq!(next(&p, &ex), Ok(Pruning::Done(vec![8])));
     }
 
     #[test]
     fn folding_finished_rounds_keeps_the_same_decisions() {
         let p = params(3);
-        let mut ex = vec![
-            done(32, 1, 10.0, true),
-            done(16, 2, 8.0, true),
-            done(8, 3, 9.0, false),
-            done(64, 4, 12.0, true),
-            done(128, 5, 20.0, false),
-            done(16, 6, 7.0, true),
-            done(8, 7, 9.0, false),
-        ];
-        let before = next_step(&p, &FinishedRounds::default(), &ex);
+        let mut ex = first_round();
+        ex.extend([done(16, 6, 7.0, true), done(8, 7, 9.0, false)]);
+        let before = next(&p, &ex);
         let mut finished = FinishedRounds::default();
         let removed = fold_finished_rounds(&p, &mut finished, &mut ex);
         assert_eq!(finished.rounds, 1);

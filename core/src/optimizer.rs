@@ -97,6 +97,15 @@ pub fn finished_trial_answer(
     }
 }
 
+/// The answer that keeps a run training (the document is untouched).
+fn keep_training() -> ReportResponse {
+    ReportResponse {
+        stop_train: false,
+        converged: false,
+        message: "Stop condition not met, keep training".into(),
+    }
+}
+
 /// The wattwise policy's view of a job's parameters.
 fn knobs<'a>(p: &'a JobParams, profiles: &[PowerProfile]) -> wattwise::Knobs<'a> {
     let default_utilization = profiles
@@ -184,11 +193,7 @@ impl JobState {
         let within_bound = cost <= cost_bound;
         let reached = p.reaches_target(r.metric);
         if within_bound && r.current_epoch < p.max_epochs && !reached {
-            return Ok(ReportResponse {
-                stop_train: false,
-                converged: false,
-                message: "Stop condition not met, keep training".into(),
-            });
+            return Ok(keep_training());
         }
         let message = if reached && within_bound {
             "Train succeeded".to_string()
@@ -205,21 +210,29 @@ impl JobState {
                 p.max_epochs
             )
         };
-        let converged = reached && within_bound;
-        self.record(
-            r.trial_number,
-            RunResult {
-                time,
-                energy,
-                converged,
-            },
-            now_ms,
-        );
-        Ok(ReportResponse {
+        let run = RunResult {
+            time,
+            energy,
+            converged: reached && within_bound,
+        };
+        Ok(self.stop_and_record(r, run, message, now_ms))
+    }
+
+    /// Records a stopped run's result and tells the client to stop.
+    fn stop_and_record(
+        &mut self,
+        r: &TrainingResult,
+        run: RunResult,
+        message: String,
+        now_ms: i64,
+    ) -> ReportResponse {
+        let converged = run.converged;
+        self.record(r.trial_number, run, now_ms);
+        ReportResponse {
             stop_train: true,
             converged,
             message,
-        })
+        }
     }
 
     /// Records a finished run directly, as `report` does when it stops a run.
@@ -298,15 +311,19 @@ impl JobState {
         Ok(trial.clone())
     }
 
+    /// Where trial `trial_number` stands among the open trials.
+    fn open_index(&self, trial_number: u64) -> Option<usize> {
+        self.open_trials
+            .iter()
+            .position(|t| t.trial_number == trial_number)
+    }
+
     /// Applies a run's result: the trial, the exploration, the rewards, the arm and min cost.
     fn record(&mut self, trial_number: u64, result: RunResult, now_ms: i64) {
-        let Some(trial) = self
-            .open_trials
-            .iter()
-            .find(|t| t.trial_number == trial_number)
-        else {
+        let Some(i) = self.open_index(trial_number) else {
             return;
         };
+        let trial = &self.open_trials[i];
         let batch_size = trial.batch_size;
         let end_ms = now_ms.max(trial.start_ms);
         let cost = explore::cost_of(&self.params, result.energy, result.time);
@@ -368,11 +385,7 @@ impl JobState {
 
     /// Moves an open trial to the recent ones with its final status, archiving the oldest.
     fn finish(&mut self, trial_number: u64, status: TrialStatus) {
-        let Some(i) = self
-            .open_trials
-            .iter()
-            .position(|t| t.trial_number == trial_number)
-        else {
+        let Some(i) = self.open_index(trial_number) else {
             return;
         };
         let mut trial = self.open_trials.remove(i);
@@ -477,11 +490,7 @@ impl JobState {
         let reached = self.params.reaches_target(r.metric);
         let Some(converged) = self.wattwise_stop(r.batch_size, cost, reached, r.current_epoch)
         else {
-            return ReportResponse {
-                stop_train: false,
-                converged: false,
-                message: "Stop condition not met, keep training".into(),
-            };
+            return keep_training();
         };
         let message = if converged {
             "Train succeeded".to_string()
@@ -497,20 +506,12 @@ impl JobState {
                 self.wattwise_bound(r.batch_size)
             )
         };
-        self.record(
-            r.trial_number,
-            RunResult {
-                time,
-                energy,
-                converged,
-            },
-            now_ms,
-        );
-        ReportResponse {
-            stop_train: true,
+        let run = RunResult {
+            time,
+            energy,
             converged,
-            message,
-        }
+        };
+        self.stop_and_record(r, run, message, now_ms)
     }
 
     /// The bandit's choice among the arms.

@@ -428,7 +428,8 @@ pub enum Action {
 /// makes (valid settings, at least one GPU, at least one limit, highest first), so
 /// no document, however edited, can make a later call panic.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(try_from = "StoredPowerOptimizer")]
+// The derived (de)serializers are inherent functions; the trait impls below add the checks.
+#[serde(remote = "Self")]
 pub struct PowerOptimizer {
     settings: PowerSettings,
     gpu_count: u32,
@@ -438,43 +439,36 @@ pub struct PowerOptimizer {
     current_mw: Option<u32>,
 }
 
-/// [`PowerOptimizer`]'s fields as stored, before they are checked.
-#[derive(Deserialize)]
-struct StoredPowerOptimizer {
-    settings: PowerSettings,
-    gpu_count: u32,
-    limits_mw: Vec<u32>,
-    state: PowerState,
-    measurements: Vec<PowerLimitMeasurement>,
-    current_mw: Option<u32>,
+impl Serialize for PowerOptimizer {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        PowerOptimizer::serialize(self, serializer)
+    }
 }
 
-impl TryFrom<StoredPowerOptimizer> for PowerOptimizer {
-    type Error = PowerError;
+impl<'de> Deserialize<'de> for PowerOptimizer {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let stored = PowerOptimizer::deserialize(deserializer)?;
+        stored.check().map_err(serde::de::Error::custom)?;
+        Ok(stored)
+    }
+}
 
-    fn try_from(s: StoredPowerOptimizer) -> Result<Self, PowerError> {
-        s.settings.validate()?;
-        if s.gpu_count == 0 {
+impl PowerOptimizer {
+    /// The checks [`PowerOptimizer::new`] makes, on a stored optimizer.
+    fn check(&self) -> Result<(), PowerError> {
+        self.settings.validate()?;
+        if self.gpu_count == 0 {
             return Err(invalid("gpu_count", "must be > 0"));
         }
-        if s.limits_mw.is_empty() || s.limits_mw.windows(2).any(|w| w[0] <= w[1]) {
+        if self.limits_mw.is_empty() || self.limits_mw.windows(2).any(|w| w[0] <= w[1]) {
             return Err(invalid(
                 "limits_mw",
                 "must hold at least one limit, strictly decreasing",
             ));
         }
-        Ok(PowerOptimizer {
-            settings: s.settings,
-            gpu_count: s.gpu_count,
-            limits_mw: s.limits_mw,
-            state: s.state,
-            measurements: s.measurements,
-            current_mw: s.current_mw,
-        })
+        Ok(())
     }
-}
 
-impl PowerOptimizer {
     /// A fresh optimizer that will profile every limit. The returned actions set the
     /// maximum limit.
     pub fn new(
@@ -625,43 +619,26 @@ impl PowerOptimizer {
     /// A training step begins.
     pub fn step_begin(&mut self, at: Reading) -> Vec<Action> {
         let mut actions = Vec::new();
-        match self.state {
-            PowerState::Ready {
-                next_limit_mw,
-                steps,
-            } => {
-                if steps <= 1 {
-                    self.warm_up(next_limit_mw, at, &mut actions);
-                } else {
-                    self.state = PowerState::Ready {
-                        next_limit_mw,
-                        steps: steps - 1,
-                    };
-                }
+        // A wait, warmup or window with steps left only counts this step.
+        if let PowerState::Ready { steps, .. }
+        | PowerState::Warmup { steps, .. }
+        | PowerState::Profiling { steps, .. } = &mut self.state
+        {
+            if *steps > 1 {
+                *steps -= 1;
+                return actions;
             }
-            PowerState::Warmup { limit_mw, steps } => {
-                if steps <= 1 {
-                    self.begin_window(limit_mw, at, &mut actions);
-                } else {
-                    self.state = PowerState::Warmup {
-                        limit_mw,
-                        steps: steps - 1,
-                    };
-                }
+        }
+        match self.state {
+            PowerState::Ready { next_limit_mw, .. } => {
+                self.warm_up(next_limit_mw, at, &mut actions);
+            }
+            PowerState::Warmup { limit_mw, .. } => {
+                self.begin_window(limit_mw, at, &mut actions);
             }
             PowerState::Profiling {
-                limit_mw,
-                steps,
-                start,
+                limit_mw, start, ..
             } => {
-                if steps > 1 {
-                    self.state = PowerState::Profiling {
-                        limit_mw,
-                        steps: steps - 1,
-                        start,
-                    };
-                    return actions;
-                }
                 let measurement = PowerLimitMeasurement {
                     power_limit: limit_mw / 1000,
                     energy: at.energy_mj.saturating_sub(start.energy_mj) as f64 / 1000.0,

@@ -8,6 +8,22 @@ use rand_chacha::ChaCha20Rng;
 use rand_core::{RngCore, SeedableRng};
 use serde::{Deserialize, Serialize};
 
+/// A uniform index in `0..n` (`n > 0`) drawn from `rng` without modulo bias:
+/// draws below the largest multiple of `n` are kept, the rest redrawn. Every
+/// random index of the core and the simulator is drawn this way, so a stream
+/// gives the same indices on every host.
+pub fn unbiased_index(rng: &mut impl RngCore, n: usize) -> usize {
+    debug_assert!(n > 0);
+    let n = n as u64;
+    let zone = u64::MAX - (u64::MAX % n);
+    loop {
+        let x = rng.next_u64();
+        if x < zone {
+            return (x % n) as usize;
+        }
+    }
+}
+
 /// A serializable, deterministic random source.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JobRng(ChaCha20Rng);
@@ -25,15 +41,7 @@ impl JobRng {
 
     /// A uniform index in `0..n` (`n > 0`), without modulo bias.
     pub fn index(&mut self, n: usize) -> usize {
-        debug_assert!(n > 0);
-        let n = n as u64;
-        let zone = u64::MAX - (u64::MAX % n);
-        loop {
-            let x = self.0.next_u64();
-            if x < zone {
-                return (x % n) as usize;
-            }
-        }
+        unbiased_index(&mut self.0, n)
     }
 
     /// Shuffles `items` in place (Fisher-Yates).

@@ -157,6 +157,48 @@ async fn save<S: Store>(
         .map_err(|e| format!("save: {e}"))
 }
 
+/// Fails unless a write or delete answered `answer` (`what` names it).
+fn answers(got: Saved, answer: Saved, what: &str) -> Result<(), String> {
+    want(got == answer, || format!("{what} answered {got:?}"))
+}
+
+async fn delete<S: Store>(store: &S, job: &str, version: u64) -> Result<Saved, String> {
+    store
+        .delete(job, version)
+        .await
+        .map_err(|e| format!("delete: {e}"))
+}
+
+/// Fails unless the job reads back at `version` holding `state`, as it stood
+/// before a refused `what`.
+async fn unchanged<S: Store>(
+    store: &S,
+    job: &str,
+    version: u64,
+    state: JobState,
+    what: &str,
+) -> Result<(), String> {
+    let got = loaded(store, job).await?;
+    want(
+        got.map(|s| (s.version, s.state)) == Some((version, state)),
+        || format!("a refused {what} changed the document"),
+    )
+}
+
+async fn version<S: Store>(store: &S, job: &str) -> Result<Option<u64>, String> {
+    store
+        .version(job)
+        .await
+        .map_err(|e| format!("version: {e}"))
+}
+
+async fn archived_trial<S: Store>(store: &S, job: &str, n: u64) -> Result<Option<Trial>, String> {
+    store
+        .archived_trial(job, n)
+        .await
+        .map_err(|e| format!("archived_trial: {e}"))
+}
+
 async fn run_one<S: Store>(store: &S, check: usize, job: &str) -> Result<(), String> {
     let a = sample_state(job, 1)?;
     let b = sample_state(job, 2)?;
@@ -165,32 +207,21 @@ async fn run_one<S: Store>(store: &S, check: usize, job: &str) -> Result<(), Str
             want(loaded(store, job).await?.is_none(), || {
                 "load of an unknown job is not None".into()
             })?;
-            let v = store
-                .version(job)
-                .await
-                .map_err(|e| format!("version: {e}"))?;
+            let v = version(store, job).await?;
             want(v.is_none(), || {
                 format!("version of an unknown job is {v:?}")
             })?;
             want(archived(store, job).await?.is_empty(), || {
                 "an unknown job has archived trials".into()
             })?;
-            let t = store
-                .archived_trial(job, 1)
-                .await
-                .map_err(|e| format!("archived_trial: {e}"))?;
+            let t = archived_trial(store, job, 1).await?;
             want(t.is_none(), || "an unknown job has archived trial 1".into())?;
-            let d = store
-                .delete(job, 1)
-                .await
-                .map_err(|e| format!("delete: {e}"))?;
-            want(d == Saved::Conflict, || {
-                format!("delete of an unknown job answered {d:?}")
-            })
+            let d = delete(store, job, 1).await?;
+            answers(d, Saved::Conflict, "delete of an unknown job")
         }
         1 => {
             let s = save(store, job, &a, None, &[]).await?;
-            want(s == Saved::Ok, || format!("create answered {s:?}"))?;
+            answers(s, Saved::Ok, "create")?;
             let got = loaded(store, job).await?;
             want(got.as_ref().map(|s| s.version) == Some(1), || {
                 format!(
@@ -201,28 +232,18 @@ async fn run_one<S: Store>(store: &S, check: usize, job: &str) -> Result<(), Str
             want(got.as_ref().map(|s| &s.state) == Some(&a), || {
                 "the created document does not read back equal".into()
             })?;
-            let v = store
-                .version(job)
-                .await
-                .map_err(|e| format!("version: {e}"))?;
+            let v = version(store, job).await?;
             want(v == Some(1), || {
                 format!("version() says {v:?}, load says 1")
             })?;
             let s = save(store, job, &b, None, &[]).await?;
-            want(s == Saved::Conflict, || {
-                format!("a second create answered {s:?}")
-            })?;
-            let got = loaded(store, job).await?;
-            want(got.map(|s| (s.version, s.state)) == Some((1, a)), || {
-                "a refused create changed the document".into()
-            })
+            answers(s, Saved::Conflict, "a second create")?;
+            unchanged(store, job, 1, a, "create").await
         }
         2 => {
             save(store, job, &a, None, &[]).await?;
             let s = save(store, job, &b, Some(1), &[]).await?;
-            want(s == Saved::Ok, || {
-                format!("a replace at the stored version answered {s:?}")
-            })?;
+            answers(s, Saved::Ok, "a replace at the stored version")?;
             let got = loaded(store, job).await?;
             want(got.as_ref().map(|s| s.version) == Some(2), || {
                 "a replace did not add one to the version".into()
@@ -231,43 +252,26 @@ async fn run_one<S: Store>(store: &S, check: usize, job: &str) -> Result<(), Str
                 "the replaced document does not read back".into()
             })?;
             let s = save(store, job, &a, Some(1), &[]).await?;
-            want(s == Saved::Conflict, || {
-                format!("a replace at a stale version answered {s:?}")
-            })?;
+            answers(s, Saved::Conflict, "a replace at a stale version")?;
             let s = save(store, job, &a, Some(7), &[]).await?;
-            want(s == Saved::Conflict, || {
-                format!("a replace at a future version answered {s:?}")
-            })?;
-            let got = loaded(store, job).await?;
-            want(got.map(|s| (s.version, s.state)) == Some((2, b)), || {
-                "a refused replace changed the document".into()
-            })
+            answers(s, Saved::Conflict, "a replace at a future version")?;
+            unchanged(store, job, 2, b, "replace").await
         }
         3 => {
             save(store, job, &a, None, &[]).await?;
             let s = save(store, job, &a, Some(1), &[sample_trial(1), sample_trial(2)]).await?;
-            want(s == Saved::Ok, || {
-                format!("a write with an archive answered {s:?}")
-            })?;
+            answers(s, Saved::Ok, "a write with an archive")?;
             let s = save(store, job, &a, Some(2), &[sample_trial(2), sample_trial(3)]).await?;
-            want(s == Saved::Ok, || {
-                format!("a write with an archive answered {s:?}")
-            })?;
+            answers(s, Saved::Ok, "a write with an archive")?;
             let numbers = archived(store, job).await?;
             want(numbers == [1, 2, 3], || {
                 format!("archived trials are {numbers:?}, not [1, 2, 3] once each")
             })?;
-            let t = store
-                .archived_trial(job, 3)
-                .await
-                .map_err(|e| format!("archived_trial: {e}"))?;
+            let t = archived_trial(store, job, 3).await?;
             want(t == Some(sample_trial(3)), || {
                 format!("archived_trial(3) is {t:?}")
             })?;
-            let t = store
-                .archived_trial(job, 4)
-                .await
-                .map_err(|e| format!("archived_trial: {e}"))?;
+            let t = archived_trial(store, job, 4).await?;
             want(t.is_none(), || {
                 "archived_trial(4) found a trial never archived".into()
             })
@@ -275,17 +279,13 @@ async fn run_one<S: Store>(store: &S, check: usize, job: &str) -> Result<(), Str
         4 => {
             save(store, job, &a, None, &[]).await?;
             let s = save(store, job, &b, Some(5), &[sample_trial(9)]).await?;
-            want(s == Saved::Conflict, || {
-                format!("a stale write answered {s:?}")
-            })?;
+            answers(s, Saved::Conflict, "a stale write")?;
             let numbers = archived(store, job).await?;
             want(numbers.is_empty(), || {
                 format!("a conflicted write archived {numbers:?}")
             })?;
             let s = save(store, job, &b, None, &[sample_trial(8)]).await?;
-            want(s == Saved::Conflict, || {
-                format!("a second create answered {s:?}")
-            })?;
+            answers(s, Saved::Conflict, "a second create")?;
             let numbers = archived(store, job).await?;
             want(numbers.is_empty(), || {
                 format!("a refused create archived {numbers:?}")
@@ -294,33 +294,20 @@ async fn run_one<S: Store>(store: &S, check: usize, job: &str) -> Result<(), Str
         5 => {
             save(store, job, &a, None, &[]).await?;
             save(store, job, &a, Some(1), &[sample_trial(1)]).await?;
-            let d = store
-                .delete(job, 1)
-                .await
-                .map_err(|e| format!("delete: {e}"))?;
-            want(d == Saved::Conflict, || {
-                format!("a delete at a stale version answered {d:?}")
-            })?;
+            let d = delete(store, job, 1).await?;
+            answers(d, Saved::Conflict, "a delete at a stale version")?;
             want(loaded(store, job).await?.is_some(), || {
                 "a refused delete removed the document".into()
             })?;
             want(archived(store, job).await? == [1], || {
                 "a refused delete removed archived trials".into()
             })?;
-            let d = store
-                .delete(job, 2)
-                .await
-                .map_err(|e| format!("delete: {e}"))?;
-            want(d == Saved::Ok, || {
-                format!("a delete at the stored version answered {d:?}")
-            })?;
+            let d = delete(store, job, 2).await?;
+            answers(d, Saved::Ok, "a delete at the stored version")?;
             want(loaded(store, job).await?.is_none(), || {
                 "a deleted job still loads".into()
             })?;
-            let v = store
-                .version(job)
-                .await
-                .map_err(|e| format!("version: {e}"))?;
+            let v = version(store, job).await?;
             want(v.is_none(), || format!("a deleted job has version {v:?}"))?;
             want(archived(store, job).await?.is_empty(), || {
                 "a deleted job kept archived trials".into()
@@ -329,14 +316,9 @@ async fn run_one<S: Store>(store: &S, check: usize, job: &str) -> Result<(), Str
         6 => {
             save(store, job, &a, None, &[]).await?;
             save(store, job, &a, Some(1), &[sample_trial(1), sample_trial(2)]).await?;
-            store
-                .delete(job, 2)
-                .await
-                .map_err(|e| format!("delete: {e}"))?;
+            delete(store, job, 2).await?;
             let s = save(store, job, &b, None, &[]).await?;
-            want(s == Saved::Ok, || {
-                format!("creating a deleted job again answered {s:?}")
-            })?;
+            answers(s, Saved::Ok, "creating a deleted job again")?;
             let got = loaded(store, job).await?;
             want(got.map(|s| s.version) == Some(1), || {
                 "a job created again does not start at version 1".into()

@@ -51,6 +51,20 @@ fn predict(h: &mut Harness) -> Value {
     trial
 }
 
+/// Asks for a trial, checks it is `batch_size`, trains it for `epochs` epochs
+/// and checks that the run stopped, converged or not; returns the last answer.
+fn expect_run(h: &mut Harness, batch_size: u64, epochs: u64, converged: bool) -> Value {
+    let t = predict(h);
+    assert_eq!(t["batch_size"], batch_size, "{t}");
+    let r = train(h, &t, epochs);
+    assert_eq!(
+        (r["stop_train"].as_bool(), r["converged"].as_bool()),
+        (Some(true), Some(converged)),
+        "{r}"
+    );
+    r
+}
+
 #[test]
 fn whole_job() {
     let mut h = Harness::new();
@@ -98,18 +112,9 @@ fn whole_job() {
     assert_eq!(h.call("PATCH", "/trials", &end.to_string()).0, 200);
 
     // Downwards: 16 is cheaper.
-    let t = predict(&mut h);
-    assert_eq!(t["batch_size"], 16);
-    assert_eq!(train(&mut h, &t, 5)["converged"], true);
+    expect_run(&mut h, 16, 5, true);
     // 8 costs more than beta x min_cost: stopped early, not converged.
-    let t = predict(&mut h);
-    assert_eq!(t["batch_size"], 8);
-    let r = train(&mut h, &t, 5);
-    assert_eq!(
-        (r["stop_train"].as_bool(), r["converged"].as_bool()),
-        (Some(true), Some(false)),
-        "{r}"
-    );
+    let r = expect_run(&mut h, 8, 5, false);
     assert!(
         r["message"]
             .as_str()
@@ -118,13 +123,8 @@ fn whole_job() {
         "{r}"
     );
     // Upwards: 64 converges, 128 does not reach the target in max_epochs.
-    let t = predict(&mut h);
-    assert_eq!(t["batch_size"], 64);
-    assert_eq!(train(&mut h, &t, 5)["converged"], true);
-    let t = predict(&mut h);
-    assert_eq!(t["batch_size"], 128);
-    let r = train(&mut h, &t, 11);
-    assert_eq!(r["converged"], false, "{r}");
+    expect_run(&mut h, 64, 5, true);
+    let r = expect_run(&mut h, 128, 11, false);
     assert!(
         r["message"].as_str().unwrap().contains("exceeded")
             || r["message"].as_str().unwrap().contains("max_epoch"),
@@ -133,9 +133,7 @@ fn whole_job() {
 
     // Round 2 starts at the cheapest, 16, over the survivors 16, 32, 64.
     for expected in [16, 32, 64] {
-        let t = predict(&mut h);
-        assert_eq!(t["batch_size"], expected, "round 2");
-        assert_eq!(train(&mut h, &t, 5)["converged"], true);
+        expect_run(&mut h, expected, 5, true);
     }
     assert_eq!(h.state(JOB)["stage"], "Pruning");
 

@@ -3,15 +3,14 @@
 
 mod sim_common;
 
+use sim_common::{digest, synthetic_job};
+
 use wattwise_core::field_error::FieldError;
 use wattwise_core::policy::Policy;
-use wattwise_core::sim::synthetic::{
-    synthetic_trace, synthetic_workload, SYNTHETIC_GPU, SYNTHETIC_TRACE_SEED,
-};
+use wattwise_core::sim::synthetic::{synthetic_trace, SYNTHETIC_TRACE_SEED};
 use wattwise_core::sim::{
     simulate_one_alibaba_group, simulate_one_alibaba_group_with, simulate_one_job,
-    simulate_one_job_with, GroupJob, HistoryEntry, JobTrace, SimConfig, SimError, SimReport, Trace,
-    Workload,
+    simulate_one_job_with, GroupJob, JobTrace, SimConfig, SimError, SimReport, Trace, Workload,
 };
 
 const TRAIN_HEADER: &str =
@@ -124,22 +123,28 @@ fn twenty_failed_tries_end_the_simulation() {
 fn bad_knobs_and_missing_workload_are_errors() {
     let trace = tiny(&[(8, &[Some(1.0)])], &[(8, 100, 1.0, 50.0)]);
     let job = JobTrace::new(&trace, &workload(8, 10), "g").unwrap();
-    let bad = SimConfig {
-        eta_knob: 1.5,
-        ..cfg(1)
-    };
-    assert!(matches!(
-        simulate_one_job(&job, 1, &bad),
-        Err(SimError::Knob(FieldError { field: "eta", .. }))
-    ));
-    let bad = SimConfig {
-        beta_knob: 0.0,
-        ..cfg(1)
-    };
-    assert!(matches!(
-        simulate_one_job(&job, 1, &bad),
-        Err(SimError::Knob(FieldError { field: "beta", .. }))
-    ));
+    let bad_knobs = [
+        (
+            "eta",
+            SimConfig {
+                eta_knob: 1.5,
+                ..cfg(1)
+            },
+        ),
+        (
+            "beta",
+            SimConfig {
+                beta_knob: 0.0,
+                ..cfg(1)
+            },
+        ),
+    ];
+    for (field, bad) in bad_knobs {
+        match simulate_one_job(&job, 1, &bad) {
+            Err(SimError::Knob(FieldError { field: f, .. })) => assert_eq!(f, field),
+            other => panic!("{field}: {other:?}"),
+        }
+    }
     let mut w = workload(8, 10);
     w.dataset = "other".into();
     assert!(matches!(
@@ -163,36 +168,6 @@ fn bad_knobs_and_missing_workload_are_errors() {
         ..cfg(1)
     };
     assert_eq!(simulate_one_job(&job, 3, &open).unwrap().len(), 3);
-}
-
-fn synthetic_job() -> JobTrace {
-    JobTrace::new(
-        &synthetic_trace(SYNTHETIC_TRACE_SEED),
-        &synthetic_workload(),
-        SYNTHETIC_GPU,
-    )
-    .unwrap()
-}
-
-/// FNV-1a over every field of every history entry, bit for bit.
-fn digest(history: &[HistoryEntry]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    let mut eat = |x: u64| {
-        for b in x.to_le_bytes() {
-            h ^= b as u64;
-            h = h.wrapping_mul(0x0100_0000_01b3);
-        }
-    };
-    for e in history {
-        eat(e.recurrence as u64);
-        eat(e.batch_size as u64);
-        eat(e.power_limit as u64);
-        eat(e.energy.to_bits());
-        eat(e.time.to_bits());
-        eat(e.reached as u64);
-        eat(e.cost.to_bits());
-    }
-    h
 }
 
 #[test]

@@ -11,55 +11,23 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-use wattwise_core::policy::Policy;
-use wattwise_core::sim::synthetic::{
-    synthetic_trace, synthetic_workload, SYNTHETIC_GPU, SYNTHETIC_TRACE_SEED,
-};
-use wattwise_core::sim::{
-    builtin, simulate_one_job, simulate_one_job_with, HistoryEntry, JobTrace, SimConfig, Workload,
-};
+mod sim_common;
 
-/// FNV-1a over every field of every entry. The same code is compiled into the wasm module.
-const DIGEST_SRC: &str = r#"
-pub fn digest(history: &[HistoryEntry]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    let mut eat = |x: u64| {
-        for b in x.to_le_bytes() {
-            h ^= b as u64;
-            h = h.wrapping_mul(0x0100_0000_01b3);
-        }
-    };
-    for e in history {
-        eat(e.recurrence as u64);
-        eat(e.batch_size as u64);
-        eat(e.power_limit as u64);
-        eat(e.energy.to_bits());
-        eat(e.time.to_bits());
-        eat(e.reached as u64);
-        eat(e.cost.to_bits());
-    }
-    h
-}
-"#;
+/// The digests and the simulations behind them, as source: the same file is
+/// compiled natively (through `sim_common`) and into the wasm module.
+const DIGESTS_SRC: &str = include_str!("sim_common/digests.rs");
 
-fn digest(history: &[HistoryEntry]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    let mut eat = |x: u64| {
-        for b in x.to_le_bytes() {
-            h ^= b as u64;
-            h = h.wrapping_mul(0x0100_0000_01b3);
-        }
-    };
-    for e in history {
-        eat(e.recurrence as u64);
-        eat(e.batch_size as u64);
-        eat(e.power_limit as u64);
-        eat(e.energy.to_bits());
-        eat(e.time.to_bits());
-        eat(e.reached as u64);
-        eat(e.cost.to_bits());
-    }
-    h
+/// Runs `cmd`, failing the test with its stderr unless it succeeds.
+fn succeeds(cmd: &mut Command, what: &str) -> std::process::Output {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("{what} did not start: {e}"));
+    assert!(
+        out.status.success(),
+        "{what} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
 }
 
 fn has(cmd: &str, arg: &str) -> bool {
@@ -80,86 +48,15 @@ fn wasm_target_installed() -> bool {
         })
 }
 
-/// Synthetic workload digests for seeds 1..=3, 60 recurrences, under Zeus's policy
-/// then wattwise's; then librispeech on V100 of the built-in traces (seeds 1..=3,
-/// 50 recurrences).
-fn native_digests() -> Vec<u64> {
-    let job = JobTrace::new(
-        &synthetic_trace(SYNTHETIC_TRACE_SEED),
-        &synthetic_workload(),
-        SYNTHETIC_GPU,
-    )
-    .unwrap();
-    let mut out: Vec<u64> = (1..=3)
-        .map(|seed| {
-            digest(
-                &simulate_one_job(
-                    &job,
-                    60,
-                    &SimConfig {
-                        eta_knob: 0.5,
-                        beta_knob: 2.0,
-                        seed,
-                    },
-                )
-                .unwrap(),
-            )
-        })
-        .collect();
-    out.extend((1..=3).map(|seed| {
-        let cfg = SimConfig {
-            eta_knob: 0.5,
-            beta_knob: 2.0,
-            seed,
-        };
-        digest(&simulate_one_job_with(&job, 60, &cfg, Policy::Wattwise).unwrap())
-    }));
-    let trace = builtin::trace("v100").unwrap();
-    let job = JobTrace::new(&trace, &Workload::zeus("librispeech").unwrap(), "v100").unwrap();
-    out.extend((1..=3).map(|seed| {
-        digest(
-            &simulate_one_job(
-                &job,
-                50,
-                &SimConfig {
-                    eta_knob: 0.5,
-                    beta_knob: 2.0,
-                    seed,
-                },
-            )
-            .unwrap(),
-        )
-    }));
-    out
-}
-
 fn lib_rs() -> String {
-    let zeus = r#"
-    let trace = wattwise_core::sim::builtin::trace("v100").unwrap();
-    let job = JobTrace::new(&trace, &Workload::zeus("librispeech").unwrap(), "v100").unwrap();
-    for seed in 1..=3u64 {
-        out.push(digest(&simulate_one_job(&job, 50, &SimConfig { eta_knob: 0.5, beta_knob: 2.0, seed }).unwrap()));
-    }"#;
     format!(
-        r#"use wattwise_core::sim::synthetic::{{synthetic_trace, synthetic_workload, SYNTHETIC_GPU, SYNTHETIC_TRACE_SEED}};
-use wattwise_core::policy::Policy;
-use wattwise_core::sim::{{simulate_one_job, simulate_one_job_with, HistoryEntry, JobTrace, SimConfig, Workload}};
-{DIGEST_SRC}
+        r#"{DIGESTS_SRC}
 static mut OUT: [u64; 16] = [0; 16];
 
 /// Runs the simulations; returns how many digests `out_ptr` holds.
 #[no_mangle]
 pub extern "C" fn run() -> u32 {{
-    let mut out: Vec<u64> = Vec::new();
-    let job = JobTrace::new(&synthetic_trace(SYNTHETIC_TRACE_SEED), &synthetic_workload(), SYNTHETIC_GPU).unwrap();
-    for seed in 1..=3u64 {{
-        out.push(digest(&simulate_one_job(&job, 60, &SimConfig {{ eta_knob: 0.5, beta_knob: 2.0, seed }}).unwrap()));
-    }}
-    for seed in 1..=3u64 {{
-        let cfg = SimConfig {{ eta_knob: 0.5, beta_knob: 2.0, seed }};
-        out.push(digest(&simulate_one_job_with(&job, 60, &cfg, Policy::Wattwise).unwrap()));
-    }}
-    {zeus}
+    let out = cross_host_digests();
     for (i, d) in out.iter().enumerate() {{
         unsafe {{ OUT[i] = *d; }}
     }}
@@ -210,41 +107,31 @@ fn wasm32_histories_are_bit_identical_to_native() {
     // Pin the dependency versions to the workspace's.
     let _ = std::fs::copy(core_dir.join("../Cargo.lock"), work.join("Cargo.lock"));
     std::fs::write(work.join("src/lib.rs"), lib_rs()).unwrap();
-    let build = Command::new(env!("CARGO"))
-        .args([
-            "build",
-            "--release",
-            "--target",
-            "wasm32-unknown-unknown",
-            "--quiet",
-        ])
-        .current_dir(&work)
-        .env("CARGO_TARGET_DIR", work.join("target"))
-        .env_remove("RUSTFLAGS")
-        .output()
-        .expect("cargo runs");
-    assert!(
-        build.status.success(),
-        "wasm32 build failed:\n{}",
-        String::from_utf8_lossy(&build.stderr)
+    succeeds(
+        Command::new(env!("CARGO"))
+            .args([
+                "build",
+                "--release",
+                "--target",
+                "wasm32-unknown-unknown",
+                "--quiet",
+            ])
+            .current_dir(&work)
+            .env("CARGO_TARGET_DIR", work.join("target"))
+            .env_remove("RUSTFLAGS"),
+        "the wasm32 build",
     );
     let wasm = work.join("target/wasm32-unknown-unknown/release/sim_wasm_check.wasm");
     std::fs::write(work.join("run.js"), NODE_JS).unwrap();
-    let run = Command::new("node")
-        .arg(work.join("run.js"))
-        .arg(&wasm)
-        .output()
-        .expect("node runs");
-    assert!(
-        run.status.success(),
-        "node failed:\n{}",
-        String::from_utf8_lossy(&run.stderr)
+    let run = succeeds(
+        Command::new("node").arg(work.join("run.js")).arg(&wasm),
+        "node",
     );
     let wasm_digests: Vec<u64> = String::from_utf8_lossy(&run.stdout)
         .split_whitespace()
         .map(|d| d.parse().unwrap())
         .collect();
-    let native = native_digests();
+    let native = sim_common::cross_host_digests();
     assert_eq!(wasm_digests.len(), native.len());
     assert_eq!(wasm_digests, native, "wasm32 and native histories differ");
     eprintln!(

@@ -150,6 +150,56 @@ def job_spec(prefix: str = "conf", **overrides) -> dict:
     return spec
 
 
+class Drop:
+    """A value for `changed` that removes the field."""
+
+    def __repr__(self):
+        return "DROP"
+
+
+DROP = Drop()
+
+
+def changed(body: dict, changes: dict) -> dict:
+    """A copy of `body` with `changes` applied (a value of `DROP` removes the field)."""
+    out = dict(body)
+    for k, v in changes.items():
+        if v is DROP:
+            out.pop(k, None)
+        else:
+            out[k] = v
+    return out
+
+
+# Per-epoch (time s, energy J) per batch size of the scenario jobs: the cost is lowest at 16.
+PER_EPOCH = {8: (30.0, 6000.0), 16: (10.0, 2000.0), 32: (12.0, 2500.0), 64: (14.0, 3000.0), 128: (20.0, 5000.0)}
+
+
+def report(api, trial, epoch, metric):
+    """Reports `epoch` epochs of `trial` at its batch size's cost in `PER_EPOCH`."""
+    t, e = PER_EPOCH[trial["batch_size"]]
+    return api.report(trial, t * epoch, e * epoch, metric, epoch)
+
+
+def train(api, trial, epochs):
+    """Reports each epoch (metric 0.1, then 0.9 at `epochs`) until told to stop."""
+    for epoch in range(1, epochs):
+        r = report(api, trial, epoch, 0.1)
+        if r["stop_train"]:
+            return r
+    return report(api, trial, epochs, 0.9)
+
+
+def expect_run(api, job, batch_size, converged=True, epochs=5):
+    """Asks for a trial of `job`, checks it is `batch_size`, trains it for `epochs`
+    epochs and checks that the run stopped, converged or not; returns the last answer."""
+    t = api.predict(job)
+    assert t["batch_size"] == batch_size, (t, batch_size)
+    r = train(api, t, epochs)
+    assert (r["stop_train"], r["converged"]) == (True, converged), r
+    return r
+
+
 @pytest.fixture(scope="session")
 def api() -> Api:
     if not BASE_URL:

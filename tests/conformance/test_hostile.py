@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from conftest import TOKEN, job_spec, unique
+from conftest import DROP, TOKEN, changed, job_spec, unique
 
 OVERSIZED = b'{"pad": "' + b"x" * (70 * 1024) + b'"}'
 
@@ -22,26 +22,14 @@ def job(api):
 
 def spec_with(job, **changes):
     """A spec for a new job id (so a wrongly accepted one would be visible), with changes."""
-    spec = dict(job["spec"])
-    spec["job_id"] = unique("hostile")
-    for k, v in changes.items():
-        if v is DROP:
-            spec.pop(k, None)
-        else:
-            spec[k] = v
-    return spec
+    return changed(job["spec"], {"job_id": unique("hostile"), **changes})
 
 
 def result_with(job, **changes):
     t = job["trial"]
     body = {"job_id": t["job_id"], "batch_size": t["batch_size"], "trial_number": t["trial_number"],
             "time": 1.0, "energy": 10.0, "metric": 0.1, "current_epoch": 1}
-    for k, v in changes.items():
-        if v is DROP:
-            body.pop(k, None)
-        else:
-            body[k] = v
-    return body
+    return changed(body, changes)
 
 
 def profile_with(**changes):
@@ -58,13 +46,6 @@ def profile_with(**changes):
     p["measurements"] = changes.get("measurements", [m])
     return p
 
-
-class Drop:
-    def __repr__(self):
-        return "DROP"
-
-
-DROP = Drop()
 
 # (id, method, path (may use {job}), body builder (job -> body | bytes | None), query, status, word in message)
 CASES = [

@@ -7,8 +7,7 @@ at twice the best expected cost, goes up one size, and then exploits the cheapes
 
 from __future__ import annotations
 
-from conftest import job_spec
-from test_scenario import report, train
+from conftest import expect_run, job_spec, report, train
 
 
 def test_wattwise_policy_job(api):
@@ -32,23 +31,14 @@ def test_wattwise_policy_job(api):
     assert api.request("PATCH", "/trials", c).status_code == 200
 
     # Down: 16 is cheaper; 8 costs 7500 per epoch and stops past 2 x 12500.
-    t = api.predict(job)
-    assert t["batch_size"] == 16
-    assert train(api, t, 5)["converged"] is True
-    t = api.predict(job)
-    assert t["batch_size"] == 8
-    r = train(api, t, 5)
-    assert (r["stop_train"], r["converged"]) == (True, False), r
+    expect_run(api, job, 16)
+    r = expect_run(api, job, 8, converged=False)
     assert "exceeded the cost upper bound" in r["message"]
     # Up: the default is within 30% of the best, so 64 is tried; it is 44% above.
-    t = api.predict(job)
-    assert t["batch_size"] == 64
-    assert train(api, t, 5)["converged"] is True
+    expect_run(api, job, 64)
     # Then only 16 is within 15% of the best: every run gets it.
     for _ in range(4):
-        t = api.predict(job)
-        assert t["batch_size"] == 16
-        assert train(api, t, 5)["converged"] is True
+        expect_run(api, job, 16)
     state = api.state(job)
     assert state["stage"] == "MAB"
     arms = state["wattwise"]["arms"]

@@ -12,25 +12,9 @@ from collections import Counter
 
 import pytest
 
-from conftest import job_spec
+from conftest import expect_run, job_spec, report, train
 
-# Per-epoch (time s, energy J) per batch size: the cost is lowest at 16.
 ENDED_RUNS = 64
-PER_EPOCH = {8: (30.0, 6000.0), 16: (10.0, 2000.0), 32: (12.0, 2500.0), 64: (14.0, 3000.0), 128: (20.0, 5000.0)}
-
-
-def report(api, trial, epoch, metric):
-    t, e = PER_EPOCH[trial["batch_size"]]
-    return api.report(trial, t * epoch, e * epoch, metric, epoch)
-
-
-def train(api, trial, epochs):
-    """Reports each epoch (metric 0.1, then 0.9 at `epochs`) until told to stop."""
-    for epoch in range(1, epochs):
-        r = report(api, trial, epoch, 0.1)
-        if r["stop_train"]:
-            return r
-    return report(api, trial, epochs, 0.9)
 
 
 def test_whole_job(api):
@@ -55,29 +39,17 @@ def test_whole_job(api):
     assert api.request("PATCH", "/trials", c).status_code == 200
 
     # Downwards: 16 is cheaper; 8 passes beta x min_cost and is stopped early.
-    t = api.predict(job)
-    assert t["batch_size"] == 16
-    assert train(api, t, 5)["converged"] is True
-    t = api.predict(job)
-    assert t["batch_size"] == 8
-    r = train(api, t, 5)
-    assert (r["stop_train"], r["converged"]) == (True, False), r
+    expect_run(api, job, 16)
+    r = expect_run(api, job, 8, converged=False)
     assert "exceeded the cost upper bound" in r["message"]
     # Upwards: 64 converges, 128 does not reach the target within max_epochs.
-    t = api.predict(job)
-    assert t["batch_size"] == 64
-    assert train(api, t, 5)["converged"] is True
-    t = api.predict(job)
-    assert t["batch_size"] == 128
-    r = train(api, t, 11)
-    assert r["converged"] is False, r
+    expect_run(api, job, 64)
+    r = expect_run(api, job, 128, converged=False, epochs=11)
     assert "exceeded" in r["message"] or "max_epoch" in r["message"]
 
     # Round 2 starts at the cheapest, 16, over the survivors.
     for expected in [16, 32, 64]:
-        t = api.predict(job)
-        assert t["batch_size"] == expected, "round 2"
-        assert train(api, t, 5)["converged"] is True
+        expect_run(api, job, expected)
     assert api.state(job)["stage"] == "Pruning"
 
     # The bandit: 16 is the cheapest and should win most rounds.

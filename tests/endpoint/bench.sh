@@ -23,12 +23,7 @@ lambda_cycles="${LAMBDA_CYCLES:-300}"
 sections="${SECTIONS:-wattwise zeus lambda}"
 want() { [[ " $sections " == *" $1 "* ]]; }
 
-venv="$(bash tests/endpoint/setup.sh | tail -n 1)"
-py="$venv/bin/python"
-export PATH="$venv/bin:$PATH"
-
-source tests/lib/procs.sh
-work="$(mktemp -d)"
+source tests/endpoint/env.sh
 procs_tag=bench
 cleanup() {
     stop_all
@@ -81,11 +76,7 @@ fi
 
 want lambda || exit 0
 echo "== Lambda function under cargo lambda watch (release), DynamoDB on moto"
-moto_port=$(free_port "$py")
-start moto "$py" tests/endpoint/moto_serial.py "$moto_port"
-wait_for "http://127.0.0.1:$moto_port/moto-api/" moto 60
-export AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1
-export AWS_ENDPOINT_URL="http://127.0.0.1:$moto_port"
+start_moto
 "$py" tests/endpoint/dynamo_table.py wattwise-bench
 lambda_port=$(free_port "$py")
 start_in lambda lambda cargo lambda watch -A 127.0.0.1 -P "$lambda_port" --ignore-changes --release \

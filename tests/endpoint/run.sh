@@ -25,12 +25,7 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/wattwise-target}"
 profile="${WATTWISE_ENDPOINT_PROFILE:-debug}"
 lambda_requests="${WATTWISE_LAMBDA_CONCURRENCY_REQUESTS:-500}"
 
-venv="$(bash tests/endpoint/setup.sh | tail -n 1)"
-py="$venv/bin/python"
-export PATH="$venv/bin:$PATH"
-
-source tests/lib/procs.sh
-work="$(mktemp -d)"
+source tests/endpoint/env.sh
 procs_tag=endpoint
 cleanup() {
     local rc=$? f
@@ -149,11 +144,7 @@ echo "endpoint: --web serves the page beside the API"
 stop_last
 
 step "moto (DynamoDB) + the store's tests"
-moto_port=$(free_port "$py")
-start moto "$py" tests/endpoint/moto_serial.py "$moto_port"
-wait_for "http://127.0.0.1:$moto_port/moto-api/" moto 60
-export AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1
-export AWS_ENDPOINT_URL="http://127.0.0.1:$moto_port"
+start_moto
 # Hostile documents through moto: 10,000, as for the SQLite and memory stores (moto
 # answers ~100 requests/s: several minutes; WATTWISE_DYNAMO_HOSTILE_DOCS=1000 for a
 # quicker local run).

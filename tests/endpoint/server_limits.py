@@ -78,6 +78,15 @@ def spec(job_id: str) -> dict:
             "gpu_model": "A40", "max_epochs": 1, "mab_seed": 1}
 
 
+def register(c: "Client") -> str:
+    """Registers a fresh job (failing the check if refused); returns its id."""
+    job = f"limits-{uuid.uuid4().hex[:8]}"
+    status, body, _ = c.call("POST", "/jobs", spec(job))
+    if status != 201:
+        fail(f"register: {status} {body}")
+    return job
+
+
 def pct(xs: list[float], p: float) -> float:
     xs = sorted(xs)
     return xs[min(len(xs) - 1, int(len(xs) * p))] if xs else float("nan")
@@ -85,10 +94,7 @@ def pct(xs: list[float], p: float) -> float:
 
 def held_lock(args) -> dict:
     c = Client(args.url)
-    job = f"limits-{uuid.uuid4().hex[:8]}"
-    status, body, _ = c.call("POST", "/jobs", spec(job))
-    if status != 201:
-        fail(f"register: {status} {body}")
+    job = register(c)
     # Another process's writer: this script's own SQLite connection, holding the lock.
     holder = sqlite3.connect(args.db, timeout=10, isolation_level=None)
     holder.execute("BEGIN IMMEDIATE")
@@ -199,10 +205,7 @@ def idle(args) -> dict:
 
 def deleted(args) -> dict:
     c = Client(args.url)
-    job = f"limits-{uuid.uuid4().hex[:8]}"
-    status, body, _ = c.call("POST", "/jobs", spec(job))
-    if status != 201:
-        fail(f"register: {status} {body}")
+    job = register(c)
     shutil.rmtree(args.db_dir)
     answers = {}
     for name, method, path, body in [

@@ -17,23 +17,31 @@ import argparse
 import contextlib
 import io
 import json
+import re
 import sys
 import time
+from pathlib import Path
 
 import pandas as pd
 from zeus._legacy.job import Job
 from zeus._legacy.policy.optimizer import JITPowerLimitOptimizer, PruningGTSBatchSizeOptimizer
 from zeus._legacy.simulate import Simulator
 
-# (dataset, network, optimizer, target, max epochs, preferred default bs): the issue's table.
-WORKLOADS = [
-    ("cifar100", "shufflenetv2", "adadelta", 0.6, 100, 1024),
-    ("imagenet", "resnet50", "adadelta", 0.65, 100, 256),
-    ("librispeech", "deepspeech2", "adamw", 40.0, 16, 192),
-    ("movielens-1m", "ncf", "adam", 0.41, 100, 1024),
-    ("squad", "bert_base_uncased", "adamw", 84.0, 6, 32),
-    ("sentiment140", "bert_base_uncased", "adamw", 0.84, 10, 128),
-]
+WORKLOAD_SOURCE = Path(__file__).resolve().parents[2] / "core" / "src" / "sim" / "workload.rs"
+
+
+def zeus_workloads() -> list[tuple[str, str, str, float, int, int]]:
+    """(dataset, network, optimizer, target, max epochs, preferred default bs): the
+    issue's table, read from the core's `ZEUS_WORKLOADS` so both simulators run
+    the same workloads."""
+    table = WORKLOAD_SOURCE.read_text().split("pub const ZEUS_WORKLOADS", 1)[-1].split("];", 1)[0]
+    rows = re.findall(r'\("([^"]+)", "([^"]+)", "([^"]+)", ([0-9.]+), (\d+), (\d+)\)', table)
+    if len(rows) != 6:
+        sys.exit(f"zeus_sim: expected the 6 Zeus workloads in {WORKLOAD_SOURCE}, found {len(rows)}")
+    return [(d, n, o, float(t), int(e), int(b)) for d, n, o, t, e, b in rows]
+
+
+WORKLOADS = zeus_workloads()
 GPUS = ["a40", "v100", "p100", "rtx6000"]
 
 

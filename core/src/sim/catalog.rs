@@ -34,7 +34,6 @@ use super::synthetic::{
 };
 use super::trace::{parse_power, parse_train, Trace};
 use super::workload::{JobTrace, Workload, ZEUS_WORKLOADS};
-use crate::field_error::FieldError;
 use crate::policy::Policy;
 
 /// The most recurrences one simulation may run (its history is kept in memory).
@@ -43,16 +42,10 @@ pub const MAX_RECURRENCES: u32 = 100_000;
 /// Checks a recurrence count: at least 1, at most [`MAX_RECURRENCES`].
 pub fn check_recurrences(recurrences: u32) -> Result<(), SimError> {
     if recurrences == 0 {
-        return Err(SimError::Knob(FieldError::new(
-            "recurrences",
-            "must be at least 1",
-        )));
+        return Err(SimError::knob("recurrences", "must be at least 1"));
     }
     if recurrences > MAX_RECURRENCES {
-        return Err(SimError::Knob(FieldError::new(
-            "recurrences",
-            "must be at most 100000",
-        )));
+        return Err(SimError::knob("recurrences", "must be at most 100000"));
     }
     Ok(())
 }

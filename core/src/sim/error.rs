@@ -123,3 +123,10 @@ pub enum SimError {
         row: usize,
     },
 }
+
+impl SimError {
+    /// A knob outside its range: the knob's field and the rule it breaks.
+    pub fn knob(field: &'static str, rule: impl Into<String>) -> Self {
+        SimError::Knob(FieldError::new(field, rule))
+    }
+}

@@ -123,19 +123,20 @@ impl SimReport {
 
     /// Fraction of the default configuration's expected cost saved (negative: spent more).
     pub fn savings_vs_default(&self) -> f64 {
-        let base = self.recurrences as f64 * self.baselines.default.cost;
-        if base > 0.0 {
-            1.0 - self.total_cost() / base
-        } else {
-            0.0
-        }
+        self.saved(self.total_cost(), self.baselines.default.cost)
     }
 
     /// Fraction of the default configuration's expected energy saved.
     pub fn energy_savings_vs_default(&self) -> f64 {
-        let base = self.recurrences as f64 * self.baselines.default.energy;
+        self.saved(self.total_energy(), self.baselines.default.energy)
+    }
+
+    /// The fraction of `per_run` x the recurrences that `total` saves (0 when
+    /// that is not positive).
+    fn saved(&self, total: f64, per_run: f64) -> f64 {
+        let base = self.recurrences as f64 * per_run;
         if base > 0.0 {
-            1.0 - self.total_energy() / base
+            1.0 - total / base
         } else {
             0.0
         }

@@ -10,7 +10,7 @@
 //! stopped before the epoch that would take its cost past `beta * min_cost`.
 
 use rand_chacha::ChaCha20Rng;
-use rand_core::{RngCore, SeedableRng};
+use rand_core::SeedableRng;
 use serde::{Deserialize, Serialize};
 
 use super::error::SimError;
@@ -18,9 +18,9 @@ use super::trace::GroupJob;
 use super::workload::{BatchSizeTrace, JobTrace, PowerPoint};
 use crate::api::{self, Change};
 use crate::cost::zeus_cost;
-use crate::field_error::FieldError;
 use crate::job::JobState;
 use crate::policy::Policy;
+use crate::rng::unbiased_index;
 use crate::spec::JobSpec;
 use crate::wire::{
     Phase, PowerMeasurement, PowerProfile, TrainingResult, TrialId, MAX_PROFILE_POINTS,
@@ -45,10 +45,10 @@ impl SimConfig {
     pub fn validate(&self) -> Result<(), SimError> {
         check_eta(self.eta_knob)?;
         if self.beta_knob.is_nan() || self.beta_knob <= 0.0 {
-            return Err(SimError::Knob(FieldError::new(
+            return Err(SimError::knob(
                 "beta",
                 "must be > 0 (or infinite to disable early stopping)",
-            )));
+            ));
         }
         Ok(())
     }
@@ -59,7 +59,7 @@ pub fn check_eta(eta: f64) -> Result<(), SimError> {
     if eta.is_finite() && (0.0..=1.0).contains(&eta) {
         Ok(())
     } else {
-        Err(SimError::Knob(FieldError::new("eta", "must be in [0, 1]")))
+        Err(SimError::knob("eta", "must be in [0, 1]"))
     }
 }
 
@@ -96,14 +96,7 @@ impl PathRng {
 
     /// Uniform index in `0..n` (`n > 0`) without modulo bias.
     fn index(&mut self, n: usize) -> usize {
-        let n = n as u64;
-        let zone = u64::MAX - (u64::MAX % n);
-        loop {
-            let x = self.0.next_u64();
-            if x < zone {
-                return (x % n) as usize;
-            }
-        }
+        unbiased_index(&mut self.0, n)
     }
 }
 
@@ -201,6 +194,24 @@ impl<'a> Engine<'a> {
         Ok((pl, true))
     }
 
+    /// Samples a training path of `bs` at `pl`: its power point and the epoch
+    /// at which it reaches the target (`None`: never), drawn from the trace's runs.
+    fn sample_path<'b>(
+        &mut self,
+        bs: &'b BatchSizeTrace,
+        pl: u32,
+    ) -> Result<(&'b PowerPoint, Option<f64>), SimError> {
+        if bs.target_epochs.is_empty() {
+            return Err(SimError::NoRuns {
+                batch_size: bs.batch_size,
+                target_metric: self.job.workload.target_metric,
+            });
+        }
+        let point = bs.at(pl).ok_or(SimError::NoPowerLimit(bs.batch_size))?;
+        let target_epoch = bs.target_epochs[self.rng.index(bs.target_epochs.len())];
+        Ok((point, target_epoch))
+    }
+
     /// Runs the job once: samples a training path, stops before the epoch that
     /// would pass `cost_ub`. Energy and time are zero when not even one epoch fits.
     fn run(
@@ -210,14 +221,7 @@ impl<'a> Engine<'a> {
         cost_ub: f64,
         profile: bool,
     ) -> Result<RunOutcome, SimError> {
-        if bs.target_epochs.is_empty() {
-            return Err(SimError::NoRuns {
-                batch_size: bs.batch_size,
-                target_metric: self.job.workload.target_metric,
-            });
-        }
-        let point = bs.at(pl).ok_or(SimError::NoPowerLimit(bs.batch_size))?;
-        let target_epoch = bs.target_epochs[self.rng.index(bs.target_epochs.len())];
+        let (point, target_epoch) = self.sample_path(bs, pl)?;
         let job_max = self.job.workload.max_epochs as f64;
         let max_epochs = if cost_ub == f64::INFINITY {
             job_max
@@ -267,30 +271,46 @@ impl<'a> Engine<'a> {
         profile: bool,
         now_ms: i64,
     ) -> Result<RunOutcome, SimError> {
-        let (point, target_epoch) = self.start_reported(state, bs, pl, profile)?;
-        let mut epoch = 0u32;
-        loop {
-            epoch += 1;
-            let (energy, time) = energy_time(bs, point, profile, epoch as f64);
-            let reached = target_epoch.is_some_and(|te| te <= epoch as f64);
+        self.run_epochs(state, bs, pl, profile, |_, state, epoch, run| {
             let answer = state.report(
                 &TrainingResult {
                     job_id: trial.job_id.clone(),
                     batch_size: trial.batch_size,
                     trial_number: trial.trial_number,
-                    time,
-                    energy,
-                    metric: if reached { 1.0 } else { 0.0 },
+                    time: run.time,
+                    energy: run.energy,
+                    metric: if run.reached { 1.0 } else { 0.0 },
                     current_epoch: epoch,
                 },
-                now_ms + (time * 1000.0) as i64,
+                now_ms + (run.time * 1000.0) as i64,
             )?;
-            if answer.stop_train {
-                return Ok(RunOutcome {
-                    energy,
-                    time,
-                    reached,
-                });
+            Ok(answer.stop_train)
+        })
+    }
+
+    /// Starts a run that the optimizer stops ([`Engine::start_reported`]), then
+    /// runs it epoch by epoch until `stop`, given the epoch (from 1) and the
+    /// totals so far, says to stop; returns those totals.
+    fn run_epochs(
+        &mut self,
+        state: &mut JobState,
+        bs: &'a BatchSizeTrace,
+        pl: u32,
+        profile: bool,
+        mut stop: impl FnMut(&Self, &mut JobState, u32, &RunOutcome) -> Result<bool, SimError>,
+    ) -> Result<RunOutcome, SimError> {
+        let (point, target_epoch) = self.start_reported(state, bs, pl, profile)?;
+        let mut epoch = 0u32;
+        loop {
+            epoch += 1;
+            let (energy, time) = energy_time(bs, point, profile, epoch as f64);
+            let run = RunOutcome {
+                energy,
+                time,
+                reached: target_epoch.is_some_and(|te| te <= epoch as f64),
+            };
+            if stop(self, state, epoch, &run)? {
+                return Ok(run);
             }
         }
     }
@@ -304,14 +324,7 @@ impl<'a> Engine<'a> {
         pl: u32,
         profile: bool,
     ) -> Result<(&'a PowerPoint, Option<f64>), SimError> {
-        if bs.target_epochs.is_empty() {
-            return Err(SimError::NoRuns {
-                batch_size: bs.batch_size,
-                target_metric: self.job.workload.target_metric,
-            });
-        }
-        let point = bs.at(pl).ok_or(SimError::NoPowerLimit(bs.batch_size))?;
-        let target_epoch = bs.target_epochs[self.rng.index(bs.target_epochs.len())];
+        let (point, target_epoch) = self.sample_path(bs, pl)?;
         if profile {
             self.post_profile(state, bs)?;
         }
@@ -328,24 +341,12 @@ impl<'a> Engine<'a> {
         pl: u32,
         profile: bool,
     ) -> Result<RunOutcome, SimError> {
-        let (point, target_epoch) = self.start_reported(state, bs, pl, profile)?;
-        let mut epoch = 0u32;
-        loop {
-            epoch += 1;
-            let (energy, time) = energy_time(bs, point, profile, epoch as f64);
-            let reached = target_epoch.is_some_and(|te| te <= epoch as f64);
-            let cost = self.cost(energy, time);
-            if state
-                .wattwise_stop(bs.batch_size, cost, reached, epoch)
-                .is_some()
-            {
-                return Ok(RunOutcome {
-                    energy,
-                    time,
-                    reached,
-                });
-            }
-        }
+        self.run_epochs(state, bs, pl, profile, |engine, state, epoch, run| {
+            let cost = engine.cost(run.energy, run.time);
+            Ok(state
+                .wattwise_stop(bs.batch_size, cost, run.reached, epoch)
+                .is_some())
+        })
     }
 
     /// Posts the power profile of a batch size's first epoch to the job, as the

@@ -16,7 +16,6 @@ use super::catalog::{beta_knob, check_recurrences, Catalog, SimulateSpec, Target
 use super::error::SimError;
 use super::report::SimReport;
 use super::simulator::SimConfig;
-use crate::field_error::FieldError;
 use crate::policy::Policy;
 
 /// The most simulations one sweep may run.
@@ -96,16 +95,16 @@ impl SweepSpec {
     pub fn validate(&self) -> Result<(), SimError> {
         let n = self.len();
         if n == 0 {
-            return Err(SimError::Knob(FieldError::new(
+            return Err(SimError::knob(
                 "sweep",
                 "needs at least one eta, one seed, one recurrence count, one policy and one pair",
-            )));
+            ));
         }
         if n > MAX_SWEEP {
-            return Err(SimError::Knob(FieldError::new(
+            return Err(SimError::knob(
                 "sweep",
                 "at most 1,000,000 simulations at once",
-            )));
+            ));
         }
         for &r in &self.recurrences {
             check_recurrences(r)?;

@@ -129,16 +129,24 @@ pub struct MergedRow {
     pub energy_per_epoch: f64,
 }
 
-/// A CSV table split into header and rows of trimmed cells.
+/// A CSV table split into header and rows of trimmed cells, with the columns
+/// a trace needs found by name.
 struct Table<'a> {
     trace: &'static str,
-    header: Vec<&'a str>,
+    /// The needed columns: `(name, index in the header)`.
+    columns: Vec<(&'static str, usize)>,
     /// `(line number, cells)`.
     rows: Vec<(usize, Vec<&'a str>)>,
 }
 
 impl<'a> Table<'a> {
-    fn parse(trace: &'static str, text: &'a str, expected: &[&str]) -> Result<Self, TraceError> {
+    /// Splits `text` into rows and finds the `expected` columns (in that order,
+    /// so the first missing one is named).
+    fn parse(
+        trace: &'static str,
+        text: &'a str,
+        expected: &[&'static str],
+    ) -> Result<Self, TraceError> {
         let mut lines = text
             .lines()
             .enumerate()
@@ -170,114 +178,132 @@ impl<'a> Table<'a> {
             }
             rows.push((i + 1, cells));
         }
+        let columns = expected
+            .iter()
+            .map(|&name| {
+                header
+                    .iter()
+                    .position(|h| h.trim_matches('"') == name)
+                    .map(|i| (name, i))
+                    .ok_or(TraceError::MissingColumn {
+                        trace,
+                        column: name,
+                    })
+            })
+            .collect::<Result<_, _>>()?;
         Ok(Table {
             trace,
-            header,
+            columns,
             rows,
         })
     }
 
-    fn column(&self, name: &'static str) -> Result<usize, TraceError> {
-        self.header
+    /// The rows, each read by column name.
+    fn rows(&self) -> impl Iterator<Item = Row<'_, 'a>> {
+        self.rows.iter().map(move |(line, cells)| Row {
+            table: self,
+            line: *line,
+            cells,
+        })
+    }
+}
+
+/// One row of a [`Table`]: cells read by column name and checked by rule.
+struct Row<'t, 'a> {
+    table: &'t Table<'a>,
+    line: usize,
+    cells: &'t [&'a str],
+}
+
+impl<'a> Row<'_, 'a> {
+    /// The cell of a needed column (a column the trace does not need is missing).
+    fn cell(&self, column: &'static str) -> Result<&'a str, TraceError> {
+        self.table
+            .columns
             .iter()
-            .position(|h| h.trim_matches('"') == name)
+            .find(|(name, _)| *name == column)
+            .and_then(|&(_, i)| self.cells.get(i).copied())
             .ok_or(TraceError::MissingColumn {
-                trace: self.trace,
-                column: name,
+                trace: self.table.trace,
+                column,
             })
     }
 
-    fn bad(
-        &self,
-        line: usize,
-        column: &'static str,
-        value: &str,
-        rule: &'static str,
-    ) -> TraceError {
+    /// The error for a cell of `column` that breaks `rule`.
+    fn bad(&self, column: &'static str, value: &str, rule: &'static str) -> TraceError {
         TraceError::BadCell {
-            trace: self.trace,
-            line,
+            trace: self.table.trace,
+            line: self.line,
             column,
             value: value.to_string(),
             rule,
         }
     }
 
-    fn text(
+    /// A cell that is checked and converted by `parse` (`None`: it breaks `rule`).
+    fn parsed<T>(
         &self,
-        line: usize,
-        cells: &[&str],
-        col: (usize, &'static str),
-    ) -> Result<String, TraceError> {
-        let v = cells[col.0];
-        if v.is_empty() {
-            return Err(self.bad(line, col.1, v, "must not be empty"));
-        }
-        Ok(v.to_string())
+        column: &'static str,
+        rule: &'static str,
+        parse: impl FnOnce(&str) -> Option<T>,
+    ) -> Result<T, TraceError> {
+        let v = self.cell(column)?;
+        parse(v).ok_or_else(|| self.bad(column, v, rule))
     }
 
-    fn positive_int(
-        &self,
-        line: usize,
-        cells: &[&str],
-        col: (usize, &'static str),
-    ) -> Result<u32, TraceError> {
-        let v = cells[col.0];
-        // Accept "256" and "256.0" (pandas writes integers of float columns that way).
-        let parsed = v.parse::<u32>().ok().or_else(|| {
-            v.parse::<f64>()
+    /// The configuration that joins train and power rows: dataset, network,
+    /// batch size and optimizer.
+    fn configuration(&self) -> Result<(String, String, u32, String), TraceError> {
+        Ok((
+            self.text("dataset")?,
+            self.text("network")?,
+            self.positive_int("batch_size")?,
+            self.text("optimizer")?,
+        ))
+    }
+
+    fn text(&self, column: &'static str) -> Result<String, TraceError> {
+        self.parsed(column, "must not be empty", |v| {
+            (!v.is_empty()).then(|| v.to_string())
+        })
+    }
+
+    fn positive_int(&self, column: &'static str) -> Result<u32, TraceError> {
+        self.parsed(column, "must be a whole number > 0", |v| {
+            // Accept "256" and "256.0" (pandas writes integers of float columns that way).
+            v.parse::<u32>()
                 .ok()
-                .filter(|f| f.fract() == 0.0 && *f >= 1.0 && *f <= u32::MAX as f64)
-                .map(|f| f as u32)
-        });
-        match parsed {
-            Some(n) if n > 0 => Ok(n),
-            _ => Err(self.bad(line, col.1, v, "must be a whole number > 0")),
-        }
+                .or_else(|| {
+                    v.parse::<f64>()
+                        .ok()
+                        .filter(|f| f.fract() == 0.0 && *f >= 1.0 && *f <= u32::MAX as f64)
+                        .map(|f| f as u32)
+                })
+                .filter(|&n| n > 0)
+        })
     }
 
-    fn int(
-        &self,
-        line: usize,
-        cells: &[&str],
-        col: (usize, &'static str),
-    ) -> Result<i64, TraceError> {
-        let v = cells[col.0];
-        v.parse::<i64>()
-            .ok()
-            .or_else(|| {
+    fn int(&self, column: &'static str) -> Result<i64, TraceError> {
+        self.parsed(column, "must be a whole number", |v| {
+            v.parse::<i64>().ok().or_else(|| {
                 v.parse::<f64>()
                     .ok()
                     .filter(|f| f.fract() == 0.0 && f.abs() < 9.0e15)
                     .map(|f| f as i64)
             })
-            .ok_or_else(|| self.bad(line, col.1, v, "must be a whole number"))
+        })
     }
 
-    fn finite(
-        &self,
-        line: usize,
-        cells: &[&str],
-        col: (usize, &'static str),
-    ) -> Result<f64, TraceError> {
-        let v = cells[col.0];
-        match v.parse::<f64>() {
-            Ok(f) if f.is_finite() => Ok(f),
-            _ => Err(self.bad(line, col.1, v, "must be a finite number")),
-        }
+    fn finite(&self, column: &'static str) -> Result<f64, TraceError> {
+        self.parsed(column, "must be a finite number", |v| {
+            v.parse::<f64>().ok().filter(|f| f.is_finite())
+        })
     }
 
-    fn positive(
-        &self,
-        line: usize,
-        cells: &[&str],
-        col: (usize, &'static str),
-    ) -> Result<f64, TraceError> {
-        let v = cells[col.0];
-        match v.parse::<f64>() {
-            Ok(f) if f.is_finite() && f > 0.0 => Ok(f),
-            _ => Err(self.bad(line, col.1, v, "must be a finite number > 0")),
-        }
+    fn positive(&self, column: &'static str) -> Result<f64, TraceError> {
+        self.parsed(column, "must be a finite number > 0", |v| {
+            v.parse::<f64>().ok().filter(|f| f.is_finite() && *f > 0.0)
+        })
     }
 }
 
@@ -304,77 +330,57 @@ pub const POWER_COLUMNS: [&str; 7] = [
     "average_power",
 ];
 
-fn col(t: &Table<'_>, name: &'static str) -> Result<(usize, &'static str), TraceError> {
-    Ok((t.column(name)?, name))
-}
-
 /// Parses the train trace (`summary_train.csv`).
 pub fn parse_train(text: &str) -> Result<Vec<TrainRow>, TraceError> {
     let t = Table::parse("train", text, &TRAIN_COLUMNS)?;
-    let dataset = col(&t, "dataset")?;
-    let network = col(&t, "network")?;
-    let batch_size = col(&t, "batch_size")?;
-    let optimizer = col(&t, "optimizer")?;
-    let learning_rate = col(&t, "learning_rate")?;
-    let run = col(&t, "run")?;
-    let target_metric = col(&t, "target_metric")?;
-    let target_epoch = col(&t, "target_epoch")?;
-    let mut out = Vec::with_capacity(t.rows.len());
-    for (line, cells) in &t.rows {
-        let line = *line;
-        let epoch_text = cells[target_epoch.0];
-        let epoch = if epoch_text.is_empty() || epoch_text.eq_ignore_ascii_case("nan") {
-            None
-        } else {
-            match epoch_text.parse::<f64>() {
-                Ok(e) if e.is_finite() && e >= 0.0 => Some(e),
-                _ => {
-                    return Err(t.bad(
-                        line,
-                        "target_epoch",
-                        epoch_text,
-                        "must be a number >= 0, `nan` or empty",
-                    ))
-                }
-            }
-        };
-        out.push(TrainRow {
-            dataset: t.text(line, cells, dataset)?,
-            network: t.text(line, cells, network)?,
-            batch_size: t.positive_int(line, cells, batch_size)?,
-            optimizer: t.text(line, cells, optimizer)?,
-            learning_rate: t.finite(line, cells, learning_rate)?,
-            run: t.int(line, cells, run)?,
-            target_metric: t.finite(line, cells, target_metric)?,
-            target_epoch: epoch,
-        });
-    }
-    Ok(out)
+    t.rows()
+        .map(|r| {
+            // The epoch first: a row with several bad cells names this one.
+            let target_epoch = r.parsed(
+                "target_epoch",
+                "must be a number >= 0, `nan` or empty",
+                |v| {
+                    if v.is_empty() || v.eq_ignore_ascii_case("nan") {
+                        Some(None)
+                    } else {
+                        v.parse::<f64>()
+                            .ok()
+                            .filter(|e| e.is_finite() && *e >= 0.0)
+                            .map(Some)
+                    }
+                },
+            )?;
+            let (dataset, network, batch_size, optimizer) = r.configuration()?;
+            Ok(TrainRow {
+                dataset,
+                network,
+                batch_size,
+                optimizer,
+                learning_rate: r.finite("learning_rate")?,
+                run: r.int("run")?,
+                target_metric: r.finite("target_metric")?,
+                target_epoch,
+            })
+        })
+        .collect()
 }
 
 /// Parses a power trace (`summary_power_{gpu}.csv`). A configuration may appear
 /// only once per power limit.
 pub fn parse_power(text: &str) -> Result<Vec<PowerRow>, TraceError> {
     let t = Table::parse("power", text, &POWER_COLUMNS)?;
-    let dataset = col(&t, "dataset")?;
-    let network = col(&t, "network")?;
-    let batch_size = col(&t, "batch_size")?;
-    let optimizer = col(&t, "optimizer")?;
-    let power_limit = col(&t, "power_limit")?;
-    let time_per_epoch = col(&t, "time_per_epoch")?;
-    let average_power = col(&t, "average_power")?;
     let mut out = Vec::with_capacity(t.rows.len());
     let mut seen: HashMap<(String, String, u32, String, u32), usize> = HashMap::new();
-    for (line, cells) in &t.rows {
-        let line = *line;
+    for r in t.rows() {
+        let (dataset, network, batch_size, optimizer) = r.configuration()?;
         let row = PowerRow {
-            dataset: t.text(line, cells, dataset)?,
-            network: t.text(line, cells, network)?,
-            batch_size: t.positive_int(line, cells, batch_size)?,
-            optimizer: t.text(line, cells, optimizer)?,
-            power_limit: t.positive_int(line, cells, power_limit)?,
-            time_per_epoch: t.positive(line, cells, time_per_epoch)?,
-            average_power: t.positive(line, cells, average_power)?,
+            dataset,
+            network,
+            batch_size,
+            optimizer,
+            power_limit: r.positive_int("power_limit")?,
+            time_per_epoch: r.positive("time_per_epoch")?,
+            average_power: r.positive("average_power")?,
         };
         let key = (
             row.dataset.clone(),
@@ -385,7 +391,7 @@ pub fn parse_power(text: &str) -> Result<Vec<PowerRow>, TraceError> {
         );
         if let Some(&first) = seen.get(&key) {
             return Err(TraceError::DuplicatePower {
-                line,
+                line: r.line,
                 first,
                 key: format!(
                     "{}/{}/{} batch size {} at {} W",
@@ -393,7 +399,7 @@ pub fn parse_power(text: &str) -> Result<Vec<PowerRow>, TraceError> {
                 ),
             });
         }
-        seen.insert(key, line);
+        seen.insert(key, r.line);
         out.push(row);
     }
     Ok(out)
@@ -427,35 +433,24 @@ pub const GROUP_COLUMNS: [&str; 5] = [
 /// `end_time >= start_time` and a runtime ratio >= 0.
 pub fn parse_groups(text: &str) -> Result<Vec<GroupRow>, TraceError> {
     let t = Table::parse("group", text, &GROUP_COLUMNS)?;
-    let group = col(&t, "group")?;
-    let start_time = col(&t, "start_time")?;
-    let end_time = col(&t, "end_time")?;
-    let dataset = col(&t, "dataset")?;
-    let runtime_ratio = col(&t, "runtime_ratio")?;
-    let mut out = Vec::with_capacity(t.rows.len());
-    for (line, cells) in &t.rows {
-        let line = *line;
-        let row = GroupRow {
-            group: t.text(line, cells, group)?,
-            start_time: t.finite(line, cells, start_time)?,
-            end_time: t.finite(line, cells, end_time)?,
-            dataset: t.text(line, cells, dataset)?,
-            runtime_ratio: t.finite(line, cells, runtime_ratio)?,
-        };
-        if row.end_time < row.start_time {
-            return Err(t.bad(line, "end_time", cells[end_time.0], "must be >= start_time"));
-        }
-        if row.runtime_ratio < 0.0 {
-            return Err(t.bad(
-                line,
-                "runtime_ratio",
-                cells[runtime_ratio.0],
-                "must be >= 0",
-            ));
-        }
-        out.push(row);
-    }
-    Ok(out)
+    t.rows()
+        .map(|r| {
+            let row = GroupRow {
+                group: r.text("group")?,
+                start_time: r.finite("start_time")?,
+                end_time: r.finite("end_time")?,
+                dataset: r.text("dataset")?,
+                runtime_ratio: r.finite("runtime_ratio")?,
+            };
+            if row.end_time < row.start_time {
+                return Err(r.bad("end_time", r.cell("end_time")?, "must be >= start_time"));
+            }
+            if row.runtime_ratio < 0.0 {
+                return Err(r.bad("runtime_ratio", r.cell("runtime_ratio")?, "must be >= 0"));
+            }
+            Ok(row)
+        })
+        .collect()
 }
 
 /// The first group of a dataset in the group trace: the group a simulation of
@@ -635,20 +630,32 @@ d,n,32,adam,300,6.0,95.0
                 rule: "must be a number >= 0, `nan` or empty"
             }
         );
-        assert!(
-            e.to_string().contains("line 4, column `target_epoch`"),
-            "{e}"
-        );
 
-        let bad = POWER.replace("d,n,16,adam,100,6.0,95.0", "d,n,16,adam,100,-6.0,95.0");
-        let e = parse_power(&bad).unwrap_err().to_string();
-        assert!(e.contains("line 4, column `time_per_epoch`"), "{e}");
-
-        let bad = POWER.replace("d,n,16,adam,100,6.0,95.0", "d,n,0,adam,100,6.0,95.0");
-        assert!(parse_power(&bad)
-            .unwrap_err()
-            .to_string()
-            .contains("column `batch_size`"));
+        // Every bad cell is named by its line and column, whichever trace holds it.
+        let groups = "group,start_time,end_time,dataset,runtime_ratio\n\
+                      g1,100.0,200.0,squad,1.5\n\
+                      g2,20.0,10.0,imagenet,1.0\n";
+        let bad_cells = [
+            (e.to_string(), "line 4, column `target_epoch`"),
+            (
+                power_error(
+                    &POWER.replace("d,n,16,adam,100,6.0,95.0", "d,n,16,adam,100,-6.0,95.0"),
+                ),
+                "line 4, column `time_per_epoch`",
+            ),
+            (
+                power_error(&POWER.replace("d,n,16,adam,100,6.0,95.0", "d,n,0,adam,100,6.0,95.0")),
+                "line 4, column `batch_size`",
+            ),
+            (group_error(groups), "line 3, column `end_time`"),
+            (
+                group_error(&groups.replace("1.5", "x")),
+                "line 2, column `runtime_ratio`",
+            ),
+        ];
+        for (error, want) in bad_cells {
+            assert!(error.contains(want), "{error:?} should name {want:?}");
+        }
 
         let e = parse_power("dataset,network,batch_size\n").unwrap_err();
         assert_eq!(
@@ -699,14 +706,14 @@ d,n,32,adam,300,6.0,95.0
         assert_eq!(jobs.len(), 2);
         assert_eq!(jobs[0].start_time, 50.0);
         assert_eq!(jobs[1].runtime_ratio, 1.5);
-        let bad = text.replace("g2,0.0,10.0", "g2,20.0,10.0");
-        let e = parse_groups(&bad).unwrap_err().to_string();
-        assert!(e.contains("line 3, column `end_time`"), "{e}");
-        let bad = text.replace("1.5", "x");
-        assert!(parse_groups(&bad)
-            .unwrap_err()
-            .to_string()
-            .contains("column `runtime_ratio`"));
+    }
+
+    fn power_error(text: &str) -> String {
+        parse_power(text).unwrap_err().to_string()
+    }
+
+    fn group_error(text: &str) -> String {
+        parse_groups(text).unwrap_err().to_string()
     }
 
     #[test]

@@ -3,28 +3,14 @@
 #![allow(dead_code)]
 
 use serde_json::Value;
-use wattwise_core::service::{Body, HostEnv, MemoryStore, Request, Service, ServiceConfig};
+use wattwise_core::service::{Body, MemoryStore, Request, Service, ServiceConfig};
 
-/// A deterministic host: a clock that ticks 1 s per call and a counter as entropy.
-pub struct TestEnv {
-    pub now: i64,
-    pub seed: u64,
-}
-
-impl HostEnv for TestEnv {
-    fn now_ms(&mut self) -> i64 {
-        self.now += 1000;
-        self.now
-    }
-    fn entropy(&mut self) -> u64 {
-        self.seed = self
-            .seed
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        self.seed
-    }
-    async fn backoff(&mut self, _ms: u64) {}
-}
+// Also loaded by `hostile_docs` (reliability.rs includes both; the local server's tests
+// include hostile_docs alone): two copies of one small module.
+#[allow(clippy::duplicate_mod)]
+#[path = "../test_env/mod.rs"]
+mod test_env;
+pub use test_env::TestEnv;
 
 /// A service over a fresh memory store, with a test clock.
 pub struct Harness {
@@ -42,6 +28,7 @@ impl Harness {
             service: Service::new(MemoryStore::default(), config),
             env: TestEnv {
                 now: 1_700_000_000_000,
+                tick_ms: 1000,
                 seed: 42,
             },
         }

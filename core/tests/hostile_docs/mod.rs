@@ -10,28 +10,14 @@
 use serde_json::{json, Value};
 use wattwise_core::job::JobState;
 use wattwise_core::rng::JobRng;
-use wattwise_core::service::{Body, HostEnv, Request, Service, Store};
+use wattwise_core::service::{Body, Request, Service, Store};
 
-/// A deterministic host: a clock that ticks, entropy from a counter, no waiting.
-pub struct HostileEnv {
-    now: i64,
-    seed: u64,
-}
-
-impl HostEnv for HostileEnv {
-    fn now_ms(&mut self) -> i64 {
-        self.now += 7;
-        self.now
-    }
-    fn entropy(&mut self) -> u64 {
-        self.seed = self
-            .seed
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        self.seed
-    }
-    async fn backoff(&mut self, _ms: u64) {}
-}
+// Also loaded by `common` (reliability.rs includes both; the local server's tests
+// include hostile_docs alone): two copies of one small module.
+#[allow(clippy::duplicate_mod)]
+#[path = "../test_env/mod.rs"]
+mod test_env;
+use test_env::TestEnv;
 
 /// Extreme but JSON-representable numbers.
 const HOSTILE: [f64; 18] = [
@@ -85,9 +71,19 @@ pub struct Tally {
     pub refused: usize,
 }
 
+/// [`call`] with no request body.
+async fn call_without_body<S: Store>(
+    service: &Service<S>,
+    env: &mut TestEnv,
+    method: &str,
+    target: &str,
+) -> (u16, Value) {
+    call(service, env, method, target, &Value::Null).await
+}
+
 async fn call<S: Store>(
     service: &Service<S>,
-    env: &mut HostileEnv,
+    env: &mut TestEnv,
     method: &str,
     target: &str,
     body: &Value,
@@ -132,18 +128,11 @@ fn all_finite(v: &Value) -> bool {
 /// Reads the job back and checks it; counts one document.
 async fn check_document<S: Store>(
     service: &Service<S>,
-    env: &mut HostileEnv,
+    env: &mut TestEnv,
     job_id: &str,
     tally: &mut Tally,
 ) {
-    let (status, doc) = call(
-        service,
-        env,
-        "GET",
-        &format!("/jobs/{job_id}"),
-        &Value::Null,
-    )
-    .await;
+    let (status, doc) = call_without_body(service, env, "GET", &format!("/jobs/{job_id}")).await;
     assert_eq!(status, 200, "job {job_id} cannot be read back: {doc}");
     assert!(
         all_finite(&doc),
@@ -189,8 +178,9 @@ fn hostile_spec(g: &mut Gen, job_id: &str) -> Value {
 /// and read back.
 pub async fn run<S: Store>(service: &Service<S>, seed: u64, min_documents: usize) -> Tally {
     let mut g = Gen(JobRng::from_seed(seed));
-    let mut env = HostileEnv {
+    let mut env = TestEnv {
         now: 1_700_000_000_000,
+        tick_ms: 7,
         seed,
     };
     let mut tally = Tally::default();
@@ -212,12 +202,11 @@ pub async fn run<S: Store>(service: &Service<S>, seed: u64, min_documents: usize
         for _ in 0..40 {
             let op = g.0.index(10);
             if op < 4 || dispatched.is_empty() {
-                let (status, trial) = call(
+                let (status, trial) = call_without_body(
                     service,
                     env,
                     "GET",
                     &format!("/jobs/batch_size?job_id={job_id}"),
-                    &Value::Null,
                 )
                 .await;
                 if status == 200 {
@@ -270,14 +259,8 @@ pub async fn run<S: Store>(service: &Service<S>, seed: u64, min_documents: usize
                 check_document(service, env, &job_id, &mut tally).await;
             }
         }
-        let (status, answer) = call(
-            service,
-            env,
-            "DELETE",
-            &format!("/jobs?job_id={job_id}"),
-            &Value::Null,
-        )
-        .await;
+        let (status, answer) =
+            call_without_body(service, env, "DELETE", &format!("/jobs?job_id={job_id}")).await;
         assert_eq!(status, 200, "{answer}");
     }
     tally

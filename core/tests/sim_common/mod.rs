@@ -3,6 +3,8 @@
 
 use wattwise_core::sim::{builtin, Catalog, JobTrace, Target, Trace};
 
+include!("digests.rs");
+
 /// The built-in train trace joined with one GPU's power trace.
 pub fn trace(gpu: &str) -> Trace {
     builtin::trace(gpu).unwrap()

@@ -172,6 +172,25 @@ def _make_default() -> EventWriter:
         return _default
 
 
+class _CallbackEvents:
+    """What the framework callbacks (``wattwise.huggingface``, ``wattwise.lightning``)
+    share: the metric they report, and the writer their events go to."""
+
+    metric: str
+    _writer: Optional[EventWriter]
+
+    def _setup_events(self, metric: str, writer: Optional[EventWriter], example: str) -> None:
+        """Keeps ``metric`` (an empty one is an error that shows ``example``) and
+        ``writer`` (``None``: the file named by ``WATTWISE_EVENTS``)."""
+        if not metric:
+            raise ValueError(f"WattwiseCallback: metric must name {example}")
+        self.metric = metric
+        self._writer = writer
+
+    def _events(self) -> EventWriter:
+        return self._writer if self._writer is not None else _writer()
+
+
 def active() -> bool:
     """Whether the script runs under ``wattwise run`` (``WATTWISE_EVENTS`` is set)."""
     return _writer().active

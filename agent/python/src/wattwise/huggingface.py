@@ -32,12 +32,12 @@ from typing import Any, Dict, Optional
 
 from transformers import TrainerCallback
 
-from . import EventWriter, _writer
+from . import EventWriter, _CallbackEvents
 
 __all__ = ["WattwiseCallback"]
 
 
-class WattwiseCallback(TrainerCallback):
+class WattwiseCallback(TrainerCallback, _CallbackEvents):
     """Sends ``step_begin``/``step_end`` around each optimizer step and
     ``epoch_end <metrics[metric]>`` after each evaluation."""
 
@@ -45,13 +45,7 @@ class WattwiseCallback(TrainerCallback):
         """``metric``: the evaluation metric to report, as the Trainer names it
         (e.g. ``"eval_accuracy"``). ``writer``: where events go (default: the file
         named by ``WATTWISE_EVENTS``; nowhere without the agent)."""
-        if not metric:
-            raise ValueError("WattwiseCallback: metric must name an evaluation metric, e.g. 'eval_accuracy'")
-        self.metric = metric
-        self._writer = writer
-
-    def _events(self) -> EventWriter:
-        return self._writer if self._writer is not None else _writer()
+        self._setup_events(metric, writer, "an evaluation metric, e.g. 'eval_accuracy'")
 
     def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         """Writes ``step_begin``."""

@@ -37,12 +37,12 @@ try:
 except ImportError:  # the older package name
     from pytorch_lightning import Callback
 
-from . import EventWriter, _writer
+from . import EventWriter, _CallbackEvents
 
 __all__ = ["WattwiseCallback"]
 
 
-class WattwiseCallback(Callback):
+class WattwiseCallback(Callback, _CallbackEvents):
     """Sends ``step_begin``/``step_end`` around each training batch and
     ``epoch_end <metric>`` after each validation run."""
 
@@ -51,13 +51,7 @@ class WattwiseCallback(Callback):
         ``"val_acc"``). ``writer``: where events go (default: the file named by
         ``WATTWISE_EVENTS``; nowhere without the agent)."""
         super().__init__()
-        if not metric:
-            raise ValueError("WattwiseCallback: metric must name a logged metric, e.g. 'val_acc'")
-        self.metric = metric
-        self._writer = writer
-
-    def _events(self) -> EventWriter:
-        return self._writer if self._writer is not None else _writer()
+        self._setup_events(metric, writer, "a logged metric, e.g. 'val_acc'")
 
     def on_train_batch_start(self, trainer: Any, pl_module: Any, batch: Any, batch_idx: int) -> None:
         """Writes ``step_begin``."""

@@ -184,6 +184,15 @@ struct Samples {
     first_error: Option<String>,
 }
 
+impl Samples {
+    /// Counts a failed call, keeping the first failure's answer.
+    fn error(&mut self, call: &str, status: u16, body: &[u8]) {
+        self.errors += 1;
+        self.first_error
+            .get_or_insert_with(|| format!("{call} {status}: {}", String::from_utf8_lossy(body)));
+    }
+}
+
 async fn worker(
     args: Arc<Args>,
     ids: Arc<Vec<String>>,
@@ -211,10 +220,7 @@ async fn worker(
             .await?;
         let t1 = Instant::now();
         if status != 200 {
-            s.errors += 1;
-            s.first_error.get_or_insert_with(|| {
-                format!("predict {status}: {}", String::from_utf8_lossy(&body))
-            });
+            s.error("predict", status, &body);
             continue;
         }
         let trial: Value = serde_json::from_slice(&body).map_err(|e| e.to_string())?;
@@ -228,10 +234,7 @@ async fn worker(
         let (status, body) = conn.call("POST", "/report", Some(&report)).await?;
         let t2 = Instant::now();
         if status != 200 {
-            s.errors += 1;
-            s.first_error.get_or_insert_with(|| {
-                format!("report {status}: {}", String::from_utf8_lossy(&body))
-            });
+            s.error("report", status, &body);
             continue;
         }
         if record {
