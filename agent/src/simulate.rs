@@ -133,33 +133,37 @@ fn parse_seeds(text: &str) -> anyhow::Result<Vec<u64>> {
     Ok(out)
 }
 
-fn parse_etas(text: &str) -> anyhow::Result<Vec<f64>> {
-    let etas = text
+/// A comma-separated list given to `--flag`, each item read by `parse`; at least
+/// one item (`at_least` says what).
+fn parse_list<T>(
+    flag: &str,
+    text: &str,
+    at_least: &str,
+    parse: impl Fn(&str) -> anyhow::Result<T>,
+) -> anyhow::Result<Vec<T>> {
+    let items = text
         .split(',')
         .map(str::trim)
         .filter(|p| !p.is_empty())
-        .map(|part| {
-            part.parse()
-                .with_context(|| format!("--eta: {part:?} is not a number"))
-        })
-        .collect::<anyhow::Result<Vec<f64>>>()?;
-    if etas.is_empty() {
-        bail!("--eta: give at least one value");
+        .map(parse)
+        .collect::<anyhow::Result<Vec<T>>>()?;
+    if items.is_empty() {
+        bail!("--{flag}: give at least {at_least}");
     }
-    Ok(etas)
+    Ok(items)
+}
+
+fn parse_etas(text: &str) -> anyhow::Result<Vec<f64>> {
+    parse_list("eta", text, "one value", |part| {
+        part.parse()
+            .with_context(|| format!("--eta: {part:?} is not a number"))
+    })
 }
 
 fn parse_policies(text: &str) -> anyhow::Result<Vec<Policy>> {
-    let policies = text
-        .split(',')
-        .map(str::trim)
-        .filter(|p| !p.is_empty())
-        .map(|p| p.parse::<Policy>().map_err(anyhow::Error::from))
-        .collect::<anyhow::Result<Vec<Policy>>>()?;
-    if policies.is_empty() {
-        bail!("--policy: give at least one of zeus, wattwise");
-    }
-    Ok(policies)
+    parse_list("policy", text, "one of zeus, wattwise", |p| {
+        p.parse::<Policy>().map_err(anyhow::Error::from)
+    })
 }
 
 fn read(path: &Path) -> anyhow::Result<String> {

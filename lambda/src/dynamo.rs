@@ -259,6 +259,18 @@ impl DynamoStore {
         self.batch_write_all(requests).await
     }
 
+    /// A strongly consistent read of the job's document item.
+    fn get_doc(
+        &self,
+        job_id: &str,
+    ) -> aws_sdk_dynamodb::operation::get_item::builders::GetItemFluentBuilder {
+        self.client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(self.doc_key(job_id).into_iter().collect()))
+            .consistent_read(true)
+    }
+
     /// Deletes every archived trial record of `job_id`.
     async fn purge_trials(&self, job_id: &str) -> Result<(), DynamoError> {
         let requests = self
@@ -433,11 +445,7 @@ impl Store for DynamoStore {
 
     async fn load(&self, job_id: &str) -> Result<Option<Stored>, DynamoError> {
         let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(self.doc_key(job_id).into_iter().collect()))
-            .consistent_read(true)
+            .get_doc(job_id)
             .send()
             .await
             .map_err(|e| call_error("GetItem", &e))?;
@@ -590,13 +598,9 @@ impl Store for DynamoStore {
 
     async fn version(&self, job_id: &str) -> Result<Option<u64>, DynamoError> {
         let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(self.doc_key(job_id).into_iter().collect()))
+            .get_doc(job_id)
             .projection_expression("#v")
             .expression_attribute_names("#v", "version")
-            .consistent_read(true)
             .send()
             .await
             .map_err(|e| call_error("GetItem", &e))?;

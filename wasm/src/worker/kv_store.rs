@@ -89,7 +89,7 @@ impl KvJobStore {
 
     /// The document as KV has it, or the isolate's own newer write.
     pub async fn load(&self, job_id: &str) -> Result<Option<Stored>, StoreError> {
-        let text = self.kv.get(&doc_key(job_id)).text().await.map_err(kv_err)?;
+        let text = self.doc_text(job_id).await?;
         let from_kv = text.as_deref().map(parse_doc).transpose()?;
         Ok(match (from_kv, cached(job_id)) {
             (Some(kv), Some(mine)) if mine.version > kv.version => Some(mine),
@@ -148,11 +148,8 @@ impl KvJobStore {
         // Read-after-write check: KV within one location normally shows the write at
         // once; when it does not, the isolate cache answers until it does.
         let seen = self
-            .kv
-            .get(&doc_key(job_id))
-            .text()
-            .await
-            .map_err(kv_err)?
+            .doc_text(job_id)
+            .await?
             .as_deref()
             .map(parse_doc)
             .transpose()?
@@ -169,7 +166,7 @@ impl KvJobStore {
     /// without parsing the document, so a job whose document no longer parses can
     /// still be deleted.
     pub async fn version(&self, job_id: &str) -> Result<Option<u64>, StoreError> {
-        let text = self.kv.get(&doc_key(job_id)).text().await.map_err(kv_err)?;
+        let text = self.doc_text(job_id).await?;
         let from_kv = text.as_deref().map(parse_version).transpose()?;
         let mine = cached(job_id).map(|s| s.version);
         Ok(from_kv.max(mine))
@@ -188,11 +185,8 @@ impl KvJobStore {
         let created_ms = match cached(job_id) {
             Some(s) => Some(s.state.created_ms()),
             None => self
-                .kv
-                .get(&doc_key(job_id))
-                .text()
-                .await
-                .map_err(kv_err)?
+                .doc_text(job_id)
+                .await?
                 .as_deref()
                 .and_then(parse_created_ms),
         };
@@ -203,6 +197,11 @@ impl KvJobStore {
         }
         self.purge_trials(job_id).await?;
         Ok(Saved::Ok)
+    }
+
+    /// The job document's text as KV holds it.
+    async fn doc_text(&self, job_id: &str) -> Result<Option<String>, StoreError> {
+        self.kv.get(&doc_key(job_id)).text().await.map_err(kv_err)
     }
 
     /// Deletes every archived trial record of `job_id`.
