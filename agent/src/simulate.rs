@@ -425,17 +425,7 @@ fn run_group(
                 "submission,batch_size,power_limit,energy,time,reached,cost"
             )?;
             for h in &history {
-                writeln!(
-                    out,
-                    "{},{},{},{},{},{},{}",
-                    h.recurrence + 1,
-                    h.batch_size,
-                    h.power_limit,
-                    h.energy,
-                    h.time,
-                    h.reached,
-                    h.cost
-                )?;
+                writeln!(out, "{}", history_cells(h))?;
             }
         }
         Format::Table => {
@@ -664,14 +654,8 @@ fn write_history_csv(out: &mut impl Write, r: &SimReport) -> std::io::Result<()>
         let i = h.recurrence as usize;
         writeln!(
             out,
-            "{},{},{},{},{},{},{},{},{}",
-            h.recurrence + 1,
-            h.batch_size,
-            h.power_limit,
-            h.energy,
-            h.time,
-            h.reached,
-            h.cost,
+            "{},{},{}",
+            history_cells(h),
             r.cum_cost[i],
             r.regret[i]
         )?;
@@ -710,6 +694,21 @@ fn write_sweep_csv(out: &mut impl Write, reports: &[SimReport]) -> std::io::Resu
         )?;
     }
     Ok(())
+}
+
+/// The CSV cells every history row starts with: recurrence (from 1), batch size,
+/// power limit, energy, time, whether it reached the target, cost.
+fn history_cells(h: &wattwise_core::sim::HistoryEntry) -> String {
+    format!(
+        "{},{},{},{},{},{},{}",
+        h.recurrence + 1,
+        h.batch_size,
+        h.power_limit,
+        h.energy,
+        h.time,
+        h.reached,
+        h.cost
+    )
 }
 
 #[cfg(test)]
