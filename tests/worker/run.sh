@@ -10,6 +10,8 @@
 # tests/worker/test_hostile_documents.py (10,000 hostile documents written and read
 # back through the store, every job deleted). Prints each start's cold-start figures (launch to first 200 on /healthz,
 # the first API request's latency).
+# First, a test build of the Worker (feature store-contract) runs the core's store
+# contract suite against each store mode from inside workerd (POST /__store_contract).
 # Installs what is missing first (tests/worker/setup.sh, wasm/build-worker.sh).
 # Exits non-zero on any failure.
 #
