@@ -112,14 +112,31 @@ CREATE TABLE IF NOT EXISTS meta (
 );
 ";
 
-/// The job list's index: creation time (read from the document) then job id, so a
-/// page is one index range scan of `limit` rows whatever the number of jobs. The
-/// key is NULL for a document that is not JSON, so a corrupt row never fails a
-/// write or the index's creation (reading it fails, naming the job).
-const LIST_INDEX: &str = "
-CREATE INDEX IF NOT EXISTS jobs_by_created
-    ON jobs ((CASE WHEN json_valid(doc) THEN json_extract(doc, '$.created_ms') END) DESC, job_id DESC);
-";
+/// The job list's key: a `created_ms` column, written when the job is created and
+/// never updated (a job's creation time never changes), indexed with the job id,
+/// so a page is one index range scan of `limit` rows whatever the number of jobs
+/// and a report's write never touches the index. A database made before the
+/// column existed gets it here, filled from its documents (NULL for one that is
+/// not JSON: listing it fails, naming the job).
+fn ensure_list_index(conn: &Connection) -> Result<(), SqliteError> {
+    let has_column = conn
+        .prepare("SELECT 1 FROM pragma_table_info('jobs') WHERE name = 'created_ms'")?
+        .exists([])?;
+    if !has_column {
+        conn.execute_batch(
+            "BEGIN IMMEDIATE;
+             ALTER TABLE jobs ADD COLUMN created_ms INTEGER;
+             UPDATE jobs SET created_ms =
+                 CASE WHEN json_valid(doc) THEN json_extract(doc, '$.created_ms') END;
+             DROP INDEX IF EXISTS jobs_by_created;
+             COMMIT;",
+        )?;
+    }
+    conn.execute_batch(
+        "CREATE INDEX IF NOT EXISTS jobs_by_created_ms ON jobs (created_ms DESC, job_id DESC);",
+    )?;
+    Ok(())
+}
 
 fn identity(path: &Path) -> std::io::Result<(u64, u64)> {
     let m = std::fs::metadata(path)?;
@@ -149,7 +166,7 @@ impl SqliteStore {
         conn.execute_batch("PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=OFF;")?;
         conn.query_row("PRAGMA wal_autocheckpoint=8192", [], |_| Ok(()))?;
         conn.execute_batch(SCHEMA)?;
-        conn.execute_batch(LIST_INDEX)?;
+        ensure_list_index(&conn)?;
         let file = match path {
             Some(p) => {
                 let not_writable = |why: String| SqliteError::NotWritable {
@@ -208,13 +225,12 @@ impl SqliteStore {
     /// Writes a document (and its archived trials) if the version is as expected.
     pub fn save_sync(&self, job_id: &str, write: Write<'_>) -> Result<Saved, SqliteError> {
         let expected_version = write.expected_version;
-        let (doc, records) = encode(write.state, write.archive)?;
+        let encoded = encode(write.state, write.archive)?;
         let mut conn = self.inner.writer.blocking_lock();
         self.inner.save(
             &mut conn,
             job_id,
-            &doc,
-            &records,
+            &encoded,
             expected_version,
             Instant::now(),
         )
@@ -264,10 +280,15 @@ impl SqliteStore {
 }
 
 /// A document and its archived trials as the JSON the tables hold.
-fn encode(
-    state: &JobState,
-    archive: &[Trial],
-) -> Result<(String, Vec<(u64, String)>), SqliteError> {
+/// A write encoded for the tables: the document's JSON, its creation time (the
+/// job list's key) and the archived trials' records.
+struct Encoded {
+    doc: String,
+    created_ms: i64,
+    records: Vec<(u64, String)>,
+}
+
+fn encode(state: &JobState, archive: &[Trial]) -> Result<Encoded, SqliteError> {
     let doc = serde_json::to_string(state).map_err(SqliteError::Encode)?;
     let records = archive
         .iter()
@@ -277,7 +298,11 @@ fn encode(
                 .map_err(SqliteError::Encode)
         })
         .collect::<Result<Vec<_>, _>>()?;
-    Ok((doc, records))
+    Ok(Encoded {
+        doc,
+        created_ms: state.created_ms(),
+        records,
+    })
 }
 
 impl Inner {
@@ -388,8 +413,7 @@ impl Inner {
         &self,
         conn: &mut Connection,
         job_id: &str,
-        doc: &str,
-        records: &[(u64, String)],
+        encoded: &Encoded,
         expected_version: Option<u64>,
         started: Instant,
     ) -> Result<Saved, SqliteError> {
@@ -414,16 +438,21 @@ impl Inner {
             let mut insert = tx.prepare_cached(
                 "INSERT OR IGNORE INTO trials (job_id, trial_number, record) VALUES (?1, ?2, ?3)",
             )?;
-            for (n, record) in records {
+            for (n, record) in &encoded.records {
                 let n = i64::try_from(*n).map_err(|_| SqliteError::BadVersion(job_id.into()))?;
                 insert.execute(params![job_id, n, record])?;
             }
         }
         tx.prepare_cached(
-            "INSERT INTO jobs (job_id, version, doc) VALUES (?1, ?2, ?3)
+            "INSERT INTO jobs (job_id, version, doc, created_ms) VALUES (?1, ?2, ?3, ?4)
              ON CONFLICT(job_id) DO UPDATE SET version = excluded.version, doc = excluded.doc",
         )?
-        .execute(params![job_id, new_version, doc])?;
+        .execute(params![
+            job_id,
+            new_version,
+            encoded.doc,
+            encoded.created_ms
+        ])?;
         tx.commit().map_err(|e| busy_aware(e, started.elapsed()))?;
         Ok(Saved::Ok)
     }
@@ -502,15 +531,15 @@ impl Inner {
                 None => conn
                     .prepare_cached(
                         "SELECT job_id, version, doc FROM jobs
-                         ORDER BY (CASE WHEN json_valid(doc) THEN json_extract(doc, '$.created_ms') END) DESC, job_id DESC LIMIT ?1",
+                         ORDER BY created_ms DESC, job_id DESC LIMIT ?1",
                     )?
                     .query_map(params![limit], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
                     .collect::<Result<Vec<(String, i64, String)>, _>>()?,
                 Some(c) => conn
                     .prepare_cached(
                         "SELECT job_id, version, doc FROM jobs
-                         WHERE ((CASE WHEN json_valid(doc) THEN json_extract(doc, '$.created_ms') END), job_id) < (?1, ?2)
-                         ORDER BY (CASE WHEN json_valid(doc) THEN json_extract(doc, '$.created_ms') END) DESC, job_id DESC LIMIT ?3",
+                         WHERE (created_ms, job_id) < (?1, ?2)
+                         ORDER BY created_ms DESC, job_id DESC LIMIT ?3",
                     )?
                     .query_map(params![c.created_ms, c.job_id, limit], |r| {
                         Ok((r.get(0)?, r.get(1)?, r.get(2)?))
@@ -540,10 +569,10 @@ impl Store for SqliteStore {
 
     async fn save(&self, job_id: &str, write: Write<'_>) -> Result<Saved, SqliteError> {
         let expected_version = write.expected_version;
-        let (doc, records) = encode(write.state, write.archive)?;
+        let encoded = encode(write.state, write.archive)?;
         let job_id = job_id.to_string();
         self.write(move |inner, conn, started| {
-            inner.save(conn, &job_id, &doc, &records, expected_version, started)
+            inner.save(conn, &job_id, &encoded, expected_version, started)
         })
         .await
     }
@@ -715,6 +744,41 @@ mod tests {
         assert_eq!(s.delete_sync("job-d", 1).unwrap(), Saved::Ok);
     }
 
+    #[test]
+    fn a_database_made_before_the_list_column_gets_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.db");
+        {
+            // The schema and a job as a build without the column wrote them.
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(
+                "CREATE TABLE jobs (job_id TEXT PRIMARY KEY NOT NULL,
+                                    version INTEGER NOT NULL, doc TEXT NOT NULL);",
+            )
+            .unwrap();
+            let doc = serde_json::to_string(&state_at("job-old", 42)).unwrap();
+            conn.execute(
+                "INSERT INTO jobs (job_id, version, doc) VALUES ('job-old', 1, ?1)",
+                params![doc],
+            )
+            .unwrap();
+        }
+        let s = SqliteStore::open(&path).unwrap();
+        s.save_sync("job-new", Write::new(&state_at("job-new", 50), None, &[]))
+            .unwrap();
+        let ids: Vec<String> = s
+            .list_jobs_sync(None, 10)
+            .unwrap()
+            .iter()
+            .map(|j| j.state.job_id().to_string())
+            .collect();
+        assert_eq!(ids, ["job-new", "job-old"]);
+        // Opening it again finds the column and changes nothing.
+        drop(s);
+        let s = SqliteStore::open(&path).unwrap();
+        assert_eq!(s.list_jobs_sync(None, 10).unwrap().len(), 2);
+    }
+
     fn state_at(job_id: &str, created_ms: i64) -> JobState {
         let mut spec = JobSpec::new("job", vec![8, 16, 32], 16, 300.0, 1, "A100");
         spec.job_id = Some(job_id.into());
@@ -745,10 +809,10 @@ mod tests {
         let conn = s.inner.writer.blocking_lock();
         for sql in [
             "EXPLAIN QUERY PLAN SELECT job_id FROM jobs
-             ORDER BY (CASE WHEN json_valid(doc) THEN json_extract(doc, '$.created_ms') END) DESC, job_id DESC LIMIT 5",
+             ORDER BY created_ms DESC, job_id DESC LIMIT 5",
             "EXPLAIN QUERY PLAN SELECT job_id FROM jobs
-             WHERE ((CASE WHEN json_valid(doc) THEN json_extract(doc, '$.created_ms') END), job_id) < (30, 'job-a')
-             ORDER BY (CASE WHEN json_valid(doc) THEN json_extract(doc, '$.created_ms') END) DESC, job_id DESC LIMIT 5",
+             WHERE (created_ms, job_id) < (30, 'job-a')
+             ORDER BY created_ms DESC, job_id DESC LIMIT 5",
         ] {
             let plan: Vec<String> = conn
                 .prepare(sql)
@@ -758,7 +822,7 @@ mod tests {
                 .collect::<Result<_, _>>()
                 .unwrap();
             let plan = plan.join(" | ");
-            assert!(plan.contains("jobs_by_created"), "{plan}");
+            assert!(plan.contains("jobs_by_created_ms"), "{plan}");
             assert!(!plan.contains("TEMP B-TREE"), "{plan}");
         }
     }
