@@ -22,7 +22,10 @@
 
 use crate::api::{ApiError, Change, Ctx, Outcome};
 use crate::job::JobState;
-use crate::runs::*;
+use crate::runs::{
+    check_rank, EpochTotals, HostMessage, HostReport, HostSlot, JoinRun, Run, RunStatus, RunView,
+    MAX_OPEN_RUNS, MAX_PENDING_EPOCHS, MAX_RUNS, RECENT_EPOCHS,
+};
 use crate::wire::{ReportResponse, TrainingResult};
 
 impl Run {
@@ -371,6 +374,10 @@ pub fn view(
 mod tests {
     use super::*;
     use crate::power::{PowerLimitMeasurement, Selector};
+    use crate::runs::{
+        CombinedPoint, HostProfile, Runs, MAX_HOSTS, MAX_HOST_NAME, MAX_HOST_TIMEOUT_S,
+        MAX_PROFILE_LIMITS,
+    };
     use crate::spec::JobSpec;
     use crate::trial::TrialStatus;
     use proptest::prelude::*;

@@ -146,7 +146,18 @@ impl Request<'_> {
     /// A host that shards its store by job (the Worker's Durable Objects) sends the
     /// request to this job's shard, so one job can never reach two shards.
     pub fn job_id(&self) -> Option<String> {
+        self.job_of(route::find(self.method, self.path).ok()?)
+    }
+
+    /// The job this request may write: its [`Request::job_id`] when the route
+    /// writes a job, else `None`. A host that lets one job's writes take turns
+    /// (the local server) waits for this job's turn.
+    pub fn written_job(&self) -> Option<String> {
         let route = route::find(self.method, self.path).ok()?;
+        route.def.endpoint.writes().then(|| self.job_of(route))?
+    }
+
+    fn job_of(&self, route: route::Route<'_>) -> Option<String> {
         let id = match route.def.job_in {
             JobIn::Nowhere => return None,
             JobIn::Path => route.path_job_id?.to_string(),
@@ -718,6 +729,33 @@ mod tests {
                 "{method} {path}"
             );
         }
+    }
+
+    #[test]
+    fn names_the_written_job_only_for_routes_that_write() {
+        let written = |method, path, query, body: &[u8]| {
+            Request {
+                method,
+                path,
+                query,
+                authorization: None,
+                body: Body::Bytes(body),
+            }
+            .written_job()
+        };
+        let body: &[u8] = br#"{"job_id": "j3", "batch_size": 8}"#;
+        assert_eq!(written("POST", "/report", "", body).as_deref(), Some("j3"));
+        assert_eq!(
+            written("GET", "/jobs/batch_size", "job_id=j2", b"").as_deref(),
+            Some("j2")
+        );
+        assert_eq!(
+            written("POST", "/jobs/j1/profiles", "", b"{}").as_deref(),
+            Some("j1")
+        );
+        assert_eq!(written("GET", "/jobs/j1", "", b""), None);
+        assert_eq!(written("GET", "/jobs/j1/runs/r1", "", b""), None);
+        assert_eq!(written("PUT", "/jobs/j1", "", b""), None);
     }
 
     #[test]

@@ -22,7 +22,7 @@ use axum::body::{Body, Bytes};
 use axum::http::{header, HeaderValue, Request, Response, StatusCode};
 use tower::ServiceExt;
 use wattwise_core::api::ApiError;
-use wattwise_core::route::{self, is_api_path};
+use wattwise_core::route::is_api_path;
 use wattwise_core::service::{self, Service, Store};
 
 use crate::exchange::Head;
@@ -229,8 +229,7 @@ where
     let request = head.request(body.as_body());
     // A request that may write its job waits for that job's turn, a bounded time
     // (half the store's own bound, so a write answers within 1.5 x WRITE_WAIT).
-    let writes = route::find(method, path).is_ok_and(|r| r.def.endpoint.writes());
-    let job_id = if writes { request.job_id() } else { None };
+    let job_id = request.written_job();
     let _turn = match &job_id {
         Some(job_id) => match app.jobs.turn(job_id, WRITE_WAIT / 2).await {
             Some(turn) => Some(turn),
