@@ -136,7 +136,21 @@ pub struct Request<'a> {
     pub body: Body<'a>,
 }
 
-impl Request<'_> {
+impl<'a> Request<'a> {
+    /// A request for `target` (the path, then `?` and the query when there is one),
+    /// its body read whole, without credentials: what tests and tools build; a host
+    /// fills the fields from what it parsed.
+    pub fn new(method: &'a str, target: &'a str, body: &'a [u8]) -> Self {
+        let (path, query) = target.split_once('?').unwrap_or((target, ""));
+        Request {
+            method,
+            path,
+            query,
+            authorization: None,
+            body: Body::Bytes(body),
+        }
+    }
+
     /// The job this request is about, read where the service reads it: the path
     /// segment of `/jobs/{job_id}...`, the percent-decoded `job_id` query parameter of
     /// `GET /jobs/batch_size` and `DELETE /jobs`, or the `job_id` field of the JSON body
@@ -686,14 +700,7 @@ mod tests {
     }
 
     fn job_of(method: &str, path: &str, query: &str, body: &[u8]) -> Option<String> {
-        Request {
-            method,
-            path,
-            query,
-            authorization: None,
-            body: Body::Bytes(body),
-        }
-        .job_id()
+        Request::new(method, &format!("{path}?{query}"), body).job_id()
     }
 
     #[test]
@@ -733,15 +740,8 @@ mod tests {
 
     #[test]
     fn names_the_written_job_only_for_routes_that_write() {
-        let written = |method, path, query, body: &[u8]| {
-            Request {
-                method,
-                path,
-                query,
-                authorization: None,
-                body: Body::Bytes(body),
-            }
-            .written_job()
+        let written = |method, path, query, body| {
+            Request::new(method, &format!("{path}?{query}"), body).written_job()
         };
         let body: &[u8] = br#"{"job_id": "j3", "batch_size": 8}"#;
         assert_eq!(written("POST", "/report", "", body).as_deref(), Some("j3"));
@@ -787,11 +787,8 @@ mod tests {
             ..ServiceConfig::default()
         };
         let req = |authorization, body| Request {
-            method: "POST",
-            path: "/report",
-            query: "",
             authorization,
-            body: Body::Bytes(body),
+            ..Request::new("POST", "/report", body)
         };
         assert!(config.admit(&req(Some("Bearer secret"), b"{}")).is_ok());
         for ok in [

@@ -3,7 +3,7 @@
 #![allow(dead_code)]
 
 use serde_json::Value;
-use wattwise_core::service::{Body, MemoryStore, Request, Service, ServiceConfig};
+use wattwise_core::service::{MemoryStore, Request, Service, ServiceConfig};
 
 // Also loaded by `hostile_docs` (reliability.rs includes both; the local server's tests
 // include hostile_docs alone): two copies of one small module.
@@ -47,15 +47,9 @@ impl Harness {
         body: &str,
         auth: Option<&str>,
     ) -> (u16, Vec<u8>) {
-        let (path, query) = path_and_query
-            .split_once('?')
-            .unwrap_or((path_and_query, ""));
         let req = Request {
-            method,
-            path,
-            query,
             authorization: auth,
-            body: Body::Bytes(body.as_bytes()),
+            ..Request::new(method, path_and_query, body.as_bytes())
         };
         let resp = pollster::block_on(self.service.handle(req, &mut self.env));
         (resp.status, resp.body)

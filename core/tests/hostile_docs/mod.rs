@@ -10,7 +10,7 @@
 use serde_json::{json, Value};
 use wattwise_core::job::JobState;
 use wattwise_core::rng::JobRng;
-use wattwise_core::service::{Body, Request, Service, Store};
+use wattwise_core::service::{Request, Service, Store};
 
 // Also loaded by `common` (reliability.rs includes both; the local server's tests
 // include hostile_docs alone): two copies of one small module.
@@ -88,30 +88,24 @@ async fn call<S: Store>(
     target: &str,
     body: &Value,
 ) -> (u16, Value) {
-    let (path, query) = target.split_once('?').unwrap_or((target, ""));
     let body = if body.is_null() {
         Vec::new()
     } else {
         serde_json::to_vec(body).unwrap()
     };
-    let req = Request {
-        method,
-        path,
-        query,
-        authorization: None,
-        body: Body::Bytes(&body),
-    };
-    let out = service.handle(req, env).await;
+    let out = service
+        .handle(Request::new(method, target, &body), env)
+        .await;
     assert!(
         out.status < 500,
-        "{method} {path}?{query} answered {}: {}",
+        "{method} {target} answered {}: {}",
         out.status,
         String::from_utf8_lossy(&out.body)
     );
     let v = serde_json::from_slice(&out.body).unwrap_or(Value::Null);
     if out.status >= 400 {
         let msg = v["message"].as_str().unwrap_or("");
-        assert!(msg.contains(':'), "{method} {path}: no field in {msg:?}");
+        assert!(msg.contains(':'), "{method} {target}: no field in {msg:?}");
     }
     (out.status, v)
 }
