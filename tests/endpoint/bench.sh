@@ -25,11 +25,7 @@ want() { [[ " $sections " == *" $1 "* ]]; }
 
 source tests/endpoint/env.sh
 procs_tag=bench
-cleanup() {
-    stop_all
-    rm -rf "$work"
-}
-trap cleanup EXIT
+trap finish_work EXIT
 
 echo "== build (release)"
 cargo build --release -p wattwise-lambda --bins

@@ -1,7 +1,7 @@
 # Sourced (from the repository root) by run.sh and bench.sh: the endpoint venv
 # (installed by setup.sh when missing) as $py and first on PATH, the process
 # helpers of tests/lib/procs.sh, and a fresh scratch folder $work (the caller's
-# cleanup removes it).
+# EXIT trap, finish_work, removes it).
 venv="$(bash tests/endpoint/setup.sh | tail -n 1)"
 py="$venv/bin/python"
 export PATH="$venv/bin:$PATH"

@@ -12,11 +12,7 @@ py="$venv/bin/python"
 source tests/lib/procs.sh
 work="$(mktemp -d)"
 procs_tag=list-bench
-cleanup() {
-    stop_all
-    rm -rf "$work"
-}
-trap cleanup EXIT
+trap finish_work EXIT
 cargo build --release -p wattwise-lambda --bin wattwise-server
 for jobs in 100 10000; do
     port=$(free_port "$py")

@@ -27,19 +27,7 @@ lambda_requests="${WATTWISE_LAMBDA_CONCURRENCY_REQUESTS:-500}"
 
 source tests/endpoint/env.sh
 procs_tag=endpoint
-cleanup() {
-    local rc=$? f
-    stop_all
-    if [ "$rc" -ne 0 ]; then
-        for f in "$work"/*.log; do
-            [ -e "$f" ] || continue
-            echo "---- endpoint: last lines of $(basename "$f") ----" >&2
-            tail -n 30 "$f" >&2
-        done
-    fi
-    rm -rf "$work"
-}
-trap cleanup EXIT
+trap finish_work EXIT
 
 suite() {
     (cd tests/conformance && "$py" -m pytest -q -p no:cacheprovider "$@")

@@ -28,19 +28,7 @@ source "$root/tests/lib/worker.sh"
 hosts="${WATTWISE_JOBS_PAGE_HOSTS:-server worker-kv worker-durable_object}"
 work="$(mktemp -d)"
 procs_tag=tests/jobs-page
-cleanup() {
-    local rc=$?
-    stop_all
-    if [ "$rc" -ne 0 ]; then
-        for f in "$work"/*.log; do
-            [ -e "$f" ] || continue
-            echo "---- tests/jobs-page: last lines of $(basename "$f") ----" >&2
-            tail -n 30 "$f" >&2
-        done
-    fi
-    rm -rf "$work"
-}
-trap cleanup EXIT
+trap finish_work EXIT
 
 # Chromium and playwright-core.
 bash "$root/tests/browser/setup.sh"

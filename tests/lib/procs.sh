@@ -7,10 +7,10 @@
 # The caller sets:
 #   work       a directory (absolute path): start NAME writes its log to $work/NAME.log,
 #              and wait_for prints the end of that log when NAME does not come up.
-#              The caller makes it and removes it (procs.sh never deletes anything).
+#              The caller makes it; finish_work (below) removes it.
 #   procs_tag  optional: the prefix of the messages printed here (default "tests").
 # The caller binds its servers to 127.0.0.1 (on a port from free_port) and calls
-# stop_all from its EXIT trap. Started groups are kept, last one last, in the array
+# stop_all from its EXIT trap (`trap finish_work EXIT` does that and more). Started groups are kept, last one last, in the array
 # `groups` (so `${groups[-1]}` is the group start made last).
 
 groups=()
@@ -72,4 +72,19 @@ wait_for() {
     echo "${procs_tag:-tests}: $name did not come up at $url; its log ($work/$name.log):" >&2
     tail -n 50 "$work/$name.log" >&2 || true
     return 1
+}
+
+# finish_work: an EXIT trap (`trap finish_work EXIT`): stops every group; when the
+# script failed, prints the end of each log in $work; removes $work.
+finish_work() {
+    local rc=$? f
+    stop_all
+    if [ "$rc" -ne 0 ]; then
+        for f in "$work"/*.log; do
+            [ -e "$f" ] || continue
+            echo "---- ${procs_tag:-tests}: last lines of $(basename "$f") ----" >&2
+            tail -n 30 "$f" >&2
+        done
+    fi
+    rm -rf "$work"
 }

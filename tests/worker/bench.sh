@@ -20,11 +20,7 @@ py="$venv/bin/python"
 wrangler="$root/tests/worker/node_modules/.bin/wrangler"
 source tests/lib/procs.sh
 work="$(mktemp -d)"
-cleanup() {
-    stop_all
-    rm -rf "$work"
-}
-trap cleanup EXIT
+trap finish_work EXIT
 now_ms() { date +%s%3N; }
 median() { "$py" -c 'import statistics, sys; print(round(statistics.median(float(x) for x in sys.argv[1:]), 1))' "$@"; }
 
