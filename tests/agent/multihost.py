@@ -11,20 +11,11 @@ Usage: multihost.py [TEST_NAME_SUBSTRING...]
 import json
 import os
 import signal
-import subprocess
 import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "lib"))
-from agent_harness import (  # noqa: E402
-    TRAIN,
-    Host,
-    Recorder,
-    process_gone,
-    read_history,
-    run_suite,
-    wait_until,
-)
+from agent_harness import TRAIN, Host, Recorder, process_gone, read_history, run_suite, wait_agent, wait_until  # noqa: E402
 
 HOSTS = 3
 
@@ -48,16 +39,8 @@ def by_flags(run_id, rank, hosts=HOSTS):
 
 
 def finish(procs, timeout):
-    out = []
-    for p in procs:
-        try:
-            _, err = p.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(p.pid, signal.SIGKILL)
-            _, err = p.communicate()
-            raise AssertionError(f"agent timed out; stderr:\n{err}")
-        out.append((p.returncode, err))
-    return out
+    """(exit code, stderr) of each agent, in rank order."""
+    return [(code, err) for code, _, err in (wait_agent(p, timeout) for p in procs)]
 
 
 def get(url, path):

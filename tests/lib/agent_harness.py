@@ -153,6 +153,18 @@ class Recorder:
         self.httpd.server_close()
 
 
+def wait_agent(p, timeout):
+    """Waits for agent process `p`: (exit code, stdout, stderr). Past `timeout`
+    seconds it kills the agent's group and fails with its stderr."""
+    try:
+        out, err = p.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(p.pid, signal.SIGKILL)
+        _, err = p.communicate()
+        raise AssertionError(f"agent timed out; stderr:\n{err}")
+    return p.returncode, out, err
+
+
 class Host:
     """One fake GPU host: a state dir for the agent and a state file for the fake."""
 
@@ -274,13 +286,7 @@ class Host:
             ["run", "--server", server_url, "--job", job, "--grace", "2", *agent_args, "--", *command],
             extra_env,
         )
-        try:
-            out, err = p.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(p.pid, signal.SIGKILL)
-            out, err = p.communicate()
-            raise AssertionError(f"agent timed out; stderr:\n{err}")
-        return p.returncode, out, err
+        return wait_agent(p, timeout)
 
 
 _FAKE_LIB = None
