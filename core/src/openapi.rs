@@ -39,6 +39,11 @@ fn ok(description: &str, schema: Value) -> Value {
     json!({"description": description, "content": {"application/json": {"schema": schema}}})
 }
 
+/// A schema of one JSON type with what it means.
+fn described(json_type: &str, description: &str) -> Value {
+    json!({"type": json_type, "description": description})
+}
+
 fn schema_ref(name: &str) -> Value {
     json!({"$ref": format!("#/components/schemas/{name}")})
 }
@@ -85,7 +90,7 @@ fn schemas() -> Value {
     json!({
         "Error": {
             "type": "object", "required": ["message"],
-            "properties": {"message": {"type": "string", "description": "Names the field and the rule"}}
+            "properties": {"message": described("string", "Names the field and the rule")}
         },
         "JobSpec": {
             "type": "object",
@@ -143,7 +148,7 @@ fn schemas() -> Value {
         "PowerProfile": {
             "type": "object", "required": ["batch_size", "phase", "gpu_model", "measurements"],
             "properties": {
-                "batch_size": {"type": "integer", "description": "One of the job's batch sizes"},
+                "batch_size": described("integer", "One of the job's batch sizes"),
                 "phase": {"type": "string", "enum": ["train", "eval"]},
                 "gpu_model": {"type": "string", "minLength": 1, "maxLength": 128},
                 "measurements": {"type": "array", "minItems": 1, "maxItems": 64, "items": schema_ref("PowerMeasurement")}
@@ -156,12 +161,12 @@ fn schemas() -> Value {
             "properties": {
                 "job_id": {"type": "string"}, "trial_number": integer, "batch_size": integer,
                 "type": {"type": "string", "enum": ["Exploration", "Concurrent", "MAB"]},
-                "start_ms": {"type": "integer", "description": "Unix milliseconds"},
+                "start_ms": described("integer", "Unix milliseconds"),
                 "status": {"type": "string", "enum": ["Dispatched", "Succeeded", "Failed"]},
-                "end_ms": {"type": "integer", "description": "Succeeded and Failed only"},
-                "time": {"type": "number", "description": "Succeeded only"},
-                "energy": {"type": "number", "description": "Succeeded only"},
-                "converged": {"type": "boolean", "description": "Succeeded only"}
+                "end_ms": described("integer", "Succeeded and Failed only"),
+                "time": described("number", "Succeeded only"),
+                "energy": described("number", "Succeeded only"),
+                "converged": described("boolean", "Succeeded only")
             }
         },
         "JobState": {
@@ -192,7 +197,7 @@ fn schemas() -> Value {
                 "host_rank": {"type": "integer", "minimum": 0, "description": "0 to hosts - 1"},
                 "host_name": {"type": "string", "nullable": true, "maxLength": 32, "description": "Named in messages"},
                 "host_timeout_s": {"type": "number", "minimum": 1, "maximum": 86400, "default": 60, "description": "A host silent this long fails the run (the opener's value counts)"},
-                "selector": {"type": "object", "description": "How the run's power limit is chosen: {\"kind\": \"energy\" | \"time\" | \"zeus_cost\" (eta, max_power) | \"max_slowdown\" (factor)}; default zeus_cost with eta 0.5 (the opener's counts)"}
+                "selector": described("object", "How the run's power limit is chosen: {\"kind\": \"energy\" | \"time\" | \"zeus_cost\" (eta, max_power) | \"max_slowdown\" (factor)}; default zeus_cost with eta 0.5 (the opener's counts)")
             }
         },
         "HostCall": {
@@ -222,7 +227,7 @@ fn schemas() -> Value {
                 "host_rank": {"type": "integer", "minimum": 0},
                 "time": {"type": "number", "minimum": 0, "description": "The host's seconds of training so far"},
                 "energy": {"type": "number", "minimum": 0, "description": "Joules of the host's GPUs so far"},
-                "metric": {"type": "number", "description": "Rank 0's is the run's"},
+                "metric": described("number", "Rank 0's is the run's"),
                 "current_epoch": {"type": "integer", "minimum": 1, "description": "Each host reports its epochs in order; a repeat is ignored"}
             }
         },
@@ -230,8 +235,8 @@ fn schemas() -> Value {
             "type": "object", "required": ["epoch", "time", "energy", "metric", "hosts"],
             "properties": {
                 "epoch": integer,
-                "time": {"type": "number", "description": "The slowest host's seconds so far"},
-                "energy": {"type": "number", "description": "Every host's joules so far, summed"},
+                "time": described("number", "The slowest host's seconds so far"),
+                "energy": described("number", "Every host's joules so far, summed"),
                 "metric": {"type": "number", "nullable": true},
                 "hosts": integer
             }
@@ -244,12 +249,12 @@ fn schemas() -> Value {
                 "job_id": {"type": "string"}, "run_id": {"type": "string"},
                 "trial_number": integer, "batch_size": integer, "hosts": integer, "joined": integer,
                 "status": {"type": "string", "enum": ["running", "stopped", "failed", "ended"]},
-                "stop_train": {"type": "boolean", "description": "The run is over: every host stops its command"},
+                "stop_train": described("boolean", "The run is over: every host stops its command"),
                 "converged": {"type": "boolean"},
-                "message": {"type": "string", "description": "Why it stopped or failed (a failure names the host)"},
+                "message": described("string", "Why it stopped or failed (a failure names the host)"),
                 "power_limit": {"type": "integer", "nullable": true, "description": "Watts, for every host"},
                 "profiled": integer,
-                "reported_epoch": {"type": "integer", "description": "The last epoch reported to the optimizer (once every host reported it)"},
+                "reported_epoch": described("integer", "The last epoch reported to the optimizer (once every host reported it)"),
                 "epochs": {"type": "array", "items": schema_ref("EpochTotals"), "description": "The most recent combined epochs (up to 16)"}
             }
         },
@@ -259,10 +264,10 @@ fn schemas() -> Value {
             "required": ["finished_trials", "failed_trials", "energy", "time", "cost", "last_activity_ms"],
             "properties": {
                 "finished_trials": integer, "failed_trials": integer,
-                "energy": {"type": "number", "description": "Joules"},
-                "time": {"type": "number", "description": "Seconds"},
-                "cost": {"type": "number", "description": "Zeus cost"},
-                "last_activity_ms": {"type": "integer", "description": "Unix milliseconds; 0 if none"}
+                "energy": described("number", "Joules"),
+                "time": described("number", "Seconds"),
+                "cost": described("number", "Zeus cost"),
+                "last_activity_ms": described("integer", "Unix milliseconds; 0 if none")
             }
         },
         "JobSummary": {
@@ -271,17 +276,17 @@ fn schemas() -> Value {
             "required": ["job_id", "version", "created_ms", "last_activity_ms", "stage", "policy", "gpu_model", "number_of_gpus", "default_batch_size", "best_batch_size", "min_cost", "best_power_limit", "trials", "open_trials", "totals"],
             "properties": {
                 "job_id": {"type": "string"}, "version": integer,
-                "created_ms": {"type": "integer", "description": "Unix milliseconds"},
-                "last_activity_ms": {"type": "integer", "description": "Last trial dispatch or end (created_ms if none), Unix milliseconds"},
+                "created_ms": described("integer", "Unix milliseconds"),
+                "last_activity_ms": described("integer", "Last trial dispatch or end (created_ms if none), Unix milliseconds"),
                 "stage": {"type": "string", "enum": ["Pruning", "MAB"]},
                 "policy": {"type": "string", "enum": ["zeus", "wattwise"]},
                 "gpu_model": {"type": "string"}, "number_of_gpus": integer,
                 "default_batch_size": integer,
-                "best_batch_size": {"type": "integer", "description": "Batch size of the cheapest run that reached the target (the default before any did)"},
+                "best_batch_size": described("integer", "Batch size of the cheapest run that reached the target (the default before any did)"),
                 "min_cost": {"type": "number", "nullable": true},
                 "best_power_limit": {"type": "integer", "nullable": true, "description": "Watts: the limit the best batch size's training profile picks by Zeus cost; null without a profile"},
-                "trials": {"type": "integer", "description": "Trials dispatched so far"},
-                "open_trials": {"type": "integer", "description": "Trials waiting for a result"},
+                "trials": described("integer", "Trials dispatched so far"),
+                "open_trials": described("integer", "Trials waiting for a result"),
                 "totals": schema_ref("Totals")
             }
         },
