@@ -75,21 +75,17 @@ pub struct PowerFile {
 
 /// Fields that replace those of a named workload (`None`: keep it).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct WorkloadOverrides {
     /// Network name, as in the traces.
-    #[serde(default)]
     pub network: Option<String>,
     /// Optimizer name, as in the traces.
-    #[serde(default)]
     pub optimizer: Option<String>,
     /// Target validation metric.
-    #[serde(default)]
     pub target_metric: Option<f64>,
     /// Epochs after which a run stops.
-    #[serde(default)]
     pub max_epochs: Option<u32>,
     /// The first run's batch size (no capping when given).
-    #[serde(default)]
     pub default_batch_size: Option<u32>,
 }
 
@@ -129,17 +125,15 @@ impl WorkloadOverrides {
 
 /// Which workload, on which GPU, a request means.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Target {
     /// The GPU of the power trace (default: the catalog's first).
-    #[serde(default)]
     pub gpu: Option<String>,
     /// A built-in dataset (a Zeus one, or `synthetic`), or a dataset of the
     /// user's traces with every field in the overrides (default: the catalog's
     /// first workload).
-    #[serde(default)]
     pub dataset: Option<String>,
     /// A full workload, used as it is (instead of `dataset` and the overrides).
-    #[serde(default)]
     pub workload: Option<Workload>,
     /// Fields replacing those of the dataset's workload.
     #[serde(flatten)]
@@ -355,11 +349,27 @@ impl Catalog {
 
     /// What the catalog offers: every workload it names that at least one GPU can simulate.
     pub fn options(&mut self) -> Options {
+        let mut workloads: Vec<WorkloadOption> = Vec::new();
+        self.each_job(|dataset, gpu, job| match workloads.last_mut() {
+            Some(w) if w.workload.dataset == dataset => w.gpus.push(gpu.to_string()),
+            _ => workloads.push(WorkloadOption {
+                workload: job.workload.clone(),
+                gpus: vec![gpu.to_string()],
+            }),
+        });
+        Options {
+            source: self.source,
+            synthetic: self.source == Source::Synthetic,
+            gpus: self.gpus(),
+            workloads,
+        }
+    }
+
+    /// Calls `visit(dataset, gpu, job)` for every dataset the catalog names on
+    /// every GPU that can simulate it, in the catalog's order (datasets, then GPUs).
+    pub fn each_job(&mut self, mut visit: impl FnMut(&str, &str, &JobTrace)) {
         let gpus = self.gpus();
-        let mut workloads = Vec::new();
         for dataset in self.datasets() {
-            let mut first: Option<Workload> = None;
-            let mut ok = Vec::new();
             for gpu in &gpus {
                 let target = Target {
                     gpu: Some(gpu.clone()),
@@ -367,19 +377,9 @@ impl Catalog {
                     ..Target::default()
                 };
                 if let Ok(job) = self.job(&target) {
-                    first.get_or_insert_with(|| job.workload.clone());
-                    ok.push(gpu.clone());
+                    visit(dataset, gpu, job);
                 }
             }
-            if let Some(workload) = first {
-                workloads.push(WorkloadOption { workload, gpus: ok });
-            }
-        }
-        Options {
-            source: self.source,
-            synthetic: self.source == Source::Synthetic,
-            gpus,
-            workloads,
         }
     }
 

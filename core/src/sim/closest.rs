@@ -233,27 +233,17 @@ impl Catalog {
     /// Every workload on every GPU of the catalog that can be simulated, in
     /// the catalog's order (workloads, then GPUs).
     pub fn candidates(&mut self) -> Vec<Candidate> {
-        let options = self.options();
         let mut out = Vec::new();
-        for w in &options.workloads {
-            for gpu in &w.gpus {
-                let target = Target {
-                    gpu: Some(gpu.clone()),
-                    dataset: Some(w.workload.dataset.clone()),
-                    ..Target::default()
-                };
-                if let Ok(job) = self.job(&target) {
-                    out.push(Candidate {
-                        dataset: w.workload.dataset.clone(),
-                        gpu: gpu.clone(),
-                        batch_sizes: job.batch_sizes.iter().map(|b| b.batch_size).collect(),
-                        default_batch_size: job.workload.default_batch_size,
-                        max_epochs: job.workload.max_epochs,
-                        max_power: job.max_power,
-                    });
-                }
-            }
-        }
+        self.each_job(|dataset, gpu, job| {
+            out.push(Candidate {
+                dataset: dataset.to_string(),
+                gpu: gpu.to_string(),
+                batch_sizes: job.batch_sizes.iter().map(|b| b.batch_size).collect(),
+                default_batch_size: job.workload.default_batch_size,
+                max_epochs: job.workload.max_epochs,
+                max_power: job.max_power,
+            })
+        });
         out
     }
 

@@ -5,26 +5,23 @@
 
 use wattwise_core::policy::Policy;
 use wattwise_core::sim::baseline::baselines;
-use wattwise_core::sim::{simulate_one_job_with, Catalog, JobTrace, SimConfig, Target};
+use wattwise_core::sim::{simulate_one_job_with, Catalog, JobTrace, SimConfig};
 
 /// The 24 workload x GPU pairs of the Zeus traces built into the core, resolved as
 /// the command line and the page resolve them, as `("dataset/gpu", job)`.
 pub fn pairs() -> Vec<(String, JobTrace)> {
     let mut catalog = Catalog::zeus().expect("the built-in traces parse");
-    let options = catalog.options();
     let mut out = Vec::new();
-    for gpu in &options.gpus {
-        for w in &options.workloads {
-            let target = Target {
-                gpu: Some(gpu.clone()),
-                dataset: Some(w.workload.dataset.clone()),
-                ..Target::default()
-            };
-            let job = catalog.job(&target).expect("the workload is in the trace");
-            out.push((format!("{}/{gpu}", w.workload.dataset), job.clone()));
-        }
-    }
-    out
+    catalog.each_job(|dataset, gpu, job| {
+        out.push((gpu.to_string(), dataset.to_string(), job.clone()))
+    });
+    // GPU by GPU, as the benchmark's tables list them.
+    let gpus = catalog.gpus();
+    out.sort_by_key(|(gpu, _, _)| gpus.iter().position(|g| g == gpu));
+    assert_eq!(out.len(), 24, "every Zeus workload on every GPU");
+    out.into_iter()
+        .map(|(gpu, dataset, job)| (format!("{dataset}/{gpu}"), job))
+        .collect()
 }
 
 /// One benchmark setting.
