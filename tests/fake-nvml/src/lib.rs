@@ -580,6 +580,43 @@ unsafe fn write_c_string(text: &str, buf: *mut c_char, length: c_uint) -> u32 {
     ret::SUCCESS
 }
 
+/// Answers through the out-pointer `out`: INVALID_ARGUMENT when it is null (before
+/// `value` runs), the code of a failed `value`, else SUCCESS with the value written.
+///
+/// # Safety
+/// `out` must be null or valid for a write.
+unsafe fn answer<T>(out: *mut T, value: impl FnOnce() -> Result<T, u32>) -> u32 {
+    if out.is_null() {
+        return ret::INVALID_ARGUMENT;
+    }
+    match value() {
+        Ok(v) => {
+            *out = v;
+            ret::SUCCESS
+        }
+        Err(code) => code,
+    }
+}
+
+/// [`answer`] through two out-pointers at once.
+///
+/// # Safety
+/// `a` and `b` must be null or valid for writes.
+unsafe fn answer_both<A, B>(
+    a: *mut A,
+    b: *mut B,
+    value: impl FnOnce() -> Result<(A, B), u32>,
+) -> u32 {
+    if b.is_null() {
+        return ret::INVALID_ARGUMENT;
+    }
+    answer(a, || {
+        let (va, vb) = value()?;
+        *b = vb;
+        Ok(va)
+    })
+}
+
 /// Initializes the fake from the environment.
 #[no_mangle]
 pub extern "C" fn nvmlInit_v2() -> u32 {
@@ -648,11 +685,7 @@ pub unsafe extern "C" fn nvmlDeviceGetCount_v2(count: *mut c_uint) -> u32 {
     let Some(fake) = guard.as_ref() else {
         return ret::UNINITIALIZED;
     };
-    if count.is_null() {
-        return ret::INVALID_ARGUMENT;
-    }
-    *count = fake.config.count;
-    ret::SUCCESS
+    answer(count, || Ok(fake.config.count))
 }
 
 /// The handle of GPU `index`.
@@ -704,12 +737,7 @@ pub unsafe extern "C" fn nvmlDeviceGetPowerManagementLimitConstraints(
     max: *mut c_uint,
 ) -> u32 {
     with_device(device, |fake, _| {
-        if min.is_null() || max.is_null() {
-            return ret::INVALID_ARGUMENT;
-        }
-        *min = fake.config.min_mw;
-        *max = fake.config.max_mw;
-        ret::SUCCESS
+        answer_both(min, max, || Ok((fake.config.min_mw, fake.config.max_mw)))
     })
 }
 
@@ -723,16 +751,7 @@ pub unsafe extern "C" fn nvmlDeviceGetPowerManagementLimit(
     limit: *mut c_uint,
 ) -> u32 {
     with_device(device, |fake, i| {
-        if limit.is_null() {
-            return ret::INVALID_ARGUMENT;
-        }
-        match fake.with_state(|s| (s.gpus[i].limit_mw, false)) {
-            Ok(v) => {
-                *limit = v;
-                ret::SUCCESS
-            }
-            Err(code) => code,
-        }
+        answer(limit, || fake.with_state(|s| (s.gpus[i].limit_mw, false)))
     })
 }
 
@@ -771,17 +790,10 @@ pub extern "C" fn nvmlDeviceSetPowerManagementLimit(device: *mut c_void, limit: 
 #[no_mangle]
 pub unsafe extern "C" fn nvmlDeviceGetPowerUsage(device: *mut c_void, power: *mut c_uint) -> u32 {
     with_device(device, |fake, i| {
-        if power.is_null() {
-            return ret::INVALID_ARGUMENT;
-        }
-        let load = fake.config.load.at(monotonic_ns());
-        match fake.with_state(|s| (power_mw(s.gpus[i].limit_mw, load), false)) {
-            Ok(v) => {
-                *power = v;
-                ret::SUCCESS
-            }
-            Err(code) => code,
-        }
+        answer(power, || {
+            let load = fake.config.load.at(monotonic_ns());
+            fake.with_state(|s| (power_mw(s.gpus[i].limit_mw, load), false))
+        })
     })
 }
 
@@ -795,19 +807,12 @@ pub unsafe extern "C" fn nvmlDeviceGetTotalEnergyConsumption(
     energy: *mut c_ulonglong,
 ) -> u32 {
     with_device(device, |fake, i| {
-        if energy.is_null() {
-            return ret::INVALID_ARGUMENT;
-        }
-        if !fake.config.has_energy_counter(i as u32) {
-            return ret::NOT_SUPPORTED;
-        }
-        match fake.ground_truth(i) {
-            Ok(v) => {
-                *energy = v as c_ulonglong;
-                ret::SUCCESS
+        answer(energy, || {
+            if !fake.config.has_energy_counter(i as u32) {
+                return Err(ret::NOT_SUPPORTED);
             }
-            Err(code) => code,
-        }
+            fake.ground_truth(i).map(|v| v as c_ulonglong)
+        })
     })
 }
 
@@ -820,16 +825,7 @@ pub unsafe extern "C" fn nvmlDeviceGetTotalEnergyConsumption(
 #[no_mangle]
 pub unsafe extern "C" fn fakeNvmlGroundTruthEnergy(index: c_uint, energy: *mut f64) -> u32 {
     with_device(handle(index), |fake, i| {
-        if energy.is_null() {
-            return ret::INVALID_ARGUMENT;
-        }
-        match fake.ground_truth(i) {
-            Ok(v) => {
-                *energy = v;
-                ret::SUCCESS
-            }
-            Err(code) => code,
-        }
+        answer(energy, || fake.ground_truth(i))
     })
 }
 
@@ -904,11 +900,7 @@ pub unsafe extern "C" fn nvmlDeviceGetCudaComputeCapability(
     minor: *mut i32,
 ) -> u32 {
     with_device(device, |fake, i| {
-        if major.is_null() || minor.is_null() {
-            return ret::INVALID_ARGUMENT;
-        }
-        (*major, *minor) = fake.config.cc_of(i as u32);
-        ret::SUCCESS
+        answer_both(major, minor, || Ok(fake.config.cc_of(i as u32)))
     })
 }
 
@@ -924,15 +916,13 @@ pub unsafe extern "C" fn nvmlDeviceGetMigMode(
     pending: *mut c_uint,
 ) -> u32 {
     with_device(device, |fake, i| {
-        if current.is_null() || pending.is_null() {
-            return ret::INVALID_ARGUMENT;
-        }
-        if fake.config.cc_of(i as u32).0 < 8 {
-            return ret::NOT_SUPPORTED;
-        }
-        let on = c_uint::from(fake.config.mig_of(i as u32).is_some());
-        (*current, *pending) = (on, on);
-        ret::SUCCESS
+        answer_both(current, pending, || {
+            if fake.config.cc_of(i as u32).0 < 8 {
+                return Err(ret::NOT_SUPPORTED);
+            }
+            let on = c_uint::from(fake.config.mig_of(i as u32).is_some());
+            Ok((on, on))
+        })
     })
 }
 
@@ -946,14 +936,12 @@ pub unsafe extern "C" fn nvmlDeviceGetMaxMigDeviceCount(
     count: *mut c_uint,
 ) -> u32 {
     with_device(device, |fake, i| {
-        if count.is_null() {
-            return ret::INVALID_ARGUMENT;
-        }
-        if fake.config.cc_of(i as u32).0 < 8 {
-            return ret::NOT_SUPPORTED;
-        }
-        *count = 7;
-        ret::SUCCESS
+        answer(count, || {
+            if fake.config.cc_of(i as u32).0 < 8 {
+                return Err(ret::NOT_SUPPORTED);
+            }
+            Ok(7)
+        })
     })
 }
 
@@ -968,17 +956,11 @@ pub unsafe extern "C" fn nvmlDeviceGetMigDeviceHandleByIndex(
     mig: *mut *mut c_void,
 ) -> u32 {
     with_device(device, |fake, i| {
-        if mig.is_null() {
-            return ret::INVALID_ARGUMENT;
-        }
-        match fake.config.mig_of(i as u32) {
-            None => ret::INVALID_ARGUMENT,
-            Some(n) if index >= n => ret::NOT_FOUND,
-            Some(_) => {
-                *mig = ((i + 1) | ((index as usize + 1) << 16)) as *mut c_void;
-                ret::SUCCESS
-            }
-        }
+        answer(mig, || match fake.config.mig_of(i as u32) {
+            None => Err(ret::INVALID_ARGUMENT),
+            Some(n) if index >= n => Err(ret::NOT_FOUND),
+            Some(_) => Ok(((i + 1) | ((index as usize + 1) << 16)) as *mut c_void),
+        })
     })
 }
 
