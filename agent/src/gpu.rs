@@ -169,7 +169,7 @@ impl NvmlGpus {
         &self,
         what: &'static str,
         index: u32,
-        f: impl FnOnce(&nvml_wrapper::Device<'_>) -> Result<T, NvmlError>,
+        f: impl FnOnce(&mut nvml_wrapper::Device<'_>) -> Result<T, NvmlError>,
     ) -> Result<T, GpuError> {
         let err = |e: NvmlError| match e {
             NvmlError::NoPermission => GpuError::NoPermission { index },
@@ -180,8 +180,8 @@ impl NvmlGpus {
                 reason: other.to_string(),
             },
         };
-        let device = self.nvml.device_by_index(index).map_err(err)?;
-        f(&device).map_err(err)
+        let mut device = self.nvml.device_by_index(index).map_err(err)?;
+        f(&mut device).map_err(err)
     }
 }
 
@@ -215,24 +215,9 @@ impl Gpus for NvmlGpus {
     }
 
     fn set_power_limit(&mut self, index: u32, limit_mw: u32) -> Result<(), GpuError> {
-        let mut device = self
-            .nvml
-            .device_by_index(index)
-            .map_err(|e| GpuError::Call {
-                what: "set the power limit",
-                index,
-                reason: e.to_string(),
-            })?;
-        device
-            .set_power_management_limit(limit_mw)
-            .map_err(|e| match e {
-                NvmlError::NoPermission => GpuError::NoPermission { index },
-                other => GpuError::Call {
-                    what: "set the power limit",
-                    index,
-                    reason: other.to_string(),
-                },
-            })
+        self.call("set the power limit", index, |d| {
+            d.set_power_management_limit(limit_mw)
+        })
     }
 
     fn power_usage(&self, index: u32) -> Result<u32, GpuError> {

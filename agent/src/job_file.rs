@@ -175,35 +175,45 @@ mod tests {
         assert_eq!(spec.eta_knob, 0.3);
     }
 
+    /// The smallest valid file, then `extra`.
+    fn with(extra: &str) -> Result<JobFile, JobFileError> {
+        JobFile::parse(&format!(
+            "job_id_prefix = \"j\"\nbatch_sizes = [8]\ndefault_batch_size = 8\n{extra}"
+        ))
+    }
+
+    /// The error `extra` makes, when reading the file or its spec.
+    fn error_of(extra: &str) -> String {
+        match with(extra) {
+            Ok(f) => f.spec(&facts()).unwrap_err().to_string(),
+            Err(e) => e.to_string(),
+        }
+    }
+
     #[test]
     fn the_policy_field_picks_the_batch_size_policy() {
-        let base = "job_id_prefix = \"j\"\nbatch_sizes = [8]\ndefault_batch_size = 8\n";
-        let zeus = JobFile::parse(base).unwrap().spec(&facts()).unwrap();
-        assert_eq!(zeus.policy, Policy::Zeus);
-        let f = JobFile::parse(&format!("{base}policy = \"wattwise\"\n")).unwrap();
-        assert_eq!(f.spec(&facts()).unwrap().policy, Policy::Wattwise);
+        let policy = |extra| with(extra).unwrap().spec(&facts()).unwrap().policy;
+        assert_eq!(policy(""), Policy::Zeus);
+        assert_eq!(policy("policy = \"wattwise\"\n"), Policy::Wattwise);
         for bad in ["policy = \"fast\"\n", "policy = 1\n"] {
-            let err = JobFile::parse(&format!("{base}{bad}"))
-                .unwrap_err()
-                .to_string();
-            assert!(err.contains("policy: must be"), "{bad}: {err}");
+            assert!(error_of(bad).contains("policy: must be"), "{bad}");
         }
     }
 
     #[test]
     fn the_power_table_sets_the_optimizer() {
-        let f = JobFile::parse(
-            "job_id_prefix = \"j\"\nbatch_sizes = [8]\ndefault_batch_size = 8\n[power]\nprofile_steps = 5\nselector = { kind = \"max_slowdown\", factor = 1.1 }\n",
+        let power = with(
+            "[power]\nprofile_steps = 5\nselector = { kind = \"max_slowdown\", factor = 1.1 }\n",
         )
-        .unwrap();
-        assert_eq!(f.power.profile_steps, 5);
-        assert_eq!(f.power.warmup_steps, 10);
-        assert_eq!(f.power.selector, Selector::MaxSlowdown { factor: 1.1 });
+        .unwrap()
+        .power;
+        assert_eq!(power.profile_steps, 5);
+        assert_eq!(power.warmup_steps, 10);
+        assert_eq!(power.selector, Selector::MaxSlowdown { factor: 1.1 });
     }
 
     #[test]
     fn bad_files_name_the_field() {
-        let base = "job_id_prefix = \"j\"\nbatch_sizes = [8]\ndefault_batch_size = 8\n";
         for (extra, needle) in [
             ("gpu_model = \"x\"\n", "gpu_model"),
             ("colour = 1\n", "colour"),
@@ -215,17 +225,14 @@ mod tests {
                 "eta",
             ),
         ] {
-            let err = JobFile::parse(&format!("{base}{extra}"))
-                .unwrap_err()
-                .to_string();
+            let err = error_of(extra);
             assert!(err.contains(needle), "{extra}: {err}");
         }
-        let err =
-            JobFile::parse("job_id_prefix = \"j\"\nbatch_sizes = [8]\ndefault_batch_size = 9\n")
-                .unwrap()
-                .spec(&facts())
-                .unwrap_err()
-                .to_string();
+        // Not one of the batch sizes: the spec's check.
+        let f = JobFile::parse(
+            "job_id_prefix = \"j\"\nbatch_sizes = [8, 16]\ndefault_batch_size = 9\n",
+        );
+        let err = f.unwrap().spec(&facts()).unwrap_err().to_string();
         assert!(err.contains("default_batch_size"), "{err}");
         assert!(JobFile::parse("not toml [").is_err());
     }

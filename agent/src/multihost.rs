@@ -48,6 +48,20 @@ fn number(env: &dyn Fn(&str) -> Option<String>, var: &str) -> anyhow::Result<Opt
     }
 }
 
+/// A run as the environment names it: run id, hosts and rank (each if set).
+type Named = (String, Option<u32>, Option<u32>);
+
+/// A run named by three variables, `[run id, hosts, rank]`: `None` without the run id.
+fn named_by(
+    env: &dyn Fn(&str) -> Option<String>,
+    [id, hosts, rank]: [&str; 3],
+) -> anyhow::Result<Option<Named>> {
+    let Some(id) = env(id) else {
+        return Ok(None);
+    };
+    Ok(Some((id, number(env, hosts)?, number(env, rank)?)))
+}
+
 /// The host's identity in a run, from the flags, else from the environment:
 /// - Slurm (`srun`, one task per node): `SLURM_JOB_ID` and `SLURM_STEP_ID` (run id
 ///   `slurm-<job>.<step>`), `SLURM_NNODES` else `SLURM_JOB_NUM_NODES` (hosts),
@@ -64,9 +78,7 @@ pub fn resolve(
 ) -> anyhow::Result<Option<HostIdentity>> {
     type Source = (
         &'static str,
-        fn(
-            &dyn Fn(&str) -> Option<String>,
-        ) -> anyhow::Result<Option<(String, Option<u32>, Option<u32>)>>,
+        fn(&dyn Fn(&str) -> Option<String>) -> anyhow::Result<Option<Named>>,
     );
     let sources: [Source; 3] = [
         ("Slurm", |env| {
@@ -85,24 +97,13 @@ pub fn resolve(
             )))
         }),
         ("torchrun worker", |env| {
-            let Some(id) = env("TORCHELASTIC_RUN_ID") else {
-                return Ok(None);
-            };
-            Ok(Some((
-                id,
-                number(env, "GROUP_WORLD_SIZE")?,
-                number(env, "GROUP_RANK")?,
-            )))
+            named_by(
+                env,
+                ["TORCHELASTIC_RUN_ID", "GROUP_WORLD_SIZE", "GROUP_RANK"],
+            )
         }),
         ("torchrun settings", |env| {
-            let Some(id) = env("PET_RDZV_ID") else {
-                return Ok(None);
-            };
-            Ok(Some((
-                id,
-                number(env, "PET_NNODES")?,
-                number(env, "PET_NODE_RANK")?,
-            )))
+            named_by(env, ["PET_RDZV_ID", "PET_NNODES", "PET_NODE_RANK"])
         }),
     ];
     let mut found = None;
@@ -323,129 +324,104 @@ mod tests {
     use super::*;
     use std::collections::HashMap;
 
-    fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let map: HashMap<String, String> = pairs
-            .iter()
+    /// An environment of `NAME=value` words.
+    fn env_of(vars: &str) -> impl Fn(&str) -> Option<String> {
+        let map: HashMap<String, String> = vars
+            .split_whitespace()
+            .filter_map(|w| w.split_once('='))
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         move |k| map.get(k).cloned()
     }
 
-    #[test]
-    fn slurm_names_the_run_by_job_and_step() {
-        let env = env_of(&[
-            ("SLURM_JOB_ID", "4242"),
-            ("SLURM_STEP_ID", "1"),
-            ("SLURM_NNODES", "4"),
-            ("SLURM_NODEID", "3"),
-        ]);
-        let id = resolve(&IdentityFlags::default(), &env).unwrap().unwrap();
-        assert_eq!(
-            (id.run_id.as_str(), id.hosts, id.rank, id.source),
-            ("slurm-4242.1", 4, 3, "Slurm")
-        );
-        let env = env_of(&[
-            ("SLURM_JOB_ID", "7"),
-            ("SLURM_JOB_NUM_NODES", "2"),
-            ("SLURM_NODEID", "0"),
-        ]);
-        let id = resolve(&IdentityFlags::default(), &env).unwrap().unwrap();
-        assert_eq!((id.run_id.as_str(), id.hosts), ("slurm-7.0", 2));
-        // One node: an ordinary single-host run.
-        let env = env_of(&[
-            ("SLURM_JOB_ID", "7"),
-            ("SLURM_NNODES", "1"),
-            ("SLURM_NODEID", "0"),
-        ]);
-        assert_eq!(resolve(&IdentityFlags::default(), &env).unwrap(), None);
+    /// What `resolve` makes of `flags` and the environment `vars`: the identity as
+    /// (run id, hosts, rank, source), or the error's text.
+    fn identity(
+        flags: &IdentityFlags,
+        vars: &str,
+    ) -> Result<Option<(String, u32, u32, &'static str)>, String> {
+        resolve(flags, &env_of(vars))
+            .map(|id| id.map(|id| (id.run_id, id.hosts, id.rank, id.source)))
+            .map_err(|e| e.to_string())
     }
 
     #[test]
-    fn torchrun_worker_and_torchrun_settings() {
-        let env = env_of(&[
-            ("TORCHELASTIC_RUN_ID", "abc"),
-            ("GROUP_WORLD_SIZE", "3"),
-            ("GROUP_RANK", "2"),
-        ]);
-        let id = resolve(&IdentityFlags::default(), &env).unwrap().unwrap();
-        assert_eq!((id.run_id.as_str(), id.hosts, id.rank), ("abc", 3, 2));
-        let env = env_of(&[
-            ("PET_RDZV_ID", "r9"),
-            ("PET_NNODES", "2"),
-            ("PET_NODE_RANK", "1"),
-        ]);
-        let id = resolve(&IdentityFlags::default(), &env).unwrap().unwrap();
-        assert_eq!(
-            (id.run_id.as_str(), id.hosts, id.rank, id.source),
-            ("r9", 2, 1, "torchrun settings")
-        );
-        // An elastic range is not a host count.
-        let env = env_of(&[
-            ("PET_RDZV_ID", "r9"),
-            ("PET_NNODES", "1:4"),
-            ("PET_NODE_RANK", "1"),
-        ]);
-        assert!(resolve(&IdentityFlags::default(), &env)
-            .unwrap_err()
-            .to_string()
-            .contains("PET_NNODES"));
+    fn names_the_run_from_slurm_or_torchrun() {
+        let cases = [
+            (
+                "SLURM_JOB_ID=4242 SLURM_STEP_ID=1 SLURM_NNODES=4 SLURM_NODEID=3",
+                Some(("slurm-4242.1", 4, 3, "Slurm")),
+            ),
+            (
+                "SLURM_JOB_ID=7 SLURM_JOB_NUM_NODES=2 SLURM_NODEID=0",
+                Some(("slurm-7.0", 2, 0, "Slurm")),
+            ),
+            // One node: an ordinary single-host run.
+            ("SLURM_JOB_ID=7 SLURM_NNODES=1 SLURM_NODEID=0", None),
+            (
+                "TORCHELASTIC_RUN_ID=abc GROUP_WORLD_SIZE=3 GROUP_RANK=2",
+                Some(("abc", 3, 2, "torchrun worker")),
+            ),
+            (
+                "PET_RDZV_ID=r9 PET_NNODES=2 PET_NODE_RANK=1",
+                Some(("r9", 2, 1, "torchrun settings")),
+            ),
+            ("", None),
+        ];
+        for (vars, want) in cases {
+            let got = identity(&IdentityFlags::default(), vars).unwrap();
+            let want =
+                want.map(|(run, hosts, rank, source)| (run.to_string(), hosts, rank, source));
+            assert_eq!(got, want, "{vars}");
+        }
     }
 
     #[test]
     fn flags_override_and_bad_values_are_clear() {
-        let env = env_of(&[
-            ("SLURM_JOB_ID", "1"),
-            ("SLURM_NNODES", "4"),
-            ("SLURM_NODEID", "3"),
-        ]);
+        let slurm = "SLURM_JOB_ID=1 SLURM_NNODES=4 SLURM_NODEID=3";
         let flags = IdentityFlags {
             run_id: Some("mine".into()),
             hosts: Some(2),
             host_rank: Some(1),
         };
-        let id = resolve(&flags, &env).unwrap().unwrap();
         assert_eq!(
-            (id.run_id.as_str(), id.hosts, id.rank, id.source),
-            ("mine", 2, 1, "flags")
-        );
-        assert_eq!(
-            resolve(&IdentityFlags::default(), &env_of(&[])).unwrap(),
-            None
+            identity(&flags, slurm).unwrap(),
+            Some(("mine".to_string(), 2, 1, "flags"))
         );
         let only_hosts = IdentityFlags {
             hosts: Some(2),
             ..Default::default()
         };
-        assert!(resolve(&only_hosts, &env_of(&[]))
-            .unwrap_err()
-            .to_string()
-            .starts_with("--run-id"));
         let no_rank = IdentityFlags {
             hosts: Some(2),
             run_id: Some("r".into()),
             ..Default::default()
         };
-        assert!(resolve(&no_rank, &env_of(&[]))
-            .unwrap_err()
-            .to_string()
-            .starts_with("--host-rank"));
         let bad_rank = IdentityFlags {
             host_rank: Some(2),
-            ..no_rank
+            ..no_rank.clone()
         };
-        assert!(resolve(&bad_rank, &env_of(&[]))
-            .unwrap_err()
-            .to_string()
-            .starts_with("--host-rank"));
-        let env = env_of(&[
-            ("SLURM_JOB_ID", "1"),
-            ("SLURM_NNODES", "x"),
-            ("SLURM_NODEID", "0"),
-        ]);
-        assert!(resolve(&IdentityFlags::default(), &env)
-            .unwrap_err()
-            .to_string()
-            .contains("SLURM_NNODES"));
+        let none = IdentityFlags::default();
+        let cases = [
+            (&only_hosts, "", "--run-id"),
+            (&no_rank, "", "--host-rank"),
+            (&bad_rank, "", "--host-rank"),
+            (
+                &none,
+                "SLURM_JOB_ID=1 SLURM_NNODES=x SLURM_NODEID=0",
+                "SLURM_NNODES",
+            ),
+            // An elastic range is not a host count.
+            (
+                &none,
+                "PET_RDZV_ID=r9 PET_NNODES=1:4 PET_NODE_RANK=1",
+                "PET_NNODES",
+            ),
+        ];
+        for (flags, vars, names) in cases {
+            let err = identity(flags, vars).unwrap_err();
+            assert!(err.contains(names), "{flags:?} {vars}: {err}");
+        }
     }
 
     #[test]
