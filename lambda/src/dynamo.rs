@@ -472,19 +472,14 @@ impl Store for DynamoStore {
     }
 
     async fn save(&self, job_id: &str, write: Write<'_>) -> Result<Saved, DynamoError> {
-        let Write {
-            state,
-            expected_version,
-            archive,
-        } = write;
         // Trial records can outlive their job when a delete's purge fails midway; a
         // job created again must not see them (the store contract), so a create
         // first clears what a missing document left behind.
-        if expected_version.is_none() && self.version(job_id).await?.is_none() {
+        if write.expected_version.is_none() && self.version(job_id).await?.is_none() {
             self.purge_trials(job_id).await?;
         }
-        let doc = self.doc_put(job_id, state, expected_version)?;
-        if archive.is_empty() {
+        let doc = self.doc_put(job_id, write.state, write.expected_version)?;
+        if write.archive.is_empty() {
             let put = self.client.put_item().set_item(Some(doc.item().clone()));
             let out = conditional!(put, &self.table, doc).send().await;
             return match out {
@@ -494,6 +489,7 @@ impl Store for DynamoStore {
             };
         }
         // Trials beyond one transaction go first: idempotent by key, harmless on conflict.
+        let archive = write.archive;
         let (early, together) = archive.split_at(archive.len().saturating_sub(TRANSACT_TRIALS));
         self.batch_put_trials(job_id, early).await?;
         let mut items = vec![TransactWriteItem::builder().put(doc).build()];

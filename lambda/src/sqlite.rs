@@ -710,21 +710,6 @@ mod tests {
     }
 
     #[test]
-    fn delete_needs_the_version_and_removes_trials() {
-        let (_dir, s) = temp_store();
-        let st = state("job-c");
-        s.save_sync("job-c", Write::new(&st, None, &[])).unwrap();
-        s.save_sync("job-c", Write::new(&st, Some(1), &[trial(1)]))
-            .unwrap();
-        assert_eq!(s.delete_sync("job-c", 1).unwrap(), Saved::Conflict);
-        assert!(s.load_sync("job-c").unwrap().is_some());
-        assert_eq!(s.delete_sync("job-c", 2).unwrap(), Saved::Ok);
-        assert_eq!(s.load_sync("job-c").unwrap(), None);
-        assert!(s.archived_trials_sync("job-c").unwrap().is_empty());
-        assert_eq!(s.delete_sync("job-c", 2).unwrap(), Saved::Conflict);
-    }
-
-    #[test]
     fn survives_reopen_and_reports_corruption() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("w.db");

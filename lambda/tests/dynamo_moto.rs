@@ -9,7 +9,7 @@ mod hostile_docs;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use wattwise_core::job::JobState;
-use wattwise_core::service::{Body, Request, Saved, Service, ServiceConfig, Store, Write};
+use wattwise_core::service::{Request, Saved, Service, ServiceConfig, Store, Write};
 use wattwise_core::spec::JobSpec;
 use wattwise_core::trial::{RunResult, Trial, TrialStatus, TrialType};
 use wattwise_lambda::dynamo::DynamoStore;
@@ -27,6 +27,24 @@ async fn store(name: &str) -> DynamoStore {
     let s = DynamoStore::from_env(table).await;
     s.create_table().await.expect("create table");
     s
+}
+
+/// A fresh store holding job `job_id` (seed 1) with `trials` archived.
+async fn store_with(name: &str, job_id: &str, trials: &[Trial]) -> DynamoStore {
+    let s = store(name).await;
+    s.save(job_id, Write::new(&state(job_id, 1), None, trials))
+        .await
+        .unwrap();
+    s
+}
+
+/// The key of a job's document item, to edit it behind the store's back.
+fn document_key(job_id: &str) -> std::collections::HashMap<String, AttributeValue> {
+    [
+        ("job_id".to_string(), AttributeValue::S(job_id.into())),
+        ("item".to_string(), AttributeValue::S("job".into())),
+    ]
+    .into()
 }
 
 fn state(job_id: &str, seed: u64) -> JobState {
@@ -203,16 +221,12 @@ async fn lists_documents_newest_first_through_the_index() {
 #[tokio::test]
 #[ignore = "needs moto's server: tests/endpoint/run.sh runs it"]
 async fn a_job_whose_document_does_not_parse_can_still_be_deleted() {
-    let s = store("corrupt").await;
-    s.save("job-c", Write::new(&state("job-c", 1), None, &[trial(1)]))
-        .await
-        .unwrap();
+    let s = store_with("corrupt", "job-c", &[trial(1)]).await;
     // A document no build can read back (what an overflow once stored).
     s.client()
         .update_item()
         .table_name(s.table())
-        .key("job_id", AttributeValue::S("job-c".into()))
-        .key("item", AttributeValue::S("job".into()))
+        .set_key(Some(document_key("job-c")))
         .update_expression("SET doc = :d")
         .expression_attribute_values(":d", AttributeValue::S("{\"max_power\": null".into()))
         .send()
@@ -220,13 +234,7 @@ async fn a_job_whose_document_does_not_parse_can_still_be_deleted() {
         .unwrap();
     assert!(s.load("job-c").await.is_err());
     let service = Service::new(s.clone(), ServiceConfig::default());
-    let req = Request {
-        method: "DELETE",
-        path: "/jobs",
-        query: "job_id=job-c",
-        authorization: None,
-        body: Body::Bytes(b""),
-    };
+    let req = Request::new("DELETE", "/jobs?job_id=job-c", b"");
     let out = service.handle(req, &mut wattwise_lambda::SystemEnv).await;
     assert_eq!(out.status, 200, "{}", String::from_utf8_lossy(&out.body));
     assert_eq!(s.load("job-c").await.unwrap(), None);
@@ -261,19 +269,12 @@ async fn keeps_the_store_contract() {
 #[tokio::test]
 #[ignore = "needs moto's server: tests/endpoint/run.sh runs it"]
 async fn a_job_created_again_does_not_see_trials_a_purge_left() {
-    let s = store("leftover").await;
-    s.save(
-        "job-l",
-        Write::new(&state("job-l", 1), None, &[trial(1), trial(2)]),
-    )
-    .await
-    .unwrap();
+    let s = store_with("leftover", "job-l", &[trial(1), trial(2)]).await;
     // The document goes, its trials stay: what a purge that failed midway leaves.
     s.client()
         .delete_item()
         .table_name(s.table())
-        .key("job_id", AttributeValue::S("job-l".into()))
-        .key("item", AttributeValue::S("job".into()))
+        .set_key(Some(document_key("job-l")))
         .send()
         .await
         .unwrap();

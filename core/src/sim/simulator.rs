@@ -718,10 +718,14 @@ mod tests {
 
     #[test]
     fn floordiv_matches_python() {
-        assert_eq!(py_floordiv(7.0, 2.0), 3.0);
-        assert_eq!(py_floordiv(6.0, 2.0), 3.0);
-        assert_eq!(py_floordiv(0.5, 2.0), 0.0);
         // Python: 1.0 // 0.1 == 9.0 (not 10.0).
-        assert_eq!(py_floordiv(1.0, 0.1), 9.0);
+        for (a, b, python) in [
+            (7.0, 2.0, 3.0),
+            (6.0, 2.0, 3.0),
+            (0.5, 2.0, 0.0),
+            (1.0, 0.1, 9.0),
+        ] {
+            assert_eq!(py_floordiv(a, b), python, "{a} // {b}");
+        }
     }
 }

@@ -118,11 +118,7 @@ impl Store for ObjectStore {
     }
 
     async fn save(&self, job_id: &str, write: Write<'_>) -> Result<Saved, StoreError> {
-        let Write {
-            state,
-            expected_version,
-            archive,
-        } = write;
+        let (state, expected_version) = (write.state, write.expected_version);
         self.check(job_id)?;
         if self.stored_version().await? != expected_version {
             return Ok(Saved::Conflict);
@@ -137,7 +133,7 @@ impl Store for ObjectStore {
                 .map(|_| ())
                 .map_err(|e| StoreError::Durable(format!("{e:?}")))
         };
-        for t in archive {
+        for t in write.archive {
             let text =
                 serde_json::to_string(t).map_err(|e| StoreError::Corrupt(format!("trial: {e}")))?;
             set(&trial_key(t.trial_number), text)?;
