@@ -17,7 +17,7 @@
 //!
 //! The numbers are plausible for an image classifier on a 300 W data-center GPU.
 
-use super::trace::{PowerRow, Trace, TrainRow};
+use super::trace::{Configuration, PowerRow, Trace, TrainRow};
 use super::workload::Workload;
 use crate::rng::JobRng;
 
@@ -57,6 +57,16 @@ fn mean_epochs(b: f64) -> f64 {
     10.0 * (1.0 + 16.0 / b + libm::pow(b / 900.0, 1.6))
 }
 
+/// The synthetic workload at batch size `bs`.
+fn configuration(bs: u32) -> Configuration {
+    Configuration {
+        dataset: SYNTHETIC_DATASET.into(),
+        network: SYNTHETIC_NETWORK.into(),
+        batch_size: bs,
+        optimizer: SYNTHETIC_OPTIMIZER.into(),
+    }
+}
+
 /// The synthetic train and power traces, generated from `seed`.
 pub fn synthetic_trace(seed: u64) -> Trace {
     let mut rng = JobRng::from_seed(seed);
@@ -68,10 +78,7 @@ pub fn synthetic_trace(seed: u64) -> Trace {
         for run in 1..=RUNS {
             let epochs = libm::ceil(mean * libm::exp(rng.normal(0.0, sigma)));
             train.push(TrainRow {
-                dataset: SYNTHETIC_DATASET.into(),
-                network: SYNTHETIC_NETWORK.into(),
-                batch_size: bs,
-                optimizer: SYNTHETIC_OPTIMIZER.into(),
+                config: configuration(bs),
                 learning_rate: 0.1 * libm::sqrt(bs as f64 / 256.0),
                 run,
                 target_metric: TARGET,
@@ -96,10 +103,7 @@ pub fn synthetic_trace(seed: u64) -> Trace {
             // Measurement noise of about 1%.
             let jitter = 1.0 + 0.01 * rng.normal(0.0, 1.0).clamp(-2.0, 2.0);
             power.push(PowerRow {
-                dataset: SYNTHETIC_DATASET.into(),
-                network: SYNTHETIC_NETWORK.into(),
-                batch_size: bs,
-                optimizer: SYNTHETIC_OPTIMIZER.into(),
+                config: configuration(bs),
                 power_limit: pl,
                 time_per_epoch: time * jitter,
                 average_power: avg,

@@ -70,9 +70,10 @@ pub enum TraceError {
     },
 }
 
-/// One row of the train trace: one training run reaching (or not) one target.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct TrainRow {
+/// A workload configuration at one batch size: what a row of either trace is
+/// about, and what train rows and power rows join on.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Configuration {
     /// Dataset name.
     pub dataset: String,
     /// Network name.
@@ -81,6 +82,24 @@ pub struct TrainRow {
     pub batch_size: u32,
     /// Optimizer name.
     pub optimizer: String,
+}
+
+impl std::fmt::Display for Configuration {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}/{}/{} batch size {}",
+            self.dataset, self.network, self.optimizer, self.batch_size
+        )
+    }
+}
+
+/// One row of the train trace: one training run reaching (or not) one target.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TrainRow {
+    /// What the row trained.
+    #[serde(flatten)]
+    pub config: Configuration,
     /// Learning rate.
     pub learning_rate: f64,
     /// Repetition index of the configuration.
@@ -94,14 +113,9 @@ pub struct TrainRow {
 /// One row of a power trace: one configuration at one power limit.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct PowerRow {
-    /// Dataset name.
-    pub dataset: String,
-    /// Network name.
-    pub network: String,
-    /// Batch size.
-    pub batch_size: u32,
-    /// Optimizer name.
-    pub optimizer: String,
+    /// What the row measured.
+    #[serde(flatten)]
+    pub config: Configuration,
     /// GPU power limit in watts.
     pub power_limit: u32,
     /// Seconds per epoch.
@@ -253,13 +267,13 @@ impl<'a> Row<'_, 'a> {
 
     /// The configuration that joins train and power rows: dataset, network,
     /// batch size and optimizer.
-    fn configuration(&self) -> Result<(String, String, u32, String), TraceError> {
-        Ok((
-            self.text("dataset")?,
-            self.text("network")?,
-            self.positive_int("batch_size")?,
-            self.text("optimizer")?,
-        ))
+    fn configuration(&self) -> Result<Configuration, TraceError> {
+        Ok(Configuration {
+            dataset: self.text("dataset")?,
+            network: self.text("network")?,
+            batch_size: self.positive_int("batch_size")?,
+            optimizer: self.text("optimizer")?,
+        })
     }
 
     fn text(&self, column: &'static str) -> Result<String, TraceError> {
@@ -350,12 +364,8 @@ pub fn parse_train(text: &str) -> Result<Vec<TrainRow>, TraceError> {
                     }
                 },
             )?;
-            let (dataset, network, batch_size, optimizer) = r.configuration()?;
             Ok(TrainRow {
-                dataset,
-                network,
-                batch_size,
-                optimizer,
+                config: r.configuration()?,
                 learning_rate: r.finite("learning_rate")?,
                 run: r.int("run")?,
                 target_metric: r.finite("target_metric")?,
@@ -370,33 +380,20 @@ pub fn parse_train(text: &str) -> Result<Vec<TrainRow>, TraceError> {
 pub fn parse_power(text: &str) -> Result<Vec<PowerRow>, TraceError> {
     let t = Table::parse("power", text, &POWER_COLUMNS)?;
     let mut out = Vec::with_capacity(t.rows.len());
-    let mut seen: HashMap<(String, String, u32, String, u32), usize> = HashMap::new();
+    let mut seen: HashMap<(Configuration, u32), usize> = HashMap::new();
     for r in t.rows() {
-        let (dataset, network, batch_size, optimizer) = r.configuration()?;
         let row = PowerRow {
-            dataset,
-            network,
-            batch_size,
-            optimizer,
+            config: r.configuration()?,
             power_limit: r.positive_int("power_limit")?,
             time_per_epoch: r.positive("time_per_epoch")?,
             average_power: r.positive("average_power")?,
         };
-        let key = (
-            row.dataset.clone(),
-            row.network.clone(),
-            row.batch_size,
-            row.optimizer.clone(),
-            row.power_limit,
-        );
+        let key = (row.config.clone(), row.power_limit);
         if let Some(&first) = seen.get(&key) {
             return Err(TraceError::DuplicatePower {
                 line: r.line,
                 first,
-                key: format!(
-                    "{}/{}/{} batch size {} at {} W",
-                    row.dataset, row.network, row.optimizer, row.batch_size, row.power_limit
-                ),
+                key: format!("{} at {} W", row.config, row.power_limit),
             });
         }
         seen.insert(key, r.line);
@@ -512,13 +509,7 @@ impl Trace {
         let index = self.power_index();
         let mut out = Vec::new();
         for t in &self.train {
-            let key = (
-                t.dataset.as_str(),
-                t.network.as_str(),
-                t.batch_size,
-                t.optimizer.as_str(),
-            );
-            for &p in index.get(&key).map(Vec::as_slice).unwrap_or(&[]) {
+            for &p in index.get(&t.config).map(Vec::as_slice).unwrap_or(&[]) {
                 let p = &self.power[p];
                 let tta = t.target_epoch.map(|e| e * p.time_per_epoch);
                 out.push(MergedRow {
@@ -536,18 +527,10 @@ impl Trace {
     }
 
     /// Power rows by (dataset, network, batch size, optimizer).
-    pub(crate) fn power_index(&self) -> HashMap<(&str, &str, u32, &str), Vec<usize>> {
-        let mut index: HashMap<(&str, &str, u32, &str), Vec<usize>> = HashMap::new();
+    pub(crate) fn power_index(&self) -> HashMap<&Configuration, Vec<usize>> {
+        let mut index: HashMap<&Configuration, Vec<usize>> = HashMap::new();
         for (i, p) in self.power.iter().enumerate() {
-            index
-                .entry((
-                    p.dataset.as_str(),
-                    p.network.as_str(),
-                    p.batch_size,
-                    p.optimizer.as_str(),
-                ))
-                .or_default()
-                .push(i);
+            index.entry(&p.config).or_default().push(i);
         }
         index
     }
@@ -555,28 +538,11 @@ impl Trace {
     /// The largest power limit among the power rows that join a train row (Zeus's
     /// `MAXPOWER`, the same for every job on this GPU). `None` when nothing joins.
     pub fn max_power(&self) -> Option<u32> {
-        let trained: std::collections::HashSet<(&str, &str, u32, &str)> = self
-            .train
-            .iter()
-            .map(|t| {
-                (
-                    t.dataset.as_str(),
-                    t.network.as_str(),
-                    t.batch_size,
-                    t.optimizer.as_str(),
-                )
-            })
-            .collect();
+        let trained: std::collections::HashSet<&Configuration> =
+            self.train.iter().map(|t| &t.config).collect();
         self.power
             .iter()
-            .filter(|p| {
-                trained.contains(&(
-                    p.dataset.as_str(),
-                    p.network.as_str(),
-                    p.batch_size,
-                    p.optimizer.as_str(),
-                ))
-            })
+            .filter(|p| trained.contains(&p.config))
             .map(|p| p.power_limit)
             .max()
     }
@@ -720,7 +686,7 @@ d,n,32,adam,300,6.0,95.0
     fn columns_in_any_order_and_blank_lines() {
         let text = "target_epoch,dataset,network,optimizer,batch_size,run,learning_rate,target_metric,extra\n\n5,d,n,adam,64.0,1,0.1,0.5,x\n";
         let rows = parse_train(text).unwrap();
-        assert_eq!(rows[0].batch_size, 64);
+        assert_eq!(rows[0].config.batch_size, 64);
         assert_eq!(rows[0].target_epoch, Some(5.0));
     }
 }

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::error::SimError;
-use super::trace::Trace;
+use super::trace::{Configuration, Trace};
 
 /// The job a simulation runs (Zeus's legacy `Job`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -131,27 +131,19 @@ impl JobTrace {
     /// optimizer), or none at its target metric.
     pub fn new(trace: &Trace, workload: &Workload, gpu: &str) -> Result<JobTrace, SimError> {
         let max_power = trace.max_power().ok_or(SimError::EmptyMerge)? as f64;
-        let is_job = |d: &str, n: &str, o: &str| {
-            d == workload.dataset && n == workload.network && o == workload.optimizer
+        let is_job = |c: &Configuration| {
+            c.dataset == workload.dataset
+                && c.network == workload.network
+                && c.optimizer == workload.optimizer
         };
         let index = trace.power_index();
         let mut by_bs: BTreeMap<u32, BatchSizeTrace> = BTreeMap::new();
         let mut targets_seen: Vec<f64> = Vec::new();
-        for t in trace
-            .train
-            .iter()
-            .filter(|t| is_job(&t.dataset, &t.network, &t.optimizer))
-        {
-            let key = (
-                t.dataset.as_str(),
-                t.network.as_str(),
-                t.batch_size,
-                t.optimizer.as_str(),
-            );
-            let Some(power_rows) = index.get(&key) else {
+        for t in trace.train.iter().filter(|t| is_job(&t.config)) {
+            let Some(power_rows) = index.get(&t.config) else {
                 continue;
             };
-            let entry = by_bs.entry(t.batch_size).or_insert_with(|| {
+            let entry = by_bs.entry(t.config.batch_size).or_insert_with(|| {
                 let mut limits: Vec<PowerPoint> = power_rows
                     .iter()
                     .map(|&i| {
@@ -166,7 +158,7 @@ impl JobTrace {
                     .collect();
                 limits.sort_by_key(|p| p.power_limit);
                 BatchSizeTrace {
-                    batch_size: t.batch_size,
+                    batch_size: t.config.batch_size,
                     target_epochs: Vec::new(),
                     limits,
                 }
