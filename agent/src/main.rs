@@ -19,6 +19,7 @@ mod measure;
 mod multihost;
 mod ownership;
 mod run;
+mod session;
 mod simulate;
 
 /// wattwise: lower the energy of recurring training jobs.

@@ -17,19 +17,21 @@
 //! stops when the run is over (exit 1 when it failed), and leaves ending the trial
 //! to the run.
 
+use std::os::fd::OwnedFd;
 use std::panic::AssertUnwindSafe;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ExitStatus};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use wattwise_core::power::{LimitConstraints, PowerLimitMeasurement, PowerOptimizer, Reading};
+use wattwise_core::power::{LimitConstraints, Reading};
 use wattwise_core::runs::{HostProfile, HostReport, JoinRun};
-use wattwise_core::wire::{Phase, TrainingResult, TrialId};
+use wattwise_core::wire::{TrainingResult, TrialId};
 
 use crate::client::{Endpoint, Reporter};
 use crate::driver::{apply, log, Driver};
-use crate::energy_meter::{combined, EnergyMeter, DEFAULT_POWER_INTERVAL_S};
+use crate::energy_meter::{combined, EnergyMeter, EnergySource, DEFAULT_POWER_INTERVAL_S};
 use crate::events::{parse_line, Event, Tail};
 use crate::exporter::{power_state_name, RunInfo, RunStatus};
 use crate::gpu::{Gpus, NvmlGpus};
@@ -37,6 +39,10 @@ use crate::job_file::{GpuFacts, JobFile};
 use crate::limits::state_dir;
 use crate::multihost::{HostIdentity, RunLink};
 use crate::ownership::Ownership;
+use crate::session::{
+    exit_code, final_ending, optimizer, profile_to_post, report_answer, reused_measurements,
+    run_view_stop, signal_stop, trial_end, Answer, Ending, Stop, TrialEnd,
+};
 
 /// Test hook: the agent panics at this step beginning (to test limit restoring).
 /// Read by debug builds only (the e2e tests run those); a release build ignores it,
@@ -168,23 +174,24 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
         selection.source.name()
     ));
     let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
-        session(
-            &mut gpus,
-            &indices,
-            &job,
-            &endpoint,
-            &dir,
-            Timing {
+        Session {
+            gpus: &mut gpus,
+            indices: &indices,
+            job: &job,
+            endpoint: &endpoint,
+            dir: &dir,
+            timing: Timing {
                 grace,
                 flush,
                 connect,
                 power_interval,
                 host_timeout,
             },
-            identity.as_ref(),
-            &args.command,
-            &metrics,
-        )
+            identity: identity.as_ref(),
+            command: &args.command,
+            metrics: &metrics,
+        }
+        .run()
     }));
     if result.is_err() {
         // The agent panicked: the command must not outlive it.
@@ -240,16 +247,6 @@ fn gpu_facts(gpus: &dyn Gpus, indices: &[u32]) -> anyhow::Result<(GpuFacts, Limi
     Ok((facts, constraints))
 }
 
-/// Why the command ended.
-#[derive(Debug, PartialEq)]
-enum Ending {
-    Exited,
-    StopTrain,
-    Signal(i32),
-    /// The run across hosts failed (a host timed out).
-    RunFailed(String),
-}
-
 /// Sends the reports an earlier agent could not deliver (it was killed, or the
 /// endpoint stayed down past its flush timeout), in order, before this run starts.
 fn replay_leftover_spools(endpoint: &Endpoint, dir: &std::path::Path, patience: Duration) {
@@ -291,279 +288,365 @@ struct Timing {
     host_timeout: Duration,
 }
 
-#[allow(clippy::too_many_arguments)]
-fn session(
-    gpus: &mut dyn Gpus,
-    indices: &[u32],
-    job: &JobFile,
-    endpoint: &Endpoint,
-    dir: &std::path::Path,
+/// What the phases of a session share: the job's GPUs, the job, the endpoint, the
+/// state directory, the durations, this host's place in a run across hosts, the
+/// command and the run's metrics.
+struct Session<'a> {
+    gpus: &'a mut dyn Gpus,
+    indices: &'a [u32],
+    job: &'a JobFile,
+    endpoint: &'a Endpoint,
+    dir: &'a Path,
     timing: Timing,
-    identity: Option<&HostIdentity>,
-    command: &[String],
-    metrics: &RunStatus,
-) -> anyhow::Result<i32> {
-    let Timing {
-        grace,
-        flush,
-        connect,
-        power_interval,
-        host_timeout,
-    } = timing;
-    let (facts, constraints) = gpu_facts(gpus, indices)?;
-    let spec = job.spec(&facts)?;
-    replay_leftover_spools(endpoint, dir, connect);
-    let registered = endpoint
-        .retrying(connect, |e| e.register(&spec))
-        .context("cannot register the job")?;
-    let job_id = registered
-        .job_id
-        .clone()
-        .ok_or_else(|| anyhow::anyhow!("the endpoint registered the job without a job_id"))?;
-    let (trial, link) = match identity {
-        None => {
-            let trial: TrialId = endpoint
-                .retrying(connect, |e| e.batch_size(&job_id))
+    identity: Option<&'a HostIdentity>,
+    command: &'a [String],
+    metrics: &'a RunStatus,
+}
+
+/// What [`Session::start`] gives the rest of the session: the job, its trial (and
+/// the link to the run across hosts), and the driver of the power limit optimizer.
+struct Started {
+    job_id: String,
+    trial: TrialId,
+    link: Option<RunLink>,
+    facts: GpuFacts,
+    driver: Driver,
+    /// Whether this run profiles (it reused no profile of the endpoint).
+    profiled_here: bool,
+}
+
+/// The running command and what watches it.
+struct Running {
+    child: Child,
+    exit_fd: Option<OwnedFd>,
+    tail: Tail,
+    events_path: PathBuf,
+    reporter: Reporter,
+    meter: EnergyMeter,
+    sources: Vec<EnergySource>,
+    start: Instant,
+    cpu_start: f64,
+}
+
+/// How the loop ended: the command's status, why, and whether the run converged.
+struct Stopped {
+    status: ExitStatus,
+    ending: Ending,
+    converged: bool,
+}
+
+impl Session<'_> {
+    /// The whole session: start, launch the command, drive the loop, finish.
+    fn run(mut self) -> anyhow::Result<i32> {
+        let mut started = self.start()?;
+        let mut running = self.launch(&started)?;
+        let stopped = self.drive(&mut started, &mut running);
+        self.finish(started, running, stopped)
+    }
+
+    /// Whether this host posts the profile: a run on one host, or the first host.
+    fn rank0(&self) -> bool {
+        self.identity.is_none_or(|id| id.rank == 0)
+    }
+
+    /// This host's rank in the run across hosts (0 on one host).
+    fn host_rank(&self) -> i64 {
+        self.identity.map_or(0, |id| i64::from(id.rank))
+    }
+
+    /// Registers the job, gets its trial (or joins the run across hosts), builds
+    /// the power limit optimizer (reusing a profile the endpoint has) and sets its
+    /// first limit, which also checks the permission before the command starts.
+    fn start(&mut self) -> anyhow::Result<Started> {
+        let connect = self.timing.connect;
+        let (facts, constraints) = gpu_facts(self.gpus, self.indices)?;
+        let spec = self.job.spec(&facts)?;
+        replay_leftover_spools(self.endpoint, self.dir, connect);
+        let registered = self
+            .endpoint
+            .retrying(connect, |e| e.register(&spec))
+            .context("cannot register the job")?;
+        let job_id = registered
+            .job_id
+            .clone()
+            .ok_or_else(|| anyhow::anyhow!("the endpoint registered the job without a job_id"))?;
+        let (trial, link) = self.trial(&job_id)?;
+
+        // A profile for this GPU model and batch size skips profiling.
+        let profiles = match self.endpoint.retrying(connect, |e| e.profiles(&job_id)) {
+            Ok(list) => list,
+            Err(e) if !e.retryable() => Vec::new(),
+            Err(e) => return Err(e).context("cannot read the job's power profiles"),
+        };
+        let gpu_count = self.indices.len() as u32;
+        let power = self.job.power;
+        let reused = reused_measurements(&profiles, &facts, &trial, gpu_count, power.profile_steps);
+        if !reused.is_empty() {
+            log(format!(
+                "reusing the endpoint's power profile for {} at batch size {}",
+                facts.gpu_model, trial.batch_size
+            ));
+        }
+        let (optimizer, actions) = optimizer(power, constraints, gpu_count, reused)?;
+        let profiled_here = !optimizer.is_done();
+        self.metrics.start(RunInfo {
+            job_id: job_id.clone(),
+            trial_number: trial.trial_number,
+            batch_size: trial.batch_size,
+            epochs: 0,
+            power_state: power_state_name(optimizer.state()),
+            gpus: self.indices.to_vec(),
+        });
+        // The first set also checks the permission, before the command starts.
+        if let Err(e) = apply(self.gpus, &mut None, self.indices, &actions) {
+            // A host of a run across hosts leaves the trial to the run (it times out).
+            if link.is_none() {
+                let _ = self.endpoint.end_trial(&trial);
+            }
+            return Err(e.into());
+        }
+        Ok(Started {
+            job_id,
+            trial,
+            link,
+            facts,
+            driver: Driver::new(optimizer, self.indices, constraints),
+            profiled_here,
+        })
+    }
+
+    /// The trial of this run: the endpoint's next batch size, or on a host of a
+    /// run across hosts the run's (with the link to it).
+    fn trial(&self, job_id: &str) -> anyhow::Result<(TrialId, Option<RunLink>)> {
+        let Some(id) = self.identity else {
+            let trial: TrialId = self
+                .endpoint
+                .retrying(self.timing.connect, |e| e.batch_size(job_id))
                 .context("cannot get the batch size")?;
             log(format!(
                 "job {job_id}: trial {} with batch size {}",
                 trial.trial_number, trial.batch_size
             ));
-            (trial, None)
-        }
-        Some(id) => {
-            let (trial, link) = join_run(endpoint, &job_id, id, job, host_timeout, connect)?;
-            (trial, Some(link))
-        }
-    };
-    let rank0 = identity.is_none_or(|id| id.rank == 0);
-
-    // A profile for this GPU model and batch size skips profiling.
-    let known = match endpoint.retrying(connect, |e| e.profiles(&job_id)) {
-        Ok(list) => list.into_iter().find(|p| {
-            p.gpu_model == facts.gpu_model
-                && p.batch_size == trial.batch_size
-                && p.phase == Phase::Train
-        }),
-        Err(e) if !e.retryable() => None,
-        Err(e) => return Err(e).context("cannot read the job's power profiles"),
-    };
-    let gpu_count = indices.len() as u32;
-    let reused: Vec<PowerLimitMeasurement> = known
-        .iter()
-        .flat_map(|p| p.measurements.iter())
-        .filter_map(|m| {
-            PowerLimitMeasurement::from_profile_point(
-                m,
-                trial.batch_size,
-                gpu_count,
-                job.power.profile_steps,
-            )
-        })
-        .collect();
-    let (optimizer, actions) = if reused.is_empty() {
-        PowerOptimizer::new(job.power, constraints, gpu_count)?
-    } else {
-        log(format!(
-            "reusing the endpoint's power profile for {} at batch size {}",
-            facts.gpu_model, trial.batch_size
-        ));
-        PowerOptimizer::with_measurements(job.power, constraints, gpu_count, reused)?
-    };
-    let profiled_here = !optimizer.is_done();
-    metrics.start(RunInfo {
-        job_id: job_id.clone(),
-        trial_number: trial.trial_number,
-        batch_size: trial.batch_size,
-        epochs: 0,
-        power_state: power_state_name(optimizer.state()),
-        gpus: indices.to_vec(),
-    });
-    // The first set also checks the permission, before the command starts.
-    if let Err(e) = apply(gpus, &mut None, indices, &actions) {
-        // A host of a run across hosts leaves the trial to the run (it times out).
-        if link.is_none() {
-            let _ = endpoint.end_trial(&trial);
-        }
-        return Err(e.into());
+            return Ok((trial, None));
+        };
+        let (trial, link) = join_run(
+            self.endpoint,
+            job_id,
+            id,
+            self.job,
+            self.timing.host_timeout,
+            self.timing.connect,
+        )?;
+        Ok((trial, Some(link)))
     }
-    let mut driver = Driver::new(optimizer, indices, constraints);
 
-    std::fs::create_dir_all(dir)?;
-    let events_path = dir.join(format!("events-{}.log", std::process::id()));
-    let mut tail = Tail::create(&events_path)
-        .with_context(|| format!("cannot create the events file {}", events_path.display()))?;
-    let spool = dir.join(format!(
-        "spool-{}-{}.jsonl",
-        job_id.replace(|c: char| !c.is_ascii_alphanumeric() && c != '-', "_"),
-        trial.trial_number
-    ));
-    let reporter = Reporter::start(endpoint.clone(), spool);
+    /// Creates the events file and the reporter, starts the energy meter and the
+    /// command (in its own process group, with the run's environment).
+    fn launch(&mut self, s: &Started) -> anyhow::Result<Running> {
+        std::fs::create_dir_all(self.dir)?;
+        let events_path = self.dir.join(format!("events-{}.log", std::process::id()));
+        let tail = Tail::create(&events_path)
+            .with_context(|| format!("cannot create the events file {}", events_path.display()))?;
+        let spool = self.dir.join(format!(
+            "spool-{}-{}.jsonl",
+            s.job_id
+                .replace(|c: char| !c.is_ascii_alphanumeric() && c != '-', "_"),
+            s.trial.trial_number
+        ));
+        let reporter = Reporter::start(self.endpoint.clone(), spool);
+        let env = vec![
+            (
+                "WATTWISE_BATCH_SIZE".to_string(),
+                s.trial.batch_size.to_string(),
+            ),
+            (
+                "WATTWISE_EVENTS".to_string(),
+                events_path.display().to_string(),
+            ),
+            ("WATTWISE_JOB_ID".to_string(), s.job_id.clone()),
+            (
+                "WATTWISE_TRIAL_NUMBER".to_string(),
+                s.trial.trial_number.to_string(),
+            ),
+        ];
+        let start = Instant::now();
+        let meter = EnergyMeter::start(self.gpus, self.indices, start.elapsed())?;
+        let sources = meter.sources();
+        let per_gpu: Vec<String> = self
+            .indices
+            .iter()
+            .zip(&sources)
+            .map(|(i, s)| format!("GPU {i} {}", s.name()))
+            .collect();
+        let sampled = if meter.sampling() {
+            format!(
+                "; power sampled every {:.3} s",
+                self.timing.power_interval.as_secs_f64()
+            )
+        } else {
+            String::new()
+        };
+        log(format!(
+            "energy_source {} ({}){sampled}",
+            combined(&sources),
+            per_gpu.join(", ")
+        ));
+        let cpu_start = crate::child::own_cpu_seconds();
+        let child = crate::child::spawn(self.command, &env)
+            .with_context(|| format!("cannot start {:?}", self.command[0]))?;
+        CHILD_GROUP.store(child.id(), Ordering::SeqCst);
+        let exit_fd = crate::child::exit_fd(&child);
+        Ok(Running {
+            child,
+            exit_fd,
+            tail,
+            events_path,
+            reporter,
+            meter,
+            sources,
+            start,
+            cpu_start,
+        })
+    }
 
-    let panic_at: Option<u64> = std::env::var(crate::run::PANIC_AT_STEP_ENV)
-        .ok()
-        .filter(|_| cfg!(debug_assertions))
-        .and_then(|v| v.parse().ok());
-    let env = vec![
-        (
-            "WATTWISE_BATCH_SIZE".to_string(),
-            trial.batch_size.to_string(),
-        ),
-        (
-            "WATTWISE_EVENTS".to_string(),
-            events_path.display().to_string(),
-        ),
-        ("WATTWISE_JOB_ID".to_string(), job_id.clone()),
-        (
-            "WATTWISE_TRIAL_NUMBER".to_string(),
-            trial.trial_number.to_string(),
-        ),
-    ];
-    let start = Instant::now();
-    let mut meter = EnergyMeter::start(gpus, indices, start.elapsed())?;
-    let sources = meter.sources();
-    let per_gpu: Vec<String> = indices
-        .iter()
-        .zip(&sources)
-        .map(|(i, s)| format!("GPU {i} {}", s.name()))
-        .collect();
-    let sampled = if meter.sampling() {
-        format!(
-            "; power sampled every {:.3} s",
-            power_interval.as_secs_f64()
-        )
-    } else {
-        String::new()
-    };
-    log(format!(
-        "energy_source {} ({}){sampled}",
-        combined(&sources),
-        per_gpu.join(", ")
-    ));
-    let cpu_start = crate::child::own_cpu_seconds();
-    let mut child = crate::child::spawn(command, &env)
-        .with_context(|| format!("cannot start {:?}", command[0]))?;
-    CHILD_GROUP.store(child.id(), Ordering::SeqCst);
-    let exit_fd = crate::child::exit_fd(&child);
+    /// Logs why the loop stops and stops the command.
+    fn stop(&self, r: &mut Running, stop: Stop) -> anyhow::Result<Stopped> {
+        log(stop.line);
+        let status = crate::child::stop_group(&mut r.child, self.timing.grace)?;
+        Ok(Stopped {
+            status,
+            ending: stop.ending,
+            converged: stop.converged,
+        })
+    }
 
-    let mut warned = false;
-    let mut ending = None;
-    let mut status = None;
-    let mut converged = false;
-    let mut next_power = start + power_interval;
-    let mut profile_sent = false;
-    let outcome: anyhow::Result<()> = (|| loop {
-        if let Some(link) = &link {
-            if !profile_sent && driver.optimizer().is_done() {
-                link.profile(HostProfile {
-                    host_rank: identity.map_or(0, |id| i64::from(id.rank)),
-                    gpu_count: i64::from(gpu_count),
-                    measurements: driver.optimizer().measurements().to_vec(),
-                });
-                profile_sent = true;
-            }
-            if let Some(view) = link.latest() {
-                if view.stop_train {
-                    log(format!(
-                        "run {}: {} ({})",
-                        view.run_id, view.status, view.message
-                    ));
-                    status = Some(crate::child::stop_group(&mut child, grace)?);
-                    ending = Some(if view.status == "failed" {
-                        Ending::RunFailed(view.message)
-                    } else {
-                        converged = view.converged;
-                        Ending::StopTrain
+    /// The run loop: forwards the profile to the run across hosts and sets the
+    /// limit it chose, samples power, stops on a signal, on the endpoint's answer
+    /// or when the run is over, and feeds the command's events to the driver until
+    /// the command ends. An error (NVML failing mid-run) leaves the command running.
+    fn drive(&mut self, s: &mut Started, r: &mut Running) -> anyhow::Result<Stopped> {
+        let power_interval = self.timing.power_interval;
+        let panic_at: Option<u64> = std::env::var(crate::run::PANIC_AT_STEP_ENV)
+            .ok()
+            .filter(|_| cfg!(debug_assertions))
+            .and_then(|v| v.parse().ok());
+        let mut warned = false;
+        let mut next_power = r.start + power_interval;
+        let mut profile_sent = false;
+        loop {
+            if let Some(link) = &s.link {
+                if !profile_sent && s.driver.optimizer().is_done() {
+                    link.profile(HostProfile {
+                        host_rank: self.host_rank(),
+                        gpu_count: i64::from(self.indices.len() as u32),
+                        measurements: s.driver.optimizer().measurements().to_vec(),
                     });
-                    return Ok(());
+                    profile_sent = true;
                 }
-                if let Some(w) = view.power_limit {
-                    if driver.shared_limit(gpus, &mut Some((&mut meter, start)), w)? {
-                        log(format!(
-                            "run {}: power limit {w} W on every host (chosen from {} hosts' profiles)",
-                            view.run_id, view.profiled
-                        ));
+                if let Some(view) = link.latest() {
+                    if let Some(stop) = run_view_stop(&view) {
+                        return self.stop(r, stop);
+                    }
+                    if let Some(w) = view.power_limit {
+                        let meter = &mut Some((&mut r.meter, r.start));
+                        if s.driver.shared_limit(self.gpus, meter, w)? {
+                            log(format!(
+                                "run {}: power limit {w} W on every host (chosen from {} hosts' profiles)",
+                                view.run_id, view.profiled
+                            ));
+                        }
                     }
                 }
             }
-        }
-        if meter.sampling() && Instant::now() >= next_power {
-            meter.sample(gpus, start.elapsed())?;
-            next_power = (next_power + power_interval).max(Instant::now());
-        }
-        if let Some(sig) = crate::child::signalled() {
-            log(format!("signal {sig}: stopping the command"));
-            status = Some(crate::child::stop_group(&mut child, grace)?);
-            ending = Some(Ending::Signal(sig));
-            return Ok(());
-        }
-        for d in reporter.answers() {
-            match d.answer {
-                Ok(r) if r.stop_train => {
-                    log(format!(
-                        "endpoint after epoch {}: stop ({})",
-                        d.epoch, r.message
-                    ));
-                    converged = r.converged;
-                    status = Some(crate::child::stop_group(&mut child, grace)?);
-                    ending = Some(Ending::StopTrain);
-                    return Ok(());
+            if r.meter.sampling() && Instant::now() >= next_power {
+                r.meter.sample(self.gpus, r.start.elapsed())?;
+                next_power = (next_power + power_interval).max(Instant::now());
+            }
+            if let Some(sig) = crate::child::signalled() {
+                return self.stop(r, signal_stop(sig));
+            }
+            for d in r.reporter.answers() {
+                match report_answer(d.epoch, &d.answer) {
+                    Answer::Stop(stop) => return self.stop(r, stop),
+                    Answer::Refused(line) => log(line),
+                    Answer::Continue => {}
                 }
-                Ok(_) => {}
-                Err(e) => log(format!("report of epoch {} refused: {e}", d.epoch)),
+            }
+            let exited = r.child.try_wait()?;
+            let timeout = if exited.is_some() {
+                Duration::ZERO
+            } else if r.meter.sampling() {
+                next_power
+                    .saturating_duration_since(Instant::now())
+                    .min(Duration::from_millis(100))
+            } else {
+                Duration::from_millis(100)
+            };
+            self.events(s, r, timeout, panic_at, &mut warned)?;
+            self.metrics
+                .progress(s.driver.epoch(), s.driver.optimizer().state());
+            if let Some(status) = exited {
+                return Ok(Stopped {
+                    status,
+                    ending: Ending::Exited,
+                    converged: false,
+                });
             }
         }
-        let exited = child.try_wait()?;
-        let timeout = if exited.is_some() {
-            Duration::ZERO
-        } else if meter.sampling() {
-            next_power
-                .saturating_duration_since(Instant::now())
-                .min(Duration::from_millis(100))
-        } else {
-            Duration::from_millis(100)
-        };
-        let also = exit_fd.as_ref().map(std::os::fd::AsRawFd::as_raw_fd);
-        for line in tail.next_lines(timeout, also)? {
+    }
+
+    /// Reads the command's events for up to `timeout` (less when it exits), feeds
+    /// them to the driver, and sends each epoch's totals to the endpoint (or to the
+    /// run across hosts). A bad event is logged once (`warned`) and skipped.
+    fn events(
+        &mut self,
+        s: &mut Started,
+        r: &mut Running,
+        timeout: Duration,
+        panic_at: Option<u64>,
+        warned: &mut bool,
+    ) -> anyhow::Result<()> {
+        let also = r.exit_fd.as_ref().map(std::os::fd::AsRawFd::as_raw_fd);
+        for line in r.tail.next_lines(timeout, also)? {
             let event = match parse_line(&line) {
                 Ok(e) => e,
                 Err(e) => {
-                    if !warned {
+                    if !*warned {
                         log(format!("ignoring a bad event: {e}"));
-                        warned = true;
+                        *warned = true;
                     }
                     continue;
                 }
             };
-            let reading = if driver.needs_reading(&event) {
-                let t = start.elapsed();
+            let reading = if s.driver.needs_reading(&event) {
+                let t = r.start.elapsed();
                 Reading {
                     time_ms: t.as_millis() as u64,
-                    energy_mj: meter.total_mj(gpus, t)?,
+                    energy_mj: r.meter.total_mj(self.gpus, t)?,
                 }
             } else {
                 Reading::default()
             };
-            if matches!(event, Event::StepBegin) && panic_at == Some(driver.steps() + 1) {
-                panic!("{PANIC_AT_STEP_ENV}={}: test panic", driver.steps() + 1);
+            if matches!(event, Event::StepBegin) && panic_at == Some(s.driver.steps() + 1) {
+                panic!("{PANIC_AT_STEP_ENV}={}: test panic", s.driver.steps() + 1);
             }
-            let meter = &mut Some((&mut meter, start));
-            let Some(totals) = driver.event(gpus, meter, event, reading)? else {
+            let meter = &mut Some((&mut r.meter, r.start));
+            let Some(totals) = s.driver.event(self.gpus, meter, event, reading)? else {
                 continue;
             };
-            if let Some(link) = &link {
+            if let Some(link) = &s.link {
                 link.report(HostReport {
-                    host_rank: identity.map_or(0, |id| i64::from(id.rank)),
+                    host_rank: self.host_rank(),
                     time: totals.time,
                     energy: totals.energy,
                     metric: totals.metric,
                     current_epoch: totals.epoch,
                 });
             } else {
-                reporter.send(TrainingResult {
-                    job_id: job_id.clone(),
-                    batch_size: trial.batch_size,
-                    trial_number: trial.trial_number,
+                r.reporter.send(TrainingResult {
+                    job_id: s.job_id.clone(),
+                    batch_size: s.trial.batch_size,
+                    trial_number: s.trial.trial_number,
                     time: totals.time,
                     energy: totals.energy,
                     metric: totals.metric,
@@ -571,101 +654,87 @@ fn session(
                 });
             }
         }
-        metrics.progress(driver.epoch(), driver.optimizer().state());
-        if let Some(s) = exited {
-            status = Some(s);
-            ending = Some(Ending::Exited);
-            return Ok(());
-        }
-    })();
-    if outcome.is_err() && status.is_none() {
-        // An NVML failure mid-run: stop the command, then report the error.
-        let _ = crate::child::stop_group(&mut child, grace);
+        Ok(())
     }
-    CHILD_GROUP.store(0, Ordering::SeqCst);
-    metrics.end();
-    let _ = std::fs::remove_file(&events_path);
-    let time = start.elapsed().as_secs_f64();
-    let agent_cpu = crate::child::own_cpu_seconds() - cpu_start;
-    let energy = meter
-        .total_mj(gpus, start.elapsed())
-        .map(|e| e as f64 / 1000.0)
-        .unwrap_or(f64::NAN);
 
-    let (answers, left) = reporter.finish(flush);
-    for d in answers {
-        if let Ok(r) = d.answer {
-            if r.stop_train {
-                converged |= r.converged;
-                log(format!(
-                    "endpoint after epoch {}: stop ({})",
-                    d.epoch, r.message
-                ));
+    /// Ends the session: stops the command if the loop failed, flushes the
+    /// reports, posts the profile, ends the trial (or reads how the run ended),
+    /// then answers the loop's error or the exit code.
+    fn finish(
+        &mut self,
+        s: Started,
+        mut r: Running,
+        stopped: anyhow::Result<Stopped>,
+    ) -> anyhow::Result<i32> {
+        let flush = self.timing.flush;
+        if stopped.is_err() {
+            // An NVML failure mid-run: stop the command, then report the error.
+            let _ = crate::child::stop_group(&mut r.child, self.timing.grace);
+        }
+        CHILD_GROUP.store(0, Ordering::SeqCst);
+        self.metrics.end();
+        let _ = std::fs::remove_file(&r.events_path);
+        let time = r.start.elapsed().as_secs_f64();
+        let agent_cpu = crate::child::own_cpu_seconds() - r.cpu_start;
+        let energy = r
+            .meter
+            .total_mj(self.gpus, r.start.elapsed())
+            .map(|e| e as f64 / 1000.0)
+            .unwrap_or(f64::NAN);
+
+        let mut converged = stopped.as_ref().is_ok_and(|st| st.converged);
+        let (answers, left) = r.reporter.finish(flush);
+        for d in answers {
+            if let Answer::Stop(stop) = report_answer(d.epoch, &d.answer) {
+                converged |= stop.converged;
+                log(stop.line);
             }
         }
-    }
-    if left > 0 {
-        log(format!(
-            "{left} report(s) could not be delivered within --flush-timeout; they stay in the spool in {}",
-            dir.display()
-        ));
-    }
-    let run_view = link.map(|l| l.finish(flush));
-    let epoch = driver.epoch();
-    if profiled_here && driver.optimizer().is_done() && rank0 {
-        if let Some(profile) = driver
-            .optimizer()
-            .profile(trial.batch_size, &facts.gpu_model)
-        {
-            match endpoint.retrying(flush, |e| e.post_profile(&job_id, &profile)) {
+        if left > 0 {
+            log(format!(
+                "{left} report(s) could not be delivered within --flush-timeout; they stay in the spool in {}",
+                self.dir.display()
+            ));
+        }
+        let run_view = s.link.map(|l| l.finish(flush));
+        let epoch = s.driver.epoch();
+        let optimizer = s.driver.optimizer();
+        let gpu_model = &s.facts.gpu_model;
+        let batch_size = s.trial.batch_size;
+        if let Some(profile) = profile_to_post(
+            s.profiled_here,
+            optimizer,
+            self.rank0(),
+            batch_size,
+            gpu_model,
+        ) {
+            match self
+                .endpoint
+                .retrying(flush, |e| e.post_profile(&s.job_id, &profile))
+            {
                 Ok(()) => log("posted the power profile"),
                 Err(e) => log(format!("could not post the power profile: {e}")),
             }
         }
-    }
-    match &run_view {
-        // The run ends its trial once every host is done (or one timed out).
-        Some(Some(view)) => {
-            log(format!(
-                "run {}: {}{}",
-                view.run_id,
-                view.status,
-                if view.message.is_empty() {
-                    String::new()
-                } else {
-                    format!(" ({})", view.message)
+        match trial_end(run_view.as_ref().map(Option::as_ref)) {
+            TrialEnd::Own => {
+                if let Err(e) = self.endpoint.retrying(flush, |e| e.end_trial(&s.trial)) {
+                    log(format!("could not end the trial: {e}"));
                 }
-            ));
-            if view.status == "failed" && !matches!(ending, Some(Ending::RunFailed(_))) {
-                ending = Some(Ending::RunFailed(view.message.clone()));
             }
+            TrialEnd::LeftToRun(line) => log(line),
         }
-        Some(None) => log("the run's state is unknown: the endpoint never answered"),
-        None => {
-            if let Err(e) = endpoint.retrying(flush, |e| e.end_trial(&trial)) {
-                log(format!("could not end the trial: {e}"));
-            }
-        }
+        let stopped = stopped?;
+        let ending = final_ending(stopped.ending, run_view.flatten().as_ref());
+        let code = exit_code(&ending, stopped.status);
+        log(format!(
+            "command ended ({ending:?}, exit code {code}) after {epoch} epoch(s): {time:.3} s, {energy:.3} J (energy_source {}){}; agent CPU {agent_cpu:.3} s ({:.2}% of a core)",
+            combined(&r.sources),
+            if converged { ", converged" } else { "" },
+            if time > 0.0 { agent_cpu / time * 100.0 } else { 0.0 }
+        ));
+        Ok(code)
     }
-    outcome?;
-    let status = status.ok_or_else(|| anyhow::anyhow!("the command's status is unknown"))?;
-    // Stopped on the endpoint's order by our signal: a normal end of the run.
-    let code = match (
-        &ending,
-        std::os::unix::process::ExitStatusExt::signal(&status),
-    ) {
-        (Some(Ending::RunFailed(_)), _) => 1,
-        (Some(Ending::StopTrain), Some(_)) => 0,
-        _ => crate::child::exit_code(status),
-    };
-    log(format!(
-        "command ended ({:?}, exit code {code}) after {epoch} epoch(s): {time:.3} s, {energy:.3} J (energy_source {}){}; agent CPU {agent_cpu:.3} s ({:.2}% of a core)",
-        ending.unwrap_or(Ending::Exited),
-        combined(&sources),
-        if converged { ", converged" } else { "" },
-        if time > 0.0 { agent_cpu / time * 100.0 } else { 0.0 }
-    ));
-    Ok(code)
 }
 
 /// Joins the run across hosts (the first host opens it): its trial, and the link
