@@ -558,7 +558,7 @@ def test_runs_on_disjoint_gpus_share_a_host(tmp, server):
     refused = [e for _, rc, e in results if rc != 0]
     assert len(winners) == 1, results
     assert all("GPU 6" in e and "owned by another wattwise run" in e for e in refused), refused
-    print(f"    4 concurrent starts on GPU 6: 1 ran, 3 refused")
+    print(f"    {len(racers)} concurrent starts on GPU 6: {len(winners)} ran, {len(refused)} refused")
     for p in (a, b):
         _, err = p.communicate(timeout=120)
         assert p.returncode == 0, err
