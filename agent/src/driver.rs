@@ -189,18 +189,22 @@ pub fn log(msg: impl AsRef<str>) {
     eprintln!("[wattwise] {}", msg.as_ref());
 }
 
+/// Test support: drivers on the recording fake GPUs, for this module's tests and
+/// the session's.
 #[cfg(test)]
-mod tests {
+pub(crate) mod testing {
     use super::*;
     use crate::gpu::fake::FakeGpus;
-    use wattwise_core::power::{PowerSettings, PowerState};
+    use wattwise_core::power::PowerSettings;
 
-    const LIMITS: LimitConstraints = LimitConstraints {
+    /// The fake GPUs' limits: 100 W to 300 W.
+    pub(crate) const LIMITS: LimitConstraints = LimitConstraints {
         min_mw: 100_000,
         max_mw: 300_000,
     };
 
-    fn driver(gpus: &mut FakeGpus, indices: &[u32]) -> Driver {
+    /// A driver of a fresh optimizer over two GPUs, `indices`, its first limits set.
+    pub(crate) fn driver(gpus: &mut FakeGpus, indices: &[u32]) -> Driver {
         let (optimizer, actions) =
             PowerOptimizer::new(PowerSettings::default(), LIMITS, 2).unwrap();
         apply(gpus, &mut None, indices, &actions).unwrap();
@@ -208,26 +212,42 @@ mod tests {
     }
 
     /// A step of `ms` milliseconds at `watts` per GPU over two GPUs.
-    fn step(d: &mut Driver, g: &mut FakeGpus, at: &mut Reading, ms: u64, watts: u64) {
+    pub(crate) fn step(d: &mut Driver, g: &mut FakeGpus, at: &mut Reading, ms: u64, watts: u64) {
         d.event(g, &mut None, Event::StepBegin, *at).unwrap();
         at.time_ms += ms;
         at.energy_mj += 2 * watts * ms;
         d.event(g, &mut None, Event::StepEnd, *at).unwrap();
     }
 
-    #[test]
-    fn profiling_walks_the_limits_on_the_job_gpus_only_then_settles() {
-        let mut g = FakeGpus::new(4);
-        let mut d = driver(&mut g, &[1, 3]);
+    /// A fresh driver over `indices` stepped until its profiling is done (lower
+    /// limits run slower and draw less: the optimum is in between), with the
+    /// reading it ended at.
+    pub(crate) fn profiled(g: &mut FakeGpus, indices: &[u32]) -> (Driver, Reading) {
+        let mut d = driver(g, indices);
         let mut at = Reading::default();
         let mut guard = 0;
         while !d.optimizer().is_done() {
-            // Lower limits run slower and draw less: the optimum is in between.
-            let w = u64::from(g.gpus[1].limit_mw / 1000);
-            step(&mut d, &mut g, &mut at, 10_000 / w.max(1), w);
+            let w = u64::from(g.gpus[indices[0] as usize].limit_mw / 1000);
+            step(&mut d, g, &mut at, 10_000 / w.max(1), w);
             guard += 1;
             assert!(guard < 10_000, "profiling never ended");
         }
+        (d, at)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gpu::fake::FakeGpus;
+    use wattwise_core::power::PowerState;
+
+    use super::testing::{driver, profiled, step};
+
+    #[test]
+    fn profiling_walks_the_limits_on_the_job_gpus_only_then_settles() {
+        let mut g = FakeGpus::new(4);
+        let (mut d, mut at) = profiled(&mut g, &[1, 3]);
         assert!(
             g.sets.iter().all(|&(i, _)| i == 1 || i == 3),
             "{:?}",

@@ -141,17 +141,21 @@ impl JobFile {
     }
 }
 
+/// Test support: the facts of two fake GPUs, for this module's tests and the session's.
+#[cfg(test)]
+pub(crate) fn fake_facts() -> GpuFacts {
+    GpuFacts {
+        gpu_model: "Fake GPU".into(),
+        number_of_gpus: 2,
+        max_power: 600.0,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn facts() -> GpuFacts {
-        GpuFacts {
-            gpu_model: "Fake GPU".into(),
-            number_of_gpus: 2,
-            max_power: 600.0,
-        }
-    }
+    use super::fake_facts as facts;
 
     #[test]
     fn a_minimal_file_gets_zeus_defaults() {

@@ -213,24 +213,12 @@ pub fn exit_code(ending: &Ending, status: ExitStatus) -> i32 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::driver::{apply, Driver};
-    use crate::events::Event;
+    use crate::driver::apply;
     use crate::gpu::fake::FakeGpus;
-    use wattwise_core::power::Reading;
     use wattwise_core::wire::PowerMeasurement;
 
-    const LIMITS: LimitConstraints = LimitConstraints {
-        min_mw: 100_000,
-        max_mw: 300_000,
-    };
-
-    fn facts() -> GpuFacts {
-        GpuFacts {
-            gpu_model: "Fake GPU".into(),
-            number_of_gpus: 2,
-            max_power: 600.0,
-        }
-    }
+    use crate::driver::testing::{profiled, LIMITS};
+    use crate::job_file::fake_facts as facts;
 
     fn trial(batch_size: u32) -> TrialId {
         TrialId {
@@ -277,25 +265,6 @@ mod tests {
             reported_epoch: 0,
             epochs: Vec::new(),
         }
-    }
-
-    /// A driver of a fresh optimizer over `indices`, profiled until done on `g`.
-    fn profiled(g: &mut FakeGpus, indices: &[u32]) -> Driver {
-        let (opt, actions) = optimizer(PowerSettings::default(), LIMITS, 2, Vec::new()).unwrap();
-        apply(g, &mut None, indices, &actions).unwrap();
-        let mut d = Driver::new(opt, indices, LIMITS);
-        let mut at = Reading::default();
-        let mut guard = 0;
-        while !d.optimizer().is_done() {
-            let w = u64::from(g.gpus[indices[0] as usize].limit_mw / 1000);
-            d.event(g, &mut None, Event::StepBegin, at).unwrap();
-            at.time_ms += 10_000 / w.max(1);
-            at.energy_mj += 2 * w * (10_000 / w.max(1));
-            d.event(g, &mut None, Event::StepEnd, at).unwrap();
-            guard += 1;
-            assert!(guard < 10_000, "profiling never ended");
-        }
-        d
     }
 
     #[test]
@@ -437,7 +406,7 @@ mod tests {
     #[test]
     fn the_profile_is_posted_by_rank_0_of_a_run_that_profiled_to_the_end() {
         let mut g = FakeGpus::new(2);
-        let d = profiled(&mut g, &[0, 1]);
+        let (d, _) = profiled(&mut g, &[0, 1]);
         let posted = profile_to_post(true, d.optimizer(), true, 64, "Fake GPU").unwrap();
         assert_eq!((posted.batch_size, posted.phase), (64, Phase::Train));
         assert_eq!(posted.gpu_model, "Fake GPU");

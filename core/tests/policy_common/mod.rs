@@ -11,17 +11,16 @@ use wattwise_core::sim::{simulate_one_job_with, Catalog, JobTrace, SimConfig};
 /// the command line and the page resolve them, as `("dataset/gpu", job)`.
 pub fn pairs() -> Vec<(String, JobTrace)> {
     let mut catalog = Catalog::zeus().expect("the built-in traces parse");
-    let mut out = Vec::new();
-    catalog.each_job(|dataset, gpu, job| {
-        out.push((gpu.to_string(), dataset.to_string(), job.clone()))
-    });
     // GPU by GPU, as the benchmark's tables list them.
     let gpus = catalog.gpus();
-    out.sort_by_key(|(gpu, _, _)| gpus.iter().position(|g| g == gpu));
+    let mut out = Vec::new();
+    catalog.each_job(|dataset, gpu, job| {
+        let at = gpus.iter().position(|g| g == gpu);
+        out.push((at, format!("{dataset}/{gpu}"), job.clone()));
+    });
+    out.sort_by_key(|(at, _, _)| *at);
     assert_eq!(out.len(), 24, "every Zeus workload on every GPU");
-    out.into_iter()
-        .map(|(gpu, dataset, job)| (format!("{dataset}/{gpu}"), job))
-        .collect()
+    out.into_iter().map(|(_, key, job)| (key, job)).collect()
 }
 
 /// One benchmark setting.
