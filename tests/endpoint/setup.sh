@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the endpoint tests need, only when it is missing (idempotent):
 # a Python venv (default ~/.cache/wattwise-endpoint-venv, override with
-# WATTWISE_ENDPOINT_VENV) holding cargo-lambda 1.8.6, moto's server, pytest, requests,
+# WATTWISE_ENDPOINT_VENV) holding cargo-lambda 1.8.6, moto's server, the AWS CLI, pytest, requests,
 # httpx and Zeus 0.16.0 with its batch size optimizer server (for the Zeus-client
 # test and the side-by-side benchmark). Prints the venv path on its last line.
 set -euo pipefail
@@ -21,6 +21,8 @@ check 'import pytest' || need+=("pytest")
 check 'import requests' || need+=("requests")
 check 'import httpx' || need+=("httpx")
 check 'import moto.server, flask, flask_cors' || need+=("moto[server,dynamodb]")
+# The AWS CLI runs lambda/README.md's create-table command against moto.
+[ -x "$venv/bin/aws" ] || need+=("awscli")
 # cargo-lambda pinned: 1.9.x's emulator drops about 1% of function URL responses
 # (answers 500 after the function has responded), which breaks a long suite.
 cargo_lambda_version=1.8.6
@@ -39,4 +41,5 @@ fi
 # Every check must pass now.
 check 'import pytest, requests, httpx, moto.server, flask, flask_cors, zeus, sqlalchemy, fastapi, uvicorn, aiosqlite, greenlet'
 "$venv/bin/cargo-lambda" lambda --version | grep -q "^cargo-lambda $cargo_lambda_version "
+"$venv/bin/aws" --version >/dev/null
 echo "$venv"
