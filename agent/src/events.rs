@@ -86,12 +86,18 @@ impl LineBuffer {
     }
 }
 
-/// Follows a file as it grows.
+/// Bytes read from the file per call at most: a call returns at most this many
+/// lines, so the agent's memory stays bounded however fast the script writes.
+const BATCH: usize = 64 * 1024;
+
+/// Follows a file as it grows, one bounded batch of lines per call.
 pub struct Tail {
     file: File,
     inotify: Option<OwnedFd>,
     lines: LineBuffer,
     buf: Vec<u8>,
+    /// Whether the last read reached the end of the file.
+    caught_up: bool,
 }
 
 impl Tail {
@@ -103,20 +109,28 @@ impl Tail {
             file,
             inotify: watch(path),
             lines: LineBuffer::default(),
-            buf: vec![0; 64 * 1024],
+            buf: vec![0; BATCH],
+            caught_up: true,
         })
     }
 
-    /// Returns the complete lines written since the last call, waiting up to
-    /// `timeout` for the first one; returns early on a signal or when `also`
-    /// (e.g. the command's exit descriptor) becomes readable.
+    /// Whether every byte written so far has been read (the last call reached the
+    /// end of the file); when not, the next call returns more lines at once.
+    pub fn caught_up(&self) -> bool {
+        self.caught_up
+    }
+
+    /// Returns the next complete lines written (from one read of at most 64 KiB),
+    /// waiting up to `timeout` for the first one unless more is pending; returns
+    /// early on a signal or when `also` (e.g. the command's exit descriptor)
+    /// becomes readable.
     pub fn next_lines(
         &mut self,
         timeout: Duration,
         also: Option<RawFd>,
     ) -> std::io::Result<Vec<String>> {
         let lines = self.read_available()?;
-        if !lines.is_empty() || timeout.is_zero() {
+        if !lines.is_empty() || timeout.is_zero() || !self.caught_up {
             return Ok(lines);
         }
         let mut fds: Vec<RawFd> = also.into_iter().collect();
@@ -138,20 +152,18 @@ impl Tail {
         self.read_available()
     }
 
+    /// One read: the complete lines it finishes (a short read is the end of the
+    /// file, as regular files read).
     fn read_available(&mut self) -> std::io::Result<Vec<String>> {
-        let mut lines = Vec::new();
-        loop {
-            let n = match self.file.read(&mut self.buf) {
-                Ok(n) => n,
+        let n = loop {
+            match self.file.read(&mut self.buf) {
+                Ok(n) => break n,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(e),
-            };
-            if n == 0 {
-                break;
             }
-            lines.extend(self.lines.push(&self.buf[..n]));
-        }
-        Ok(lines)
+        };
+        self.caught_up = n < self.buf.len();
+        Ok(self.lines.push(&self.buf[..n]))
     }
 }
 
@@ -236,6 +248,31 @@ mod tests {
         writer.join().unwrap();
         assert_eq!(got, vec!["step_begin", "epoch_end 2"]);
         assert!(t.elapsed() < Duration::from_secs(2));
+        let _ = std::fs::remove_file(path);
+    }
+
+    #[test]
+    fn tail_returns_a_big_backlog_in_bounded_batches_without_waiting() {
+        let path = std::env::temp_dir().join(format!("wattwise-tail-big-{}", std::process::id()));
+        let mut tail = Tail::create(&path).unwrap();
+        // 1 MiB of 2-byte lines: 16 batches of at most 32768 lines each.
+        let total = 512 * 1024;
+        std::fs::write(&path, b"x\n".repeat(total)).unwrap();
+        let t = std::time::Instant::now();
+        let (mut got, mut calls) = (0, 0);
+        loop {
+            let lines = tail.next_lines(Duration::from_secs(5), None).unwrap();
+            assert!(lines.len() <= BATCH / 2, "{}", lines.len());
+            got += lines.len();
+            calls += 1;
+            if tail.caught_up() {
+                break;
+            }
+        }
+        assert_eq!(got, total);
+        assert!(calls >= total * 2 / BATCH, "{calls}");
+        // Never waited for a wake-up while lines were pending.
+        assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
         let _ = std::fs::remove_file(path);
     }
 }
