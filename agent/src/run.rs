@@ -44,6 +44,10 @@ use crate::session::{
     run_view_stop, signal_stop, trial_end, Answer, Ending, Stop, TrialEnd,
 };
 
+/// How long one request waits for its answer: a signal that comes while the
+/// agent waits for the endpoint before the command starts ends it within this.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Test hook: the agent panics at this step beginning (to test limit restoring).
 /// Read by debug builds only (the e2e tests run those); a release build ignores it,
 /// so no environment can make the installed agent panic.
@@ -149,7 +153,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
         }
     }
     let token = crate::client::token_from_env()?;
-    let endpoint = Endpoint::new(&args.server, token, Duration::from_secs(30));
+    let endpoint = Endpoint::new(&args.server, token, REQUEST_TIMEOUT);
 
     crate::child::catch_termination_signals();
     let mut gpus = NvmlGpus::open()?;
@@ -283,8 +287,9 @@ fn spool_of_a_live_agent(name: &str) -> bool {
 }
 
 /// Sends what earlier agents could not deliver (they were killed, or the endpoint
-/// stayed down past their flush timeout), each spool in order, before this run
-/// starts; the spools of agents still running are theirs.
+/// stayed down past their flush timeout), each spool in order, for up to
+/// `patience` in all, before this run starts; the spools of agents still running
+/// are theirs.
 fn replay_leftover_spools(endpoint: &Endpoint, dir: &std::path::Path, patience: Duration) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
@@ -299,8 +304,8 @@ fn replay_leftover_spools(endpoint: &Endpoint, dir: &std::path::Path, patience: 
         })
         .collect();
     spools.sort();
+    let deadline = Instant::now() + patience;
     for spool in spools {
-        let deadline = Instant::now() + patience;
         let (answers, left) = Reporter::start(endpoint.clone(), spool.clone()).finish(deadline);
         log(format!(
             "replayed {} earlier message(s) from {}{}",
