@@ -6,9 +6,12 @@
 //! `WATTWISE_EVENTS`, drives the power limit optimizer of the core with the
 //! script's step and epoch events (or reuses a profile the endpoint already has for
 //! this GPU model and batch size), reports time, energy and metric after every
-//! epoch, stops the process group when the endpoint says `stop_train`, posts the
-//! profile, ends the trial, restores the power limits found at start on every exit
-//! path, and exits with the command's status.
+//! epoch, stops the process group when the endpoint says `stop_train`, restores
+//! the power limits found at start the moment the command ends (and on every other
+//! exit path), then posts the profile and ends the trial, and exits with the
+//! command's status. Every message after the command starts goes through the
+//! reporter's spool ([`crate::client::Reporter`]): once the command ended the agent
+//! delivers for at most `--flush-timeout`, and the next run replays what is left.
 //!
 //! On a host of a run across hosts (`--run-id`/`--hosts`/`--host-rank`, or Slurm's
 //! or torchrun's environment: [`crate::multihost`]) it joins the run instead of
