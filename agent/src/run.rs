@@ -268,24 +268,24 @@ fn gpu_facts(gpus: &dyn Gpus, indices: &[u32]) -> anyhow::Result<(GpuFacts, Limi
     Ok((facts, constraints))
 }
 
-/// The spool of this agent's trial `trial_number` of `job_id` in `dir`; its name
-/// ends with the agent's pid, so that another agent replays it only once this one
-/// is gone.
+/// The spool of this agent's trial `trial_number` of `job_id` in `dir`,
+/// `spool-<job>-<trial>.<pid>.jsonl`: the agent's pid tells another agent to
+/// replay it only once this one is gone.
 fn spool_path(dir: &Path, job_id: &str, trial_number: u64) -> PathBuf {
     dir.join(format!(
-        "spool-{}-{trial_number}-{}.jsonl",
+        "spool-{}-{trial_number}.{}.jsonl",
         job_id.replace(|c: char| !c.is_ascii_alphanumeric() && c != '-', "_"),
         std::process::id()
     ))
 }
 
-/// Whether the spool named `name` belongs to another live agent (its name ends
-/// with that agent's pid).
+/// Whether the spool named `name` belongs to another live agent (an older
+/// agent's `spool-<job>-<trial>.jsonl` names none).
 fn spool_of_a_live_agent(name: &str) -> bool {
     let pid = name
         .strip_suffix(".jsonl")
-        .and_then(|stem| stem.rsplit('-').next())
-        .and_then(|pid| pid.parse::<u32>().ok());
+        .and_then(|stem| stem.rsplit_once('.'))
+        .and_then(|(_, pid)| pid.parse::<u32>().ok());
     pid.is_some_and(|pid| pid != std::process::id() && crate::ownership::pid_alive(pid))
 }
 
@@ -866,4 +866,22 @@ fn join_run(
         poll,
     );
     Ok((trial, link))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_spool_is_replayed_unless_a_live_agent_other_than_this_one_owns_it() {
+        let mine = spool_path(Path::new("/s"), "ag:1.x", 7);
+        let name = mine.file_name().unwrap().to_str().unwrap();
+        assert_eq!(name, format!("spool-ag_1_x-7.{}.jsonl", std::process::id()));
+        assert!(!spool_of_a_live_agent(name));
+        // pid 1 lives; pid 0 never does; an older agent's name holds no pid (its
+        // trial number is no pid).
+        assert!(spool_of_a_live_agent("spool-j-7.1.jsonl"));
+        assert!(!spool_of_a_live_agent("spool-j-7.0.jsonl"));
+        assert!(!spool_of_a_live_agent("spool-j-1.jsonl"));
+    }
 }
