@@ -61,25 +61,36 @@ pub fn parse_line(line: &str) -> Result<Event, BadEvent> {
     Ok(event)
 }
 
-/// Longest line kept; longer ones are dropped as bad events.
+/// Longest line kept; the rest of a longer one is skipped, and the line is a bad
+/// event.
 const MAX_LINE: usize = 4096;
 
 /// Splits bytes into complete lines, keeping a partial last line for later.
 #[derive(Debug, Default)]
 pub struct LineBuffer {
     partial: Vec<u8>,
+    /// Whether the partial line is longer than [`MAX_LINE`].
+    overlong: bool,
 }
 
 impl LineBuffer {
-    /// Adds bytes; returns the complete lines.
+    /// Adds bytes; returns the complete lines (a line longer than [`MAX_LINE`] as
+    /// its beginning with a note that no event parses).
     pub fn push(&mut self, bytes: &[u8]) -> Vec<String> {
         let mut lines = Vec::new();
         for &b in bytes {
             if b == b'\n' {
-                lines.push(String::from_utf8_lossy(&self.partial).into_owned());
+                let mut line = String::from_utf8_lossy(&self.partial).into_owned();
+                if self.overlong {
+                    line.push_str(&format!(" [cut: longer than {MAX_LINE} bytes]"));
+                }
+                lines.push(line);
                 self.partial.clear();
+                self.overlong = false;
             } else if self.partial.len() < MAX_LINE {
                 self.partial.push(b);
+            } else {
+                self.overlong = true;
             }
         }
         lines
@@ -221,9 +232,14 @@ mod tests {
             vec!["step_begin", "step_end"]
         );
         assert_eq!(b.push(b"ch_end 1\n"), vec!["epoch_end 1"]);
-        let huge = vec![b'a'; MAX_LINE * 2];
+        // A line beyond the cap is a bad event, even when it begins as a good one.
+        let mut huge = b"step_begin".to_vec();
+        huge.resize(MAX_LINE * 2, b' ');
         b.push(&huge);
-        assert_eq!(b.push(b"\n")[0].len(), MAX_LINE);
+        let cut = b.push(b"\nstep_end\n");
+        assert!(cut[0].len() < MAX_LINE + 40, "{}", cut[0].len());
+        assert!(parse_line(&cut[0]).is_err());
+        assert_eq!(cut[1], "step_end");
     }
 
     #[test]
