@@ -414,7 +414,7 @@ impl Spool {
             .unwrap_or_default()
             .lines()
             .filter_map(|l| {
-                // Spools of agents before 0.3 hold bare reports.
+                // Older agents spooled bare reports.
                 serde_json::from_str(l)
                     .or_else(|_| serde_json::from_str(l).map(Outgoing::Report))
                     .ok()
