@@ -80,6 +80,13 @@ pub fn own_cpu_seconds() -> f64 {
     tv(usage.ru_utime) + tv(usage.ru_stime)
 }
 
+/// The most memory this process has held resident so far (`VmHWM`), KiB.
+pub fn peak_memory() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
 /// Starts `argv` in a new process group with extra environment variables.
 pub fn spawn(argv: &[String], env: &[(String, String)]) -> std::io::Result<Child> {
     let (program, args) = argv.split_first().ok_or_else(|| {

@@ -1,15 +1,19 @@
 //! The endpoint client: Zeus's routes over blocking HTTP, and the reporter that
-//! never blocks training: every report is spooled to a file first, then sent in
-//! order with backoff while the endpoint is unreachable or answers 5xx.
+//! never blocks training: every message the endpoint must get after the command
+//! starts (epoch reports, the power profile, the trial's end, a host's messages to
+//! its run) is spooled to a file first, then sent in order with backoff while the
+//! endpoint is unreachable or answers 5xx; what is left when the agent must exit
+//! stays in the file for the next agent to replay.
 
 use std::collections::VecDeque;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde::de::DeserializeOwned;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use wattwise_core::retry::Backoff;
 use wattwise_core::runs::{JoinRun, RunView};
 use wattwise_core::spec::JobSpec;
@@ -286,46 +290,224 @@ impl Endpoint {
     }
 }
 
-/// What the reporter tells the main loop about one report.
+/// How a run across hosts hears from one host after the command starts (its
+/// heartbeat is the link's own poll, never spooled).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunAction {
+    /// The host's power profile.
+    Profile,
+    /// The host's totals after an epoch.
+    Report,
+    /// The host's command ended.
+    Done,
+}
+
+impl RunAction {
+    /// The route's last segment.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunAction::Profile => "profile",
+            RunAction::Report => "report",
+            RunAction::Done => "done",
+        }
+    }
+}
+
+/// One message the endpoint must get: written to the spool file before
+/// [`Reporter::send`] returns, removed once the endpoint answered it (or refused
+/// it for good), replayed by the next agent when it is still there.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outgoing {
+    /// `POST /report`: an epoch's totals.
+    Report(TrainingResult),
+    /// `POST /jobs/{job_id}/profiles`: the power profile this run measured.
+    Profile {
+        /// The job.
+        job_id: String,
+        /// The profile.
+        profile: PowerProfile,
+    },
+    /// `PATCH /trials`: ends the trial (a trial with no result becomes Failed).
+    EndTrial(TrialId),
+    /// `POST /jobs/{job_id}/runs/{run_id}/{action}`: one host's message to its run.
+    Run {
+        /// The job.
+        job_id: String,
+        /// The run across hosts.
+        run_id: String,
+        /// What the message is.
+        action: RunAction,
+        /// Its body (the core's `HostProfile`, `HostReport` or `HostCall`).
+        body: serde_json::Value,
+    },
+}
+
+impl Outgoing {
+    /// What the message is, for the log.
+    pub fn what(&self) -> String {
+        match self {
+            Outgoing::Report(r) => format!("the report of epoch {}", r.current_epoch),
+            Outgoing::Profile { .. } => "the power profile".into(),
+            Outgoing::EndTrial(t) => format!("the end of trial {}", t.trial_number),
+            Outgoing::Run { run_id, action, .. } => format!("run {run_id}: {}", action.as_str()),
+        }
+    }
+}
+
+/// The endpoint's answer to an [`Outgoing`] message.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Reply {
+    /// The answer to a report.
+    Report(ReportResponse),
+    /// The run's state after a host's message.
+    Run(RunView),
+    /// Stored (a profile, a trial's end).
+    Stored,
+}
+
+impl Endpoint {
+    /// Sends one spooled message.
+    pub fn send(&self, m: &Outgoing) -> Result<Reply, HttpError> {
+        match m {
+            Outgoing::Report(r) => self.report(r).map(Reply::Report),
+            Outgoing::Profile { job_id, profile } => {
+                self.post_profile(job_id, profile).map(|()| Reply::Stored)
+            }
+            Outgoing::EndTrial(t) => self.end_trial(t).map(|()| Reply::Stored),
+            Outgoing::Run {
+                job_id,
+                run_id,
+                action,
+                body,
+            } => self
+                .run_call(job_id, run_id, action.as_str(), body)
+                .map(Reply::Run),
+        }
+    }
+}
+
+/// What the reporter tells the main loop about one message.
 #[derive(Debug)]
 pub struct Delivered {
-    /// The epoch reported.
-    pub epoch: u32,
+    /// The message.
+    pub message: Outgoing,
     /// The endpoint's answer, or why it was given up (not retryable).
-    pub answer: Result<ReportResponse, String>,
+    pub answer: Result<Reply, String>,
+}
+
+/// How long delivering may go on once the agent got SIGINT, SIGTERM or SIGHUP
+/// (what is left stays in the spool for the next run).
+pub const AFTER_SIGNAL: Duration = Duration::from_secs(1);
+
+/// The spool: the messages not yet answered, in order, mirrored in a file (one
+/// JSON line each; a line a newer agent wrote and this one cannot read is skipped).
+struct Spool {
+    path: PathBuf,
+    queue: VecDeque<Outgoing>,
+}
+
+impl Spool {
+    fn load(path: PathBuf) -> Spool {
+        let queue = std::fs::read_to_string(&path)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| {
+                // Older agents spooled bare reports.
+                serde_json::from_str(l)
+                    .or_else(|_| serde_json::from_str(l).map(Outgoing::Report))
+                    .ok()
+            })
+            .collect();
+        Spool { path, queue }
+    }
+
+    /// Appends `m` to the file, then to the queue.
+    fn push(&mut self, m: Outgoing) {
+        if let Ok(mut line) = serde_json::to_vec(&m) {
+            line.push(b'\n');
+            let appended = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&self.path)
+                .and_then(|mut f| f.write_all(&line));
+            if let Err(e) = appended {
+                crate::driver::log(format!(
+                    "cannot spool {} to {}: {e}",
+                    m.what(),
+                    self.path.display()
+                ));
+            }
+        }
+        self.queue.push_back(m);
+    }
+
+    /// Removes the first message (the file is rewritten, or removed once empty).
+    fn pop(&mut self) {
+        self.queue.pop_front();
+        if self.queue.is_empty() {
+            let _ = std::fs::remove_file(&self.path);
+            return;
+        }
+        let mut body = Vec::new();
+        for m in &self.queue {
+            if let Ok(line) = serde_json::to_string(m) {
+                let _ = writeln!(body, "{line}");
+            }
+        }
+        let tmp = self.path.with_extension("tmp");
+        if std::fs::write(&tmp, body).is_ok() {
+            let _ = std::fs::rename(&tmp, &self.path);
+        }
+    }
+}
+
+type Shared = Arc<Mutex<Spool>>;
+
+fn lock(spool: &Shared) -> std::sync::MutexGuard<'_, Spool> {
+    spool.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Messages to the reporter thread.
 enum ToReporter {
-    Report(TrainingResult),
-    /// Deliver what is left within this time, then end.
-    Finish(Duration),
+    /// A message was spooled.
+    Wake,
+    /// Deliver what is left until this instant, then end.
+    Finish(Instant),
 }
 
-/// A background sender of reports with a spool file.
+/// A background sender of the endpoint's messages through a spool file: sending
+/// never blocks on the network, and what is not delivered stays in the file.
 pub struct Reporter {
     tx: Sender<ToReporter>,
     rx: Receiver<Delivered>,
+    spool: Shared,
     thread: Option<std::thread::JoinHandle<usize>>,
 }
 
 impl Reporter {
-    /// Starts the reporter; reports still in `spool` (from an earlier agent) are
+    /// Starts the reporter; messages still in `spool` (from an earlier agent) are
     /// sent first.
     pub fn start(endpoint: Endpoint, spool: PathBuf) -> Reporter {
         let (tx, thread_rx) = std::sync::mpsc::channel();
         let (thread_tx, rx) = std::sync::mpsc::channel();
-        let thread = std::thread::spawn(move || deliver(endpoint, spool, thread_rx, thread_tx));
+        let spool = Arc::new(Mutex::new(Spool::load(spool)));
+        let shared = spool.clone();
+        let thread = std::thread::spawn(move || deliver(endpoint, shared, thread_rx, thread_tx));
         Reporter {
             tx,
             rx,
+            spool,
             thread: Some(thread),
         }
     }
 
-    /// Queues a report (never blocks).
-    pub fn send(&self, result: TrainingResult) {
-        let _ = self.tx.send(ToReporter::Report(result));
+    /// Spools a message (written to the file before this returns; never waits
+    /// for the endpoint).
+    pub fn send(&self, m: Outgoing) {
+        lock(&self.spool).push(m);
+        let _ = self.tx.send(ToReporter::Wake);
     }
 
     /// Answers received so far.
@@ -333,37 +515,37 @@ impl Reporter {
         self.rx.try_iter().collect()
     }
 
-    /// Delivers what is left within `patience`; returns the answers that came
-    /// meanwhile and how many reports stay in the spool file.
-    pub fn finish(mut self, patience: Duration) -> (Vec<Delivered>, usize) {
-        let _ = self.tx.send(ToReporter::Finish(patience));
-        let left = self.thread.take().and_then(|t| t.join().ok()).unwrap_or(0);
-        (self.rx.try_iter().collect(), left)
-    }
-}
-
-fn load_spool(path: &Path) -> VecDeque<TrainingResult> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect()
-}
-
-fn save_spool(path: &Path, queue: &VecDeque<TrainingResult>) {
-    if queue.is_empty() {
-        let _ = std::fs::remove_file(path);
-        return;
-    }
-    let mut body = Vec::new();
-    for r in queue {
-        if let Ok(line) = serde_json::to_string(r) {
-            let _ = writeln!(body, "{line}");
+    /// Delivers what is left until `deadline` (at most [`AFTER_SIGNAL`] once the
+    /// agent got a termination signal), then returns whatever the endpoint does:
+    /// the answers that came meanwhile and how many messages stay in the spool
+    /// file. A request still hanging is left behind (the message stays spooled).
+    pub fn finish(mut self, deadline: Instant) -> (Vec<Delivered>, usize) {
+        let _ = self.tx.send(ToReporter::Finish(deadline));
+        let mut answers = Vec::new();
+        let mut until = deadline;
+        let mut signal_seen = false;
+        loop {
+            if !signal_seen && crate::child::signalled().is_some() {
+                signal_seen = true;
+                until = until.min(Instant::now() + AFTER_SIGNAL);
+            }
+            let finished = self.thread.as_ref().is_none_or(|t| t.is_finished());
+            answers.extend(self.rx.try_iter());
+            if finished {
+                if let Some(t) = self.thread.take() {
+                    let _ = t.join();
+                }
+                answers.extend(self.rx.try_iter());
+                break;
+            }
+            let now = Instant::now();
+            if now >= until {
+                break;
+            }
+            std::thread::sleep((until - now).min(Duration::from_millis(10)));
         }
-    }
-    let tmp = path.with_extension("tmp");
-    if std::fs::write(&tmp, body).is_ok() {
-        let _ = std::fs::rename(&tmp, path);
+        let left = lock(&self.spool).queue.len();
+        (answers, left)
     }
 }
 
@@ -380,67 +562,61 @@ fn entropy() -> u64 {
     }
 }
 
-/// The reporter thread: returns the number of reports left undelivered.
+/// The reporter thread: sends the spool's first message until the endpoint
+/// answers it (backing off while it is unreachable or answers 5xx), in order;
+/// once told to finish, until the spool is empty or the deadline passes. Returns
+/// the number of messages left in the spool.
 fn deliver(
     endpoint: Endpoint,
-    spool: PathBuf,
+    spool: Shared,
     rx: Receiver<ToReporter>,
     tx: Sender<Delivered>,
 ) -> usize {
-    let mut queue = load_spool(&spool);
-    let mut backoff = Duration::ZERO;
+    const IDLE: Duration = Duration::from_secs(3600);
     let mut retry = 0;
+    let mut retry_at = Instant::now();
     let mut deadline: Option<Instant> = None;
     loop {
-        // Wait for news while there is nothing to send or we are backing off.
-        let wait = if queue.is_empty() {
-            if deadline.is_some() {
-                return 0;
+        let next = lock(&spool).queue.front().cloned();
+        let now = Instant::now();
+        if let Some(d) = deadline {
+            if next.is_none() || now >= d {
+                return lock(&spool).queue.len();
             }
-            Duration::from_secs(3600)
-        } else {
-            backoff
-        };
-        let msg = if wait.is_zero() {
-            rx.try_recv().map_err(|_| RecvTimeoutError::Timeout)
-        } else {
-            rx.recv_timeout(wait)
-        };
-        match msg {
-            Ok(ToReporter::Report(r)) => {
-                queue.push_back(r);
-                save_spool(&spool, &queue);
-                continue;
-            }
-            Ok(ToReporter::Finish(patience)) => {
-                deadline = Some(Instant::now() + patience);
-                (backoff, retry) = (Duration::ZERO, 0);
-                continue;
-            }
-            Err(RecvTimeoutError::Disconnected) if deadline.is_none() => {
-                deadline = Some(Instant::now());
-            }
-            Err(_) => {}
         }
-        if deadline.is_some_and(|d| Instant::now() >= d) {
-            return queue.len();
+        // Wait for news while there is nothing to send or while backing off.
+        let wait = match next {
+            None => IDLE,
+            Some(_) => retry_at.saturating_duration_since(now),
+        };
+        let wait = deadline.map_or(wait, |d| wait.min(d.saturating_duration_since(now)));
+        if !wait.is_zero() {
+            match rx.recv_timeout(wait) {
+                Ok(ToReporter::Wake) | Err(RecvTimeoutError::Timeout) => {}
+                Ok(ToReporter::Finish(d)) => {
+                    deadline = Some(d);
+                    (retry, retry_at) = (0, now);
+                }
+                // The reporter is gone: end now, or once the deadline passes.
+                Err(RecvTimeoutError::Disconnected) => match deadline {
+                    None => deadline = Some(now),
+                    Some(_) => std::thread::sleep(wait),
+                },
+            }
+            continue;
         }
-        let Some(next) = queue.front() else { continue };
-        match endpoint.report(next) {
+        let Some(next) = next else { continue };
+        match endpoint.send(&next) {
             Err(e) if e.retryable() => {
                 retry += 1;
-                backoff = Duration::from_millis(Backoff::CLIENT.delay_ms(retry, entropy()));
-                if let Some(d) = deadline {
-                    backoff = backoff.min(d.saturating_duration_since(Instant::now()));
-                }
+                let backoff = Backoff::CLIENT.delay_ms(retry, entropy());
+                retry_at = Instant::now() + Duration::from_millis(backoff);
             }
             answer => {
-                (backoff, retry) = (Duration::ZERO, 0);
-                let epoch = next.current_epoch;
-                queue.pop_front();
-                save_spool(&spool, &queue);
+                retry = 0;
+                lock(&spool).pop();
                 let _ = tx.send(Delivered {
-                    epoch,
+                    message: next,
                     answer: answer.map_err(|e| e.to_string()),
                 });
             }
@@ -451,20 +627,55 @@ fn deliver(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::{BufRead, BufReader, Read};
+
+    fn report(epoch: u32) -> Outgoing {
+        Outgoing::Report(TrainingResult {
+            job_id: "j".into(),
+            batch_size: 8,
+            trial_number: 1,
+            time: f64::from(epoch),
+            energy: 1.0,
+            metric: 0.1,
+            current_epoch: epoch,
+        })
+    }
 
     /// Reports epochs 1 to 3 of one trial.
     fn send_three_epochs(reporter: &Reporter) {
         for epoch in 1..=3 {
-            reporter.send(TrainingResult {
+            reporter.send(report(epoch));
+        }
+    }
+
+    /// The end of a run: the profile and the trial's end.
+    fn the_end() -> [Outgoing; 2] {
+        [
+            Outgoing::Profile {
+                job_id: "j".into(),
+                profile: PowerProfile {
+                    batch_size: 8,
+                    phase: wattwise_core::wire::Phase::Train,
+                    gpu_model: "Fake GPU".into(),
+                    measurements: Vec::new(),
+                },
+            },
+            Outgoing::EndTrial(TrialId {
                 job_id: "j".into(),
                 batch_size: 8,
                 trial_number: 1,
-                time: f64::from(epoch),
-                energy: 1.0,
-                metric: 0.1,
-                current_epoch: epoch,
-            });
-        }
+            }),
+        ]
+    }
+
+    fn spool_path(name: &str) -> PathBuf {
+        let p = std::env::temp_dir().join(format!("wattwise-spool-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_file(&p);
+        p
+    }
+
+    fn spooled(path: &std::path::Path) -> Vec<Outgoing> {
+        Spool::load(path.to_path_buf()).queue.into()
     }
 
     #[test]
@@ -501,8 +712,7 @@ mod tests {
 
     #[test]
     fn unreachable_reports_stay_spooled_in_order() {
-        let spool = std::env::temp_dir().join(format!("wattwise-spool-{}", std::process::id()));
-        let _ = std::fs::remove_file(&spool);
+        let spool = spool_path("down");
         // A port that was free a moment ago and is closed again: nothing listens.
         let port = {
             let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -512,30 +722,53 @@ mod tests {
         let ep = Endpoint::new(&url, None, Duration::from_millis(200));
         let reporter = Reporter::start(ep, spool.clone());
         send_three_epochs(&reporter);
-        let (answers, left) = reporter.finish(Duration::from_millis(300));
+        let (answers, left) = reporter.finish(Instant::now() + Duration::from_millis(300));
         assert!(answers.is_empty());
         assert_eq!(left, 3);
-        let kept = load_spool(&spool);
-        assert_eq!(
-            kept.iter().map(|r| r.current_epoch).collect::<Vec<_>>(),
-            vec![1, 2, 3]
-        );
+        assert_eq!(spooled(&spool), vec![report(1), report(2), report(3)]);
         let _ = std::fs::remove_file(spool);
     }
 
-    /// A one-route stand-in server: answers `POST /report` with `stop_train` from
-    /// the third epoch on, 503 to the first attempt, and records the epochs.
-    fn stand_in() -> (String, std::sync::Arc<std::sync::Mutex<Vec<u32>>>) {
-        use std::io::{BufRead, BufReader, Read};
+    #[test]
+    fn a_spool_of_bare_reports_from_an_older_agent_is_read() {
+        let spool = spool_path("old");
+        let Outgoing::Report(r) = report(4) else {
+            unreachable!()
+        };
+        let line = serde_json::to_string(&r).unwrap();
+        std::fs::write(&spool, format!("{line}\nnot json\n")).unwrap();
+        assert_eq!(spooled(&spool), vec![report(4)]);
+        let _ = std::fs::remove_file(spool);
+    }
+
+    /// A stand-in server that accepts connections and never answers.
+    fn hung() -> String {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
-        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        std::thread::spawn(move || {
+            let mut open = Vec::new();
+            for stream in listener.incoming() {
+                open.push(stream);
+            }
+        });
+        url
+    }
+
+    /// A stand-in server: answers 503 to its first request, then records every
+    /// request (method and path, and the epoch of a report) and answers it, with
+    /// `stop_train` from the third epoch on.
+    fn stand_in() -> (String, Arc<Mutex<Vec<String>>>) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let seen = Arc::new(Mutex::new(Vec::new()));
         let log = seen.clone();
         std::thread::spawn(move || {
             let mut first = true;
             for stream in listener.incoming() {
                 let Ok(mut stream) = stream else { break };
                 let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut request = String::new();
+                reader.read_line(&mut request).unwrap();
                 let mut len = 0usize;
                 loop {
                     let mut line = String::new();
@@ -548,20 +781,26 @@ mod tests {
                 }
                 let mut body = vec![0; len];
                 reader.read_exact(&mut body).unwrap();
+                let route: Vec<&str> = request.split_whitespace().take(2).collect();
                 let (status, answer) = if first {
                     first = false;
                     (
                         "503 Service Unavailable",
                         r#"{"message":"later"}"#.to_string(),
                     )
-                } else {
+                } else if route == ["POST", "/report"] {
                     let r: TrainingResult = serde_json::from_slice(&body).unwrap();
-                    log.lock().unwrap().push(r.current_epoch);
+                    log.lock()
+                        .unwrap()
+                        .push(format!("report {}", r.current_epoch));
                     let stop = r.current_epoch >= 3;
                     (
                         "200 OK",
                         format!(r#"{{"stop_train":{stop},"converged":{stop},"message":"m"}}"#),
                     )
+                } else {
+                    log.lock().unwrap().push(route.join(" "));
+                    ("200 OK", "{}".to_string())
                 };
                 let _ = write!(
                     stream,
@@ -576,21 +815,68 @@ mod tests {
     #[test]
     fn reports_arrive_in_order_after_a_503_and_the_stop_comes_back() {
         let (url, seen) = stand_in();
-        let spool = std::env::temp_dir().join(format!("wattwise-spool-ok-{}", std::process::id()));
-        let _ = std::fs::remove_file(&spool);
+        let spool = spool_path("ok");
         let reporter = Reporter::start(
             Endpoint::new(&url, None, Duration::from_secs(5)),
             spool.clone(),
         );
         send_three_epochs(&reporter);
-        let (answers, left) = reporter.finish(Duration::from_secs(10));
+        let (answers, left) = reporter.finish(Instant::now() + Duration::from_secs(10));
         assert_eq!(left, 0);
-        assert_eq!(*seen.lock().unwrap(), vec![1, 2, 3]);
-        let stops: Vec<(u32, bool)> = answers
+        assert_eq!(*seen.lock().unwrap(), ["report 1", "report 2", "report 3"]);
+        let stops: Vec<bool> = answers
             .iter()
-            .map(|d| (d.epoch, d.answer.as_ref().unwrap().stop_train))
+            .map(|d| match &d.answer {
+                Ok(Reply::Report(r)) => r.stop_train,
+                other => panic!("{other:?}"),
+            })
             .collect();
-        assert_eq!(stops, vec![(1, false), (2, false), (3, true)]);
+        assert_eq!(stops, vec![false, false, true]);
         assert!(!spool.exists(), "a delivered spool is removed");
+    }
+
+    #[test]
+    fn a_hung_endpoint_delays_finish_only_to_its_deadline_and_the_next_reporter_replays_all() {
+        let spool = spool_path("hung");
+        // The endpoint's own timeout (30 s) is far beyond the deadline.
+        let reporter = Reporter::start(
+            Endpoint::new(&hung(), None, Duration::from_secs(30)),
+            spool.clone(),
+        );
+        send_three_epochs(&reporter);
+        for m in the_end() {
+            reporter.send(m);
+        }
+        let t = Instant::now();
+        let (answers, left) = reporter.finish(Instant::now() + Duration::from_millis(300));
+        assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
+        assert!(answers.is_empty());
+        assert_eq!(left, 5);
+        let [profile, end] = the_end();
+        let all = vec![report(1), report(2), report(3), profile, end];
+        assert_eq!(spooled(&spool), all);
+        // A later agent against a working endpoint delivers all of it, in order.
+        let (url, seen) = stand_in();
+        let replay = Reporter::start(
+            Endpoint::new(&url, None, Duration::from_secs(5)),
+            spool.clone(),
+        );
+        let (answers, left) = replay.finish(Instant::now() + Duration::from_secs(10));
+        assert_eq!(left, 0);
+        assert_eq!(
+            answers.into_iter().map(|d| d.message).collect::<Vec<_>>(),
+            all
+        );
+        assert_eq!(
+            *seen.lock().unwrap(),
+            [
+                "report 1",
+                "report 2",
+                "report 3",
+                "POST /jobs/j/profiles",
+                "PATCH /trials"
+            ]
+        );
+        assert!(!spool.exists());
     }
 }

@@ -61,37 +61,54 @@ pub fn parse_line(line: &str) -> Result<Event, BadEvent> {
     Ok(event)
 }
 
-/// Longest line kept; longer ones are dropped as bad events.
+/// Longest line kept; the rest of a longer one is skipped, and the line is a bad
+/// event.
 const MAX_LINE: usize = 4096;
 
 /// Splits bytes into complete lines, keeping a partial last line for later.
 #[derive(Debug, Default)]
 pub struct LineBuffer {
     partial: Vec<u8>,
+    /// Whether the partial line is longer than [`MAX_LINE`].
+    overlong: bool,
 }
 
 impl LineBuffer {
-    /// Adds bytes; returns the complete lines.
+    /// Adds bytes; returns the complete lines (a line longer than [`MAX_LINE`] as
+    /// its beginning with a note that no event parses).
     pub fn push(&mut self, bytes: &[u8]) -> Vec<String> {
         let mut lines = Vec::new();
         for &b in bytes {
             if b == b'\n' {
-                lines.push(String::from_utf8_lossy(&self.partial).into_owned());
+                let mut line = String::from_utf8_lossy(&self.partial).into_owned();
+                if self.overlong {
+                    line.push_str(&format!(" [cut: longer than {MAX_LINE} bytes]"));
+                }
+                lines.push(line);
                 self.partial.clear();
+                self.overlong = false;
             } else if self.partial.len() < MAX_LINE {
                 self.partial.push(b);
+            } else {
+                self.overlong = true;
             }
         }
         lines
     }
 }
 
-/// Follows a file as it grows.
+/// Bytes read from the file per call at most: a call returns at most this many
+/// lines, so the agent's memory stays bounded however fast the script writes.
+const BATCH: usize = 64 * 1024;
+
+/// Follows a file as it grows, one bounded batch of lines per call.
 pub struct Tail {
     file: File,
     inotify: Option<OwnedFd>,
     lines: LineBuffer,
     buf: Vec<u8>,
+    /// Whether the last read reached the end of the file.
+    caught_up: bool,
 }
 
 impl Tail {
@@ -103,20 +120,28 @@ impl Tail {
             file,
             inotify: watch(path),
             lines: LineBuffer::default(),
-            buf: vec![0; 64 * 1024],
+            buf: vec![0; BATCH],
+            caught_up: true,
         })
     }
 
-    /// Returns the complete lines written since the last call, waiting up to
-    /// `timeout` for the first one; returns early on a signal or when `also`
-    /// (e.g. the command's exit descriptor) becomes readable.
+    /// Whether every byte written so far has been read (the last call reached the
+    /// end of the file); when not, the next call returns more lines at once.
+    pub fn caught_up(&self) -> bool {
+        self.caught_up
+    }
+
+    /// Returns the next complete lines written (from one read of at most 64 KiB),
+    /// waiting up to `timeout` for the first one unless more is pending; returns
+    /// early on a signal or when `also` (e.g. the command's exit descriptor)
+    /// becomes readable.
     pub fn next_lines(
         &mut self,
         timeout: Duration,
         also: Option<RawFd>,
     ) -> std::io::Result<Vec<String>> {
         let lines = self.read_available()?;
-        if !lines.is_empty() || timeout.is_zero() {
+        if !lines.is_empty() || timeout.is_zero() || !self.caught_up {
             return Ok(lines);
         }
         let mut fds: Vec<RawFd> = also.into_iter().collect();
@@ -138,20 +163,18 @@ impl Tail {
         self.read_available()
     }
 
+    /// One read: the complete lines it finishes (a short read is the end of the
+    /// file, as regular files read).
     fn read_available(&mut self) -> std::io::Result<Vec<String>> {
-        let mut lines = Vec::new();
-        loop {
-            let n = match self.file.read(&mut self.buf) {
-                Ok(n) => n,
+        let n = loop {
+            match self.file.read(&mut self.buf) {
+                Ok(n) => break n,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(e),
-            };
-            if n == 0 {
-                break;
             }
-            lines.extend(self.lines.push(&self.buf[..n]));
-        }
-        Ok(lines)
+        };
+        self.caught_up = n < self.buf.len();
+        Ok(self.lines.push(&self.buf[..n]))
     }
 }
 
@@ -209,9 +232,14 @@ mod tests {
             vec!["step_begin", "step_end"]
         );
         assert_eq!(b.push(b"ch_end 1\n"), vec!["epoch_end 1"]);
-        let huge = vec![b'a'; MAX_LINE * 2];
+        // A line beyond the cap is a bad event, even when it begins as a good one.
+        let mut huge = b"step_begin".to_vec();
+        huge.resize(MAX_LINE * 2, b' ');
         b.push(&huge);
-        assert_eq!(b.push(b"\n")[0].len(), MAX_LINE);
+        let cut = b.push(b"\nstep_end\n");
+        assert!(cut[0].len() < MAX_LINE + 40, "{}", cut[0].len());
+        assert!(parse_line(&cut[0]).is_err());
+        assert_eq!(cut[1], "step_end");
     }
 
     #[test]
@@ -236,6 +264,31 @@ mod tests {
         writer.join().unwrap();
         assert_eq!(got, vec!["step_begin", "epoch_end 2"]);
         assert!(t.elapsed() < Duration::from_secs(2));
+        let _ = std::fs::remove_file(path);
+    }
+
+    #[test]
+    fn tail_returns_a_big_backlog_in_bounded_batches_without_waiting() {
+        let path = std::env::temp_dir().join(format!("wattwise-tail-big-{}", std::process::id()));
+        let mut tail = Tail::create(&path).unwrap();
+        // 1 MiB of 2-byte lines: 16 batches of at most 32768 lines each.
+        let total = 512 * 1024;
+        std::fs::write(&path, b"x\n".repeat(total)).unwrap();
+        let t = std::time::Instant::now();
+        let (mut got, mut calls) = (0, 0);
+        loop {
+            let lines = tail.next_lines(Duration::from_secs(5), None).unwrap();
+            assert!(lines.len() <= BATCH / 2, "{}", lines.len());
+            got += lines.len();
+            calls += 1;
+            if tail.caught_up() {
+                break;
+            }
+        }
+        assert_eq!(got, total);
+        assert!(calls >= total * 2 / BATCH, "{calls}");
+        // Never waited for a wake-up while lines were pending.
+        assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
         let _ = std::fs::remove_file(path);
     }
 }

@@ -1,17 +1,17 @@
 //! A run across hosts, as one host's agent sees it: who it is in the run (flags,
-//! Slurm's or torchrun's environment), and the link that forwards its profile and
-//! epoch totals to the endpoint and polls the run's state. Every decision (joining,
-//! combining, the power limit, timing out a host) is the endpoint's core's; this
-//! module only forwards.
+//! Slurm's or torchrun's environment), and the link that names its messages to
+//! the run (sent through the reporter's spool) and polls the run's state. Every
+//! decision (joining, combining, the power limit, timing out a host) is the
+//! endpoint's core's; this module only forwards.
 
-use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
+use std::sync::mpsc::{RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde::Serialize;
-use wattwise_core::runs::{HostCall, HostProfile, HostReport, RunView};
+use wattwise_core::runs::{HostCall, RunView};
 
-use crate::client::{Endpoint, HttpError};
+use crate::client::{Endpoint, Outgoing, RunAction};
 
 /// Who this host is in a run across hosts.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -62,6 +62,11 @@ fn named_by(
     Ok(Some((id, number(env, hosts)?, number(env, rank)?)))
 }
 
+/// The sources whose run id is torchrun's `--rdzv_id`, which defaults to `none`.
+const TORCHRUN_SOURCES: [&str; 2] = [TORCHRUN_WORKER, TORCHRUN_SETTINGS];
+const TORCHRUN_WORKER: &str = "torchrun worker";
+const TORCHRUN_SETTINGS: &str = "torchrun settings";
+
 /// The host's identity in a run, from the flags, else from the environment:
 /// - Slurm (`srun`, one task per node): `SLURM_JOB_ID` and `SLURM_STEP_ID` (run id
 ///   `slurm-<job>.<step>`), `SLURM_NNODES` else `SLURM_JOB_NUM_NODES` (hosts),
@@ -71,7 +76,9 @@ fn named_by(
 /// - torchrun's own settings, when the agent wraps torchrun configured by its
 ///   environment: `PET_RDZV_ID`, `PET_NNODES` (a fixed count), `PET_NODE_RANK`.
 ///
-/// `None` when the run spans one host (or nothing says otherwise).
+/// `None` when the run spans one host (or nothing says otherwise). Refused: 0
+/// hosts, and torchrun's default run id `none` (the same for every run of a job,
+/// so two runs would join one trial) unless `--run-id` names the run.
 pub fn resolve(
     flags: &IdentityFlags,
     env: &dyn Fn(&str) -> Option<String>,
@@ -96,13 +103,13 @@ pub fn resolve(
                 number(env, "SLURM_NODEID")?,
             )))
         }),
-        ("torchrun worker", |env| {
+        (TORCHRUN_WORKER, |env| {
             named_by(
                 env,
                 ["TORCHELASTIC_RUN_ID", "GROUP_WORLD_SIZE", "GROUP_RANK"],
             )
         }),
-        ("torchrun settings", |env| {
+        (TORCHRUN_SETTINGS, |env| {
             named_by(env, ["PET_RDZV_ID", "PET_NNODES", "PET_NODE_RANK"])
         }),
     ];
@@ -117,6 +124,16 @@ pub fn resolve(
         Some((name, v)) => (name, v),
         None => ("flags", (String::new(), None, None)),
     };
+    if flags.hosts == Some(0) || (flags.hosts.is_none() && env_hosts == Some(0)) {
+        anyhow::bail!(
+            "--hosts: 0 hosts (from {}): a run spans at least 1 host",
+            if flags.hosts.is_some() {
+                "the flag"
+            } else {
+                source
+            }
+        );
+    }
     let hosts = flags.hosts.or(env_hosts).unwrap_or(1);
     if hosts <= 1 {
         return Ok(None);
@@ -126,7 +143,18 @@ pub fn resolve(
     } else {
         source
     };
-    let run_id = flags.run_id.clone().unwrap_or(env_id);
+    let run_id = match &flags.run_id {
+        Some(id) => id.clone(),
+        None if TORCHRUN_SOURCES.contains(&source)
+            && env_id.trim().eq_ignore_ascii_case("none") =>
+        {
+            anyhow::bail!(
+                "--run-id: torchrun names this run {:?}, its default --rdzv_id, which is the same for every run of the job, so two runs would join one trial; give torchrun a distinct --rdzv_id per run (e.g. the scheduler's job id), or give wattwise --run-id",
+                env_id.trim()
+            )
+        }
+        None => env_id,
+    };
     if run_id.trim().is_empty() {
         anyhow::bail!(
             "--run-id: a run across {hosts} hosts needs a run id (the same on every host)"
@@ -167,26 +195,22 @@ pub fn poll_interval(host_timeout: Duration) -> Duration {
     (host_timeout / 5).clamp(Duration::from_millis(200), Duration::from_secs(5))
 }
 
-enum ToLink {
-    Profile(HostProfile),
-    Report(HostReport),
-    /// Deliver what is left (until the link's deadline), say `done`, then end.
-    Finish,
-}
-
-/// The background link of one host to its run: sends the profile and the epoch
-/// totals in order (retrying while the endpoint is unreachable), polls the run
-/// between them, and keeps the latest answer.
+/// One host's link to its run: its messages to the run (profile, epoch totals,
+/// `done`) go through the reporter's spool ([`RunLink::message`]); the link polls
+/// the run between them (`heartbeat`, every poll interval, in its own thread) and
+/// keeps the latest state either brought.
 pub struct RunLink {
-    tx: Sender<ToLink>,
+    job_id: String,
+    run_id: String,
+    rank: u32,
     latest: Arc<Mutex<Option<RunView>>>,
-    /// Once finishing: when retries stop.
-    deadline: Arc<Mutex<Option<Instant>>>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    /// Dropping it ends the polls.
+    _stop: Sender<()>,
 }
 
 impl RunLink {
-    /// Starts the link of host `rank` to run `run_id` of job `job_id`.
+    /// Starts the link of host `rank` to run `run_id` of job `job_id`, polling
+    /// every `poll`.
     pub fn start(
         endpoint: Endpoint,
         job_id: String,
@@ -194,129 +218,71 @@ impl RunLink {
         rank: u32,
         poll: Duration,
     ) -> RunLink {
-        let (tx, rx) = std::sync::mpsc::channel();
+        let (stop, stopped) = std::sync::mpsc::channel();
         let latest = Arc::new(Mutex::new(None));
-        let deadline = Arc::new(Mutex::new(None));
-        let (shared, until) = (latest.clone(), deadline.clone());
-        let thread = std::thread::spawn(move || {
-            link(
-                &endpoint, &job_id, &run_id, rank, poll, &rx, &shared, &until,
-            );
+        let link = RunLink {
+            job_id,
+            run_id,
+            rank,
+            latest: latest.clone(),
+            _stop: stop,
+        };
+        let (job_id, run_id) = (link.job_id.clone(), link.run_id.clone());
+        let me = HostCall {
+            host_rank: i64::from(rank),
+        };
+        std::thread::spawn(move || {
+            // Each poll is one request; a failed one is tried again at the next.
+            while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(poll) {
+                match endpoint.run_call(&job_id, &run_id, "heartbeat", &me) {
+                    Ok(view) => set(&latest, view),
+                    Err(e) if e.retryable() => {}
+                    Err(e) => log(format!("run {run_id}: heartbeat refused: {e}")),
+                }
+            }
         });
-        RunLink {
-            tx,
-            latest,
-            deadline,
-            thread: Some(thread),
+        link
+    }
+
+    /// This host's message `action` to the run, for the reporter's spool.
+    pub fn message(&self, action: RunAction, body: &impl Serialize) -> Outgoing {
+        Outgoing::Run {
+            job_id: self.job_id.clone(),
+            run_id: self.run_id.clone(),
+            action,
+            body: serde_json::to_value(body).unwrap_or_default(),
         }
     }
 
-    /// Queues this host's profile.
-    pub fn profile(&self, p: HostProfile) {
-        let _ = self.tx.send(ToLink::Profile(p));
+    /// This host's `done`: its command ended.
+    pub fn done(&self) -> Outgoing {
+        self.message(
+            RunAction::Done,
+            &HostCall {
+                host_rank: i64::from(self.rank),
+            },
+        )
     }
 
-    /// Queues this host's totals after an epoch.
-    pub fn report(&self, r: HostReport) {
-        let _ = self.tx.send(ToLink::Report(r));
+    /// Keeps `view`, the endpoint's answer to one of this host's messages.
+    pub fn observe(&self, view: RunView) {
+        set(&self.latest, view);
     }
 
     /// The run's state as last answered.
     pub fn latest(&self) -> Option<RunView> {
         self.latest.lock().ok().and_then(|v| v.clone())
     }
+}
 
-    /// Delivers what is left within `patience`, tells the run this host is done,
-    /// and returns the run's last state.
-    pub fn finish(mut self, patience: Duration) -> Option<RunView> {
-        if let Ok(mut d) = self.deadline.lock() {
-            *d = Some(Instant::now() + patience);
-        }
-        let _ = self.tx.send(ToLink::Finish);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-        self.latest()
+fn set(latest: &Mutex<Option<RunView>>, view: RunView) {
+    if let Ok(mut l) = latest.lock() {
+        *l = Some(view);
     }
 }
 
 fn log(msg: impl AsRef<str>) {
     eprintln!("[wattwise] {}", msg.as_ref());
-}
-
-/// Sends one message, retrying a retryable error until the deadline (none
-/// until the link finishes).
-fn deliver(
-    endpoint: &Endpoint,
-    deadline: &Mutex<Option<Instant>>,
-    mut send: impl FnMut(&Endpoint) -> Result<RunView, HttpError>,
-) -> Result<RunView, HttpError> {
-    let mut backoff = Duration::from_millis(100);
-    loop {
-        let until = deadline.lock().ok().and_then(|d| *d);
-        match send(endpoint) {
-            Err(e) if e.retryable() && until.is_none_or(|d| Instant::now() + backoff < d) => {
-                std::thread::sleep(backoff);
-                backoff = (backoff * 2).min(Duration::from_secs(5));
-            }
-            other => return other,
-        }
-    }
-}
-
-#[allow(clippy::too_many_arguments)]
-fn link(
-    endpoint: &Endpoint,
-    job_id: &str,
-    run_id: &str,
-    rank: u32,
-    poll: Duration,
-    rx: &Receiver<ToLink>,
-    latest: &Mutex<Option<RunView>>,
-    deadline: &Mutex<Option<Instant>>,
-) {
-    let call = |action: &str, body: &dyn Fn(&Endpoint, &str) -> Result<RunView, HttpError>| {
-        let answer = deliver(endpoint, deadline, |e| body(e, action));
-        match answer {
-            Ok(view) => {
-                if let Ok(mut l) = latest.lock() {
-                    *l = Some(view);
-                }
-            }
-            Err(e) => log(format!("run {run_id}: {action} not delivered: {e}")),
-        }
-    };
-    fn post<T: Serialize>(
-        job_id: &str,
-        run_id: &str,
-        body: &T,
-    ) -> impl Fn(&Endpoint, &str) -> Result<RunView, HttpError> {
-        let (job_id, run_id) = (job_id.to_string(), run_id.to_string());
-        let body = serde_json::to_value(body).unwrap_or_default();
-        move |e, action| e.run_call(&job_id, &run_id, action, &body)
-    }
-    let me = HostCall {
-        host_rank: i64::from(rank),
-    };
-    let mut finishing = false;
-    loop {
-        let msg = if finishing {
-            rx.try_recv().map_err(|_| RecvTimeoutError::Timeout)
-        } else {
-            rx.recv_timeout(poll)
-        };
-        match msg {
-            Ok(ToLink::Profile(p)) => call("profile", &post(job_id, run_id, &p)),
-            Ok(ToLink::Report(r)) => call("report", &post(job_id, run_id, &r)),
-            Ok(ToLink::Finish) => finishing = true,
-            Err(RecvTimeoutError::Timeout) if finishing => {
-                call("done", &post(job_id, run_id, &me));
-                return;
-            }
-            Err(RecvTimeoutError::Timeout) => call("heartbeat", &post(job_id, run_id, &me)),
-            Err(RecvTimeoutError::Disconnected) => return,
-        }
-    }
 }
 
 #[cfg(test)]
@@ -422,6 +388,60 @@ mod tests {
             let err = identity(flags, vars).unwrap_err();
             assert!(err.contains(names), "{flags:?} {vars}: {err}");
         }
+    }
+
+    #[test]
+    fn zero_hosts_are_refused_not_run_as_one() {
+        let zero = IdentityFlags {
+            hosts: Some(0),
+            ..Default::default()
+        };
+        for (flags, vars) in [
+            (&zero, ""),
+            (&zero, "SLURM_JOB_ID=1 SLURM_NNODES=2 SLURM_NODEID=0"),
+            (
+                &IdentityFlags::default(),
+                "SLURM_JOB_ID=1 SLURM_NNODES=0 SLURM_NODEID=0",
+            ),
+        ] {
+            let err = identity(flags, vars).unwrap_err();
+            assert!(err.starts_with("--hosts: 0 hosts"), "{vars}: {err}");
+        }
+    }
+
+    #[test]
+    fn torchruns_default_run_id_none_is_refused_unless_the_flag_names_the_run() {
+        for vars in [
+            "TORCHELASTIC_RUN_ID=none GROUP_WORLD_SIZE=2 GROUP_RANK=1",
+            "PET_RDZV_ID=None PET_NNODES=2 PET_NODE_RANK=0",
+        ] {
+            let err = identity(&IdentityFlags::default(), vars).unwrap_err();
+            assert!(
+                err.contains("--rdzv_id") && err.contains("--run-id"),
+                "{vars}: {err}"
+            );
+        }
+        let flagged = IdentityFlags {
+            run_id: Some("job-7".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            identity(
+                &flagged,
+                "TORCHELASTIC_RUN_ID=none GROUP_WORLD_SIZE=2 GROUP_RANK=1"
+            )
+            .unwrap(),
+            Some(("job-7".to_string(), 2, 1, "torchrun worker"))
+        );
+        // One node: an ordinary single-host run, whatever its run id.
+        assert_eq!(
+            identity(
+                &IdentityFlags::default(),
+                "TORCHELASTIC_RUN_ID=none GROUP_WORLD_SIZE=1 GROUP_RANK=0"
+            )
+            .unwrap(),
+            None
+        );
     }
 
     #[test]

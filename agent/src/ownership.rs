@@ -323,6 +323,11 @@ impl Ownership {
             .collect()
     }
 
+    /// Whether [`Ownership::restore`] has put every limit back.
+    pub fn is_restored(&self) -> bool {
+        self.restored
+    }
+
     /// Sets every owned GPU back to its limit found at start and removes the
     /// records. Tries every GPU even when one fails; the records of a failed
     /// restore stay, so the next start tries again.

@@ -6,9 +6,12 @@
 //! `WATTWISE_EVENTS`, drives the power limit optimizer of the core with the
 //! script's step and epoch events (or reuses a profile the endpoint already has for
 //! this GPU model and batch size), reports time, energy and metric after every
-//! epoch, stops the process group when the endpoint says `stop_train`, posts the
-//! profile, ends the trial, restores the power limits found at start on every exit
-//! path, and exits with the command's status.
+//! epoch, stops the process group when the endpoint says `stop_train`, restores
+//! the power limits found at start the moment the command ends (and on every other
+//! exit path), then posts the profile and ends the trial, and exits with the
+//! command's status. Every message after the command starts goes through the
+//! reporter's spool ([`crate::client::Reporter`]): once the command ended the agent
+//! delivers for at most `--flush-timeout`, and the next run replays what is left.
 //!
 //! On a host of a run across hosts (`--run-id`/`--hosts`/`--host-rank`, or Slurm's
 //! or torchrun's environment: [`crate::multihost`]) it joins the run instead of
@@ -29,7 +32,7 @@ use wattwise_core::power::{LimitConstraints, Reading};
 use wattwise_core::runs::{HostProfile, HostReport, JoinRun};
 use wattwise_core::wire::{TrainingResult, TrialId};
 
-use crate::client::{Endpoint, Reporter};
+use crate::client::{Delivered, Endpoint, Outgoing, Reply, Reporter, RunAction};
 use crate::driver::{apply, log, Driver};
 use crate::energy_meter::{combined, EnergyMeter, EnergySource, DEFAULT_POWER_INTERVAL_S};
 use crate::events::{parse_line, Event, Tail};
@@ -38,11 +41,15 @@ use crate::gpu::{Gpus, NvmlGpus};
 use crate::job_file::{GpuFacts, JobFile};
 use crate::limits::state_dir;
 use crate::multihost::{HostIdentity, RunLink};
-use crate::ownership::Ownership;
+use crate::ownership::{Ownership, OwnershipError};
 use crate::session::{
     exit_code, final_ending, optimizer, profile_to_post, report_answer, reused_measurements,
     run_view_stop, signal_stop, trial_end, Answer, Ending, Stop, TrialEnd,
 };
+
+/// How long one request waits for its answer: a signal that comes while the
+/// agent waits for the endpoint before the command starts ends it within this.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Test hook: the agent panics at this step beginning (to test limit restoring).
 /// Read by debug builds only (the e2e tests run those); a release build ignores it,
@@ -74,8 +81,11 @@ pub struct RunArgs {
     /// Seconds between SIGTERM and SIGKILL when stopping the command.
     #[arg(long, default_value_t = 10.0)]
     pub grace: f64,
-    /// Seconds to keep trying to deliver reports after the command ends.
-    #[arg(long, default_value_t = 120.0)]
+    /// Seconds to keep delivering what the endpoint must still get after the
+    /// command ends (the power limits are restored first; 1 s at most once the
+    /// agent got SIGINT, SIGTERM or SIGHUP). What is not delivered stays in the
+    /// spool in the state directory, and the next run replays it.
+    #[arg(long, default_value_t = 5.0)]
     pub flush_timeout: f64,
     /// Seconds to keep trying to register the job while the endpoint is down.
     #[arg(long, default_value_t = 60.0)]
@@ -146,7 +156,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
         }
     }
     let token = crate::client::token_from_env()?;
-    let endpoint = Endpoint::new(&args.server, token, Duration::from_secs(30));
+    let endpoint = Endpoint::new(&args.server, token, REQUEST_TIMEOUT);
 
     crate::child::catch_termination_signals();
     let mut gpus = NvmlGpus::open()?;
@@ -190,6 +200,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
             identity: identity.as_ref(),
             command: &args.command,
             metrics: &metrics,
+            owned: &mut guard,
         }
         .run()
     }));
@@ -200,14 +211,8 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
             stop_group_by_id(pgid, grace);
         }
     }
-    let restored = guard.restore(&mut gpus);
-    match &restored {
-        Ok(()) => log(format!(
-            "restored the power limits found at start: {:?} (gpu, mW)",
-            guard.original()
-        )),
-        Err(e) => log(format!("could not restore the power limits: {e}")),
-    }
+    // Nothing to do when the session restored them as its command ended.
+    let restored = restore_limits(&mut guard, &mut gpus);
     match result {
         Ok(r) => {
             let code = r?;
@@ -216,6 +221,22 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
         }
         Err(panic) => std::panic::resume_unwind(panic),
     }
+}
+
+/// Restores the limits found at start (unless done already) and logs it.
+fn restore_limits(owned: &mut Ownership, gpus: &mut dyn Gpus) -> Result<(), OwnershipError> {
+    if owned.is_restored() {
+        return Ok(());
+    }
+    let restored = owned.restore(gpus);
+    match &restored {
+        Ok(()) => log(format!(
+            "restored the power limits found at start: {:?} (gpu, mW)",
+            owned.original()
+        )),
+        Err(e) => log(format!("could not restore the power limits: {e}")),
+    }
+    restored
 }
 
 fn stop_group_by_id(pgid: u32, grace: Duration) {
@@ -247,8 +268,31 @@ fn gpu_facts(gpus: &dyn Gpus, indices: &[u32]) -> anyhow::Result<(GpuFacts, Limi
     Ok((facts, constraints))
 }
 
-/// Sends the reports an earlier agent could not deliver (it was killed, or the
-/// endpoint stayed down past its flush timeout), in order, before this run starts.
+/// The spool of this agent's trial `trial_number` of `job_id` in `dir`,
+/// `spool-<job>-<trial>.<pid>.jsonl`: the agent's pid tells another agent to
+/// replay it only once this one is gone.
+fn spool_path(dir: &Path, job_id: &str, trial_number: u64) -> PathBuf {
+    dir.join(format!(
+        "spool-{}-{trial_number}.{}.jsonl",
+        job_id.replace(|c: char| !c.is_ascii_alphanumeric() && c != '-', "_"),
+        std::process::id()
+    ))
+}
+
+/// Whether the spool named `name` belongs to another live agent (an older
+/// agent's `spool-<job>-<trial>.jsonl` names none).
+fn spool_of_a_live_agent(name: &str) -> bool {
+    let pid = name
+        .strip_suffix(".jsonl")
+        .and_then(|stem| stem.rsplit_once('.'))
+        .and_then(|(_, pid)| pid.parse::<u32>().ok());
+    pid.is_some_and(|pid| pid != std::process::id() && crate::ownership::pid_alive(pid))
+}
+
+/// Sends what earlier agents could not deliver (they were killed, or the endpoint
+/// stayed down past their flush timeout), each spool in order, for up to
+/// `patience` in all, before this run starts; the spools of agents still running
+/// are theirs.
 fn replay_leftover_spools(endpoint: &Endpoint, dir: &std::path::Path, patience: Duration) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
@@ -257,16 +301,17 @@ fn replay_leftover_spools(endpoint: &Endpoint, dir: &std::path::Path, patience: 
         .flatten()
         .map(|e| e.path())
         .filter(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with("spool-") && n.ends_with(".jsonl"))
+            p.file_name().and_then(|n| n.to_str()).is_some_and(|n| {
+                n.starts_with("spool-") && n.ends_with(".jsonl") && !spool_of_a_live_agent(n)
+            })
         })
         .collect();
     spools.sort();
+    let deadline = Instant::now() + patience;
     for spool in spools {
-        let (answers, left) = Reporter::start(endpoint.clone(), spool.clone()).finish(patience);
+        let (answers, left) = Reporter::start(endpoint.clone(), spool.clone()).finish(deadline);
         log(format!(
-            "replayed {} earlier report(s) from {}{}",
+            "replayed {} earlier message(s) from {}{}",
             answers.len(),
             spool.display(),
             if left > 0 {
@@ -301,6 +346,8 @@ struct Session<'a> {
     identity: Option<&'a HostIdentity>,
     command: &'a [String],
     metrics: &'a RunStatus,
+    /// The GPUs' limits found at start, restored the moment the command ends.
+    owned: &'a mut Ownership,
 }
 
 /// What [`Session::start`] gives the rest of the session: the job, its trial (and
@@ -326,6 +373,8 @@ struct Running {
     sources: Vec<EnergySource>,
     start: Instant,
     cpu_start: f64,
+    /// Lines of the events file that are no event (the first is logged).
+    bad_events: u64,
 }
 
 /// How the loop ended: the command's status, why, and whether the run converged.
@@ -401,7 +450,10 @@ impl Session<'_> {
         if let Err(e) = apply(self.gpus, &mut None, self.indices, &actions) {
             // A host of a run across hosts leaves the trial to the run (it times out).
             if link.is_none() {
-                let _ = self.endpoint.end_trial(&trial);
+                let spool = spool_path(self.dir, &job_id, trial.trial_number);
+                let reporter = Reporter::start(self.endpoint.clone(), spool);
+                reporter.send(Outgoing::EndTrial(trial.clone()));
+                reporter.finish(Instant::now() + self.timing.flush);
             }
             return Err(e.into());
         }
@@ -447,12 +499,7 @@ impl Session<'_> {
         let events_path = self.dir.join(format!("events-{}.log", std::process::id()));
         let tail = Tail::create(&events_path)
             .with_context(|| format!("cannot create the events file {}", events_path.display()))?;
-        let spool = self.dir.join(format!(
-            "spool-{}-{}.jsonl",
-            s.job_id
-                .replace(|c: char| !c.is_ascii_alphanumeric() && c != '-', "_"),
-            s.trial.trial_number
-        ));
+        let spool = spool_path(self.dir, &s.job_id, s.trial.trial_number);
         let reporter = Reporter::start(self.endpoint.clone(), spool);
         let env = vec![
             (
@@ -506,6 +553,7 @@ impl Session<'_> {
             sources,
             start,
             cpu_start,
+            bad_events: 0,
         })
     }
 
@@ -530,17 +578,17 @@ impl Session<'_> {
             .ok()
             .filter(|_| cfg!(debug_assertions))
             .and_then(|v| v.parse().ok());
-        let mut warned = false;
         let mut next_power = r.start + power_interval;
         let mut profile_sent = false;
         loop {
             if let Some(link) = &s.link {
                 if !profile_sent && s.driver.optimizer().is_done() {
-                    link.profile(HostProfile {
+                    let profile = HostProfile {
                         host_rank: self.host_rank(),
                         gpu_count: i64::from(self.indices.len() as u32),
                         measurements: s.driver.optimizer().measurements().to_vec(),
-                    });
+                    };
+                    r.reporter.send(link.message(RunAction::Profile, &profile));
                     profile_sent = true;
                 }
                 if let Some(view) = link.latest() {
@@ -566,10 +614,8 @@ impl Session<'_> {
                 return self.stop(r, signal_stop(sig));
             }
             for d in r.reporter.answers() {
-                match report_answer(d.epoch, &d.answer) {
-                    Answer::Stop(stop) => return self.stop(r, stop),
-                    Answer::Refused(line) => log(line),
-                    Answer::Continue => {}
+                if let Some(stop) = delivered(s.link.as_ref(), d) {
+                    return self.stop(r, stop);
                 }
             }
             let exited = r.child.try_wait()?;
@@ -582,10 +628,11 @@ impl Session<'_> {
             } else {
                 Duration::from_millis(100)
             };
-            self.events(s, r, timeout, panic_at, &mut warned)?;
+            self.events(s, r, timeout, panic_at)?;
             self.metrics
                 .progress(s.driver.epoch(), s.driver.optimizer().state());
-            if let Some(status) = exited {
+            // Once the command exited, every event it wrote is read first.
+            if let Some(status) = exited.filter(|_| r.tail.caught_up()) {
                 return Ok(Stopped {
                     status,
                     ending: Ending::Exited,
@@ -597,24 +644,23 @@ impl Session<'_> {
 
     /// Reads the command's events for up to `timeout` (less when it exits), feeds
     /// them to the driver, and sends each epoch's totals to the endpoint (or to the
-    /// run across hosts). A bad event is logged once (`warned`) and skipped.
+    /// run across hosts). A bad event is counted, logged once, and skipped.
     fn events(
         &mut self,
         s: &mut Started,
         r: &mut Running,
         timeout: Duration,
         panic_at: Option<u64>,
-        warned: &mut bool,
     ) -> anyhow::Result<()> {
         let also = r.exit_fd.as_ref().map(std::os::fd::AsRawFd::as_raw_fd);
         for line in r.tail.next_lines(timeout, also)? {
             let event = match parse_line(&line) {
                 Ok(e) => e,
                 Err(e) => {
-                    if !*warned {
+                    if r.bad_events == 0 {
                         log(format!("ignoring a bad event: {e}"));
-                        *warned = true;
                     }
+                    r.bad_events += 1;
                     continue;
                 }
             };
@@ -634,16 +680,18 @@ impl Session<'_> {
             let Some(totals) = s.driver.event(self.gpus, meter, event, reading)? else {
                 continue;
             };
-            if let Some(link) = &s.link {
-                link.report(HostReport {
-                    host_rank: self.host_rank(),
-                    time: totals.time,
-                    energy: totals.energy,
-                    metric: totals.metric,
-                    current_epoch: totals.epoch,
-                });
-            } else {
-                r.reporter.send(TrainingResult {
+            let message = match &s.link {
+                Some(link) => link.message(
+                    RunAction::Report,
+                    &HostReport {
+                        host_rank: self.host_rank(),
+                        time: totals.time,
+                        energy: totals.energy,
+                        metric: totals.metric,
+                        current_epoch: totals.epoch,
+                    },
+                ),
+                None => Outgoing::Report(TrainingResult {
                     job_id: s.job_id.clone(),
                     batch_size: s.trial.batch_size,
                     trial_number: s.trial.trial_number,
@@ -651,90 +699,124 @@ impl Session<'_> {
                     energy: totals.energy,
                     metric: totals.metric,
                     current_epoch: totals.epoch,
-                });
-            }
+                }),
+            };
+            r.reporter.send(message);
         }
         Ok(())
     }
 
-    /// Ends the session: stops the command if the loop failed, flushes the
-    /// reports, posts the profile, ends the trial (or reads how the run ended),
-    /// then answers the loop's error or the exit code.
+    /// Ends the session: stops the command if the loop failed, restores the
+    /// power limits before any network call, spools what the endpoint must still
+    /// get (the host's `done` to the run, the profile, the trial's end) and
+    /// delivers it for at most the flush timeout from the command's end, then
+    /// answers the loop's error or the exit code.
     fn finish(
         &mut self,
         s: Started,
         mut r: Running,
         stopped: anyhow::Result<Stopped>,
     ) -> anyhow::Result<i32> {
-        let flush = self.timing.flush;
         if stopped.is_err() {
             // An NVML failure mid-run: stop the command, then report the error.
             let _ = crate::child::stop_group(&mut r.child, self.timing.grace);
         }
+        let ended = Instant::now();
         CHILD_GROUP.store(0, Ordering::SeqCst);
-        self.metrics.end();
-        let _ = std::fs::remove_file(&r.events_path);
         let time = r.start.elapsed().as_secs_f64();
-        let agent_cpu = crate::child::own_cpu_seconds() - r.cpu_start;
         let energy = r
             .meter
             .total_mj(self.gpus, r.start.elapsed())
             .map(|e| e as f64 / 1000.0)
             .unwrap_or(f64::NAN);
+        // The limits first: nothing below may keep the GPUs throttled (a failure
+        // is logged, and tried again as the agent ends).
+        let _ = restore_limits(self.owned, self.gpus);
+        self.metrics.end();
+        let _ = std::fs::remove_file(&r.events_path);
+        let agent_cpu = crate::child::own_cpu_seconds() - r.cpu_start;
+        if r.bad_events > 0 {
+            log(format!("ignored {} bad event line(s)", r.bad_events));
+        }
 
+        let epoch = s.driver.epoch();
+        let optimizer = s.driver.optimizer();
+        if let Some(link) = &s.link {
+            r.reporter.send(link.done());
+        }
+        if let Some(profile) = profile_to_post(
+            s.profiled_here,
+            optimizer,
+            self.rank0(),
+            s.trial.batch_size,
+            &s.facts.gpu_model,
+        ) {
+            r.reporter.send(Outgoing::Profile {
+                job_id: s.job_id.clone(),
+                profile,
+            });
+        }
+        if s.link.is_none() {
+            r.reporter.send(Outgoing::EndTrial(s.trial.clone()));
+        }
+        let (answers, left) = r.reporter.finish(ended + self.timing.flush);
         let mut converged = stopped.as_ref().is_ok_and(|st| st.converged);
-        let (answers, left) = r.reporter.finish(flush);
         for d in answers {
-            if let Answer::Stop(stop) = report_answer(d.epoch, &d.answer) {
+            if let Some(stop) = delivered(s.link.as_ref(), d) {
                 converged |= stop.converged;
                 log(stop.line);
             }
         }
         if left > 0 {
             log(format!(
-                "{left} report(s) could not be delivered within --flush-timeout; they stay in the spool in {}",
+                "{left} message(s) for the endpoint not delivered within --flush-timeout ({:.1} s); they stay in the spool in {}, and the next run replays them",
+                self.timing.flush.as_secs_f64(),
                 self.dir.display()
             ));
         }
-        let run_view = s.link.map(|l| l.finish(flush));
-        let epoch = s.driver.epoch();
-        let optimizer = s.driver.optimizer();
-        let gpu_model = &s.facts.gpu_model;
-        let batch_size = s.trial.batch_size;
-        if let Some(profile) = profile_to_post(
-            s.profiled_here,
-            optimizer,
-            self.rank0(),
-            batch_size,
-            gpu_model,
-        ) {
-            match self
-                .endpoint
-                .retrying(flush, |e| e.post_profile(&s.job_id, &profile))
-            {
-                Ok(()) => log("posted the power profile"),
-                Err(e) => log(format!("could not post the power profile: {e}")),
-            }
-        }
-        match trial_end(run_view.as_ref().map(Option::as_ref)) {
-            TrialEnd::Own => {
-                if let Err(e) = self.endpoint.retrying(flush, |e| e.end_trial(&s.trial)) {
-                    log(format!("could not end the trial: {e}"));
-                }
-            }
-            TrialEnd::LeftToRun(line) => log(line),
+        let run_view = s.link.as_ref().map(RunLink::latest);
+        if let TrialEnd::LeftToRun(line) = trial_end(run_view.as_ref().map(Option::as_ref)) {
+            log(line);
         }
         let stopped = stopped?;
         let ending = final_ending(stopped.ending, run_view.flatten().as_ref());
         let code = exit_code(&ending, stopped.status);
         log(format!(
-            "command ended ({ending:?}, exit code {code}) after {epoch} epoch(s): {time:.3} s, {energy:.3} J (energy_source {}){}; agent CPU {agent_cpu:.3} s ({:.2}% of a core)",
+            "command ended ({ending:?}, exit code {code}) after {epoch} epoch(s): {time:.3} s, {energy:.3} J (energy_source {}){}; agent CPU {agent_cpu:.3} s ({:.2}% of a core), peak memory {}",
             combined(&r.sources),
             if converged { ", converged" } else { "" },
-            if time > 0.0 { agent_cpu / time * 100.0 } else { 0.0 }
+            if time > 0.0 { agent_cpu / time * 100.0 } else { 0.0 },
+            crate::child::peak_memory().map_or("?".into(), |kib| format!("{:.1} MiB", kib as f64 / 1024.0))
         ));
         Ok(code)
     }
+}
+
+/// What one delivered message means for the session: the endpoint's stop (the
+/// answer to a report), the run's state (kept by the link), or a log line.
+fn delivered(link: Option<&RunLink>, d: Delivered) -> Option<Stop> {
+    match (d.message, d.answer) {
+        (Outgoing::Report(r), answer) => {
+            let answer = answer.and_then(|a| match a {
+                Reply::Report(a) => Ok(a),
+                other => Err(format!("unexpected answer {other:?}")),
+            });
+            match report_answer(r.current_epoch, &answer) {
+                Answer::Stop(stop) => return Some(stop),
+                Answer::Refused(line) => log(line),
+                Answer::Continue => {}
+            }
+        }
+        (Outgoing::Run { .. }, Ok(Reply::Run(view))) => {
+            if let Some(link) = link {
+                link.observe(view);
+            }
+        }
+        (Outgoing::Profile { .. }, Ok(_)) => log("posted the power profile"),
+        (m, Ok(_)) => log(format!("delivered {}", m.what())),
+        (m, Err(e)) => log(format!("could not deliver {}: {e}", m.what())),
+    }
+    None
 }
 
 /// Joins the run across hosts (the first host opens it): its trial, and the link
@@ -784,4 +866,22 @@ fn join_run(
         poll,
     );
     Ok((trial, link))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_spool_is_replayed_unless_a_live_agent_other_than_this_one_owns_it() {
+        let mine = spool_path(Path::new("/s"), "ag:1.x", 7);
+        let name = mine.file_name().unwrap().to_str().unwrap();
+        assert_eq!(name, format!("spool-ag_1_x-7.{}.jsonl", std::process::id()));
+        assert!(!spool_of_a_live_agent(name));
+        // pid 1 lives; pid 0 never does; an older agent's name holds no pid (its
+        // trial number is no pid).
+        assert!(spool_of_a_live_agent("spool-j-7.1.jsonl"));
+        assert!(!spool_of_a_live_agent("spool-j-7.0.jsonl"));
+        assert!(!spool_of_a_live_agent("spool-j-1.jsonl"));
+    }
 }

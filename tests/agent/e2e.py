@@ -35,6 +35,7 @@ from agent_harness import (  # noqa: E402
     job_id_of,
     optimum_w,
     process_gone,
+    read_history,
     run_suite,
     wait_until,
 )
@@ -427,6 +428,151 @@ def test_every_report_arrives_when_the_server_was_down(tmp, server):
     trials = server.get(f"/jobs/{job_id}/trials")
     assert trials[0]["status"] != "Dispatched", trials
     assert not any(n.startswith("spool-") for n in os.listdir(host.state_dir))
+
+
+# ---- a hung endpoint, a flood of events ---------------------------------------
+
+# The agent's documented bound: after the command ends it exits within
+# --flush-timeout (default 5 s), 1 s once it got SIGTERM (agent/README.md).
+FLUSH_S = 5.0
+AFTER_SIGNAL_S = 1.0
+
+
+def _train_then_note_the_end(host, ended):
+    """agent/examples/train.py, then the command's end (CLOCK_MONOTONIC, ns) in `ended`."""
+    note = f"import time; open({ended!r}, 'w').write(str(time.monotonic_ns()))"
+    train = " ".join([sys.executable, TRAIN, "--epochs", "2", "--steps", "40", "--step-time", "0.02"])
+    return ["sh", "-c", f"{train} && {sys.executable} -c \"{note}\""]
+
+
+def _restored_at_ns(host, start_mw):
+    """When the fake last set every GPU back to `start_mw` (its history), ns."""
+    segments = read_history(host.history)
+    last = {}
+    for seg in segments:
+        last[seg["gpu"]] = seg
+    assert all(seg["limit_mw"] == start_mw for seg in last.values()), last
+    return max(seg["at_ns"] for seg in last.values())
+
+
+def _spools(host):
+    return [n for n in os.listdir(host.state_dir) if n.startswith("spool-")]
+
+
+def test_a_hung_endpoint_neither_throttles_the_gpus_nor_holds_the_agent(tmp, server):
+    # The endpoint answers three requests (register, batch size, profiles), then
+    # accepts connections and never answers: every report, the profile and the
+    # trial's end hang.
+    host = Host(tmp, "hung", count=2, start_limit_w=275, history=True)
+    job = host.job("hung", job_id="hung-1", max_epochs=10, power={"pl_step": 100, "selector": {"kind": "energy"}})
+    results = []
+    for label in ("no signal", "SIGTERM after the end"):
+        hung = Recorder(server.port, hang_after=3)
+        hung.up()
+        ended = os.path.join(host.dir, f"ended-{len(results)}")
+        p = host.agent(["run", "--server", hung.url, "--job", job, "--grace", "2", "--",
+                        *_train_then_note_the_end(host, ended)])
+        try:
+            wait_until(lambda: os.path.exists(ended) and os.path.getsize(ended) > 0, 60, "the command's end")
+            if label != "no signal":
+                p.send_signal(signal.SIGTERM)
+            _, err = p.communicate(timeout=60)
+            exited = time.monotonic_ns()
+        finally:
+            if p.poll() is None:
+                os.killpg(p.pid, signal.SIGKILL)
+            hung.down()
+        with open(ended) as f:
+            end_ns = int(f.read())
+        restored_s = (_restored_at_ns(host, 275_000) - end_ns) / 1e9
+        exit_s = (exited - end_ns) / 1e9
+        print(f"    {label}: limits restored {restored_s:.3f} s and the agent gone {exit_s:.2f} s "
+              f"after the command ended; {hung.received} requests, 3 answered")
+        assert hung.received > 3, hung.received
+        # SIGTERM may still find the command's shell: it ends by the signal then.
+        assert p.returncode in ((0,) if label == "no signal" else (0, 143)), (p.returncode, err)
+        assert "power limit set to the optimum" in err, err
+        assert restored_s < 1.0, (restored_s, err)
+        assert exit_s < (FLUSH_S if label == "no signal" else AFTER_SIGNAL_S) + 1.0, (exit_s, err)
+        assert "stay in the spool" in err and "the next run replays them" in err, err
+        assert host.limits_w() == [275.0, 275.0] and host.records() == []
+        results.append(job_id_of(err))
+        # Set aside until the last run (the next run would replay it first, to the
+        # same hung endpoint).
+        (spool,) = _spools(host)
+        os.rename(os.path.join(host.state_dir, spool), os.path.join(host.dir, spool))
+    for spool in [n for n in os.listdir(host.dir) if n.startswith("spool-")]:
+        os.rename(os.path.join(host.dir, spool), os.path.join(host.state_dir, spool))
+    # A later run against a working endpoint replays both runs' reports, profile and
+    # trial end before its own.
+    proxy = Recorder(server.port)
+    proxy.up()
+    try:
+        rc, _, err = host.run(proxy.url, job, ["--epochs", "1", "--steps", "5", "--step-time", "0.01"])
+    finally:
+        proxy.down()
+    assert rc == 0, err
+    assert _spools(host) == [], _spools(host)
+    job_id = results[0]
+    trials = {t["trial_number"]: t for t in server.get(f"/jobs/{job_id}/trials")}
+    replayed = [(m, path) for m, path, _ in proxy.requests]
+    for n in (1, 2):
+        assert [b for m, path, b in proxy.requests if (m, path) == ("PATCH", "/trials") and b["trial_number"] == n], \
+            (n, proxy.requests)
+        assert trials[n]["status"] != "Dispatched", trials[n]
+        assert sorted(r["current_epoch"] for r in proxy.reports if r["trial_number"] == n) == [1, 2], proxy.reports
+    assert ("POST", f"/jobs/{job_id}/profiles") in replayed, replayed
+    assert len(server.get(f"/jobs/{job_id}/profiles")) == 1
+    assert "replayed" in err, err
+
+
+def test_a_flood_of_events_keeps_the_agent_small(tmp, server):
+    # The script writes MB megabytes of short lines (events and garbage) to the
+    # events file as fast as it can; the agent reads them in bounded batches.
+    mb = int(os.environ.get("WATTWISE_EVENTS_FLOOD_MB", "40"))
+    ceiling_mib = 64
+    host = Host(tmp, "flood")
+    job = host.job("flood", max_epochs=2, power={"pl_step": 200})
+    lines = b"step_begin\nstep_end\nnot an event\n"
+    chunks = mb * 2**20 // (len(lines) * 32768)
+    flood = (
+        "import os\n"
+        f"chunk = {lines!r} * 32768\n"
+        "with open(os.environ['WATTWISE_EVENTS'], 'ab') as f:\n"
+        f"    for _ in range({chunks}):\n"
+        "        f.write(chunk)\n"
+        "    f.write(b'epoch_end 0.5\\n')\n"
+    )
+    t = time.monotonic()
+    p = host.agent(["run", "--server", server.url, "--job", job, "--grace", "2", "--", sys.executable, "-c", flood])
+    peak_kib = 0
+    while p.poll() is None:
+        try:
+            with open(f"/proc/{p.pid}/status") as f:
+                hwm = [l for l in f if l.startswith("VmHWM:")]
+            peak_kib = max(peak_kib, int(hwm[0].split()[1])) if hwm else peak_kib
+        except (FileNotFoundError, ProcessLookupError, IndexError):
+            pass
+        if peak_kib > 4 * ceiling_mib * 1024:
+            os.killpg(p.pid, signal.SIGKILL)
+            p.communicate()
+            raise AssertionError(f"the agent passed {peak_kib / 1024:.0f} MiB reading {mb} MB of events; killed")
+        if time.monotonic() - t > 300:
+            os.killpg(p.pid, signal.SIGKILL)
+            raise AssertionError("the agent took over 300 s")
+        time.sleep(0.02)
+    _, err = p.communicate()
+    took = time.monotonic() - t
+    assert p.returncode == 0, err
+    # The agent's own last word on its peak (VmHWM as it ends), when it says it.
+    logged = [l for l in err.splitlines() if "peak memory" in l]
+    own_mib = float(logged[-1].rsplit("peak memory ", 1)[1].split()[0]) if logged else 0
+    peak_mib = max(peak_kib / 1024, own_mib)
+    print(f"    {mb} MB of event lines: agent peak memory {peak_mib:.1f} MiB (ceiling {ceiling_mib}), {took:.1f} s")
+    assert peak_mib < ceiling_mib, (peak_mib, err)
+    assert "after 1 epoch(s)" in err, err
+    bad = [l for l in err.splitlines() if "bad event line(s)" in l]
+    assert bad and int(bad[0].split("ignored ")[1].split()[0]) == chunks * 32768, (bad, err)
 
 
 # ---- the job's GPUs, several runs per host, GPUs without an energy counter ----

@@ -175,6 +175,9 @@ def test_a_run_across_hosts_needs_one_job_id_and_a_rank(tmp, server):
         (["--hosts", "2", "--run-id", "r"], {}, "--host-rank"),
         ([], {"SLURM_JOB_ID": "5", "SLURM_NNODES": "2", "SLURM_NODEID": "7"}, "--host-rank: 7 is not below"),
         ([], {"PET_RDZV_ID": "x", "PET_NNODES": "1:4", "PET_NODE_RANK": "0"}, "PET_NNODES"),
+        (["--hosts", "0"], {}, "--hosts: 0 hosts"),
+        # torchrun's default --rdzv_id names every run of the job alike.
+        ([], {"TORCHELASTIC_RUN_ID": "none", "GROUP_WORLD_SIZE": "2", "GROUP_RANK": "0"}, "--rdzv_id"),
     ]:
         p = host.agent(["run", "--server", server.url, "--job", no_id, *flags, "--", "true"], env)
         _, err = p.communicate(timeout=30)

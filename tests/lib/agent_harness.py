@@ -106,15 +106,23 @@ class Server:
 
 class Recorder:
     """A forwarding proxy in front of the server that records every POST /report
-    it delivers, and that can be taken down (connection refused) and back up."""
+    it delivers, and that can be taken down (connection refused) and back up.
+    With `hang_after=N` it forwards N requests, then accepts connections and never
+    answers (until `down`)."""
 
-    def __init__(self, upstream_port):
+    def __init__(self, upstream_port, hang_after=None):
         self.upstream_port = upstream_port
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.reports = []
         # Every POST answered 2xx: (path, body), e.g. the run routes' host reports.
         self.posts = []
+        # Every request answered 2xx: (method, path, body or None).
+        self.requests = []
+        self.hang_after = hang_after
+        self.received = 0
+        self.lock = threading.Lock()
+        self.release = threading.Event()
         self.httpd = None
 
     def up(self):
@@ -125,6 +133,13 @@ class Recorder:
                 pass
 
             def forward(self):
+                with rec.lock:
+                    rec.received += 1
+                    hang = rec.hang_after is not None and rec.received > rec.hang_after
+                if hang:
+                    rec.release.wait(600)
+                    self.close_connection = True
+                    return
                 n = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(n) if n else None
                 conn = http.client.HTTPConnection("127.0.0.1", rec.upstream_port, timeout=10)
@@ -136,6 +151,8 @@ class Recorder:
                     rec.reports.append(json.loads(body))
                 if self.command == "POST" and body and 200 <= resp.status < 300:
                     rec.posts.append((self.path, json.loads(body)))
+                if 200 <= resp.status < 300:
+                    rec.requests.append((self.command, self.path, json.loads(body) if body else None))
                 self.send_response(resp.status)
                 self.send_header("Content-Type", resp.getheader("Content-Type") or "application/json")
                 self.send_header("Content-Length", str(len(data)))
@@ -145,10 +162,13 @@ class Recorder:
             do_GET = do_POST = do_PATCH = do_DELETE = forward
 
         http.server.ThreadingHTTPServer.allow_reuse_address = True
+        http.server.ThreadingHTTPServer.daemon_threads = True
+        self.release.clear()
         self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
         threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
 
     def down(self):
+        self.release.set()
         self.httpd.shutdown()
         self.httpd.server_close()
 

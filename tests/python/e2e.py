@@ -14,6 +14,9 @@ metrics, with real parts only.
   API must give the run's labels and an energy counter whose increase between its
   first and last sample matches the fake's ground truth at those instants (the
   fake's history of energy segments) within 1%.
+- Real torchrun (Debian's) starting the agent as its worker (`--no_python`) on two
+  "nodes" on 127.0.0.1 with static rendezvous and its default `--rdzv_id` (`none`):
+  refused before any GPU is touched.
 
 Environment: WATTWISE_BIN, FAKE_NVML_LIB, WATTWISE_SERVER_BIN (run.sh sets them);
 run with the suite's virtual environment's python. Usage: e2e.py [NAME_SUBSTRING...]
@@ -22,16 +25,20 @@ run with the suite's virtual environment's python. Usage: e2e.py [NAME_SUBSTRING
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "lib"))
 from agent_harness import (  # noqa: E402
+    AGENT,
     ROOT,
+    TRAIN,
     Host,
     Recorder,
     free_port,
@@ -233,6 +240,45 @@ def test_prometheus_scrapes_the_agent_during_a_run(tmp, server):
         if exporter is not None:
             stop_group(exporter)
         prom.stop()
+
+
+def test_torchrun_default_rdzv_id_is_refused_before_any_gpu(tmp, server):
+    # Classic multi-node torchrun, as PyTorch's docs show it (static rendezvous,
+    # --rdzv_id left at its default): two "nodes" on 127.0.0.1, each starting the
+    # agent as its worker. Every worker of every recurrence of the job gets
+    # TORCHELASTIC_RUN_ID=none, which cannot tell one run from the next: the agent
+    # refuses it, naming --rdzv_id and --run-id, before it touches a GPU.
+    hosts = [Host(tmp, f"trun{rank}", count=2, start_limit_w=275, history=True) for rank in range(2)]
+    port = free_port()
+    procs = []
+    for rank, host in enumerate(hosts):
+        job = host.job("trun", job_id="trun-1")
+        torchrun = [sys.executable, "-m", "torch.distributed.run", "--nnodes=2", f"--node_rank={rank}",
+                    "--nproc_per_node=1", "--master_addr=127.0.0.1", f"--master_port={port}", "--no_python"]
+        agent = [AGENT, "run", "--server", server.url, "--job", job, "--", sys.executable, TRAIN,
+                 "--epochs", "1", "--steps", "5"]
+        procs.append(subprocess.Popen(torchrun + agent, env=host.env, stdout=subprocess.PIPE,
+                                      stderr=subprocess.PIPE, text=True, start_new_session=True))
+    try:
+        results = [p.communicate(timeout=120) for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                os.killpg(p.pid, signal.SIGKILL)
+    for rank, (p, (_, err), host) in enumerate(zip(procs, results, hosts)):
+        refusal = [line for line in err.splitlines() if line.startswith("wattwise: --run-id:")]
+        assert p.returncode != 0 and refusal, (rank, p.returncode, err)
+        assert '"none"' in refusal[0] and "--rdzv_id" in refusal[0], refusal
+        print(f"    node {rank}: {refusal[0][:110]}...")
+        # No GPU touched: the fake's history holds only its start; no record.
+        assert len(read_history(host.history)) == 2 and host.limits_w() == [275.0, 275.0], rank
+        assert not os.path.exists(host.state_dir) or host.records() == [], rank
+    # Nothing reached the endpoint.
+    try:
+        server.get("/jobs/trun-1/trials")
+        raise AssertionError("the job was registered")
+    except urllib.error.HTTPError as e:
+        assert e.code == 404, e
 
 
 def main():

@@ -3,8 +3,9 @@
 #   1. the package's unit tests (pytest) and type check (mypy --strict), on the
 #      package as pip installs it;
 #   2. tests/python/e2e.py: real PyTorch, Hugging Face Trainer and Lightning runs on
-#      the CPU under `wattwise run` (fake NVML, real wattwise-server), and a real
-#      Prometheus scraping the agent during a run.
+#      the CPU under `wattwise run` (fake NVML, real wattwise-server), a real
+#      Prometheus scraping the agent during a run, and real torchrun starting the
+#      agent as its worker on two "nodes".
 #
 # Installs what a fresh Debian machine lacks: Debian's python3-torch (CPU PyTorch
 # 1.13 for /usr/bin/python3), prometheus and python3-venv through apt-get, then a
