@@ -482,13 +482,13 @@ mod tests {
         let e = c.job(&target(SYNTHETIC_GPU, "mnist")).unwrap_err();
         assert_eq!(
             e.to_string(),
-            "dataset: \"mnist\" is not a built-in workload (built in: synthetic); for a workload of your own traces, give network, optimizer, target_metric, max_epochs, default_batch_size"
+            "dataset: \"mnist\" is not a built-in workload (built in: synthetic; for a workload of your own traces, give network, optimizer, target_metric, max_epochs, default_batch_size)"
         );
         // A typo of a built-in name: the valid names and the closest one.
         let mut z = Catalog::zeus().unwrap();
         let e = z.job(&target("v100", "imagnet")).unwrap_err().to_string();
         assert!(
-            e.starts_with("dataset: \"imagnet\" is not a built-in workload (built in: "),
+            e.starts_with("dataset: \"imagnet\" is not a built-in workload; did you mean \"imagenet\"? (built in: "),
             "{e}"
         );
         assert!(e.contains("imagenet, ") || e.contains(", imagenet"), "{e}");

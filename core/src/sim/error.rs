@@ -69,7 +69,7 @@ pub enum SimError {
     #[error("powers: two power traces for gpu {0:?}")]
     DuplicateGpu(String),
     /// The GPU has no loaded trace.
-    #[error("gpu: {gpu:?} is not loaded (loaded: {loaded}){hint}")]
+    #[error("gpu: {gpu:?} is not loaded{hint} (loaded: {loaded})")]
     UnknownGpu {
         /// The asked GPU.
         gpu: String,
@@ -79,7 +79,7 @@ pub enum SimError {
         hint: String,
     },
     /// The dataset is not built in, and the fields that would define it are missing.
-    #[error("dataset: {dataset:?} is not a built-in workload (built in: {known}){hint}; for a workload of your own traces, give {missing}")]
+    #[error("dataset: {dataset:?} is not a built-in workload{hint} (built in: {known}; for a workload of your own traces, give {missing})")]
     UnknownDataset {
         /// The asked dataset.
         dataset: String,
