@@ -269,12 +269,13 @@ test('a shared link restores the knobs', async () => {
   const shown = await shownReport();
   assert.match(shown.caption, /eta 0.3, beta inf, seed 7/);
   assertSameNumbers(shown, cli(['--recurrences', '20', '--seed', '7', '--eta', '0.3', '--beta', 'inf']));
-  // A bad knob is named, and no stale result stays on screen.
+  // A bad knob is named on its field; the last result stays, marked as the previous knobs'.
   await page.fill('#beta', '-1');
   await page.click('#run');
   await page.locator('#knob-error').waitFor({ state: 'visible' });
   assert.match(await page.textContent('#knob-error'), /^beta: .* must be a number > 0, or inf/);
-  assert.equal(await page.isHidden('#results'), true);
+  assert.equal(await page.getAttribute('#beta', 'aria-invalid'), 'true');
+  assert.match(await page.getAttribute('#results', 'class'), /\bstale\b/);
 });
 
 test('a shared link to uploaded traces asks for them, then runs its knobs', async () => {
