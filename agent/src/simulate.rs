@@ -752,7 +752,7 @@ fn write_sweep_table(
             "eta {eta}: {} policy is the better one on these knobs ({}).",
             best.0.display_name(),
             at.iter()
-                .map(|g| format!("{} {}", g.0.display_name(), verdict(saved(&g.2))))
+                .map(|g| format!("{} policy {}", g.0.display_name(), verdict(saved(&g.2))))
                 .collect::<Vec<_>>()
                 .join("; ")
         )?;

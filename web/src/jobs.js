@@ -324,7 +324,7 @@ function renderDetail() {
   const v = s.savings;
   const vd = verdict(v?.cost_fraction);
   $('job-cards').innerHTML = [
-    card('saved against the default (cost)', v ? vd.words : '— (no estimate yet)', `verdict-card ${v ? vd.cls : 'even'}`, 'job-saved', v ? `${joules(v.cost)} of ${joules(v.default_cost)}` : ''),
+    card('saved against the default (cost)', v ? vd.words : '— (no estimate yet)', `verdict-card ${v ? vd.cls : 'even'}`, 'job-saved', v ? `${joules(Math.abs(v.cost))} ${v.cost >= 0 ? 'less' : 'more'} than the default's ${joules(v.default_cost)} (Zeus cost)` : ''),
     card('energy saved', v ? joules(v.energy) : '—', '', 'job-saved-energy'),
     card('time saved', v ? duration(v.time) : '—', '', 'job-saved-time'),
     card('GPUs', gpus(s)),
