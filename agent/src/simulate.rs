@@ -896,6 +896,15 @@ mod tests {
         }
         assert_eq!(v["cum_cost"].as_array().unwrap().len(), 20);
         let h = &v["history"][0];
+        // Recurrences count from 1, as in the table and the CSV.
+        assert_eq!(h["recurrence"], 1, "{h}");
+        let table = output(&["--recurrences", "20"]).unwrap();
+        assert!(
+            table.lines().any(|l| l.trim_start().starts_with("1 ")),
+            "{table}"
+        );
+        let csv = output(&["--recurrences", "20", "--format", "csv"]).unwrap();
+        assert!(csv.lines().nth(1).unwrap().starts_with("1,"), "{csv}");
         for field in ["batch_size", "power_limit", "energy", "reached", "time"] {
             assert!(h.get(field).is_some(), "history lacks {field}");
         }

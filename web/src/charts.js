@@ -104,8 +104,8 @@ export function drawConfigs(report) {
     type: 'scatter',
     data: {
       datasets: [
-        { label: 'batch size', data: runs.map((h) => ({ x: h.recurrence + 1, y: h.batch_size })), yAxisID: 'bs', ...style(COLORS.wattwise) },
-        { label: 'power limit (W)', data: runs.map((h) => ({ x: h.recurrence + 1, y: h.power_limit })), yAxisID: 'pl', ...style(COLORS.power) },
+        { label: 'batch size', data: runs.map((h) => ({ x: h.recurrence, y: h.batch_size })), yAxisID: 'bs', ...style(COLORS.wattwise) },
+        { label: 'power limit (W)', data: runs.map((h) => ({ x: h.recurrence, y: h.power_limit })), yAxisID: 'pl', ...style(COLORS.power) },
       ],
     },
     options: {
@@ -126,7 +126,7 @@ export function drawConfigs(report) {
           callbacks: {
             label: (c) => {
               const h = runs[c.dataIndex];
-              return `recurrence ${h.recurrence + 1}: bs ${h.batch_size} @ ${h.power_limit} W${h.reached ? '' : ' (did not reach the target)'}`;
+              return `recurrence ${h.recurrence}: bs ${h.batch_size} @ ${h.power_limit} W${h.reached ? '' : ' (did not reach the target)'}`;
             },
           },
         },

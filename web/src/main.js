@@ -412,15 +412,15 @@ function renderReport(r, ms, other) {
 }
 
 const RUN_COLUMNS = [
-  ['recurrence', 'recurrence', (h) => h.recurrence + 1, String],
+  ['recurrence', 'recurrence', (h) => h.recurrence, String],
   ['batch_size', 'batch size', (h) => h.batch_size, String],
   ['power_limit', 'power limit (W)', (h) => h.power_limit, String],
   ['energy', 'energy', (h) => h.energy, joules],
   ['time', 'time', (h) => h.time, duration],
   ['reached', 'reached', (h) => h.reached, (v) => (v ? 'yes' : 'no')],
   ['cost', 'cost', (h) => h.cost, joules],
-  ['cum_cost', 'cumulative cost', (h, r) => r.cum_cost[h.recurrence], joules],
-  ['regret', 'regret', (h, r) => r.regret[h.recurrence], joules],
+  ['cum_cost', 'cumulative cost', (h, r) => r.cum_cost[h.recurrence - 1], joules],
+  ['regret', 'regret', (h, r) => r.regret[h.recurrence - 1], joules],
 ];
 
 function renderRuns(r) {
