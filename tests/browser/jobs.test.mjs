@@ -392,6 +392,15 @@ test('simulate this job: the what-if view on the closest built-in workload, with
   await shot('whatif-from-job.png');
 });
 
+test('a job with no finished trial says so instead of empty charts', async () => {
+  await page.goto(`${BASE_URL}/?refresh_ms=60000#jobs/${ids.idle}`);
+  await page.waitForFunction((id) => window.wattwiseJobs.detail?.summary.job_id === id, ids.idle);
+  assert.equal(await page.isVisible('#job-no-trials'), true);
+  assert.equal(await page.isHidden('#job-charts'), true);
+  assert.equal(await page.textContent('#job-saved .value'), '— (no estimate yet)');
+  assert.match(await page.textContent('#job-saving-note'), /No estimate of the default yet/);
+});
+
 test('an unknown job: one request, its 404, then no more', async () => {
   const seen = [];
   const listen = (r) => seen.push(r.url());
