@@ -234,6 +234,69 @@ pub fn is_api_path(path: &str) -> bool {
 mod tests {
     use super::*;
 
+    /// The routes README.md's "Routes" table lists, as (method, path template):
+    /// `` `POST`/`GET /jobs/{job_id}/profiles` `` is two, `a\|b` in the last segment
+    /// is one route each, and a query (`?job_id=`) or an optional part (`[...]`) is
+    /// not part of the path.
+    fn readme_routes() -> std::collections::BTreeSet<(String, String)> {
+        let readme = include_str!("../../README.md");
+        let section = readme
+            .split("### Routes")
+            .nth(1)
+            .expect("README.md has a \"### Routes\" section");
+        let mut out = std::collections::BTreeSet::new();
+        let rows = section
+            .lines()
+            .skip_while(|l| !l.starts_with('|'))
+            .take_while(|l| l.starts_with('|'));
+        for line in rows {
+            let cell = line
+                .trim_start_matches('|')
+                .split(" | ")
+                .next()
+                .unwrap()
+                .trim();
+            if !cell.starts_with('`') {
+                continue; // the header and the separator
+            }
+            let chunks: Vec<&str> = cell
+                .split('`')
+                .filter(|c| !c.is_empty() && *c != "/")
+                .collect();
+            let (last, first) = chunks.split_last().expect("a route cell");
+            let (method, path) = last
+                .split_once(' ')
+                .unwrap_or_else(|| panic!("{cell}: METHOD /path"));
+            let path = path.split(['?', '[']).next().unwrap().replace("\\|", "|");
+            let (base, tail) = path.rsplit_once('/').unwrap();
+            for m in first.iter().chain([&method]) {
+                for alt in tail.split('|') {
+                    out.insert((m.to_string(), format!("{base}/{alt}")));
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn the_readme_route_table_is_the_route_table() {
+        let table: std::collections::BTreeSet<(String, String)> = ROUTES
+            .iter()
+            .map(|r| (r.method.to_string(), r.path.to_string()))
+            .collect();
+        let readme = readme_routes();
+        let missing: Vec<_> = table.difference(&readme).collect();
+        let extra: Vec<_> = readme.difference(&table).collect();
+        assert!(
+            missing.is_empty(),
+            "README.md's Routes table lacks {missing:?}"
+        );
+        assert!(
+            extra.is_empty(),
+            "README.md's Routes table lists routes that are not in ROUTES: {extra:?}"
+        );
+    }
+
     fn endpoint(method: &str, path: &str) -> Result<Endpoint, u16> {
         find(method, path)
             .map(|r| r.def.endpoint)
