@@ -5,7 +5,9 @@
 //! that needs to know the routes derives from it: the service's dispatch
 //! ([`find`]), the job a request is about (`Request::job_id`, which the Worker
 //! uses to pick a Durable Object), the hosts' choice between an API route and a
-//! page asset ([`is_api_path`]), and the paths of the OpenAPI document.
+//! page asset ([`is_api_path`]), the paths of the OpenAPI document, and the job
+//! ids a path cannot carry ([`crate::spec::RESERVED_JOB_IDS`], checked against it).
+//! Paths are matched percent-decoded, each segment decoded once.
 //!
 //! A new route is one row here and one arm in the service's dispatch and in the
 //! OpenAPI document's operations; the compiler points at the arms (the matches
@@ -89,7 +91,7 @@ impl Endpoint {
 pub enum JobIn {
     /// Nowhere: the route is about no single job.
     Nowhere,
-    /// The `{job_id}` segment of the path.
+    /// The `{job_id}` segment of the path, percent-decoded.
     Path,
     /// The percent-decoded `job_id` query parameter.
     Query,
