@@ -688,7 +688,7 @@ mod tests {
     #[test]
     fn reads_the_job_where_each_route_has_it() {
         let body: &[u8] = br#"{"job_id": "j3", "batch_size": 8}"#;
-        let cases: [(&str, &str, &str, &[u8], &str); 15] = [
+        let cases: [(&str, &str, &str, &[u8], &str); 17] = [
             ("GET", "/jobs/j1", "", b"", "j1"),
             ("GET", "/jobs/j1/trials", "format=csv", b"", "j1"),
             ("POST", "/jobs/j1/profiles", "", b"{}", "j1"),
@@ -710,6 +710,9 @@ mod tests {
             ("POST", "/jobs/j4/runs/r1/profile", "", b"{}", "j4"),
             ("POST", "/jobs/j4/runs/r1/report", "", b"{}", "j4"),
             ("POST", "/jobs/j4/runs/r1/done", "", b"{}", "j4"),
+            // Decoded once, as the service reads it: one job, one Durable Object.
+            ("POST", "/jobs/ag%3Ac/profiles", "", b"{}", "ag:c"),
+            ("POST", "/jobs/ag%3Ac/runs/r%3A1/report", "", b"{}", "ag:c"),
         ];
         for (method, path, query, body, want) in cases {
             assert_eq!(
