@@ -121,7 +121,7 @@ fn schemas() -> Value {
             "description": "A job as a client registers it (Zeus's JobSpecFromClient); the answer echoes it with job_id set and batch sizes sorted.",
             "required": ["job_id_prefix", "batch_sizes", "default_batch_size", "max_power", "number_of_gpus", "gpu_model"],
             "properties": {
-                "job_id": {"type": "string", "nullable": true, "maxLength": 128, "description": "Starts with job_id_prefix; generated when absent"},
+                "job_id": {"type": "string", "nullable": true, "maxLength": 128, "description": "Starts with job_id_prefix; generated when absent; ASCII letters, digits and - _ . :, not `.`, `..` nor `batch_size`"},
                 "job_id_prefix": {"type": "string", "maxLength": 128},
                 "batch_sizes": {"type": "array", "items": {"type": "integer", "minimum": 1}, "minItems": 1, "maxItems": 256},
                 "default_batch_size": {"type": "integer", "minimum": 1, "description": "One of batch_sizes"},
