@@ -1063,6 +1063,93 @@ mod tests {
     }
 
     #[test]
+    fn pages_the_archive_in_trial_order() {
+        let (_dir, s) = temp_store();
+        let st = state("job-p");
+        s.save_sync("job-p", Write::new(&st, None, &[])).unwrap();
+        s.save_sync("job-p", Write::new(&st, Some(1), &[trial(5), trial(2), trial(9)]))
+            .unwrap();
+        let page = |from, limit| -> Vec<u64> {
+            s.inner
+                .archived_trials_from("job-p", from, limit)
+                .unwrap()
+                .iter()
+                .map(|t| t.trial_number)
+                .collect()
+        };
+        assert_eq!(page(0, 2), [2, 5]);
+        assert_eq!(page(6, 10), [9]);
+        assert!(page(10, 10).is_empty());
+        assert!(page(u64::MAX, 10).is_empty());
+    }
+
+    #[test]
+    fn health_reports_what_a_write_meets_on_a_full_database() {
+        let (_dir, s) = temp_store();
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        s.save_sync("job-f", Write::new(&state("job-f"), None, &[]))
+            .unwrap();
+        // SQLite's own "database or disk is full": no page beyond those it has
+        // (and none free: nothing was deleted yet).
+        let set_max = |pages: Option<i64>| {
+            let conn = s.inner.writer.blocking_lock();
+            let now: i64 = conn
+                .query_row("PRAGMA page_count", [], |r| r.get(0))
+                .unwrap();
+            conn.query_row(
+                &format!("PRAGMA max_page_count = {}", pages.unwrap_or(now)),
+                [],
+                |_| Ok(()),
+            )
+            .unwrap();
+        };
+        set_max(None);
+        let err = rt.block_on(s.probe()).unwrap_err();
+        assert!(err.to_string().contains("full"), "{err}");
+        // A failed write says the same until a write succeeds.
+        let st = state("job-f");
+        let archive: Vec<Trial> = (1..=400).map(trial).collect();
+        assert!(s
+            .save_sync("job-f", Write::new(&st, Some(1), &archive))
+            .is_err());
+        assert!(rt.block_on(s.probe()).is_err());
+        set_max(Some(1 << 30));
+        s.save_sync("job-f", Write::new(&st, Some(1), &archive))
+            .unwrap();
+        rt.block_on(s.probe()).unwrap();
+    }
+
+    #[test]
+    fn a_deleted_wal_file_is_saved_and_replaced_before_the_next_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("w.db");
+        let s = SqliteStore::open(&path).unwrap();
+        s.save_sync("job-w1", Write::new(&state("job-w1"), None, &[]))
+            .unwrap();
+        std::fs::remove_file(wal_path(&path)).unwrap();
+        s.save_sync("job-w2", Write::new(&state("job-w2"), None, &[]))
+            .unwrap();
+        assert!(wal_path(&path).exists(), "a new -wal file");
+        assert!(s.load_sync("job-w1").unwrap().is_some());
+        // What a crash now leaves on disk: the database and the -wal file its path names.
+        let copy = dir.path().join("copy");
+        std::fs::create_dir(&copy).unwrap();
+        std::fs::copy(&path, copy.join("w.db")).unwrap();
+        std::fs::copy(wal_path(&path), copy.join("w.db-wal")).unwrap();
+        let conn = Connection::open(copy.join("w.db")).unwrap();
+        let ids: Vec<String> = conn
+            .prepare("SELECT job_id FROM jobs ORDER BY job_id")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(ids, ["job-w1", "job-w2"]);
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(s.probe()).unwrap();
+    }
+
+    #[test]
     fn racing_writers_one_wins() {
         let (_dir, s) = temp_store();
         let s = std::sync::Arc::new(s);
