@@ -108,7 +108,7 @@ struct Inner {
     /// The file and its (device, inode) at open; `None` in memory.
     file: Option<(PathBuf, (u64, u64))>,
     /// The `-wal` file's path and the (device, inode) the connections write; `None` in memory.
-    wal: Option<(PathBuf, Mutex<Option<(u64, u64)>>)>,
+    wal: Option<(PathBuf, Mutex<Option<FileId>>)>,
     writer: Arc<tokio::sync::Mutex<Connection>>,
     readers: Mutex<Vec<Connection>>,
     /// Held (shared) by every read for as long as it uses a pooled connection, and
@@ -117,6 +117,9 @@ struct Inner {
     /// What the last write or probe met.
     health: Mutex<Health>,
 }
+
+/// A file's (device, inode).
+type FileId = (u64, u64);
 
 /// The last write's outcome, as `/healthz` reports it.
 #[derive(Default)]
@@ -1067,8 +1070,11 @@ mod tests {
         let (_dir, s) = temp_store();
         let st = state("job-p");
         s.save_sync("job-p", Write::new(&st, None, &[])).unwrap();
-        s.save_sync("job-p", Write::new(&st, Some(1), &[trial(5), trial(2), trial(9)]))
-            .unwrap();
+        s.save_sync(
+            "job-p",
+            Write::new(&st, Some(1), &[trial(5), trial(2), trial(9)]),
+        )
+        .unwrap();
         let page = |from, limit| -> Vec<u64> {
             s.inner
                 .archived_trials_from("job-p", from, limit)
