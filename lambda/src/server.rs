@@ -655,6 +655,43 @@ mod tests {
     }
 
     #[test]
+    fn sheds_the_connection_waiting_longest_for_a_head_never_a_busy_one() {
+        let conns = Conns::default();
+        let add = |id, last, busy| {
+            let c = Conn {
+                last: Arc::new(AtomicU64::new(last)),
+                busy: Arc::new(AtomicUsize::new(busy)),
+                shed: Arc::new(tokio::sync::Notify::new()),
+            };
+            let shed = c.shed.clone();
+            conns.open.lock().unwrap().insert(id, c);
+            shed
+        };
+        let busy_oldest = add(0, 1, 1);
+        let idle_old = add(1, 5, 0);
+        let idle_new = add(2, 9, 0);
+        let told = |n: &Arc<tokio::sync::Notify>| {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_time()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                tokio::time::timeout(Duration::from_millis(10), n.notified())
+                    .await
+                    .is_ok()
+            })
+        };
+        assert!(conns.shed_oldest_waiting());
+        assert!(told(&idle_old));
+        assert!(!told(&busy_oldest) && !told(&idle_new));
+        conns.open.lock().unwrap().retain(|id, _| *id == 0);
+        assert!(
+            !conns.shed_oldest_waiting(),
+            "only a busy connection is left"
+        );
+    }
+
+    #[test]
     fn api_paths() {
         assert!(is_api_path("/jobs"));
         assert!(is_api_path("/jobs/x/trials"));
