@@ -353,7 +353,7 @@ impl<S: Store> Service<S> {
         let job_id = export.path_job_id.unwrap_or_default();
         let start = async {
             self.config.admit(&req)?;
-            self.start_export(job_id, req.query).await
+            self.start_export(&job_id, req.query).await
         };
         match start.await {
             Ok(export) => Answer::Export(export),
