@@ -115,7 +115,8 @@ fn schemas() -> Value {
                 "max_power": {"type": "number", "exclusiveMinimum": true, "minimum": 0, "description": "Watts, all GPUs together"},
                 "number_of_gpus": {"type": "integer", "minimum": 1},
                 "gpu_model": {"type": "string", "minLength": 1, "maxLength": 128},
-                "policy": {"type": "string", "enum": ["zeus", "wattwise"], "default": "zeus", "description": "The batch size policy: Zeus's pruning and Thompson sampling, or wattwise's local search (a wattwise addition; omitted from the echo when zeus)"}
+                "policy": {"type": "string", "enum": ["zeus", "wattwise"], "default": "zeus", "description": "The batch size policy: Zeus's pruning and Thompson sampling, or wattwise's local search (a wattwise addition; omitted from the echo when zeus)"},
+                "workload": {"type": "string", "minLength": 1, "maxLength": 128, "pattern": "^[A-Za-z0-9._:-]+$", "description": "The workload the job trains (a wattwise addition, absent for Zeus's client): jobs naming one workload share what they learned about epochs to target per batch size"}
             }
         },
         "TrialId": {

@@ -7,6 +7,8 @@
 //! job spec and the runs' reports) and decides the batch size and when to stop a
 //! run differently.
 
+pub mod shared;
+pub mod warm;
 pub mod wattwise;
 
 use serde::{Deserialize, Serialize};
