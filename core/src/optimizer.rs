@@ -429,6 +429,9 @@ impl JobState {
                     let units = i.ok().and_then(|i| costs.get(i).copied().flatten());
                     warm::record_probe(w, batch_size, cost, units)
                 }
+                Some(n) if n.censored && !result.converged && warm::active(w) => {
+                    warm::record_stopped(w, batch_size)
+                }
                 _ => w.record(i.unwrap_or(usize::MAX), cost, result.converged),
             }
             if let (Some(n), Ok(i)) = (note, i) {

@@ -23,7 +23,9 @@
 //!   batch) or [`DOWN_OPTIMISM`] of it (a smaller one).
 //!
 //! Otherwise the run goes on to the target and is measured. Batch sizes that no
-//! other job's run ever brought to the target are skipped without a run. Once the
+//! other job's run ever brought to the target are skipped without a run, and so
+//! are those past every batch size the others finished a run of (their searches
+//! turned back before them, where costs rose). Once the
 //! walk is over, Thompson sampling chooses among the batch sizes predicted within
 //! [`crate::policy::wattwise::CANDIDATE_MARGIN`] of the best, each drawn around
 //! its prediction with the uncertainty of its mean epochs.
@@ -87,6 +89,12 @@ pub struct WarmState {
     /// The cost of those probes.
     #[serde(default)]
     pub probe_cost: f64,
+    /// Batch sizes whose run was stopped early under the warm start without
+    /// reaching the target (kept out of the arms' statistics, so a job that drops
+    /// the shared knowledge does not hold against a batch size a wrong prediction
+    /// cut short).
+    #[serde(default)]
+    pub stopped: Vec<u32>,
     /// Their cost predicted from the profiles, one epoch each (in profile units):
     /// `probe_cost / probe_units` converts predictions to costs before any run
     /// reached the target (an overestimate: a probe's epoch also profiles).
@@ -220,8 +228,27 @@ impl<'a> View<'a> {
                 Some(q) => Est::Value { cost: q * eff, rel },
                 None => self.measured(i),
             },
+            None if self.was_stopped(i) => Est::Skip,
+            None if self.past_the_others(i) => Est::Skip,
             None => self.measured(i),
         }
+    }
+
+    /// Whether batch size `i` (not the default, never run by this job) lies past
+    /// every batch size the other jobs finished a run of: their searches turned
+    /// back before it, where their costs had risen.
+    fn past_the_others(&self, i: usize) -> bool {
+        let bs = self.knobs.batch_sizes[i];
+        let known = |(b, s): &&(u32, EpochStats)| s.runs > 0 && *b != bs;
+        let sizes = &self.warm.shared.sizes;
+        i != self.default_index()
+            && self.state.arms[i].runs == 0
+            && (sizes.iter().filter(known).all(|(b, _)| *b > bs)
+                || sizes.iter().filter(known).all(|(b, _)| *b < bs))
+    }
+
+    fn was_stopped(&self, i: usize) -> bool {
+        self.warm.stopped.contains(&self.knobs.batch_sizes[i])
     }
 
     /// A batch size without a prediction, from its own runs.
@@ -253,6 +280,7 @@ impl<'a> View<'a> {
         let predicted = self.epoch_costs[i].is_some() && self.expected_epochs(i).is_some();
         predicted
             || self.state.arms[i].runs > 0
+            || self.was_stopped(i)
             || (i != self.default_index() && self.est(i) == Est::Skip)
     }
 
@@ -441,6 +469,21 @@ pub fn record_probe(state: &mut WattwiseState, batch_size: u32, cost: f64, units
         if let Some(u) = units.filter(|u| u.is_finite() && *u > 0.0) {
             w.probe_cost += cost;
             w.probe_units += u;
+        }
+    }
+}
+
+/// Whether the warm start is in use (shared knowledge given and not dropped).
+pub fn active(state: &WattwiseState) -> bool {
+    state.warm.as_ref().is_some_and(|w| !w.distrust)
+}
+
+/// Records a run of `batch_size` stopped early without reaching the target
+/// while the warm start is in use (not in the arms' statistics).
+pub fn record_stopped(state: &mut WattwiseState, batch_size: u32) {
+    if let Some(w) = &mut state.warm {
+        if !w.stopped.contains(&batch_size) {
+            w.stopped.push(batch_size);
         }
     }
 }
