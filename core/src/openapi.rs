@@ -464,6 +464,7 @@ mod tests {
         let mut spec = JobSpec::new("p", vec![8], 8, 300.0, 1, "A100");
         spec.job_id = Some("p-1".into());
         spec.policy = crate::policy::Policy::Wattwise;
+        spec.workload = Some("imagenet-resnet50".into());
         check("JobSpec", serde_json::to_value(&spec).unwrap());
         let t = TrialId {
             job_id: "j".into(),

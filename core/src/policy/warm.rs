@@ -553,6 +553,139 @@ fn disagrees(shared: &EpochStats, own: &EpochStats, censored_at: Option<f64>) ->
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::{self, Change};
+    use crate::job::JobState;
+    use crate::policy::Policy;
+    use crate::spec::JobSpec;
+    use crate::wire::{Phase, PowerMeasurement, PowerProfile, TrainingResult};
+
+    /// Per batch size: cost of an epoch, epochs to the target.
+    const WORKLOAD: [(u32, f64, u32); 5] = [
+        (16, 4.0, 13),
+        (32, 2.5, 13),
+        (64, 1.5, 14),
+        (128, 1.3, 20),
+        (256, 1.0, 40),
+    ];
+
+    fn job(policy: Policy) -> JobState {
+        let sizes = WORKLOAD.iter().map(|w| w.0 as i64).collect();
+        let mut spec = JobSpec::new("w", sizes, 256, 300.0, 1, "A40");
+        spec.policy = policy;
+        spec.mab_seed = Some(1);
+        spec.target_metric = 1.0;
+        spec.workload = Some("resnet-imagenet".into());
+        JobState::new("w-1".into(), spec.validate().unwrap(), 0, 0)
+    }
+
+    /// What five runs of every batch size taught, epochs scaled by `factor`.
+    fn shared(factor: f64) -> SharedEpochs {
+        let mut s = SharedEpochs::default();
+        for &(bs, _, epochs) in &WORKLOAD {
+            for d in [-1.0, 0.0, 0.0, 0.0, 1.0] {
+                s.push(bs, (epochs as f64 + d) * factor, true);
+            }
+        }
+        s
+    }
+
+    /// Runs one trial as the agent does: the profile of a batch size's first run
+    /// (eta 0.5: an epoch costs `c` at 300 W and 300 / c epochs per second), then a
+    /// report per epoch. Returns the batch size and the epochs run.
+    fn run(state: &mut JobState) -> (u32, u32) {
+        let t = state.predict(0).unwrap();
+        let &(bs, c, epochs) = WORKLOAD.iter().find(|w| w.0 == t.batch_size).unwrap();
+        if !state.profiles.iter().any(|p| p.batch_size == bs) {
+            let profile = PowerProfile {
+                batch_size: bs,
+                phase: Phase::Train,
+                gpu_model: "A40".into(),
+                measurements: vec![PowerMeasurement {
+                    power_limit: 300,
+                    average_power: 300.0,
+                    throughput: 300.0 / c,
+                }],
+            };
+            if let Change::Put(new) = api::post_profile("w-1", &profile, Some(state)).unwrap().change {
+                *state = *new;
+            }
+        }
+        for epoch in 1..=100 {
+            let cost = c * epoch as f64;
+            let r = state
+                .report(
+                    &TrainingResult {
+                        job_id: t.job_id.clone(),
+                        batch_size: bs,
+                        trial_number: t.trial_number,
+                        time: cost / 300.0,
+                        energy: cost,
+                        metric: if epoch >= epochs { 1.0 } else { 0.0 },
+                        current_epoch: epoch,
+                    },
+                    epoch as i64,
+                )
+                .unwrap();
+            if r.stop_train {
+                return (bs, epoch);
+            }
+        }
+        unreachable!("max_epochs is 100")
+    }
+
+    #[test]
+    fn a_warm_job_probes_one_epoch_per_batch_size_then_runs_the_predicted_best() {
+        let mut s = job(Policy::Wattwise);
+        s.share(&shared(1.0));
+        let runs: Vec<(u32, u32)> = (0..8).map(|_| run(&mut s)).collect();
+        // 256 (40 epochs) is stopped after one: 128 may be cheaper; 128 for 64;
+        // 64 for 32, which is predicted clearly worse. 16 is never dispatched.
+        assert_eq!(
+            runs,
+            vec![(256, 1), (128, 1), (64, 1), (32, 1), (64, 14), (64, 14), (64, 14), (64, 14)]
+        );
+        let w = s.warm_start().unwrap();
+        assert_eq!(w.probed, vec![256, 128, 64, 32]);
+        assert!(!w.distrust);
+        // The probes are not in the policy's arms (a cold policy never sees them).
+        let arms = &s.wattwise.as_ref().unwrap().arms;
+        assert_eq!(arms.iter().map(|a| a.runs).collect::<Vec<_>>(), vec![0, 0, 4, 0, 0]);
+    }
+
+    #[test]
+    fn wrong_shared_epochs_are_dropped_and_the_job_explores_as_a_cold_one() {
+        let mut s = job(Policy::Wattwise);
+        s.share(&shared(2.0));
+        let first: Vec<(u32, u32)> = (0..5).map(|_| run(&mut s)).collect();
+        // Doubled epochs rank the batch sizes alike, so the job goes to 64; its
+        // first full run needs half the epochs the others needed: dropped.
+        assert_eq!(first[4], (64, 14));
+        assert!(s.warm_start().unwrap().distrust);
+        // From then on it walks from the default as a job without knowledge does,
+        // with its own full run of 64 (not the probes) in its statistics: 256
+        // costs far more than 64, so the walk is over.
+        assert_eq!(run(&mut s), (256, 40));
+        assert_eq!(run(&mut s), (64, 14));
+        let arms = &s.wattwise.as_ref().unwrap().arms;
+        assert_eq!(arms.iter().map(|a| a.runs).collect::<Vec<_>>(), vec![0, 0, 2, 0, 1]);
+        // Sharing again changes nothing once the knowledge was found wrong.
+        s.share(&shared(1.0));
+        assert!(s.warm_start().unwrap().distrust);
+    }
+
+    #[test]
+    fn zeus_jobs_and_jobs_without_knowledge_are_untouched() {
+        let mut zeus = job(Policy::Zeus);
+        let before = serde_json::to_value(&zeus).unwrap();
+        zeus.share(&shared(1.0));
+        assert_eq!(serde_json::to_value(&zeus).unwrap(), before);
+        let mut cold = job(Policy::Wattwise);
+        let runs: Vec<(u32, u32)> = (0..3).map(|_| run(&mut cold)).collect();
+        assert_eq!(runs, vec![(256, 40), (128, 20), (64, 14)]);
+        let doc = serde_json::to_value(&cold).unwrap();
+        assert!(doc["wattwise"].get("warm").is_none(), "{doc}");
+        assert_eq!(doc["params"]["workload"], "resnet-imagenet");
+    }
 
     fn stats(epochs: &[f64], failures: u64) -> EpochStats {
         let mut s = EpochStats::default();
