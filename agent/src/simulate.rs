@@ -1031,6 +1031,36 @@ mod tests {
     }
 
     #[test]
+    fn learning_from_other_gpus_prints_both_regrets() {
+        let base = [
+            "--dataset",
+            "imagenet",
+            "--gpu",
+            "v100",
+            "--learn-from",
+            "a40,p100,rtx6000",
+        ];
+        let text = output(&base).unwrap();
+        assert!(text.contains("learning from a40, p100, rtx6000"), "{text}");
+        // The regret as a share of the oracle's cost: the first percentage of a row.
+        let regret = |name: &str| -> f64 {
+            let line = text.lines().find(|l| l.starts_with(name)).unwrap();
+            let cell = line.split_whitespace().find(|t| t.ends_with('%')).unwrap();
+            cell.trim_end_matches('%').parse().unwrap()
+        };
+        assert!(regret("with sharing") < regret("without sharing"), "{text}");
+        assert!(text.contains("reused: "), "{text}");
+        let mut json = base.to_vec();
+        json.extend(["--format", "json"]);
+        let doc: serde_json::Value = serde_json::from_str(&output(&json).unwrap()).unwrap();
+        let last = |k: &str| doc[k]["regret"].as_array().unwrap().last().unwrap().as_f64().unwrap();
+        assert!(last("shared_run") < last("alone"), "{doc}");
+        let e = output(&["--dataset", "imagenet", "--gpu", "v100", "--learn-from", "v100"])
+            .unwrap_err();
+        assert!(format!("{e:#}").contains("learn_from"), "{e:#}");
+    }
+
+    #[test]
     fn list_names_every_workload_and_gpu() {
         let text = output(&["--list"]).unwrap();
         for dataset in [
