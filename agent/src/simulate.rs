@@ -571,7 +571,10 @@ fn write_learning_table(
         "\n{:<16} {:>6} {:>14} {:>14} {:>12} {:>10}",
         "", "runs", "cost", "regret", "of oracle", "vs default"
     )?;
-    for (name, rep) in [("without sharing", &r.alone), ("with sharing", &r.shared_run)] {
+    for (name, rep) in [
+        ("without sharing", &r.alone),
+        ("with sharing", &r.shared_run),
+    ] {
         let regret = rep.regret.last().copied().unwrap_or(0.0);
         writeln!(
             out,
@@ -1053,10 +1056,25 @@ mod tests {
         let mut json = base.to_vec();
         json.extend(["--format", "json"]);
         let doc: serde_json::Value = serde_json::from_str(&output(&json).unwrap()).unwrap();
-        let last = |k: &str| doc[k]["regret"].as_array().unwrap().last().unwrap().as_f64().unwrap();
+        let last = |k: &str| {
+            doc[k]["regret"]
+                .as_array()
+                .unwrap()
+                .last()
+                .unwrap()
+                .as_f64()
+                .unwrap()
+        };
         assert!(last("shared_run") < last("alone"), "{doc}");
-        let e = output(&["--dataset", "imagenet", "--gpu", "v100", "--learn-from", "v100"])
-            .unwrap_err();
+        let e = output(&[
+            "--dataset",
+            "imagenet",
+            "--gpu",
+            "v100",
+            "--learn-from",
+            "v100",
+        ])
+        .unwrap_err();
         assert!(format!("{e:#}").contains("learn_from"), "{e:#}");
     }
 

@@ -168,7 +168,7 @@ impl JobState {
         if !shared.is_sane() {
             return;
         }
-        let fresh = warm::WarmState::new(shared, sizes);
+        let fresh = crate::policy::shared::WarmState::new(shared, sizes);
         match &mut w.warm {
             Some(old) if old.distrust => {}
             Some(old) => old.shared = fresh.shared,
@@ -177,7 +177,7 @@ impl JobState {
     }
 
     /// The warm start's state, when the job has one.
-    pub fn warm_start(&self) -> Option<&warm::WarmState> {
+    pub fn warm_start(&self) -> Option<&crate::policy::shared::WarmState> {
         self.wattwise.as_ref().and_then(|w| w.warm.as_ref())
     }
 

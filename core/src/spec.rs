@@ -473,7 +473,10 @@ mod tests {
     fn a_workload_is_an_id_and_round_trips() {
         rejects(|s| s.workload = Some(String::new()), "workload");
         rejects(|s| s.workload = Some("a b".into()), "workload");
-        rejects(|s| s.workload = Some("w".repeat(MAX_ID_LEN + 1)), "workload");
+        rejects(
+            |s| s.workload = Some("w".repeat(MAX_ID_LEN + 1)),
+            "workload",
+        );
         let mut s = spec();
         s.workload = Some("imagenet-resnet50".into());
         let p = s.validate().unwrap();
@@ -481,7 +484,10 @@ mod tests {
         assert_eq!(p.to_spec("cifar-1").workload, s.workload);
         // Absent (Zeus's client) means absent in the echo and the document.
         let zeus = spec().validate().unwrap();
-        assert!(serde_json::to_value(&zeus).unwrap().get("workload").is_none());
+        assert!(serde_json::to_value(&zeus)
+            .unwrap()
+            .get("workload")
+            .is_none());
     }
 
     #[test]

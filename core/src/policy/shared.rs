@@ -165,13 +165,67 @@ impl SharedEpochs {
     }
 }
 
+/// The warm start's part of a wattwise job document.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct WarmState {
+    /// What the other jobs of the workload taught, restricted to this job's batch sizes.
+    pub shared: SharedEpochs,
+    /// This job's own uncensored runs, per batch size (in the job's order).
+    #[serde(default)]
+    pub own: Vec<EpochStats>,
+    /// The job's runs disagreed with `shared`: it is ignored from then on.
+    #[serde(default)]
+    pub distrust: bool,
+    /// Batch sizes probed (a first run stopped after its first epoch).
+    #[serde(default)]
+    pub probed: Vec<u32>,
+    /// The cost of those probes.
+    #[serde(default)]
+    pub probe_cost: f64,
+    /// Batch sizes whose run was stopped early under the warm start without
+    /// reaching the target (kept out of the arms' statistics, so a job that drops
+    /// the shared knowledge does not hold against a batch size a wrong prediction
+    /// cut short).
+    #[serde(default)]
+    pub stopped: Vec<u32>,
+    /// Their cost predicted from the profiles, one epoch each (in profile units):
+    /// `probe_cost / probe_units` converts predictions to costs before any run
+    /// reached the target (an overestimate: a probe's epoch also profiles).
+    #[serde(default)]
+    pub probe_units: f64,
+}
+
+impl WarmState {
+    /// A warm start from `shared`, keeping only the job's batch sizes (so its
+    /// size is bounded by the job's).
+    pub fn new(shared: &SharedEpochs, batch_sizes: &[u32]) -> WarmState {
+        WarmState {
+            shared: SharedEpochs {
+                sizes: shared
+                    .sizes
+                    .iter()
+                    .filter(|(bs, s)| batch_sizes.binary_search(bs).is_ok() && s.is_sane())
+                    .copied()
+                    .collect(),
+            },
+            ..WarmState::default()
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn merging_equals_pushing_everything_into_one() {
-        let runs = [(4.0, true), (6.0, true), (0.0, false), (5.0, true), (9.0, true)];
+        let runs = [
+            (4.0, true),
+            (6.0, true),
+            (0.0, false),
+            (5.0, true),
+            (9.0, true),
+        ];
         let (mut a, mut b, mut all) = (
             SharedEpochs::default(),
             SharedEpochs::default(),

@@ -1,5 +1,5 @@
 //! The wattwise policy's warm start: what the other jobs of the workload learned
-//! about epochs to target ([`SharedEpochs`]) times what this job's own GPU costs
+//! about epochs to target ([`crate::policy::shared::SharedEpochs`]) times what this job's own GPU costs
 //! per epoch (its power profiles) predicts a batch size's cost before it is run.
 //!
 //! # How it decides
@@ -39,12 +39,9 @@
 //! and the shared knowledge is dropped for good (`distrust`): the job goes on as a
 //! cold wattwise job, whose statistics never saw the probes.
 
-use serde::{Deserialize, Serialize};
-
-use crate::policy::shared::{EpochStats, SharedEpochs};
+use crate::policy::shared::{EpochStats, WarmState};
 use crate::policy::wattwise::{
-    Knobs, WattwiseState, CANDIDATE_MARGIN, EXPLORE_STOP, PRIOR_NOISE, SEARCH_MARGIN,
-    UNDERUSED_GPU,
+    Knobs, WattwiseState, CANDIDATE_MARGIN, EXPLORE_STOP, PRIOR_NOISE, SEARCH_MARGIN, UNDERUSED_GPU,
 };
 use crate::rng::JobRng;
 use crate::trial::TrialType;
@@ -71,54 +68,6 @@ pub const PROBE_GAIN_EPOCHS: f64 = 2.0;
 /// The lowest cost per epoch a smaller batch size may have, relative to the
 /// larger one next to it (a smaller batch is rarely cheaper per epoch).
 pub const DOWN_OPTIMISM: f64 = 0.7;
-
-/// The warm start's part of a wattwise job document.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct WarmState {
-    /// What the other jobs of the workload taught, restricted to this job's batch sizes.
-    pub shared: SharedEpochs,
-    /// This job's own uncensored runs, per batch size (in the job's order).
-    #[serde(default)]
-    pub own: Vec<EpochStats>,
-    /// The job's runs disagreed with `shared`: it is ignored from then on.
-    #[serde(default)]
-    pub distrust: bool,
-    /// Batch sizes probed (a first run stopped after its first epoch).
-    #[serde(default)]
-    pub probed: Vec<u32>,
-    /// The cost of those probes.
-    #[serde(default)]
-    pub probe_cost: f64,
-    /// Batch sizes whose run was stopped early under the warm start without
-    /// reaching the target (kept out of the arms' statistics, so a job that drops
-    /// the shared knowledge does not hold against a batch size a wrong prediction
-    /// cut short).
-    #[serde(default)]
-    pub stopped: Vec<u32>,
-    /// Their cost predicted from the profiles, one epoch each (in profile units):
-    /// `probe_cost / probe_units` converts predictions to costs before any run
-    /// reached the target (an overestimate: a probe's epoch also profiles).
-    #[serde(default)]
-    pub probe_units: f64,
-}
-
-impl WarmState {
-    /// A warm start from `shared`, keeping only the job's batch sizes (so its
-    /// size is bounded by the job's).
-    pub fn new(shared: &SharedEpochs, batch_sizes: &[u32]) -> WarmState {
-        WarmState {
-            shared: SharedEpochs {
-                sizes: shared
-                    .sizes
-                    .iter()
-                    .filter(|(bs, s)| batch_sizes.binary_search(bs).is_ok() && s.is_sane())
-                    .copied()
-                    .collect(),
-            },
-            ..WarmState::default()
-        }
-    }
-}
 
 /// What a batch size is expected to cost, in the job's profile units.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -555,6 +504,7 @@ mod tests {
     use super::*;
     use crate::api::{self, Change};
     use crate::job::JobState;
+    use crate::policy::shared::SharedEpochs;
     use crate::policy::Policy;
     use crate::spec::JobSpec;
     use crate::wire::{Phase, PowerMeasurement, PowerProfile, TrainingResult};
@@ -606,7 +556,10 @@ mod tests {
                     throughput: 300.0 / c,
                 }],
             };
-            if let Change::Put(new) = api::post_profile("w-1", &profile, Some(state)).unwrap().change {
+            if let Change::Put(new) = api::post_profile("w-1", &profile, Some(state))
+                .unwrap()
+                .change
+            {
                 *state = *new;
             }
         }
@@ -642,14 +595,26 @@ mod tests {
         // 64 for 32, which is predicted clearly worse. 16 is never dispatched.
         assert_eq!(
             runs,
-            vec![(256, 1), (128, 1), (64, 1), (32, 1), (64, 14), (64, 14), (64, 14), (64, 14)]
+            vec![
+                (256, 1),
+                (128, 1),
+                (64, 1),
+                (32, 1),
+                (64, 14),
+                (64, 14),
+                (64, 14),
+                (64, 14)
+            ]
         );
         let w = s.warm_start().unwrap();
         assert_eq!(w.probed, vec![256, 128, 64, 32]);
         assert!(!w.distrust);
         // The probes are not in the policy's arms (a cold policy never sees them).
         let arms = &s.wattwise.as_ref().unwrap().arms;
-        assert_eq!(arms.iter().map(|a| a.runs).collect::<Vec<_>>(), vec![0, 0, 4, 0, 0]);
+        assert_eq!(
+            arms.iter().map(|a| a.runs).collect::<Vec<_>>(),
+            vec![0, 0, 4, 0, 0]
+        );
     }
 
     #[test]
@@ -667,7 +632,10 @@ mod tests {
         assert_eq!(run(&mut s), (256, 40));
         assert_eq!(run(&mut s), (64, 14));
         let arms = &s.wattwise.as_ref().unwrap().arms;
-        assert_eq!(arms.iter().map(|a| a.runs).collect::<Vec<_>>(), vec![0, 0, 2, 0, 1]);
+        assert_eq!(
+            arms.iter().map(|a| a.runs).collect::<Vec<_>>(),
+            vec![0, 0, 2, 0, 1]
+        );
         // Sharing again changes nothing once the knowledge was found wrong.
         s.share(&shared(1.0));
         assert!(s.warm_start().unwrap().distrust);

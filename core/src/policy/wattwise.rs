@@ -68,7 +68,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::explore::NoConvergedBatchSize;
-pub use crate::policy::warm::WarmState;
+pub use crate::policy::shared::WarmState;
 use crate::rng::JobRng;
 use crate::trial::TrialType;
 

@@ -11,7 +11,7 @@ use super::report::SimReport;
 use super::simulator::{simulate_one_job_shared, SimConfig};
 use super::workload::JobTrace;
 use crate::policy::shared::SharedEpochs;
-use crate::policy::warm::WarmState;
+use crate::policy::shared::WarmState;
 use crate::policy::Policy;
 
 /// At most this many GPUs to learn from.
@@ -149,7 +149,10 @@ mod tests {
         let gpus: Vec<String> = ["a40", "p100", "rtx6000"].map(String::from).into();
         let r = c.simulate_learning(&spec("v100"), &gpus).unwrap();
         let (alone, shared) = r.regrets();
-        assert!(shared < alone, "regret with sharing {shared} >= without {alone}");
+        assert!(
+            shared < alone,
+            "regret with sharing {shared} >= without {alone}"
+        );
         assert!(r.shared.get(256).is_some_and(|s| s.successes > 0));
         let warm = r.warm.unwrap();
         assert!(!warm.distrust && !warm.probed.is_empty(), "{warm:?}");

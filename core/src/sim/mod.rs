@@ -40,8 +40,8 @@ pub mod workload;
 pub use baseline::{baselines, Baseline, Baselines};
 pub use catalog::{Catalog, Options, PowerFile, SimulateSpec, Source, Target, WorkloadOverrides};
 pub use closest::{closest, Closest};
-pub use learning::LearningReport;
 pub use error::SimError;
+pub use learning::LearningReport;
 pub use report::SimReport;
 pub use simulator::{
     simulate_one_alibaba_group, simulate_one_alibaba_group_with, simulate_one_job,

@@ -20,7 +20,7 @@ use crate::api::{self, Change};
 use crate::cost::zeus_cost;
 use crate::job::JobState;
 use crate::policy::shared::SharedEpochs;
-use crate::policy::warm::WarmState;
+use crate::policy::shared::WarmState;
 use crate::policy::Policy;
 use crate::rng::unbiased_index;
 use crate::spec::JobSpec;

@@ -6,7 +6,9 @@ use wattwise_core::policy::shared::SharedEpochs;
 use wattwise_core::policy::Policy;
 use wattwise_core::sim::baseline::baselines;
 use wattwise_core::sim::learning;
-use wattwise_core::sim::{simulate_one_job_shared, Catalog, JobTrace, SimConfig, Target, WorkloadOverrides};
+use wattwise_core::sim::{
+    simulate_one_job_shared, Catalog, JobTrace, SimConfig, Target, WorkloadOverrides,
+};
 
 use super::{geomean, Setting};
 
@@ -69,7 +71,12 @@ pub fn cost(job: &JobTrace, s: &Setting, seed: u64, shared: Option<&SharedEpochs
         .sum()
 }
 
-fn jobs_at(catalog: &mut Catalog, dataset: &str, gpus: &[String], target: Option<f64>) -> Vec<JobTrace> {
+fn jobs_at(
+    catalog: &mut Catalog,
+    dataset: &str,
+    gpus: &[String],
+    target: Option<f64>,
+) -> Vec<JobTrace> {
     gpus.iter()
         .filter_map(|gpu| {
             let t = Target {
@@ -88,9 +95,16 @@ fn jobs_at(catalog: &mut Catalog, dataset: &str, gpus: &[String], target: Option
 
 /// The neighbouring target of the traces (one step either way) whose runs on
 /// `others` need fewer epochs, where every other job has runs at it.
-fn easier_target(catalog: &mut Catalog, dataset: &str, gpus: &[String], job: &JobTrace) -> Option<(f64, Vec<JobTrace>)> {
+fn easier_target(
+    catalog: &mut Catalog,
+    dataset: &str,
+    gpus: &[String],
+    job: &JobTrace,
+) -> Option<(f64, Vec<JobTrace>)> {
     let targets = catalog_targets(dataset);
-    let at = targets.iter().position(|&t| t == job.workload.target_metric)?;
+    let at = targets
+        .iter()
+        .position(|&t| t == job.workload.target_metric)?;
     let mean_epochs = |jobs: &[JobTrace]| {
         let (mut sum, mut n) = (0.0, 0.0);
         for j in jobs {
