@@ -261,6 +261,22 @@ impl<'a> View<'a> {
         }
     }
 
+    /// The lowest expected cost the unevaluated batch size `j` next to the
+    /// profiled `edge` may have: its expected epochs times the edge's cost per
+    /// epoch, scaled by the batch sizes (a larger batch) or by
+    /// [`DOWN_OPTIMISM`] (a smaller one). `None` when either is unknown.
+    fn optimistic_neighbour(&self, edge: usize, j: usize) -> Option<f64> {
+        let sizes = self.knobs.batch_sizes;
+        let (eff, _) = self.expected_epochs(j)??;
+        let q = self.epoch_costs[edge]?;
+        let q_best = if j > edge {
+            q * sizes[edge] as f64 / sizes[j] as f64
+        } else {
+            q * DOWN_OPTIMISM
+        };
+        Some(q_best * eff)
+    }
+
     /// The evaluated block around the default.
     fn block(&self) -> (usize, usize) {
         let n = self.knobs.batch_sizes.len();
@@ -305,8 +321,13 @@ pub fn next(
         return Some(step(d));
     }
     let (lo, hi) = view.block();
-    let down = lo > 0 && !view.beyond(lo, best_cost, SEARCH_MARGIN);
-    let up = hi + 1 < n && !view.beyond(hi, best_cost, SEARCH_MARGIN);
+    // A neighbour whose epochs are known is worth a step only if it may beat the best.
+    let may_beat = |edge: usize, j: usize| match (view.optimistic_neighbour(edge, j), best_cost) {
+        (Some(q), Some(b)) => q < b,
+        _ => true,
+    };
+    let down = lo > 0 && !view.beyond(lo, best_cost, SEARCH_MARGIN) && may_beat(lo, lo - 1);
+    let up = hi + 1 < n && !view.beyond(hi, best_cost, SEARCH_MARGIN) && may_beat(hi, hi + 1);
     let up_first = view
         .knobs
         .default_utilization
@@ -370,19 +391,11 @@ pub fn probe_stop(view: &View<'_>, batch_size: u32, epoch: u32) -> bool {
         neighbours.push((hi, hi + 1));
     }
     neighbours.into_iter().any(|(edge, j)| {
-        if view.evaluated(j) || view.beyond(edge, Some(best), SEARCH_MARGIN) {
-            return false;
-        }
-        let (Some(Some((eff_j, _))), Some(q)) = (view.expected_epochs(j), view.epoch_costs[edge])
-        else {
-            return false;
-        };
-        let q_best = if j > edge {
-            q * sizes[edge] as f64 / sizes[j] as f64
-        } else {
-            q * DOWN_OPTIMISM
-        };
-        q_best * eff_j < threshold
+        !view.evaluated(j)
+            && !view.beyond(edge, Some(best), SEARCH_MARGIN)
+            && view
+                .optimistic_neighbour(edge, j)
+                .is_some_and(|q| q < threshold.min(best))
     })
 }
 
