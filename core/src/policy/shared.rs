@@ -35,8 +35,8 @@ pub struct EpochStats {
 impl EpochStats {
     /// Adds a run: `epochs` to the target when it `reached`, else a failure.
     pub fn push(&mut self, epochs: f64, reached: bool) {
-        self.runs += 1;
-        if reached && epochs.is_finite() && epochs >= 0.0 {
+        self.runs = self.runs.saturating_add(1);
+        if reached && epochs.is_finite() && epochs >= 0.0 && self.successes < self.runs {
             self.successes += 1;
             let delta = epochs - self.mean;
             self.mean += delta / self.successes as f64;
@@ -58,8 +58,8 @@ impl EpochStats {
             )
         };
         EpochStats {
-            runs: self.runs + other.runs,
-            successes: self.successes + other.successes,
+            runs: self.runs.saturating_add(other.runs),
+            successes: self.successes.saturating_add(other.successes),
             mean,
             m2,
         }

@@ -100,7 +100,11 @@ impl<'a> View<'a> {
         state: &'a WattwiseState,
         epoch_costs: &'a [Option<f64>],
     ) -> Option<View<'a>> {
-        let warm = state.warm.as_ref().filter(|w| !w.distrust)?;
+        // A stored document may hold anything: use only a sane warm start.
+        let warm = state
+            .warm
+            .as_ref()
+            .filter(|w| !w.distrust && w.shared.is_sane() && w.own.iter().all(|s| s.is_sane()))?;
         let view = View {
             knobs,
             state,
@@ -500,9 +504,10 @@ fn disagrees(shared: &EpochStats, own: &EpochStats, censored_at: Option<f64>) ->
             return true;
         }
     }
-    let failures = own.runs - own.successes;
+    let failures = own.runs.saturating_sub(own.successes);
     if failures > 0 {
-        let p_fail = (shared.runs - shared.successes + 1) as f64 / (shared.runs + 2) as f64;
+        let p_fail =
+            (shared.runs.saturating_sub(shared.successes) + 1) as f64 / (shared.runs as f64 + 2.0);
         if libm::pow(p_fail, failures as f64) < DISAGREE_FAIL_P {
             return true;
         }
@@ -652,6 +657,33 @@ mod tests {
         // Sharing again changes nothing once the knowledge was found wrong.
         s.share(&shared(1.0));
         assert!(s.warm_start().unwrap().distrust);
+    }
+
+    #[test]
+    fn a_hostile_stored_warm_start_is_ignored_without_panicking() {
+        let mut s = job(Policy::Wattwise);
+        s.share(&shared(1.0));
+        run(&mut s);
+        let good = serde_json::to_value(&s).unwrap();
+        let edits: [fn(&mut serde_json::Value); 4] = [
+            |w| w["shared"]["sizes"][0][1]["mean"] = serde_json::json!(-1.0),
+            |w| w["shared"]["sizes"][1][1]["successes"] = serde_json::json!(u64::MAX),
+            |w| w["own"] = serde_json::json!([{"runs": 0, "successes": 9, "mean": 1.0, "m2": 0.0}]),
+            |w| {
+                w["own"] = serde_json::json!(vec![
+                    serde_json::json!({"runs": u64::MAX, "successes": u64::MAX, "mean": 3.0, "m2": 1.0});
+                    9
+                ])
+            },
+        ];
+        for edit in edits {
+            let mut doc = good.clone();
+            edit(&mut doc["wattwise"]["warm"]);
+            let mut state: JobState = serde_json::from_value(doc).unwrap();
+            for _ in 0..6 {
+                run(&mut state);
+            }
+        }
     }
 
     #[test]
