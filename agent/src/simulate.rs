@@ -590,8 +590,9 @@ fn write_learning_table(
     if let Some(warm) = &r.warm {
         writeln!(
             out,
-            "\nreused: {} batch sizes probed for one epoch ({} in all){}",
+            "\nreused: {} batch size{} probed for one epoch ({} in all){}",
             warm.probed.len(),
+            if warm.probed.len() == 1 { "" } else { "s" },
             joules(warm.probe_cost),
             if warm.distrust {
                 "; the job's own runs disagreed with the shared epochs, so it explored on its own"
