@@ -96,6 +96,11 @@ fn sharing_what_other_gpus_learned_cuts_the_regret_and_wrong_knowledge_costs_lit
         s.warm_oracle
     );
     assert!(s.warm_beats_default >= s.cold_beats_default);
+    assert!(
+        s.worst_warm <= 1.01,
+        "sharing costs a pair {:+.2}% more than no sharing",
+        (s.worst_warm - 1.0) * 100.0
+    );
     for (what, worst) in [
         ("epochs x2", s.worst_doubled),
         ("an easier target", s.worst_easier),

@@ -20,7 +20,11 @@
 //! - the next batch size of the walk may be cheaper by more than
 //!   [`PROBE_GAIN_EPOCHS`] epochs' worth: its expected epochs are known, and its
 //!   cost per epoch is at best this one's scaled by the batch sizes (a larger
-//!   batch) or [`DOWN_OPTIMISM`] of it (a smaller one).
+//!   batch) or [`DOWN_OPTIMISM`] of it (a smaller one), or this one's when the
+//!   profiles already show the cost per epoch rising that way (by [`RISE_MIN`]).
+//!
+//! The walk itself steps to a neighbour whose epochs are known only when that
+//! optimistic cost may beat the best.
 //!
 //! Otherwise the run goes on to the target and is measured. Batch sizes that no
 //! other job's run ever brought to the target are skipped without a run, and so
@@ -65,6 +69,9 @@ pub const DISAGREE_FAIL_P: f64 = 0.01;
 /// A probe stops to try the next batch size when that one may save more than
 /// this many epochs of the probed one.
 pub const PROBE_GAIN_EPOCHS: f64 = 2.0;
+/// A cost per epoch this much above the next batch size's is a rising trend
+/// (smaller differences are within a profile's noise).
+pub const RISE_MIN: f64 = 0.02;
 /// The lowest cost per epoch a smaller batch size may have, relative to the
 /// larger one next to it (a smaller batch is rarely cheaper per epoch).
 pub const DOWN_OPTIMISM: f64 = 0.7;
@@ -273,7 +280,19 @@ impl<'a> View<'a> {
         let sizes = self.knobs.batch_sizes;
         let (eff, _) = self.expected_epochs(j)??;
         let q = self.epoch_costs[edge]?;
-        let q_best = if j > edge {
+        // The profile of the batch size on the edge's other side shows the trend:
+        // a cost per epoch that already rises towards `j` is taken to go on rising.
+        let behind = if j > edge {
+            edge.checked_sub(1)
+        } else {
+            Some(edge + 1).filter(|&b| b < sizes.len())
+        };
+        let rising = behind
+            .and_then(|b| self.epoch_costs[b])
+            .is_some_and(|qb| q >= qb * (1.0 + RISE_MIN));
+        let q_best = if rising {
+            q
+        } else if j > edge {
             q * sizes[edge] as f64 / sizes[j] as f64
         } else {
             q * DOWN_OPTIMISM
@@ -609,14 +628,16 @@ mod tests {
         let mut s = job(Policy::Wattwise);
         s.share(&shared(1.0));
         let runs: Vec<(u32, u32)> = (0..8).map(|_| run(&mut s)).collect();
-        // 256 (40 epochs) is stopped after one: 128 may be cheaper; 128 for 64;
-        // 64 for 32, which is predicted clearly worse. 16 is never dispatched.
+        // 256 (40 epochs) is stopped after one: 128 may be cheaper; 128 for 64.
+        // 64 costs more per epoch than 128, and 32 is not taken to be cheaper per
+        // epoch still (a rising trend), so 64 runs on; 32 is then probed and
+        // predicted clearly worse. 16 is never dispatched.
         assert_eq!(
             runs,
             vec![
                 (256, 1),
                 (128, 1),
-                (64, 1),
+                (64, 14),
                 (32, 1),
                 (64, 14),
                 (64, 14),
@@ -625,13 +646,13 @@ mod tests {
             ]
         );
         let w = s.warm_start().unwrap();
-        assert_eq!(w.probed, vec![256, 128, 64, 32]);
+        assert_eq!(w.probed, vec![256, 128, 32]);
         assert!(!w.distrust);
         // The probes are not in the policy's arms (a cold policy never sees them).
         let arms = &s.wattwise.as_ref().unwrap().arms;
         assert_eq!(
             arms.iter().map(|a| a.runs).collect::<Vec<_>>(),
-            vec![0, 0, 4, 0, 0]
+            vec![0, 0, 5, 0, 0]
         );
     }
 
@@ -639,10 +660,10 @@ mod tests {
     fn wrong_shared_epochs_are_dropped_and_the_job_explores_as_a_cold_one() {
         let mut s = job(Policy::Wattwise);
         s.share(&shared(2.0));
-        let first: Vec<(u32, u32)> = (0..5).map(|_| run(&mut s)).collect();
+        let first: Vec<(u32, u32)> = (0..3).map(|_| run(&mut s)).collect();
         // Doubled epochs rank the batch sizes alike, so the job goes to 64; its
         // first full run needs half the epochs the others needed: dropped.
-        assert_eq!(first[4], (64, 14));
+        assert_eq!(first, vec![(256, 1), (128, 1), (64, 14)]);
         assert!(s.warm_start().unwrap().distrust);
         // From then on it walks from the default as a job without knowledge does,
         // with its own full run of 64 (not the probes) in its statistics: 256
