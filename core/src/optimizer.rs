@@ -419,9 +419,14 @@ impl JobState {
             }
         }
         let costs = match note {
-            Some(n) if n.probe => epoch_costs(&self.params, &self.profiles),
-            _ => Vec::new(),
+            Some(_) => epoch_costs(&self.params, &self.profiles),
+            None => Vec::new(),
         };
+        // Whether the warm start decides for this job now (not merely holds knowledge).
+        let warm_decides = note.is_some()
+            && self.wattwise.as_ref().is_some_and(|w| {
+                warm::View::of(knobs(&self.params, &self.profiles), w, &costs).is_some()
+            });
         if let Some(w) = &mut self.wattwise {
             let i = self.params.batch_sizes.binary_search(&batch_size);
             match note {
@@ -429,7 +434,7 @@ impl JobState {
                     let units = i.ok().and_then(|i| costs.get(i).copied().flatten());
                     warm::record_probe(w, batch_size, cost, units)
                 }
-                Some(n) if n.censored && !result.converged && warm::active(w) => {
+                Some(n) if n.censored && !result.converged && warm_decides => {
                     warm::record_stopped(w, batch_size)
                 }
                 _ => w.record(i.unwrap_or(usize::MAX), cost, result.converged),

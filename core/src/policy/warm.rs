@@ -458,13 +458,8 @@ pub fn record_probe(state: &mut WattwiseState, batch_size: u32, cost: f64, units
     }
 }
 
-/// Whether the warm start is in use (shared knowledge given and not dropped).
-pub fn active(state: &WattwiseState) -> bool {
-    state.warm.as_ref().is_some_and(|w| !w.distrust)
-}
-
 /// Records a run of `batch_size` stopped early without reaching the target
-/// while the warm start is in use (not in the arms' statistics).
+/// while the warm start decides ([`View::of`]; not in the arms' statistics).
 pub fn record_stopped(state: &mut WattwiseState, batch_size: u32) {
     if let Some(w) = &mut state.warm {
         if !w.stopped.contains(&batch_size) {
@@ -556,7 +551,11 @@ mod tests {
     ];
 
     fn job(policy: Policy) -> JobState {
-        let sizes = WORKLOAD.iter().map(|w| w.0 as i64).collect();
+        job_on(policy, &WORKLOAD)
+    }
+
+    fn job_on(policy: Policy, workload: &[(u32, f64, u32)]) -> JobState {
+        let sizes = workload.iter().map(|w| w.0 as i64).collect();
         let mut spec = JobSpec::new("w", sizes, 256, 300.0, 1, "A40");
         spec.policy = policy;
         spec.mab_seed = Some(1);
@@ -580,8 +579,13 @@ mod tests {
     /// (eta 0.5: an epoch costs `c` at 300 W and 300 / c epochs per second), then a
     /// report per epoch. Returns the batch size and the epochs run.
     fn run(state: &mut JobState) -> (u32, u32) {
+        run_on(state, &WORKLOAD)
+    }
+
+    /// [`run`] on another workload.
+    fn run_on(state: &mut JobState, workload: &[(u32, f64, u32)]) -> (u32, u32) {
         let t = state.predict(0).unwrap();
-        let &(bs, c, epochs) = WORKLOAD.iter().find(|w| w.0 == t.batch_size).unwrap();
+        let &(bs, c, epochs) = workload.iter().find(|w| w.0 == t.batch_size).unwrap();
         if !state.profiles.iter().any(|p| p.batch_size == bs) {
             let profile = PowerProfile {
                 batch_size: bs,
@@ -705,6 +709,31 @@ mod tests {
                 run(&mut state);
             }
         }
+    }
+
+    #[test]
+    fn knowledge_of_none_of_the_jobs_batch_sizes_changes_nothing() {
+        // The others ran only batch sizes this job does not have.
+        let mut elsewhere = SharedEpochs::default();
+        elsewhere.push(512, 12.0, true);
+        // 32 is within 30% of 64, so the walk goes on to 16, whose first run is
+        // stopped at twice the best: a failure the job must keep, or it would
+        // dispatch 16 again and again.
+        let workload = [
+            (16, 4.0, 13),
+            (32, 2.0, 13),
+            (64, 1.5, 14),
+            (128, 1.3, 20),
+            (256, 1.0, 40),
+        ];
+        let mut warm = job_on(Policy::Wattwise, &workload);
+        warm.share(&elsewhere);
+        let mut cold = job_on(Policy::Wattwise, &workload);
+        let a: Vec<(u32, u32)> = (0..8).map(|_| run_on(&mut warm, &workload)).collect();
+        let b: Vec<(u32, u32)> = (0..8).map(|_| run_on(&mut cold, &workload)).collect();
+        assert_eq!(a, b);
+        assert!(b.contains(&(16, 11)), "{b:?}");
+        assert_eq!(a.iter().filter(|r| r.0 == 16).count(), 1, "{a:?}");
     }
 
     #[test]
