@@ -441,7 +441,14 @@ pub fn cost_bound(view: &View<'_>, batch_size: u32) -> f64 {
     } else {
         beta
     };
-    best * k * factor
+    let bound = best * k * factor;
+    // A prediction of no cost at all bounds nothing (as a zero-cost run in the
+    // cold policy): every run would pass it and the job could never converge.
+    if bound > 0.0 && !bound.is_nan() {
+        bound
+    } else {
+        f64::INFINITY
+    }
 }
 
 /// Records a probe of `batch_size` that cost `cost`, predicted at `units` per
@@ -734,6 +741,16 @@ mod tests {
         assert_eq!(a, b);
         assert!(b.contains(&(16, 11)), "{b:?}");
         assert_eq!(a.iter().filter(|r| r.0 == 16).count(), 1, "{a:?}");
+    }
+
+    #[test]
+    fn knowledge_that_predicts_no_cost_bounds_nothing() {
+        let mut s = job(Policy::Wattwise);
+        s.share(&shared(0.0));
+        let runs: Vec<(u32, u32)> = (0..6).map(|_| run(&mut s)).collect();
+        let target = |bs: u32| WORKLOAD.iter().find(|w| w.0 == bs).unwrap().2;
+        assert!(runs.iter().any(|&(bs, e)| e == target(bs)), "{runs:?}");
+        assert!(s.warm_start().unwrap().distrust, "{runs:?}");
     }
 
     #[test]
