@@ -17,9 +17,9 @@ use crate::wire::{
 /// An error answer: an HTTP status and a message naming the field and the rule.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum ApiError {
-    /// A field broke a rule (422).
+    /// A field broke a rule (422): the message is `field: rule`.
     #[error("{0}")]
-    Invalid(String),
+    Invalid(FieldError),
     /// The operation does not apply to this state (400).
     #[error("{0}")]
     BadRequest(String),
@@ -70,7 +70,7 @@ impl ApiError {
 
 impl From<FieldError> for ApiError {
     fn from(e: FieldError) -> Self {
-        ApiError::Invalid(e.to_string())
+        ApiError::Invalid(e)
     }
 }
 
@@ -173,9 +173,7 @@ pub fn register_job(
 ) -> Result<Outcome<JobSpec>, ApiError> {
     let params = spec.validate()?;
     let Some(job_id) = spec.job_id.clone() else {
-        return Err(ApiError::Invalid(
-            "job_id: must be set before registering".into(),
-        ));
+        return Err(FieldError::new("job_id", "must be set before registering").into());
     };
     let answer = params.to_spec(&job_id);
     match current {
@@ -269,18 +267,23 @@ pub fn post_profile(
     match state.profiles.iter_mut().find(|p| same(p)) {
         Some(existing) => *existing = profile.clone(),
         None if count >= JobState::MAX_PROFILES => {
-            return Err(ApiError::Invalid(format!(
-                "profiles: a job keeps at most {} profiles",
-                JobState::MAX_PROFILES
-            )))
+            return Err(FieldError::new(
+                "profiles",
+                format!("a job keeps at most {} profiles", JobState::MAX_PROFILES),
+            )
+            .into())
         }
         None => state.profiles.push(profile.clone()),
     }
     let measurements: usize = state.profiles.iter().map(|p| p.measurements.len()).sum();
     if measurements > MAX_PROFILE_MEASUREMENTS {
-        return Err(ApiError::Invalid(format!(
-            "profiles: a job keeps at most {MAX_PROFILE_MEASUREMENTS} measurements across its profiles"
-        )));
+        return Err(FieldError::new(
+            "profiles",
+            format!(
+                "a job keeps at most {MAX_PROFILE_MEASUREMENTS} measurements across its profiles"
+            ),
+        )
+        .into());
     }
     let mut out = Outcome::put(profile.clone(), state);
     out.status = 201;

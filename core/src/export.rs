@@ -11,6 +11,7 @@
 use std::collections::BTreeMap;
 
 use crate::api::ApiError;
+use crate::field_error::FieldError;
 use crate::job::JobState;
 use crate::store::Store;
 use crate::trial::Trial;
@@ -33,9 +34,11 @@ impl Format {
         match format {
             None | Some("json") => Ok(Format::Json),
             Some("csv") => Ok(Format::Csv),
-            Some(other) => Err(ApiError::Invalid(format!(
-                "format: must be json or csv (got {other:?})"
-            ))),
+            Some(other) => Err(FieldError::new(
+                "format",
+                format!("must be json or csv (got {other:?})"),
+            )
+            .into()),
         }
     }
 

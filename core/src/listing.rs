@@ -8,6 +8,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::api::ApiError;
+use crate::field_error::FieldError;
 use crate::job::{JobState, Stage};
 use crate::power::{self, PowerLimitMeasurement, Selector};
 use crate::trial::{Totals, TrialStatus};
@@ -181,9 +182,11 @@ pub fn page_size(limit: Option<&str>) -> Result<usize, ApiError> {
         None => Ok(DEFAULT_PAGE),
         Some(s) => match s.parse::<usize>() {
             Ok(n) if (1..=MAX_PAGE).contains(&n) => Ok(n),
-            _ => Err(ApiError::Invalid(format!(
-                "limit: must be an integer from 1 to {MAX_PAGE} (got {s:?})"
-            ))),
+            _ => Err(FieldError::new(
+                "limit",
+                format!("must be an integer from 1 to {MAX_PAGE} (got {s:?})"),
+            )
+            .into()),
         },
     }
 }

@@ -21,6 +21,7 @@
 //! so every host stores it through the ordinary `Store` like everything else.
 
 use crate::api::{ApiError, Change, Ctx, Outcome};
+use crate::field_error::FieldError;
 use crate::job::JobState;
 use crate::runs::{
     check_rank, EpochTotals, HostMessage, HostReport, HostSlot, JoinRun, PastRun, Run, RunStatus,
@@ -90,20 +91,28 @@ impl Run {
         // over its hosts is a report the optimizer takes.
         let share = MAX_ENERGY_JOULES / f64::from(self.hosts);
         if r.energy > share {
-            return Err(ApiError::Invalid(format!(
-                "energy: must be <= {share:e} J on a run across {} hosts (their sum is at most {MAX_ENERGY_JOULES:e} J)",
-                self.hosts
-            )));
+            return Err(FieldError::new(
+                "energy",
+                format!(
+                    "must be <= {share:e} J on a run across {} hosts (their sum is at most {MAX_ENERGY_JOULES:e} J)",
+                    self.hosts
+                ),
+            )
+            .into());
         }
         let slot = &mut self.slots[rank];
         if r.current_epoch <= slot.epoch {
             return Ok(()); // a repeated report: already counted
         }
         if r.current_epoch != slot.epoch + 1 {
-            return Err(ApiError::Invalid(format!(
-                "current_epoch: host {rank} reported epoch {} after epoch {}; epochs are reported in order",
-                r.current_epoch, slot.epoch
-            )));
+            return Err(FieldError::new(
+                "current_epoch",
+                format!(
+                    "host {rank} reported epoch {} after epoch {}; epochs are reported in order",
+                    r.current_epoch, slot.epoch
+                ),
+            )
+            .into());
         }
         let index = (r.current_epoch - self.reported_epoch - 1) as usize;
         if index >= MAX_PENDING_EPOCHS {

@@ -771,10 +771,7 @@ mod tests {
         };
         assert!(matches!(
             bad.limits(25),
-            Err(PowerError::InvalidSetting(FieldError {
-                field: "min_mw",
-                ..
-            }))
+            Err(PowerError::InvalidSetting(e)) if e.field == "min_mw"
         ));
         let tiny = LimitConstraints {
             min_mw: 0,
@@ -799,19 +796,13 @@ mod tests {
         };
         assert!(matches!(
             PowerOptimizer::new(s, C, 1),
-            Err(PowerError::InvalidSetting(FieldError {
-                field: "profile_steps",
-                ..
-            }))
+            Err(PowerError::InvalidSetting(e)) if e.field == "profile_steps"
         ));
         s.profile_steps = 1;
         s.pl_step = 0;
         assert!(matches!(
             s.validate(),
-            Err(PowerError::InvalidSetting(FieldError {
-                field: "pl_step",
-                ..
-            }))
+            Err(PowerError::InvalidSetting(e)) if e.field == "pl_step"
         ));
         s.pl_step = 25;
         s.selector = Selector::ZeusCost {
@@ -820,27 +811,18 @@ mod tests {
         };
         assert!(matches!(
             s.validate(),
-            Err(PowerError::InvalidSetting(FieldError {
-                field: "selector.eta",
-                ..
-            }))
+            Err(PowerError::InvalidSetting(e)) if e.field == "selector.eta"
         ));
         s.selector = Selector::MaxSlowdown { factor: 0.9 };
         assert!(matches!(
             s.validate(),
-            Err(PowerError::InvalidSetting(FieldError {
-                field: "selector.factor",
-                ..
-            }))
+            Err(PowerError::InvalidSetting(e)) if e.field == "selector.factor"
         ));
         s.selector = Selector::MaxSlowdown { factor: f64::NAN };
         assert!(s.validate().is_err());
         assert!(matches!(
             PowerOptimizer::new(PowerSettings::default(), C, 0),
-            Err(PowerError::InvalidSetting(FieldError {
-                field: "gpu_count",
-                ..
-            }))
+            Err(PowerError::InvalidSetting(e)) if e.field == "gpu_count"
         ));
     }
 

@@ -14,6 +14,7 @@ use serde::Serialize;
 use crate::api::{self, ApiError, Change, Ctx, Outcome};
 use crate::export::Format;
 pub use crate::export::TrialsExport;
+use crate::field_error::FieldError;
 use crate::job::JobState;
 use crate::listing::{self, JobPage, JobSummary};
 use crate::multihost;
@@ -266,33 +267,31 @@ fn query_param(query: &str, name: &str) -> Result<Option<String>, ApiError> {
 fn required_job_id(query: &str) -> Result<String, ApiError> {
     match query_param(query, "job_id")? {
         Some(id) if !id.is_empty() => Ok(id),
-        _ => Err(ApiError::Invalid(
-            "job_id: query parameter is required".into(),
-        )),
+        _ => Err(FieldError::new("job_id", "query parameter is required").into()),
     }
 }
 
 /// Parses a JSON body; the error names the field (by its path) and what was wrong.
 fn parse_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     if body.is_empty() {
-        return Err(ApiError::Invalid("body: a JSON object is required".into()));
+        return Err(FieldError::new("body", "a JSON object is required").into());
     }
     // serde reads a struct from an array too (by position); the wire takes objects only.
     if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
-        return Err(ApiError::Invalid("body: must be a JSON object".into()));
+        return Err(FieldError::new("body", "must be a JSON object").into());
     }
     let mut de = serde_json::Deserializer::from_slice(body);
     let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
         if path == "." || inner.is_syntax() || inner.is_eof() {
-            ApiError::Invalid(format!("body: {inner}"))
+            FieldError::new("body", inner.to_string())
         } else {
-            ApiError::Invalid(format!("{path}: {inner}"))
+            FieldError::new(path, inner.to_string())
         }
     })?;
     de.end()
-        .map_err(|e| ApiError::Invalid(format!("body: {e}")))?;
+        .map_err(|e| FieldError::new("body", e.to_string()))?;
     Ok(value)
 }
 
@@ -707,6 +706,16 @@ mod tests {
         assert!(e.to_string().contains("trial_number"), "{e}");
         let e = parse_body::<TrialId>(b"{not json").unwrap_err();
         assert!(e.to_string().starts_with("body:"), "{e}");
+        // Every refusal carries its field and rule, not only words that name them.
+        let field = |e: ApiError| match e {
+            ApiError::Invalid(f) => f.field.into_owned(),
+            other => panic!("not a field error: {other}"),
+        };
+        let e = parse_body::<TrialId>(br#"{"job_id": "j", "batch_size": -1, "trial_number": 1}"#)
+            .unwrap_err();
+        assert_eq!(field(e), "batch_size");
+        assert_eq!(field(required_job_id("x=1").unwrap_err()), "job_id");
+        assert_eq!(field(parse_body::<TrialId>(b"[]").unwrap_err()), "body");
     }
 
     fn job_of(method: &str, path: &str, query: &str, body: &[u8]) -> Option<String> {

@@ -9,6 +9,7 @@ use std::future::Future;
 use std::sync::Mutex;
 
 use crate::api::ApiError;
+use crate::field_error::FieldError;
 use crate::job::JobState;
 use crate::trial::Trial;
 
@@ -213,7 +214,12 @@ impl ListCursor {
 
     /// Reads an opaque cursor; the error names the `cursor` parameter.
     pub fn decode(s: &str) -> Result<ListCursor, ApiError> {
-        let bad = || ApiError::Invalid("cursor: not a cursor this endpoint returned".into());
+        let bad = || {
+            ApiError::from(FieldError::new(
+                "cursor",
+                "not a cursor this endpoint returned",
+            ))
+        };
         if !s.len().is_multiple_of(2) || s.len() > 1024 {
             return Err(bad());
         }
