@@ -6,7 +6,7 @@
 
 use serde_json::{json, Value};
 
-use crate::route::{Endpoint, RouteDef, ROUTES};
+use crate::route::{Endpoint, JobIn, RouteDef, ROUTES};
 
 fn error_responses(codes: &[u16]) -> serde_json::Map<String, Value> {
     let mut map = serde_json::Map::new();
@@ -93,19 +93,20 @@ fn responses(pairs: Vec<(&str, Value)>, errors: &[u16]) -> serde_json::Map<Strin
     map
 }
 
-fn job_id_query() -> Value {
-    json!([{"name": "job_id", "in": "query", "required": true, "schema": {"type": "string"}}])
-}
-
-fn job_id_path() -> Value {
-    json!([{"name": "job_id", "in": "path", "required": true, "schema": {"type": "string"}}])
-}
-
-fn run_path() -> Value {
-    json!([
-        {"name": "job_id", "in": "path", "required": true, "schema": {"type": "string"}},
-        {"name": "run_id", "in": "path", "required": true, "schema": {"type": "string"}}
-    ])
+/// The parameters a route's row says it has: the job's id where [`JobIn`] puts
+/// it (path or query), and the run's id where the template has `{run_id}`.
+fn row_parameters(def: &RouteDef) -> Vec<Value> {
+    let string = |name: &str, place: &str| json!({"name": name, "in": place, "required": true, "schema": {"type": "string"}});
+    let mut out = Vec::new();
+    match def.job_in {
+        JobIn::Path => out.push(string("job_id", "path")),
+        JobIn::Query => out.push(string("job_id", "query")),
+        JobIn::Body | JobIn::Nowhere => {}
+    }
+    if def.path.contains("{run_id}") {
+        out.push(string("run_id", "path"));
+    }
+    out
 }
 
 fn schemas() -> Value {
@@ -328,8 +329,23 @@ fn schemas() -> Value {
     })
 }
 
-/// The operation (summary, parameters, body, answers) of one route.
+/// The operation (summary, parameters, body, answers) of one route; the
+/// parameters the row says (the job's and the run's ids) come first.
 fn operation_of(def: &RouteDef) -> Value {
+    let mut op = operation_body(def);
+    let mut params = row_parameters(def);
+    if let Some(Value::Array(own)) = op.get("parameters") {
+        params.extend(own.iter().cloned());
+    }
+    if let (false, Some(map)) = (params.is_empty(), op.as_object_mut()) {
+        map.insert("parameters".into(), Value::Array(params));
+    }
+    op
+}
+
+/// What one route's operation says beyond its row: summary, other parameters,
+/// body, answers.
+fn operation_body(def: &RouteDef) -> Value {
     let null = json!({"nullable": true, "description": "null"});
     match def.endpoint {
         Endpoint::RegisterJob => operation(
@@ -343,7 +359,7 @@ fn operation_of(def: &RouteDef) -> Value {
         Endpoint::DeleteJob => operation(
             "Delete a job and its trials",
             responses(vec![("200", ok("Deleted (body: null)", null))], &[404, 422]),
-            json!({"parameters": job_id_query()}),
+            json!({}),
         ),
         Endpoint::ListJobs => operation(
             "List jobs, newest first (created_ms, then job_id, descending), one page at a time",
@@ -356,12 +372,12 @@ fn operation_of(def: &RouteDef) -> Value {
         Endpoint::JobSummary => operation(
             "The job's summary, as the list shows it",
             responses(vec![("200", ok("The summary", schema_ref("JobSummary")))], &[404]),
-            json!({"parameters": job_id_path()}),
+            json!({}),
         ),
         Endpoint::NextTrial => operation(
             "The batch size of the next run: dispatches a trial",
             responses(vec![("200", ok("The trial to run", schema_ref("TrialId")))], &[400, 404, 422]),
-            json!({"parameters": job_id_query()}),
+            json!({}),
         ),
         Endpoint::Report => operation(
             "Report a run's totals after an epoch; says whether to stop",
@@ -379,7 +395,7 @@ fn operation_of(def: &RouteDef) -> Value {
         Endpoint::JobDocument => operation(
             "The job's document",
             responses(vec![("200", ok("The state", schema_ref("JobState")))], &[404]),
-            json!({"parameters": job_id_path()}),
+            json!({}),
         ),
         Endpoint::Trials => operation(
             "Every trial of the job, in order, as JSON or CSV",
@@ -391,24 +407,23 @@ fn operation_of(def: &RouteDef) -> Value {
                 }
             }))], &[404, 422]),
             json!({"parameters": [
-                {"name": "job_id", "in": "path", "required": true, "schema": {"type": "string"}},
                 {"name": "format", "in": "query", "required": false, "schema": {"type": "string", "enum": ["json", "csv"], "default": "json"}}
             ]}),
         ),
         Endpoint::Profiles => operation(
             "The job's power profiles",
             responses(vec![("200", ok("Profiles", json!({"type": "array", "items": schema_ref("PowerProfile")})))], &[404]),
-            json!({"parameters": job_id_path()}),
+            json!({}),
         ),
         Endpoint::JoinRun => operation(
             "Join a run across hosts (the first host opens it and dispatches its trial)",
             responses(vec![("200", ok("The run", schema_ref("RunView")))], &[400, 404, 409, 422]),
-            json!({"parameters": job_id_path(), "requestBody": json_body("JoinRun")}),
+            json!({"requestBody": json_body("JoinRun")}),
         ),
         Endpoint::RunState => operation(
             "A run across hosts as it stands now (host deadlines applied; writes nothing)",
             responses(vec![("200", ok("The run", schema_ref("RunView")))], &[404]),
-            json!({"parameters": run_path()}),
+            json!({}),
         ),
         Endpoint::RunHeartbeat
         | Endpoint::RunProfile
@@ -423,13 +438,13 @@ fn operation_of(def: &RouteDef) -> Value {
             operation(
                 summary,
                 responses(vec![("200", ok("The run", schema_ref("RunView")))], &[400, 404, 422]),
-                json!({"parameters": run_path(), "requestBody": json_body(body)}),
+                json!({"requestBody": json_body(body)}),
             )
         }
         Endpoint::AddProfile => operation(
             "Store a power profile (replaces the one with the same GPU model, batch size and phase)",
             responses(vec![("201", ok("Stored", schema_ref("PowerProfile")))], &[404, 422]),
-            json!({"parameters": job_id_path(), "requestBody": json_body("PowerProfile")}),
+            json!({"requestBody": json_body("PowerProfile")}),
         ),
     }
 }
@@ -616,5 +631,40 @@ mod tests {
             .map(|ops| ops.as_object().unwrap().len())
             .sum();
         assert_eq!(listed, ROUTES.len());
+    }
+
+    #[test]
+    fn each_route_declares_the_job_id_where_its_row_says() {
+        let doc = document();
+        for def in ROUTES {
+            let op = &doc["paths"][def.path][def.method.to_ascii_lowercase()];
+            let place = |name: &str| {
+                op["parameters"].as_array().and_then(|ps| {
+                    ps.iter()
+                        .find(|p| p["name"] == name)
+                        .map(|p| p["in"].as_str().unwrap().to_string())
+                })
+            };
+            let want = match def.job_in {
+                JobIn::Path => Some("path"),
+                JobIn::Query => Some("query"),
+                JobIn::Body | JobIn::Nowhere => None,
+            };
+            assert_eq!(
+                place("job_id").as_deref(),
+                want,
+                "{} {}",
+                def.method,
+                def.path
+            );
+            let run = def.path.contains("{run_id}").then_some("path");
+            assert_eq!(
+                place("run_id").as_deref(),
+                run,
+                "{} {}",
+                def.method,
+                def.path
+            );
+        }
     }
 }

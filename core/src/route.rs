@@ -9,6 +9,11 @@
 //! ids a path cannot carry ([`crate::spec::RESERVED_JOB_IDS`], checked against it).
 //! Paths are matched percent-decoded, each segment decoded once.
 //!
+//! A row also says whether the route writes its job's document (hosts that
+//! serialize one job's writes take a turn for these). The OpenAPI document's
+//! `job_id` and `run_id` parameters come from the row, and [`path`] builds a
+//! route's path from its template.
+//!
 //! A new route is one row here and one arm in the service's dispatch and in the
 //! OpenAPI document's operations; the compiler points at the arms (the matches
 //! over [`Endpoint`] are exhaustive).
@@ -58,34 +63,6 @@ pub enum Endpoint {
     RunDone,
 }
 
-impl Endpoint {
-    /// Whether the route may write its job's document (hosts that serialize the
-    /// writes of one job take a turn for these).
-    pub fn writes(self) -> bool {
-        match self {
-            Endpoint::RegisterJob
-            | Endpoint::DeleteJob
-            | Endpoint::NextTrial
-            | Endpoint::Report
-            | Endpoint::EndTrial
-            | Endpoint::AddProfile
-            | Endpoint::JoinRun
-            | Endpoint::RunHeartbeat
-            | Endpoint::RunProfile
-            | Endpoint::RunReport
-            | Endpoint::RunDone => true,
-            Endpoint::Health
-            | Endpoint::ListJobs
-            | Endpoint::JobSummary
-            | Endpoint::OpenApi
-            | Endpoint::JobDocument
-            | Endpoint::Trials
-            | Endpoint::Profiles
-            | Endpoint::RunState => false,
-        }
-    }
-}
-
 /// Where a route's request names its job.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum JobIn {
@@ -110,45 +87,55 @@ pub struct RouteDef {
     pub endpoint: Endpoint,
     /// Where the request names its job.
     pub job_in: JobIn,
+    /// Whether the route may write its job's document (hosts that serialize the
+    /// writes of one job take a turn for these).
+    pub writes: bool,
 }
+
+/// The table's last column: the route may write its job's document.
+const WRITES: bool = true;
+/// The table's last column: the route only reads.
+const READS: bool = false;
 
 const fn row(
     method: &'static str,
     path: &'static str,
     endpoint: Endpoint,
     job_in: JobIn,
+    writes: bool,
 ) -> RouteDef {
     RouteDef {
         method,
         path,
         endpoint,
         job_in,
+        writes,
     }
 }
 
 /// Every route, in the order the OpenAPI document lists them.
 #[rustfmt::skip]
 pub const ROUTES: &[RouteDef] = &[
-    row("POST",   "/jobs",                                     Endpoint::RegisterJob,  JobIn::Body),
-    row("DELETE", "/jobs",                                     Endpoint::DeleteJob,    JobIn::Query),
-    row("GET",    "/jobs",                                     Endpoint::ListJobs,     JobIn::Nowhere),
-    row("GET",    "/jobs/batch_size",                          Endpoint::NextTrial,    JobIn::Query),
-    row("POST",   "/report",                                   Endpoint::Report,       JobIn::Body),
-    row("PATCH",  "/trials",                                   Endpoint::EndTrial,     JobIn::Body),
-    row("GET",    "/healthz",                                  Endpoint::Health,       JobIn::Nowhere),
-    row("HEAD",   "/healthz",                                  Endpoint::Health,       JobIn::Nowhere),
-    row("GET",    "/openapi.json",                             Endpoint::OpenApi,      JobIn::Nowhere),
-    row("GET",    "/jobs/{job_id}",                            Endpoint::JobDocument,  JobIn::Path),
-    row("GET",    "/jobs/{job_id}/summary",                    Endpoint::JobSummary,   JobIn::Path),
-    row("GET",    "/jobs/{job_id}/trials",                     Endpoint::Trials,       JobIn::Path),
-    row("GET",    "/jobs/{job_id}/profiles",                   Endpoint::Profiles,     JobIn::Path),
-    row("POST",   "/jobs/{job_id}/profiles",                   Endpoint::AddProfile,   JobIn::Path),
-    row("POST",   "/jobs/{job_id}/runs",                       Endpoint::JoinRun,      JobIn::Path),
-    row("GET",    "/jobs/{job_id}/runs/{run_id}",              Endpoint::RunState,     JobIn::Path),
-    row("POST",   "/jobs/{job_id}/runs/{run_id}/heartbeat",    Endpoint::RunHeartbeat, JobIn::Path),
-    row("POST",   "/jobs/{job_id}/runs/{run_id}/profile",      Endpoint::RunProfile,   JobIn::Path),
-    row("POST",   "/jobs/{job_id}/runs/{run_id}/report",       Endpoint::RunReport,    JobIn::Path),
-    row("POST",   "/jobs/{job_id}/runs/{run_id}/done",         Endpoint::RunDone,      JobIn::Path),
+    row("POST",   "/jobs",                                     Endpoint::RegisterJob,   JobIn::Body,    WRITES),
+    row("DELETE", "/jobs",                                     Endpoint::DeleteJob,     JobIn::Query,   WRITES),
+    row("GET",    "/jobs",                                     Endpoint::ListJobs,      JobIn::Nowhere, READS),
+    row("GET",    "/jobs/batch_size",                          Endpoint::NextTrial,     JobIn::Query,   WRITES),
+    row("POST",   "/report",                                   Endpoint::Report,        JobIn::Body,    WRITES),
+    row("PATCH",  "/trials",                                   Endpoint::EndTrial,      JobIn::Body,    WRITES),
+    row("GET",    "/healthz",                                  Endpoint::Health,        JobIn::Nowhere, READS),
+    row("HEAD",   "/healthz",                                  Endpoint::Health,        JobIn::Nowhere, READS),
+    row("GET",    "/openapi.json",                             Endpoint::OpenApi,       JobIn::Nowhere, READS),
+    row("GET",    "/jobs/{job_id}",                            Endpoint::JobDocument,   JobIn::Path,    READS),
+    row("GET",    "/jobs/{job_id}/summary",                    Endpoint::JobSummary,    JobIn::Path,    READS),
+    row("GET",    "/jobs/{job_id}/trials",                     Endpoint::Trials,        JobIn::Path,    READS),
+    row("GET",    "/jobs/{job_id}/profiles",                   Endpoint::Profiles,      JobIn::Path,    READS),
+    row("POST",   "/jobs/{job_id}/profiles",                   Endpoint::AddProfile,    JobIn::Path,    WRITES),
+    row("POST",   "/jobs/{job_id}/runs",                       Endpoint::JoinRun,       JobIn::Path,    WRITES),
+    row("GET",    "/jobs/{job_id}/runs/{run_id}",              Endpoint::RunState,      JobIn::Path,    READS),
+    row("POST",   "/jobs/{job_id}/runs/{run_id}/heartbeat",    Endpoint::RunHeartbeat,  JobIn::Path,    WRITES),
+    row("POST",   "/jobs/{job_id}/runs/{run_id}/profile",      Endpoint::RunProfile,    JobIn::Path,    WRITES),
+    row("POST",   "/jobs/{job_id}/runs/{run_id}/report",       Endpoint::RunReport,     JobIn::Path,    WRITES),
+    row("POST",   "/jobs/{job_id}/runs/{run_id}/done",         Endpoint::RunDone,       JobIn::Path,    WRITES),
 ];
 
 /// The template segments that match any one path segment: the job, the run.
@@ -219,6 +206,43 @@ fn matches<'a>(template: &str, given: &'a [String]) -> Option<Match<'a>> {
         }
     }
     given.next().is_none().then_some(m)
+}
+
+/// The characters a path segment keeps as they are (RFC 3986's unreserved set);
+/// every other byte is written `%XX`.
+fn is_unreserved(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
+}
+
+/// Percent-encodes `s` as one path segment: [`find`] decodes it back to `s`.
+pub fn encode_segment(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if is_unreserved(b) {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// The path of `endpoint`'s route with its `{job_id}` and `{run_id}` segments
+/// filled, in order, from `segments` (each percent-encoded): the path a client
+/// requests, without the query. `None` when the endpoint has no route or
+/// `segments` does not have one value per variable segment of its template.
+pub fn path(endpoint: Endpoint, values: &[&str]) -> Option<String> {
+    let def = ROUTES.iter().find(|r| r.endpoint == endpoint)?;
+    let mut values = values.iter();
+    let mut out = String::new();
+    for seg in segments(def.path) {
+        out.push('/');
+        match seg {
+            JOB_ID | RUN_ID => out.push_str(&encode_segment(values.next()?)),
+            literal => out.push_str(literal),
+        }
+    }
+    values.next().is_none().then_some(out)
 }
 
 /// The route of `method` on `path` (without the query), its segments
@@ -379,6 +403,44 @@ mod tests {
                 "{} {}",
                 def.method,
                 def.path
+            );
+        }
+    }
+
+    #[test]
+    fn paths_are_built_from_the_table_and_found_again() {
+        assert_eq!(
+            path(Endpoint::NextTrial, &[]).as_deref(),
+            Some("/jobs/batch_size")
+        );
+        assert_eq!(
+            path(Endpoint::RunReport, &["ag:1", "r 1/x"]).as_deref(),
+            Some("/jobs/ag%3A1/runs/r%201%2Fx/report")
+        );
+        // One value per variable segment, no more and no fewer.
+        assert_eq!(path(Endpoint::JobDocument, &[]), None);
+        assert_eq!(path(Endpoint::JobDocument, &["a", "b"]), None);
+        assert_eq!(path(Endpoint::Report, &["a"]), None);
+        // Every row's path, built from odd ids, finds the row and the ids again.
+        let (job, run) = ("a/b?c#d%e é+f", "r:1 %2F");
+        for def in ROUTES {
+            let values: Vec<&str> = [(JOB_ID, job), (RUN_ID, run)]
+                .into_iter()
+                .filter(|(v, _)| def.path.contains(v))
+                .map(|(_, id)| id)
+                .collect();
+            let built = path(def.endpoint, &values).unwrap();
+            let found = find(def.method, &built).unwrap();
+            assert_eq!(found.def.endpoint, def.endpoint, "{built}");
+            assert_eq!(
+                found.path_job_id.as_deref(),
+                def.path.contains(JOB_ID).then_some(job),
+                "{built}"
+            );
+            assert_eq!(
+                found.path_run_id.as_deref(),
+                def.path.contains(RUN_ID).then_some(run),
+                "{built}"
             );
         }
     }

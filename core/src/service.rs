@@ -182,7 +182,7 @@ impl<'a> Request<'a> {
     /// (the local server) waits for this job's turn.
     pub fn written_job(&self) -> Option<String> {
         let route = route::find(self.method, self.path).ok()?;
-        route.def.endpoint.writes().then(|| self.job_of(route))?
+        route.def.writes.then(|| self.job_of(route))?
     }
 
     fn job_of(&self, route: route::Route) -> Option<String> {
