@@ -494,11 +494,8 @@ impl<S: Store> Service<S> {
             now_ms: env.now_ms(),
             entropy: env.entropy(),
         };
-        for attempt in 0..=self.config.max_retries {
-            if attempt > 0 {
-                let wait = Backoff::CONFLICT.delay_ms(attempt, env.entropy());
-                env.backoff(wait).await;
-            }
+        let call = &call;
+        self.until_stored(job_id, env, move || async move {
             let stored = self.load(job_id).await?;
             let (state, version) = match stored {
                 Some(s) => (Some(s.state), Some(s.version)),
@@ -517,37 +514,50 @@ impl<S: Store> Service<S> {
                 }
                 (Change::Delete, None) => Saved::Conflict,
             };
-            if saved == Saved::Ok {
-                return Ok(out);
-            }
-        }
-        Err(ApiError::Unavailable(format!(
-            "job {job_id:?} is contended; retry the request"
-        )))
+            Ok((saved == Saved::Ok).then_some(out))
+        })
+        .await
     }
 
     /// `DELETE /jobs`: by the stored version alone, so a job whose document no
     /// longer parses can still be deleted.
     async fn delete(&self, job_id: &str, env: &mut impl HostEnv) -> Result<(), ApiError> {
         let store_err = |e: S::Error| ApiError::Unavailable(format!("store: {e}"));
-        for attempt in 0..=self.config.max_retries {
-            if attempt > 0 {
-                let wait = Backoff::CONFLICT.delay_ms(attempt, env.entropy());
-                env.backoff(wait).await;
-            }
+        self.until_stored(job_id, env, move || async move {
             let Some(version) = self.store.version(job_id).await.map_err(store_err)? else {
                 return Err(ApiError::NotFound(format!(
                     "job_id: unknown job {job_id:?}; register it first"
                 )));
             };
-            if self
+            let saved = self
                 .store
                 .delete(job_id, version)
                 .await
-                .map_err(store_err)?
-                == Saved::Ok
-            {
-                return Ok(());
+                .map_err(store_err)?;
+            Ok((saved == Saved::Ok).then_some(()))
+        })
+        .await
+    }
+
+    /// The one conflict loop: runs `attempt` (a read, a decision and a
+    /// conditional write) until its write lands (`Some`), backing off between
+    /// tries; after `max_retries` conflicts the job is contended (503).
+    async fn until_stored<T, Fut>(
+        &self,
+        job_id: &str,
+        env: &mut impl HostEnv,
+        mut attempt: impl FnMut() -> Fut,
+    ) -> Result<T, ApiError>
+    where
+        Fut: Future<Output = Result<Option<T>, ApiError>>,
+    {
+        for n in 0..=self.config.max_retries {
+            if n > 0 {
+                let wait = Backoff::CONFLICT.delay_ms(n, env.entropy());
+                env.backoff(wait).await;
+            }
+            if let Some(done) = attempt().await? {
+                return Ok(done);
             }
         }
         Err(ApiError::Unavailable(format!(
