@@ -111,20 +111,75 @@ pub enum Body<'a> {
 }
 
 impl<'a> Body<'a> {
-    /// The body of `bytes` read with a cap of `max + 1`: too large when over `max`.
-    pub fn capped(bytes: &'a [u8], max: usize) -> Self {
-        if bytes.len() > max {
-            Body::TooLarge
-        } else {
-            Body::Bytes(bytes)
-        }
-    }
-
     fn json(&self) -> Option<&'a [u8]> {
         match *self {
             Body::Bytes(b) => Some(b),
             Body::TooLarge | Body::Unreadable => None,
         }
+    }
+}
+
+/// A request body as a host read it, owned (the service borrows it as a
+/// [`Body`]). A host reads through a [`BodyReader`], which decides what it found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ReadBody {
+    /// The bytes (empty when there is none).
+    Bytes(Vec<u8>),
+    /// Over the limit, declared or read.
+    TooLarge,
+    /// The body's stream failed.
+    Unreadable,
+}
+
+impl ReadBody {
+    /// The service's view.
+    pub fn as_body(&self) -> Body<'_> {
+        match self {
+            ReadBody::Bytes(b) => Body::Bytes(b),
+            ReadBody::TooLarge => Body::TooLarge,
+            ReadBody::Unreadable => Body::Unreadable,
+        }
+    }
+}
+
+/// Reading a request body with a cap, the same on every host: a host starts
+/// it with the declared `Content-Length`, pushes the chunks it receives, and
+/// finishes (or answers [`ReadBody::Unreadable`] when its stream fails). No
+/// more than `max` bytes are kept: past them the body is [`ReadBody::TooLarge`]
+/// and the host stops reading.
+#[derive(Debug)]
+pub struct BodyReader {
+    max: usize,
+    bytes: Vec<u8>,
+}
+
+impl BodyReader {
+    /// Starts reading a body of at most `max` bytes whose `Content-Length`
+    /// header is `declared`: a declared length over `max` is too large before a
+    /// byte is read (`Err`, the body's answer).
+    pub fn start(declared: Option<&str>, max: usize) -> Result<BodyReader, ReadBody> {
+        match declared.and_then(|v| v.trim().parse::<usize>().ok()) {
+            Some(n) if n > max => Err(ReadBody::TooLarge),
+            _ => Ok(BodyReader {
+                max,
+                bytes: Vec::new(),
+            }),
+        }
+    }
+
+    /// Adds a chunk received; `Err(ReadBody::TooLarge)` once the body is over
+    /// the limit (stop reading).
+    pub fn push(&mut self, chunk: &[u8]) -> Result<(), ReadBody> {
+        if self.bytes.len() + chunk.len() > self.max {
+            return Err(ReadBody::TooLarge);
+        }
+        self.bytes.extend_from_slice(chunk);
+        Ok(())
+    }
+
+    /// The body read whole.
+    pub fn finish(self) -> ReadBody {
+        ReadBody::Bytes(self.bytes)
     }
 }
 
@@ -872,7 +927,31 @@ mod tests {
             }),
             Err(ApiError::Unauthorized)
         ));
-        assert_eq!(Body::capped(b"12345", 4), Body::TooLarge);
-        assert_eq!(Body::capped(b"1234", 4), Body::Bytes(b"1234"));
+    }
+
+    #[test]
+    fn a_body_is_read_with_a_cap() {
+        let read = |declared: Option<&str>, chunks: &[&[u8]]| {
+            let mut r = BodyReader::start(declared, 4)?;
+            for c in chunks {
+                r.push(c)?;
+            }
+            Ok::<_, ReadBody>(r.finish())
+        };
+        let whole = |b: &[u8]| Ok(ReadBody::Bytes(b.to_vec()));
+        assert_eq!(read(None, &[b"12", b"34"]), whole(b"1234"));
+        assert_eq!(read(Some(" 4 "), &[b"1234"]), whole(b"1234"));
+        assert_eq!(read(None, &[]), whole(b""));
+        // Over the limit, declared or read: refused before more is kept.
+        assert_eq!(read(Some("5"), &[]), Err(ReadBody::TooLarge));
+        assert_eq!(read(None, &[b"123", b"45"]), Err(ReadBody::TooLarge));
+        assert_eq!(read(Some("2"), &[b"12345"]), Err(ReadBody::TooLarge));
+        // A declared length that is not a number is not trusted either way.
+        assert_eq!(read(Some("x"), &[b"1"]), whole(b"1"));
+        assert_eq!(ReadBody::TooLarge.as_body(), Body::TooLarge);
+        assert_eq!(
+            ReadBody::Bytes(b"ab".to_vec()).as_body(),
+            Body::Bytes(b"ab")
+        );
     }
 }

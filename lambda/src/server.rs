@@ -34,7 +34,7 @@ use axum::http::{header, HeaderValue, Request, Response, StatusCode};
 use tower::ServiceExt;
 use wattwise_core::api::ApiError;
 use wattwise_core::route::is_api_path;
-use wattwise_core::service::{self, Answer, Service, Store};
+use wattwise_core::service::{self, Answer, BodyReader, ReadBody, Service, Store};
 
 use crate::exchange::Head;
 use crate::sqlite::{SqliteStore, WRITE_WAIT};
@@ -185,50 +185,29 @@ fn json_error(e: &ApiError) -> Response<Body> {
     resp
 }
 
-/// Reads a body, declared or streamed, with a cap one byte over `max`: anything
-/// longer comes back as `max + 1` bytes, which the service refuses with 413.
+/// Reads a body, declared or streamed, through the core's [`BodyReader`]
+/// (which decides 413 and keeps at most `max` bytes).
 async fn read_body(req: Request<Body>, max: usize) -> ReadBody {
     let declared = req
         .headers()
         .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|n| n > max) {
-        return ReadBody::TooLarge;
-    }
+        .and_then(|v| v.to_str().ok());
+    let mut reader = match BodyReader::start(declared, max) {
+        Ok(reader) => reader,
+        Err(answer) => return answer,
+    };
     let mut body = req.into_body();
-    let mut bytes = Vec::new();
     while let Some(frame) = http_body_util::BodyExt::frame(&mut body).await {
-        match frame {
-            Ok(frame) => {
-                if let Ok(data) = frame.into_data() {
-                    bytes.extend_from_slice(&data);
-                    if bytes.len() > max {
-                        return ReadBody::TooLarge;
-                    }
-                }
+        let Ok(frame) = frame else {
+            return ReadBody::Unreadable;
+        };
+        if let Ok(data) = frame.into_data() {
+            if let Err(answer) = reader.push(&data) {
+                return answer;
             }
-            Err(_) => return ReadBody::Unreadable,
         }
     }
-    ReadBody::Bytes(Bytes::from(bytes))
-}
-
-/// What [`read_body`] found, owned (the service borrows it as a [`service::Body`]).
-enum ReadBody {
-    Bytes(Bytes),
-    TooLarge,
-    Unreadable,
-}
-
-impl ReadBody {
-    fn as_body(&self) -> service::Body<'_> {
-        match self {
-            ReadBody::Bytes(b) => service::Body::Bytes(b),
-            ReadBody::TooLarge => service::Body::TooLarge,
-            ReadBody::Unreadable => service::Body::Unreadable,
-        }
-    }
+    reader.finish()
 }
 
 /// Answers one request.
@@ -244,7 +223,7 @@ where
                 tower_http::services::ServeDir::new(dir).append_index_html_on_directories(true);
             match serve.oneshot(req).await {
                 // No such file: the service answers (a JSON 404 naming the route).
-                Ok(resp) if resp.status() == StatusCode::NOT_FOUND => ReadBody::Bytes(Bytes::new()),
+                Ok(resp) if resp.status() == StatusCode::NOT_FOUND => ReadBody::Bytes(Vec::new()),
                 Ok(resp) => return resp.map(Body::new),
                 Err(e) => return json_error(&ApiError::Unavailable(format!("web: {e}"))),
             }

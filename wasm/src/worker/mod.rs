@@ -18,7 +18,9 @@ mod record;
 use std::time::Duration;
 
 use wattwise_core::api::ApiError;
-use wattwise_core::service::{self, HostEnv, Saved, Service, ServiceConfig, Store, Stored, Write};
+use wattwise_core::service::{
+    self, BodyReader, HostEnv, ReadBody, Saved, Service, ServiceConfig, Store, Stored, Write,
+};
 use wattwise_core::store::{ListCursor, Listed};
 use wattwise_core::trial::Trial;
 use worker::{event, Context, Env, Request, Response};
@@ -211,47 +213,23 @@ impl Incoming {
     }
 }
 
-/// A request body as the Worker read it (owned; the service borrows it as a
-/// [`service::Body`], and answers 413 or 400 after checking auth, as for any
-/// request).
-#[derive(Clone, Debug)]
-pub enum ReadBody {
-    /// The bytes (empty when there is none).
-    Bytes(Vec<u8>),
-    /// Over the limit, declared or read.
-    TooLarge,
-    /// The body's stream failed.
-    Unreadable,
-}
-
-impl ReadBody {
-    /// The service's view.
-    pub fn as_body(&self) -> service::Body<'_> {
-        match self {
-            ReadBody::Bytes(b) => service::Body::Bytes(b),
-            ReadBody::TooLarge => service::Body::TooLarge,
-            ReadBody::Unreadable => service::Body::Unreadable,
-        }
-    }
-}
-
-/// Reads the request body, at most `max` bytes' worth.
+/// Reads the request body through the core's [`BodyReader`] (which decides
+/// 413 and keeps at most `max` bytes); the service answers 413 or 400 after
+/// checking auth, as for any request.
 async fn read_body(req: &mut Request, max: usize) -> ReadBody {
-    let declared = req
-        .headers()
-        .get("Content-Length")
-        .ok()
-        .flatten()
-        .and_then(|v| v.trim().parse::<usize>().ok());
-    if declared.is_some_and(|n| n > max) {
-        return ReadBody::TooLarge;
-    }
+    let declared = req.headers().get("Content-Length").ok().flatten();
+    let mut reader = match BodyReader::start(declared.as_deref(), max) {
+        Ok(reader) => reader,
+        Err(answer) => return answer,
+    };
     if req.inner().body().is_none() {
-        return ReadBody::Bytes(Vec::new());
+        return reader.finish();
     }
     match req.bytes().await {
-        Ok(b) if b.len() <= max => ReadBody::Bytes(b),
-        Ok(_) => ReadBody::TooLarge,
+        Ok(b) => match reader.push(&b) {
+            Ok(()) => reader.finish(),
+            Err(answer) => answer,
+        },
         Err(_) => ReadBody::Unreadable,
     }
 }
