@@ -6,10 +6,7 @@
 //! (`-- quick`: only the issue's setting; `-- sharing`: the leave-one-GPU-out
 //! tables of issue 27, a policy that learns across jobs).
 
-#[path = "../tests/policy_common/mod.rs"]
-mod policy_common;
-
-use policy_common::{evaluate, pairs, summary_row, table, Setting};
+use wattwise_core::test_support::policy_bench::{evaluate, pairs, summary_row, table, Setting};
 
 fn main() {
     if std::env::args().any(|a| a == "sharing") {
@@ -56,7 +53,7 @@ fn main() {
 
 /// Leave-one-GPU-out: every pair warm-started from the other GPUs of its workload.
 fn sharing() {
-    use policy_common::sharing;
+    use wattwise_core::test_support::policy_bench::sharing;
     let pairs = pairs();
     let main = Setting::MAIN;
     println!("| setting | no sharing / oracle | shared / oracle | no sharing <= default | shared <= default | worst shared / no sharing | worst epochs x2 / no sharing | worst easier target / no sharing |");

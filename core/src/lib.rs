@@ -25,6 +25,8 @@
 //!    (the store contract and the HTTP service every host runs), [`store_contract`]
 //!    (the suite every store runs; feature `store-contract`).
 //! 6. [`sim`]: traces, the synthetic workload, the simulator and its baselines.
+//! 7. [`test_support`]: what the core's and the hosts' tests share (feature
+//!    `test-support`).
 
 pub mod api;
 pub mod bandit;
@@ -49,5 +51,7 @@ pub mod spec;
 pub mod store;
 #[cfg(any(test, feature = "store-contract"))]
 pub mod store_contract;
+#[cfg(feature = "test-support")]
+pub mod test_support;
 pub mod trial;
 pub mod wire;

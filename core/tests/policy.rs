@@ -3,9 +3,9 @@
 //! figures: `cargo run --release -p wattwise-core --example policy_bench`
 //! (BENCHMARKS.md, "Batch size policies").
 
-mod policy_common;
-
-use policy_common::{evaluate, pairs, sharing, summarize, table, Setting};
+use wattwise_core::test_support::policy_bench::{
+    evaluate, pairs, sharing, summarize, table, Setting,
+};
 
 #[test]
 fn wattwise_halves_zeus_regret_on_the_zeus_traces() {

@@ -3,12 +3,12 @@
 //! lambda crate's tests).
 
 mod common;
-mod hostile_docs;
 
 use common::Harness;
 use serde_json::{json, Value};
 use wattwise_core::job::JobState;
 use wattwise_core::service::{MemoryStore, Service, ServiceConfig};
+use wattwise_core::test_support::hostile_docs;
 
 #[test]
 fn ten_thousand_hostile_documents_read_back() {

@@ -4,13 +4,11 @@
 //! credentials, region) and runs these with `--include-ignored`; they are ignored
 //! in a plain `cargo test`, and fail (saying why) when asked to run without moto.
 
-#[path = "../../core/tests/hostile_docs/mod.rs"]
-mod hostile_docs;
-
 use aws_sdk_dynamodb::types::AttributeValue;
 use wattwise_core::job::JobState;
 use wattwise_core::service::{Request, Saved, Service, ServiceConfig, Store, Write};
 use wattwise_core::spec::JobSpec;
+use wattwise_core::test_support::hostile_docs;
 use wattwise_core::trial::{RunResult, Trial, TrialStatus, TrialType};
 use wattwise_lambda::dynamo::DynamoStore;
 

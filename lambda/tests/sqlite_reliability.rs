@@ -1,12 +1,10 @@
 //! The SQLite store under hostile numbers, a corrupt document, another process's
 //! write lock and a deleted database directory.
 
-#[path = "../../core/tests/hostile_docs/mod.rs"]
-mod hostile_docs;
-
 use std::time::{Duration, Instant};
 
 use wattwise_core::service::{Request, Service, ServiceConfig, Store};
+use wattwise_core::test_support::hostile_docs;
 use wattwise_lambda::sqlite::{SqliteError, SqliteStore, WRITE_WAIT};
 use wattwise_lambda::SystemEnv;
 

@@ -1,6 +1,6 @@
 """Hostile numbers through the Worker's stores (Workers KV, or a Durable Object per job).
 
-The same traffic as the core's property test (core/tests/hostile_docs, run there on
+The same traffic as the core's property test (core/src/test_support/hostile_docs.rs, run there on
 the memory and SQLite stores and on DynamoDB through moto): registrations,
 predictions, reports, ends and profiles with extreme but JSON-representable
 numbers. After every accepted write the job document is read back through

@@ -5,12 +5,7 @@
 use serde_json::Value;
 use wattwise_core::service::{MemoryStore, Request, Service, ServiceConfig};
 
-// Also loaded by `hostile_docs` (reliability.rs includes both; the local server's tests
-// include hostile_docs alone): two copies of one small module.
-#[allow(clippy::duplicate_mod)]
-#[path = "../test_env/mod.rs"]
-mod test_env;
-pub use test_env::TestEnv;
+pub use wattwise_core::test_support::env::TestEnv;
 
 /// A service over a fresh memory store, with a test clock.
 pub struct Harness {

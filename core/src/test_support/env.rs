@@ -1,8 +1,7 @@
-//! A deterministic host for the core's tests: a clock that ticks a fixed step
-//! per call, a counter (an LCG) as entropy, no waiting. Included with `#[path]`
-//! by `common` and `hostile_docs` (and so by the local server's store tests).
+//! A deterministic host for tests: a clock that ticks a fixed step per call, a
+//! counter (an LCG) as entropy, no waiting.
 
-use wattwise_core::service::HostEnv;
+use crate::service::HostEnv;
 
 /// A deterministic host environment.
 pub struct TestEnv {

@@ -1,13 +1,10 @@
 //! The policy benchmark's computation, shared by `tests/policy.rs` (which asserts
 //! the targets) and `examples/policy_bench.rs` (which prints the tables).
-//! Not a test target on its own: included with `mod`.
-#![allow(dead_code)]
-
 pub mod sharing;
 
-use wattwise_core::policy::Policy;
-use wattwise_core::sim::baseline::baselines;
-use wattwise_core::sim::{simulate_one_job_with, Catalog, JobTrace, SimConfig};
+use crate::policy::Policy;
+use crate::sim::baseline::baselines;
+use crate::sim::{simulate_one_job_with, Catalog, JobTrace, SimConfig};
 
 /// The 24 workload x GPU pairs of the Zeus traces built into the core, resolved as
 /// the command line and the page resolve them, as `("dataset/gpu", job)`.

@@ -3,21 +3,14 @@
 //! write the job document is read back through `GET /jobs/{id}` and must parse as a
 //! `JobState` with every number finite; no request may answer 5xx; and every job
 //! can be deleted at the end. Shared by the core's memory-store test and the local
-//! server's SQLite-store test (included there by path).
+//! server's SQLite and DynamoDB store tests.
 
-#![allow(dead_code)]
-
+use crate::job::JobState;
+use crate::rng::JobRng;
+use crate::service::{Request, Service, Store};
 use serde_json::{json, Value};
-use wattwise_core::job::JobState;
-use wattwise_core::rng::JobRng;
-use wattwise_core::service::{Request, Service, Store};
 
-// Also loaded by `common` (reliability.rs includes both; the local server's tests
-// include hostile_docs alone): two copies of one small module.
-#[allow(clippy::duplicate_mod)]
-#[path = "../test_env/mod.rs"]
-mod test_env;
-use test_env::TestEnv;
+use super::env::TestEnv;
 
 /// Extreme but JSON-representable numbers.
 const HOSTILE: [f64; 18] = [

@@ -2,11 +2,11 @@
 //! workload's jobs on the other GPUs learned (issue 27), against the same job
 //! without sharing, and with shared knowledge that is wrong for it.
 
-use wattwise_core::policy::shared::SharedEpochs;
-use wattwise_core::policy::Policy;
-use wattwise_core::sim::baseline::baselines;
-use wattwise_core::sim::learning;
-use wattwise_core::sim::{
+use crate::policy::shared::SharedEpochs;
+use crate::policy::Policy;
+use crate::sim::baseline::baselines;
+use crate::sim::learning;
+use crate::sim::{
     simulate_one_job_shared, Catalog, JobTrace, SimConfig, Target, WorkloadOverrides,
 };
 
@@ -136,7 +136,7 @@ fn easier_target(
 
 /// The target metrics the Zeus train trace has for a dataset, ascending.
 fn catalog_targets(dataset: &str) -> Vec<f64> {
-    let train = include_str!("../../traces/summary_train.csv");
+    let train = include_str!("../../../traces/summary_train.csv");
     let mut out: Vec<f64> = train
         .lines()
         .skip(1)
