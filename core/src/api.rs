@@ -237,17 +237,6 @@ pub fn end_trial(
     }
 }
 
-/// `DELETE /jobs?job_id=`.
-pub fn delete_job(job_id: &str, current: Option<&JobState>) -> Result<Outcome<()>, ApiError> {
-    loaded(job_id, current)?;
-    Ok(Outcome {
-        status: 200,
-        body: (),
-        change: Change::Delete,
-        archive: Vec::new(),
-    })
-}
-
 /// `POST /jobs/{job_id}/profiles`: stores a power profile, replacing the one with
 /// the same GPU model, batch size and phase.
 pub fn post_profile(

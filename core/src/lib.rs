@@ -28,6 +28,10 @@
 //! 7. [`test_support`]: what the core's and the hosts' tests share (feature
 //!    `test-support`).
 
+// A `pub` item is API: what no one outside can reach is `pub(crate)` (CI runs
+// clippy with `-D warnings`, so this is enforced).
+#![warn(unreachable_pub)]
+
 pub mod api;
 pub mod bandit;
 pub mod cost;

@@ -11,6 +11,10 @@
 //! - [`server`]: the local HTTP server (axum on tokio), optionally serving the web page.
 //! - `function`: the Lambda handler over `lambda_http`; feature `lambda` (default).
 
+// A `pub` item is API: what no one outside can reach is `pub(crate)` (CI runs
+// clippy with `-D warnings`, so this is enforced).
+#![warn(unreachable_pub)]
+
 #[cfg(feature = "lambda")]
 pub mod dynamo;
 pub mod exchange;

@@ -207,11 +207,6 @@ impl SqliteStore {
         Ok(store)
     }
 
-    /// An in-memory database (for tests); reads share the writer connection.
-    pub fn in_memory() -> Result<Self, SqliteError> {
-        Self::init(Connection::open_in_memory()?, None)
-    }
-
     fn init(conn: Connection, path: Option<&Path>) -> Result<Self, SqliteError> {
         configure(&conn)?;
         conn.execute_batch(SCHEMA)?;

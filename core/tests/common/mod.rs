@@ -5,20 +5,20 @@
 use serde_json::Value;
 use wattwise_core::service::{MemoryStore, Request, Service, ServiceConfig};
 
-pub use wattwise_core::test_support::env::TestEnv;
+pub(crate) use wattwise_core::test_support::env::TestEnv;
 
 /// A service over a fresh memory store, with a test clock.
-pub struct Harness {
-    pub service: Service<MemoryStore>,
-    pub env: TestEnv,
+pub(crate) struct Harness {
+    pub(crate) service: Service<MemoryStore>,
+    pub(crate) env: TestEnv,
 }
 
 impl Harness {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self::with_config(ServiceConfig::default())
     }
 
-    pub fn with_config(config: ServiceConfig) -> Self {
+    pub(crate) fn with_config(config: ServiceConfig) -> Self {
         Harness {
             service: Service::new(MemoryStore::default(), config),
             env: TestEnv {
@@ -30,12 +30,12 @@ impl Harness {
     }
 
     /// Sends a request; returns the status and the body parsed as JSON (Null if not JSON).
-    pub fn call(&mut self, method: &str, path_and_query: &str, body: &str) -> (u16, Value) {
+    pub(crate) fn call(&mut self, method: &str, path_and_query: &str, body: &str) -> (u16, Value) {
         let (status, raw) = self.call_raw(method, path_and_query, body, None);
         (status, serde_json::from_slice(&raw).unwrap_or(Value::Null))
     }
 
-    pub fn call_raw(
+    pub(crate) fn call_raw(
         &mut self,
         method: &str,
         path_and_query: &str,
@@ -50,7 +50,7 @@ impl Harness {
         (resp.status, resp.body)
     }
 
-    pub fn state(&mut self, job_id: &str) -> Value {
+    pub(crate) fn state(&mut self, job_id: &str) -> Value {
         let (status, body) = self.call("GET", &format!("/jobs/{job_id}"), "");
         assert_eq!(status, 200, "{body}");
         body

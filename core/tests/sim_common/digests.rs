@@ -3,7 +3,7 @@
 // is named by its full path and the file has no `use` lines.
 
 /// FNV-1a over every field of every history entry, bit for bit.
-pub fn digest(history: &[wattwise_core::sim::HistoryEntry]) -> u64 {
+pub(crate) fn digest(history: &[wattwise_core::sim::HistoryEntry]) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     let mut eat = |x: u64| {
         for b in x.to_le_bytes() {
@@ -24,7 +24,7 @@ pub fn digest(history: &[wattwise_core::sim::HistoryEntry]) -> u64 {
 }
 
 /// The synthetic workload on the synthetic trace and GPU.
-pub fn synthetic_job() -> wattwise_core::sim::JobTrace {
+pub(crate) fn synthetic_job() -> wattwise_core::sim::JobTrace {
     use wattwise_core::sim::synthetic as s;
     wattwise_core::sim::JobTrace::new(
         &s::synthetic_trace(s::SYNTHETIC_TRACE_SEED),
@@ -37,7 +37,7 @@ pub fn synthetic_job() -> wattwise_core::sim::JobTrace {
 /// The digests compared across hosts: the synthetic workload for seeds 1..=3,
 /// 60 recurrences, under Zeus's policy then wattwise's; then librispeech on V100
 /// of the built-in traces (seeds 1..=3, 50 recurrences).
-pub fn cross_host_digests() -> Vec<u64> {
+pub(crate) fn cross_host_digests() -> Vec<u64> {
     use wattwise_core::policy::Policy;
     use wattwise_core::sim::{simulate_one_job_with, JobTrace, SimConfig, Workload};
     let cfg = |seed| SimConfig {

@@ -4,6 +4,10 @@
 //! bearer token), and the standard AWS variables (`AWS_REGION`, `AWS_ENDPOINT_URL`,
 //! credentials), which the Lambda runtime sets.
 
+// A `pub` item is API: what no one outside can reach is `pub(crate)` (CI runs
+// clippy with `-D warnings`, so this is enforced).
+#![warn(unreachable_pub)]
+
 use std::sync::Arc;
 
 use wattwise_core::service::Service;

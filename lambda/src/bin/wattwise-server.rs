@@ -6,6 +6,10 @@
 //! (the page's static files are public). SIGTERM or SIGINT drains it: no new
 //! connections, the requests in flight finish (at most `--drain-timeout`), exit 0.
 
+// A `pub` item is API: what no one outside can reach is `pub(crate)` (CI runs
+// clippy with `-D warnings`, so this is enforced).
+#![warn(unreachable_pub)]
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
