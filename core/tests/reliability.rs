@@ -2,12 +2,10 @@
 //! the memory store (the SQLite store runs the same hostile traffic in the
 //! lambda crate's tests).
 
-mod common;
-
-use common::Harness;
 use serde_json::{json, Value};
 use wattwise_core::job::JobState;
 use wattwise_core::service::{MemoryStore, Service, ServiceConfig};
+use wattwise_core::test_support::harness::Harness;
 use wattwise_core::test_support::hostile_docs;
 
 #[test]

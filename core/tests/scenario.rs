@@ -3,10 +3,8 @@
 //! exploration, early stop above beta x min_cost, the switch to the bandit, fifty
 //! bandit rounds, a repeated report, an ended trial, the exports and deletion.
 
-mod common;
-
-use common::Harness;
 use serde_json::{json, Value};
+use wattwise_core::test_support::harness::Harness;
 
 const JOB: &str = "scen-1";
 

@@ -1,10 +1,8 @@
 //! The HTTP service over the memory store: auth, limits, routing and error bodies.
 
-mod common;
-
-use common::Harness;
 use serde_json::json;
 use wattwise_core::service::{ServiceConfig, Store};
+use wattwise_core::test_support::harness::Harness;
 
 fn spec() -> serde_json::Value {
     json!({"job_id_prefix": "svc", "batch_sizes": [16, 32], "default_batch_size": 32,

@@ -1,24 +1,33 @@
-//! Shared helpers for the core's integration tests: a service over the memory store.
+//! A service over a fresh memory store with a test clock, called as a client
+//! calls it (the core's service and scenario tests).
 
-#![allow(dead_code)]
-
+use crate::service::{MemoryStore, Request, Service, ServiceConfig};
 use serde_json::Value;
-use wattwise_core::service::{MemoryStore, Request, Service, ServiceConfig};
 
-pub(crate) use wattwise_core::test_support::env::TestEnv;
+use super::env::TestEnv;
 
 /// A service over a fresh memory store, with a test clock.
-pub(crate) struct Harness {
-    pub(crate) service: Service<MemoryStore>,
-    pub(crate) env: TestEnv,
+pub struct Harness {
+    /// The service under test.
+    pub service: Service<MemoryStore>,
+    /// Its host environment.
+    pub env: TestEnv,
+}
+
+impl Default for Harness {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl Harness {
-    pub(crate) fn new() -> Self {
+    /// A harness with the default settings.
+    pub fn new() -> Self {
         Self::with_config(ServiceConfig::default())
     }
 
-    pub(crate) fn with_config(config: ServiceConfig) -> Self {
+    /// A harness with these settings.
+    pub fn with_config(config: ServiceConfig) -> Self {
         Harness {
             service: Service::new(MemoryStore::default(), config),
             env: TestEnv {
@@ -30,12 +39,14 @@ impl Harness {
     }
 
     /// Sends a request; returns the status and the body parsed as JSON (Null if not JSON).
-    pub(crate) fn call(&mut self, method: &str, path_and_query: &str, body: &str) -> (u16, Value) {
+    pub fn call(&mut self, method: &str, path_and_query: &str, body: &str) -> (u16, Value) {
         let (status, raw) = self.call_raw(method, path_and_query, body, None);
         (status, serde_json::from_slice(&raw).unwrap_or(Value::Null))
     }
 
-    pub(crate) fn call_raw(
+    /// Sends a request with an `Authorization` header; returns the status and the
+    /// raw body.
+    pub fn call_raw(
         &mut self,
         method: &str,
         path_and_query: &str,
@@ -50,7 +61,8 @@ impl Harness {
         (resp.status, resp.body)
     }
 
-    pub(crate) fn state(&mut self, job_id: &str) -> Value {
+    /// The job's document (`GET /jobs/{job_id}`), which must answer 200.
+    pub fn state(&mut self, job_id: &str) -> Value {
         let (status, body) = self.call("GET", &format!("/jobs/{job_id}"), "");
         assert_eq!(status, 200, "{body}");
         body
