@@ -5,7 +5,7 @@
 //! and the exit code).
 //!
 //! `run::Session` does what they decide (the endpoint's routes, the command, the
-//! log) and feeds the per-event decisions to a [`crate::driver::Driver`]; the tests
+//! log) and feeds the per-event decisions to a [`crate::run::driver::Driver`]; the tests
 //! here call them directly, with the recording fake GPUs where GPUs are involved.
 
 use std::os::unix::process::ExitStatusExt;
@@ -17,7 +17,7 @@ use wattwise_core::power::{
 use wattwise_core::runs::RunView;
 use wattwise_core::wire::{Phase, PowerProfile, ReportResponse, TrialId};
 
-use crate::job_file::GpuFacts;
+use crate::run::job_file::GpuFacts;
 
 /// Why the command ended.
 #[derive(Clone, Debug, PartialEq)]
@@ -206,19 +206,19 @@ pub fn exit_code(ending: &Ending, status: ExitStatus) -> i32 {
     match (ending, status.signal()) {
         (Ending::RunFailed(_), _) => 1,
         (Ending::StopTrain, Some(_)) => 0,
-        _ => crate::child::exit_code(status),
+        _ => crate::run::child::exit_code(status),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::driver::apply;
-    use crate::gpu::fake::FakeGpus;
+    use crate::nvml::gpu::fake::FakeGpus;
+    use crate::run::driver::apply;
     use wattwise_core::wire::PowerMeasurement;
 
-    use crate::driver::testing::{profiled, LIMITS};
-    use crate::job_file::fake_facts as facts;
+    use crate::run::driver::testing::{profiled, LIMITS};
+    use crate::run::job_file::fake_facts as facts;
 
     fn trial(batch_size: u32) -> TrialId {
         TrialId {

@@ -10,9 +10,9 @@ use std::time::Instant;
 
 use wattwise_core::power::{Action, LimitConstraints, PowerOptimizer, Reading};
 
-use crate::energy_meter::EnergyMeter;
-use crate::events::Event;
-use crate::gpu::{GpuError, Gpus};
+use crate::nvml::energy_meter::EnergyMeter;
+use crate::nvml::gpu::{GpuError, Gpus};
+use crate::run::events::Event;
 
 /// The energy meter and the run's start, when power is sampled around limit changes.
 pub type Meter<'a, 'b> = &'a mut Option<(&'b mut EnergyMeter, Instant)>;
@@ -194,7 +194,7 @@ pub fn log(msg: impl AsRef<str>) {
 #[cfg(test)]
 pub(crate) mod testing {
     use super::*;
-    use crate::gpu::fake::FakeGpus;
+    use crate::nvml::gpu::fake::FakeGpus;
     use wattwise_core::power::PowerSettings;
 
     /// The fake GPUs' limits: 100 W to 300 W.
@@ -239,7 +239,7 @@ pub(crate) mod testing {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::gpu::fake::FakeGpus;
+    use crate::nvml::gpu::fake::FakeGpus;
     use wattwise_core::power::PowerState;
 
     use super::testing::{driver, profiled, step};

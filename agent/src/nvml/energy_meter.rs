@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use crate::gpu::{GpuError, Gpus};
+use crate::nvml::gpu::{GpuError, Gpus};
 
 /// Default seconds between power samples on GPUs without an energy counter.
 pub const DEFAULT_POWER_INTERVAL_S: f64 = 0.1;
@@ -157,7 +157,7 @@ impl EnergyMeter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::gpu::fake::FakeGpus;
+    use crate::nvml::gpu::fake::FakeGpus;
 
     fn ms(v: u64) -> Duration {
         Duration::from_millis(v)

@@ -1,5 +1,5 @@
 //! `wattwise measure -- <cmd...>`: the time and energy of a command over its GPUs
-//! (see [`crate::gpu_selection`] for which).
+//! (see [`crate::nvml::selection`] for which).
 
 use std::io::Write;
 use std::time::{Duration, Instant};
@@ -7,9 +7,9 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use serde::Serialize;
 
-use crate::energy_meter::{combined, EnergyMeter, EnergySource, DEFAULT_POWER_INTERVAL_S};
-use crate::gpu::Gpus;
-use crate::gpus::Format;
+use crate::commands::gpus::Format;
+use crate::nvml::energy_meter::{combined, EnergyMeter, EnergySource, DEFAULT_POWER_INTERVAL_S};
+use crate::nvml::gpu::Gpus;
 
 /// Arguments of `wattwise measure`.
 #[derive(clap::Args, Debug)]
@@ -94,7 +94,7 @@ pub fn run(args: MeasureArgs) -> anyhow::Result<i32> {
     if !(args.interval.is_finite() && args.interval >= 0.01) {
         anyhow::bail!("--interval: must be a number of seconds >= 0.01");
     }
-    let power_interval = crate::energy_meter::power_interval(args.power_interval)?;
+    let power_interval = crate::nvml::energy_meter::power_interval(args.power_interval)?;
     let mut output = args
         .output
         .as_ref()
@@ -104,18 +104,18 @@ pub fn run(args: MeasureArgs) -> anyhow::Result<i32> {
                 .with_context(|| format!("--output: cannot create {}", path.display()))
         })
         .transpose()?;
-    let mut gpus = crate::gpu::NvmlGpus::open()?;
-    crate::limits::recover_unless_busy(&mut gpus, &crate::limits::state_dir())?;
-    let (_, selection) = crate::gpu_selection::select_on_host(&gpus, args.gpus.as_deref())?;
+    let mut gpus = crate::nvml::gpu::NvmlGpus::open()?;
+    crate::nvml::limits::recover_unless_busy(&mut gpus, &crate::nvml::limits::state_dir())?;
+    let (_, selection) = crate::nvml::selection::select_on_host(&gpus, args.gpus.as_deref())?;
     let indices = selection.gpus();
-    crate::exporter::start(args.metrics.as_deref(), None)?;
-    crate::child::catch_termination_signals();
+    crate::commands::exporter::start(args.metrics.as_deref(), None)?;
+    crate::run::child::catch_termination_signals();
     let start = Instant::now();
     let mut meter = EnergyMeter::start(&gpus, &indices, start.elapsed())?;
-    let cpu_start = crate::child::own_cpu_seconds();
-    let mut child = crate::child::spawn(&args.command, &[])
+    let cpu_start = crate::run::child::own_cpu_seconds();
+    let mut child = crate::run::child::spawn(&args.command, &[])
         .map_err(|e| anyhow::anyhow!("cannot start {:?}: {e}", args.command[0]))?;
-    let exit_fd = crate::child::exit_fd(&child);
+    let exit_fd = crate::run::child::exit_fd(&child);
     let interval = Duration::from_secs_f64(args.interval);
     let mut samples = Vec::new();
     let mut next_sample = start + interval;
@@ -124,8 +124,8 @@ pub fn run(args: MeasureArgs) -> anyhow::Result<i32> {
         if let Some(status) = child.try_wait()? {
             break status;
         }
-        if crate::child::signalled().is_some() {
-            break crate::child::stop_group(&mut child, Duration::from_secs(10))?;
+        if crate::run::child::signalled().is_some() {
+            break crate::run::child::stop_group(&mut child, Duration::from_secs(10))?;
         }
         let now = Instant::now();
         if meter.sampling() && now >= next_power {
@@ -149,13 +149,15 @@ pub fn run(args: MeasureArgs) -> anyhow::Result<i32> {
         };
         let nap = wake.saturating_duration_since(Instant::now());
         match &exit_fd {
-            Some(fd) => crate::child::wait_readable(&[std::os::fd::AsRawFd::as_raw_fd(fd)], nap),
+            Some(fd) => {
+                crate::run::child::wait_readable(&[std::os::fd::AsRawFd::as_raw_fd(fd)], nap)
+            }
             None => std::thread::sleep(nap.min(Duration::from_millis(50))),
         }
     };
     let end = start.elapsed();
     let time_s = end.as_secs_f64();
-    let agent_cpu_s = crate::child::own_cpu_seconds() - cpu_start;
+    let agent_cpu_s = crate::run::child::own_cpu_seconds() - cpu_start;
     let gpu_energy_j: Vec<f64> = meter
         .read(&gpus, end)?
         .iter()
@@ -173,7 +175,7 @@ pub fn run(args: MeasureArgs) -> anyhow::Result<i32> {
         });
     }
     let m = Measurement {
-        exit_code: crate::child::exit_code(status),
+        exit_code: crate::run::child::exit_code(status),
         time_s,
         energy_j,
         energy_source: combined(&sources).to_string(),

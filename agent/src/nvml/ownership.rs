@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use crate::gpu::{GpuError, Gpus};
+use crate::nvml::gpu::{GpuError, Gpus};
 
 /// What can go wrong owning GPUs.
 #[derive(Debug, thiserror::Error)]
@@ -359,7 +359,7 @@ impl Ownership {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::gpu::fake::FakeGpus;
+    use crate::nvml::gpu::fake::FakeGpus;
 
     fn tmpdir(name: &str) -> PathBuf {
         let d = std::env::temp_dir().join(format!("wattwise-owner-{name}-{}", std::process::id()));

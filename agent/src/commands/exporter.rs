@@ -22,7 +22,7 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::{Registry, Unit};
 use wattwise_core::power::PowerState;
 
-use crate::gpu::{GpuError, Gpus, NvmlGpus};
+use crate::nvml::gpu::{GpuError, Gpus, NvmlGpus};
 
 /// Where `wattwise exporter` listens unless told otherwise.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:9402";
@@ -521,7 +521,7 @@ impl Exporter {
         use std::os::fd::AsRawFd;
         let fd = self.listener.as_raw_fd();
         while !stop() {
-            crate::child::wait_readable(&[fd], Duration::from_millis(500));
+            crate::run::child::wait_readable(&[fd], Duration::from_millis(500));
             if stop() {
                 break;
             }
@@ -569,21 +569,21 @@ pub fn start(addr: Option<&str>, indices: Option<&[u32]>) -> anyhow::Result<RunS
 pub fn run(args: ExporterArgs) -> anyhow::Result<()> {
     let source = Source::new(Box::new(NvmlGpus::open()?), None, RunStatus::default())?;
     let exporter = Exporter::bind("--listen", &args.listen, source)?;
-    crate::child::catch_termination_signals();
+    crate::run::child::catch_termination_signals();
     exporter.listener.set_nonblocking(true)?;
     log(format!(
         "metrics of {} GPU(s) at http://{}/metrics",
         exporter.source.ids.len(),
         exporter.local_addr()?
     ));
-    exporter.serve(|| crate::child::signalled().is_some());
+    exporter.serve(|| crate::run::child::signalled().is_some());
     Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::gpu::fake::FakeGpus;
+    use crate::nvml::gpu::fake::FakeGpus;
 
     fn source(run: RunStatus) -> Source {
         let mut g = FakeGpus::new(2);

@@ -2,9 +2,9 @@
 
 use serde::Serialize;
 
-use crate::energy_meter::EnergySource;
-use crate::gpu::{GpuError, Gpus};
-use crate::ownership::owners;
+use crate::nvml::energy_meter::EnergySource;
+use crate::nvml::gpu::{GpuError, Gpus};
+use crate::nvml::ownership::owners;
 
 /// Output format of the inspection commands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -66,7 +66,7 @@ pub struct GpuInfo {
 /// Reads every GPU.
 pub fn inspect(gpus: &dyn Gpus) -> Result<Vec<GpuInfo>, GpuError> {
     let mut out = Vec::new();
-    for f in crate::gpu::device_facts(gpus)? {
+    for f in crate::nvml::gpu::device_facts(gpus)? {
         let index = f.index;
         let c = gpus.limit_constraints(index)?;
         let energy_source = match gpus.total_energy(index) {
@@ -140,9 +140,9 @@ pub fn table(infos: &[GpuInfo]) -> String {
 
 /// Runs `wattwise gpus`.
 pub fn run(args: GpusArgs) -> anyhow::Result<()> {
-    let mut gpus = crate::gpu::NvmlGpus::open()?;
-    let dir = crate::limits::state_dir();
-    crate::limits::recover_unless_busy(&mut gpus, &dir)?;
+    let mut gpus = crate::nvml::gpu::NvmlGpus::open()?;
+    let dir = crate::nvml::limits::state_dir();
+    crate::nvml::limits::recover_unless_busy(&mut gpus, &dir)?;
     let infos = with_owners(inspect(&gpus)?, &dir);
     match args.format {
         Format::Json => println!("{}", serde_json::to_string_pretty(&infos)?),
@@ -154,7 +154,7 @@ pub fn run(args: GpusArgs) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::gpu::fake::FakeGpus;
+    use crate::nvml::gpu::fake::FakeGpus;
 
     #[test]
     fn inspects_every_gpu_in_watts() {
@@ -162,7 +162,7 @@ mod tests {
         g.gpus[1].limit_mw = 212_500;
         g.gpus[1].name = "Other".into();
         g.gpus[1].energy_mj = None;
-        g.gpus[0].mig = crate::gpu::Mig::Enabled(vec!["MIG-x".into(), "MIG-y".into()]);
+        g.gpus[0].mig = crate::nvml::gpu::Mig::Enabled(vec!["MIG-x".into(), "MIG-y".into()]);
         let infos = inspect(&g).unwrap();
         assert_eq!(infos.len(), 2);
         assert_eq!(infos[1].power_limit_w, 212.5);

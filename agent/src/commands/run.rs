@@ -14,7 +14,7 @@
 //! delivers for at most `--flush-timeout`, and the next run replays what is left.
 //!
 //! On a host of a run across hosts (`--run-id`/`--hosts`/`--host-rank`, or Slurm's
-//! or torchrun's environment: [`crate::multihost`]) it joins the run instead of
+//! or torchrun's environment: [`crate::run::multihost`]) it joins the run instead of
 //! asking for a batch size, forwards its profile and per-epoch totals to the run,
 //! sets the run's power limit once the endpoint chose it from every host's profile,
 //! stops when the run is over (exit 1 when it failed), and leaves ending the trial
@@ -33,16 +33,16 @@ use wattwise_core::runs::{HostProfile, HostReport, JoinRun};
 use wattwise_core::wire::{TrainingResult, TrialId};
 
 use crate::client::{Delivered, Endpoint, Outgoing, Reply, Reporter, RunAction};
-use crate::driver::{apply, log, Driver};
-use crate::energy_meter::{combined, EnergyMeter, EnergySource, DEFAULT_POWER_INTERVAL_S};
-use crate::events::{parse_line, Event, Tail};
-use crate::exporter::{power_state_name, RunInfo, RunStatus};
-use crate::gpu::{Gpus, NvmlGpus};
-use crate::job_file::{GpuFacts, JobFile};
-use crate::limits::state_dir;
-use crate::multihost::{HostIdentity, RunLink};
-use crate::ownership::{Ownership, OwnershipError};
-use crate::session::{
+use crate::commands::exporter::{power_state_name, RunInfo, RunStatus};
+use crate::nvml::energy_meter::{combined, EnergyMeter, EnergySource, DEFAULT_POWER_INTERVAL_S};
+use crate::nvml::gpu::{Gpus, NvmlGpus};
+use crate::nvml::limits::state_dir;
+use crate::nvml::ownership::{Ownership, OwnershipError};
+use crate::run::driver::{apply, log, Driver};
+use crate::run::events::{parse_line, Event, Tail};
+use crate::run::job_file::{GpuFacts, JobFile};
+use crate::run::multihost::{HostIdentity, RunLink};
+use crate::run::session::{
     exit_code, final_ending, optimizer, profile_to_post, report_answer, reused_measurements,
     run_view_stop, signal_stop, trial_end, Answer, Ending, Stop, TrialEnd,
 };
@@ -133,10 +133,10 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
     let flush = secs("flush-timeout", args.flush_timeout)?;
     let connect = secs("connect-timeout", args.connect_timeout)?;
     let lock_timeout = secs("lock-timeout", args.lock_timeout)?;
-    let power_interval = crate::energy_meter::power_interval(args.power_interval)?;
+    let power_interval = crate::nvml::energy_meter::power_interval(args.power_interval)?;
     let host_timeout = secs("host-timeout", args.host_timeout)?;
-    let identity = crate::multihost::resolve(
-        &crate::multihost::IdentityFlags {
+    let identity = crate::run::multihost::resolve(
+        &crate::run::multihost::IdentityFlags {
             run_id: args.run_id.clone(),
             hosts: args.hosts,
             host_rank: args.host_rank,
@@ -158,20 +158,20 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
     let token = crate::client::token_from_env()?;
     let endpoint = Endpoint::new(&args.server, token, REQUEST_TIMEOUT);
 
-    crate::child::catch_termination_signals();
+    crate::run::child::catch_termination_signals();
     let mut gpus = NvmlGpus::open()?;
     let dir = state_dir();
-    let (facts, selection) = crate::gpu_selection::select_on_host(&gpus, args.gpus.as_deref())?;
-    crate::gpu_selection::check_limits_allowed(&facts, &selection)?;
+    let (facts, selection) = crate::nvml::selection::select_on_host(&gpus, args.gpus.as_deref())?;
+    crate::nvml::selection::check_limits_allowed(&facts, &selection)?;
     let indices = selection.gpus();
     let job_name = ["job_id", "job_id_prefix"]
         .iter()
         .find_map(|k| job.spec.get(*k).and_then(|v| v.as_str()))
         .unwrap_or("?")
         .to_string();
-    let metrics = crate::exporter::start(args.metrics.as_deref(), Some(&indices))?;
+    let metrics = crate::commands::exporter::start(args.metrics.as_deref(), Some(&indices))?;
     // Every dead run's GPUs first (live runs' are left alone), then ours.
-    crate::limits::recover_unless_busy(&mut gpus, &dir)?;
+    crate::nvml::limits::recover_unless_busy(&mut gpus, &dir)?;
     let (mut guard, recovered) =
         Ownership::acquire(&mut gpus, &indices, &job_name, &dir, lock_timeout)?;
     if !recovered.is_empty() {
@@ -243,7 +243,7 @@ fn stop_group_by_id(pgid: u32, grace: Duration) {
     // SAFETY: signalling a process group has no memory preconditions.
     unsafe { libc::kill(-(pgid as i32), libc::SIGTERM) };
     let deadline = Instant::now() + grace;
-    while crate::child::group_alive(pgid) && Instant::now() < deadline {
+    while crate::run::child::group_alive(pgid) && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
     }
     // SAFETY: as above.
@@ -286,7 +286,7 @@ fn spool_of_a_live_agent(name: &str) -> bool {
         .strip_suffix(".jsonl")
         .and_then(|stem| stem.rsplit_once('.'))
         .and_then(|(_, pid)| pid.parse::<u32>().ok());
-    pid.is_some_and(|pid| pid != std::process::id() && crate::ownership::pid_alive(pid))
+    pid.is_some_and(|pid| pid != std::process::id() && crate::nvml::ownership::pid_alive(pid))
 }
 
 /// Sends what earlier agents could not deliver (they were killed, or the endpoint
@@ -538,11 +538,11 @@ impl Session<'_> {
             combined(&sources),
             per_gpu.join(", ")
         ));
-        let cpu_start = crate::child::own_cpu_seconds();
-        let child = crate::child::spawn(self.command, &env)
+        let cpu_start = crate::run::child::own_cpu_seconds();
+        let child = crate::run::child::spawn(self.command, &env)
             .with_context(|| format!("cannot start {:?}", self.command[0]))?;
         CHILD_GROUP.store(child.id(), Ordering::SeqCst);
-        let exit_fd = crate::child::exit_fd(&child);
+        let exit_fd = crate::run::child::exit_fd(&child);
         Ok(Running {
             child,
             exit_fd,
@@ -560,7 +560,7 @@ impl Session<'_> {
     /// Logs why the loop stops and stops the command.
     fn stop(&self, r: &mut Running, stop: Stop) -> anyhow::Result<Stopped> {
         log(stop.line);
-        let status = crate::child::stop_group(&mut r.child, self.timing.grace)?;
+        let status = crate::run::child::stop_group(&mut r.child, self.timing.grace)?;
         Ok(Stopped {
             status,
             ending: stop.ending,
@@ -574,7 +574,7 @@ impl Session<'_> {
     /// the command ends. An error (NVML failing mid-run) leaves the command running.
     fn drive(&mut self, s: &mut Started, r: &mut Running) -> anyhow::Result<Stopped> {
         let power_interval = self.timing.power_interval;
-        let panic_at: Option<u64> = std::env::var(crate::run::PANIC_AT_STEP_ENV)
+        let panic_at: Option<u64> = std::env::var(crate::commands::run::PANIC_AT_STEP_ENV)
             .ok()
             .filter(|_| cfg!(debug_assertions))
             .and_then(|v| v.parse().ok());
@@ -610,7 +610,7 @@ impl Session<'_> {
                 r.meter.sample(self.gpus, r.start.elapsed())?;
                 next_power = (next_power + power_interval).max(Instant::now());
             }
-            if let Some(sig) = crate::child::signalled() {
+            if let Some(sig) = crate::run::child::signalled() {
                 return self.stop(r, signal_stop(sig));
             }
             for d in r.reporter.answers() {
@@ -719,7 +719,7 @@ impl Session<'_> {
     ) -> anyhow::Result<i32> {
         if stopped.is_err() {
             // An NVML failure mid-run: stop the command, then report the error.
-            let _ = crate::child::stop_group(&mut r.child, self.timing.grace);
+            let _ = crate::run::child::stop_group(&mut r.child, self.timing.grace);
         }
         let ended = Instant::now();
         CHILD_GROUP.store(0, Ordering::SeqCst);
@@ -734,7 +734,7 @@ impl Session<'_> {
         let _ = restore_limits(self.owned, self.gpus);
         self.metrics.end();
         let _ = std::fs::remove_file(&r.events_path);
-        let agent_cpu = crate::child::own_cpu_seconds() - r.cpu_start;
+        let agent_cpu = crate::run::child::own_cpu_seconds() - r.cpu_start;
         if r.bad_events > 0 {
             log(format!("ignored {} bad event line(s)", r.bad_events));
         }
@@ -786,7 +786,7 @@ impl Session<'_> {
             combined(&r.sources),
             if converged { ", converged" } else { "" },
             if time > 0.0 { agent_cpu / time * 100.0 } else { 0.0 },
-            crate::child::peak_memory().map_or("?".into(), |kib| format!("{:.1} MiB", kib as f64 / 1024.0))
+            crate::run::child::peak_memory().map_or("?".into(), |kib| format!("{:.1} MiB", kib as f64 / 1024.0))
         ));
         Ok(code)
     }
@@ -833,7 +833,7 @@ fn join_run(
         run_id: id.run_id.clone(),
         hosts: i64::from(id.hosts),
         host_rank: i64::from(id.rank),
-        host_name: crate::multihost::host_name(),
+        host_name: crate::run::multihost::host_name(),
         host_timeout_s: host_timeout.as_secs_f64(),
         selector: job.power.selector,
     };
@@ -857,7 +857,7 @@ fn join_run(
         batch_size: view.batch_size,
         trial_number: view.trial_number,
     };
-    let poll = crate::multihost::poll_interval(host_timeout);
+    let poll = crate::run::multihost::poll_interval(host_timeout);
     let link = RunLink::start(
         endpoint.clone(),
         job_id.to_string(),

@@ -1,10 +1,10 @@
 //! Power limit safety shared by the commands: where the agent keeps its state, and
-//! the restoring of limits a killed run left (per GPU, see [`crate::ownership`]).
+//! the restoring of limits a killed run left (per GPU, see [`crate::nvml::ownership`]).
 
 use std::path::{Path, PathBuf};
 
-use crate::gpu::Gpus;
-use crate::ownership::{recover_dead, OwnershipError};
+use crate::nvml::gpu::Gpus;
+use crate::nvml::ownership::{recover_dead, OwnershipError};
 
 /// Environment variable naming the agent's state directory.
 pub const STATE_DIR_ENV: &str = "WATTWISE_STATE_DIR";

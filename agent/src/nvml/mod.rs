@@ -1,0 +1,8 @@
+//! The GPUs through NVML: the trait the rest of the agent uses, its real backend,
+//! the selection of a job's GPUs, their ownership and limits, and their energy.
+
+pub mod energy_meter;
+pub mod gpu;
+pub mod limits;
+pub mod ownership;
+pub mod selection;
