@@ -433,7 +433,7 @@ impl Spool {
                 .open(&self.path)
                 .and_then(|mut f| f.write_all(&line));
             if let Err(e) = appended {
-                crate::run::driver::log(format!(
+                crate::log::log(format!(
                     "cannot spool {} to {}: {e}",
                     m.what(),
                     self.path.display()

@@ -10,10 +10,12 @@
 //!   ([`run::driver`]), the session's decisions ([`run::session`]) and the link to
 //!   a run across hosts ([`run::multihost`]).
 //! - [`client`]: the endpoint's HTTP client and the reporter's spool.
+//! - [`log`]: the agent's log on stderr.
 //! - [`commands`]: one module per subcommand of the `wattwise` binary, each
 //!   parsing its flags and calling the parts above.
 
 pub mod client;
 pub mod commands;
+pub mod log;
 pub mod nvml;
 pub mod run;

@@ -22,6 +22,7 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::{Registry, Unit};
 use wattwise_core::power::PowerState;
 
+use crate::log::log;
 use crate::nvml::gpu::{GpuError, Gpus, NvmlGpus};
 
 /// Where `wattwise exporter` listens unless told otherwise.
@@ -542,10 +543,6 @@ impl Exporter {
             .spawn(move || self.serve(|| false))?;
         Ok(())
     }
-}
-
-fn log(msg: impl AsRef<str>) {
-    eprintln!("[wattwise] {}", msg.as_ref());
 }
 
 /// Starts the exporter of `measure` or `run` when `addr` is given (`--metrics`),

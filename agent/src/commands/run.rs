@@ -34,11 +34,12 @@ use wattwise_core::wire::{TrainingResult, TrialId};
 
 use crate::client::{Delivered, Endpoint, Outgoing, Reply, Reporter, RunAction};
 use crate::commands::exporter::{power_state_name, RunInfo, RunStatus};
+use crate::log::log;
 use crate::nvml::energy_meter::{combined, EnergyMeter, EnergySource, DEFAULT_POWER_INTERVAL_S};
 use crate::nvml::gpu::{Gpus, NvmlGpus};
 use crate::nvml::limits::state_dir;
 use crate::nvml::ownership::{Ownership, OwnershipError};
-use crate::run::driver::{apply, log, Driver};
+use crate::run::driver::{apply, Driver};
 use crate::run::events::{parse_line, Event, Tail};
 use crate::run::job_file::{GpuFacts, JobFile};
 use crate::run::multihost::{HostIdentity, RunLink};
@@ -208,7 +209,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
         // The agent panicked: the command must not outlive it.
         let pgid = CHILD_GROUP.load(Ordering::SeqCst);
         if pgid != 0 {
-            stop_group_by_id(pgid, grace);
+            crate::run::child::stop_group_id(pgid, grace);
         }
     }
     // Nothing to do when the session restored them as its command ended.
@@ -237,17 +238,6 @@ fn restore_limits(owned: &mut Ownership, gpus: &mut dyn Gpus) -> Result<(), Owne
         Err(e) => log(format!("could not restore the power limits: {e}")),
     }
     restored
-}
-
-fn stop_group_by_id(pgid: u32, grace: Duration) {
-    // SAFETY: signalling a process group has no memory preconditions.
-    unsafe { libc::kill(-(pgid as i32), libc::SIGTERM) };
-    let deadline = Instant::now() + grace;
-    while crate::run::child::group_alive(pgid) && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    // SAFETY: as above.
-    unsafe { libc::kill(-(pgid as i32), libc::SIGKILL) };
 }
 
 /// Facts about the job's GPUs (homogeneous limits required, as Zeus does).

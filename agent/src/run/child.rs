@@ -153,30 +153,49 @@ pub fn group_alive(pgid: u32) -> bool {
     false
 }
 
-/// Stops the command's whole process group: SIGTERM, then SIGKILL after `grace`.
-/// Returns the command's exit status.
-pub fn stop_group(child: &mut Child, grace: Duration) -> std::io::Result<ExitStatus> {
-    let pgid = child.id();
+/// Stops process group `pgid`: SIGTERM, then SIGKILL once `grace` passed with a
+/// process of it still alive. `reaped` says whether the group's leader is gone
+/// (polled meanwhile, so that the agent, its parent, reaps it).
+fn stop(
+    pgid: u32,
+    grace: Duration,
+    mut reaped: impl FnMut() -> std::io::Result<bool>,
+) -> std::io::Result<()> {
     kill_group(pgid, libc::SIGTERM);
     let deadline = Instant::now() + grace;
-    let mut status = None;
     loop {
-        if status.is_none() {
-            status = child.try_wait()?;
-        }
-        if status.is_some() && !group_alive(pgid) {
-            break;
+        if reaped()? && !group_alive(pgid) {
+            return Ok(());
         }
         if Instant::now() >= deadline {
             kill_group(pgid, libc::SIGKILL);
-            break;
+            return Ok(());
         }
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// Stops the command's whole process group: SIGTERM, then SIGKILL after `grace`.
+/// Returns the command's exit status.
+pub fn stop_group(child: &mut Child, grace: Duration) -> std::io::Result<ExitStatus> {
+    let mut status = None;
+    stop(child.id(), grace, || {
+        if status.is_none() {
+            status = child.try_wait()?;
+        }
+        Ok(status.is_some())
+    })?;
     match status {
         Some(s) => Ok(s),
         None => child.wait(),
     }
+}
+
+/// Stops process group `pgid` as [`stop_group`] does, knowing only its id (the
+/// panic path, where the [`Child`] is out of reach).
+pub fn stop_group_id(pgid: u32, grace: Duration) {
+    // Only the group is polled: the leader's status is not needed.
+    let _ = stop(pgid, grace, || Ok(true));
 }
 
 /// The exit code the agent ends with for the command's status (a signal `s`

@@ -10,6 +10,7 @@ use std::time::Instant;
 
 use wattwise_core::power::{Action, LimitConstraints, PowerOptimizer, Reading};
 
+use crate::log::log;
 use crate::nvml::energy_meter::EnergyMeter;
 use crate::nvml::gpu::{GpuError, Gpus};
 use crate::run::events::Event;
@@ -182,11 +183,6 @@ pub fn apply(
         m.sample(gpus, start.elapsed())?;
     }
     Ok(())
-}
-
-/// One line of the agent's log, on stderr.
-pub fn log(msg: impl AsRef<str>) {
-    eprintln!("[wattwise] {}", msg.as_ref());
 }
 
 /// Test support: drivers on the recording fake GPUs, for this module's tests and

@@ -12,6 +12,7 @@ use serde::Serialize;
 use wattwise_core::runs::{HostCall, RunView};
 
 use crate::client::{Endpoint, Outgoing, RunAction};
+use crate::log::log;
 
 /// Who this host is in a run across hosts.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -279,10 +280,6 @@ fn set(latest: &Mutex<Option<RunView>>, view: RunView) {
     if let Ok(mut l) = latest.lock() {
         *l = Some(view);
     }
-}
-
-fn log(msg: impl AsRef<str>) {
-    eprintln!("[wattwise] {}", msg.as_ref());
 }
 
 #[cfg(test)]
