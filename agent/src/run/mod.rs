@@ -3,8 +3,12 @@
 //! the link to a run across hosts.
 
 pub mod child;
+pub mod decisions;
 pub mod driver;
 pub mod events;
 pub mod job_file;
+pub mod measurement;
 pub mod multihost;
 pub mod session;
+pub mod spools;
+pub mod watch;

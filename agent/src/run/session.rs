@@ -1,490 +1,676 @@
-//! The decisions of a `wattwise run` session around its loop, free of the OS and
-//! the network: which power profile the endpoint already has for this run, why the
-//! loop stops (the run across hosts is over, the endpoint says stop, a signal), and
-//! how the run ends (whether to post the profile, what ends the trial, the ending
-//! and the exit code).
-//!
-//! `run::Session` does what they decide (the endpoint's routes, the command, the
-//! log) and feeds the per-event decisions to a [`crate::run::driver::Driver`]; the tests
-//! here call them directly, with the recording fake GPUs where GPUs are involved.
+//! One `wattwise run` session on this host: registers the job, gets its trial
+//! (or joins the run across hosts), starts the command with the run's
+//! environment, drives the power limit optimizer with the command's events in
+//! the wait loop ([`crate::run::watch`]), reports every epoch, restores the
+//! power limits the moment the command ends, then delivers what the endpoint
+//! must still get. The decisions are in [`crate::run::decisions`] and
+//! [`crate::run::driver`]; this module carries them out.
 
-use std::os::unix::process::ExitStatusExt;
+use std::ops::ControlFlow;
+use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
 
-use wattwise_core::power::{
-    Action, LimitConstraints, PowerError, PowerLimitMeasurement, PowerOptimizer, PowerSettings,
+use anyhow::Context;
+use wattwise_core::power::{LimitConstraints, Reading};
+use wattwise_core::runs::{HostProfile, HostReport, JoinRun};
+use wattwise_core::wire::{TrainingResult, TrialId};
+
+use crate::client::{Delivered, Endpoint, Outgoing, Reply, Reporter, RunAction};
+use crate::commands::exporter::{power_state_name, RunInfo, RunStatus};
+use crate::log::log;
+use crate::nvml::energy_meter::{combined, EnergySource, Stopwatch};
+use crate::nvml::gpu::Gpus;
+use crate::nvml::ownership::{Ownership, OwnershipError};
+use crate::run::child::{Group, Process};
+use crate::run::decisions::{
+    exit_code, final_ending, optimizer, profile_to_post, report_answer, reused_measurements,
+    run_view_stop, signal_stop, trial_end, Answer, Ending, Stop, TrialEnd,
 };
-use wattwise_core::runs::RunView;
-use wattwise_core::wire::{Phase, PowerProfile, ReportResponse, TrialId};
+use crate::run::driver::{apply, Driver};
+use crate::run::events::{parse_line, Event, Tail};
+use crate::run::job_file::{GpuFacts, JobFile};
+use crate::run::multihost::{HostIdentity, RunLink};
+use crate::run::spools::{replay_leftover_spools, spool_path};
+use crate::run::watch::{watch, Watcher};
 
-use crate::run::job_file::GpuFacts;
+/// Test hook: the agent panics at this step beginning (to test limit restoring).
+/// Read by debug builds only (the e2e tests run those); a release build ignores it,
+/// so no environment can make the installed agent panic.
+pub const PANIC_AT_STEP_ENV: &str = "WATTWISE_DEBUG_PANIC_AT_STEP";
 
-/// Why the command ended.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Ending {
-    /// It exited by itself.
-    Exited,
-    /// The endpoint (or the run across hosts) said stop; the agent stopped it.
-    StopTrain,
-    /// The agent got this signal and stopped it.
-    Signal(i32),
-    /// The run across hosts failed (a host timed out).
-    RunFailed(String),
-}
+/// The pgid of the running command, for the panic path (0: none).
+static CHILD_GROUP: AtomicU32 = AtomicU32::new(0);
 
-/// The measurements a profile the endpoint already has gives this run: those of
-/// the first profile of the same GPU model and batch size, of the Train phase, as
-/// `profile_steps` steps on `gpu_count` GPUs (points without a throughput are
-/// left out). Empty when there is none: the run profiles.
-pub fn reused_measurements(
-    profiles: &[PowerProfile],
-    facts: &GpuFacts,
-    trial: &TrialId,
-    gpu_count: u32,
-    profile_steps: u32,
-) -> Vec<PowerLimitMeasurement> {
-    let known = profiles.iter().find(|p| {
-        p.gpu_model == facts.gpu_model
-            && p.batch_size == trial.batch_size
-            && p.phase == Phase::Train
-    });
-    known
-        .iter()
-        .flat_map(|p| p.measurements.iter())
-        .filter_map(|m| {
-            PowerLimitMeasurement::from_profile_point(m, trial.batch_size, gpu_count, profile_steps)
-        })
-        .collect()
-}
-
-/// The run's power limit optimizer and the actions that start it: one already
-/// done with `reused` when there are any (its actions set the limit they select),
-/// else one that profiles (its actions set the highest limit).
-pub fn optimizer(
-    settings: PowerSettings,
-    constraints: LimitConstraints,
-    gpu_count: u32,
-    reused: Vec<PowerLimitMeasurement>,
-) -> Result<(PowerOptimizer, Vec<Action>), PowerError> {
-    if reused.is_empty() {
-        PowerOptimizer::new(settings, constraints, gpu_count)
-    } else {
-        PowerOptimizer::with_measurements(settings, constraints, gpu_count, reused)
+/// Stops the command of a session that panicked (it must not outlive the agent),
+/// within `grace`; nothing when none runs.
+pub fn stop_command_after_panic(grace: Duration) {
+    let pgid = CHILD_GROUP.load(Ordering::SeqCst);
+    if pgid != 0 {
+        crate::run::child::stop_group_id(pgid, grace);
     }
 }
 
-/// The loop stops: why, whether the run reached its target, and the log line
-/// that says so (written before the command is stopped).
-#[derive(Clone, Debug, PartialEq)]
-pub struct Stop {
-    /// Why the command ends.
-    pub ending: Ending,
-    /// Whether the run converged.
-    pub converged: bool,
-    /// The log line.
-    pub line: String,
-}
-
-/// What the run's latest view means for this host's loop: `None` while the run
-/// goes on; once it says `stop_train`, a failed run stops as `RunFailed` with its
-/// message, any other as `StopTrain`, converged as the run says.
-pub fn run_view_stop(view: &RunView) -> Option<Stop> {
-    if !view.stop_train {
-        return None;
+/// Restores the limits found at start (unless done already) and logs it.
+pub fn restore_limits(owned: &mut Ownership, gpus: &mut dyn Gpus) -> Result<(), OwnershipError> {
+    if owned.is_restored() {
+        return Ok(());
     }
-    let failed = view.status == "failed";
-    Some(Stop {
-        ending: if failed {
-            Ending::RunFailed(view.message.clone())
-        } else {
-            Ending::StopTrain
-        },
-        converged: !failed && view.converged,
-        line: format!("run {}: {} ({})", view.run_id, view.status, view.message),
-    })
-}
-
-/// What the endpoint's answer to the report of an epoch means for the loop.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Answer {
-    /// Train on.
-    Continue,
-    /// The report was given up; the log line says why (training goes on).
-    Refused(String),
-    /// The endpoint says stop.
-    Stop(Stop),
-}
-
-/// Reads the endpoint's answer to the report of `epoch` (or why it was given up).
-pub fn report_answer(epoch: u32, answer: &Result<ReportResponse, String>) -> Answer {
-    match answer {
-        Ok(r) if r.stop_train => Answer::Stop(Stop {
-            ending: Ending::StopTrain,
-            converged: r.converged,
-            line: format!("endpoint after epoch {epoch}: stop ({})", r.message),
-        }),
-        Ok(_) => Answer::Continue,
-        Err(e) => Answer::Refused(format!("report of epoch {epoch} refused: {e}")),
+    let restored = owned.restore(gpus);
+    match &restored {
+        Ok(()) => log(format!(
+            "restored the power limits found at start: {:?} (gpu, mW)",
+            owned.original()
+        )),
+        Err(e) => log(format!("could not restore the power limits: {e}")),
     }
+    restored
 }
 
-/// The agent got signal `sig`: the loop stops the command.
-pub fn signal_stop(sig: i32) -> Stop {
-    Stop {
-        ending: Ending::Signal(sig),
-        converged: false,
-        line: format!("signal {sig}: stopping the command"),
-    }
-}
-
-/// The profile to post once the command ended: only a profile measured by this
-/// run (`profiled_here`: none was reused), once the optimizer is done, and only by
-/// the run's first host (`rank0`; a run on one host is its own first host). `None`
-/// when there is nothing to post.
-pub fn profile_to_post(
-    profiled_here: bool,
-    optimizer: &PowerOptimizer,
-    rank0: bool,
-    batch_size: u32,
-    gpu_model: &str,
-) -> Option<PowerProfile> {
-    if profiled_here && optimizer.is_done() && rank0 {
-        optimizer.profile(batch_size, gpu_model)
-    } else {
-        None
-    }
-}
-
-/// What ends the trial once the command ended.
-#[derive(Clone, Debug, PartialEq)]
-pub enum TrialEnd {
-    /// A run on one host: the agent ends its own trial.
-    Own,
-    /// A host of a run across hosts: the run ends its trial once every host is
-    /// done (or one timed out); the log line says how the run ended, as far as
-    /// the endpoint said.
-    LeftToRun(String),
-}
-
-/// What ends the trial, from the run's final view: `None` for a run on one host,
-/// `Some(None)` when the endpoint never answered this host of a run across hosts.
-pub fn trial_end(run_view: Option<Option<&RunView>>) -> TrialEnd {
-    match run_view {
-        None => TrialEnd::Own,
-        Some(None) => {
-            TrialEnd::LeftToRun("the run's state is unknown: the endpoint never answered".into())
+/// Facts about the job's GPUs (homogeneous limits required, as Zeus does).
+fn gpu_facts(gpus: &dyn Gpus, indices: &[u32]) -> anyhow::Result<(GpuFacts, LimitConstraints)> {
+    let constraints = gpus.limit_constraints(indices[0])?;
+    for &i in &indices[1..] {
+        if gpus.limit_constraints(i)? != constraints {
+            anyhow::bail!(
+                "GPUs {indices:?} accept different power limit ranges; run one job per GPU model"
+            );
         }
-        Some(Some(view)) => TrialEnd::LeftToRun(format!(
-            "run {}: {}{}",
+    }
+    let facts = GpuFacts {
+        gpu_model: gpus.name(indices[0])?,
+        number_of_gpus: indices.len() as u32,
+        max_power: f64::from(constraints.max_mw) / 1000.0 * indices.len() as f64,
+    };
+    Ok((facts, constraints))
+}
+
+/// The run's durations.
+#[derive(Clone, Copy, Debug)]
+pub struct Timing {
+    /// See `wattwise run --help`.
+    pub grace: Duration,
+    /// See `wattwise run --help`.
+    pub flush: Duration,
+    /// See `wattwise run --help`.
+    pub connect: Duration,
+    /// See `wattwise run --help`.
+    pub power_interval: Duration,
+    /// See `wattwise run --help`.
+    pub host_timeout: Duration,
+}
+
+/// What the phases of a session share: the job's GPUs, the job, the endpoint, the
+/// state directory, the durations, this host's place in a run across hosts, the
+/// command and the run's metrics.
+pub struct Session<'a> {
+    /// The GPUs.
+    pub gpus: &'a mut dyn Gpus,
+    /// The job's GPUs, NVML indices.
+    pub indices: &'a [u32],
+    /// The job file.
+    pub job: &'a JobFile,
+    /// The endpoint.
+    pub endpoint: &'a Endpoint,
+    /// The state directory (events file, spools).
+    pub dir: &'a Path,
+    /// The durations.
+    pub timing: Timing,
+    /// This host's place in a run across hosts.
+    pub identity: Option<&'a HostIdentity>,
+    /// The command and its arguments.
+    pub command: &'a [String],
+    /// The run's metrics.
+    pub metrics: &'a RunStatus,
+    /// The GPUs' limits found at start, restored the moment the command ends.
+    pub owned: &'a mut Ownership,
+}
+
+/// What [`Session::start`] gives the rest of the session: the job, its trial (and
+/// the link to the run across hosts), and the driver of the power limit optimizer.
+struct Started {
+    job_id: String,
+    trial: TrialId,
+    link: Option<RunLink>,
+    facts: GpuFacts,
+    driver: Driver,
+    /// Whether this run profiles (it reused no profile of the endpoint).
+    profiled_here: bool,
+}
+
+/// The running command and what watches it.
+struct Running {
+    process: Box<dyn Process>,
+    tail: Tail,
+    events_path: PathBuf,
+    reporter: Reporter,
+    clock: Stopwatch,
+    sources: Vec<EnergySource>,
+    cpu_start: f64,
+    /// Lines of the events file that are no event (the first is logged).
+    bad_events: u64,
+}
+
+/// How the loop ended: the command's status, why, and whether the run converged.
+struct Stopped {
+    status: ExitStatus,
+    ending: Ending,
+    converged: bool,
+}
+
+impl Session<'_> {
+    /// The whole session: start, launch the command, drive the loop, finish.
+    pub fn run(mut self) -> anyhow::Result<i32> {
+        let mut started = self.start()?;
+        let mut running = self.launch(&started)?;
+        let stopped = Drive::new(&mut self, &mut started, &mut running).run();
+        self.finish(started, running, stopped)
+    }
+
+    /// Whether this host posts the profile: a run on one host, or the first host.
+    fn rank0(&self) -> bool {
+        self.identity.is_none_or(|id| id.rank == 0)
+    }
+
+    /// This host's rank in the run across hosts (0 on one host).
+    fn host_rank(&self) -> i64 {
+        self.identity.map_or(0, |id| i64::from(id.rank))
+    }
+
+    /// Registers the job, gets its trial (or joins the run across hosts), builds
+    /// the power limit optimizer (reusing a profile the endpoint has) and sets its
+    /// first limit, which also checks the permission before the command starts.
+    fn start(&mut self) -> anyhow::Result<Started> {
+        let connect = self.timing.connect;
+        let (facts, constraints) = gpu_facts(self.gpus, self.indices)?;
+        let spec = self.job.spec(&facts)?;
+        replay_leftover_spools(self.endpoint, self.dir, connect);
+        let registered = self
+            .endpoint
+            .retrying(connect, |e| e.register(&spec))
+            .context("cannot register the job")?;
+        let job_id = registered
+            .job_id
+            .clone()
+            .ok_or_else(|| anyhow::anyhow!("the endpoint registered the job without a job_id"))?;
+        let (trial, link) = self.trial(&job_id)?;
+
+        // A profile for this GPU model and batch size skips profiling.
+        let profiles = match self.endpoint.retrying(connect, |e| e.profiles(&job_id)) {
+            Ok(list) => list,
+            Err(e) if !e.retryable() => Vec::new(),
+            Err(e) => return Err(e).context("cannot read the job's power profiles"),
+        };
+        let gpu_count = self.indices.len() as u32;
+        let power = self.job.power;
+        let reused = reused_measurements(&profiles, &facts, &trial, gpu_count, power.profile_steps);
+        if !reused.is_empty() {
+            log(format!(
+                "reusing the endpoint's power profile for {} at batch size {}",
+                facts.gpu_model, trial.batch_size
+            ));
+        }
+        let (optimizer, actions) = optimizer(power, constraints, gpu_count, reused)?;
+        let profiled_here = !optimizer.is_done();
+        self.metrics.start(RunInfo {
+            job_id: job_id.clone(),
+            trial_number: trial.trial_number,
+            batch_size: trial.batch_size,
+            epochs: 0,
+            power_state: power_state_name(optimizer.state()),
+            gpus: self.indices.to_vec(),
+        });
+        // The first set also checks the permission, before the command starts.
+        if let Err(e) = apply(self.gpus, None, self.indices, &actions) {
+            // A host of a run across hosts leaves the trial to the run (it times out).
+            if link.is_none() {
+                let spool = spool_path(self.dir, &job_id, trial.trial_number);
+                let reporter = Reporter::start(self.endpoint.clone(), spool);
+                reporter.send(Outgoing::EndTrial(trial.clone()));
+                reporter.finish(Instant::now() + self.timing.flush);
+            }
+            return Err(e.into());
+        }
+        Ok(Started {
+            job_id,
+            trial,
+            link,
+            facts,
+            driver: Driver::new(optimizer, self.indices, constraints),
+            profiled_here,
+        })
+    }
+
+    /// The trial of this run: the endpoint's next batch size, or on a host of a
+    /// run across hosts the run's (with the link to it).
+    fn trial(&self, job_id: &str) -> anyhow::Result<(TrialId, Option<RunLink>)> {
+        let Some(id) = self.identity else {
+            let trial: TrialId = self
+                .endpoint
+                .retrying(self.timing.connect, |e| e.batch_size(job_id))
+                .context("cannot get the batch size")?;
+            log(format!(
+                "job {job_id}: trial {} with batch size {}",
+                trial.trial_number, trial.batch_size
+            ));
+            return Ok((trial, None));
+        };
+        let (trial, link) = join_run(
+            self.endpoint,
+            job_id,
+            id,
+            self.job,
+            self.timing.host_timeout,
+            self.timing.connect,
+        )?;
+        Ok((trial, Some(link)))
+    }
+
+    /// Creates the events file and the reporter, starts the energy meter and the
+    /// command (in its own process group, with the run's environment).
+    fn launch(&mut self, s: &Started) -> anyhow::Result<Running> {
+        std::fs::create_dir_all(self.dir)?;
+        let events_path = self.dir.join(format!("events-{}.log", std::process::id()));
+        let tail = Tail::create(&events_path)
+            .with_context(|| format!("cannot create the events file {}", events_path.display()))?;
+        let spool = spool_path(self.dir, &s.job_id, s.trial.trial_number);
+        let reporter = Reporter::start(self.endpoint.clone(), spool);
+        let env = vec![
+            (
+                "WATTWISE_BATCH_SIZE".to_string(),
+                s.trial.batch_size.to_string(),
+            ),
+            (
+                "WATTWISE_EVENTS".to_string(),
+                events_path.display().to_string(),
+            ),
+            ("WATTWISE_JOB_ID".to_string(), s.job_id.clone()),
+            (
+                "WATTWISE_TRIAL_NUMBER".to_string(),
+                s.trial.trial_number.to_string(),
+            ),
+        ];
+        let clock = Stopwatch::start(self.gpus, self.indices, self.timing.power_interval)?;
+        let sources = clock.sources();
+        let per_gpu: Vec<String> = self
+            .indices
+            .iter()
+            .zip(&sources)
+            .map(|(i, s)| format!("GPU {i} {}", s.name()))
+            .collect();
+        let sampled = if clock.sampling() {
+            format!(
+                "; power sampled every {:.3} s",
+                self.timing.power_interval.as_secs_f64()
+            )
+        } else {
+            String::new()
+        };
+        log(format!(
+            "energy_source {} ({}){sampled}",
+            combined(&sources),
+            per_gpu.join(", ")
+        ));
+        let cpu_start = crate::run::child::own_cpu_seconds();
+        let group = Group::spawn(self.command, &env)
+            .with_context(|| format!("cannot start {:?}", self.command[0]))?;
+        CHILD_GROUP.store(group.id(), Ordering::SeqCst);
+        Ok(Running {
+            process: Box::new(group),
+            tail,
+            events_path,
+            reporter,
+            clock,
+            sources,
+            cpu_start,
+            bad_events: 0,
+        })
+    }
+
+    /// Ends the session: stops the command if the loop failed, restores the
+    /// power limits before any network call, spools what the endpoint must still
+    /// get (the host's `done` to the run, the profile, the trial's end) and
+    /// delivers it for at most the flush timeout from the command's end, then
+    /// answers the loop's error or the exit code.
+    fn finish(
+        &mut self,
+        s: Started,
+        mut r: Running,
+        stopped: anyhow::Result<Stopped>,
+    ) -> anyhow::Result<i32> {
+        if stopped.is_err() {
+            // An NVML failure mid-run: stop the command, then report the error.
+            let _ = r.process.stop(self.timing.grace);
+        }
+        let ended = Instant::now();
+        CHILD_GROUP.store(0, Ordering::SeqCst);
+        let time = r.clock.elapsed().as_secs_f64();
+        let energy = r
+            .clock
+            .total_mj(self.gpus)
+            .map(|e| e as f64 / 1000.0)
+            .unwrap_or(f64::NAN);
+        // The limits first: nothing below may keep the GPUs throttled (a failure
+        // is logged, and tried again as the agent ends).
+        let _ = restore_limits(self.owned, self.gpus);
+        self.metrics.end();
+        let _ = std::fs::remove_file(&r.events_path);
+        let agent_cpu = crate::run::child::own_cpu_seconds() - r.cpu_start;
+        if r.bad_events > 0 {
+            log(format!("ignored {} bad event line(s)", r.bad_events));
+        }
+
+        let epoch = s.driver.epoch();
+        let optimizer = s.driver.optimizer();
+        if let Some(link) = &s.link {
+            r.reporter.send(link.done());
+        }
+        if let Some(profile) = profile_to_post(
+            s.profiled_here,
+            optimizer,
+            self.rank0(),
+            s.trial.batch_size,
+            &s.facts.gpu_model,
+        ) {
+            r.reporter.send(Outgoing::Profile {
+                job_id: s.job_id.clone(),
+                profile,
+            });
+        }
+        if s.link.is_none() {
+            r.reporter.send(Outgoing::EndTrial(s.trial.clone()));
+        }
+        let (answers, left) = r.reporter.finish(ended + self.timing.flush);
+        let mut converged = stopped.as_ref().is_ok_and(|st| st.converged);
+        for d in answers {
+            if let Some(stop) = delivered(s.link.as_ref(), d) {
+                converged |= stop.converged;
+                log(stop.line);
+            }
+        }
+        if left > 0 {
+            log(format!(
+                "{left} message(s) for the endpoint not delivered within --flush-timeout ({:.1} s); they stay in the spool in {}, and the next run replays them",
+                self.timing.flush.as_secs_f64(),
+                self.dir.display()
+            ));
+        }
+        let run_view = s.link.as_ref().map(RunLink::latest);
+        if let TrialEnd::LeftToRun(line) = trial_end(run_view.as_ref().map(Option::as_ref)) {
+            log(line);
+        }
+        let stopped = stopped?;
+        let ending = final_ending(stopped.ending, run_view.flatten().as_ref());
+        let code = exit_code(&ending, stopped.status);
+        log(format!(
+            "command ended ({ending:?}, exit code {code}) after {epoch} epoch(s): {time:.3} s, {energy:.3} J (energy_source {}){}; agent CPU {agent_cpu:.3} s ({:.2}% of a core), peak memory {}",
+            combined(&r.sources),
+            if converged { ", converged" } else { "" },
+            if time > 0.0 { agent_cpu / time * 100.0 } else { 0.0 },
+            crate::run::child::peak_memory().map_or("?".into(), |kib| format!("{:.1} MiB", kib as f64 / 1024.0))
+        ));
+        Ok(code)
+    }
+}
+
+/// The run loop (one [`watch`] of the command): forwards the profile to the run
+/// across hosts and sets the limit it chose, stops on a signal, on the endpoint's
+/// answer or when the run is over, and feeds the command's events to the driver
+/// until the command ends. An error (NVML failing mid-run) leaves the command
+/// running.
+struct Drive<'s, 'a> {
+    session: &'s mut Session<'a>,
+    s: &'s mut Started,
+    r: &'s mut Running,
+    /// The step the agent panics at (see [`PANIC_AT_STEP_ENV`]).
+    panic_at: Option<u64>,
+    profile_sent: bool,
+}
+
+impl<'s, 'a> Drive<'s, 'a> {
+    fn new(session: &'s mut Session<'a>, s: &'s mut Started, r: &'s mut Running) -> Self {
+        let panic_at = std::env::var(PANIC_AT_STEP_ENV)
+            .ok()
+            .filter(|_| cfg!(debug_assertions))
+            .and_then(|v| v.parse().ok());
+        Drive {
+            session,
+            s,
+            r,
+            panic_at,
+            profile_sent: false,
+        }
+    }
+
+    /// Turns until the command ends or is stopped (at most 100 ms a turn).
+    fn run(mut self) -> anyhow::Result<Stopped> {
+        watch(&mut self, Duration::from_millis(100))
+    }
+
+    /// Logs why the loop stops and stops the command.
+    fn stop(&mut self, stop: Stop) -> anyhow::Result<ControlFlow<Stopped>> {
+        log(stop.line);
+        let status = self.r.process.stop(self.session.timing.grace)?;
+        Ok(ControlFlow::Break(Stopped {
+            status,
+            ending: stop.ending,
+            converged: stop.converged,
+        }))
+    }
+
+    /// Forwards the profile once it is measured, and follows the run's state:
+    /// its end, and the power limit it chose.
+    fn follow_run(&mut self) -> anyhow::Result<Option<Stop>> {
+        let Some(link) = &self.s.link else {
+            return Ok(None);
+        };
+        if !self.profile_sent && self.s.driver.optimizer().is_done() {
+            let profile = HostProfile {
+                host_rank: self.session.host_rank(),
+                gpu_count: i64::from(self.session.indices.len() as u32),
+                measurements: self.s.driver.optimizer().measurements().to_vec(),
+            };
+            self.r
+                .reporter
+                .send(link.message(RunAction::Profile, &profile));
+            self.profile_sent = true;
+        }
+        let Some(view) = link.latest() else {
+            return Ok(None);
+        };
+        if let Some(stop) = run_view_stop(&view) {
+            return Ok(Some(stop));
+        }
+        if let Some(w) = view.power_limit {
+            let gpus = &mut *self.session.gpus;
+            if self
+                .s
+                .driver
+                .shared_limit(gpus, Some(&mut self.r.clock), w)?
+            {
+                log(format!(
+                    "run {}: power limit {w} W on every host (chosen from {} hosts' profiles)",
+                    view.run_id, view.profiled
+                ));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Reads the command's events for up to `timeout` (less when it exits), feeds
+    /// them to the driver, and sends each epoch's totals to the endpoint (or to the
+    /// run across hosts). A bad event is counted, logged once, and skipped.
+    fn events(&mut self, timeout: Duration) -> anyhow::Result<()> {
+        let also = self.r.process.exit_fd();
+        for line in self.r.tail.next_lines(timeout, also)? {
+            let event = match parse_line(&line) {
+                Ok(e) => e,
+                Err(e) => {
+                    if self.r.bad_events == 0 {
+                        log(format!("ignoring a bad event: {e}"));
+                    }
+                    self.r.bad_events += 1;
+                    continue;
+                }
+            };
+            let gpus = &mut *self.session.gpus;
+            let reading = if self.s.driver.needs_reading(&event) {
+                Reading {
+                    time_ms: self.r.clock.elapsed().as_millis() as u64,
+                    energy_mj: self.r.clock.total_mj(gpus)?,
+                }
+            } else {
+                Reading::default()
+            };
+            let step = self.s.driver.steps() + 1;
+            if matches!(event, Event::StepBegin) && self.panic_at == Some(step) {
+                panic!("{PANIC_AT_STEP_ENV}={step}: test panic");
+            }
+            let clock = Some(&mut self.r.clock);
+            let Some(totals) = self.s.driver.event(gpus, clock, event, reading)? else {
+                continue;
+            };
+            let message = match &self.s.link {
+                Some(link) => link.message(
+                    RunAction::Report,
+                    &HostReport {
+                        host_rank: self.session.host_rank(),
+                        time: totals.time,
+                        energy: totals.energy,
+                        metric: totals.metric,
+                        current_epoch: totals.epoch,
+                    },
+                ),
+                None => Outgoing::Report(TrainingResult {
+                    job_id: self.s.job_id.clone(),
+                    batch_size: self.s.trial.batch_size,
+                    trial_number: self.s.trial.trial_number,
+                    time: totals.time,
+                    energy: totals.energy,
+                    metric: totals.metric,
+                    current_epoch: totals.epoch,
+                }),
+            };
+            self.r.reporter.send(message);
+        }
+        Ok(())
+    }
+}
+
+impl Watcher for Drive<'_, '_> {
+    type Done = Stopped;
+
+    fn clock(&mut self) -> (&mut Stopwatch, &dyn Gpus) {
+        (&mut self.r.clock, &*self.session.gpus)
+    }
+
+    fn turn(&mut self, nap: Duration) -> anyhow::Result<ControlFlow<Stopped>> {
+        if let Some(stop) = self.follow_run()? {
+            return self.stop(stop);
+        }
+        if let Some(sig) = crate::run::child::signalled() {
+            return self.stop(signal_stop(sig));
+        }
+        for d in self.r.reporter.answers() {
+            if let Some(stop) = delivered(self.s.link.as_ref(), d) {
+                return self.stop(stop);
+            }
+        }
+        let exited = self.r.process.try_wait()?;
+        self.events(if exited.is_some() {
+            Duration::ZERO
+        } else {
+            nap
+        })?;
+        let driver = &self.s.driver;
+        self.session
+            .metrics
+            .progress(driver.epoch(), driver.optimizer().state());
+        // Once the command exited, every event it wrote is read first.
+        Ok(match exited.filter(|_| self.r.tail.caught_up()) {
+            Some(status) => ControlFlow::Break(Stopped {
+                status,
+                ending: Ending::Exited,
+                converged: false,
+            }),
+            None => ControlFlow::Continue(()),
+        })
+    }
+}
+
+/// What one delivered message means for the session: the endpoint's stop (the
+/// answer to a report), the run's state (kept by the link), or a log line.
+fn delivered(link: Option<&RunLink>, d: Delivered) -> Option<Stop> {
+    match (d.message, d.answer) {
+        (Outgoing::Report(r), answer) => {
+            let answer = answer.and_then(|a| match a {
+                Reply::Report(a) => Ok(a),
+                other => Err(format!("unexpected answer {other:?}")),
+            });
+            match report_answer(r.current_epoch, &answer) {
+                Answer::Stop(stop) => return Some(stop),
+                Answer::Refused(line) => log(line),
+                Answer::Continue => {}
+            }
+        }
+        (Outgoing::Run { .. }, Ok(Reply::Run(view))) => {
+            if let Some(link) = link {
+                link.observe(view);
+            }
+        }
+        (Outgoing::Profile { .. }, Ok(_)) => log("posted the power profile"),
+        (m, Ok(_)) => log(format!("delivered {}", m.what())),
+        (m, Err(e)) => log(format!("could not deliver {}: {e}", m.what())),
+    }
+    None
+}
+
+/// Joins the run across hosts (the first host opens it): its trial, and the link
+/// that forwards this host's profile and epochs and polls the run.
+fn join_run(
+    endpoint: &Endpoint,
+    job_id: &str,
+    id: &HostIdentity,
+    job: &JobFile,
+    host_timeout: Duration,
+    connect: Duration,
+) -> anyhow::Result<(TrialId, RunLink)> {
+    let join = JoinRun {
+        run_id: id.run_id.clone(),
+        hosts: i64::from(id.hosts),
+        host_rank: i64::from(id.rank),
+        host_name: crate::run::multihost::host_name(),
+        host_timeout_s: host_timeout.as_secs_f64(),
+        selector: job.power.selector,
+    };
+    let view = endpoint
+        .retrying(connect, |e| e.join_run(job_id, &join))
+        .with_context(|| format!("cannot join run {:?}", id.run_id))?;
+    if view.stop_train {
+        anyhow::bail!(
+            "run {:?} is over already ({}: {})",
             view.run_id,
             view.status,
-            if view.message.is_empty() {
-                String::new()
-            } else {
-                format!(" ({})", view.message)
-            }
-        )),
-    }
-}
-
-/// The run's ending, given its final view (`None`: none): a run that failed
-/// ends this host as `RunFailed` with the run's message, unless the loop already
-/// stopped for that (its message stays).
-pub fn final_ending(ending: Ending, run_view: Option<&RunView>) -> Ending {
-    match run_view {
-        Some(view) if view.status == "failed" && !matches!(ending, Ending::RunFailed(_)) => {
-            Ending::RunFailed(view.message.clone())
-        }
-        _ => ending,
-    }
-}
-
-/// The agent's exit code: 1 when the run across hosts failed; 0 when the agent
-/// stopped the command by its signal on the endpoint's order (a normal end of the
-/// run); else the command's own (`128 + s` when signal `s` ended it).
-pub fn exit_code(ending: &Ending, status: ExitStatus) -> i32 {
-    match (ending, status.signal()) {
-        (Ending::RunFailed(_), _) => 1,
-        (Ending::StopTrain, Some(_)) => 0,
-        _ => crate::run::child::exit_code(status),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::nvml::gpu::fake::FakeGpus;
-    use crate::run::driver::apply;
-    use wattwise_core::wire::PowerMeasurement;
-
-    use crate::run::driver::testing::{profiled, LIMITS};
-    use crate::run::job_file::fake_facts as facts;
-
-    fn trial(batch_size: u32) -> TrialId {
-        TrialId {
-            job_id: "mnist".into(),
-            batch_size,
-            trial_number: 3,
-        }
-    }
-
-    fn point(power_limit: u32, average_power: f64, throughput: f64) -> PowerMeasurement {
-        PowerMeasurement {
-            power_limit,
-            average_power,
-            throughput,
-        }
-    }
-
-    fn profile(model: &str, batch_size: u32, phase: Phase, points: &[u32]) -> PowerProfile {
-        PowerProfile {
-            batch_size,
-            phase,
-            gpu_model: model.into(),
-            measurements: points
-                .iter()
-                .map(|&w| point(w, f64::from(w) * 0.8, 1000.0 - f64::from(w)))
-                .collect(),
-        }
-    }
-
-    fn view(status: &str, stop_train: bool, converged: bool, message: &str) -> RunView {
-        RunView {
-            job_id: "mnist".into(),
-            run_id: "slurm-7.0".into(),
-            trial_number: 3,
-            batch_size: 64,
-            hosts: 3,
-            joined: 3,
-            status: status.into(),
-            stop_train,
-            converged,
-            message: message.into(),
-            power_limit: None,
-            profiled: 0,
-            reported_epoch: 0,
-            epochs: Vec::new(),
-        }
-    }
-
-    #[test]
-    fn reuse_takes_the_first_train_profile_of_this_model_and_batch_size() {
-        let profiles = [
-            profile("Other GPU", 64, Phase::Train, &[290]),
-            profile("Fake GPU", 32, Phase::Train, &[280]),
-            profile("Fake GPU", 64, Phase::Eval, &[270]),
-            profile("Fake GPU", 64, Phase::Train, &[300, 200]),
-            profile("Fake GPU", 64, Phase::Train, &[250]),
-        ];
-        let m = reused_measurements(&profiles, &facts(), &trial(64), 2, 40);
-        let limits: Vec<u32> = m.iter().map(|m| m.power_limit).collect();
-        assert_eq!(limits, [300, 200]);
-        // 40 steps of 64 samples at 700 samples/s; 240 W on each of 2 GPUs.
-        let time = 40.0 * 64.0 / 700.0;
-        assert!((m[0].time - time).abs() < 1e-9, "{:?}", m[0]);
-        assert!(
-            (m[0].energy - 240.0 * 2.0 * time).abs() < 1e-6,
-            "{:?}",
-            m[0]
-        );
-        assert_eq!(m[0].steps, 40);
-        assert!(reused_measurements(&profiles, &facts(), &trial(128), 2, 40).is_empty());
-        assert!(reused_measurements(&[], &facts(), &trial(64), 2, 40).is_empty());
-    }
-
-    #[test]
-    fn reuse_leaves_out_points_without_throughput_and_looks_no_further() {
-        let mut first = profile("Fake GPU", 64, Phase::Train, &[300, 250, 200]);
-        first.measurements[1].throughput = 0.0;
-        first.measurements[2].throughput = f64::NAN;
-        let profiles = [first, profile("Fake GPU", 64, Phase::Train, &[150])];
-        let m = reused_measurements(&profiles, &facts(), &trial(64), 2, 40);
-        assert_eq!(m.len(), 1);
-        assert_eq!(m[0].power_limit, 300);
-        // A matching profile with no usable point gives nothing: the run profiles.
-        let mut empty = profile("Fake GPU", 64, Phase::Train, &[300]);
-        empty.measurements[0].throughput = -1.0;
-        let profiles = [empty, profile("Fake GPU", 64, Phase::Train, &[150])];
-        assert!(reused_measurements(&profiles, &facts(), &trial(64), 2, 40).is_empty());
-    }
-
-    #[test]
-    fn a_reused_profile_sets_its_optimum_at_once_and_posts_nothing() {
-        let profiles = [profile("Fake GPU", 64, Phase::Train, &[300, 250, 200, 150])];
-        let reused = reused_measurements(&profiles, &facts(), &trial(64), 2, 40);
-        let (opt, actions) = optimizer(PowerSettings::default(), LIMITS, 2, reused).unwrap();
-        assert!(opt.is_done());
-        let optimum = opt.optimal_limit_mw().unwrap();
-        assert!((LIMITS.min_mw..=LIMITS.max_mw).contains(&optimum));
-        let mut g = FakeGpus::new(3);
-        apply(&mut g, &mut None, &[0, 2], &actions).unwrap();
-        assert_eq!(g.sets, [(0, optimum), (2, optimum)]);
-        assert_eq!(g.gpus[1].limit_mw, 300_000);
-        // Profiled elsewhere: this run posts no profile, even as rank 0.
-        let profiled_here = !opt.is_done();
-        assert_eq!(
-            profile_to_post(profiled_here, &opt, true, 64, "Fake GPU"),
-            None
+            view.message
         );
     }
-
-    #[test]
-    fn without_a_profile_the_run_profiles_from_the_highest_limit() {
-        let (opt, actions) = optimizer(PowerSettings::default(), LIMITS, 2, Vec::new()).unwrap();
-        assert!(!opt.is_done());
-        let mut g = FakeGpus::new(2);
-        g.gpus[0].limit_mw = 150_000;
-        g.gpus[1].limit_mw = 150_000;
-        apply(&mut g, &mut None, &[0, 1], &actions).unwrap();
-        assert_eq!(g.sets, [(0, 300_000), (1, 300_000)]);
-    }
-
-    #[test]
-    fn a_run_view_stops_the_loop_only_when_it_says_stop_train() {
-        assert_eq!(run_view_stop(&view("running", false, false, "")), None);
-        assert_eq!(
-            run_view_stop(&view("stopped", true, true, "reached the target")),
-            Some(Stop {
-                ending: Ending::StopTrain,
-                converged: true,
-                line: "run slurm-7.0: stopped (reached the target)".into(),
-            })
-        );
-        assert_eq!(
-            run_view_stop(&view("failed", true, true, "host 2 sent nothing for 60 s")),
-            Some(Stop {
-                ending: Ending::RunFailed("host 2 sent nothing for 60 s".into()),
-                converged: false,
-                line: "run slurm-7.0: failed (host 2 sent nothing for 60 s)".into(),
-            })
-        );
-    }
-
-    #[test]
-    fn an_endpoint_answer_stops_continues_or_is_logged_as_refused() {
-        let answer = |stop_train, converged| {
-            Ok(ReportResponse {
-                stop_train,
-                converged,
-                message: "cost bound".into(),
-            })
-        };
-        assert_eq!(report_answer(2, &answer(false, false)), Answer::Continue);
-        assert_eq!(
-            report_answer(4, &answer(true, true)),
-            Answer::Stop(Stop {
-                ending: Ending::StopTrain,
-                converged: true,
-                line: "endpoint after epoch 4: stop (cost bound)".into(),
-            })
-        );
-        assert!(matches!(
-            report_answer(4, &answer(true, false)),
-            Answer::Stop(Stop {
-                converged: false,
-                ..
-            })
-        ));
-        assert_eq!(
-            report_answer(5, &Err("400 bad epoch".into())),
-            Answer::Refused("report of epoch 5 refused: 400 bad epoch".into())
-        );
-    }
-
-    #[test]
-    fn a_signal_stops_the_loop_unconverged() {
-        assert_eq!(
-            signal_stop(15),
-            Stop {
-                ending: Ending::Signal(15),
-                converged: false,
-                line: "signal 15: stopping the command".into(),
-            }
-        );
-    }
-
-    #[test]
-    fn the_profile_is_posted_by_rank_0_of_a_run_that_profiled_to_the_end() {
-        let mut g = FakeGpus::new(2);
-        let (d, _) = profiled(&mut g, &[0, 1]);
-        let posted = profile_to_post(true, d.optimizer(), true, 64, "Fake GPU").unwrap();
-        assert_eq!((posted.batch_size, posted.phase), (64, Phase::Train));
-        assert_eq!(posted.gpu_model, "Fake GPU");
-        assert_eq!(
-            posted.measurements.len(),
-            d.optimizer().measurements().len()
-        );
-        assert!(posted.measurements.len() > 2);
-        // Another host of the run, or a run that reused a profile: nothing.
-        assert_eq!(
-            profile_to_post(true, d.optimizer(), false, 64, "Fake GPU"),
-            None
-        );
-        assert_eq!(
-            profile_to_post(false, d.optimizer(), true, 64, "Fake GPU"),
-            None
-        );
-        // Profiling cut short (the command ended first): nothing.
-        let (fresh, _) = optimizer(PowerSettings::default(), LIMITS, 2, Vec::new()).unwrap();
-        assert_eq!(profile_to_post(true, &fresh, true, 64, "Fake GPU"), None);
-    }
-
-    #[test]
-    fn a_run_on_one_host_ends_its_own_trial_a_run_across_hosts_leaves_it_to_the_run() {
-        assert_eq!(trial_end(None), TrialEnd::Own);
-        assert_eq!(
-            trial_end(Some(None)),
-            TrialEnd::LeftToRun("the run's state is unknown: the endpoint never answered".into())
-        );
-        let failed = view("failed", true, false, "host 1 sent nothing for 60 s");
-        assert_eq!(
-            trial_end(Some(Some(&failed))),
-            TrialEnd::LeftToRun("run slurm-7.0: failed (host 1 sent nothing for 60 s)".into())
-        );
-        let ended = view("ended", true, false, "");
-        assert_eq!(
-            trial_end(Some(Some(&ended))),
-            TrialEnd::LeftToRun("run slurm-7.0: ended".into())
-        );
-    }
-
-    #[test]
-    fn a_failed_run_is_the_final_ending_whatever_stopped_this_host() {
-        let failed = view("failed", true, false, "host 1 timed out");
-        let run_failed = || Ending::RunFailed("host 1 timed out".into());
-        assert_eq!(final_ending(Ending::Exited, Some(&failed)), run_failed());
-        assert_eq!(final_ending(Ending::StopTrain, Some(&failed)), run_failed());
-        assert_eq!(
-            final_ending(Ending::Signal(15), Some(&failed)),
-            run_failed()
-        );
-        // The loop's own RunFailed keeps its message.
-        let own = Ending::RunFailed("host 2 timed out".into());
-        assert_eq!(final_ending(own.clone(), Some(&failed)), own);
-        // A run that did not fail, or no view: unchanged.
-        let stopped = view("stopped", true, true, "reached the target");
-        assert_eq!(
-            final_ending(Ending::StopTrain, Some(&stopped)),
-            Ending::StopTrain
-        );
-        assert_eq!(final_ending(Ending::Exited, None), Ending::Exited);
-    }
-
-    #[test]
-    fn the_exit_code_is_the_commands_unless_the_agent_stopped_it_or_the_run_failed() {
-        let exited = |code: i32| ExitStatus::from_raw(code << 8);
-        let killed = ExitStatus::from_raw;
-        let failed = Ending::RunFailed("host 1 timed out".into());
-        assert_eq!(exit_code(&failed, exited(0)), 1);
-        assert_eq!(exit_code(&failed, killed(15)), 1);
-        // Stopped on the endpoint's order by the agent's signal: a normal end.
-        assert_eq!(exit_code(&Ending::StopTrain, killed(15)), 0);
-        assert_eq!(exit_code(&Ending::StopTrain, killed(9)), 0);
-        // It exited by itself while being stopped: its own code.
-        assert_eq!(exit_code(&Ending::StopTrain, exited(3)), 3);
-        assert_eq!(exit_code(&Ending::Exited, exited(0)), 0);
-        assert_eq!(exit_code(&Ending::Exited, exited(2)), 2);
-        assert_eq!(exit_code(&Ending::Exited, killed(9)), 137);
-        assert_eq!(exit_code(&Ending::Signal(15), killed(15)), 143);
-    }
+    log(format!(
+        "job {job_id}: trial {} with batch size {} (run {}, host {} of {}, from {})",
+        view.trial_number, view.batch_size, view.run_id, id.rank, id.hosts, id.source
+    ));
+    let trial = TrialId {
+        job_id: job_id.to_string(),
+        batch_size: view.batch_size,
+        trial_number: view.trial_number,
+    };
+    let poll = crate::run::multihost::poll_interval(host_timeout);
+    let link = RunLink::start(
+        endpoint.clone(),
+        job_id.to_string(),
+        id.run_id.clone(),
+        id.rank,
+        poll,
+    );
+    Ok((trial, link))
 }
