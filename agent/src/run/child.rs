@@ -298,6 +298,17 @@ pub mod fake {
             }
         }
 
+        /// A command that writes `lines` to `events`, one per question, and
+        /// exits with `code` at the question that writes the last.
+        pub fn writing(events: &std::path::Path, lines: &[String], code: i32) -> FakeProcess {
+            FakeProcess {
+                code,
+                lines: lines.iter().cloned().collect(),
+                events: Some(events.to_path_buf()),
+                ..FakeProcess::default()
+            }
+        }
+
         /// Whether it was stopped.
         pub fn stopped(&self) -> bool {
             self.stopped

@@ -79,7 +79,7 @@ impl Driver {
     pub fn event(
         &mut self,
         gpus: &mut dyn Gpus,
-        mut meter: Meter<'_>,
+        meter: Meter<'_>,
         event: Event,
         reading: Reading,
     ) -> Result<Option<EpochTotals>, GpuError> {
@@ -88,18 +88,18 @@ impl Driver {
                 self.steps += 1;
                 if !self.optimizer.is_done() {
                     let a = self.optimizer.step_begin(reading);
-                    apply(gpus, meter.as_deref_mut(), &self.indices, &a)?;
+                    apply(gpus, meter, &self.indices, &a)?;
                 }
                 Ok(None)
             }
             Event::StepEnd => {
                 let a = self.optimizer.step_end(reading);
-                apply(gpus, meter.as_deref_mut(), &self.indices, &a)?;
+                apply(gpus, meter, &self.indices, &a)?;
                 Ok(None)
             }
             Event::EpochEnd(metric) => {
                 let a = self.optimizer.epoch_end(reading);
-                apply(gpus, meter.as_deref_mut(), &self.indices, &a)?;
+                apply(gpus, meter, &self.indices, &a)?;
                 self.epoch += 1;
                 Ok(Some(EpochTotals {
                     epoch: self.epoch,
@@ -177,7 +177,7 @@ pub fn apply(
             )),
         }
     }
-    if let Some(m) = meter.as_deref_mut().filter(|m| sets && m.sampling()) {
+    if let Some(m) = meter.filter(|m| sets && m.sampling()) {
         m.sample(gpus)?;
     }
     Ok(())

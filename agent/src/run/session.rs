@@ -674,3 +674,113 @@ fn join_run(
     );
     Ok((trial, link))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::nvml::gpu::fake::FakeGpus;
+    use crate::run::child::fake::FakeProcess;
+    use crate::run::driver::testing::driver;
+    use crate::run::job_file::fake_facts;
+
+    const JOB: &str = "job_id_prefix = \"t\"\nbatch_sizes = [64]\ndefault_batch_size = 64\ntarget_metric = 0.99\nmax_epochs = 3\n";
+
+    /// The events of `epochs` epochs of `steps` steps, a bad line in the first.
+    fn script(epochs: u32, steps: u32) -> Vec<String> {
+        let mut lines = Vec::new();
+        for e in 0..epochs {
+            for _ in 0..steps {
+                lines.push("step_begin".to_string());
+                lines.push("step_end".to_string());
+            }
+            if e == 0 {
+                lines.push("no event".to_string());
+            }
+            lines.push(format!("epoch_end 0.{}", e + 1));
+        }
+        lines
+    }
+
+    #[test]
+    fn the_run_loop_feeds_every_event_to_the_driver_and_reports_each_epoch() {
+        let dir = std::env::temp_dir().join(format!("wattwise-session-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut gpus = FakeGpus::new(2);
+        gpus.gpus[1].energy_mj = None; // one GPU sampled: the loop samples its power
+        let indices = [0, 1];
+        let job = JobFile::parse(JOB).unwrap();
+        // Nothing listens there: every report stays in the spool.
+        let endpoint = Endpoint::new("http://127.0.0.1:9", None, Duration::from_millis(200));
+        let (mut owned, _) =
+            Ownership::acquire(&mut gpus, &indices, "t", &dir, Duration::ZERO).unwrap();
+        let metrics = RunStatus::default();
+        let command = ["train".to_string()];
+        let mut session = Session {
+            gpus: &mut gpus,
+            indices: &indices,
+            job: &job,
+            endpoint: &endpoint,
+            dir: &dir,
+            timing: Timing {
+                grace: Duration::ZERO,
+                flush: Duration::ZERO,
+                connect: Duration::ZERO,
+                power_interval: Duration::from_millis(5),
+                host_timeout: Duration::ZERO,
+            },
+            identity: None,
+            command: &command,
+            metrics: &metrics,
+            owned: &mut owned,
+        };
+        let mut started = Started {
+            job_id: "t-1".into(),
+            trial: TrialId {
+                job_id: "t-1".into(),
+                batch_size: 64,
+                trial_number: 1,
+            },
+            link: None,
+            facts: fake_facts(),
+            driver: driver(&mut FakeGpus::new(2), &indices),
+            profiled_here: true,
+        };
+        let events_path = dir.join("events.log");
+        let tail = Tail::create(&events_path).unwrap();
+        let lines = script(2, 120);
+        let process = FakeProcess::writing(&events_path, &lines, 4);
+        let clock = Stopwatch::start(session.gpus, &indices, Duration::from_millis(5)).unwrap();
+        let mut running = Running {
+            process: Box::new(process),
+            tail,
+            events_path,
+            reporter: Reporter::start(endpoint.clone(), dir.join("spool.jsonl")),
+            sources: clock.sources(),
+            clock,
+            cpu_start: 0.0,
+            bad_events: 0,
+        };
+
+        let stopped = Drive::new(&mut session, &mut started, &mut running)
+            .run()
+            .unwrap();
+
+        assert!(matches!(stopped.ending, Ending::Exited));
+        assert_eq!(exit_code(&stopped.ending, stopped.status), 4);
+        assert_eq!(started.driver.epoch(), 2);
+        assert_eq!(started.driver.steps(), 240);
+        assert_eq!(running.bad_events, 1);
+        // The profiling moved on from 300 W, on both GPUs.
+        assert!(
+            gpus.sets.iter().any(|&(i, mw)| i == 1 && mw < 300_000),
+            "{:?}",
+            gpus.sets
+        );
+        // Both epochs' reports wait in the spool.
+        let (answers, left) = running.reporter.finish(Instant::now());
+        assert!(answers.is_empty());
+        assert_eq!(left, 2);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
