@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 
-use crate::commands::gpus::Format;
+use crate::commands::Format;
 use crate::nvml::energy_meter::{Stopwatch, DEFAULT_POWER_INTERVAL_S};
 use crate::run::child::Group;
 use crate::run::measurement::{measure, table};
@@ -63,7 +63,7 @@ pub fn run(args: MeasureArgs) -> anyhow::Result<i32> {
     crate::nvml::limits::recover_unless_busy(&mut gpus, &crate::nvml::limits::state_dir())?;
     let (_, selection) = crate::nvml::selection::select_on_host(&gpus, args.gpus.as_deref())?;
     let indices = selection.gpus();
-    crate::commands::exporter::start(args.metrics.as_deref(), None)?;
+    crate::exporter::start(args.metrics.as_deref(), None)?;
     crate::run::child::catch_termination_signals();
     let clock = Stopwatch::start(&gpus, &indices, power_interval)?;
     let mut command = Group::spawn(&args.command, &[])

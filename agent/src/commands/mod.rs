@@ -6,3 +6,12 @@ pub mod gpus;
 pub mod measure;
 pub mod run;
 pub mod simulate;
+
+/// Output format of the inspection commands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// Aligned columns for people.
+    Table,
+    /// One JSON document.
+    Json,
+}

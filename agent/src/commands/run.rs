@@ -149,7 +149,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
         .find_map(|k| job.spec.get(*k).and_then(|v| v.as_str()))
         .unwrap_or("?")
         .to_string();
-    let metrics = crate::commands::exporter::start(args.metrics.as_deref(), Some(&indices))?;
+    let metrics = crate::exporter::start(args.metrics.as_deref(), Some(&indices))?;
     // Every dead run's GPUs first (live runs' are left alone), then ours.
     crate::nvml::limits::recover_unless_busy(&mut gpus, &dir)?;
     let (mut guard, recovered) =

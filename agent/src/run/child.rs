@@ -101,7 +101,7 @@ pub trait Process {
     fn exit_fd(&self) -> Option<RawFd>;
 }
 
-/// A command started in its own process group (see [`spawn`]), with the
+/// A command started in its own process group (see [`Group::spawn`]), with the
 /// descriptor of its end.
 #[derive(Debug)]
 pub struct Group {

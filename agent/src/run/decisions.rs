@@ -4,7 +4,7 @@
 //! how the run ends (whether to post the profile, what ends the trial, the ending
 //! and the exit code).
 //!
-//! `run::Session` does what they decide (the endpoint's routes, the command, the
+//! [`crate::run::session::Session`] does what they decide (the endpoint's routes, the command, the
 //! log) and feeds the per-event decisions to a [`crate::run::driver::Driver`]; the tests
 //! here call them directly, with the recording fake GPUs where GPUs are involved.
 

@@ -2,7 +2,7 @@
 //! command, and each power limit a run across hosts agrees on, means for the GPUs
 //! (through [`Gpus`]) and for the endpoint (the epoch totals it returns).
 //!
-//! `run::Session` owns the command, the events file, the clock, the energy meter
+//! [`crate::run::session::Session`] owns the command, the events file, the clock, the energy meter
 //! and the network, and feeds a [`Driver`]; the tests here feed it directly, with
 //! the recording fake GPUs.
 

@@ -74,7 +74,7 @@ pub struct LineBuffer {
 }
 
 impl LineBuffer {
-    /// Adds bytes; returns the complete lines (a line longer than [`MAX_LINE`] as
+    /// Adds bytes; returns the complete lines (a line longer than 4 KiB as
     /// its beginning with a note that no event parses).
     pub fn push(&mut self, bytes: &[u8]) -> Vec<String> {
         let mut lines = Vec::new();

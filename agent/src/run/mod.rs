@@ -1,6 +1,7 @@
-//! One recurrence of a training job under wattwise: the command's process group,
-//! its events, the power limit driver, the session's decisions, the job file and
-//! the link to a run across hosts.
+//! A command under wattwise: its process group, the wait loop and the
+//! measurement of `measure`, and one recurrence of a training job (`run`): its
+//! events, the job file, the power limit driver, the session's decisions and the
+//! session itself, the link to a run across hosts and the reporter's spools.
 
 pub mod child;
 pub mod decisions;

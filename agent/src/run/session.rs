@@ -18,7 +18,7 @@ use wattwise_core::runs::{HostProfile, HostReport, JoinRun};
 use wattwise_core::wire::{TrainingResult, TrialId};
 
 use crate::client::{Delivered, Endpoint, Outgoing, Reply, Reporter, RunAction};
-use crate::commands::exporter::{power_state_name, RunInfo, RunStatus};
+use crate::exporter::{power_state_name, RunInfo, RunStatus};
 use crate::log::log;
 use crate::nvml::energy_meter::{combined, EnergySource, Stopwatch};
 use crate::nvml::gpu::Gpus;
