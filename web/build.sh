@@ -17,8 +17,17 @@ if ! command -v wasm-bindgen >/dev/null || [ "$(wasm-bindgen --version | awk '{p
   echo "web/build.sh: installing wasm-bindgen-cli $want (takes a few minutes)"
   cargo install wasm-bindgen-cli --version "$want"
 fi
-if ! command -v npm >/dev/null; then
-  echo "web/build.sh: needs Node.js 20+ and npm" >&2
+# Node.js 20.19+ and npm (Vite 7's floor): installed with apt when missing and the
+# distribution's package is new enough; otherwise say what to install.
+node_ok() { command -v npm >/dev/null && node -e 'const [a, b] = process.versions.node.split(".").map(Number); process.exit(a > 20 || (a === 20 && b >= 19) ? 0 : 1)'; }
+if ! node_ok && command -v apt-get >/dev/null; then
+  echo "web/build.sh: installing Node.js and npm (apt)"
+  sudo_=""
+  [ "$(id -u)" = 0 ] || sudo_="sudo"
+  $sudo_ apt-get update -qq && $sudo_ apt-get install -y -qq nodejs npm >/dev/null || true
+fi
+if ! node_ok; then
+  echo "web/build.sh: needs Node.js 20.19 or newer with npm (found: $(node --version 2>/dev/null || echo none)); install it from https://nodejs.org/ or your distribution, then run this again" >&2
   exit 1
 fi
 

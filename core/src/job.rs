@@ -11,7 +11,7 @@ use crate::field_error::FieldError;
 use crate::policy::wattwise::WattwiseState;
 use crate::policy::Policy;
 use crate::rng::JobRng;
-use crate::runs::Runs;
+use crate::runs::{PastRuns, Runs};
 use crate::spec::JobParams;
 use crate::trial::{Totals, Trial};
 use crate::wire::PowerProfile;
@@ -76,6 +76,9 @@ pub struct JobState {
     /// Runs across hosts (absent when the job never had one).
     #[serde(default, skip_serializing_if = "Runs::is_empty")]
     pub(crate) runs: Runs,
+    /// The outcomes of finished runs that left `runs` (absent when none did).
+    #[serde(default, skip_serializing_if = "PastRuns::is_empty")]
+    pub(crate) past_runs: PastRuns,
     /// Running totals over the finished trials (for the job list).
     #[serde(default)]
     pub(crate) totals: Totals,
@@ -123,6 +126,7 @@ impl JobState {
             profiles: Vec::new(),
             wattwise: (params_policy == Policy::Wattwise).then(|| WattwiseState::new(n)),
             runs: Runs::default(),
+            past_runs: PastRuns::default(),
             totals: Totals::default(),
             archive_out: Vec::new(),
         }

@@ -51,6 +51,72 @@ pub struct JobSummary {
     pub open_trials: u64,
     /// Running totals over the finished trials.
     pub totals: Totals,
+    /// What the job saved against its default batch size; `None` until a run at
+    /// the default batch size that reached the target is in the document.
+    pub savings: Option<Savings>,
+}
+
+/// What a job saved against running every finished run at its default batch
+/// size: the default's energy, time and cost per run are the means over the job's
+/// runs at the default batch size that reached the target (still in the
+/// document: the recent trials), times the finished runs, less the job's totals.
+/// Positive is saved; negative is spent beyond the default.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Savings {
+    /// The runs at the default batch size that reached the target the estimate rests on.
+    pub basis_runs: u64,
+    /// The finished runs the estimate covers (`totals.finished_trials`).
+    pub runs: u64,
+    /// The default's estimated cost over those runs (Zeus cost).
+    pub default_cost: f64,
+    /// Joules saved.
+    pub energy: f64,
+    /// Seconds saved.
+    pub time: f64,
+    /// Zeus cost saved.
+    pub cost: f64,
+    /// `cost` over `default_cost`: 0.25 is a quarter of the default's cost saved.
+    pub cost_fraction: f64,
+}
+
+impl Savings {
+    /// The estimate for a stored document, if it has a run to rest on.
+    pub fn of(state: &JobState) -> Option<Savings> {
+        let params = state.params();
+        let basis: Vec<_> = state
+            .trials()
+            .into_iter()
+            .filter(|t| t.batch_size == params.default_batch_size)
+            .filter_map(|t| t.result())
+            .filter(|r| r.converged)
+            .collect();
+        if basis.is_empty() {
+            return None;
+        }
+        let n = basis.len() as f64;
+        let mean =
+            |f: fn(&crate::trial::RunResult) -> f64| basis.iter().map(|r| f(r)).sum::<f64>() / n;
+        let (energy, time) = (mean(|r| r.energy), mean(|r| r.time));
+        let totals = state.totals();
+        let runs = totals.finished_trials;
+        let per_run_cost = crate::explore::cost_of(params, energy, time);
+        let default_cost = per_run_cost * runs as f64;
+        let finite = |x: f64| if x.is_finite() { x } else { 0.0 };
+        let cost = finite(default_cost - totals.cost);
+        Some(Savings {
+            basis_runs: basis.len() as u64,
+            runs,
+            default_cost: finite(default_cost),
+            energy: finite(energy * runs as f64 - totals.energy),
+            time: finite(time * runs as f64 - totals.time),
+            cost,
+            cost_fraction: if default_cost > 0.0 && default_cost.is_finite() {
+                cost / default_cost
+            } else {
+                0.0
+            },
+        })
+    }
 }
 
 /// The power limit the job's training profile of `batch_size` picks by Zeus cost.
@@ -104,6 +170,7 @@ impl JobSummary {
             trials: state.next_trial_number().saturating_sub(1),
             open_trials: open,
             totals,
+            savings: Savings::of(state),
         }
     }
 }
@@ -165,6 +232,43 @@ mod tests {
                 .to_string()
                 .starts_with("limit:"));
         }
+    }
+
+    /// Runs `(energy, time)` pairs to the target, each at the batch size the job dispatches.
+    fn run_job(spec: crate::spec::JobSpec, runs: &[(f64, f64)]) -> JobState {
+        let mut state = JobState::new("s-1".into(), spec.validate().unwrap(), 1, 5);
+        for (i, &(energy, time)) in runs.iter().enumerate() {
+            let t = state.predict(10 + i as i64).unwrap();
+            let r = crate::wire::TrainingResult {
+                job_id: t.job_id.clone(),
+                batch_size: t.batch_size,
+                trial_number: t.trial_number,
+                time,
+                energy,
+                metric: 1.0,
+                current_epoch: 1,
+            };
+            state.report(&r, 11 + i as i64).unwrap();
+        }
+        state
+    }
+
+    #[test]
+    fn savings_are_the_default_runs_mean_times_the_runs_less_the_totals() {
+        let mut spec = crate::spec::JobSpec::new("s", vec![8, 16], 8, 300.0, 1, "A100");
+        spec.eta_knob = 1.0; // cost = energy
+        spec.target_metric = 0.5;
+        // Nothing finished: no estimate.
+        assert_eq!(JobSummary::of(&run_job(spec.clone(), &[]), 1).savings, None);
+        // The first run is the default batch size's (100 J, 10 s); the second 60 J, 4 s.
+        let state = run_job(spec, &[(100.0, 10.0), (60.0, 4.0)]);
+        let s = JobSummary::of(&state, 1).savings.expect("an estimate");
+        assert_eq!((s.basis_runs, s.runs), (1, 2));
+        assert_eq!(
+            (s.energy, s.time, s.cost, s.default_cost),
+            (40.0, 6.0, 40.0, 200.0)
+        );
+        assert!((s.cost_fraction - 0.2).abs() < 1e-12);
     }
 
     #[test]

@@ -23,9 +23,10 @@
 use crate::api::{ApiError, Change, Ctx, Outcome};
 use crate::job::JobState;
 use crate::runs::{
-    check_rank, EpochTotals, HostMessage, HostReport, HostSlot, JoinRun, Run, RunStatus, RunView,
-    MAX_OPEN_RUNS, MAX_PENDING_EPOCHS, MAX_RUNS, RECENT_EPOCHS,
+    check_rank, EpochTotals, HostMessage, HostReport, HostSlot, JoinRun, PastRun, Run, RunStatus,
+    RunView, MAX_OPEN_RUNS, MAX_PENDING_EPOCHS, MAX_RUNS, RECENT_EPOCHS,
 };
+use crate::spec::MAX_ENERGY_JOULES;
 use crate::wire::{ReportResponse, TrainingResult};
 
 impl Run {
@@ -85,6 +86,15 @@ impl Run {
         state: &mut JobState,
         now_ms: i64,
     ) -> Result<(), ApiError> {
+        // Each host's share of the bound on a report's energy, so the run's sum
+        // over its hosts is a report the optimizer takes.
+        let share = MAX_ENERGY_JOULES / f64::from(self.hosts);
+        if r.energy > share {
+            return Err(ApiError::Invalid(format!(
+                "energy: must be <= {share:e} J on a run across {} hosts (their sum is at most {MAX_ENERGY_JOULES:e} J)",
+                self.hosts
+            )));
+        }
         let slot = &mut self.slots[rank];
         if r.current_epoch <= slot.epoch {
             return Ok(()); // a repeated report: already counted
@@ -214,6 +224,10 @@ pub fn join(
     expire_all(&mut state, now);
     let hosts = req.hosts as u32;
     let rank = req.host_rank as usize;
+    if let Some(past) = state.past_runs.find(&req.run_id) {
+        let view = past.view(job_id);
+        return Ok(answer(view, current, state));
+    }
     let index = match state.runs.0.iter().position(|r| r.run_id == req.run_id) {
         Some(i) => {
             if state.runs.0[i].hosts != hosts {
@@ -238,13 +252,15 @@ pub fn join(
             }
             if state.runs.0.len() >= MAX_RUNS {
                 // The oldest finished run leaves (one is finished: open < MAX_OPEN_RUNS < MAX_RUNS).
+                // Its outcome stays (bounded) so a late host never reopens it.
                 if let Some(i) = state
                     .runs
                     .0
                     .iter()
                     .position(|r| r.status != RunStatus::Running)
                 {
-                    state.runs.0.remove(i);
+                    let old = state.runs.0.remove(i);
+                    state.past_runs.push(PastRun::of(&old, job_id));
                 }
             }
             let trial = state.predict(now)?;
@@ -308,12 +324,10 @@ pub fn host_message(
     let mut state = current.clone();
     let now = ctx.now_ms;
     expire_all(&mut state, now);
-    let index = state
-        .runs
-        .0
-        .iter()
-        .position(|r| r.run_id == run_id)
-        .ok_or_else(|| unknown_run(job_id, run_id))?;
+    let Some(index) = state.runs.0.iter().position(|r| r.run_id == run_id) else {
+        let view = past_run(&state, job_id, run_id)?;
+        return Ok(answer(view, current, state));
+    };
     let mut run = state.runs.0[index].clone();
     let rank = check_rank(rank, run.hosts)?;
     if run.status == RunStatus::Running {
@@ -361,12 +375,19 @@ pub fn view(
 ) -> Result<RunView, ApiError> {
     let mut state = loaded(job_id, current)?.clone();
     expire_all(&mut state, now_ms);
+    match state.runs.0.iter().find(|r| r.run_id == run_id) {
+        Some(r) => Ok(r.view(job_id)),
+        None => past_run(&state, job_id, run_id),
+    }
+}
+
+/// The answer for a run that is not among the kept ones: its outcome when it
+/// finished and left them, else 404.
+fn past_run(state: &JobState, job_id: &str, run_id: &str) -> Result<RunView, ApiError> {
     state
-        .runs
-        .0
-        .iter()
-        .find(|r| r.run_id == run_id)
-        .map(|r| r.view(job_id))
+        .past_runs
+        .find(run_id)
+        .map(|p| p.view(job_id))
         .ok_or_else(|| unknown_run(job_id, run_id))
 }
 
@@ -376,7 +397,7 @@ mod tests {
     use crate::power::{PowerLimitMeasurement, Selector};
     use crate::runs::{
         CombinedPoint, HostProfile, Runs, MAX_HOSTS, MAX_HOST_NAME, MAX_HOST_TIMEOUT_S,
-        MAX_PROFILE_LIMITS,
+        MAX_PAST_RUNS, MAX_PROFILE_LIMITS,
     };
     use crate::spec::JobSpec;
     use crate::trial::TrialStatus;
@@ -692,6 +713,8 @@ mod tests {
             (Box::new(|j| j.host_rank = -1), "host_rank"),
             (Box::new(|j| j.run_id = "a/b".into()), "run_id"),
             (Box::new(|j| j.run_id = String::new()), "run_id"),
+            (Box::new(|j| j.run_id = ".".into()), "run_id"),
+            (Box::new(|j| j.run_id = "..".into()), "run_id"),
             (Box::new(|j| j.host_timeout_s = f64::NAN), "host_timeout_s"),
             (Box::new(|j| j.host_timeout_s = 0.0), "host_timeout_s"),
             (
@@ -747,6 +770,46 @@ mod tests {
     }
 
     #[test]
+    fn the_hosts_energies_always_sum_to_a_report_the_trial_takes() {
+        let mut s = job(10);
+        join_all(&mut s, 2, T0);
+        let before = s.clone();
+        let e = send(&mut s, 0, report(0, 1, 1.0, 1e18), T0).unwrap_err();
+        assert_eq!(e.status(), 422);
+        assert!(e.to_string().starts_with("energy:"), "{e}");
+        assert_eq!(s, before, "a refused report changes nothing");
+        send(&mut s, 0, report(0, 1, 1.0, 5e17), T0).unwrap();
+        let v = send(&mut s, 1, report(1, 1, 1.0, 5e17), T0).unwrap();
+        assert_eq!(v.status, "running", "{}", v.message);
+        assert_eq!((v.reported_epoch, v.epochs[0].energy), (1, 1e18));
+    }
+
+    #[test]
+    fn host_names_that_reorder_or_hide_text_are_refused() {
+        let s = job(10);
+        for bad in [
+            "evil\u{202E}gnp.exe",
+            "a\u{200B}b",
+            "x\u{2066}y",
+            "\u{FEFF}n",
+            "l\u{2028}m",
+            "t\u{0007}",
+        ] {
+            let mut req = join_req(0, 2);
+            req.host_name = Some(bad.into());
+            let e = join("mh-1", &req, Some(&s), ctx(T0)).unwrap_err();
+            assert_eq!(e.status(), 422, "{bad:?}");
+            assert!(e.to_string().starts_with("host_name:"), "{e}");
+        }
+        // Printable names of any script pass, up to 32 characters (not bytes).
+        for good in ["gpu-node-01.cluster", "узел-7", &"é".repeat(MAX_HOST_NAME)] {
+            let mut req = join_req(0, 2);
+            req.host_name = Some(good.to_string());
+            join("mh-1", &req, Some(&s), ctx(T0)).unwrap();
+        }
+    }
+
+    #[test]
     fn the_document_reads_back_and_old_documents_read_unchanged() {
         let mut s = job(10);
         join_all(&mut s, 3, T0);
@@ -792,6 +855,65 @@ mod tests {
     }
 
     #[test]
+    fn a_finished_run_that_left_the_kept_ones_answers_its_outcome() {
+        let mut s = job(1);
+        let mut now = T0;
+        let run = |s: &mut JobState, id: &str, now: i64| {
+            let mut req = join_req(0, 1);
+            req.run_id = id.into();
+            let out = join("mh-1", &req, Some(s), ctx(now)).unwrap();
+            apply(s, &out);
+            let m = HostMessage::Report(HostReport {
+                host_rank: 0,
+                time: 1.0,
+                energy: 1.0,
+                metric: 1.0,
+                current_epoch: 1,
+            });
+            let out = host_message("mh-1", id, 0, &m, Some(s), ctx(now)).unwrap();
+            apply(s, &out);
+            out.body
+        };
+        let first = run(&mut s, "old", now);
+        assert_eq!((first.status.as_str(), first.converged), ("stopped", true));
+        for i in 0..MAX_RUNS {
+            now += 1000;
+            run(&mut s, &format!("later{i}"), now);
+        }
+        assert!(s.runs.list().iter().all(|r| r.run_id != "old"));
+        let trials = s.next_trial_number();
+        // A late join, a report, a heartbeat and the GET all answer the outcome.
+        let mut req = join_req(0, 1);
+        req.run_id = "old".into();
+        let v = join("mh-1", &req, Some(&s), ctx(now)).unwrap().body;
+        assert_eq!((v.trial_number, v.stop_train), (first.trial_number, true));
+        assert_eq!((v.status.as_str(), v.converged), ("stopped", true));
+        let v = host_message(
+            "mh-1",
+            "old",
+            0,
+            &HostMessage::Heartbeat,
+            Some(&s),
+            ctx(now),
+        );
+        assert_eq!(v.unwrap().body.trial_number, first.trial_number);
+        assert_eq!(
+            view("mh-1", "old", Some(&s), now).unwrap().status,
+            "stopped"
+        );
+        assert_eq!(s.next_trial_number(), trials, "no new trial");
+        // Bounded: beyond MAX_PAST_RUNS the oldest is forgotten.
+        for i in 0..MAX_PAST_RUNS {
+            now += 1000;
+            run(&mut s, &format!("more{i}"), now);
+        }
+        assert_eq!(s.past_runs.0.len(), MAX_PAST_RUNS);
+        assert!(s.past_runs.find("old").is_none());
+        let text = serde_json::to_string(&s).unwrap();
+        assert_eq!(serde_json::from_str::<JobState>(&text).unwrap(), s);
+    }
+
+    #[test]
     fn the_largest_runs_stay_small() {
         // Every bound at once: the most running runs, the most hosts with the
         // longest names, a full profile and full epoch windows.
@@ -832,6 +954,20 @@ mod tests {
         }
         let bytes = serde_json::to_vec(&s.runs).unwrap().len();
         assert!(bytes < 100_000, "{bytes} bytes");
+        let past = PastRun {
+            run_id: "r".repeat(128),
+            trial_number: u64::MAX,
+            batch_size: u32::MAX,
+            hosts: MAX_HOSTS,
+            status: "stopped".into(),
+            converged: false,
+            reported_epoch: u32::MAX,
+        };
+        for _ in 0..MAX_PAST_RUNS + 3 {
+            s.past_runs.push(past.clone());
+        }
+        let bytes = serde_json::to_vec(&s.past_runs).unwrap().len();
+        assert!(bytes < 70_000, "{bytes} bytes");
         let back: Runs = serde_json::from_slice(&serde_json::to_vec(&s.runs).unwrap()).unwrap();
         assert_eq!(back, s.runs);
     }

@@ -44,6 +44,30 @@ fn described(json_type: &str, description: &str) -> Value {
     json!({"type": json_type, "description": description})
 }
 
+/// The schema of a job's saving against its default (apart: one `json!` of every
+/// schema would pass the macro's recursion limit).
+fn savings_schema() -> Value {
+    json!({
+        "type": "object",
+        "description": "What a job saved against running every finished run at its default batch size: the default's energy, time and cost per run are the means over the job's recent runs at the default batch size that reached the target, times the finished runs, less the job's totals. Positive is saved.",
+        "required": ["basis_runs", "runs", "default_cost", "energy", "time", "cost", "cost_fraction"],
+        "properties": {
+            "basis_runs": described("integer", "Runs at the default batch size that reached the target, the estimate rests on"),
+            "runs": described("integer", "Finished runs the estimate covers"),
+            "default_cost": described("number", "The default's estimated Zeus cost over those runs"),
+            "energy": described("number", "Joules saved (negative: spent beyond the default)"),
+            "time": described("number", "Seconds saved (negative: spent beyond the default)"),
+            "cost": described("number", "Zeus cost saved (negative: spent beyond the default)"),
+            "cost_fraction": described("number", "cost / default_cost: 0.25 is a quarter of the default's cost saved")
+        }
+    })
+}
+
+/// JobSummary's `savings`: a Savings, or null.
+fn savings_property() -> Value {
+    json!({"allOf": [schema_ref("Savings")], "nullable": true, "description": "What the job saved against its default batch size; null until a run at the default batch size that reached the target is among the recent trials"})
+}
+
 fn schema_ref(name: &str) -> Value {
     json!({"$ref": format!("#/components/schemas/{name}")})
 }
@@ -97,7 +121,7 @@ fn schemas() -> Value {
             "description": "A job as a client registers it (Zeus's JobSpecFromClient); the answer echoes it with job_id set and batch sizes sorted.",
             "required": ["job_id_prefix", "batch_sizes", "default_batch_size", "max_power", "number_of_gpus", "gpu_model"],
             "properties": {
-                "job_id": {"type": "string", "nullable": true, "maxLength": 128, "description": "Starts with job_id_prefix; generated when absent"},
+                "job_id": {"type": "string", "nullable": true, "maxLength": 128, "description": "Starts with job_id_prefix; generated when absent; ASCII letters, digits and - _ . :, not `.`, `..` nor `batch_size`"},
                 "job_id_prefix": {"type": "string", "maxLength": 128},
                 "batch_sizes": {"type": "array", "items": {"type": "integer", "minimum": 1}, "minItems": 1, "maxItems": 256},
                 "default_batch_size": {"type": "integer", "minimum": 1, "description": "One of batch_sizes"},
@@ -115,7 +139,7 @@ fn schemas() -> Value {
                 "max_power": {"type": "number", "exclusiveMinimum": true, "minimum": 0, "description": "Watts, all GPUs together"},
                 "number_of_gpus": {"type": "integer", "minimum": 1},
                 "gpu_model": {"type": "string", "minLength": 1, "maxLength": 128},
-                "policy": {"type": "string", "enum": ["zeus", "wattwise"], "default": "zeus", "description": "The batch size policy: Zeus's pruning and Thompson sampling, or wattwise's local search (a wattwise addition; omitted from the echo when zeus)"}
+                "policy": {"type": "string", "enum": ["zeus", "wattwise"], "default": "zeus", "description": "The batch size policy: \"zeus\" (Zeus: pruning, then Thompson sampling; what a spec without the field runs, as Zeus's client sends it; omitted from the echo) or \"wattwise\" (wattwise's: local search with cost-aware stopping; the default of a `wattwise run` job file, as it saves against the default where Zeus can cost more)"}
             }
         },
         "TrialId": {
@@ -273,7 +297,7 @@ fn schemas() -> Value {
         "JobSummary": {
             "type": "object",
             "description": "One job of the list, computed from its document alone.",
-            "required": ["job_id", "version", "created_ms", "last_activity_ms", "stage", "policy", "gpu_model", "number_of_gpus", "default_batch_size", "best_batch_size", "min_cost", "best_power_limit", "trials", "open_trials", "totals"],
+            "required": ["job_id", "version", "created_ms", "last_activity_ms", "stage", "policy", "gpu_model", "number_of_gpus", "default_batch_size", "best_batch_size", "min_cost", "best_power_limit", "trials", "open_trials", "totals", "savings"],
             "properties": {
                 "job_id": {"type": "string"}, "version": integer,
                 "created_ms": described("integer", "Unix milliseconds"),
@@ -287,9 +311,11 @@ fn schemas() -> Value {
                 "best_power_limit": {"type": "integer", "nullable": true, "description": "Watts: the limit the best batch size's training profile picks by Zeus cost; null without a profile"},
                 "trials": described("integer", "Trials dispatched so far"),
                 "open_trials": described("integer", "Trials waiting for a result"),
-                "totals": schema_ref("Totals")
+                "totals": schema_ref("Totals"),
+                "savings": savings_property()
             }
         },
+        "Savings": savings_schema(),
         "JobPage": {
             "type": "object", "required": ["jobs", "next_cursor"],
             "properties": {

@@ -5,7 +5,9 @@
 //! that needs to know the routes derives from it: the service's dispatch
 //! ([`find`]), the job a request is about (`Request::job_id`, which the Worker
 //! uses to pick a Durable Object), the hosts' choice between an API route and a
-//! page asset ([`is_api_path`]), and the paths of the OpenAPI document.
+//! page asset ([`is_api_path`]), the paths of the OpenAPI document, and the job
+//! ids a path cannot carry ([`crate::spec::RESERVED_JOB_IDS`], checked against it).
+//! Paths are matched percent-decoded, each segment decoded once.
 //!
 //! A new route is one row here and one arm in the service's dispatch and in the
 //! OpenAPI document's operations; the compiler points at the arms (the matches
@@ -89,7 +91,7 @@ impl Endpoint {
 pub enum JobIn {
     /// Nowhere: the route is about no single job.
     Nowhere,
-    /// The `{job_id}` segment of the path.
+    /// The `{job_id}` segment of the path, percent-decoded.
     Path,
     /// The percent-decoded `job_id` query parameter.
     Query,
@@ -154,14 +156,14 @@ const JOB_ID: &str = "{job_id}";
 const RUN_ID: &str = "{run_id}";
 
 /// A request matched to its route.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Route<'a> {
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Route {
     /// The matched row.
     pub def: &'static RouteDef,
-    /// The path's `{job_id}` segment, for routes that have one.
-    pub path_job_id: Option<&'a str>,
-    /// The path's `{run_id}` segment, for routes that have one.
-    pub path_run_id: Option<&'a str>,
+    /// The path's `{job_id}` segment, percent-decoded, for routes that have one.
+    pub path_job_id: Option<String>,
+    /// The path's `{run_id}` segment, percent-decoded, for routes that have one.
+    pub path_run_id: Option<String>,
 }
 
 /// A template's match of a path: how many literal segments it matched (more
@@ -178,10 +180,35 @@ fn segments(path: &str) -> impl Iterator<Item = &str> {
     path.split('/').filter(|s| !s.is_empty())
 }
 
-/// How `template` matches `path`, if it does.
-fn matches<'a>(template: &str, path: &'a str) -> Option<Match<'a>> {
+/// Decodes the `%XX` escapes of a URL component (RFC 3986), and with `plus_is_space`
+/// a `+` as a space (a query's form encoding; in a path `+` is itself). `None` for a
+/// bad escape or bytes that are not UTF-8. Every component a route reads is
+/// decoded here, once: the path's segments by [`find`], the query's parameters
+/// by the service.
+pub fn percent_decode(s: &str, plus_is_space: bool) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' if plus_is_space => out.push(b' '),
+            b'%' => {
+                let hex = bytes.get(i + 1..i + 3)?;
+                let hex = std::str::from_utf8(hex).ok()?;
+                out.push(u8::from_str_radix(hex, 16).ok()?);
+                i += 2;
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8(out).ok()
+}
+
+/// How `template` matches the (decoded) segments of a path, if it does.
+fn matches<'a>(template: &str, given: &'a [String]) -> Option<Match<'a>> {
     let mut m = Match::default();
-    let mut given = segments(path);
+    let mut given = given.iter().map(String::as_str);
     for want in segments(template) {
         let seg = given.next()?;
         match want {
@@ -194,12 +221,22 @@ fn matches<'a>(template: &str, path: &'a str) -> Option<Match<'a>> {
     given.next().is_none().then_some(m)
 }
 
-/// The route of `method` on `path` (without the query): 404 when no template
+/// The route of `method` on `path` (without the query), its segments
+/// percent-decoded first (a client that encodes the `:` of an id as `%3A` reaches
+/// the same job as one that does not): 400 for a bad escape, 404 when no template
 /// matches the path, 405 when one does but not with this method.
-pub fn find<'a>(method: &str, path: &'a str) -> Result<Route<'a>, ApiError> {
-    let matched: Vec<(&'static RouteDef, Match<'a>)> = ROUTES
+pub fn find(method: &str, path: &str) -> Result<Route, ApiError> {
+    let decoded = segments(path)
+        .map(|s| percent_decode(s, false))
+        .collect::<Option<Vec<String>>>()
+        .ok_or_else(|| {
+            ApiError::BadRequest(format!(
+                "path: bad percent-encoding or not UTF-8 in {path:?}"
+            ))
+        })?;
+    let matched: Vec<(&'static RouteDef, Match<'_>)> = ROUTES
         .iter()
-        .filter_map(|def| matches(def.path, path).map(|m| (def, m)))
+        .filter_map(|def| matches(def.path, &decoded).map(|m| (def, m)))
         .collect();
     let best = matched
         .iter()
@@ -212,8 +249,8 @@ pub fn find<'a>(method: &str, path: &'a str) -> Result<Route<'a>, ApiError> {
         .find(|(def, _)| def.method == method)
         .map(|&(def, m)| Route {
             def,
-            path_job_id: m.job_id,
-            path_run_id: m.run_id,
+            path_job_id: m.job_id.map(str::to_string),
+            path_run_id: m.run_id.map(str::to_string),
         })
         .ok_or_else(|| {
             ApiError::MethodNotAllowed(format!("method {method} is not allowed on {path}"))
@@ -225,14 +262,78 @@ pub fn find<'a>(method: &str, path: &'a str) -> Result<Route<'a>, ApiError> {
 /// other `GET` to their static files.
 pub fn is_api_path(path: &str) -> bool {
     let first = segments(path).next().unwrap_or("");
+    let first = percent_decode(first, false).unwrap_or_else(|| first.to_string());
     ROUTES
         .iter()
-        .any(|def| segments(def.path).next() == Some(first))
+        .any(|def| segments(def.path).next() == Some(first.as_str()))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The routes README.md's "Routes" table lists, as (method, path template):
+    /// `` `POST`/`GET /jobs/{job_id}/profiles` `` is two, `a\|b` in the last segment
+    /// is one route each, and a query (`?job_id=`) or an optional part (`[...]`) is
+    /// not part of the path.
+    fn readme_routes() -> std::collections::BTreeSet<(String, String)> {
+        let readme = include_str!("../../README.md");
+        let section = readme
+            .split("### Routes")
+            .nth(1)
+            .expect("README.md has a \"### Routes\" section");
+        let mut out = std::collections::BTreeSet::new();
+        let rows = section
+            .lines()
+            .skip_while(|l| !l.starts_with('|'))
+            .take_while(|l| l.starts_with('|'));
+        for line in rows {
+            let cell = line
+                .trim_start_matches('|')
+                .split(" | ")
+                .next()
+                .unwrap()
+                .trim();
+            if !cell.starts_with('`') {
+                continue; // the header and the separator
+            }
+            let chunks: Vec<&str> = cell
+                .split('`')
+                .filter(|c| !c.is_empty() && *c != "/")
+                .collect();
+            let (last, first) = chunks.split_last().expect("a route cell");
+            let (method, path) = last
+                .split_once(' ')
+                .unwrap_or_else(|| panic!("{cell}: METHOD /path"));
+            let path = path.split(['?', '[']).next().unwrap().replace("\\|", "|");
+            let (base, tail) = path.rsplit_once('/').unwrap();
+            for m in first.iter().chain([&method]) {
+                for alt in tail.split('|') {
+                    out.insert((m.to_string(), format!("{base}/{alt}")));
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn the_readme_route_table_is_the_route_table() {
+        let table: std::collections::BTreeSet<(String, String)> = ROUTES
+            .iter()
+            .map(|r| (r.method.to_string(), r.path.to_string()))
+            .collect();
+        let readme = readme_routes();
+        let missing: Vec<_> = table.difference(&readme).collect();
+        let extra: Vec<_> = readme.difference(&table).collect();
+        assert!(
+            missing.is_empty(),
+            "README.md's Routes table lacks {missing:?}"
+        );
+        assert!(
+            extra.is_empty(),
+            "README.md's Routes table lists routes that are not in ROUTES: {extra:?}"
+        );
+    }
 
     fn endpoint(method: &str, path: &str) -> Result<Endpoint, u16> {
         find(method, path)
@@ -246,7 +347,10 @@ mod tests {
         assert_eq!(endpoint("POST", "/jobs/batch_size"), Err(405));
         assert_eq!(endpoint("GET", "/jobs/j1"), Ok(Endpoint::JobDocument));
         assert_eq!(
-            find("GET", "/jobs/j1/trials").unwrap().path_job_id,
+            find("GET", "/jobs/j1/trials")
+                .unwrap()
+                .path_job_id
+                .as_deref(),
             Some("j1")
         );
     }
@@ -277,6 +381,62 @@ mod tests {
                 def.path
             );
         }
+    }
+
+    #[test]
+    fn path_segments_are_percent_decoded_once() {
+        let r = find("POST", "/jobs/ag%3Acolon-1/runs/r%3A1/report").unwrap();
+        assert_eq!(r.def.endpoint, Endpoint::RunReport);
+        assert_eq!(r.path_job_id.as_deref(), Some("ag:colon-1"));
+        assert_eq!(r.path_run_id.as_deref(), Some("r:1"));
+        // Decoded once: `%253A` is the id `%3A`, and `+` is itself in a path.
+        let r = find("GET", "/jobs/a%253A+b").unwrap();
+        assert_eq!(r.path_job_id.as_deref(), Some("a%3A+b"));
+        // Literal segments compare decoded (RFC 3986: `%5F` is `_`).
+        assert_eq!(
+            endpoint("GET", "/jobs/batch%5Fsize"),
+            Ok(Endpoint::NextTrial)
+        );
+        assert_eq!(endpoint("GET", "/%6Aobs/j1"), Ok(Endpoint::JobDocument));
+        assert!(is_api_path("/%6Aobs/j1"));
+        for bad in ["/jobs/a%3", "/jobs/a%zz", "/jobs/%FF"] {
+            assert_eq!(endpoint("GET", bad), Err(400), "{bad}");
+        }
+    }
+
+    /// The ids a route cannot carry: substituted for `{job_id}` (or `{run_id}`)
+    /// in a row's path, some other row's literal segment wins. The job spec
+    /// refuses exactly these ([`crate::spec::RESERVED_JOB_IDS`]); no run id is.
+    #[test]
+    fn the_reserved_ids_are_those_the_route_table_shadows() {
+        let literals: Vec<&str> = ROUTES
+            .iter()
+            .flat_map(|d| segments(d.path))
+            .filter(|s| !s.starts_with('{'))
+            .collect();
+        let shadowed = |placeholder: &str| {
+            let mut out: Vec<&str> = literals
+                .iter()
+                .copied()
+                .filter(|lit| {
+                    ROUTES
+                        .iter()
+                        .filter(|d| d.path.contains(placeholder))
+                        .any(|d| {
+                            let path = d
+                                .path
+                                .replace(JOB_ID, if placeholder == JOB_ID { lit } else { "j" })
+                                .replace(RUN_ID, if placeholder == RUN_ID { lit } else { "r" });
+                            find(d.method, &path).ok().map(|r| r.def) != Some(d)
+                        })
+                })
+                .collect();
+            out.sort_unstable();
+            out.dedup();
+            out
+        };
+        assert_eq!(shadowed(JOB_ID), crate::spec::RESERVED_JOB_IDS);
+        assert!(shadowed(RUN_ID).is_empty());
     }
 
     #[test]

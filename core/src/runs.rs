@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::field_error::FieldError;
 use crate::power::{select, PowerLimitMeasurement, Selector};
-use crate::spec::{check_id, MAX_ENERGY_JOULES, MAX_TIME_SECONDS};
+use crate::spec::{check_id, check_path_id, MAX_ENERGY_JOULES, MAX_TIME_SECONDS};
 
 /// Most hosts in one run.
 pub const MAX_HOSTS: u32 = 256;
@@ -14,6 +14,11 @@ pub const MAX_HOSTS: u32 = 256;
 pub const MAX_OPEN_RUNS: usize = 2;
 /// Most runs kept in a job document (finished ones are compact; the oldest leave first).
 pub const MAX_RUNS: usize = 16;
+/// Most finished runs remembered by their outcome alone once they leave the
+/// [`MAX_RUNS`] kept in full, so a host that joins an old run late learns its
+/// outcome instead of opening a new trial: a job remembers its last
+/// `MAX_RUNS + MAX_PAST_RUNS` (256) runs.
+pub const MAX_PAST_RUNS: usize = 240;
 /// How far (in epochs) the fastest host may run ahead of the slowest one.
 pub const MAX_PENDING_EPOCHS: usize = 16;
 /// Combined epochs kept per run (the most recent).
@@ -296,6 +301,113 @@ impl TryFrom<Vec<Run>> for Runs {
     }
 }
 
+/// A finished run that left the kept ones: its outcome, by its id.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PastRun {
+    /// The run's id.
+    pub run_id: String,
+    /// Its trial.
+    pub trial_number: u64,
+    /// The trial's batch size.
+    pub batch_size: u32,
+    /// Hosts it spanned.
+    pub hosts: u32,
+    /// `stopped`, `failed` or `ended`.
+    pub status: String,
+    /// Whether it reached its target.
+    pub converged: bool,
+    /// The last epoch reported to the optimizer.
+    pub reported_epoch: u32,
+}
+
+impl PastRun {
+    /// The outcome of a finished `run` (the caller drops the rest).
+    pub(crate) fn of(run: &Run, job_id: &str) -> PastRun {
+        let view = run.view(job_id);
+        PastRun {
+            run_id: view.run_id,
+            trial_number: view.trial_number,
+            batch_size: view.batch_size,
+            hosts: view.hosts,
+            status: view.status,
+            converged: view.converged,
+            reported_epoch: view.reported_epoch,
+        }
+    }
+
+    /// What every run route answers for it: over, with its outcome.
+    pub(crate) fn view(&self, job_id: &str) -> RunView {
+        RunView {
+            job_id: job_id.to_string(),
+            run_id: self.run_id.clone(),
+            trial_number: self.trial_number,
+            batch_size: self.batch_size,
+            hosts: self.hosts,
+            joined: self.hosts,
+            status: self.status.clone(),
+            stop_train: true,
+            converged: self.converged,
+            message: format!(
+                "run {:?} is over ({}); only its outcome is kept",
+                self.run_id, self.status
+            ),
+            power_limit: None,
+            profiled: 0,
+            reported_epoch: self.reported_epoch,
+            epochs: Vec::new(),
+        }
+    }
+}
+
+/// The outcomes of the finished runs that left [`Runs`], oldest first, bounded
+/// ([`MAX_PAST_RUNS`]) and validated when read.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "Vec<PastRun>", into = "Vec<PastRun>")]
+pub struct PastRuns(pub(crate) Vec<PastRun>);
+
+impl PastRuns {
+    /// Whether there are none (the field is then left out of the document).
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The run `run_id`, if it is remembered.
+    pub fn find(&self, run_id: &str) -> Option<&PastRun> {
+        self.0.iter().find(|r| r.run_id == run_id)
+    }
+
+    /// Remembers a finished run, forgetting the oldest beyond the bound.
+    pub(crate) fn push(&mut self, run: PastRun) {
+        self.0.push(run);
+        if self.0.len() > MAX_PAST_RUNS {
+            self.0.remove(0);
+        }
+    }
+}
+
+impl From<PastRuns> for Vec<PastRun> {
+    fn from(r: PastRuns) -> Self {
+        r.0
+    }
+}
+
+impl TryFrom<Vec<PastRun>> for PastRuns {
+    type Error = FieldError;
+
+    fn try_from(runs: Vec<PastRun>) -> Result<Self, Self::Error> {
+        if runs.len() > MAX_PAST_RUNS {
+            return Err(bad("past_runs", format!("at most {MAX_PAST_RUNS}")));
+        }
+        for r in &runs {
+            check_id("past_runs.run_id", &r.run_id)?;
+            if !["stopped", "failed", "ended"].contains(&r.status.as_str()) {
+                return Err(bad("past_runs.status", "stopped, failed or ended"));
+            }
+        }
+        Ok(PastRuns(runs))
+    }
+}
+
 pub(crate) fn bad(field: &'static str, rule: impl Into<String>) -> FieldError {
     FieldError::new(field, rule)
 }
@@ -318,11 +430,11 @@ impl Run {
         {
             return Err(bad("runs.slots", "one per host while running, none after"));
         }
-        if self
-            .slots
-            .iter()
-            .any(|s| s.name.as_ref().is_some_and(|n| n.len() > MAX_HOST_NAME))
-        {
+        if self.slots.iter().any(|s| {
+            s.name
+                .as_ref()
+                .is_some_and(|n| n.chars().count() > MAX_HOST_NAME)
+        }) {
             return Err(bad("runs.slots.name", "too long"));
         }
         let timeout = (MIN_HOST_TIMEOUT_S * 1000.0) as i64..=(MAX_HOST_TIMEOUT_S * 1000.0) as i64;
@@ -432,6 +544,20 @@ impl Run {
     }
 }
 
+/// Whether `c` may appear in a host name: not a control character, nor one that
+/// reorders or hides text where the name is shown (bidirectional controls such
+/// as U+202E, zero-width and other format characters, line and paragraph
+/// separators). Agents filter their host name with it.
+pub fn host_name_char(c: char) -> bool {
+    !(c.is_control()
+        || matches!(c,
+            '\u{00AD}' | '\u{034F}' | '\u{061C}' | '\u{115F}' | '\u{1160}' | '\u{17B4}'
+            | '\u{17B5}' | '\u{180B}'..='\u{180F}' | '\u{200B}'..='\u{200F}'
+            | '\u{2028}'..='\u{202E}' | '\u{2060}'..='\u{206F}' | '\u{3164}'
+            | '\u{FE00}'..='\u{FE0F}' | '\u{FEFF}' | '\u{FFA0}' | '\u{FFF0}'..='\u{FFFB}'
+            | '\u{1D173}'..='\u{1D17A}' | '\u{E0000}'..='\u{E0FFF}'))
+}
+
 pub(crate) fn check_rank(rank: i64, hosts: u32) -> Result<usize, FieldError> {
     if rank < 0 || rank >= i64::from(hosts) {
         return Err(bad(
@@ -445,17 +571,20 @@ pub(crate) fn check_rank(rank: i64, hosts: u32) -> Result<usize, FieldError> {
 impl JoinRun {
     /// Checks the request; the error names the field and the rule.
     pub fn validate(&self) -> Result<(), FieldError> {
-        check_id("run_id", &self.run_id)?;
+        check_path_id("run_id", &self.run_id)?;
         if !(1..=i64::from(MAX_HOSTS)).contains(&self.hosts) {
             return Err(bad("hosts", format!("must be 1 to {MAX_HOSTS}")));
         }
         check_rank(self.host_rank, self.hosts as u32)?;
         if let Some(name) = &self.host_name {
-            if name.is_empty() || name.len() > MAX_HOST_NAME || name.chars().any(|c| c.is_control())
-            {
+            let count = name.chars().count();
+            if count == 0 || count > MAX_HOST_NAME || !name.chars().all(host_name_char) {
                 return Err(bad(
                     "host_name",
-                    format!("must be 1 to {MAX_HOST_NAME} printable characters"),
+                    format!(
+                        "must be 1 to {MAX_HOST_NAME} printable characters (no control, \
+                         bidirectional, invisible or line-separating ones)"
+                    ),
                 ));
             }
         }

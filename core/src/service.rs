@@ -151,8 +151,8 @@ impl<'a> Request<'a> {
         }
     }
 
-    /// The job this request is about, read where the service reads it: the path
-    /// segment of `/jobs/{job_id}...`, the percent-decoded `job_id` query parameter of
+    /// The job this request is about, read where the service reads it: the
+    /// percent-decoded path segment of `/jobs/{job_id}...`, the percent-decoded `job_id` query parameter of
     /// `GET /jobs/batch_size` and `DELETE /jobs`, or the `job_id` field of the JSON body
     /// of `POST /jobs`, `POST /report` and `PATCH /trials`. `None` when the request
     /// names no job this way: a health check, the OpenAPI document, a registration
@@ -171,10 +171,10 @@ impl<'a> Request<'a> {
         route.def.endpoint.writes().then(|| self.job_of(route))?
     }
 
-    fn job_of(&self, route: route::Route<'_>) -> Option<String> {
+    fn job_of(&self, route: route::Route) -> Option<String> {
         let id = match route.def.job_in {
             JobIn::Nowhere => return None,
-            JobIn::Path => route.path_job_id?.to_string(),
+            JobIn::Path => route.path_job_id?,
             JobIn::Query => query_param(self.query, "job_id").ok()??,
             JobIn::Body => {
                 let body: serde_json::Value = serde_json::from_slice(self.body.json()?).ok()?;
@@ -226,26 +226,8 @@ pub struct Service<S> {
 
 /// Decodes `%XX` and `+` in a query component.
 fn percent_decode(s: &str) -> Result<String, ApiError> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' => {
-                let hex = bytes
-                    .get(i + 1..i + 3)
-                    .and_then(|h| std::str::from_utf8(h).ok())
-                    .and_then(|h| u8::from_str_radix(h, 16).ok())
-                    .ok_or_else(|| ApiError::BadRequest("query: bad percent-encoding".into()))?;
-                out.push(hex);
-                i += 2;
-            }
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8(out).map_err(|_| ApiError::BadRequest("query: not UTF-8".into()))
+    route::percent_decode(s, true)
+        .ok_or_else(|| ApiError::BadRequest("query: bad percent-encoding or not UTF-8".into()))
 }
 
 /// The value of `name` in a query string.
@@ -351,8 +333,8 @@ impl<S: Store> Service<S> {
 
     async fn route(&self, req: Request<'_>, env: &mut impl HostEnv) -> Result<Response, ApiError> {
         let route = route::find(req.method, req.path)?;
-        let job_id = route.path_job_id.unwrap_or_default();
-        let run_id = route.path_run_id.unwrap_or_default();
+        let job_id = route.path_job_id.as_deref().unwrap_or_default();
+        let run_id = route.path_run_id.as_deref().unwrap_or_default();
         // The health check needs no token and has no body.
         if route.def.endpoint == Endpoint::Health {
             return self.health().await;
@@ -706,7 +688,7 @@ mod tests {
     #[test]
     fn reads_the_job_where_each_route_has_it() {
         let body: &[u8] = br#"{"job_id": "j3", "batch_size": 8}"#;
-        let cases: [(&str, &str, &str, &[u8], &str); 15] = [
+        let cases: [(&str, &str, &str, &[u8], &str); 17] = [
             ("GET", "/jobs/j1", "", b"", "j1"),
             ("GET", "/jobs/j1/trials", "format=csv", b"", "j1"),
             ("POST", "/jobs/j1/profiles", "", b"{}", "j1"),
@@ -728,6 +710,9 @@ mod tests {
             ("POST", "/jobs/j4/runs/r1/profile", "", b"{}", "j4"),
             ("POST", "/jobs/j4/runs/r1/report", "", b"{}", "j4"),
             ("POST", "/jobs/j4/runs/r1/done", "", b"{}", "j4"),
+            // Decoded once, as the service reads it: one job, one Durable Object.
+            ("POST", "/jobs/ag%3Ac/profiles", "", b"{}", "ag:c"),
+            ("POST", "/jobs/ag%3Ac/runs/r%3A1/report", "", b"{}", "ag:c"),
         ];
         for (method, path, query, body, want) in cases {
             assert_eq!(

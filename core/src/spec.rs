@@ -172,6 +172,25 @@ pub(crate) fn check_id(field: &'static str, id: &str) -> Result<(), FieldError> 
     Ok(())
 }
 
+/// Job ids no URL can carry to `/jobs/{job_id}`: a route has the same path with
+/// a literal segment there, which wins (`GET /jobs/batch_size` dispatches a
+/// trial). Derived from the route table; its tests check the two agree.
+pub const RESERVED_JOB_IDS: &[&str] = &["batch_size"];
+
+/// Checks an id that a client sends as a path segment (a new job's `job_id`, a
+/// run's `run_id`): [`check_id`]'s rules, and not `.` nor `..`, which URL
+/// clients remove as dot segments (RFC 3986 5.2.4) before a request leaves.
+pub(crate) fn check_path_id(field: &'static str, id: &str) -> Result<(), FieldError> {
+    check_id(field, id)?;
+    if id == "." || id == ".." {
+        return Err(FieldError::new(
+            field,
+            "must not be \".\" or \"..\" (URL clients remove such path segments)",
+        ));
+    }
+    Ok(())
+}
+
 fn finite(field: &'static str, v: f64) -> Result<f64, FieldError> {
     if v.is_finite() {
         Ok(v)
@@ -250,7 +269,15 @@ impl JobSpec {
     pub fn validate(&self) -> Result<JobParams, FieldError> {
         check_id("job_id_prefix", &self.job_id_prefix)?;
         if let Some(id) = &self.job_id {
-            check_id("job_id", id)?;
+            check_path_id("job_id", id)?;
+            if RESERVED_JOB_IDS.contains(&id.as_str()) {
+                return Err(FieldError::new(
+                    "job_id",
+                    format!(
+                        "must not be {id:?}: GET /jobs/{id} is another route, so the job could not be read at /jobs/{{job_id}}"
+                    ),
+                ));
+            }
             if !id.starts_with(&self.job_id_prefix) {
                 return Err(FieldError::new(
                     "job_id",
@@ -479,6 +506,13 @@ mod tests {
         );
         rejects(|s| s.job_id = Some("other-1".into()), "job_id");
         rejects(|s| s.job_id = Some("cifar/../x".into()), "job_id");
+        for unreachable in [".", "..", "batch_size"] {
+            let mut s = spec();
+            s.job_id_prefix = unreachable[..1].to_string();
+            s.job_id = Some(unreachable.into());
+            let e = s.validate().unwrap_err();
+            assert_eq!(e.field, "job_id", "{unreachable}: {e}");
+        }
         rejects(|s| s.job_id_prefix = String::new(), "job_id_prefix");
         rejects(|s| s.max_power = 0.0, "max_power");
         rejects(|s| s.max_power = f64::NAN, "max_power");

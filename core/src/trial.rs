@@ -119,6 +119,7 @@ impl Trial {
             ),
             None => Default::default(),
         };
+        let job_id = csv_text(job_id);
         format!(
             "{job_id},{},{},{kind},{},{},{end},{time},{energy},{converged}",
             self.trial_number,
@@ -127,6 +128,24 @@ impl Trial {
             self.start_ms
         )
     }
+}
+
+/// A text cell of a CSV export, safe to open in a spreadsheet (OWASP's CSV
+/// injection advice): a cell that starts with `=`, `+`, `-`, `@`, a tab or a
+/// carriage return gets a leading `'`, so it is never read as a formula; one with
+/// a comma, a quote or a line break is quoted. Only text cells (the job id) go
+/// through it: the numeric cells are written as numbers (a negative one keeps
+/// its `-`), and every other cell is a fixed word.
+pub fn csv_text(cell: &str) -> String {
+    let mut out = String::with_capacity(cell.len() + 1);
+    if cell.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        out.push('\'');
+    }
+    out.push_str(cell);
+    if out.contains([',', '"', '\n', '\r']) {
+        out = format!("\"{}\"", out.replace('"', "\"\""));
+    }
+    out
 }
 
 /// Running totals over a job's finished trials, kept in the job document so the
@@ -230,5 +249,30 @@ mod tests {
         let row = t.csv_row("j");
         assert_eq!(row.split(',').count(), Trial::CSV_HEADER.split(',').count());
         assert_eq!(row, "j,1,8,Exploration,Dispatched,0,,,,");
+    }
+
+    #[test]
+    fn csv_text_cells_never_start_a_formula() {
+        for (cell, want) in [
+            ("-cmd", "'-cmd"),
+            ("=1+2", "'=1+2"),
+            ("+1", "'+1"),
+            ("@SUM(A1)", "'@SUM(A1)"),
+            ("\tx", "'\tx"),
+            ("a,b", "\"a,b\""),
+            ("=\"x\"", "\"'=\"\"x\"\"\""),
+            ("ag:colon-1", "ag:colon-1"),
+        ] {
+            assert_eq!(csv_text(cell), want, "{cell:?}");
+        }
+        let t = Trial {
+            trial_number: 1,
+            batch_size: 8,
+            kind: TrialType::Mab,
+            start_ms: -5,
+            status: TrialStatus::Dispatched,
+        };
+        // The job id is neutralized; a negative number stays a number.
+        assert_eq!(t.csv_row("-j"), "'-j,1,8,MAB,Dispatched,-5,,,,");
     }
 }

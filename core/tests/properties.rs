@@ -224,3 +224,98 @@ fn unknown_job_and_trial_are_404_and_change_nothing() {
         404
     );
 }
+
+/// A job of either policy over `batch_sizes` (the first is the default), max 10 epochs.
+fn degenerate_job(batch_sizes: Vec<i64>, wattwise: bool) -> JobState {
+    let mut spec = JobSpec::new("deg", batch_sizes.clone(), batch_sizes[0], 300.0, 1, "V100");
+    spec.job_id = Some("deg-1".into());
+    spec.max_epochs = 10;
+    spec.mab_seed = Some(3);
+    if wattwise {
+        spec.policy = Policy::Wattwise;
+    }
+    let ctx = Ctx {
+        now_ms: 0,
+        entropy: 0,
+    };
+    match api::register_job(&spec, None, ctx).unwrap().change {
+        Change::Put(s) => *s,
+        _ => unreachable!(),
+    }
+}
+
+/// Runs one trial of `state`: epochs 1.. at `per_epoch` cost units (time = energy,
+/// eta 0.5, so the cost is about `per_epoch` per epoch), the target reached at
+/// `reach_at` (never when past max_epochs); returns the trial and every answer.
+fn run_trial(
+    state: &mut JobState,
+    per_epoch: f64,
+    reach_at: u32,
+) -> (TrialId, Vec<wattwise_core::wire::ReportResponse>) {
+    let ctx = Ctx {
+        now_ms: 0,
+        entropy: 0,
+    };
+    let out = api::predict("deg-1", Some(state), ctx)
+        .unwrap_or_else(|e| panic!("a job stopped getting a batch size: {e}"));
+    if let Change::Put(s) = out.change {
+        *state = *s;
+    }
+    let t = out.body;
+    let mut answers = Vec::new();
+    for epoch in 1..=10u32 {
+        let c = per_epoch * f64::from(epoch);
+        let r = TrainingResult {
+            job_id: t.job_id.clone(),
+            batch_size: t.batch_size,
+            trial_number: t.trial_number,
+            time: c,
+            energy: c,
+            metric: if epoch >= reach_at { 1.0 } else { 0.0 },
+            current_epoch: epoch,
+        };
+        let out = api::report(&r, Some(state), ctx).unwrap();
+        if let Change::Put(s) = out.change {
+            *state = *s;
+        }
+        let stop = out.body.stop_train;
+        answers.push(out.body);
+        if stop {
+            break;
+        }
+    }
+    (t, answers)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// Under either policy a job's lone batch size carries on, whatever its runs
+    /// did (missed the target, cost nothing, cost a lot).
+    #[test]
+    fn a_lone_batch_size_is_always_dispatched(wattwise in any::<bool>(), bs in 1i64..4096,
+            runs in proptest::collection::vec((prop_oneof![Just(0.0f64), 0.0f64..1e6], 1u32..20), 1..12)) {
+        let mut state = degenerate_job(vec![bs], wattwise);
+        for (per_epoch, reach_at) in runs {
+            let (t, answers) = run_trial(&mut state, per_epoch, reach_at);
+            prop_assert_eq!(i64::from(t.batch_size), bs);
+            prop_assert!(answers.last().unwrap().stop_train);
+        }
+    }
+
+    /// Under either policy a run that cost nothing bounds nothing: later runs that
+    /// all cost the same train until they reach the target (before the fix,
+    /// wattwise stopped each at "cost > 0" and counted it failed).
+    #[test]
+    fn a_run_that_cost_nothing_bounds_nothing(wattwise in any::<bool>(), per_epoch in 1.0f64..1e6,
+            reach_at in 1u32..=10, runs in 1usize..12) {
+        let mut state = degenerate_job(vec![32, 8, 16, 64, 128], wattwise);
+        let (_, answers) = run_trial(&mut state, 0.0, 1);
+        prop_assert!(answers[0].converged, "{:?}", answers);
+        for _ in 0..runs {
+            let (t, answers) = run_trial(&mut state, per_epoch, reach_at);
+            prop_assert_eq!(answers.len(), reach_at as usize, "batch size {}: {:?}", t.batch_size, answers);
+            prop_assert!(answers.last().unwrap().converged);
+        }
+    }
+}

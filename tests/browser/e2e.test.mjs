@@ -15,6 +15,7 @@ import path from 'node:path';
 import { after, before, test } from 'node:test';
 import zlib from 'node:zlib';
 import { chromium } from 'playwright-core';
+import { VIEWPORTS, assertLayout, assertVerdicts, expectedVerdict } from './layout.mjs';
 
 const BASE_URL = process.env.BASE_URL;
 const BIN = process.env.WATTWISE_BIN;
@@ -34,9 +35,10 @@ let userDataDir;
 const consoleErrors = [];
 const bench = {};
 
-/** `wattwise simulate ... --format json`, parsed. */
+/** `wattwise simulate ... --format json`, parsed; the page's default policy (wattwise's) unless args name one. */
 function cli(args) {
-  const out = execFileSync(BIN, ['simulate', ...args, '--format', 'json'], { encoding: 'utf8', maxBuffer: 64 << 20 });
+  const policy = args.includes('--policy') ? [] : ['--policy', 'wattwise'];
+  const out = execFileSync(BIN, ['simulate', ...args, ...policy, '--format', 'json'], { encoding: 'utf8', maxBuffer: 64 << 20 });
   return JSON.parse(out);
 }
 
@@ -105,14 +107,14 @@ function assertSameNumbers(shown, report) {
   report.history.forEach((h, i) => {
     const row = shown.rows[i];
     const where = `run ${i}`;
-    assert.equal(Number(row.recurrence), h.recurrence + 1, where);
+    assert.equal(Number(row.recurrence), h.recurrence, `${where}: the JSON counts recurrences from 1, as the page`);
     assert.equal(Number(row.batch_size), h.batch_size, where);
     assert.equal(Number(row.power_limit), h.power_limit, where);
     assert.equal(Number(row.energy), h.energy, `${where} energy`);
     assert.equal(Number(row.time), h.time, `${where} time`);
     assert.equal(Number(row.cost), h.cost, `${where} cost`);
     assert.equal(row.reached, String(h.reached), where);
-    assert.equal(Number(row.cum_cost), report.cum_cost[h.recurrence], `${where} cumulative cost`);
+    assert.equal(Number(row.cum_cost), report.cum_cost[h.recurrence - 1], `${where} cumulative cost`);
   });
 }
 
@@ -249,6 +251,7 @@ test('both policies run side by side on the same knobs, each with the command li
   );
   assert.deepEqual(rows.map((r) => r.policy), ['wattwise', 'zeus'], 'the chosen policy first, then the other');
   for (const [row, r] of [[rows[0], wattwise], [rows[1], zeus]]) {
+    assert.equal(Number(row.savings), 1 - r.cum_cost.at(-1) / (r.recurrences * r.baselines.default.cost), `${row.policy} saving`);
     assert.equal(Number(row.cost), r.cum_cost.at(-1), `${row.policy} cost`);
     assert.equal(Number(row.energy), r.cum_energy.at(-1), `${row.policy} energy`);
     assert.equal(Number(row.regret), r.regret.at(-1), `${row.policy} regret`);
@@ -266,12 +269,13 @@ test('a shared link restores the knobs', async () => {
   const shown = await shownReport();
   assert.match(shown.caption, /eta 0.3, beta inf, seed 7/);
   assertSameNumbers(shown, cli(['--recurrences', '20', '--seed', '7', '--eta', '0.3', '--beta', 'inf']));
-  // A bad knob is named, and no stale result stays on screen.
+  // A bad knob is named on its field; the last result stays, marked as the previous knobs'.
   await page.fill('#beta', '-1');
   await page.click('#run');
   await page.locator('#knob-error').waitFor({ state: 'visible' });
   assert.match(await page.textContent('#knob-error'), /^beta: .* must be a number > 0, or inf/);
-  assert.equal(await page.isHidden('#results'), true);
+  assert.equal(await page.getAttribute('#beta', 'aria-invalid'), 'true');
+  assert.match(await page.getAttribute('#results', 'class'), /\bstale\b/);
 });
 
 test('a shared link to uploaded traces asks for them, then runs its knobs', async () => {
@@ -399,6 +403,76 @@ test('a broken CSV gets a message naming the line and the column', async () => {
   // Good files again clear the message.
   await page.setInputFiles('#power-files', [powerCsv('v100')]);
   await error.waitFor({ state: 'hidden' });
+});
+
+test('verdicts in words and colour: Zeus costs more than the default on imagenet/v100, wattwise\'s saves', async () => {
+  await page.setViewportSize({ width: 1440, height: 900 });
+  await page.goto(`${BASE_URL}?source=zeus&workload=imagenet&gpu=v100&policy=zeus&eta=0.5&beta=2&recurrences=50&seed=1`);
+  await page.waitForFunction(() => / · policy zeus · /.test(document.getElementById('summary').dataset.caption || ''));
+  const knobs = ['--dataset', 'imagenet', '--gpu', 'v100', '--eta', '0.5', '--beta', '2', '--recurrences', '50', '--seed', '1'];
+  const saved = (r) => 1 - r.cum_cost.at(-1) / (r.recurrences * r.baselines.default.cost);
+  const zeus = saved(cli([...knobs, '--policy', 'zeus']));
+  const wattwise = saved(cli([...knobs, '--policy', 'wattwise']));
+  assert.ok(zeus < 0 && wattwise > 0, `imagenet/v100: Zeus ${zeus}, wattwise's ${wattwise}`);
+  const v = await page.evaluate(() => {
+    const b = document.getElementById('verdict');
+    return { cls: b.className, text: b.textContent, saved: Number(b.dataset.saved), other: Number(b.dataset.otherSaved), better: b.dataset.better };
+  });
+  assert.equal(v.saved, zeus);
+  assert.equal(v.other, wattwise);
+  assert.match(v.cls, /\bcosts\b/, 'the chosen policy costs more: red');
+  assert.ok(v.text.startsWith(`Zeus policy ${expectedVerdict(zeus).words} against the default`), v.text);
+  assert.ok(v.text.includes(`wattwise's policy ${expectedVerdict(wattwise).words}`), v.text);
+  assert.ok(v.text.endsWith("Better here: wattwise's policy."), v.text);
+  assert.equal(v.better, 'wattwise');
+  assert.match(await page.textContent('#policies-caption'), /wattwise's policy is the better one/);
+  // Cards, the policies table, the verdict: each one's words and colour are its number's.
+  assert.ok((await assertVerdicts(page, 'imagenet/v100')) >= 6);
+  assert.equal(await page.textContent('#savings'), expectedVerdict(zeus).words);
+  // The page's default policy for a new result is the better one.
+  await page.goto(`${BASE_URL}?source=zeus&workload=imagenet&gpu=v100`);
+  await page.waitForFunction(() => / · policy wattwise · /.test(document.getElementById('summary').dataset.caption || ''));
+  assert.equal(await page.inputValue('#policy'), 'wattwise');
+});
+
+test('an invalid knob marks its field and keeps the last results', async () => {
+  await page.fill('#eta', '1.7');
+  await page.press('#eta', 'Enter');
+  await page.locator('#knob-error').waitFor({ state: 'visible' });
+  assert.match(await page.textContent('#knob-error'), /^eta: must be in \[0, 1\] \(the results shown are for the previous knobs\)/);
+  assert.equal(await page.getAttribute('#eta', 'aria-invalid'), 'true');
+  assert.equal(await page.isVisible('#results'), true, 'the last results stay');
+  // The message sits under the field, not below the fold.
+  const [field, msg] = await Promise.all([page.locator('#eta').boundingBox(), page.locator('#knob-error').boundingBox()]);
+  assert.ok(msg.y > field.y && msg.y - field.y < 150, JSON.stringify({ field, msg }));
+  await page.fill('#eta', '0.5');
+  await page.press('#eta', 'Enter');
+  await page.locator('#knob-error').waitFor({ state: 'hidden' });
+  assert.equal(await page.getAttribute('#eta', 'aria-invalid'), null);
+});
+
+test('the layout holds at 390x844 and 1440x900: nothing overlaps, nothing leaves the screen unannounced', async () => {
+  for (const vp of VIEWPORTS) {
+    await page.setViewportSize(vp);
+    await page.goto(`${BASE_URL}?source=zeus&workload=imagenet&gpu=v100&policy=zeus&etas=0,0.5,1&seeds=1-2`);
+    await page.waitForSelector('#results:not([hidden])');
+    await page.click('#sweep');
+    await page.waitForSelector('#sweep-results:not([hidden])');
+    await page.waitForFunction(() => document.getElementById('sweep-progress').hidden);
+    // A sweep brings its results into view.
+    const top = await page.evaluate(() => document.getElementById('sweep-results').getBoundingClientRect().top);
+    assert.ok(top >= -1 && top < vp.height, `${vp.width}: the sweep's results are at ${top} px`);
+    await page.evaluate(() => document.getElementById('runs-details').setAttribute('open', ''));
+    await page.evaluate(() => window.scrollTo(0, 0));
+    await assertVerdicts(page, `what-if ${vp.width}`);
+    await assertLayout(page, ARTIFACTS, `layout-whatif-${vp.width}x${vp.height}`);
+    if (vp.width < 900) {
+      // On a phone the results come first.
+      const [results, knobs] = await page.evaluate(() => ['results', 'knobs'].map((id) => document.getElementById(id).getBoundingClientRect().top));
+      assert.ok(results < knobs, `results at ${results} px, knobs at ${knobs} px`);
+    }
+  }
+  await page.setViewportSize({ width: 1400, height: 1000 });
 });
 
 test('no console errors', () => {

@@ -20,6 +20,7 @@ import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { chromium } from 'playwright-core';
 import { duration, joules } from '../../web/src/format.js';
+import { VIEWPORTS, assertLayout, assertVerdicts, expectedVerdict } from './layout.mjs';
 
 const BASE_URL = (process.env.BASE_URL || '').replace(/\/$/, '');
 const TOKEN = process.env.TOKEN;
@@ -69,17 +70,34 @@ const every = [...Object.values(ids), ...zeusJobs, AGENT_JOB];
 
 /** A cell of the job tables as the page writes it (fillTable). */
 const cellText = (v) => (v === null || v === undefined ? '—' : typeof v === 'number' && !Number.isInteger(v) ? v.toFixed(2) : String(v));
-const when = (ms) => new Date(ms).toISOString().replace('T', ' ').slice(0, 19);
+const when = (ms) => `${new Date(ms).toISOString().replace('T', ' ').slice(0, 19)} UTC`;
+const stage = (a) => (a.policy === 'wattwise' ? 'searching nearby batch sizes' : a.stage === 'Pruning' ? 'trying each batch size' : 'settled: picking among the best batch sizes');
+const policy = (a) => ({ zeus: 'Zeus', wattwise: "wattwise's" })[a.policy];
 
 /** The list row of a summary as the page must show it: every column, from the API's numbers. */
 function listRow(a) {
+  const v = a.savings;
   return {
-    job_id: a.job_id, stage: a.stage, policy: a.policy, best_batch_size: String(a.best_batch_size),
-    best_power_limit: a.best_power_limit === null ? '—' : String(a.best_power_limit),
+    job_id: a.job_id,
+    saved: v ? expectedVerdict(v.cost_fraction).words : '—', saved_energy: v ? joules(v.energy) : '—', saved_time: v ? duration(v.time) : '—',
+    stage: stage(a), policy: policy(a), gpus: `${a.number_of_gpus} × ${a.gpu_model}`, best_batch_size: String(a.best_batch_size),
+    best_power_limit: a.best_power_limit === null ? '—' : `${a.best_power_limit} W`,
     trials: String(a.trials), open_trials: String(a.open_trials),
     energy: joules(a.totals.energy), time: duration(a.totals.time), cost: joules(a.totals.cost),
     last_activity_ms: when(a.last_activity_ms), created_ms: when(a.created_ms),
   };
+}
+
+/** The saving the API must report: the mean of the default batch size's runs that reached the target, times the finished runs, less the totals. */
+function expectedSavings(summary, doc, trials) {
+  const p = doc.params;
+  const basis = trials.filter((t) => t.status === 'Succeeded' && t.batch_size === p.default_batch_size && t.converged);
+  if (basis.length === 0) return null;
+  const mean = (f) => basis.reduce((a, t) => a + f(t), 0) / basis.length;
+  const [energy, time] = [mean((t) => t.energy), mean((t) => t.time)];
+  const n = summary.totals.finished_trials;
+  const defaultCost = n * (p.eta_knob * energy + (1 - p.eta_knob) * p.max_power * time);
+  return { energy: n * energy - summary.totals.energy, time: n * time - summary.totals.time, cost: defaultCost - summary.totals.cost, default_cost: defaultCost };
 }
 
 /** Opens a job's detail and checks every number on it against the API's. */
@@ -90,8 +108,19 @@ async function assertDetailIsTheApis(id) {
   const d = await page.evaluate(() => window.wattwiseJobs.detail);
   assert.deepEqual(d.summary, summary, `${id}: the summary shown`);
   const cards = await page.$$eval('#job-cards .card', (cs) => Object.fromEntries(cs.map((c) => [c.querySelector('.label').textContent, c.querySelector('.value').textContent])));
+  // The saving is the API's, and the API's is the default's estimate on the trials.
+  const v = summary.savings;
+  const want = expectedSavings(summary, doc, trials);
+  assert.equal(v === null, want === null, `${id}: an estimate exactly when a default run reached the target`);
+  if (v) {
+    for (const k of ['energy', 'time', 'cost', 'default_cost']) assert.ok(Math.abs(v[k] - want[k]) <= 1e-9 * Math.max(1, Math.abs(want[k])), `${id}: savings.${k} ${v[k]} vs ${want[k]}`);
+    assert.ok(Math.abs(v.cost_fraction - v.cost / v.default_cost) < 1e-12);
+  }
   assert.deepEqual(cards, {
-    stage: summary.stage, 'best batch size': String(summary.best_batch_size),
+    'saved against the default (cost)': v ? expectedVerdict(v.cost_fraction).words : '— (no estimate yet)',
+    'energy saved': v ? joules(v.energy) : '—', 'time saved': v ? duration(v.time) : '—',
+    GPUs: `${summary.number_of_gpus} × ${summary.gpu_model}`, policy: policy(summary),
+    stage: stage(summary), 'best batch size': String(summary.best_batch_size),
     'power limit': summary.best_power_limit === null ? '— (no profile)' : `${summary.best_power_limit} W`,
     trials: `${summary.trials} (${summary.open_trials} running)`,
     energy: joules(summary.totals.energy), time: duration(summary.totals.time), cost: joules(summary.totals.cost),
@@ -105,9 +134,10 @@ async function assertDetailIsTheApis(id) {
     assert.equal(rows[i].trial_number, String(t.trial_number));
     assert.equal(rows[i].batch_size, String(t.batch_size));
     // A trial without a result shows empty cells.
-    assert.equal(rows[i].energy, t.energy === null || t.energy === undefined ? '' : cellText(t.energy), `${id} trial ${t.trial_number} energy`);
-    assert.equal(rows[i].time, t.time === null || t.time === undefined ? '' : cellText(t.time), `${id} trial ${t.trial_number} time`);
-    assert.equal(rows[i].cost, cost === null ? '' : cellText(cost), `${id} trial ${t.trial_number} cost`);
+    assert.equal(rows[i].energy, t.energy === null || t.energy === undefined ? '' : joules(t.energy), `${id} trial ${t.trial_number} energy`);
+    assert.equal(rows[i].time, t.time === null || t.time === undefined ? '' : duration(t.time), `${id} trial ${t.trial_number} time`);
+    assert.equal(rows[i].cost, cost === null ? '' : joules(cost), `${id} trial ${t.trial_number} cost`);
+    assert.equal(rows[i].start_ms, when(t.start_ms), `${id} trial ${t.trial_number} start, in UTC like the list`);
   });
   // The trials chart by its data: each finished trial once, by outcome.
   const byOutcome = (f) => trials.filter((t) => t.status !== 'Dispatched').filter(f).map((t) => ({ x: t.trial_number, y: t.batch_size }));
@@ -122,8 +152,8 @@ async function assertDetailIsTheApis(id) {
   doc.batch_sizes.forEach((b, i) => {
     const r = b.rewards.kind === 'All' ? b.rewards : null;
     assert.equal(bandit[i].runs, cellText(r ? r.count : null), `${id} bs ${b.batch_size} runs`);
-    assert.equal(bandit[i].mean_cost, cellText(r && r.count ? -r.mean : null), `${id} bs ${b.batch_size} mean cost`);
-    assert.equal(bandit[i].posterior_mean_cost, cellText(b.arm ? -b.arm.param_mean : null), `${id} bs ${b.batch_size} posterior`);
+    assert.equal(bandit[i].mean_cost, r && r.count ? joules(-r.mean) : '—', `${id} bs ${b.batch_size} mean cost`);
+    assert.equal(bandit[i].posterior_mean_cost, b.arm ? joules(-b.arm.param_mean) : '—', `${id} bs ${b.batch_size} posterior`);
   });
   // The profiles chart: the API's profiles, the chosen limit marked.
   const profiles = await call('GET', `/jobs/${id}/profiles`);
@@ -207,6 +237,16 @@ test('the list shows what GET /jobs returns', async () => {
   assert.equal(busy.trials, 5);
   assert.equal(busy.totals.energy, 1000 + 1100 + 1200 + 1300 + 5000);
   assert.equal(api.jobs.find((j) => j.job_id === ids.profiled).best_power_limit, 200);
+  // The busy job ran its default (32) to the target first: it has a saving; the idle one none.
+  assert.notEqual(busy.savings, null);
+  assert.equal(api.jobs.find((j) => j.job_id === ids.idle).savings, null);
+  // The fleet total at the top: the sum of the jobs' savings on the page.
+  const est = shown.jobs.filter((j) => j.savings);
+  const sum = (k) => est.reduce((a, j) => a + j.savings[k], 0);
+  assert.equal(await page.textContent('#fleet-energy .value'), joules(sum('energy')));
+  assert.equal(await page.textContent('#fleet-time .value'), duration(sum('time')));
+  assert.equal(await page.textContent('#fleet-saved .value'), expectedVerdict(sum('cost') / sum('default_cost')).words);
+  assert.ok((await assertVerdicts(page, 'jobs list')) >= 2);
   await shot('jobs-list.png');
 });
 
@@ -350,6 +390,59 @@ test('simulate this job: the what-if view on the closest built-in workload, with
   assert.ok(caption.startsWith(`squad/bert_base_uncased on ${form.gpu}, eta ${doc.params.eta_knob}`), caption);
   assert.match(await page.textContent('#from-job'), new RegExp(`Simulating job ${id}`));
   await shot('whatif-from-job.png');
+});
+
+test('a job with no finished trial says so instead of empty charts', async () => {
+  await page.goto(`${BASE_URL}/?refresh_ms=60000#jobs/${ids.idle}`);
+  await page.waitForFunction((id) => window.wattwiseJobs.detail?.summary.job_id === id, ids.idle);
+  assert.equal(await page.isVisible('#job-no-trials'), true);
+  assert.equal(await page.isHidden('#job-charts'), true);
+  assert.equal(await page.textContent('#job-saved .value'), '— (no estimate yet)');
+  assert.match(await page.textContent('#job-saving-note'), /No estimate of the default yet/);
+});
+
+test('an unknown job: one request, its 404, then no more', async () => {
+  const seen = [];
+  const listen = (r) => seen.push(r.url());
+  const missing = `no-such-job-${run}`;
+  page.on('request', listen);
+  await page.goto(`${BASE_URL}/?refresh_ms=100#jobs/${missing}`);
+  await page.waitForSelector('#job-notfound:not([hidden])');
+  await page.waitForTimeout(1000); // ten refresh periods
+  page.off('request', listen);
+  const api = seen.filter((u) => new URL(u).pathname.startsWith('/jobs'));
+  assert.deepEqual(api, [`${BASE_URL}/jobs/${missing}/summary`]);
+  assert.match(await page.textContent('#job-notfound'), new RegExp(`has no job ${missing}`));
+  assert.equal(await page.isHidden('#job-body'), true);
+});
+
+test('an empty endpoint says so and stops asking', async () => {
+  let asked = 0;
+  await page.route(/\/jobs\?/, (r) => {
+    asked++;
+    r.fulfill({ status: 200, contentType: 'application/json', body: JSON.stringify({ jobs: [], next_cursor: null }) });
+  });
+  await page.goto(`${BASE_URL}/?refresh_ms=100#jobs`);
+  await page.waitForSelector('#jobs-empty:not([hidden])');
+  await page.waitForTimeout(1000);
+  await page.unroute(/\/jobs\?/);
+  assert.equal(asked, 1);
+  assert.match(await page.textContent('#jobs-empty'), /No jobs on this endpoint yet/);
+});
+
+test('the layout holds at 390x844 and 1440x900 on the list and on a job', async () => {
+  for (const vp of VIEWPORTS) {
+    await page.setViewportSize(vp);
+    await page.goto(`${BASE_URL}/?refresh_ms=60000#jobs`);
+    await page.waitForFunction(() => window.wattwiseJobs.refreshes > 0 && window.wattwiseJobs.page);
+    await assertVerdicts(page, `jobs list ${vp.width}`);
+    await assertLayout(page, ARTIFACTS, `layout-jobs-${vp.width}x${vp.height}`);
+    await page.goto(`${BASE_URL}/?refresh_ms=60000#jobs/${ids.busy}`);
+    await page.waitForFunction((id) => window.wattwiseJobs.detail?.summary.job_id === id, ids.busy);
+    assert.ok((await assertVerdicts(page, `job ${vp.width}`)) >= 1);
+    await assertLayout(page, ARTIFACTS, `layout-job-${vp.width}x${vp.height}`);
+  }
+  await page.setViewportSize({ width: 1400, height: 1000 });
 });
 
 test('usable at a phone width (390 px)', async () => {

@@ -187,3 +187,50 @@ def test_openapi_lists_the_run_routes(api):
     assert "get" in paths["/jobs/{job_id}/runs/{run_id}"]
     for action in ("heartbeat", "profile", "report", "done"):
         assert "post" in paths[f"/jobs/{{job_id}}/runs/{{run_id}}/{action}"], action
+
+
+def test_each_hosts_energy_is_bounded_so_their_sum_is_taken(api):
+    # Issue 26: each host's 1e18 J was accepted, then their sum failed the run.
+    job_id = new_job(api, max_epochs=5, target_metric=0.99)
+    run_id = unique("big")
+    for rank in range(2):
+        assert join(api, job_id, run_id, rank, hosts=2).status_code == 200
+    r = call(api, job_id, run_id, "report", host_report(0, 1, 10.0, 1e18))
+    assert r.status_code == 422, r.text
+    assert r.json()["message"].startswith("energy:"), r.text
+    for rank in range(2):
+        r = call(api, job_id, run_id, "report", host_report(rank, 1, 10.0, 5e17))
+        assert r.status_code == 200, r.text
+    v = r.json()
+    assert (v["status"], v["reported_epoch"], v["epochs"][-1]["energy"]) == ("running", 1, 1e18), v
+
+
+def test_host_names_that_reorder_or_hide_text_are_refused(api):
+    job_id = new_job(api)
+    for name in ["evil\u202egnp.exe", "a\u200bb", "x\u2066y"]:
+        r = join(api, job_id, unique("bidi"), 0, host_name=name)
+        assert r.status_code == 422, (name, r.text)
+        assert r.json()["message"].startswith("host_name:"), r.text
+    assert trials(api, job_id) == []
+
+
+def test_a_finished_run_that_left_the_kept_ones_answers_its_outcome(api):
+    # Issue 26: re-joining a finished run evicted from the 16 kept opened a new trial.
+    job_id = new_job(api, max_epochs=1, target_metric=0.99)
+    run_ids = [unique("old")] + [unique("later") for _ in range(16)]
+    first = None
+    for run_id in run_ids:
+        r = join(api, job_id, run_id, 0, hosts=1)
+        assert r.status_code == 200, r.text
+        r = call(api, job_id, run_id, "report", host_report(0, 1, 1.0, 10.0, metric=1.0))
+        assert r.status_code == 200 and r.json()["stop_train"], r.text
+        first = first or r.json()
+    assert run_ids[0] not in {run["run_id"] for run in api.state(job_id)["runs"]}
+    r = join(api, job_id, run_ids[0], 0, hosts=1)
+    assert r.status_code == 200, r.text
+    v = r.json()
+    assert (v["trial_number"], v["status"], v["stop_train"], v["converged"]) == (
+        first["trial_number"], "stopped", True, True), v
+    r = call(api, job_id, run_ids[0], "heartbeat", {"host_rank": 0})
+    assert r.status_code == 200 and r.json()["trial_number"] == first["trial_number"], r.text
+    assert len(trials(api, job_id)) == 17, "no new trial"

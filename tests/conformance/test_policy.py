@@ -50,3 +50,32 @@ def test_unknown_policy_is_refused(api):
     r = api.post("/jobs", job_spec("pol", policy="greedy"))
     assert r.status_code == 422, r.text
     assert "policy" in r.json()["message"]
+
+
+def test_wattwise_lone_batch_size_carries_on_after_missing_the_target(api):
+    # Issue 26: this job got 400 "no batch size converged" on every later request.
+    spec = job_spec("pol", policy="wattwise", batch_sizes=[32], default_batch_size=32, max_epochs=3)
+    job = spec["job_id"]
+    api.register(spec)
+    for _ in range(3):
+        t = api.predict(job)
+        assert t["batch_size"] == 32
+        for epoch in range(1, 4):
+            r = api.report(t, 10.0 * epoch, 1000.0 * epoch, 0.1, epoch)
+        assert (r["stop_train"], r["converged"]) == (True, False), r
+
+
+def test_wattwise_run_that_cost_nothing_bounds_nothing(api):
+    spec = job_spec("pol", policy="wattwise")
+    job = spec["job_id"]
+    api.register(spec)
+    t = api.predict(job)
+    r = api.report(t, 0.0, 0.0, 0.9, 1)
+    assert (r["stop_train"], r["converged"]) == (True, True), r
+    # The next run costs 1550 after one epoch: no bound of "beta x 0" stops it.
+    t = api.predict(job)
+    r = api.report(t, 1.0, 1400.0, 0.1, 1)
+    assert r["stop_train"] is False, r
+    r = api.report(t, 2.0, 2800.0, 0.9, 2)
+    assert (r["stop_train"], r["converged"]) == (True, True), r
+    assert api.state(job)["wattwise"]["arms"][1]["successes"] == 1

@@ -45,9 +45,10 @@ export FAKE_NVML_LIB="$CARGO_TARGET_DIR/debug/libnvidia_ml.so"
 export WATTWISE_SERVER_BIN="$CARGO_TARGET_DIR/debug/wattwise-server"
 
 # populate URL: the real clients make their jobs (Zeus's client sends no token, so
-# the host runs without one now); sets agent_job.
+# the host runs without one now); sets agent_job. Its id has a `:`, which the agent
+# and the page send percent-encoded (`%3A`) in paths (issue 26).
 populate() {
-    agent_job="agentpage-$(od -An -N3 -tx1 /dev/urandom | tr -d ' \n')"
+    agent_job="agentpage:$(od -An -N3 -tx1 /dev/urandom | tr -d ' \n')"
     python3 "$here/clients.py" zeus "$1" "$zeus_venv/bin/python" "$work/clients.json"
     python3 "$here/clients.py" agent "$1" "$agent_job"
 }

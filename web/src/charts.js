@@ -12,7 +12,7 @@ import {
   ScatterController,
   Tooltip,
 } from 'chart.js';
-import { duration, joules } from './format.js';
+import { duration, durationTicks, joules, policyName } from './format.js';
 
 Chart.register(Legend, LinearScale, LogarithmicScale, LineController, LineElement, PointElement, ScatterController, Tooltip);
 Chart.defaults.animation = false;
@@ -35,6 +35,16 @@ function line(label, color, data, extra = {}) {
   return { label, data, borderColor: color, backgroundColor: color, borderWidth: 2, pointRadius: 0, tension: 0, ...extra };
 }
 
+/** An axis's afterBuildTicks that puts the ticks at exactly these batch sizes. */
+export const ticksAt = (values) => (axis) => {
+  axis.ticks = [...new Set(values)].sort((a, b) => a - b).map((value) => ({ value }));
+};
+
+/** A duration axis (seconds) ticked at round values of the unit shown. */
+const timeAxisTicks = (axis) => {
+  axis.ticks = durationTicks(axis.min, axis.max).map((value) => ({ value }));
+};
+
 const recurrenceAxis = {
   type: 'linear',
   title: { display: true, text: 'recurrence' },
@@ -43,7 +53,7 @@ const recurrenceAxis = {
 
 /** The three cumulative plots of a report, with the same knobs under the other policy beside it. */
 export function drawCumulative(report, other) {
-  const policy = (r) => r.policy ?? 'zeus';
+  const policy = (r) => policyName(r.policy ?? 'zeus');
   const n = report.recurrences;
   const { default: d, oracle: o } = report.baselines;
   const xs = Array.from({ length: n }, (_, i) => i + 1);
@@ -60,7 +70,7 @@ export function drawCumulative(report, other) {
       type: 'line',
       data: {
         datasets: [
-          line(`wattwise, ${policy(report)} policy`, COLORS.wattwise, series(values)),
+          line(`${policy(report)} policy`, COLORS.wattwise, series(values)),
           ...(other ? [line(`${policy(other)} policy`, COLORS.other, series(other[key]), { borderWidth: 1.5 })] : []),
           line(`default (bs ${d.batch_size} @ ${d.power_limit} W)`, COLORS.default, expected(dv), { borderDash: [6, 4] }),
           line(`oracle (bs ${o.batch_size} @ ${o.power_limit} W)`, COLORS.oracle, expected(ov), { borderDash: [2, 3] }),
@@ -68,7 +78,7 @@ export function drawCumulative(report, other) {
       },
       options: {
         interaction: { mode: 'index', intersect: false },
-        scales: { x: recurrenceAxis, y: { ticks: { callback: (v) => unit(v) } } },
+        scales: { x: recurrenceAxis, y: { ticks: { callback: (v) => unit(v) }, ...(unit === duration ? { afterBuildTicks: timeAxisTicks } : {}) } },
         plugins: {
           legend: { labels: { boxHeight: 2 } },
           tooltip: { callbacks: { label: (c) => `${c.dataset.label}: ${unit(c.parsed.y)}` } },
@@ -94,8 +104,8 @@ export function drawConfigs(report) {
     type: 'scatter',
     data: {
       datasets: [
-        { label: 'batch size', data: runs.map((h) => ({ x: h.recurrence + 1, y: h.batch_size })), yAxisID: 'bs', ...style(COLORS.wattwise) },
-        { label: 'power limit (W)', data: runs.map((h) => ({ x: h.recurrence + 1, y: h.power_limit })), yAxisID: 'pl', ...style(COLORS.power) },
+        { label: 'batch size', data: runs.map((h) => ({ x: h.recurrence, y: h.batch_size })), yAxisID: 'bs', ...style(COLORS.wattwise) },
+        { label: 'power limit (W)', data: runs.map((h) => ({ x: h.recurrence, y: h.power_limit })), yAxisID: 'pl', ...style(COLORS.power) },
       ],
     },
     options: {
@@ -106,9 +116,7 @@ export function drawConfigs(report) {
           position: 'left',
           title: { display: true, text: 'batch size' },
           // Ticks at the batch sizes the runs used.
-          afterBuildTicks: (axis) => {
-            axis.ticks = [...new Set(runs.map((h) => h.batch_size))].sort((a, b) => a - b).map((value) => ({ value }));
-          },
+          afterBuildTicks: ticksAt(runs.map((h) => h.batch_size)),
           ticks: { callback: (v) => String(v) },
         },
         pl: { type: 'linear', position: 'right', title: { display: true, text: 'power limit (W)' }, grid: { drawOnChartArea: false } },
@@ -118,7 +126,7 @@ export function drawConfigs(report) {
           callbacks: {
             label: (c) => {
               const h = runs[c.dataIndex];
-              return `recurrence ${h.recurrence + 1}: bs ${h.batch_size} @ ${h.power_limit} W${h.reached ? '' : ' (did not reach the target)'}`;
+              return `recurrence ${h.recurrence}: bs ${h.batch_size} @ ${h.power_limit} W${h.reached ? '' : ' (did not reach the target)'}`;
             },
           },
         },
@@ -137,7 +145,7 @@ export function drawTradeoff(points) {
     type: 'scatter',
     data: {
       datasets: [
-        { label: 'wattwise', data: byEta.map((p) => xy(p, 'cum')), borderColor: COLORS.wattwise, backgroundColor: COLORS.wattwise, showLine: true, pointRadius: 4 },
+        { label: `${policyName(byEta[0].policy)} policy`, data: byEta.map((p) => xy(p, 'cum')), borderColor: COLORS.wattwise, backgroundColor: COLORS.wattwise, showLine: true, pointRadius: 4 },
         { label: 'oracle', data: byEta.map((p) => xy(p, 'oracle')), borderColor: COLORS.oracle, backgroundColor: COLORS.oracle, showLine: true, borderDash: [2, 3], pointRadius: 3 },
         { label: 'default (any eta)', data: [xy(byEta[0], 'default')], borderColor: COLORS.default, backgroundColor: COLORS.default, pointRadius: 6, pointStyle: 'rectRot' },
       ],

@@ -82,3 +82,41 @@ export function toCsv(header, rows) {
   };
   return [header, ...rows].map((r) => r.map(cell).join(',')).join('\n') + '\n';
 }
+
+/** The policies' names on the page, the command line and the API docs (`policy` ids stay `zeus`, `wattwise`). */
+export const POLICY_NAMES = { zeus: 'Zeus', wattwise: "wattwise's" };
+
+/** A policy's name: `Zeus` or `wattwise's`. */
+export const policyName = (id) => POLICY_NAMES[id ?? 'zeus'] ?? String(id);
+
+/**
+ * The verdict on a fraction saved against the default (positive: saved):
+ * `{ words: 'saves 12.3%', cls: 'saves' }`, `costs 2.5% more` (cls `costs`), or
+ * `same as the default` (cls `even`) under 0.05%.
+ */
+export function verdict(saved) {
+  if (!Number.isFinite(saved)) return { words: 'no estimate', cls: 'even' };
+  const p = Math.abs(saved * 100).toFixed(1);
+  if (p === '0.0') return { words: 'same as the default', cls: 'even' };
+  return saved > 0 ? { words: `saves ${p}%`, cls: 'saves' } : { words: `costs ${p}% more`, cls: 'costs' };
+}
+
+/** A Unix-ms instant in UTC, the one time zone the page shows: `2026-12-06 07:45:13 UTC`. */
+export function utc(ms) {
+  return `${new Date(ms).toISOString().replace('T', ' ').slice(0, 19)} UTC`;
+}
+
+/**
+ * Round tick values for a duration axis in seconds, from `min` to `max`: steps
+ * of 1, 2 or 5 (or 10, 15, 30 of minutes, 3, 6, 12 of hours) in the unit
+ * `duration` shows there, so ticks read 2.00 h, 4.00 h rather than 1.39 h.
+ */
+export function durationTicks(min, max, count = 6) {
+  const span = Math.max(max - min, 1e-9);
+  const steps = [1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400, 172800, 432000, 864000];
+  let step = steps.find((s) => span / s <= count);
+  if (step === undefined) step = 10 ** Math.ceil(Math.log10(span / count));
+  const out = [];
+  for (let v = Math.ceil(min / step) * step; v <= max + 1e-9; v += step) out.push(v);
+  return out;
+}

@@ -4,8 +4,9 @@
 // a token on the endpoint, the page asks for it once and keeps it in this tab's
 // sessionStorage only (never in a URL). Every number shown is the API's, formatted.
 
-import { COLORS, draw } from './charts.js';
-import { duration, joules, toCsv } from './format.js';
+import { COLORS, draw, ticksAt } from './charts.js';
+import { duration, joules, policyName, toCsv, utc, verdict } from './format.js';
+import { markScrollers } from './scroll.js';
 
 const $ = (id) => document.getElementById(id);
 const TOKEN_KEY = 'wattwise-token';
@@ -30,6 +31,8 @@ window.wattwiseJobs = jobsState;
 
 class NeedToken extends Error {}
 class NoEndpoint extends Error {}
+/** A job the endpoint does not know (404 on its detail). */
+class NotFound extends Error {}
 
 async function api(path) {
   const headers = {};
@@ -45,6 +48,7 @@ async function api(path) {
   const body = await r.json().catch(() => null);
   if (!r.ok) {
     if (r.status === 404 && path.startsWith('/jobs?')) throw new NoEndpoint('this page is not served by a wattwise endpoint that lists jobs');
+    if (r.status === 404) throw new NotFound(body?.message ?? 'no such job');
     throw new Error(body?.message ?? `${r.status} ${r.statusText}`);
   }
   return body;
@@ -69,6 +73,9 @@ async function guarded(load) {
   } catch (e) {
     if (e instanceof NeedToken) {
       askToken(Boolean(sessionStorage.getItem(TOKEN_KEY)));
+    } else if (e instanceof NotFound) {
+      stopPolling();
+      showNotFound(e.message);
     } else if (e instanceof NoEndpoint) {
       jobsState.reachable = false;
       notice(`Endpoint unreachable: ${e.message}. Showing the last data received; retrying every ${REFRESH_MS / 1000} s.`);
@@ -80,19 +87,35 @@ async function guarded(load) {
 
 // ---------------------------------------------------------------- the list
 
+/** The optimizer's stage in plain words. */
+export function stageWords(s) {
+  if (s.policy === 'wattwise') return 'searching nearby batch sizes';
+  return s.stage === 'Pruning' ? 'trying each batch size' : 'settled: picking among the best batch sizes';
+}
+
+/** The GPUs of a job: `2 × A40`. */
+export const gpus = (s) => `${s.number_of_gpus} × ${s.gpu_model}`;
+
+/** A saving, or a dash until the job has run its default batch size to the target. */
+const saved = (s, f) => (s.savings ? f(s.savings) : '—');
+
 const COLUMNS = [
   ['job_id', 'job', (s) => s.job_id],
-  ['stage', 'stage', (s) => s.stage],
-  ['policy', 'policy', (s) => s.policy],
+  ['saved', 'saved against the default (cost)', (s) => saved(s, (v) => verdict(v.cost_fraction).words), (s) => s.savings?.cost_fraction ?? -Infinity],
+  ['saved_energy', 'energy saved', (s) => saved(s, (v) => joules(v.energy)), (s) => s.savings?.energy ?? -Infinity],
+  ['saved_time', 'time saved', (s) => saved(s, (v) => duration(v.time)), (s) => s.savings?.time ?? -Infinity],
+  ['stage', 'stage', stageWords],
+  ['policy', 'policy', (s) => policyName(s.policy)],
+  ['gpus', 'GPUs', gpus],
   ['best_batch_size', 'best batch size', (s) => s.best_batch_size],
-  ['best_power_limit', 'power limit (W)', (s) => s.best_power_limit ?? '—'],
+  ['best_power_limit', 'power limit', (s) => (s.best_power_limit === null ? '—' : `${s.best_power_limit} W`), (s) => s.best_power_limit ?? -Infinity],
   ['trials', 'trials', (s) => s.trials],
   ['open_trials', 'running', (s) => s.open_trials],
   ['energy', 'energy', (s) => joules(s.totals.energy), (s) => s.totals.energy],
   ['time', 'time', (s) => duration(s.totals.time), (s) => s.totals.time],
-  ['cost', 'cost', (s) => joules(s.totals.cost), (s) => s.totals.cost],
-  ['last_activity_ms', 'last activity', (s) => new Date(s.last_activity_ms).toISOString().replace('T', ' ').slice(0, 19)],
-  ['created_ms', 'created', (s) => new Date(s.created_ms).toISOString().replace('T', ' ').slice(0, 19)],
+  ['cost', 'cost (Zeus)', (s) => joules(s.totals.cost), (s) => s.totals.cost],
+  ['last_activity_ms', 'last activity (UTC)', (s) => utc(s.last_activity_ms)],
+  ['created_ms', 'created (UTC)', (s) => utc(s.created_ms)],
 ];
 const CSV_COLUMNS = [
   ['job_id', (s) => s.job_id], ['stage', (s) => s.stage], ['policy', (s) => s.policy],
@@ -102,6 +125,8 @@ const CSV_COLUMNS = [
   ['trials', (s) => s.trials], ['open_trials', (s) => s.open_trials],
   ['finished_trials', (s) => s.totals.finished_trials], ['failed_trials', (s) => s.totals.failed_trials],
   ['energy_j', (s) => s.totals.energy], ['time_s', (s) => s.totals.time], ['cost', (s) => s.totals.cost],
+  ['saved_energy_j', (s) => s.savings?.energy], ['saved_time_s', (s) => s.savings?.time], ['saved_cost', (s) => s.savings?.cost],
+  ['saved_cost_fraction', (s) => s.savings?.cost_fraction],
   ['last_activity_ms', (s) => s.last_activity_ms], ['created_ms', (s) => s.created_ms],
 ];
 
@@ -144,15 +169,46 @@ function renderList() {
         td.append(a);
       } else {
         td.textContent = String(fmt(s));
+        if (k === 'saved' && s.savings) markVerdict(td, s.savings.cost_fraction);
       }
     }
   }
+  renderFleet();
   const n = jobsState.page?.jobs.length ?? 0;
   $('jobs-status').textContent = jobsState.page
     ? `Page ${jobsState.pageIndex + 1}: ${rows.length} of ${n} jobs shown${jobsState.prefix ? ` (id starts with “${jobsState.prefix}”)` : ''}.`
     : '';
   $('jobs-prev').disabled = jobsState.pageIndex === 0;
   $('jobs-next').disabled = !jobsState.page?.next_cursor;
+  const empty = jobsState.page && jobsState.page.jobs.length === 0 && jobsState.pageIndex === 0;
+  $('jobs-empty').hidden = !empty;
+  $('jobs-table').closest('.table-wrap').hidden = Boolean(empty);
+  if (empty) {
+    // Nothing to refresh: a job appears when a client registers one.
+    stopPolling();
+    $('jobs-empty').textContent = 'No jobs on this endpoint yet. A job appears when a training script (Zeus\'s client) or `wattwise run` registers one; reload this page then.';
+  }
+  markScrollers();
+}
+
+/** The fleet's saving: the sum over the jobs on this page with an estimate. */
+function renderFleet() {
+  const jobs = visibleRows();
+  const est = jobs.filter((s) => s.savings);
+  const sum = (f) => est.reduce((a, s) => a + f(s.savings), 0);
+  const fleet = { jobs: jobs.length, estimated: est.length, energy: sum((v) => v.energy), time: sum((v) => v.time), cost: sum((v) => v.cost), default_cost: sum((v) => v.default_cost) };
+  jobsState.fleet = fleet;
+  $('fleet').hidden = jobs.length === 0;
+  const fraction = fleet.default_cost > 0 ? fleet.cost / fleet.default_cost : NaN;
+  const v = verdict(fraction);
+  const of = `${est.length} of ${jobs.length} jobs shown have a default estimate`;
+  const fleetHtml = [
+    card('saved against the default (cost), these jobs', est.length ? v.words : '—', `verdict-card ${v.cls}`, 'fleet-saved', of),
+    card('energy saved', est.length ? joules(fleet.energy) : '—', '', 'fleet-energy', 'against each job\'s default batch size'),
+    card('time saved', est.length ? duration(fleet.time) : '—', '', 'fleet-time', 'summed over the jobs\' finished runs'),
+  ].join('');
+  $('fleet').innerHTML = fleetHtml;
+  if (est.length) markVerdict($('fleet-saved').querySelector('.value'), fraction);
 }
 
 async function loadList() {
@@ -186,8 +242,16 @@ export function defaultEstimate(trials, params) {
   return { perRun: runs.reduce((a, t) => a + t.cost, 0) / runs.length, basis: runs.length };
 }
 
-function card(label, value) {
-  return `<div class="card"><div class="label">${label}</div><div class="value">${value}</div></div>`;
+/** Colours an element holding a verdict's words, and keeps the fraction beside them. */
+function markVerdict(el, saved) {
+  el.classList.add('verdict-text', verdict(saved).cls);
+  el.dataset.saved = String(saved);
+}
+
+const escape = (t) => String(t).replace(/[&<>"]/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' })[c]);
+
+function card(label, value, cls = '', id = '', sub = '') {
+  return `<div class="card ${cls}"${id ? ` id="${id}"` : ''}><div class="label">${escape(label)}</div><div class="value">${escape(value)}</div>${sub ? `<div class="sub">${escape(sub)}</div>` : ''}</div>`;
 }
 
 const TRIAL_COLUMNS = [
@@ -195,11 +259,11 @@ const TRIAL_COLUMNS = [
   ['batch_size', 'batch size', (t) => t.batch_size],
   ['type', 'type', (t) => t.type],
   ['outcome', 'outcome', (t) => (t.status === 'Succeeded' ? (t.converged ? 'reached target' : 'stopped early') : t.status === 'Failed' ? 'failed' : 'running')],
-  ['energy', 'energy (J)', (t) => t.energy ?? ''],
-  ['time', 'time (s)', (t) => t.time ?? ''],
-  ['cost', 'cost', (t) => (t.cost === null ? '' : t.cost)],
-  ['start_ms', 'start', (t) => new Date(t.start_ms).toISOString()],
-  ['end_ms', 'end', (t) => (t.end_ms ? new Date(t.end_ms).toISOString() : '')],
+  ['energy', 'energy', (t) => (t.energy === null || t.energy === undefined ? '' : joules(t.energy))],
+  ['time', 'time', (t) => (t.time === null || t.time === undefined ? '' : duration(t.time))],
+  ['cost', 'cost (Zeus)', (t) => (t.cost === null ? '' : joules(t.cost))],
+  ['start_ms', 'start (UTC)', (t) => utc(t.start_ms)],
+  ['end_ms', 'end (UTC)', (t) => (t.end_ms ? utc(t.end_ms) : '')],
 ];
 
 const BANDIT_COLUMNS = [
@@ -228,11 +292,11 @@ function banditRows(doc) {
       batch_size: b.batch_size,
       pruning: pruned.rounds === 0 ? round : pruned.survivors.includes(b.batch_size) ? `kept after ${pruned.rounds} round(s)` : 'pruned',
       explored: rewardCount(b.explored) + ex.length,
-      last_exploration_cost: last ? last.outcome.cost : null,
+      last_exploration_cost: last ? joules(last.outcome.cost) : null,
       runs: r.count ?? null,
-      mean_cost: r.count ? -r.mean : null,
-      posterior_mean_cost: b.arm ? -b.arm.param_mean : null,
-      posterior_spread: b.arm && b.arm.param_precision > 0 ? 1 / Math.sqrt(b.arm.param_precision) : null,
+      mean_cost: r.count ? joules(-r.mean) : null,
+      posterior_mean_cost: b.arm ? joules(-b.arm.param_mean) : null,
+      posterior_spread: b.arm && b.arm.param_precision > 0 ? joules(1 / Math.sqrt(b.arm.param_precision)) : null,
     };
   });
 }
@@ -255,8 +319,17 @@ function renderDetail() {
   const d = jobsState.detail;
   const { summary: s, doc, trials } = d;
   $('job-title').textContent = s.job_id;
+  $('job-notfound').hidden = true;
+  $('job-body').hidden = false;
+  const v = s.savings;
+  const vd = verdict(v?.cost_fraction);
   $('job-cards').innerHTML = [
-    card('stage', s.stage),
+    card('saved against the default (cost)', v ? vd.words : '— (no estimate yet)', `verdict-card ${v ? vd.cls : 'even'}`, 'job-saved', v ? `${joules(Math.abs(v.cost))} ${v.cost >= 0 ? 'less' : 'more'} than the default's ${joules(v.default_cost)} (Zeus cost)` : ''),
+    card('energy saved', v ? joules(v.energy) : '—', '', 'job-saved-energy'),
+    card('time saved', v ? duration(v.time) : '—', '', 'job-saved-time'),
+    card('GPUs', gpus(s)),
+    card('policy', policyName(s.policy)),
+    card('stage', stageWords(s)),
     card('best batch size', s.best_batch_size),
     card('power limit', s.best_power_limit === null ? '— (no profile)' : `${s.best_power_limit} W`),
     card('trials', `${s.trials} (${s.open_trials} running)`),
@@ -264,6 +337,13 @@ function renderDetail() {
     card('time', duration(s.totals.time)),
     card('cost', joules(s.totals.cost)),
   ].join('');
+  if (v) markVerdict($('job-saved').querySelector('.value'), v.cost_fraction);
+  $('job-saving-note').textContent = v
+    ? `Saved against the default: the job's default batch size (${s.default_batch_size}) on every finished run, estimated as the mean energy and time of its ${v.basis_runs} recent run(s) at that batch size that reached the target, times the ${v.runs} finished run(s), less what the job used. Positive is saved.`
+    : `No estimate of the default yet: no recent run at the default batch size (${s.default_batch_size}) has reached the target.`;
+  const none = trials.every((t) => t.status === 'Dispatched');
+  $('job-no-trials').hidden = !none;
+  $('job-charts').hidden = none;
   fillTable($('job-trials'), TRIAL_COLUMNS, trials, (t, c) => c[2](t));
   fillTable($('job-bandit'), BANDIT_COLUMNS, banditRows(doc), (r, [k]) => r[k]);
 
@@ -285,7 +365,7 @@ function renderDetail() {
         { label: 'failed (ended without a result)', data: d.charts.trials.failed, backgroundColor: COLORS.default, pointStyle: 'crossRot', pointRadius: 6, borderColor: COLORS.default },
       ],
     },
-    options: { scales: { x: { title: { display: true, text: 'trial' }, ticks: { precision: 0 } }, y: { type: 'logarithmic', title: { display: true, text: 'batch size' } } } },
+    options: { scales: { x: { title: { display: true, text: 'trial' }, ticks: { precision: 0 } }, y: { type: 'logarithmic', title: { display: true, text: 'batch size' }, afterBuildTicks: ticksAt(doc.batch_sizes.map((b) => b.batch_size)), ticks: { callback: (v) => String(v) } } } },
   });
 
   // Cumulative cost against the default at full power.
@@ -343,7 +423,9 @@ function renderDetail() {
 
 async function loadDetail(jobId) {
   const id = encodeURIComponent(jobId);
-  const [summary, doc, rows] = await Promise.all([api(`/jobs/${id}/summary`), api(`/jobs/${id}`), api(`/jobs/${id}/trials`)]);
+  // The summary first: an unknown job costs one request (its 404), then no more.
+  const summary = await api(`/jobs/${id}/summary`);
+  const [doc, rows] = await Promise.all([api(`/jobs/${id}`), api(`/jobs/${id}/trials`)]);
   const trials = withCost(rows, doc.params);
   jobsState.detail = { summary, doc, trials, defaultEstimate: defaultEstimate(trials, doc.params), charts: {} };
   renderDetail();
@@ -352,6 +434,22 @@ async function loadDetail(jobId) {
 // ---------------------------------------------------------------- routing and wiring
 
 let timer = null;
+
+/** Ends the refreshes of the view shown (a job that does not exist, an empty list). */
+function stopPolling() {
+  clearInterval(timer);
+  timer = null;
+  jobsState.polling = false;
+}
+
+function showNotFound(message) {
+  jobsState.notFound = true;
+  $('job-body').hidden = true;
+  $('job-notfound').hidden = false;
+  const id = decodeURIComponent(location.hash.replace(/^#jobs\//, ''));
+  $('job-title').textContent = id;
+  $('job-notfound').textContent = `This endpoint has no job ${id} (${message}). Check the id in the list of jobs; this view no longer refreshes.`;
+}
 
 function route() {
   const m = location.hash.match(/^#jobs(?:\/(.+))?$/);
@@ -362,7 +460,8 @@ function route() {
   document.querySelector('main.layout').hidden = jobs;
   $('nav-whatif').setAttribute('aria-current', jobs ? 'false' : 'page');
   $('nav-jobs').setAttribute('aria-current', jobs ? 'page' : 'false');
-  clearInterval(timer);
+  stopPolling();
+  jobsState.notFound = false;
   if (!jobs) return;
   const jobId = m[1] ? decodeURIComponent(m[1]) : null;
   $('jobs-list').hidden = Boolean(jobId);
@@ -370,6 +469,7 @@ function route() {
   const refresh = () => guarded(() => (jobId ? loadDetail(jobId) : loadList())).then(() => jobsState.refreshes++);
   refresh();
   // Live: re-read what is on screen while the view is open.
+  jobsState.polling = true;
   timer = setInterval(() => {
     if ($('token-form').hidden) refresh();
   }, REFRESH_MS);

@@ -5,7 +5,8 @@
 import './style.css';
 import { drawConfigs, drawCumulative, drawTradeoff } from './charts.js';
 import { initJobs } from './jobs.js';
-import { duration, joules, parseBeta, parseEtas, parseSeeds, percent, toCsv } from './format.js';
+import { duration, joules, parseBeta, parseEtas, parseSeeds, policyName, toCsv, verdict } from './format.js';
+import { markScrollers } from './scroll.js';
 
 const $ = (id) => document.getElementById(id);
 const form = $('knobs');
@@ -76,6 +77,32 @@ function show(id, message) {
   box.hidden = !message;
   box.textContent = message || '';
   if (message) box.scrollIntoView({ block: 'nearest' });
+}
+
+/**
+ * A knob the simulator refused: the message goes under the field it names
+ * (`eta: must be ...`), the field is marked invalid and focused, and the last
+ * results stay on screen, marked as those of the previous knobs.
+ */
+function knobError(message) {
+  for (const el of form.querySelectorAll('[aria-invalid]')) el.removeAttribute('aria-invalid');
+  const box = $('knob-error');
+  if (!message) {
+    show('knob-error', '');
+    $('results').classList.remove('stale');
+    return;
+  }
+  const name = message.match(/^([a-z_]+):/)?.[1];
+  const field = name === 'dataset' ? form.elements.workload : form.elements[name];
+  if (field && field.closest) {
+    field.setAttribute('aria-invalid', 'true');
+    field.closest('label').after(box);
+    field.focus();
+  } else {
+    form.append(box);
+  }
+  show('knob-error', state.report ? `${message} (the results shown are for the previous knobs)` : message);
+  $('results').classList.toggle('stale', Boolean(state.report));
 }
 
 /** Hides the results of traces that are no longer loaded. */
@@ -234,14 +261,12 @@ function knobs() {
 }
 
 async function simulate() {
-  show('knob-error', '');
   if (!state.options) return;
   let request;
   try {
     request = knobs();
   } catch (e) {
-    show('knob-error', e.message);
-    return clearResults('No result for these knobs (see the message beside).');
+    return knobError(e.message);
   }
   writeUrl();
   $('run').disabled = true;
@@ -253,16 +278,14 @@ async function simulate() {
     ]);
     state.report = result;
     state.other = otherResult;
+    knobError('');
     renderReport(result, ms, otherResult);
     if (state.firstResult) {
       state.firstResult = false;
       document.body.dataset.firstResultMs = performance.now().toFixed(1);
     }
   } catch (e) {
-    if (!e.cancelled) {
-      show('knob-error', e.message);
-      clearResults('No result for these knobs (see the message beside).');
-    }
+    if (!e.cancelled) knobError(e.message);
   } finally {
     $('run').disabled = false;
   }
@@ -295,11 +318,11 @@ function renderPolicies(reports) {
     tr.dataset.policy = policyOf(r);
     if (i === 0) tr.className = 'chosen';
     const cells = [
-      ['policy', policyOf(r), String],
+      ['policy', policyOf(r), policyName],
       ['cost', cost, joules],
       ['energy', r.cum_energy[n - 1], joules],
       ['time', r.cum_time[n - 1], duration],
-      ['savings', 1 - cost / (n * r.baselines.default.cost), (x) => percent(-x)],
+      ['savings', savedOf(r), (x) => verdict(x).words],
       ['regret', r.regret[n - 1], joules],
     ];
     for (const [key, v, fmt] of cells) {
@@ -307,8 +330,51 @@ function renderPolicies(reports) {
       td.dataset.key = key;
       td.dataset.value = String(v);
       td.textContent = fmt(v);
+      if (key === 'savings') markVerdict(td, v);
     }
   });
+  const [a, b] = reports;
+  const better = savedOf(a) >= savedOf(b) ? a : b;
+  $('policies-caption').textContent = `Both policies on these knobs: ${policyName(policyOf(better))} policy is the better one here.`;
+}
+
+/** Colours an element holding a verdict's words, and keeps the fraction beside them. */
+function markVerdict(el, saved) {
+  el.classList.add('verdict-text', verdict(saved).cls);
+  el.dataset.saved = String(saved);
+}
+
+/** The fraction of the default's cost a report saves (negative: costs more). */
+const savedOf = (r) => 1 - r.cum_cost[r.recurrences - 1] / (r.recurrences * r.baselines.default.cost);
+
+/**
+ * The verdict on a result, in words and colour: what the chosen policy saves or
+ * costs against the default, the other policy's, and which is better here.
+ */
+function renderVerdict(r, other) {
+  const box = $('verdict');
+  const mine = verdict(savedOf(r));
+  const theirs = verdict(savedOf(other));
+  const d = r.baselines.default;
+  const better = savedOf(r) >= savedOf(other) ? r : other;
+  box.className = `verdict ${mine.cls}`;
+  box.dataset.saved = String(savedOf(r));
+  box.dataset.otherSaved = String(savedOf(other));
+  box.dataset.better = policyOf(better);
+  box.replaceChildren();
+  const head = document.createElement('strong');
+  markVerdict(head, savedOf(r));
+  head.textContent = `${policyName(policyOf(r))} policy ${mine.words}`;
+  const rest = document.createElement('span');
+  const otherWords = document.createElement('span');
+  markVerdict(otherWords, savedOf(other));
+  otherWords.textContent = `${policyName(policyOf(other))} policy ${theirs.words}`;
+  rest.append(
+    ` against the default (batch size ${d.batch_size} at ${d.power_limit} W, every recurrence), in Zeus cost over ${r.recurrences} recurrences. On the same knobs, `,
+    otherWords,
+    `. Better here: ${policyName(policyOf(better))} policy.`,
+  );
+  box.append(head, rest);
 }
 
 function renderReport(r, ms, other) {
@@ -318,16 +384,23 @@ function renderReport(r, ms, other) {
   const regret = r.regret[n - 1];
   const saved = 1 - total('cum_cost') / (n * d.cost);
   const energySaved = 1 - total('cum_energy') / (n * d.energy);
+  const name = policyName(policyOf(r));
+  const timeSaved = 1 - total('cum_time') / (n * d.time);
   $('summary').replaceChildren(
-    card('wattwise cost', { id: 'total-cost', v: total('cum_cost') }, joules(total('cum_cost')), `${n} recurrences, ${r.history.length} runs`, 'wattwise'),
-    card('energy', { id: 'total-energy', v: total('cum_energy') }, joules(total('cum_energy')), `${percent(-energySaved)} energy vs default`, 'wattwise'),
-    card('time', { id: 'total-time', v: total('cum_time') }, duration(total('cum_time')), `${duration(total('cum_time') / n)} per recurrence`, 'wattwise'),
-    card('cost vs default', { id: 'savings', v: saved }, percent(-saved), `default cost ${joules(n * d.cost)} (bs ${d.batch_size} @ ${d.power_limit} W)`, 'default'),
+    card(`cost, ${name} policy`, { id: 'total-cost', v: total('cum_cost') }, joules(total('cum_cost')), `Zeus cost, ${n} recurrences, ${r.history.length} runs`, 'wattwise'),
+    card('energy', { id: 'total-energy', v: total('cum_energy') }, joules(total('cum_energy')), `${verdict(energySaved).words} energy against the default`, 'wattwise'),
+    card('time', { id: 'total-time', v: total('cum_time') }, duration(total('cum_time')), `${verdict(timeSaved).words} time against the default; ${duration(total('cum_time') / n)} per recurrence`, 'wattwise'),
+    card('against the default (cost)', { id: 'savings', v: saved }, verdict(saved).words, `default cost ${joules(n * d.cost)} (bs ${d.batch_size} @ ${d.power_limit} W)`, `verdict-card ${verdict(saved).cls}`),
     card('regret vs oracle', { id: 'regret', v: regret }, joules(regret), `oracle cost ${joules(n * o.cost)} (bs ${o.batch_size} @ ${o.power_limit} W)`, 'oracle'),
   );
   const w = r.workload;
   const beta = r.config.beta_knob === null || r.config.beta_knob === Infinity ? 'inf' : r.config.beta_knob;
   $('summary').dataset.caption = `${w.dataset}/${w.network} on ${r.gpu}, eta ${r.config.eta_knob}, beta ${beta}, seed ${r.config.seed} · policy ${policyOf(r)} · simulated in ${ms.toFixed(1)} ms`;
+  markVerdict($('savings'), saved);
+  markVerdict($('total-energy').parentElement.querySelector('.sub'), energySaved);
+  markVerdict($('total-time').parentElement.querySelector('.sub'), timeSaved);
+  $('run-caption').textContent = `${w.dataset}/${w.network} on ${r.gpu}, eta ${r.config.eta_knob}, beta ${beta}, seed ${r.config.seed} · ${name} policy · simulated in ${ms.toFixed(1)} ms`;
+  renderVerdict(r, other);
   renderPolicies([r, other]);
   $('results').hidden = false;
   $('placeholder').hidden = true;
@@ -335,18 +408,19 @@ function renderReport(r, ms, other) {
   drawConfigs(r);
   renderRuns(r);
   $('export-csv').disabled = $('export-json').disabled = false;
+  markScrollers();
 }
 
 const RUN_COLUMNS = [
-  ['recurrence', 'recurrence', (h) => h.recurrence + 1, String],
+  ['recurrence', 'recurrence', (h) => h.recurrence, String],
   ['batch_size', 'batch size', (h) => h.batch_size, String],
   ['power_limit', 'power limit (W)', (h) => h.power_limit, String],
   ['energy', 'energy', (h) => h.energy, joules],
   ['time', 'time', (h) => h.time, duration],
   ['reached', 'reached', (h) => h.reached, (v) => (v ? 'yes' : 'no')],
   ['cost', 'cost', (h) => h.cost, joules],
-  ['cum_cost', 'cumulative cost', (h, r) => r.cum_cost[h.recurrence], joules],
-  ['regret', 'regret', (h, r) => r.regret[h.recurrence], joules],
+  ['cum_cost', 'cumulative cost', (h, r) => r.cum_cost[h.recurrence - 1], joules],
+  ['regret', 'regret', (h, r) => r.regret[h.recurrence - 1], joules],
 ];
 
 function renderRuns(r) {
@@ -388,27 +462,27 @@ function sweepRequest() {
 function aggregate(rows) {
   const groups = new Map();
   for (const row of rows) {
-    const key = `${row.dataset}\u0000${row.gpu}\u0000${row.eta}`;
+    const key = `${row.dataset}\u0000${row.gpu}\u0000${row.policy}\u0000${row.eta}`;
     if (!groups.has(key)) groups.set(key, []);
     groups.get(key).push(row);
   }
-  const fields = Object.keys(rows[0]).filter((k) => !['dataset', 'gpu', 'eta', 'seed', 'recurrences'].includes(k));
+  const fields = Object.keys(rows[0]).filter((k) => !['dataset', 'gpu', 'policy', 'eta', 'seed', 'recurrences'].includes(k));
   return [...groups.values()].map((g) => {
-    const p = { dataset: g[0].dataset, gpu: g[0].gpu, eta: g[0].eta, seeds: g.length, recurrences: g[0].recurrences };
+    const p = { dataset: g[0].dataset, gpu: g[0].gpu, policy: g[0].policy, eta: g[0].eta, seeds: g.length, recurrences: g[0].recurrences };
     for (const f of fields) p[f] = g.reduce((s, r) => s + r[f], 0) / g.length;
     return p;
   });
 }
 
 async function sweep() {
-  show('knob-error', '');
   if (!state.options) return;
   let request, all;
   try {
     ({ request, all } = sweepRequest());
   } catch (e) {
-    return show('knob-error', e.message);
+    return knobError(e.message);
   }
+  knobError('');
   writeUrl();
   const bar = $('sweep-progress');
   bar.hidden = false;
@@ -443,7 +517,7 @@ async function sweep() {
       if (await load()) await simulate();
     } else {
       $('sweep-status').textContent = '';
-      show('knob-error', e.message);
+      knobError(e.message);
     }
   } finally {
     finished();
@@ -460,7 +534,8 @@ const SWEEP_COLUMNS = [
   ['cum_cost', 'cost', joules],
   ['default_cost', 'default cost', joules],
   ['oracle_cost', 'oracle cost', joules],
-  ['savings_vs_default', 'cost vs default', (x) => percent(-x)],
+  ['policy', 'policy', policyName],
+  ['savings_vs_default', 'against the default (cost)', (x) => verdict(x).words],
   ['regret', 'regret', joules],
 ];
 
@@ -481,8 +556,12 @@ function renderSweep() {
       td.dataset.key = key;
       td.dataset.value = String(p[key]);
       td.textContent = fmt(p[key]);
+      if (key === 'savings_vs_default') markVerdict(td, p[key]);
     }
   }
+  markScrollers();
+  // The results are below the knobs on a narrow screen: bring them into view.
+  $('sweep-results').scrollIntoView({ block: 'start' });
 }
 
 // ---------------------------------------------------------------- exports

@@ -498,6 +498,57 @@ fn percent(x: f64) -> String {
     format!("{:+.1}%", x * 100.0)
 }
 
+/// A fraction saved against the default in words (positive: saved), as the page
+/// says it: `saves 1.9%`, `costs 2.5% more`, `same as the default`.
+fn verdict(saved: f64) -> String {
+    let p = format!("{:.1}", (saved * 100.0).abs());
+    if p == "0.0" {
+        "same as the default".into()
+    } else if saved > 0.0 {
+        format!("saves {p}%")
+    } else {
+        format!("costs {p}% more")
+    }
+}
+
+/// Writes `rows` under `header`, every column as wide as its widest cell: the
+/// first `left` columns left-aligned, the others right-aligned.
+fn write_aligned(
+    out: &mut impl Write,
+    header: &[&str],
+    rows: &[Vec<String>],
+    left: usize,
+) -> std::io::Result<()> {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        cells
+            .iter()
+            .zip(&widths)
+            .enumerate()
+            .map(|(i, (c, &w))| {
+                if i < left {
+                    format!("{c:<w$}")
+                } else {
+                    format!("{c:>w$}")
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("  ")
+            .trim_end()
+            .to_string()
+    };
+    writeln!(out, "{}", line(header.to_vec()))?;
+    for row in rows {
+        writeln!(out, "{}", line(row.iter().map(String::as_str).collect()))?;
+    }
+    Ok(())
+}
+
 fn write_table(out: &mut impl Write, job: &JobTrace, r: &SimReport) -> std::io::Result<()> {
     let w = &job.workload;
     writeln!(
@@ -512,12 +563,12 @@ fn write_table(out: &mut impl Write, job: &JobTrace, r: &SimReport) -> std::io::
     )?;
     writeln!(
         out,
-        "{} recurrences, eta {}, beta {}, seed {}, policy {}; batch sizes {:?}\n",
+        "{} recurrences, eta {}, beta {}, seed {}, {} policy; batch sizes {:?}\n",
         r.recurrences,
         r.config.eta_knob,
         r.config.beta_knob,
         r.config.seed,
-        r.policy,
+        r.policy.display_name(),
         job.batch_size_list()
     )?;
     writeln!(
@@ -554,39 +605,44 @@ fn write_table(out: &mut impl Write, job: &JobTrace, r: &SimReport) -> std::io::
     }
     let n = r.recurrences as f64;
     let (d, o) = (&r.baselines.default, &r.baselines.oracle);
-    writeln!(
-        out,
-        "\n{:<34} {:>10} {:>12} {:>12} {:>12}",
-        "over all recurrences", "bs @ pl", "energy", "time", "cost"
-    )?;
-    writeln!(
-        out,
-        "{:<34} {:>10} {:>12} {:>12} {:>12}",
-        "wattwise",
-        "(learned)",
+    writeln!(out)?;
+    let mut rows = vec![vec![
+        format!("{} policy", r.policy.display_name()),
+        "(learned)".to_string(),
         joules(r.total_energy()),
         duration(r.total_time()),
-        joules(r.total_cost())
-    )?;
+        joules(r.total_cost()),
+    ]];
     for (name, b) in [
         ("default bs at max power (expected)", d),
         ("oracle (expected)", o),
     ] {
-        writeln!(
-            out,
-            "{:<34} {:>10} {:>12} {:>12} {:>12}",
-            name,
+        rows.push(vec![
+            name.to_string(),
             format!("{} @ {}", b.batch_size, b.power_limit),
             joules(b.energy * n),
             duration(b.time * n),
-            joules(b.cost * n)
-        )?;
+            joules(b.cost * n),
+        ]);
     }
+    write_aligned(
+        out,
+        &[
+            "over all recurrences",
+            "bs @ pl W",
+            "energy",
+            "time",
+            "cost",
+        ],
+        &rows,
+        1,
+    )?;
     writeln!(
         out,
-        "\nvs the default: cost {}, energy {} (negative is saved); regret vs the oracle: {} ({} of the oracle's cost)",
-        percent(-r.savings_vs_default()),
-        percent(-r.energy_savings_vs_default()),
+        "\nAgainst the default: {} policy {} in cost ({} energy); regret vs the oracle: {} ({} of the oracle's cost)",
+        r.policy.display_name(),
+        verdict(r.savings_vs_default()),
+        verdict(r.energy_savings_vs_default()),
         joules(r.regret.last().copied().unwrap_or(0.0)),
         percent(r.regret.last().copied().unwrap_or(0.0) / (o.cost * n)),
     )?;
@@ -607,41 +663,100 @@ fn write_sweep_table(
         reports[0].recurrences,
         reports[0].config.beta_knob
     )?;
-    writeln!(
+    let summaries: Vec<SimSummary> = reports.iter().map(SimSummary::of).collect();
+    let rows: Vec<Vec<String>> = summaries
+        .iter()
+        .map(|s| {
+            vec![
+                s.policy.display_name().to_string(),
+                s.eta.to_string(),
+                s.seed.to_string(),
+                joules(s.cum_energy),
+                duration(s.cum_time),
+                joules(s.cum_cost),
+                joules(s.default_cost),
+                verdict(s.savings_vs_default),
+                percent(s.relative_regret),
+            ]
+        })
+        .collect();
+    write_aligned(
         out,
-        "{:>8} {:>5} {:>6} {:>14} {:>14} {:>14} {:>14} {:>10} {:>10}",
-        "policy",
-        "eta",
-        "seed",
-        "energy",
-        "cost",
-        "default cost",
-        "oracle cost",
-        "vs default",
-        "regret"
+        &[
+            "policy",
+            "eta",
+            "seed",
+            "energy",
+            "time",
+            "cost",
+            "default cost",
+            "against the default",
+            "regret vs oracle",
+        ],
+        &rows,
+        1,
     )?;
-    for s in reports.iter().map(SimSummary::of) {
+    // One line per (policy, eta): its cost over every seed against the default's.
+    let mut groups: Vec<(Policy, f64, Vec<&SimSummary>)> = Vec::new();
+    for s in &summaries {
+        match groups
+            .iter_mut()
+            .find(|(p, e, _)| *p == s.policy && *e == s.eta)
+        {
+            Some((_, _, g)) => g.push(s),
+            None => groups.push((s.policy, s.eta, vec![s])),
+        }
+    }
+    let saved = |g: &[&SimSummary]| {
+        let cost: f64 = g.iter().map(|s| s.cum_cost).sum();
+        let default: f64 = g.iter().map(|s| s.default_cost).sum();
+        1.0 - cost / default
+    };
+    let rows: Vec<Vec<String>> = groups
+        .iter()
+        .map(|(p, eta, g)| {
+            vec![
+                p.display_name().to_string(),
+                eta.to_string(),
+                g.len().to_string(),
+                joules(g.iter().map(|s| s.cum_cost).sum::<f64>() / g.len() as f64),
+                verdict(saved(g)),
+            ]
+        })
+        .collect();
+    writeln!(out, "\nPer policy and eta, over its seeds:")?;
+    write_aligned(
+        out,
+        &["policy", "eta", "seeds", "mean cost", "against the default"],
+        &rows,
+        1,
+    )?;
+    // With both policies: which one is better at each eta.
+    let mut etas: Vec<f64> = Vec::new();
+    for g in &groups {
+        if !etas.contains(&g.1) {
+            etas.push(g.1);
+        }
+    }
+    for eta in etas {
+        let at: Vec<_> = groups.iter().filter(|g| g.1 == eta).collect();
+        if at.len() < 2 {
+            continue;
+        }
+        let best = at
+            .iter()
+            .max_by(|a, b| saved(&a.2).total_cmp(&saved(&b.2)))
+            .expect("two groups");
         writeln!(
             out,
-            "{:>8} {:>5} {:>6} {:>14} {:>14} {:>14} {:>14} {:>10} {:>10}",
-            s.policy,
-            s.eta,
-            s.seed,
-            joules(s.cum_energy),
-            joules(s.cum_cost),
-            joules(s.default_cost),
-            joules(s.oracle_cost),
-            percent(-s.savings_vs_default),
-            percent(s.relative_regret),
+            "eta {eta}: {} policy is the better one on these knobs ({}).",
+            best.0.display_name(),
+            at.iter()
+                .map(|g| format!("{} policy {}", g.0.display_name(), verdict(saved(&g.2))))
+                .collect::<Vec<_>>()
+                .join("; ")
         )?;
     }
-    let mean = reports.iter().map(|r| r.total_cost()).sum::<f64>() / reports.len() as f64;
-    writeln!(
-        out,
-        "\nmean cumulative cost over {} simulations: {}",
-        reports.len(),
-        joules(mean)
-    )?;
     Ok(())
 }
 
@@ -754,7 +869,8 @@ mod tests {
             "{text}"
         );
         assert!(
-            text.contains("oracle (expected)") && text.contains("vs the default"),
+            text.contains("oracle (expected)")
+                && text.contains("Against the default: Zeus policy "),
             "{text}"
         );
         // One numbered line per recurrence.
@@ -780,6 +896,15 @@ mod tests {
         }
         assert_eq!(v["cum_cost"].as_array().unwrap().len(), 20);
         let h = &v["history"][0];
+        // Recurrences count from 1, as in the table and the CSV.
+        assert_eq!(h["recurrence"], 1, "{h}");
+        let table = output(&["--recurrences", "20"]).unwrap();
+        assert!(
+            table.lines().any(|l| l.trim_start().starts_with("1 ")),
+            "{table}"
+        );
+        let csv = output(&["--recurrences", "20", "--format", "csv"]).unwrap();
+        assert!(csv.lines().nth(1).unwrap().starts_with("1,"), "{csv}");
         for field in ["batch_size", "power_limit", "energy", "reached", "time"] {
             assert!(h.get(field).is_some(), "history lacks {field}");
         }
@@ -813,6 +938,10 @@ mod tests {
     fn bad_flags_are_clear_errors() {
         let e = output(&["--dataset", "mnist"]).unwrap_err().to_string();
         assert!(e.contains("not a built-in workload"), "{e}");
+        // A typo: the valid names and the closest.
+        let e = output(&["--dataset", "imagnet"]).unwrap_err().to_string();
+        assert!(e.contains("built in: cifar100, "), "{e}");
+        assert!(e.contains("did you mean \"imagenet\"?"), "{e}");
         let e = output(&["--traces", "/nonexistent"])
             .unwrap_err()
             .to_string();
@@ -898,6 +1027,55 @@ mod tests {
         assert_eq!(one["policy"], "wattwise");
         let e = output(&["--policy", "greedy"]).unwrap_err().to_string();
         assert!(e.starts_with("policy: must be"), "{e}");
+        // The table: every row as wide as the header, a verdict per row and per group.
+        let text = output(&[
+            "--dataset",
+            "imagenet",
+            "--gpu",
+            "v100",
+            "--policy",
+            "zeus,wattwise",
+        ])
+        .unwrap();
+        let lines: Vec<&str> = text.lines().skip(2).take(3).collect();
+        let header = lines[0];
+        for row in &lines[1..] {
+            assert_eq!(row.chars().count(), header.chars().count(), "{text}");
+        }
+        assert!(
+            lines[1].starts_with("Zeus ") && lines[2].starts_with("wattwise's "),
+            "{text}"
+        );
+        assert!(
+            text.contains("Per policy and eta, over its seeds:"),
+            "{text}"
+        );
+        assert!(
+            text.contains("eta 0.5: wattwise's policy is the better one"),
+            "{text}"
+        );
+        assert_eq!(
+            text.matches("eta 0.5: ").count(),
+            1,
+            "one verdict per eta: {text}"
+        );
+        // The table's words and the CSV's sign agree: positive is saved.
+        let csv = output(&[
+            "--dataset",
+            "imagenet",
+            "--gpu",
+            "v100",
+            "--policy",
+            "zeus,wattwise",
+            "--format",
+            "csv",
+        ])
+        .unwrap();
+        for (row, line) in csv.trim().lines().skip(1).zip(&lines[1..]) {
+            let saved: f64 = row.rsplit(',').next().unwrap().parse().unwrap();
+            let words = if saved > 0.0 { "saves " } else { "costs " };
+            assert!(line.contains(words), "{row} / {line}");
+        }
     }
 
     #[test]

@@ -7,7 +7,7 @@
 //! default_batch_size = 64
 //! target_metric = 0.9
 //! max_epochs = 20
-//! policy = "wattwise"      # optional: "zeus" (the default) or "wattwise"
+//! policy = "wattwise"      # optional: "wattwise" (wattwise's, the default) or "zeus"
 //!
 //! [power]                  # all optional; Zeus's defaults
 //! wait_steps = 1
@@ -116,6 +116,11 @@ impl JobFile {
                 )));
             }
         }
+        // A job file without the field runs wattwise's policy: in the simulator it
+        // saves against the default where Zeus's can cost more (README). A job
+        // registered over the API without the field stays Zeus's.
+        spec.entry("policy".to_string())
+            .or_insert_with(|| Policy::Wattwise.name().into());
         let mut power = power.unwrap_or_default();
         if !selector_given {
             let eta = spec.get("eta_knob").and_then(|v| v.as_f64()).unwrap_or(0.5);
@@ -197,7 +202,8 @@ mod tests {
     #[test]
     fn the_policy_field_picks_the_batch_size_policy() {
         let policy = |extra| with(extra).unwrap().spec(&facts()).unwrap().policy;
-        assert_eq!(policy(""), Policy::Zeus);
+        assert_eq!(policy(""), Policy::Wattwise, "the better policy by default");
+        assert_eq!(policy("policy = \"zeus\"\n"), Policy::Zeus);
         assert_eq!(policy("policy = \"wattwise\"\n"), Policy::Wattwise);
         for bad in ["policy = \"fast\"\n", "policy = 1\n"] {
             assert!(error_of(bad).contains("policy: must be"), "{bad}");

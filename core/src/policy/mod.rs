@@ -38,6 +38,16 @@ impl Policy {
             Policy::Wattwise => "wattwise",
         }
     }
+
+    /// The policy's name in prose, the same on the page, the command line and the
+    /// API docs: `Zeus` or `wattwise's` (the product is wattwise; both policies
+    /// are its).
+    pub fn display_name(&self) -> &'static str {
+        match self {
+            Policy::Zeus => "Zeus",
+            Policy::Wattwise => "wattwise's",
+        }
+    }
 }
 
 impl std::fmt::Display for Policy {

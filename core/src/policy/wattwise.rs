@@ -180,11 +180,13 @@ impl WattwiseState {
         self.beyond(i, best, CANDIDATE_MARGIN)
     }
 
+    /// A best expected cost of zero (a run that cost nothing) bounds nothing,
+    /// as in Zeus: nothing is "beyond" it, else every batch size would be.
     fn beyond(&self, i: usize, best: Option<f64>, margin: f64) -> bool {
         let a = &self.arms[i];
         match (a.expected_cost(), best) {
             (None, _) => a.runs > 0,
-            (Some(c), Some(b)) => c > b * (1.0 + margin),
+            (Some(c), Some(b)) => b > 0.0 && c > b * (1.0 + margin),
             (Some(_), None) => false,
         }
     }
@@ -248,6 +250,11 @@ pub fn next(
         (false, false) => {}
     }
     let Some((best_i, best_cost)) = best else {
+        // A lone batch size has nothing to be compared with: it carries on, as
+        // under Zeus's policy, so a job with one batch size always gets it.
+        if n == 1 {
+            return Ok((TrialType::Mab, sizes[0]));
+        }
         return Err(NoConvergedBatchSize { round: 0 });
     };
     // Thompson sampling over the batch sizes within the margin of the best.
@@ -289,9 +296,11 @@ pub fn decide(
     None
 }
 
-/// The cost at which a run of `batch_size` is stopped.
+/// The cost at which a run of `batch_size` is stopped: none before a run
+/// reached the target, nor while the best expected cost is zero (a run that
+/// cost nothing bounds nothing, as in Zeus).
 pub fn cost_bound(params: &Knobs<'_>, state: &WattwiseState, batch_size: u32) -> f64 {
-    let Some((_, best)) = state.best() else {
+    let Some((_, best)) = state.best().filter(|&(_, b)| b > 0.0) else {
         return f64::INFINITY;
     };
     let beta = params.beta_knob.unwrap_or(f64::INFINITY);
@@ -436,6 +445,39 @@ mod tests {
         assert!(run(&mut s, |_| 1.0, 10).2);
         // 16 costs 3 per epoch: it would pass 2 x 10 at epoch 7, but reaches at 6.
         assert_eq!(run(&mut s, |_| 3.0, 6), (16, TrialType::Exploration, true));
+    }
+
+    #[test]
+    fn a_lone_batch_size_carries_on_when_its_run_misses_the_target() {
+        let mut s = job(vec![32], 32);
+        // 200 epochs to the target: the run stops at max_epochs (100), not converged.
+        assert_eq!(
+            run(&mut s, |_| 1.0, 200),
+            (32, TrialType::Exploration, false)
+        );
+        for _ in 0..3 {
+            assert_eq!(run(&mut s, |_| 1.0, 200), (32, TrialType::Mab, false));
+        }
+        assert_eq!(run(&mut s, |_| 1.0, 5), (32, TrialType::Mab, true));
+    }
+
+    #[test]
+    fn a_run_that_cost_nothing_bounds_nothing() {
+        let mut s = job(vec![16, 32, 64], 32);
+        assert_eq!(run(&mut s, |_| 0.0, 1), (32, TrialType::Exploration, true));
+        // 16 costs 1550 per epoch: no bound stops it before its target.
+        assert_eq!(
+            run(&mut s, |_| 1550.0, 5),
+            (16, TrialType::Exploration, true)
+        );
+        let arms = &s.wattwise.as_ref().unwrap().arms;
+        assert_eq!((arms[0].runs, arms[0].successes), (1, 1));
+        // The search goes on past it (nothing is "beyond" a zero best): 64 runs too.
+        assert_eq!(run(&mut s, |_| 7.0, 3), (64, TrialType::Exploration, true));
+        for _ in 0..5 {
+            let (bs, kind, converged) = run(&mut s, |_| 9.0, 2);
+            assert!(converged && kind == TrialType::Mab, "{bs}");
+        }
     }
 
     #[test]

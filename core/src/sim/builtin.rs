@@ -67,6 +67,7 @@ pub fn trace(gpu: &str) -> Result<Trace, SimError> {
         return Err(SimError::UnknownGpu {
             gpu: gpu.to_string(),
             loaded: ZEUS_GPUS.join(", "),
+            hint: super::error::did_you_mean(gpu, ZEUS_GPUS.iter().copied()),
         });
     };
     Ok(Trace {

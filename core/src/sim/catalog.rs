@@ -26,7 +26,7 @@ use std::collections::btree_map::{BTreeMap, Entry};
 use serde::{Deserialize, Serialize};
 
 use super::baseline::{baselines, Baselines};
-use super::error::SimError;
+use super::error::{did_you_mean, SimError};
 use super::report::SimReport;
 use super::simulator::SimConfig;
 use super::synthetic::{
@@ -293,8 +293,11 @@ impl Catalog {
             } else {
                 let missing = target.overrides.missing();
                 if !missing.is_empty() {
+                    let known = self.datasets();
                     return Err(SimError::UnknownDataset {
                         dataset: dataset.to_string(),
+                        hint: did_you_mean(dataset, known.iter().copied()),
+                        known: known.join(", "),
                         missing: missing.join(", "),
                     });
                 }
@@ -332,6 +335,7 @@ impl Catalog {
                     return Err(SimError::UnknownGpu {
                         gpu: gpu.to_string(),
                         loaded: names(&self.traces),
+                        hint: did_you_mean(gpu, self.traces.iter().map(|(g, _)| g.as_str())),
                     });
                 };
                 let mut job = JobTrace::new(trace, &workload, gpu)?;
@@ -478,8 +482,19 @@ mod tests {
         let e = c.job(&target(SYNTHETIC_GPU, "mnist")).unwrap_err();
         assert_eq!(
             e.to_string(),
-            "dataset: \"mnist\" is not a built-in workload; give network, optimizer, target_metric, max_epochs, default_batch_size"
+            "dataset: \"mnist\" is not a built-in workload (built in: synthetic; for a workload of your own traces, give network, optimizer, target_metric, max_epochs, default_batch_size)"
         );
+        // A typo of a built-in name: the valid names and the closest one.
+        let mut z = Catalog::zeus().unwrap();
+        let e = z.job(&target("v100", "imagnet")).unwrap_err().to_string();
+        assert!(
+            e.starts_with("dataset: \"imagnet\" is not a built-in workload; did you mean \"imagenet\"? (built in: "),
+            "{e}"
+        );
+        assert!(e.contains("imagenet, ") || e.contains(", imagenet"), "{e}");
+        assert!(e.contains("; did you mean \"imagenet\"?"), "{e}");
+        let e = z.job(&target("v10", "imagenet")).unwrap_err().to_string();
+        assert!(e.contains("; did you mean \"v100\"?"), "{e}");
         let e = c.job(&target("h100", SYNTHETIC_DATASET)).unwrap_err();
         assert!(
             e.to_string().starts_with("gpu: \"h100\" is not loaded"),

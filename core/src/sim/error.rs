@@ -69,18 +69,24 @@ pub enum SimError {
     #[error("powers: two power traces for gpu {0:?}")]
     DuplicateGpu(String),
     /// The GPU has no loaded trace.
-    #[error("gpu: {gpu:?} is not loaded (loaded: {loaded})")]
+    #[error("gpu: {gpu:?} is not loaded{hint} (loaded: {loaded})")]
     UnknownGpu {
         /// The asked GPU.
         gpu: String,
         /// The loaded GPUs.
         loaded: String,
+        /// `; did you mean "a40"?` when a loaded GPU is close, else empty.
+        hint: String,
     },
     /// The dataset is not built in, and the fields that would define it are missing.
-    #[error("dataset: {dataset:?} is not a built-in workload; give {missing}")]
+    #[error("dataset: {dataset:?} is not a built-in workload{hint} (built in: {known}; for a workload of your own traces, give {missing})")]
     UnknownDataset {
         /// The asked dataset.
         dataset: String,
+        /// The built-in datasets.
+        known: String,
+        /// `; did you mean "imagenet"?` when a built-in dataset is close, else empty.
+        hint: String,
         /// The workload fields missing.
         missing: String,
     },
@@ -128,5 +134,56 @@ impl SimError {
     /// A knob outside its range: the knob's field and the rule it breaks.
     pub fn knob(field: &'static str, rule: impl Into<String>) -> Self {
         SimError::Knob(FieldError::new(field, rule))
+    }
+}
+
+/// `; did you mean "imagenet"?` when one of `names` is within a few edits of
+/// `asked` (case aside), else an empty string.
+pub fn did_you_mean<'a>(asked: &str, names: impl IntoIterator<Item = &'a str>) -> String {
+    let asked = asked.to_lowercase();
+    let best = names
+        .into_iter()
+        .map(|n| (edit_distance(&asked, &n.to_lowercase()), n))
+        .min_by_key(|(d, _)| *d);
+    match best {
+        Some((d, name)) if d <= 2.max(asked.chars().count() / 3) => {
+            format!("; did you mean {name:?}?")
+        }
+        _ => String::new(),
+    }
+}
+
+/// Levenshtein distance, in characters.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diag = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let next = (diag + usize::from(ca != *cb))
+                .min(row[j] + 1)
+                .min(row[j + 1] + 1);
+            diag = row[j + 1];
+            row[j + 1] = next;
+        }
+    }
+    row[b.len()]
+}
+
+#[cfg(test)]
+mod did_you_mean_tests {
+    use super::did_you_mean;
+
+    #[test]
+    fn suggests_the_closest_name_only_when_close() {
+        let names = ["cifar100", "imagenet", "squad", "librispeech"];
+        assert_eq!(
+            did_you_mean("imagnet", names),
+            "; did you mean \"imagenet\"?"
+        );
+        assert_eq!(did_you_mean("SQUAD", names), "; did you mean \"squad\"?");
+        assert_eq!(did_you_mean("mnist", names), "");
+        assert_eq!(did_you_mean("", names), "");
     }
 }

@@ -66,7 +66,10 @@ pub fn check_eta(eta: f64) -> Result<(), SimError> {
 /// One run of the job (Zeus's `HistoryEntry`, with its recurrence and cost).
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct HistoryEntry {
-    /// Which recurrence (from 0) the run belongs to; for a group, the submission it retries.
+    /// Which recurrence (from 0) the run belongs to; for a group, the submission it
+    /// retries. Written from 1 (`"recurrence": 1` is the first), as the command
+    /// line's table and CSV and the page count.
+    #[serde(with = "from_one")]
     pub recurrence: u32,
     /// Batch size.
     pub batch_size: u32,
@@ -80,6 +83,21 @@ pub struct HistoryEntry {
     pub reached: bool,
     /// Zeus cost of the run.
     pub cost: f64,
+}
+
+/// A 0-based index written and read as a count from 1.
+mod from_one {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(index: &u32, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u32(index.saturating_add(1))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+        let n = u32::deserialize(d)?;
+        n.checked_sub(1)
+            .ok_or_else(|| serde::de::Error::custom("recurrence: counts from 1"))
+    }
 }
 
 /// The simulator's own random source (training path sampling), seeded from the
