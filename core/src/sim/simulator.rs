@@ -89,11 +89,11 @@ pub struct HistoryEntry {
 mod from_one {
     use serde::{Deserialize, Deserializer, Serializer};
 
-    pub fn serialize<S: Serializer>(index: &u32, s: S) -> Result<S::Ok, S::Error> {
+    pub(super) fn serialize<S: Serializer>(index: &u32, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_u32(index.saturating_add(1))
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
         let n = u32::deserialize(d)?;
         n.checked_sub(1)
             .ok_or_else(|| serde::de::Error::custom("recurrence: counts from 1"))
