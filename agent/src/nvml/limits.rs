@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::log::log;
 use crate::nvml::gpu::Gpus;
 use crate::nvml::ownership::{recover_dead, OwnershipError};
 
@@ -30,7 +31,9 @@ pub fn state_dir() -> PathBuf {
 pub fn recover_unless_busy(gpus: &mut dyn Gpus, dir: &Path) -> Result<(), OwnershipError> {
     let restored = recover_dead(gpus, dir)?;
     if !restored.is_empty() {
-        eprintln!("[wattwise] restored the power limits a killed run left: {restored:?} (gpu, mW)");
+        log(format!(
+            "restored the power limits a killed run left: {restored:?} (gpu, mW)"
+        ));
     }
     Ok(())
 }

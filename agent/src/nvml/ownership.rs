@@ -208,12 +208,12 @@ pub fn recover_dead(gpus: &mut dyn Gpus, dir: &Path) -> Result<Vec<(u32, u32)>, 
                 restored.push((index, rec.limit_mw));
             }
             None => {
-                eprintln!(
-                    "[wattwise] GPU {} of a dead run (pid {}) is gone from this host; its record {} stays",
+                crate::log::log(format!(
+                    "GPU {} of a dead run (pid {}) is gone from this host; its record {} stays",
                     rec.uuid,
                     rec.pid,
                     path.display()
-                );
+                ));
             }
         }
     }

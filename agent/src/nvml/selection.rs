@@ -370,11 +370,11 @@ pub fn select_on_host(
     let facts = crate::nvml::gpu::device_facts(gpus)?;
     let sel = select(&facts, &SelectionEnv::from_env(), flag)?;
     if !sel.ignored.is_empty() {
-        eprintln!(
-            "[wattwise] {CUDA_VISIBLE_DEVICES}: CUDA ignores {:?} and what follows (the first entry that names no GPU ends its list); using GPUs {:?}",
+        crate::log::log(format!(
+            "{CUDA_VISIBLE_DEVICES}: CUDA ignores {:?} and what follows (the first entry that names no GPU ends its list); using GPUs {:?}",
             sel.ignored[0],
             sel.gpus()
-        );
+        ));
     }
     Ok((facts, sel))
 }
