@@ -3,7 +3,8 @@
 //! default configuration. Prints markdown tables (BENCHMARKS.md has them).
 //!
 //! `cargo run --release -p wattwise-core --example policy_bench`
-//! (`-- quick`: only the issue's setting).
+//! (`-- quick`: only the issue's setting; `-- sharing`: the leave-one-GPU-out
+//! tables of issue 27, a policy that learns across jobs).
 
 #[path = "../tests/policy_common/mod.rs"]
 mod policy_common;
@@ -11,6 +12,10 @@ mod policy_common;
 use policy_common::{evaluate, pairs, summary_row, table, Setting};
 
 fn main() {
+    if std::env::args().any(|a| a == "sharing") {
+        sharing();
+        return;
+    }
     let quick = std::env::args().any(|a| a == "quick");
     let pairs = pairs();
     let main = Setting::MAIN;
@@ -46,5 +51,42 @@ fn main() {
     println!("{}", summary_row(&main, &evaluate(&pairs, &main)));
     for (s, r) in &rows {
         println!("{}", summary_row(s, r));
+    }
+}
+
+/// Leave-one-GPU-out: every pair warm-started from the other GPUs of its workload.
+fn sharing() {
+    use policy_common::sharing;
+    let pairs = pairs();
+    let main = Setting::MAIN;
+    println!("| setting | no sharing / oracle | shared / oracle | no sharing <= default | shared <= default | worst shared / no sharing | worst epochs x2 / no sharing | worst easier target / no sharing |");
+    println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+    let mut tables = Vec::new();
+    let settings = [0.5, 0.2, 0.8]
+        .map(|eta| Setting { eta, ..main })
+        .into_iter()
+        .chain([Setting {
+            seeds: (6, 15),
+            ..main
+        }]);
+    for s in settings {
+        let r = sharing::evaluate(&pairs, &s);
+        let m = sharing::summarize(&r);
+        println!(
+            "| {} | {:.3} | {:.3} | {} | {} | {:+.1}% | {:+.1}% | {:+.1}% |",
+            s.describe(),
+            m.cold_oracle,
+            m.warm_oracle,
+            m.cold_beats_default,
+            m.warm_beats_default,
+            (m.worst_warm - 1.0) * 100.0,
+            (m.worst_doubled - 1.0) * 100.0,
+            (m.worst_easier - 1.0) * 100.0
+        );
+        tables.push((s, r));
+    }
+    // The tables of the three etas (the untuned seeds have their summary line only).
+    for (s, r) in &tables[..3] {
+        println!("\n#### {}\n\n{}", s.describe(), sharing::table(r));
     }
 }

@@ -20,7 +20,8 @@
 //! 4. Calls: [`api`] (one pure function per route, and the errors' HTTP statuses),
 //!    [`multihost`] (runs across hosts: joining, combining, one power limit, host
 //!    timeouts), [`listing`] (the job list's summaries and pages).
-//! 5. Hosting: [`route`] (the route table), [`openapi`] (its document), [`service`]
+//! 5. Hosting: [`route`] (the route table), [`openapi`] (its document), [`export`]
+//!    (the trials export, written in chunks from the archive's pages), [`service`]
 //!    (the store contract and the HTTP service every host runs), [`store_contract`]
 //!    (the suite every store runs; feature `store-contract`).
 //! 6. [`sim`]: traces, the synthetic workload, the simulator and its baselines.
@@ -29,6 +30,7 @@ pub mod api;
 pub mod bandit;
 pub mod cost;
 pub mod explore;
+pub mod export;
 pub mod field_error;
 pub mod job;
 pub mod listing;

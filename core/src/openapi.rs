@@ -139,7 +139,8 @@ fn schemas() -> Value {
                 "max_power": {"type": "number", "exclusiveMinimum": true, "minimum": 0, "description": "Watts, all GPUs together"},
                 "number_of_gpus": {"type": "integer", "minimum": 1},
                 "gpu_model": {"type": "string", "minLength": 1, "maxLength": 128},
-                "policy": {"type": "string", "enum": ["zeus", "wattwise"], "default": "zeus", "description": "The batch size policy: \"zeus\" (Zeus: pruning, then Thompson sampling; what a spec without the field runs, as Zeus's client sends it; omitted from the echo) or \"wattwise\" (wattwise's: local search with cost-aware stopping; the default of a `wattwise run` job file, as it saves against the default where Zeus can cost more)"}
+                "policy": {"type": "string", "enum": ["zeus", "wattwise"], "default": "zeus", "description": "The batch size policy: \"zeus\" (Zeus: pruning, then Thompson sampling; what a spec without the field runs, as Zeus's client sends it; omitted from the echo) or \"wattwise\" (wattwise's: local search with cost-aware stopping; the default of a `wattwise run` job file, as it saves against the default where Zeus can cost more)"},
+                "workload": {"type": "string", "minLength": 1, "maxLength": 128, "pattern": "^[A-Za-z0-9._:-]+$", "description": "The workload the job trains (a wattwise addition, absent for Zeus's client): stored and echoed; the simulator warm-starts a wattwise job from what jobs of the same workload learned on other GPUs, an endpoint does not share across jobs yet"}
             }
         },
         "TrialId": {
@@ -489,6 +490,7 @@ mod tests {
         let mut spec = JobSpec::new("p", vec![8], 8, 300.0, 1, "A100");
         spec.job_id = Some("p-1".into());
         spec.policy = crate::policy::Policy::Wattwise;
+        spec.workload = Some("imagenet-resnet50".into());
         check("JobSpec", serde_json::to_value(&spec).unwrap());
         let t = TrialId {
             job_id: "j".into(),

@@ -7,7 +7,8 @@ use crate::bandit::{self, ArmState};
 use crate::explore::{self, Exploration, ExplorationOutcome, NoConvergedBatchSize, Pruning};
 use crate::field_error::FieldError;
 use crate::job::{JobState, Stage};
-use crate::policy::{wattwise, Policy};
+use crate::policy::shared::SharedEpochs;
+use crate::policy::{warm, wattwise, Policy};
 use crate::spec::{finite_in, JobParams, MAX_ENERGY_JOULES, MAX_TIME_SECONDS};
 use crate::trial::{RunResult, Trial, TrialStatus, TrialType};
 use crate::wire::{Phase, PowerProfile, ReportResponse, TrainingResult, TrialId};
@@ -122,7 +123,64 @@ fn knobs<'a>(p: &'a JobParams, profiles: &[PowerProfile]) -> wattwise::Knobs<'a>
     }
 }
 
+/// A batch size's cost per epoch from the job's own power profiles (the cheapest
+/// power limit's; in the profile's unit of throughput), per batch size.
+fn epoch_costs(p: &JobParams, profiles: &[PowerProfile]) -> Vec<Option<f64>> {
+    let gpus = f64::from(p.number_of_gpus);
+    p.batch_sizes
+        .iter()
+        .map(|&bs| {
+            profiles
+                .iter()
+                .filter(|f| f.batch_size == bs && f.phase == Phase::Train)
+                .flat_map(|f| &f.measurements)
+                .filter(|m| m.throughput > 0.0)
+                .map(|m| {
+                    (p.eta_knob * m.average_power * gpus + (1.0 - p.eta_knob) * p.max_power)
+                        / m.throughput
+                })
+                .filter(|c| c.is_finite() && *c > 0.0)
+                .min_by(f64::total_cmp)
+        })
+        .collect()
+}
+
+/// How a wattwise run ended, for its statistics.
+#[derive(Clone, Copy, Debug)]
+struct RunNote {
+    /// Epochs reported.
+    epochs: u32,
+    /// Stopped early without reaching the target.
+    censored: bool,
+    /// A warm start's probe ([`warm::probe_stop`]).
+    probe: bool,
+}
+
 impl JobState {
+    /// Gives a wattwise job what the other jobs of its workload learned (the host
+    /// reads it from its store at dispatch): the policy warm-starts from it until
+    /// the job's own runs disagree. A Zeus job, or a job whose shared knowledge was
+    /// already found wrong, ignores it. Replaces the previous knowledge and keeps
+    /// the job's own statistics.
+    pub fn share(&mut self, shared: &SharedEpochs) {
+        let sizes = &self.params.batch_sizes;
+        let Some(w) = &mut self.wattwise else { return };
+        if !shared.is_sane() {
+            return;
+        }
+        let fresh = crate::policy::shared::WarmState::new(shared, sizes);
+        match &mut w.warm {
+            Some(old) if old.distrust => {}
+            Some(old) => old.shared = fresh.shared,
+            None => w.warm = Some(fresh),
+        }
+    }
+
+    /// The warm start's state, when the job has one.
+    pub fn warm_start(&self) -> Option<&crate::policy::shared::WarmState> {
+        self.wattwise.as_ref().and_then(|w| w.warm.as_ref())
+    }
+
     /// Dispatches the next run: creates a Dispatched trial and returns its id.
     pub fn predict(&mut self, now_ms: i64) -> Result<TrialId, OptimizerError> {
         let (kind, batch_size) = match self.stage {
@@ -320,6 +378,17 @@ impl JobState {
 
     /// Applies a run's result: the trial, the exploration, the rewards, the arm and min cost.
     fn record(&mut self, trial_number: u64, result: RunResult, now_ms: i64) {
+        self.record_run(trial_number, result, now_ms, None)
+    }
+
+    /// [`JobState::record`], with how a wattwise run ended when it is known.
+    fn record_run(
+        &mut self,
+        trial_number: u64,
+        result: RunResult,
+        now_ms: i64,
+        note: Option<RunNote>,
+    ) {
         let Some(i) = self.open_index(trial_number) else {
             return;
         };
@@ -349,9 +418,32 @@ impl JobState {
                 *arm = ArmState::fit(prior_mean, prior_precision, state.rewards.summary());
             }
         }
+        let costs = match note {
+            Some(_) => epoch_costs(&self.params, &self.profiles),
+            None => Vec::new(),
+        };
+        // Whether the warm start decides for this job now (not merely holds knowledge).
+        let warm_decides = note.is_some()
+            && self.wattwise.as_ref().is_some_and(|w| {
+                warm::View::of(knobs(&self.params, &self.profiles), w, &costs).is_some()
+            });
         if let Some(w) = &mut self.wattwise {
             let i = self.params.batch_sizes.binary_search(&batch_size);
-            w.record(i.unwrap_or(usize::MAX), cost, result.converged);
+            match note {
+                Some(n) if n.probe => {
+                    let units = i.ok().and_then(|i| costs.get(i).copied().flatten());
+                    warm::record_probe(w, batch_size, cost, units)
+                }
+                Some(n) if n.censored && !result.converged && warm_decides => {
+                    warm::record_stopped(w, batch_size)
+                }
+                _ => w.record(i.unwrap_or(usize::MAX), cost, result.converged),
+            }
+            if let (Some(n), Ok(i)) = (note, i) {
+                if !n.probe {
+                    warm::note_run(w, i, n.epochs, result.converged, n.censored, batch_size);
+                }
+            }
         }
         // Min cost counts only runs that reached the target within the bound
         // (Zeus also counts runs that stopped without converging).
@@ -443,12 +535,14 @@ impl JobState {
             open.iter()
                 .any(|t| t.batch_size == bs && t.kind == TrialType::Exploration)
         };
-        let next = wattwise::next(
-            &knobs(&self.params, &self.profiles),
-            state,
-            pending,
-            &mut self.rng,
-        )?;
+        let knobs = knobs(&self.params, &self.profiles);
+        let costs = epoch_costs(&self.params, &self.profiles);
+        let warm_next = warm::View::of(knobs, state, &costs)
+            .and_then(|view| warm::next(&view, pending, &mut self.rng));
+        let next = match warm_next {
+            Some(next) => next,
+            None => wattwise::next(&knobs, state, pending, &mut self.rng)?,
+        };
         if next.0 == TrialType::Mab {
             self.stage = Stage::Mab;
         }
@@ -468,14 +562,36 @@ impl JobState {
         let empty = wattwise::WattwiseState::default();
         let state = self.wattwise.as_ref().unwrap_or(&empty);
         let knobs = knobs(&self.params, &self.profiles);
-        wattwise::decide(&knobs, state, batch_size, cost, reached, epoch)
+        let cold = wattwise::decide(&knobs, state, batch_size, cost, reached, epoch);
+        if cold.is_some() {
+            return cold;
+        }
+        // The warm start also bounds a run by the predicted best.
+        let costs = epoch_costs(&self.params, &self.profiles);
+        let view = warm::View::of(knobs, state, &costs)?;
+        (cost > warm::cost_bound(&view, batch_size)).then_some(false)
+    }
+
+    /// Whether the warm start stops a run of `batch_size` at its `epoch`-th report
+    /// as a probe ([`warm::probe_stop`]). Changes nothing.
+    pub(crate) fn wattwise_probe(&self, batch_size: u32, epoch: u32) -> bool {
+        let Some(state) = &self.wattwise else {
+            return false;
+        };
+        let costs = epoch_costs(&self.params, &self.profiles);
+        warm::View::of(knobs(&self.params, &self.profiles), state, &costs)
+            .is_some_and(|view| warm::probe_stop(&view, batch_size, epoch))
     }
 
     /// The cost at which the wattwise policy stops a run of `batch_size`.
     fn wattwise_bound(&self, batch_size: u32) -> f64 {
         let empty = wattwise::WattwiseState::default();
         let state = self.wattwise.as_ref().unwrap_or(&empty);
-        wattwise::cost_bound(&knobs(&self.params, &self.profiles), state, batch_size)
+        let knobs = knobs(&self.params, &self.profiles);
+        let cold = wattwise::cost_bound(&knobs, state, batch_size);
+        let costs = epoch_costs(&self.params, &self.profiles);
+        warm::View::of(knobs, state, &costs)
+            .map_or(cold, |view| cold.min(warm::cost_bound(&view, batch_size)))
     }
 
     /// The wattwise policy's answer to a report (see [`wattwise::decide`]).
@@ -488,6 +604,27 @@ impl JobState {
         now_ms: i64,
     ) -> ReportResponse {
         let reached = self.params.reaches_target(r.metric);
+        if !reached && self.wattwise_probe(r.batch_size, r.current_epoch) {
+            let run = RunResult {
+                time,
+                energy,
+                converged: false,
+            };
+            let note = RunNote {
+                epochs: r.current_epoch,
+                censored: true,
+                probe: true,
+            };
+            self.record_run(r.trial_number, run, now_ms, Some(note));
+            return ReportResponse {
+                stop_train: true,
+                converged: false,
+                message: format!(
+                    "Batch Size({}) probed: the workload's shared epochs to target predict it costs more than another",
+                    r.batch_size
+                ),
+            };
+        }
         let Some(converged) = self.wattwise_stop(r.batch_size, cost, reached, r.current_epoch)
         else {
             return keep_training();
@@ -511,7 +648,17 @@ impl JobState {
             energy,
             converged,
         };
-        self.stop_and_record(r, run, message, now_ms)
+        let note = RunNote {
+            epochs: r.current_epoch,
+            censored: !reached && r.current_epoch < self.params.max_epochs,
+            probe: false,
+        };
+        self.record_run(r.trial_number, run, now_ms, Some(note));
+        ReportResponse {
+            stop_train: true,
+            converged,
+            message,
+        }
     }
 
     /// The bandit's choice among the arms.

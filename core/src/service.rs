@@ -6,13 +6,14 @@
 //! decided here, so the local server, the Lambda function and the Worker cannot
 //! drift apart. Nothing here does I/O: the store's futures do.
 
-use std::collections::BTreeMap;
 use std::future::Future;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::api::{self, ApiError, Change, Ctx, Outcome};
+use crate::export::Format;
+pub use crate::export::TrialsExport;
 use crate::job::JobState;
 use crate::listing::{self, JobPage, JobSummary};
 use crate::multihost;
@@ -23,7 +24,6 @@ use crate::spec::JobSpec;
 pub use crate::store::{
     ListCursor, Listed, MemoryStore, MemoryStoreError, Saved, Store, Stored, Write,
 };
-use crate::trial::Trial;
 use crate::wire::{PowerProfile, TrainingResult, TrialId};
 
 /// What a host provides besides the store.
@@ -46,6 +46,11 @@ pub struct ServiceConfig {
     pub max_body_bytes: usize,
     /// Conflicted writes retried before answering 503.
     pub max_retries: u32,
+    /// Job documents read from the store at a time while a page of the job list is
+    /// made (each is summarized before the next are read), which bounds the
+    /// memory of a list request to this many documents. The default reads a whole
+    /// page at once; the local server reads fewer.
+    pub list_batch: usize,
 }
 
 impl ServiceConfig {
@@ -75,6 +80,7 @@ impl Default for ServiceConfig {
             token: None,
             max_body_bytes: 64 * 1024,
             max_retries: 64,
+            list_batch: listing::MAX_PAGE,
         }
     }
 }
@@ -163,6 +169,13 @@ impl<'a> Request<'a> {
         self.job_of(route::find(self.method, self.path).ok()?)
     }
 
+    /// Whether this request is a heavy read: the trials export or the job list,
+    /// which read many documents or trials (a host may cap how many run at once).
+    pub fn heavy_read(&self) -> bool {
+        route::find(self.method, self.path)
+            .is_ok_and(|r| matches!(r.def.endpoint, Endpoint::Trials | Endpoint::ListJobs))
+    }
+
     /// The job this request may write: its [`Request::job_id`] when the route
     /// writes a job, else `None`. A host that lets one job's writes take turns
     /// (the local server) waits for this job's turn.
@@ -197,7 +210,16 @@ pub struct Response {
 }
 
 const JSON: &str = "application/json";
-const CSV: &str = "text/csv; charset=utf-8";
+
+/// The service's answer to a request: whole, or a trials export the host writes
+/// chunk by chunk (with [`Service::next_chunk`]) so it never holds it whole.
+#[derive(Debug)]
+pub enum Answer {
+    /// The whole response.
+    Whole(Response),
+    /// A 200 whose body is this export's chunks, in order.
+    Export(TrialsExport),
+}
 
 impl Response {
     fn json<T: Serialize>(status: u16, body: &T) -> Self {
@@ -302,16 +324,6 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// The trials export: the document's trials and the archived ones, in trial order.
-fn merge_trials(state: &JobState, archived: Vec<Trial>) -> Vec<Trial> {
-    let mut by_number: BTreeMap<u64, Trial> =
-        archived.into_iter().map(|t| (t.trial_number, t)).collect();
-    for t in state.trials() {
-        by_number.insert(t.trial_number, t.clone());
-    }
-    by_number.into_values().collect()
-}
-
 impl<S: Store> Service<S> {
     /// A service over `store`.
     pub fn new(store: S, config: ServiceConfig) -> Self {
@@ -329,6 +341,30 @@ impl<S: Store> Service<S> {
             Ok(r) => r,
             Err(e) => Response::error(&e),
         }
+    }
+
+    /// Answers one request like [`Service::handle`], but leaves a trials export for
+    /// the host to write chunk by chunk ([`Service::next_chunk`]), in bounded memory.
+    pub async fn answer(&self, req: Request<'_>, env: &mut impl HostEnv) -> Answer {
+        let export = match route::find(req.method, req.path) {
+            Ok(route) if route.def.endpoint == Endpoint::Trials => route,
+            _ => return Answer::Whole(self.handle(req, env).await),
+        };
+        let job_id = export.path_job_id.unwrap_or_default();
+        let start = async {
+            self.config.admit(&req)?;
+            self.start_export(&job_id, req.query).await
+        };
+        match start.await {
+            Ok(export) => Answer::Export(export),
+            Err(e) => Answer::Whole(Response::error(&e)),
+        }
+    }
+
+    /// The next chunk of an export [`Service::answer`] started; `None` when it is
+    /// all written. An error (the store failed) ends the export unfinished.
+    pub async fn next_chunk(&self, export: &mut TrialsExport) -> Result<Option<Vec<u8>>, ApiError> {
+        export.next_chunk(&self.store).await
     }
 
     async fn route(&self, req: Request<'_>, env: &mut impl HostEnv) -> Result<Response, ApiError> {
@@ -583,69 +619,61 @@ impl<S: Store> Service<S> {
         Ok(Response::json(200, &out.body))
     }
 
-    /// `GET /jobs`: one page of job summaries, newest first.
+    /// `GET /jobs`: one page of job summaries, newest first, read from the store
+    /// [`ServiceConfig::list_batch`] documents at a time.
     async fn list_jobs(&self, query: &str) -> Result<Response, ApiError> {
         let limit = listing::page_size(query_param(query, "limit")?.as_deref())?;
-        let after = match query_param(query, "cursor")? {
+        let mut after = match query_param(query, "cursor")? {
             Some(c) if !c.is_empty() => Some(ListCursor::decode(&c)?),
             _ => None,
         };
-        let listed = self
-            .store
-            .list_jobs(after.as_ref(), limit)
-            .await
-            .map_err(|e| ApiError::Unavailable(format!("store: {e}")))?
-            .ok_or_else(|| {
-                ApiError::NotFound("no route GET /jobs: this host's store cannot list jobs".into())
-            })?;
-        let next_cursor = listed.next.as_ref().map(ListCursor::encode);
-        let jobs = listed
-            .jobs
-            .iter()
-            .map(|s| JobSummary::of(&s.state, s.version))
-            .collect();
+        let mut jobs = Vec::with_capacity(limit);
+        let next = loop {
+            let want = (limit - jobs.len()).min(self.config.list_batch.max(1));
+            let listed = self
+                .store
+                .list_jobs(after.as_ref(), want)
+                .await
+                .map_err(|e| ApiError::Unavailable(format!("store: {e}")))?
+                .ok_or_else(|| {
+                    ApiError::NotFound(
+                        "no route GET /jobs: this host's store cannot list jobs".into(),
+                    )
+                })?;
+            jobs.extend(
+                listed
+                    .jobs
+                    .iter()
+                    .map(|s| JobSummary::of(&s.state, s.version)),
+            );
+            match listed.next {
+                Some(c) if jobs.len() < limit => after = Some(c),
+                next => break next,
+            }
+        };
+        let next_cursor = next.as_ref().map(ListCursor::encode);
         Ok(Response::json(200, &JobPage { jobs, next_cursor }))
     }
 
-    async fn export_trials(&self, job_id: &str, query: &str) -> Result<Response, ApiError> {
+    /// The export of `job_id`'s trials in the `format` the query names.
+    async fn start_export(&self, job_id: &str, query: &str) -> Result<TrialsExport, ApiError> {
         let stored = self.load_required(job_id).await?;
-        let archived = self
-            .store
-            .archived_trials(job_id)
-            .await
-            .map_err(|e| ApiError::Unavailable(format!("store: {e}")))?;
-        let trials = merge_trials(&stored.state, archived);
-        match query_param(query, "format")?.as_deref() {
-            None | Some("json") => {
-                let rows: Vec<serde_json::Value> = trials
-                    .iter()
-                    .map(|t| {
-                        let mut v = serde_json::to_value(t).unwrap_or_default();
-                        if let Some(obj) = v.as_object_mut() {
-                            obj.insert("job_id".into(), job_id.into());
-                        }
-                        v
-                    })
-                    .collect();
-                Ok(Response::json(200, &rows))
-            }
-            Some("csv") => {
-                let mut csv = String::from(Trial::CSV_HEADER);
-                csv.push('\n');
-                for t in &trials {
-                    csv.push_str(&t.csv_row(job_id));
-                    csv.push('\n');
-                }
-                Ok(Response {
-                    status: 200,
-                    content_type: CSV,
-                    body: csv.into_bytes(),
-                })
-            }
-            Some(other) => Err(ApiError::Invalid(format!(
-                "format: must be json or csv (got {other:?})"
-            ))),
+        let format = Format::parse(query_param(query, "format")?.as_deref())?;
+        Ok(TrialsExport::new(job_id, &stored.state, format))
+    }
+
+    /// `GET /jobs/{job_id}/trials` whole (hosts that answer in one piece).
+    async fn export_trials(&self, job_id: &str, query: &str) -> Result<Response, ApiError> {
+        let mut export = self.start_export(job_id, query).await?;
+        let mut body = Vec::new();
+        while let Some(chunk) = self.next_chunk(&mut export).await? {
+            body.extend_from_slice(&chunk);
         }
+        Ok(Response {
+            status: 200,
+            content_type: export.content_type(),
+            body,
+        })
     }
 }
 

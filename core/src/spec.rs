@@ -106,6 +106,10 @@ pub struct JobSpec {
     /// The batch size policy (wattwise's addition; absent means Zeus's).
     #[serde(default, skip_serializing_if = "Policy::is_zeus")]
     pub policy: Policy,
+    /// The workload the job trains (wattwise's addition; absent for Zeus's client):
+    /// jobs of one workload share what they learn about epochs to target per batch size.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workload: Option<String>,
 }
 
 /// Validated job parameters: batch sizes sorted and deduplicated, every rule holds.
@@ -148,6 +152,9 @@ pub struct JobParams {
     /// The batch size policy; absent (Zeus) in documents written before it existed.
     #[serde(default, skip_serializing_if = "Policy::is_zeus")]
     pub policy: Policy,
+    /// The workload the job trains, when it names one (an id: see `check_id`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workload: Option<String>,
 }
 
 pub(crate) fn check_id(field: &'static str, id: &str) -> Result<(), FieldError> {
@@ -262,6 +269,7 @@ impl JobSpec {
             number_of_gpus,
             gpu_model: gpu_model.to_string(),
             policy: Policy::Zeus,
+            workload: None,
         }
     }
 
@@ -285,6 +293,13 @@ impl JobSpec {
                 ));
             }
         }
+        let workload = match &self.workload {
+            Some(w) => {
+                check_id("workload", w)?;
+                Some(w.clone())
+            }
+            None => None,
+        };
         if self.batch_sizes.is_empty() {
             return Err(FieldError::new("batch_sizes", "must not be empty"));
         }
@@ -402,6 +417,7 @@ impl JobSpec {
             number_of_gpus,
             gpu_model: self.gpu_model.clone(),
             policy: self.policy,
+            workload,
         })
     }
 }
@@ -429,6 +445,7 @@ impl JobParams {
             number_of_gpus: self.number_of_gpus as i64,
             gpu_model: self.gpu_model.clone(),
             policy: self.policy,
+            workload: self.workload.clone(),
         }
     }
 
@@ -477,6 +494,27 @@ mod tests {
         f(&mut s);
         let err = s.validate().unwrap_err();
         assert_eq!(err.field, field, "{err}");
+    }
+
+    #[test]
+    fn a_workload_is_an_id_and_round_trips() {
+        rejects(|s| s.workload = Some(String::new()), "workload");
+        rejects(|s| s.workload = Some("a b".into()), "workload");
+        rejects(
+            |s| s.workload = Some("w".repeat(MAX_ID_LEN + 1)),
+            "workload",
+        );
+        let mut s = spec();
+        s.workload = Some("imagenet-resnet50".into());
+        let p = s.validate().unwrap();
+        assert_eq!(p.workload.as_deref(), Some("imagenet-resnet50"));
+        assert_eq!(p.to_spec("cifar-1").workload, s.workload);
+        // Absent (Zeus's client) means absent in the echo and the document.
+        let zeus = spec().validate().unwrap();
+        assert!(serde_json::to_value(&zeus)
+            .unwrap()
+            .get("workload")
+            .is_none());
     }
 
     #[test]

@@ -65,7 +65,8 @@ pub enum Saved {
 /// - **Archive.** `archive` holds finished trials leaving the document: the store
 ///   appends them, idempotently by trial number, in the same atomic write as the
 ///   document where it can, else before the document; a write that conflicts
-///   archives nothing that a reader can see.
+///   archives nothing that a reader can see. A store that pages its archive
+///   (`archived_trials_from`) answers the same trials, in trial order.
 /// - **Delete.** `delete(v)` removes the document and its archived trials if the
 ///   version is still `v`, else Conflict, removing nothing. The document goes first
 ///   (it is the commit point: an acknowledged trial is never lost while its job
@@ -105,6 +106,21 @@ pub trait Store {
         limit: usize,
     ) -> impl Future<Output = Result<Option<Listed>, Self::Error>> {
         let _ = (after, limit);
+        std::future::ready(Ok(None))
+    }
+
+    /// Up to `limit` of the job's archived trials numbered `from` or above, in trial
+    /// order: one page of the trials export, which reads the archive page by page so
+    /// its memory stays bounded whatever the job's age. A store should answer from
+    /// an index on the trial number. `None`: this store cannot page its archive (the
+    /// default; the export then reads it whole with `archived_trials`).
+    fn archived_trials_from(
+        &self,
+        job_id: &str,
+        from: u64,
+        limit: usize,
+    ) -> impl Future<Output = Result<Option<Vec<Trial>>, Self::Error>> {
+        let _ = (job_id, from, limit);
         std::future::ready(Ok(None))
     }
 
@@ -313,6 +329,26 @@ impl Store for MemoryStore {
         });
         let page = all.into_iter().take(limit + 1).cloned().collect();
         Ok(Some(Listed::from_one_more(page, limit)))
+    }
+
+    async fn archived_trials_from(
+        &self,
+        job_id: &str,
+        from: u64,
+        limit: usize,
+    ) -> Result<Option<Vec<Trial>>, Self::Error> {
+        let archived = self.archive.lock().map_err(|_| MemoryStoreError)?;
+        Ok(Some(
+            archived
+                .get(job_id)
+                .map(|m| {
+                    m.range(from..)
+                        .take(limit)
+                        .map(|(_, t)| t.clone())
+                        .collect()
+                })
+                .unwrap_or_default(),
+        ))
     }
 
     async fn archived_trial(

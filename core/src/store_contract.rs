@@ -274,7 +274,19 @@ async fn run_one<S: Store>(store: &S, check: usize, job: &str) -> Result<(), Str
             let t = archived_trial(store, job, 4).await?;
             want(t.is_none(), || {
                 "archived_trial(4) found a trial never archived".into()
-            })
+            })?;
+            // A store that pages its archive pages it in trial order.
+            for (from, limit, page) in [(0, 10, &[1, 2, 3][..]), (2, 1, &[2]), (4, 10, &[])] {
+                let got = store
+                    .archived_trials_from(job, from, limit)
+                    .await
+                    .map_err(|e| format!("archived_trials_from: {e}"))?
+                    .map(|p| p.iter().map(|t| t.trial_number).collect::<Vec<_>>());
+                want(got.as_ref().is_none_or(|got| got == page), || {
+                    format!("archived_trials_from({from}, {limit}) is {got:?}, not {page:?}")
+                })?;
+            }
+            Ok(())
         }
         4 => {
             save(store, job, &a, None, &[]).await?;

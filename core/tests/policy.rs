@@ -5,7 +5,7 @@
 
 mod policy_common;
 
-use policy_common::{evaluate, pairs, summarize, table, Setting};
+use policy_common::{evaluate, pairs, sharing, summarize, table, Setting};
 
 #[test]
 fn wattwise_halves_zeus_regret_on_the_zeus_traces() {
@@ -71,5 +71,44 @@ fn the_improvement_holds_at_other_etas_and_untuned_seeds() {
         );
         assert!(s.worst_vs_zeus <= 1.02, "{}", table(&results));
         assert!(s.wattwise_beats_default >= s.zeus_beats_default);
+    }
+}
+
+/// Issue 27: every pair warm-started from the workload's jobs on the other GPUs
+/// (leave one GPU out). The tables: `cargo run --release -p wattwise-core
+/// --example policy_bench -- sharing` (BENCHMARKS.md, "A policy that learns across jobs").
+#[test]
+fn sharing_what_other_gpus_learned_cuts_the_regret_and_wrong_knowledge_costs_little() {
+    let pairs = pairs();
+    let main = Setting::MAIN;
+    let results = sharing::evaluate(&pairs, &main);
+    eprintln!("{}\n{}", main.describe(), sharing::table(&results));
+    let s = sharing::summarize(&results);
+    // Without sharing the policy is today's (the first test's figure).
+    assert!(
+        (1.045..1.057).contains(&s.cold_oracle),
+        "without sharing {:.4}",
+        s.cold_oracle
+    );
+    assert!(
+        s.warm_oracle <= 1.03,
+        "geometric mean of shared / oracle {:.4} > 1.03",
+        s.warm_oracle
+    );
+    assert!(s.warm_beats_default >= s.cold_beats_default);
+    assert!(
+        s.worst_warm <= 1.01,
+        "sharing costs a pair {:+.2}% more than no sharing",
+        (s.worst_warm - 1.0) * 100.0
+    );
+    for (what, worst) in [
+        ("epochs x2", s.worst_doubled),
+        ("an easier target", s.worst_easier),
+    ] {
+        assert!(
+            worst <= 1.05,
+            "with {what} the worst pair costs {:+.2}% over no sharing",
+            (worst - 1.0) * 100.0
+        );
     }
 }

@@ -18,6 +18,19 @@
 //! the store checks that its path still names the file it opened, so a database
 //! whose file or directory was deleted fails writes (and `/healthz`) at once
 //! instead of writing into an unlinked file.
+//!
+//! The `-wal` file holds every write since the last checkpoint. Before every
+//! write the store also checks that the `-wal` path still names the file its
+//! connections write: if it was deleted (or replaced), the writes it held are
+//! checkpointed into the database from the connections' open handle, every
+//! connection is reopened (so a new `-wal` file is made), and only then does the
+//! write go on. A write is never acknowledged into a `-wal` file no path names.
+//!
+//! `/healthz` ([`Store::writable`]) reports what a write would meet: besides the
+//! checks above, the outcome of the last write (a write that failed for the disk,
+//! full or failing, makes it answer 503 until a write succeeds), and at most once
+//! per [`PROBE_EVERY`] a real write (a 64 KiB row written and removed in one
+//! committed transaction) when no other write holds the writer.
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -34,6 +47,10 @@ use wattwise_core::trial::Trial;
 pub const WRITE_WAIT: Duration = Duration::from_secs(2);
 /// Longest a read waits on SQLite's locks (WAL readers almost never wait).
 const READ_WAIT: Duration = Duration::from_secs(2);
+/// `/healthz` writes a probe at most this often (it answers the last outcome between).
+pub const PROBE_EVERY: Duration = Duration::from_secs(1);
+/// The probe's row: about what a job document with its archived trials weighs.
+const PROBE_BYTES: usize = 64 * 1024;
 
 /// What can go wrong in the SQLite store.
 #[derive(Debug, thiserror::Error)]
@@ -90,8 +107,27 @@ pub struct SqliteStore {
 struct Inner {
     /// The file and its (device, inode) at open; `None` in memory.
     file: Option<(PathBuf, (u64, u64))>,
+    /// The `-wal` file's path and the (device, inode) the connections write; `None` in memory.
+    wal: Option<(PathBuf, Mutex<Option<FileId>>)>,
     writer: Arc<tokio::sync::Mutex<Connection>>,
     readers: Mutex<Vec<Connection>>,
+    /// Held (shared) by every read for as long as it uses a pooled connection, and
+    /// (exclusive) while the connections are reopened after a lost `-wal` file.
+    gate: std::sync::RwLock<()>,
+    /// What the last write or probe met.
+    health: Mutex<Health>,
+}
+
+/// A file's (device, inode).
+type FileId = (u64, u64);
+
+/// The last write's outcome, as `/healthz` reports it.
+#[derive(Default)]
+struct Health {
+    /// Why the last write or probe failed (not for a busy lock or a conflict); `None` when it succeeded.
+    failure: Option<String>,
+    /// When a probe last ran.
+    probed: Option<Instant>,
 }
 
 const SCHEMA: &str = "
@@ -138,6 +174,23 @@ fn ensure_list_index(conn: &Connection) -> Result<(), SqliteError> {
     Ok(())
 }
 
+/// The writer connection's settings: WAL mode, the checkpoint interval, the lock wait.
+fn configure(conn: &Connection) -> Result<(), SqliteError> {
+    conn.busy_timeout(WRITE_WAIT)?;
+    // journal_mode answers with a row; read it rather than execute.
+    let _mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
+    conn.execute_batch("PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=OFF;")?;
+    conn.query_row("PRAGMA wal_autocheckpoint=8192", [], |_| Ok(()))?;
+    Ok(())
+}
+
+/// The `-wal` file of the database at `db`.
+fn wal_path(db: &Path) -> PathBuf {
+    let mut wal = db.as_os_str().to_owned();
+    wal.push("-wal");
+    PathBuf::from(wal)
+}
+
 fn identity(path: &Path) -> std::io::Result<(u64, u64)> {
     let m = std::fs::metadata(path)?;
     Ok((m.dev(), m.ino()))
@@ -160,11 +213,7 @@ impl SqliteStore {
     }
 
     fn init(conn: Connection, path: Option<&Path>) -> Result<Self, SqliteError> {
-        conn.busy_timeout(WRITE_WAIT)?;
-        // journal_mode answers with a row; read it rather than execute.
-        let _mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
-        conn.execute_batch("PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=OFF;")?;
-        conn.query_row("PRAGMA wal_autocheckpoint=8192", [], |_| Ok(()))?;
+        configure(&conn)?;
         conn.execute_batch(SCHEMA)?;
         ensure_list_index(&conn)?;
         let file = match path {
@@ -188,13 +237,49 @@ impl SqliteStore {
             }
             None => None,
         };
+        let wal = match &file {
+            Some((p, _)) => {
+                let wal = wal_path(p);
+                let id = identity(&wal).ok();
+                Some((wal, Mutex::new(id)))
+            }
+            None => None,
+        };
         Ok(SqliteStore {
             inner: Arc::new(Inner {
                 file,
+                wal,
                 writer: Arc::new(tokio::sync::Mutex::new(conn)),
                 readers: Mutex::new(Vec::new()),
+                gate: std::sync::RwLock::new(()),
+                health: Mutex::new(Health::default()),
             }),
         })
+    }
+
+    /// Whether a write would succeed now, as `/healthz` reports it (see the
+    /// module's documentation): the file checks, the last write's outcome, and a
+    /// probe write when the last is older than [`PROBE_EVERY`] and no write holds
+    /// the writer. Never waits behind another writer.
+    pub async fn probe(&self) -> Result<(), SqliteError> {
+        self.inner.check_writable()?;
+        let due = {
+            let health = self
+                .inner
+                .health
+                .lock()
+                .map_err(|_| SqliteError::Poisoned)?;
+            health.probed.is_none_or(|at| at.elapsed() >= PROBE_EVERY) || self.inner.wal_moved()
+        };
+        if due {
+            if let Ok(mut conn) = self.inner.writer.clone().try_lock_owned() {
+                let inner = self.inner.clone();
+                tokio::task::spawn_blocking(move || inner.probe(&mut conn))
+                    .await
+                    .map_err(|_| SqliteError::Poisoned)??;
+            }
+        }
+        self.inner.last_failure()
     }
 
     /// Whether the database can take writes now: its path still names the file
@@ -227,20 +312,25 @@ impl SqliteStore {
         let expected_version = write.expected_version;
         let encoded = encode(write.state, write.archive)?;
         let mut conn = self.inner.writer.blocking_lock();
-        self.inner.save(
+        let out = self.inner.save(
             &mut conn,
             job_id,
             &encoded,
             expected_version,
             Instant::now(),
-        )
+        );
+        self.inner.note(&out);
+        out
     }
 
     /// Deletes a job and its archived trials if the version is as expected.
     pub fn delete_sync(&self, job_id: &str, expected_version: u64) -> Result<Saved, SqliteError> {
         let mut conn = self.inner.writer.blocking_lock();
-        self.inner
-            .delete(&mut conn, job_id, expected_version, Instant::now())
+        let out = self
+            .inner
+            .delete(&mut conn, job_id, expected_version, Instant::now());
+        self.inner.note(&out);
+        out
     }
 
     /// A job's archived trials, in trial order.
@@ -266,16 +356,20 @@ impl SqliteStore {
 
     /// Runs `f` with the writer connection on a blocking thread, waiting at most
     /// [`WRITE_WAIT`] in all.
-    async fn write<T: Send + 'static>(
+    async fn write(
         &self,
-        f: impl FnOnce(&Inner, &mut Connection, Instant) -> Result<T, SqliteError> + Send + 'static,
-    ) -> Result<T, SqliteError> {
+        f: impl FnOnce(&Inner, &mut Connection, Instant) -> Result<Saved, SqliteError> + Send + 'static,
+    ) -> Result<Saved, SqliteError> {
         let started = Instant::now();
         let mut guard = tokio::time::timeout(WRITE_WAIT, self.inner.writer.clone().lock_owned())
             .await
             .map_err(|_| SqliteError::Busy(started.elapsed().as_millis()))?;
-        self.blocking(move |inner| f(inner, &mut guard, started))
-            .await
+        self.blocking(move |inner| {
+            let out = f(inner, &mut guard, started);
+            inner.note(&out);
+            out
+        })
+        .await
     }
 }
 
@@ -336,6 +430,124 @@ impl Inner {
         Ok(())
     }
 
+    /// Whether the `-wal` path no longer names the file the connections write.
+    fn wal_moved(&self) -> bool {
+        let Some((path, opened)) = &self.wal else {
+            return false;
+        };
+        let opened = *opened.lock().unwrap_or_else(|p| p.into_inner());
+        opened.is_some() && identity(path).ok() != opened
+    }
+
+    /// The `-wal` file was deleted or replaced: its writes (acknowledged, and only
+    /// there) are checkpointed into the database through the connections' open
+    /// handle, then every connection is closed and the writer opened again, which
+    /// makes a new `-wal` file. Reads wait meanwhile (a few milliseconds).
+    fn reopen_after_lost_wal(&self, conn: &mut Connection) -> Result<(), SqliteError> {
+        let (Some((path, _)), Some((wal, opened))) = (&self.file, &self.wal) else {
+            return Ok(());
+        };
+        let not_writable = |why: String| SqliteError::NotWritable {
+            path: path.display().to_string(),
+            why,
+        };
+        let _gate = self.gate.write().map_err(|_| SqliteError::Poisoned)?;
+        let (busy, log, done): (i64, i64, i64) = conn
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })
+            .map_err(|e| {
+                not_writable(format!(
+                    "the -wal file was deleted and saving its writes failed: {e}"
+                ))
+            })?;
+        if busy != 0 || log != done {
+            return Err(not_writable(format!(
+                "the -wal file was deleted and only {done} of its {log} pages could be saved yet                  (another process is reading); retry the request"
+            )));
+        }
+        self.readers
+            .lock()
+            .map_err(|_| SqliteError::Poisoned)?
+            .clear();
+        // Closing the last connection lets SQLite remove the lost file's state; the
+        // new connection makes a new -wal file at the path.
+        *conn = Connection::open_in_memory()?;
+        let fresh = Connection::open(path)?;
+        configure(&fresh)?;
+        fresh.query_row("SELECT count(*) FROM meta", [], |_| Ok(()))?;
+        *conn = fresh;
+        let id = identity(wal).map_err(|e| not_writable(format!("no new -wal file: {e}")))?;
+        *opened.lock().map_err(|_| SqliteError::Poisoned)? = Some(id);
+        tracing::warn!(
+            db = %path.display(),
+            pages = log,
+            "the -wal file was deleted: its writes were saved into the database and a new -wal file opened"
+        );
+        Ok(())
+    }
+
+    /// Notes what a write met, for `/healthz`: a failure other than a busy lock
+    /// (full disk, I/O error) until a write succeeds.
+    fn note(&self, out: &Result<Saved, SqliteError>) {
+        self.note_outcome(out.as_ref().copied());
+    }
+
+    fn note_outcome(&self, out: Result<Saved, &SqliteError>) {
+        let failure = match out {
+            Ok(Saved::Ok) => None,
+            Ok(Saved::Conflict) => return,
+            Err(SqliteError::Busy(_) | SqliteError::Poisoned) => return,
+            Err(e) => Some(e.to_string()),
+        };
+        if let Ok(mut health) = self.health.lock() {
+            health.failure = failure;
+        }
+    }
+
+    /// The last write's or probe's failure, as an error.
+    fn last_failure(&self) -> Result<(), SqliteError> {
+        let health = self.health.lock().map_err(|_| SqliteError::Poisoned)?;
+        match &health.failure {
+            None => Ok(()),
+            Some(why) => Err(SqliteError::NotWritable {
+                path: self
+                    .file
+                    .as_ref()
+                    .map(|(p, _)| p.display().to_string())
+                    .unwrap_or_default(),
+                why: format!("the last write failed: {why}"),
+            }),
+        }
+    }
+
+    /// A real write, as a job's write would meet it: a 64 KiB row inserted and
+    /// removed in one committed transaction. A busy lock is not a failure.
+    fn probe(&self, conn: &mut Connection) -> Result<(), SqliteError> {
+        let started = Instant::now() - WRITE_WAIT;
+        let out = (|| {
+            let tx = self.begin(conn, started)?;
+            tx.execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES ('health_probe', ?1)",
+                params!["0".repeat(PROBE_BYTES)],
+            )?;
+            tx.execute("DELETE FROM meta WHERE key = 'health_probe'", [])?;
+            tx.commit().map_err(|e| busy_aware(e, started.elapsed()))
+        })();
+        if let Ok(mut health) = self.health.lock() {
+            health.probed = Some(Instant::now());
+        }
+        let out = match out {
+            Err(SqliteError::Sqlite(e)) => Err(busy_aware(e, WRITE_WAIT)),
+            other => other,
+        };
+        self.note_outcome(out.as_ref().map(|_| Saved::Ok));
+        match out {
+            Err(SqliteError::Busy(_)) => Ok(()),
+            other => other,
+        }
+    }
+
     /// Runs `f` on a reader connection (the writer's, in memory).
     fn read<T>(
         &self,
@@ -344,6 +556,7 @@ impl Inner {
         let Some((path, _)) = &self.file else {
             return f(&self.writer.blocking_lock());
         };
+        let _gate = self.gate.read().map_err(|_| SqliteError::Poisoned)?;
         let pooled = self
             .readers
             .lock()
@@ -403,6 +616,9 @@ impl Inner {
         started: Instant,
     ) -> Result<rusqlite::Transaction<'c>, SqliteError> {
         self.check_writable()?;
+        if self.wal_moved() {
+            self.reopen_after_lost_wal(conn)?;
+        }
         let left = WRITE_WAIT.saturating_sub(started.elapsed());
         conn.busy_timeout(left.max(Duration::from_millis(1)))?;
         conn.transaction_with_behavior(TransactionBehavior::Immediate)
@@ -494,6 +710,31 @@ impl Inner {
             )?;
             let rows = stmt
                 .query_map(params![job_id], |r| r.get::<_, String>(0))?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(rows)
+        })?;
+        rows.iter().map(|r| Self::parse_trial(job_id, r)).collect()
+    }
+
+    /// Up to `limit` archived trials numbered `from` or above, in order: one range
+    /// scan of the trials table's primary key.
+    fn archived_trials_from(
+        &self,
+        job_id: &str,
+        from: u64,
+        limit: usize,
+    ) -> Result<Vec<Trial>, SqliteError> {
+        let Ok(from) = i64::try_from(from) else {
+            return Ok(Vec::new());
+        };
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = self.read(|conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT record FROM trials WHERE job_id = ?1 AND trial_number >= ?2
+                 ORDER BY trial_number LIMIT ?3",
+            )?;
+            let rows = stmt
+                .query_map(params![job_id, from, limit], |r| r.get::<_, String>(0))?
                 .collect::<Result<Vec<_>, _>>()?;
             Ok(rows)
         })?;
@@ -601,13 +842,25 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn archived_trials_from(
+        &self,
+        job_id: &str,
+        from: u64,
+        limit: usize,
+    ) -> Result<Option<Vec<Trial>>, SqliteError> {
+        let job_id = job_id.to_string();
+        self.blocking(move |inner| inner.archived_trials_from(&job_id, from, limit))
+            .await
+            .map(Some)
+    }
+
     async fn version(&self, job_id: &str) -> Result<Option<u64>, SqliteError> {
         let job_id = job_id.to_string();
         self.blocking(move |inner| inner.version(&job_id)).await
     }
 
     async fn writable(&self) -> Result<(), SqliteError> {
-        self.inner.check_writable()
+        self.probe().await
     }
 
     async fn list_jobs(
@@ -810,6 +1063,96 @@ mod tests {
             assert!(plan.contains("jobs_by_created_ms"), "{plan}");
             assert!(!plan.contains("TEMP B-TREE"), "{plan}");
         }
+    }
+
+    #[test]
+    fn pages_the_archive_in_trial_order() {
+        let (_dir, s) = temp_store();
+        let st = state("job-p");
+        s.save_sync("job-p", Write::new(&st, None, &[])).unwrap();
+        s.save_sync(
+            "job-p",
+            Write::new(&st, Some(1), &[trial(5), trial(2), trial(9)]),
+        )
+        .unwrap();
+        let page = |from, limit| -> Vec<u64> {
+            s.inner
+                .archived_trials_from("job-p", from, limit)
+                .unwrap()
+                .iter()
+                .map(|t| t.trial_number)
+                .collect()
+        };
+        assert_eq!(page(0, 2), [2, 5]);
+        assert_eq!(page(6, 10), [9]);
+        assert!(page(10, 10).is_empty());
+        assert!(page(u64::MAX, 10).is_empty());
+    }
+
+    #[test]
+    fn health_reports_what_a_write_meets_on_a_full_database() {
+        let (_dir, s) = temp_store();
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        s.save_sync("job-f", Write::new(&state("job-f"), None, &[]))
+            .unwrap();
+        // SQLite's own "database or disk is full": no page beyond those it has
+        // (and none free: nothing was deleted yet).
+        let set_max = |pages: Option<i64>| {
+            let conn = s.inner.writer.blocking_lock();
+            let now: i64 = conn
+                .query_row("PRAGMA page_count", [], |r| r.get(0))
+                .unwrap();
+            conn.query_row(
+                &format!("PRAGMA max_page_count = {}", pages.unwrap_or(now)),
+                [],
+                |_| Ok(()),
+            )
+            .unwrap();
+        };
+        set_max(None);
+        let err = rt.block_on(s.probe()).unwrap_err();
+        assert!(err.to_string().contains("full"), "{err}");
+        // A failed write says the same until a write succeeds.
+        let st = state("job-f");
+        let archive: Vec<Trial> = (1..=400).map(trial).collect();
+        assert!(s
+            .save_sync("job-f", Write::new(&st, Some(1), &archive))
+            .is_err());
+        assert!(rt.block_on(s.probe()).is_err());
+        set_max(Some(1 << 30));
+        s.save_sync("job-f", Write::new(&st, Some(1), &archive))
+            .unwrap();
+        rt.block_on(s.probe()).unwrap();
+    }
+
+    #[test]
+    fn a_deleted_wal_file_is_saved_and_replaced_before_the_next_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("w.db");
+        let s = SqliteStore::open(&path).unwrap();
+        s.save_sync("job-w1", Write::new(&state("job-w1"), None, &[]))
+            .unwrap();
+        std::fs::remove_file(wal_path(&path)).unwrap();
+        s.save_sync("job-w2", Write::new(&state("job-w2"), None, &[]))
+            .unwrap();
+        assert!(wal_path(&path).exists(), "a new -wal file");
+        assert!(s.load_sync("job-w1").unwrap().is_some());
+        // What a crash now leaves on disk: the database and the -wal file its path names.
+        let copy = dir.path().join("copy");
+        std::fs::create_dir(&copy).unwrap();
+        std::fs::copy(&path, copy.join("w.db")).unwrap();
+        std::fs::copy(wal_path(&path), copy.join("w.db-wal")).unwrap();
+        let conn = Connection::open(copy.join("w.db")).unwrap();
+        let ids: Vec<String> = conn
+            .prepare("SELECT job_id FROM jobs ORDER BY job_id")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(ids, ["job-w1", "job-w2"]);
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(s.probe()).unwrap();
     }
 
     #[test]

@@ -79,3 +79,21 @@ def test_wattwise_run_that_cost_nothing_bounds_nothing(api):
     r = api.report(t, 2.0, 2800.0, 0.9, 2)
     assert (r["stop_train"], r["converged"]) == (True, True), r
     assert api.state(job)["wattwise"]["arms"][1]["successes"] == 1
+
+
+def test_workload_field_is_accepted_echoed_and_checked(api):
+    # The optional `workload` (issue 27): an id, echoed and stored; absent for Zeus's
+    # client. A served job does not share across jobs yet: it decides as without it.
+    spec = job_spec("wl", policy="wattwise", workload="imagenet-resnet50")
+    job = spec["job_id"]
+    created = api.register(spec)
+    assert created["workload"] == "imagenet-resnet50"
+    assert api.state(job)["params"]["workload"] == "imagenet-resnet50"
+    t = api.predict(job)
+    assert t["batch_size"] == 32
+    assert "warm" not in api.state(job)["wattwise"]
+    r = api.post("/jobs", job_spec("wl", workload="two words"))
+    assert r.status_code == 422, r.text
+    assert "workload" in r.json()["message"]
+    plain = api.register(job_spec("wl"))
+    assert "workload" not in plain

@@ -5,7 +5,10 @@
 #      conformance suite (routes, whole job, hostile requests, auth, 32 clients);
 #   2. wattwise-server under another process's write lock, 1,000 idle connections,
 #      a trickling client and a deleted database (tests/endpoint/server_limits.py),
-#      and refusing to start on a database it cannot write;
+#      and refusing to start on a database it cannot write; heavy reads (a 50,000
+#      trial export, 503 + Retry-After beyond the cap), SIGTERM draining, 400 silent
+#      sockets under `ulimit -n 256`, a deleted -wal file then kill -9, a full disk
+#      (a 4 MiB tmpfs: needs root);
 #   3. wattwise-server without a token, serving a page with --web: Zeus's own client
 #      (zeus==0.16.0), the routes, and the page beside the API;
 #   4. moto's DynamoDB server (one request at a time, transactions that back up only
@@ -28,7 +31,15 @@ lambda_requests="${WATTWISE_LAMBDA_CONCURRENCY_REQUESTS:-500}"
 
 source tests/endpoint/env.sh
 procs_tag=endpoint
-trap finish_work EXIT
+full_disk="$work/full"
+cleanup() {
+    local rc=$?
+    stop_all
+    if mountpoint -q "$full_disk" 2>/dev/null; then umount "$full_disk" || true; fi
+    (exit "$rc")
+    finish_work
+}
+trap cleanup EXIT
 
 suite() {
     (cd tests/conformance && "$py" -m pytest -q -p no:cacheprovider "$@")
@@ -106,6 +117,52 @@ if [[ "$out" != *"read-only"* && "$out" != *"readonly"* && "$out" != *"cannot wr
 fi
 chmod 755 "$work/ro"
 echo "endpoint: a read-only database is refused at start: $out"
+
+step "wattwise-server: heavy reads (a large export, the heavy-read cap), SIGTERM drains"
+port=$(free_port "$py")
+mkdir -p "$work/heavy"
+start server-heavy "$server" --listen "127.0.0.1:$port" --db "$work/heavy/w.db" --max-heavy-reads 1
+wait_for "http://127.0.0.1:$port/healthz" server-heavy 30
+"$py" tests/endpoint/server_limits.py heavy "http://127.0.0.1:$port" "$work/heavy/w.db" --trials 50000
+"$py" tests/endpoint/server_limits.py drain "http://127.0.0.1:$port" "${groups[-1]}" "$work/server-heavy.log"
+unset 'groups[-1]' # it exited
+
+step "wattwise-server at a low file limit: a new client sheds a silent socket"
+port=$(free_port "$py")
+# ulimit -n 256 caps connections at 192; 400 silent sockets are opened.
+start server-fd bash -c 'ulimit -n 256 && exec "$0" "$@"' "$server" --listen "127.0.0.1:$port" \
+    --db "$work/fd.db" --header-timeout 10
+wait_for "http://127.0.0.1:$port/healthz" server-fd 30
+"$py" tests/endpoint/server_limits.py idle "http://127.0.0.1:$port" --idle 400 --max-ms 1000 --skip-trickle
+stop_last
+
+step "wattwise-server: the -wal file deleted, writes go on, kill -9, restart: nothing lost"
+port=$(free_port "$py")
+mkdir -p "$work/wal"
+start server-wal "$server" --listen "127.0.0.1:$port" --db "$work/wal/w.db"
+wait_for "http://127.0.0.1:$port/healthz" server-wal 30
+"$py" tests/endpoint/server_limits.py wal-write "http://127.0.0.1:$port" "$work/wal/w.db" "$work/wal/jobs"
+kill -KILL -- "-${groups[-1]}"
+unset 'groups[-1]'
+sleep 0.5
+start server-wal-again "$server" --listen "127.0.0.1:$port" --db "$work/wal/w.db"
+wait_for "http://127.0.0.1:$port/healthz" server-wal-again 30
+"$py" tests/endpoint/server_limits.py wal-check "http://127.0.0.1:$port" "$work/wal/jobs"
+stop_last
+
+step "wattwise-server on a full disk (a 4 MiB tmpfs)"
+if [ "$(id -u)" != 0 ]; then
+    echo "endpoint: the full-disk test mounts a tmpfs and needs root" >&2
+    exit 1
+fi
+mkdir -p "$full_disk"
+mount -t tmpfs -o size=4m tmpfs "$full_disk"
+port=$(free_port "$py")
+start server-full "$server" --listen "127.0.0.1:$port" --db "$full_disk/w.db"
+wait_for "http://127.0.0.1:$port/healthz" server-full 30
+"$py" tests/endpoint/server_limits.py full "http://127.0.0.1:$port" "$full_disk"
+stop_last
+umount "$full_disk"
 
 step "wattwise-server (SQLite, no token, --web) + Zeus's client"
 port=$(free_port "$py")

@@ -13,6 +13,27 @@ deleted database (issue 17). Talks to a running wattwise-server only.
     server_limits.py deleted URL DB_DIR
         A job is registered, DB_DIR is deleted: /healthz and writes answer 503 at once.
 
+    server_limits.py idle URL --skip-trickle ...
+        The same without the trickling client (for a server at a low file limit:
+        the new client must not wait for silent sockets' header timeout).
+    server_limits.py heavy URL DB [--trials 50000]
+        A job with TRIALS archived trials (records written into DB directly, as the
+        archive holds them): its JSON and CSV exports are complete and in trial
+        order; while one export holds the server's only heavy-read slot (start it
+        with --max-heavy-reads 1), another export and a job list get 503 with
+        Retry-After, and light requests still answer; after it, exports answer again.
+    server_limits.py drain URL PID LOG
+        A request is in flight (its body half sent) when the server gets SIGTERM:
+        it still gets its answer, new connections are refused, the server exits
+        and its log says it drained.
+    server_limits.py full URL DIR
+        DIR is a small filesystem holding the database: it is filled; /healthz and
+        a write answer 503; once space is freed both answer again.
+    server_limits.py wal-write URL DB FILE / wal-check URL FILE
+        Jobs are registered, DB's -wal file is deleted, more jobs are registered
+        (all acknowledged), their ids go to FILE; after the server is killed (-9)
+        and restarted, wal-check finds every one.
+
 Prints the figures it measured as one JSON line; exits non-zero on any failed check.
 """
 
@@ -21,7 +42,9 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
+import os
 import shutil
+import signal
 import socket
 import sqlite3
 import sys
@@ -156,9 +179,11 @@ def held_lock(args) -> dict:
 def idle(args) -> dict:
     u = urlsplit(args.url)
     silent = []
-    for _ in range(args.idle):
-        s = socket.create_connection((u.hostname, u.port), timeout=10)
-        silent.append(s)
+    for i in range(args.idle):
+        try:
+            silent.append(socket.create_connection((u.hostname, u.port), timeout=10))
+        except OSError as e:
+            fail(f"connection {i + 1} of {args.idle} silent ones was not accepted within 10 s: {e!r}")
     time.sleep(0.2)  # let the server accept what it will
     times = []
     for _ in range(20):
@@ -171,6 +196,16 @@ def idle(args) -> dict:
             fail(f"/healthz with idle connections open: {status} {body}")
         times.append(ms)
         c.conn.close()
+    if args.skip_trickle:
+        for s in silent:
+            s.close()
+        out = {"check": "idle connections at the cap", "idle": args.idle,
+               "new_client_p50_ms": round(pct(times, 0.5), 2),
+               "new_client_max_ms": round(max(times), 2)}
+        print(json.dumps(out))
+        if out["new_client_max_ms"] > args.max_ms:
+            fail(f"a new client waited too long: {out}")
+        return out
     # A client that trickles a request head is cut off by the header timeout.
     trickle = socket.create_connection((u.hostname, u.port), timeout=args.header_timeout + 10)
     trickle.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
@@ -222,6 +257,206 @@ def deleted(args) -> dict:
     return out
 
 
+def finished_trial(c: "Client", job: str) -> dict:
+    """Runs one trial of JOB to its end; returns it as the export shows it."""
+    s, t, _ = c.call("GET", f"/jobs/batch_size?job_id={job}")
+    if s != 200:
+        fail(f"predict: {s} {t}")
+    s, b, _ = c.call("POST", "/report", {"job_id": job, "batch_size": t["batch_size"],
+                                         "trial_number": t["trial_number"], "time": 10.0,
+                                         "energy": 500.0, "metric": 0.9, "current_epoch": 1})
+    if s != 200:
+        fail(f"report: {s} {b}")
+    s, rows, _ = c.call("GET", f"/jobs/{job}/trials")
+    if s != 200 or len(rows) != 1:
+        fail(f"the export of a one-trial job: {s} {rows}")
+    return rows[0]
+
+
+def archive_trials(db: str, job: str, template: dict, numbers) -> None:
+    """Writes archived trial records of JOB into DB (another process's write, as
+    the store's own archive writes them: one JSON record per trial)."""
+    record = {k: v for k, v in template.items() if k != "job_id"}
+    conn = sqlite3.connect(db, timeout=30)
+    rows = []
+    for n in numbers:
+        record["trial_number"] = n
+        record["start_ms"] = n * 1000
+        rows.append((job, n, json.dumps(record, separators=(",", ":"))))
+    with conn:
+        conn.executemany("INSERT OR IGNORE INTO trials (job_id, trial_number, record) VALUES (?, ?, ?)",
+                         rows)
+    conn.close()
+
+
+def heavy(args) -> dict:
+    c = Client(args.url, timeout=120)
+    job = register(c)
+    template = finished_trial(c, job)
+    n = args.trials
+    archive_trials(args.db, job, template, range(1, n + 1))
+    t = time.perf_counter()
+    s, rows, _ = c.call("GET", f"/jobs/{job}/trials")
+    json_s = time.perf_counter() - t
+    if s != 200 or not isinstance(rows, list):
+        fail(f"the JSON export: {s} {str(rows)[:200]}")
+    numbers = [r.get("trial_number") for r in rows]
+    if numbers != list(range(1, n + 1)):
+        fail(f"the JSON export has {len(rows)} trials, not 1..{n} in order")
+    if rows[0] != template or any(r.get("job_id") != job for r in rows):
+        fail(f"the JSON export's rows are not the trials: {rows[0]} vs {template}")
+    if rows[-1]["start_ms"] != n * 1000 or rows[-1]["status"] != template["status"]:
+        fail(f"the last archived trial reads back wrong: {rows[-1]}")
+    c.conn.request("GET", f"/jobs/{job}/trials?format=csv")
+    r = c.conn.getresponse()
+    lines = r.read().decode().splitlines()
+    if r.status != 200 or len(lines) != n + 1 or not lines[0].startswith("job_id,trial_number"):
+        fail(f"the CSV export: {r.status}, {len(lines)} lines")
+    if [int(line.split(",")[1]) for line in lines[1:]] != list(range(1, n + 1)):
+        fail("the CSV export's trials are not 1..N in order")
+    # One export holds the only heavy-read slot: a client that reads nothing (a tiny
+    # receive window) keeps it in flight.
+    u = urlsplit(args.url)
+    slow = socket.socket()
+    slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    slow.connect((u.hostname, u.port))
+    slow.sendall(f"GET /jobs/{job}/trials HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    time.sleep(1.0)
+    refused = {}
+    for name, path in [("export", f"/jobs/{job}/trials?format=csv"), ("list", "/jobs?limit=200")]:
+        c2 = http.client.HTTPConnection(u.hostname, u.port, timeout=10)
+        c2.request("GET", path)
+        r = c2.getresponse()
+        body = r.read()
+        refused[name] = (r.status, r.getheader("Retry-After"))
+        if r.status != 503 or not (r.getheader("Retry-After") or "").isdigit():
+            fail(f"a {name} beyond the heavy-read cap: {r.status} Retry-After={r.getheader('Retry-After')} "
+                 f"{body[:200]!r}")
+        c2.close()
+    for path in ["/healthz", f"/jobs/{job}"]:
+        s, b, ms = c.call("GET", path)
+        if s != 200:
+            fail(f"a light request while the heavy-read slot is taken: {path} {s} {b}")
+    slow.close()
+    for _ in range(50):
+        s, b, _ = c.call("GET", "/jobs?limit=5")
+        if s == 200:
+            break
+        time.sleep(0.2)
+    else:
+        fail(f"the job list never answered again after the slow export closed: {s} {b}")
+    out = {"check": "heavy reads", "trials": n, "json_export_s": round(json_s, 2),
+           "refused": refused}
+    print(json.dumps(out))
+    return out
+
+
+def proc_gone(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+def drain(args) -> dict:
+    u = urlsplit(args.url)
+    body = json.dumps(spec(f"limits-drain-{uuid.uuid4().hex[:6]}")).encode()
+    s = socket.create_connection((u.hostname, u.port), timeout=10)
+    s.sendall(b"POST /jobs HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+              + f"Content-Length: {len(body)}\r\n\r\n".encode() + body[:10])
+    time.sleep(0.3)
+    os.kill(args.pid, signal.SIGTERM)
+    time.sleep(0.5)
+    try:
+        late = socket.create_connection((u.hostname, u.port), timeout=2)
+        late.close()
+        fail("a new connection was accepted while draining")
+    except OSError:
+        pass
+    try:
+        s.sendall(body[10:])
+        answer = s.recv(4096).decode(errors="replace")
+    except OSError as e:
+        fail(f"the request in flight at SIGTERM was cut off: {e!r}")
+    if not answer.startswith("HTTP/1.1 201"):
+        fail(f"the request in flight at SIGTERM: {answer[:200]!r}")
+    t = time.perf_counter()
+    while not proc_gone(args.pid):
+        if time.perf_counter() - t > 5:
+            fail("the server did not exit within 5 s of its last request after SIGTERM")
+        time.sleep(0.05)
+    log = open(args.log, errors="replace").read()
+    if "drained" not in log:
+        fail(f"the server's log does not say it drained: {log[-500:]}")
+    out = {"check": "SIGTERM drains", "exit_after_s": round(time.perf_counter() - t, 2)}
+    print(json.dumps(out))
+    return out
+
+
+def full(args) -> dict:
+    c = Client(args.url)
+    job = register(c)
+    filler = os.path.join(args.dir, "filler")
+    with open(filler, "wb") as f:
+        try:
+            while True:
+                f.write(b"\0" * 65536)
+                f.flush()
+        except OSError:
+            pass
+    time.sleep(1.2)  # past the server's probe interval
+    s, b, _ = c.call("GET", "/healthz")
+    if s != 503:
+        fail(f"/healthz on a full disk: {s} {b}")
+    answers = {"healthz_full": s}
+    s, b, _ = c.call("POST", "/jobs", spec(job + "x"))
+    if s != 503:
+        fail(f"a write on a full disk: {s} {b}")
+    answers["write_full"] = s
+    s, b, _ = c.call("GET", "/healthz")
+    if s != 503:
+        fail(f"/healthz after a write failed on a full disk: {s} {b}")
+    os.remove(filler)
+    time.sleep(1.2)
+    s, b, _ = c.call("GET", "/healthz")
+    if s != 200:
+        fail(f"/healthz once space is freed: {s} {b}")
+    answers["healthz_freed"] = s
+    s, b, _ = c.call("GET", f"/jobs/batch_size?job_id={job}")
+    if s != 200:
+        fail(f"a write once space is freed: {s} {b}")
+    out = {"check": "full disk", **answers}
+    print(json.dumps(out))
+    return out
+
+
+def wal_write(args) -> dict:
+    c = Client(args.url)
+    jobs = [register(c) for _ in range(5)]
+    os.remove(args.db + "-wal")
+    jobs += [register(c) for _ in range(5)]
+    s, b, _ = c.call("GET", "/healthz")
+    if s != 200:
+        fail(f"/healthz after the -wal file was deleted and writes went on: {s} {b}")
+    with open(args.file, "w") as f:
+        f.write("\n".join(jobs))
+    out = {"check": "deleted -wal file", "acknowledged": len(jobs)}
+    print(json.dumps(out))
+    return out
+
+
+def wal_check(args) -> dict:
+    c = Client(args.url)
+    jobs = open(args.file).read().split()
+    lost = [j for j in jobs if c.call("GET", f"/jobs/{j}")[0] != 200]
+    out = {"check": "deleted -wal file, after kill -9", "acknowledged": len(jobs), "lost": len(lost)}
+    print(json.dumps(out))
+    if lost:
+        fail(f"acknowledged writes were lost: {lost}")
+    return out
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -237,11 +472,31 @@ def main() -> None:
     b.add_argument("--idle", type=int, default=1000)
     b.add_argument("--max-ms", type=float, default=100.0)
     b.add_argument("--header-timeout", type=float, default=10.0)
+    b.add_argument("--skip-trickle", action="store_true")
     d = sub.add_parser("deleted")
     d.add_argument("url")
     d.add_argument("db_dir")
+    h = sub.add_parser("heavy")
+    h.add_argument("url")
+    h.add_argument("db")
+    h.add_argument("--trials", type=int, default=50_000)
+    dr = sub.add_parser("drain")
+    dr.add_argument("url")
+    dr.add_argument("pid", type=int)
+    dr.add_argument("log")
+    f = sub.add_parser("full")
+    f.add_argument("url")
+    f.add_argument("dir")
+    w = sub.add_parser("wal-write")
+    w.add_argument("url")
+    w.add_argument("db")
+    w.add_argument("file")
+    wc = sub.add_parser("wal-check")
+    wc.add_argument("url")
+    wc.add_argument("file")
     args = p.parse_args()
-    {"lock": held_lock, "idle": idle, "deleted": deleted}[args.cmd](args)
+    {"lock": held_lock, "idle": idle, "deleted": deleted, "heavy": heavy, "drain": drain,
+     "full": full, "wal-write": wal_write, "wal-check": wal_check}[args.cmd](args)
 
 
 if __name__ == "__main__":

@@ -21,8 +21,9 @@ use wattwise_core::policy::Policy;
 use wattwise_core::sim::synthetic::SYNTHETIC_DATASET;
 use wattwise_core::sim::trace::first_group_of;
 use wattwise_core::sim::{
-    group_jobs, parse_groups, simulate_one_alibaba_group, Catalog, JobTrace, PowerFile, SimConfig,
-    SimReport, SimSummary, Source, SweepSpec, Target, WorkloadOverrides,
+    group_jobs, parse_groups, simulate_one_alibaba_group, Catalog, JobTrace, LearningReport,
+    PowerFile, SimConfig, SimReport, SimSummary, SimulateSpec, Source, SweepSpec, Target,
+    WorkloadOverrides,
 };
 
 /// Output formats.
@@ -98,6 +99,11 @@ pub struct SimulateArgs {
     /// The group to simulate (default: the first group of the workload's dataset).
     #[arg(long, requires = "groups")]
     pub group: Option<String>,
+    /// GPUs whose jobs of the same workload run first (comma-separated, e.g.
+    /// `a40,p100,rtx6000`): the job then runs under the wattwise policy with and
+    /// without what they learned about epochs to target, and both regrets print.
+    #[arg(long, value_name = "GPUS", conflicts_with = "groups")]
+    pub learn_from: Option<String>,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
@@ -264,6 +270,9 @@ pub fn run_to(args: SimulateArgs, out: &mut impl Write) -> anyhow::Result<()> {
         let eta = parse_etas(&args.eta)?[0];
         let job = catalog.job(&target)?.clone();
         return run_group(&args, &job, path, seed, eta, out);
+    }
+    if let Some(gpus) = &args.learn_from {
+        return run_learning(&args, &mut catalog, target, gpus, out);
     }
     let spec = SweepSpec {
         pairs: Vec::new(),
@@ -468,6 +477,130 @@ fn run_group(
         }
     }
     writeln!(out)?;
+    Ok(())
+}
+
+/// `--learn-from`: the job with and without the other GPUs' knowledge.
+fn run_learning(
+    args: &SimulateArgs,
+    catalog: &mut Catalog,
+    target: Target,
+    gpus: &str,
+    out: &mut impl Write,
+) -> anyhow::Result<()> {
+    let learn_from = parse_list("learn-from", gpus, "one GPU", |g| Ok(g.to_string()))?;
+    let spec = SimulateSpec {
+        target,
+        eta: parse_etas(&args.eta)?[0],
+        beta: args.beta.is_finite().then_some(args.beta),
+        recurrences: args.recurrences,
+        seed: parse_seeds(&args.seed)?[0],
+        policy: Policy::Wattwise,
+    };
+    let job = catalog.job(&spec.target)?.clone();
+    let r = catalog
+        .simulate_learning(&spec, &learn_from)
+        .with_context(|| format!("simulating {} on {}", job.workload.name(), job.gpu))?;
+    match args.format {
+        Format::Json => {
+            serde_json::to_writer_pretty(&mut *out, &r).map_err(std::io::Error::from)?
+        }
+        Format::Csv => {
+            writeln!(out, "sharing,{HISTORY_HEADER}")?;
+            for (name, rep) in [("alone", &r.alone), ("shared", &r.shared_run)] {
+                for h in &rep.history {
+                    let i = h.recurrence as usize;
+                    writeln!(
+                        out,
+                        "{name},{},{},{}",
+                        history_cells(h),
+                        rep.cum_cost[i],
+                        rep.regret[i]
+                    )?;
+                }
+            }
+        }
+        Format::Table => write_learning_table(out, &job, &r)?,
+    }
+    writeln!(out)?;
+    Ok(())
+}
+
+fn write_learning_table(
+    out: &mut impl Write,
+    job: &JobTrace,
+    r: &LearningReport,
+) -> std::io::Result<()> {
+    let w = &job.workload;
+    let c = &r.alone.config;
+    writeln!(
+        out,
+        "wattwise simulate: {} on {}, learning from {}; {} recurrences, eta {}, beta {}, seed {}, policy wattwise\n",
+        w.name(),
+        job.gpu,
+        r.learn_from.join(", "),
+        r.alone.recurrences,
+        c.eta_knob,
+        c.beta_knob,
+        c.seed
+    )?;
+    writeln!(out, "what the other GPUs' runs taught (epochs to target):")?;
+    writeln!(
+        out,
+        "{:>8} {:>6} {:>10} {:>12} {:>8}",
+        "bs", "runs", "reached", "mean epochs", "sd"
+    )?;
+    for (bs, s) in &r.shared.sizes {
+        writeln!(
+            out,
+            "{:>8} {:>6} {:>10} {:>12} {:>8}",
+            bs,
+            s.runs,
+            s.successes,
+            if s.successes > 0 {
+                format!("{:.1}", s.mean)
+            } else {
+                "-".into()
+            },
+            s.sd().map_or("-".into(), |sd| format!("{sd:.1}"))
+        )?;
+    }
+    let oracle = r.alone.baselines.oracle.cost * r.alone.recurrences as f64;
+    writeln!(
+        out,
+        "\n{:<16} {:>6} {:>14} {:>14} {:>12} {:>10}",
+        "", "runs", "cost", "regret", "of oracle", "vs default"
+    )?;
+    for (name, rep) in [
+        ("without sharing", &r.alone),
+        ("with sharing", &r.shared_run),
+    ] {
+        let regret = rep.regret.last().copied().unwrap_or(0.0);
+        writeln!(
+            out,
+            "{:<16} {:>6} {:>14} {:>14} {:>12} {:>10}",
+            name,
+            rep.history.len(),
+            joules(rep.total_cost()),
+            joules(regret),
+            percent(regret / oracle),
+            percent(-rep.savings_vs_default()),
+        )?;
+    }
+    if let Some(warm) = &r.warm {
+        writeln!(
+            out,
+            "\nreused: {} batch size{} probed for one epoch ({} in all){}",
+            warm.probed.len(),
+            if warm.probed.len() == 1 { "" } else { "s" },
+            joules(warm.probe_cost),
+            if warm.distrust {
+                "; the job's own runs disagreed with the shared epochs, so it explored on its own"
+            } else {
+                ""
+            }
+        )?;
+    }
     Ok(())
 }
 
@@ -760,11 +893,12 @@ fn write_sweep_table(
     Ok(())
 }
 
+/// The header of a simulation's runs as CSV.
+const HISTORY_HEADER: &str =
+    "recurrence,batch_size,power_limit,energy,time,reached,cost,cum_cost,regret";
+
 fn write_history_csv(out: &mut impl Write, r: &SimReport) -> std::io::Result<()> {
-    writeln!(
-        out,
-        "recurrence,batch_size,power_limit,energy,time,reached,cost,cum_cost,regret"
-    )?;
+    writeln!(out, "{HISTORY_HEADER}")?;
     for h in &r.history {
         let i = h.recurrence as usize;
         writeln!(
@@ -1076,6 +1210,51 @@ mod tests {
             let words = if saved > 0.0 { "saves " } else { "costs " };
             assert!(line.contains(words), "{row} / {line}");
         }
+    }
+
+    #[test]
+    fn learning_from_other_gpus_prints_both_regrets() {
+        let base = [
+            "--dataset",
+            "imagenet",
+            "--gpu",
+            "v100",
+            "--learn-from",
+            "a40,p100,rtx6000",
+        ];
+        let text = output(&base).unwrap();
+        assert!(text.contains("learning from a40, p100, rtx6000"), "{text}");
+        // The regret as a share of the oracle's cost: the first percentage of a row.
+        let regret = |name: &str| -> f64 {
+            let line = text.lines().find(|l| l.starts_with(name)).unwrap();
+            let cell = line.split_whitespace().find(|t| t.ends_with('%')).unwrap();
+            cell.trim_end_matches('%').parse().unwrap()
+        };
+        assert!(regret("with sharing") < regret("without sharing"), "{text}");
+        assert!(text.contains("reused: "), "{text}");
+        let mut json = base.to_vec();
+        json.extend(["--format", "json"]);
+        let doc: serde_json::Value = serde_json::from_str(&output(&json).unwrap()).unwrap();
+        let last = |k: &str| {
+            doc[k]["regret"]
+                .as_array()
+                .unwrap()
+                .last()
+                .unwrap()
+                .as_f64()
+                .unwrap()
+        };
+        assert!(last("shared_run") < last("alone"), "{doc}");
+        let e = output(&[
+            "--dataset",
+            "imagenet",
+            "--gpu",
+            "v100",
+            "--learn-from",
+            "v100",
+        ])
+        .unwrap_err();
+        assert!(format!("{e:#}").contains("learn_from"), "{e:#}");
     }
 
     #[test]

@@ -6,7 +6,15 @@
 //! `"policy": "wattwise"` selects [`wattwise`], which sees the same inputs (the
 //! job spec and the runs' reports) and decides the batch size and when to stop a
 //! run differently.
+//!
+//! A wattwise job may also start from what the other jobs of its workload (the
+//! spec's optional `workload`) learned: [`shared`] holds that knowledge (epochs to
+//! target per batch size, bounded), [`warm`] decides from it and from the job's own
+//! power profiles, and drops it when the job's own runs disagree. A job given no
+//! knowledge ([`crate::job::JobState::share`]) decides exactly as before.
 
+pub mod shared;
+pub mod warm;
 pub mod wattwise;
 
 use serde::{Deserialize, Serialize};

@@ -68,6 +68,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::explore::NoConvergedBatchSize;
+pub use crate::policy::shared::WarmState;
 use crate::rng::JobRng;
 use crate::trial::TrialType;
 
@@ -144,6 +145,10 @@ impl ArmStats {
 pub struct WattwiseState {
     /// Statistics per batch size.
     pub arms: Vec<ArmStats>,
+    /// The warm start from the job's workload ([`crate::policy::warm`]); absent
+    /// for a job that shares nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warm: Option<WarmState>,
 }
 
 impl WattwiseState {
@@ -151,6 +156,7 @@ impl WattwiseState {
     pub fn new(n: usize) -> Self {
         WattwiseState {
             arms: vec![ArmStats::default(); n],
+            warm: None,
         }
     }
 

@@ -18,6 +18,8 @@
 //! - [`catalog`]: the front end: which traces are loaded, which job a request
 //!   means (built-in, uploaded or synthetic; overrides; capping), the knob checks.
 //! - [`closest`]: which catalog workload a live job is closest to ("simulate this job").
+//! - [`learning`]: a job warm-started from the workload's jobs on other GPUs
+//!   ([`crate::policy::shared`]), with and without that knowledge.
 //! - [`sweep`]: a grid of simulations, its order, progress and cancellation, and
 //!   the one-line summary of each.
 
@@ -27,6 +29,7 @@ pub mod builtin;
 pub mod catalog;
 pub mod closest;
 pub mod error;
+pub mod learning;
 pub mod report;
 pub mod simulator;
 pub mod sweep;
@@ -38,10 +41,11 @@ pub use baseline::{baselines, Baseline, Baselines};
 pub use catalog::{Catalog, Options, PowerFile, SimulateSpec, Source, Target, WorkloadOverrides};
 pub use closest::{closest, Closest};
 pub use error::SimError;
+pub use learning::LearningReport;
 pub use report::SimReport;
 pub use simulator::{
     simulate_one_alibaba_group, simulate_one_alibaba_group_with, simulate_one_job,
-    simulate_one_job_with, HistoryEntry, SimConfig,
+    simulate_one_job_shared, simulate_one_job_with, HistoryEntry, SharedRun, SimConfig,
 };
 pub use sweep::{Progress, SimSummary, SweepEnd, SweepSpec};
 pub use trace::{group_jobs, parse_groups, GroupJob, GroupRow, Trace, TraceError};

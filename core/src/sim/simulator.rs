@@ -19,6 +19,8 @@ use super::workload::{BatchSizeTrace, JobTrace, PowerPoint};
 use crate::api::{self, Change};
 use crate::cost::zeus_cost;
 use crate::job::JobState;
+use crate::policy::shared::SharedEpochs;
+use crate::policy::shared::WarmState;
 use crate::policy::Policy;
 use crate::rng::unbiased_index;
 use crate::spec::JobSpec;
@@ -159,6 +161,8 @@ struct RunOutcome {
     energy: f64,
     time: f64,
     reached: bool,
+    /// Epochs run.
+    epochs: f64,
 }
 
 /// State shared by both simulations: the trace, the knobs, the path sampler
@@ -254,6 +258,7 @@ impl<'a> Engine<'a> {
                 energy: 0.0,
                 time: 0.0,
                 reached: false,
+                epochs: 0.0,
             });
         }
         let energy_time = |epochs: f64| energy_time(bs, point, profile, epochs);
@@ -264,6 +269,7 @@ impl<'a> Engine<'a> {
                     energy,
                     time,
                     reached: true,
+                    epochs: te,
                 })
             }
             _ => {
@@ -272,6 +278,7 @@ impl<'a> Engine<'a> {
                     energy,
                     time,
                     reached: false,
+                    epochs: max_epochs,
                 })
             }
         }
@@ -326,6 +333,7 @@ impl<'a> Engine<'a> {
                 energy,
                 time,
                 reached: target_epoch.is_some_and(|te| te <= epoch as f64),
+                epochs: epoch as f64,
             };
             if stop(self, state, epoch, &run)? {
                 return Ok(run);
@@ -401,6 +409,16 @@ impl<'a> Engine<'a> {
     /// The optimizer's job document for this simulation. A run reported epoch by
     /// epoch ([`Engine::run_reported`]) reports metric 1 once it reached the target, 0 before.
     fn new_state(&self, policy: Policy) -> Result<JobState, SimError> {
+        self.new_shared_state(policy, None)
+    }
+
+    /// [`Engine::new_state`] for a job that names its workload (the trace's
+    /// dataset) and starts from what the workload's other jobs taught, when given.
+    fn new_shared_state(
+        &self,
+        policy: Policy,
+        shared: Option<&SharedEpochs>,
+    ) -> Result<JobState, SimError> {
         let w = &self.job.workload;
         let mut spec = JobSpec::new(
             "sim",
@@ -426,8 +444,20 @@ impl<'a> Engine<'a> {
         }
         spec.max_epochs = w.max_epochs as i64;
         spec.policy = policy;
+        if shared.is_some() {
+            let id: String = w
+                .dataset
+                .chars()
+                .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+                .collect();
+            spec.workload = Some(if id.is_empty() { "workload".into() } else { id });
+        }
         let params = spec.validate().map_err(SimError::Job)?;
-        Ok(JobState::new("sim".to_string(), params, self.cfg.seed, 0))
+        let mut state = JobState::new("sim".to_string(), params, self.cfg.seed, 0);
+        if let Some(shared) = shared {
+            state.share(shared);
+        }
+        Ok(state)
     }
 
     /// Feeds a run that could not afford one epoch to the optimizer: a
@@ -477,9 +507,36 @@ pub fn simulate_one_job_with(
     cfg: &SimConfig,
     policy: Policy,
 ) -> Result<Vec<HistoryEntry>, SimError> {
+    Ok(simulate_one_job_shared(job, recurrences, cfg, policy, None)?.history)
+}
+
+/// A job's simulation and what its runs taught about its workload.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SharedRun {
+    /// Every run.
+    pub history: Vec<HistoryEntry>,
+    /// Epochs to target per batch size of the runs that reached the target or ran
+    /// to `max_epochs` (a run stopped early says too little and is left out).
+    pub learned: SharedEpochs,
+    /// The job's warm start at the end (`None` without shared knowledge).
+    pub warm: Option<WarmState>,
+}
+
+/// [`simulate_one_job_with`] for a job of a workload whose other jobs taught
+/// `shared` (the wattwise policy warm-starts from it; Zeus's ignores it), also
+/// returning what this job's runs teach the next ones.
+pub fn simulate_one_job_shared(
+    job: &JobTrace,
+    recurrences: u32,
+    cfg: &SimConfig,
+    policy: Policy,
+    shared: Option<&SharedEpochs>,
+) -> Result<SharedRun, SimError> {
     cfg.validate()?;
     let mut engine = Engine::new(job, *cfg);
-    let mut state = engine.new_state(policy)?;
+    let mut state = engine.new_shared_state(policy, shared)?;
+    let mut learned = SharedEpochs::default();
+    let max_epochs = job.workload.max_epochs as f64;
     let mut history = Vec::with_capacity(recurrences.min(1 << 16) as usize * 2);
     let mut min_cost = f64::INFINITY;
     // A virtual clock: the simulated time so far, in ms, for the trials' timestamps.
@@ -514,6 +571,9 @@ pub fn simulate_one_job_with(
                 run
             };
             state.take_archive();
+            if run.reached || run.epochs >= max_epochs {
+                learned.push(bs.batch_size, run.epochs, run.reached);
+            }
             let cost = engine.cost(run.energy, run.time);
             cost_acc += cost;
             history.push(HistoryEntry {
@@ -532,7 +592,9 @@ pub fn simulate_one_job_with(
                 reached_in = Some(tries);
                 break;
             }
-            if recurrence == 0 {
+            // A wattwise run may be stopped early (a probe): only one that ran to
+            // the end without the target means the default does not converge.
+            if recurrence == 0 && (policy == Policy::Zeus || run.epochs >= max_epochs) {
                 return Err(SimError::DefaultDidNotConverge {
                     batch_size: bs.batch_size,
                 });
@@ -545,7 +607,11 @@ pub fn simulate_one_job_with(
             });
         }
     }
-    Ok(history)
+    Ok(SharedRun {
+        history,
+        learned,
+        warm: state.warm_start().cloned(),
+    })
 }
 
 /// A run in flight during a group simulation.

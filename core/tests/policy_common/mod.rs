@@ -3,6 +3,8 @@
 //! Not a test target on its own: included with `mod`.
 #![allow(dead_code)]
 
+pub mod sharing;
+
 use wattwise_core::policy::Policy;
 use wattwise_core::sim::baseline::baselines;
 use wattwise_core::sim::{simulate_one_job_with, Catalog, JobTrace, SimConfig};

@@ -3,7 +3,8 @@
 //!
 //! `wattwise-server --listen 127.0.0.1:8080 --db wattwise.db [--web web/dist]`;
 //! `WATTWISE_TOKEN` set means every API route but /healthz needs that bearer token
-//! (the page's static files are public).
+//! (the page's static files are public). SIGTERM or SIGINT drains it: no new
+//! connections, the requests in flight finish (at most `--drain-timeout`), exit 0.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -11,10 +12,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
-use wattwise_core::service::Service;
+use wattwise_core::service::{Service, ServiceConfig};
 use wattwise_lambda::server::{router, serve, App, Limits};
 use wattwise_lambda::sqlite::SqliteStore;
 use wattwise_lambda::{config_from_env, init_tracing};
+
+/// Job documents read at a time while a page of the job list is made.
+const LIST_BATCH: usize = 16;
 
 /// wattwise's endpoint on one machine (SQLite store).
 #[derive(Parser, Debug)]
@@ -42,6 +46,31 @@ struct Args {
     /// Seconds a request's body may take to arrive (408 after).
     #[arg(long, default_value_t = Limits::default().body_read.as_secs())]
     body_timeout: u64,
+    /// Heavy reads (trials exports, job lists) at once at most; more get 503 with
+    /// Retry-After (default: the number of CPUs, 2 to 16).
+    #[arg(long, default_value_t = Limits::default().max_heavy_reads)]
+    max_heavy_reads: usize,
+    /// Seconds the requests in flight are waited for on SIGTERM or SIGINT.
+    #[arg(long, default_value_t = Limits::default().drain.as_secs())]
+    drain_timeout: u64,
+}
+
+/// Completes on SIGTERM or SIGINT (Ctrl-C), whichever comes first.
+async fn stop_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).ok();
+    let term = async {
+        match term.as_mut() {
+            Some(t) => {
+                t.recv().await;
+            }
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: draining"),
+        _ = term => tracing::info!("SIGTERM: draining"),
+    }
 }
 
 /// Raises the soft limit on open files to the hard one; returns the limit in force.
@@ -72,7 +101,11 @@ fn raise_file_limit() -> u64 {
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     init_tracing(false);
     let args = Args::parse();
-    let config = config_from_env();
+    // The local server reads the job list a few documents at a time (bounded memory).
+    let config = ServiceConfig {
+        list_batch: LIST_BATCH,
+        ..config_from_env()
+    };
     let store =
         SqliteStore::open(&args.db).map_err(|e| format!("--db {}: {e}", args.db.display()))?;
     if let Some(web) = &args.web {
@@ -84,7 +117,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let auth = config.token.is_some();
     let app = Arc::new(
         App::new(Service::new(store, config), max_body, args.web.clone())
-            .with_body_timeout(Duration::from_secs(args.body_timeout)),
+            .with_body_timeout(Duration::from_secs(args.body_timeout))
+            .with_max_heavy_reads(args.max_heavy_reads),
     );
     // Leave room for the database's files and the process's own.
     let files = raise_file_limit();
@@ -96,6 +130,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         header_read: Duration::from_secs(args.header_timeout.max(1)),
         idle: Duration::from_secs(args.idle_timeout.max(1)),
         body_read: Duration::from_secs(args.body_timeout.max(1)),
+        max_heavy_reads: args.max_heavy_reads.max(1),
+        drain: Duration::from_secs(args.drain_timeout),
     };
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
@@ -108,9 +144,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         max_connections,
         "wattwise-server listening"
     );
-    serve(listener, router(app), limits, async {
-        let _ = tokio::signal::ctrl_c().await;
-    })
-    .await;
+    serve(listener, router(app), limits, stop_signal()).await;
     Ok(())
 }
