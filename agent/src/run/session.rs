@@ -682,8 +682,10 @@ mod tests {
     use crate::run::child::fake::FakeProcess;
     use crate::run::driver::testing::driver;
     use crate::run::job_file::fake_facts;
+    use wattwise_core::runs::RunView;
 
     const JOB: &str = "job_id_prefix = \"t\"\nbatch_sizes = [64]\ndefault_batch_size = 64\ntarget_metric = 0.99\nmax_epochs = 3\n";
+    const INDICES: [u32; 2] = [0, 1];
 
     /// The events of `epochs` epochs of `steps` steps, a bad line in the first.
     fn script(epochs: u32, steps: u32) -> Vec<String> {
@@ -701,68 +703,109 @@ mod tests {
         lines
     }
 
+    /// What a session borrows: two fake GPUs (the second without an energy
+    /// counter, so the loop samples its power), an endpoint nothing listens on
+    /// (every message stays in the spool), a state directory of its own.
+    struct Fixture {
+        gpus: FakeGpus,
+        job: JobFile,
+        endpoint: Endpoint,
+        dir: PathBuf,
+        owned: Ownership,
+        metrics: RunStatus,
+        command: Vec<String>,
+    }
+
+    impl Fixture {
+        fn new(name: &str) -> Fixture {
+            let dir = std::env::temp_dir()
+                .join(format!("wattwise-session-{name}-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(&dir).unwrap();
+            let mut gpus = FakeGpus::new(2);
+            gpus.gpus[1].energy_mj = None;
+            let (owned, _) =
+                Ownership::acquire(&mut gpus, &INDICES, "t", &dir, Duration::ZERO).unwrap();
+            Fixture {
+                gpus,
+                job: JobFile::parse(JOB).unwrap(),
+                endpoint: Endpoint::new("http://127.0.0.1:9", None, Duration::from_millis(200)),
+                dir,
+                owned,
+                metrics: RunStatus::default(),
+                command: vec!["train".into()],
+            }
+        }
+
+        fn session(&mut self) -> Session<'_> {
+            Session {
+                gpus: &mut self.gpus,
+                indices: &INDICES,
+                job: &self.job,
+                endpoint: &self.endpoint,
+                dir: &self.dir,
+                timing: Timing {
+                    grace: Duration::ZERO,
+                    flush: Duration::ZERO,
+                    connect: Duration::ZERO,
+                    power_interval: Duration::from_millis(5),
+                    host_timeout: Duration::ZERO,
+                },
+                identity: None,
+                command: &self.command,
+                metrics: &self.metrics,
+                owned: &mut self.owned,
+            }
+        }
+
+        /// The trial started (a fresh optimizer), linked to a run across hosts
+        /// when `link`.
+        fn started(&self, link: Option<RunLink>) -> Started {
+            Started {
+                job_id: "t-1".into(),
+                trial: TrialId {
+                    job_id: "t-1".into(),
+                    batch_size: 64,
+                    trial_number: 1,
+                },
+                link,
+                facts: fake_facts(),
+                driver: driver(&mut FakeGpus::new(2), &INDICES),
+                profiled_here: true,
+            }
+        }
+
+        /// The command `process` running, its events file `events.log`.
+        fn running(&self, process: FakeProcess) -> Running {
+            let events_path = self.dir.join("events.log");
+            let clock = Stopwatch::start(&self.gpus, &INDICES, Duration::from_millis(5)).unwrap();
+            Running {
+                process: Box::new(process),
+                tail: Tail::create(&events_path).unwrap(),
+                events_path,
+                reporter: Reporter::start(self.endpoint.clone(), self.dir.join("spool.jsonl")),
+                sources: clock.sources(),
+                clock,
+                cpu_start: 0.0,
+                bad_events: 0,
+            }
+        }
+    }
+
+    impl Drop for Fixture {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+
     #[test]
     fn the_run_loop_feeds_every_event_to_the_driver_and_reports_each_epoch() {
-        let dir = std::env::temp_dir().join(format!("wattwise-session-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let mut gpus = FakeGpus::new(2);
-        gpus.gpus[1].energy_mj = None; // one GPU sampled: the loop samples its power
-        let indices = [0, 1];
-        let job = JobFile::parse(JOB).unwrap();
-        // Nothing listens there: every report stays in the spool.
-        let endpoint = Endpoint::new("http://127.0.0.1:9", None, Duration::from_millis(200));
-        let (mut owned, _) =
-            Ownership::acquire(&mut gpus, &indices, "t", &dir, Duration::ZERO).unwrap();
-        let metrics = RunStatus::default();
-        let command = ["train".to_string()];
-        let mut session = Session {
-            gpus: &mut gpus,
-            indices: &indices,
-            job: &job,
-            endpoint: &endpoint,
-            dir: &dir,
-            timing: Timing {
-                grace: Duration::ZERO,
-                flush: Duration::ZERO,
-                connect: Duration::ZERO,
-                power_interval: Duration::from_millis(5),
-                host_timeout: Duration::ZERO,
-            },
-            identity: None,
-            command: &command,
-            metrics: &metrics,
-            owned: &mut owned,
-        };
-        let mut started = Started {
-            job_id: "t-1".into(),
-            trial: TrialId {
-                job_id: "t-1".into(),
-                batch_size: 64,
-                trial_number: 1,
-            },
-            link: None,
-            facts: fake_facts(),
-            driver: driver(&mut FakeGpus::new(2), &indices),
-            profiled_here: true,
-        };
-        let events_path = dir.join("events.log");
-        let tail = Tail::create(&events_path).unwrap();
-        let lines = script(2, 120);
-        let process = FakeProcess::writing(&events_path, &lines, 4);
-        let clock = Stopwatch::start(session.gpus, &indices, Duration::from_millis(5)).unwrap();
-        let mut running = Running {
-            process: Box::new(process),
-            tail,
-            events_path,
-            reporter: Reporter::start(endpoint.clone(), dir.join("spool.jsonl")),
-            sources: clock.sources(),
-            clock,
-            cpu_start: 0.0,
-            bad_events: 0,
-        };
+        let mut f = Fixture::new("events");
+        let mut started = f.started(None);
+        let process = FakeProcess::writing(&f.dir.join("events.log"), &script(2, 120), 4);
+        let mut running = f.running(process);
 
-        let stopped = Drive::new(&mut session, &mut started, &mut running)
+        let stopped = Drive::new(&mut f.session(), &mut started, &mut running)
             .run()
             .unwrap();
 
@@ -773,14 +816,76 @@ mod tests {
         assert_eq!(running.bad_events, 1);
         // The profiling moved on from 300 W, on both GPUs.
         assert!(
-            gpus.sets.iter().any(|&(i, mw)| i == 1 && mw < 300_000),
+            f.gpus.sets.iter().any(|&(i, mw)| i == 1 && mw < 300_000),
             "{:?}",
-            gpus.sets
+            f.gpus.sets
         );
         // Both epochs' reports wait in the spool.
         let (answers, left) = running.reporter.finish(Instant::now());
         assert!(answers.is_empty());
         assert_eq!(left, 2);
-        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    fn view(power_limit: Option<u32>, status: &str, stop_train: bool) -> RunView {
+        RunView {
+            job_id: "t-1".into(),
+            run_id: "r".into(),
+            trial_number: 1,
+            batch_size: 64,
+            hosts: 2,
+            joined: 2,
+            status: status.into(),
+            stop_train,
+            converged: false,
+            message: "host 1 went silent".into(),
+            power_limit,
+            profiled: 2,
+            reported_epoch: 0,
+            epochs: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_host_sets_the_runs_limit_and_stops_when_the_run_fails() {
+        let mut f = Fixture::new("run");
+        // Polls every hour: the test gives the link the run's state itself.
+        let link = RunLink::start(
+            f.endpoint.clone(),
+            "t-1".into(),
+            "r".into(),
+            0,
+            Duration::from_secs(3600),
+        );
+        let mut started = f.started(Some(link));
+        // A command that never ends by itself.
+        let mut running = f.running(FakeProcess::exits_after(u32::MAX, 0));
+        let mut session = f.session();
+        let mut drive = Drive::new(&mut session, &mut started, &mut running);
+
+        // The run chose 150 W: one turn sets it on both GPUs, and the loop goes on.
+        drive
+            .s
+            .link
+            .as_ref()
+            .unwrap()
+            .observe(view(Some(150), "running", false));
+        let turn = drive.turn(Duration::ZERO).unwrap();
+        assert!(matches!(turn, ControlFlow::Continue(())));
+        // The run failed: the next turn stops the command.
+        drive
+            .s
+            .link
+            .as_ref()
+            .unwrap()
+            .observe(view(Some(150), "failed", true));
+        let stopped = drive.run().unwrap();
+
+        assert!(matches!(&stopped.ending, Ending::RunFailed(m) if m == "host 1 went silent"));
+        assert_ne!(exit_code(&stopped.ending, stopped.status), 0);
+        let sets = &f.gpus.sets;
+        assert!(
+            sets.contains(&(0, 150_000)) && sets.contains(&(1, 150_000)),
+            "{sets:?}"
+        );
     }
 }
