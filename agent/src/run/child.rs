@@ -236,7 +236,7 @@ fn stop(
 
 /// Stops the command's whole process group: SIGTERM, then SIGKILL after `grace`.
 /// Returns the command's exit status.
-pub fn stop_group(child: &mut Child, grace: Duration) -> std::io::Result<ExitStatus> {
+fn stop_group(child: &mut Child, grace: Duration) -> std::io::Result<ExitStatus> {
     let mut status = None;
     stop(child.id(), grace, || {
         if status.is_none() {
@@ -250,7 +250,7 @@ pub fn stop_group(child: &mut Child, grace: Duration) -> std::io::Result<ExitSta
     }
 }
 
-/// Stops process group `pgid` as [`stop_group`] does, knowing only its id (the
+/// Stops process group `pgid` as [`Group`]'s [`Process::stop`] does, knowing only its id (the
 /// panic path, where the [`Child`] is out of reach).
 pub fn stop_group_id(pgid: u32, grace: Duration) {
     // Only the group is polled: the leader's status is not needed.
