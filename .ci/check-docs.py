@@ -46,6 +46,12 @@ def ignored(path: pathlib.Path, folder: bool) -> bool:
     return subprocess.run(["git", "check-ignore", "-q", "--no-index", name], cwd=ROOT).returncode == 0
 
 
+def outside(doc: pathlib.Path, target: str) -> bool:
+    """A name beside the repository (the development checkout's neighbours), which
+    a user's clone does not have: not the docs' to keep."""
+    return not (doc.parent / target).resolve().is_relative_to(ROOT)
+
+
 def resolves(doc: pathlib.Path, target: str) -> bool:
     target = target.split("#", 1)[0]
     if not target:
@@ -97,7 +103,7 @@ def main() -> int:
             if in_fence:
                 continue
             for span in PATH_SPAN.findall(line):
-                if span.startswith("../shared") or not looks_like_path(span):
+                if outside(doc, span) or not looks_like_path(span):
                     continue
                 if not resolves(doc, span):
                     stale.append(f"{rel}:{number}: `{span}`, which does not exist")

@@ -279,7 +279,7 @@ impl Endpoint {
             let backoff = Duration::from_millis(Backoff::CLIENT.delay_ms(retry, entropy()));
             match f(self) {
                 Err(e) if e.retryable() && start.elapsed() + backoff < patience => {
-                    if crate::child::signalled().is_some() {
+                    if crate::run::child::signalled().is_some() {
                         return Err(e);
                     }
                     std::thread::sleep(backoff);
@@ -433,7 +433,7 @@ impl Spool {
                 .open(&self.path)
                 .and_then(|mut f| f.write_all(&line));
             if let Err(e) = appended {
-                crate::driver::log(format!(
+                crate::log::log(format!(
                     "cannot spool {} to {}: {e}",
                     m.what(),
                     self.path.display()
@@ -525,7 +525,7 @@ impl Reporter {
         let mut until = deadline;
         let mut signal_seen = false;
         loop {
-            if !signal_seen && crate::child::signalled().is_some() {
+            if !signal_seen && crate::run::child::signalled().is_some() {
                 signal_seen = true;
                 until = until.min(Instant::now() + AFTER_SIGNAL);
             }

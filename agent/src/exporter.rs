@@ -1,5 +1,6 @@
-//! Prometheus metrics of the GPUs and of the run in progress: the command
-//! `wattwise exporter --listen ADDR`, and `--metrics ADDR` on `measure` and `run`.
+//! Prometheus metrics of the GPUs and of the run in progress: what the command
+//! `wattwise exporter --listen ADDR` serves ([`crate::commands::exporter`]), and
+//! `--metrics ADDR` on `measure` and `run`.
 //!
 //! Per GPU: the energy counter (J, a counter), the power drawn and the power limit
 //! (W, gauges), with dcgm-exporter's GPU labels (`gpu`, `UUID`, `modelName`,
@@ -22,18 +23,8 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::{Registry, Unit};
 use wattwise_core::power::PowerState;
 
-use crate::gpu::{GpuError, Gpus, NvmlGpus};
-
-/// Where `wattwise exporter` listens unless told otherwise.
-pub const DEFAULT_LISTEN: &str = "127.0.0.1:9402";
-
-/// Arguments of `wattwise exporter`.
-#[derive(clap::Args, Debug)]
-pub struct ExporterArgs {
-    /// Address to serve GET /metrics on: HOST:PORT, or a bare PORT (on 127.0.0.1).
-    #[arg(long, default_value = DEFAULT_LISTEN)]
-    pub listen: String,
-}
+use crate::log::log;
+use crate::nvml::gpu::{GpuError, Gpus, NvmlGpus};
 
 /// What can go wrong starting the exporter.
 #[derive(Debug, thiserror::Error)]
@@ -515,13 +506,18 @@ impl Exporter {
         stream.write_all(out.as_bytes())
     }
 
-    /// Serves until the process ends (or until `stop` says so, checked at least
-    /// every half second).
-    fn serve(&self, stop: impl Fn() -> bool) {
+    /// How many GPUs it reads.
+    pub fn gpu_count(&self) -> usize {
+        self.source.ids.len()
+    }
+
+    /// Serves until `stop` says so (checked at least every half second).
+    pub fn serve(&self, stop: impl Fn() -> bool) -> std::io::Result<()> {
+        self.listener.set_nonblocking(true)?;
         use std::os::fd::AsRawFd;
         let fd = self.listener.as_raw_fd();
         while !stop() {
-            crate::child::wait_readable(&[fd], Duration::from_millis(500));
+            crate::run::child::wait_readable(&[fd], Duration::from_millis(500));
             if stop() {
                 break;
             }
@@ -532,6 +528,7 @@ impl Exporter {
                 let _ = self.serve_one(stream);
             }
         }
+        Ok(())
     }
 
     /// Serves on a thread of its own for the rest of the process.
@@ -539,13 +536,11 @@ impl Exporter {
         self.listener.set_nonblocking(true)?;
         std::thread::Builder::new()
             .name("metrics".into())
-            .spawn(move || self.serve(|| false))?;
+            .spawn(move || {
+                let _ = self.serve(|| false);
+            })?;
         Ok(())
     }
-}
-
-fn log(msg: impl AsRef<str>) {
-    eprintln!("[wattwise] {}", msg.as_ref());
 }
 
 /// Starts the exporter of `measure` or `run` when `addr` is given (`--metrics`),
@@ -565,25 +560,10 @@ pub fn start(addr: Option<&str>, indices: Option<&[u32]>) -> anyhow::Result<RunS
     Ok(status)
 }
 
-/// Runs `wattwise exporter` until SIGINT or SIGTERM. It only reads the GPUs.
-pub fn run(args: ExporterArgs) -> anyhow::Result<()> {
-    let source = Source::new(Box::new(NvmlGpus::open()?), None, RunStatus::default())?;
-    let exporter = Exporter::bind("--listen", &args.listen, source)?;
-    crate::child::catch_termination_signals();
-    exporter.listener.set_nonblocking(true)?;
-    log(format!(
-        "metrics of {} GPU(s) at http://{}/metrics",
-        exporter.source.ids.len(),
-        exporter.local_addr()?
-    ));
-    exporter.serve(|| crate::child::signalled().is_some());
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::gpu::fake::FakeGpus;
+    use crate::nvml::gpu::fake::FakeGpus;
 
     fn source(run: RunStatus) -> Source {
         let mut g = FakeGpus::new(2);

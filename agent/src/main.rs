@@ -1,26 +1,10 @@
 //! `wattwise`: the native command-line tool.
 //!
-//! Each subcommand lives in its own module; this file only parses and dispatches.
+//! Each subcommand lives in its own module of the library
+//! ([`wattwise_agent::commands`]); this file only parses and dispatches.
 
 use clap::{Parser, Subcommand};
-
-mod child;
-mod client;
-mod driver;
-mod energy_meter;
-mod events;
-mod exporter;
-mod gpu;
-mod gpu_selection;
-mod gpus;
-mod job_file;
-mod limits;
-mod measure;
-mod multihost;
-mod ownership;
-mod run;
-mod session;
-mod simulate;
+use wattwise_agent::commands::{exporter, gpus, measure, run, simulate};
 
 /// wattwise: lower the energy of recurring training jobs.
 #[derive(Parser)]

@@ -74,7 +74,7 @@ pub struct LineBuffer {
 }
 
 impl LineBuffer {
-    /// Adds bytes; returns the complete lines (a line longer than [`MAX_LINE`] as
+    /// Adds bytes; returns the complete lines (a line longer than 4 KiB as
     /// its beginning with a note that no event parses).
     pub fn push(&mut self, bytes: &[u8]) -> Vec<String> {
         let mut lines = Vec::new();
@@ -148,7 +148,7 @@ impl Tail {
         match &self.inotify {
             Some(fd) => {
                 fds.push(fd.as_raw_fd());
-                crate::child::wait_readable(&fds, timeout);
+                crate::run::child::wait_readable(&fds, timeout);
                 // Drain the notifications; their content does not matter.
                 let mut scratch = [0u8; 4096];
                 // SAFETY: reading into a local buffer from a non-blocking fd.
@@ -158,7 +158,7 @@ impl Tail {
                     }
                 }
             }
-            None => crate::child::wait_readable(&fds, timeout.min(Duration::from_millis(10))),
+            None => crate::run::child::wait_readable(&fds, timeout.min(Duration::from_millis(10))),
         }
         self.read_available()
     }

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use crate::gpu::{GpuError, Gpus};
+use crate::nvml::gpu::{GpuError, Gpus};
 
 /// What can go wrong owning GPUs.
 #[derive(Debug, thiserror::Error)]
@@ -208,12 +208,12 @@ pub fn recover_dead(gpus: &mut dyn Gpus, dir: &Path) -> Result<Vec<(u32, u32)>, 
                 restored.push((index, rec.limit_mw));
             }
             None => {
-                eprintln!(
-                    "[wattwise] GPU {} of a dead run (pid {}) is gone from this host; its record {} stays",
+                crate::log::log(format!(
+                    "GPU {} of a dead run (pid {}) is gone from this host; its record {} stays",
                     rec.uuid,
                     rec.pid,
                     path.display()
-                );
+                ));
             }
         }
     }
@@ -359,7 +359,7 @@ impl Ownership {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::gpu::fake::FakeGpus;
+    use crate::nvml::gpu::fake::FakeGpus;
 
     fn tmpdir(name: &str) -> PathBuf {
         let d = std::env::temp_dir().join(format!("wattwise-owner-{name}-{}", std::process::id()));

@@ -4,8 +4,8 @@
 //! how the run ends (whether to post the profile, what ends the trial, the ending
 //! and the exit code).
 //!
-//! `run::Session` does what they decide (the endpoint's routes, the command, the
-//! log) and feeds the per-event decisions to a [`crate::driver::Driver`]; the tests
+//! [`crate::run::session::Session`] does what they decide (the endpoint's routes, the command, the
+//! log) and feeds the per-event decisions to a [`crate::run::driver::Driver`]; the tests
 //! here call them directly, with the recording fake GPUs where GPUs are involved.
 
 use std::os::unix::process::ExitStatusExt;
@@ -17,7 +17,7 @@ use wattwise_core::power::{
 use wattwise_core::runs::RunView;
 use wattwise_core::wire::{Phase, PowerProfile, ReportResponse, TrialId};
 
-use crate::job_file::GpuFacts;
+use crate::run::job_file::GpuFacts;
 
 /// Why the command ended.
 #[derive(Clone, Debug, PartialEq)]
@@ -206,19 +206,19 @@ pub fn exit_code(ending: &Ending, status: ExitStatus) -> i32 {
     match (ending, status.signal()) {
         (Ending::RunFailed(_), _) => 1,
         (Ending::StopTrain, Some(_)) => 0,
-        _ => crate::child::exit_code(status),
+        _ => crate::run::child::exit_code(status),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::driver::apply;
-    use crate::gpu::fake::FakeGpus;
+    use crate::nvml::gpu::fake::FakeGpus;
+    use crate::run::driver::apply;
     use wattwise_core::wire::PowerMeasurement;
 
-    use crate::driver::testing::{profiled, LIMITS};
-    use crate::job_file::fake_facts as facts;
+    use crate::run::driver::testing::{profiled, LIMITS};
+    use crate::run::job_file::fake_facts as facts;
 
     fn trial(batch_size: u32) -> TrialId {
         TrialId {
@@ -317,7 +317,7 @@ mod tests {
         let optimum = opt.optimal_limit_mw().unwrap();
         assert!((LIMITS.min_mw..=LIMITS.max_mw).contains(&optimum));
         let mut g = FakeGpus::new(3);
-        apply(&mut g, &mut None, &[0, 2], &actions).unwrap();
+        apply(&mut g, None, &[0, 2], &actions).unwrap();
         assert_eq!(g.sets, [(0, optimum), (2, optimum)]);
         assert_eq!(g.gpus[1].limit_mw, 300_000);
         // Profiled elsewhere: this run posts no profile, even as rank 0.
@@ -335,7 +335,7 @@ mod tests {
         let mut g = FakeGpus::new(2);
         g.gpus[0].limit_mw = 150_000;
         g.gpus[1].limit_mw = 150_000;
-        apply(&mut g, &mut None, &[0, 1], &actions).unwrap();
+        apply(&mut g, None, &[0, 1], &actions).unwrap();
         assert_eq!(g.sets, [(0, 300_000), (1, 300_000)]);
     }
 

@@ -1,10 +1,11 @@
 //! Power limit safety shared by the commands: where the agent keeps its state, and
-//! the restoring of limits a killed run left (per GPU, see [`crate::ownership`]).
+//! the restoring of limits a killed run left (per GPU, see [`crate::nvml::ownership`]).
 
 use std::path::{Path, PathBuf};
 
-use crate::gpu::Gpus;
-use crate::ownership::{recover_dead, OwnershipError};
+use crate::log::log;
+use crate::nvml::gpu::Gpus;
+use crate::nvml::ownership::{recover_dead, OwnershipError};
 
 /// Environment variable naming the agent's state directory.
 pub const STATE_DIR_ENV: &str = "WATTWISE_STATE_DIR";
@@ -30,7 +31,9 @@ pub fn state_dir() -> PathBuf {
 pub fn recover_unless_busy(gpus: &mut dyn Gpus, dir: &Path) -> Result<(), OwnershipError> {
     let restored = recover_dead(gpus, dir)?;
     if !restored.is_empty() {
-        eprintln!("[wattwise] restored the power limits a killed run left: {restored:?} (gpu, mW)");
+        log(format!(
+            "restored the power limits a killed run left: {restored:?} (gpu, mW)"
+        ));
     }
     Ok(())
 }

@@ -13,7 +13,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::gpu::DeviceFacts;
+use crate::nvml::gpu::DeviceFacts;
 
 /// The variable CUDA reads.
 pub const CUDA_VISIBLE_DEVICES: &str = "CUDA_VISIBLE_DEVICES";
@@ -364,17 +364,17 @@ pub fn check_limits_allowed(facts: &[DeviceFacts], sel: &Selection) -> Result<()
 /// Reads the host's GPUs and selects the command's (the environment of this
 /// process, `flag` from `--gpus`); says on stderr which entries CUDA ignores.
 pub fn select_on_host(
-    gpus: &dyn crate::gpu::Gpus,
+    gpus: &dyn crate::nvml::gpu::Gpus,
     flag: Option<&str>,
 ) -> anyhow::Result<(Vec<DeviceFacts>, Selection)> {
-    let facts = crate::gpu::device_facts(gpus)?;
+    let facts = crate::nvml::gpu::device_facts(gpus)?;
     let sel = select(&facts, &SelectionEnv::from_env(), flag)?;
     if !sel.ignored.is_empty() {
-        eprintln!(
-            "[wattwise] {CUDA_VISIBLE_DEVICES}: CUDA ignores {:?} and what follows (the first entry that names no GPU ends its list); using GPUs {:?}",
+        crate::log::log(format!(
+            "{CUDA_VISIBLE_DEVICES}: CUDA ignores {:?} and what follows (the first entry that names no GPU ends its list); using GPUs {:?}",
             sel.ignored[0],
             sel.gpus()
-        );
+        ));
     }
     Ok((facts, sel))
 }
@@ -382,7 +382,7 @@ pub fn select_on_host(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::gpu::Mig;
+    use crate::nvml::gpu::Mig;
 
     fn host(n: u32) -> Vec<DeviceFacts> {
         (0..n)

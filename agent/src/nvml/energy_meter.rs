@@ -3,9 +3,9 @@
 //! `--power-interval` and integrated with the trapezoid rule (older GPUs, where
 //! NVML answers "not supported" for the counter). Each figure says which it used.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use crate::gpu::{GpuError, Gpus};
+use crate::nvml::gpu::{GpuError, Gpus};
 
 /// Default seconds between power samples on GPUs without an energy counter.
 pub const DEFAULT_POWER_INTERVAL_S: f64 = 0.1;
@@ -154,10 +154,90 @@ impl EnergyMeter {
     }
 }
 
+/// The energy and time of a set of GPUs since a start: an [`EnergyMeter`] with its
+/// own clock, which takes the power samples of GPUs without an energy counter
+/// when [`Stopwatch::tick`] finds one due. What `measure` and `run` measure a
+/// command with; also the entry point for a library user (open the GPUs with
+/// [`crate::nvml::gpu::NvmlGpus::open`], pick them with
+/// [`crate::nvml::selection::select_on_host`], start a stopwatch, read it).
+#[derive(Clone, Debug)]
+pub struct Stopwatch {
+    meter: EnergyMeter,
+    start: Instant,
+    power_interval: Duration,
+    next_power: Instant,
+}
+
+impl Stopwatch {
+    /// Starts measuring `indices` now; GPUs without an energy counter are
+    /// sampled every `power_interval` (see [`power_interval`]).
+    pub fn start(
+        gpus: &dyn Gpus,
+        indices: &[u32],
+        power_interval: Duration,
+    ) -> Result<Stopwatch, GpuError> {
+        let start = Instant::now();
+        let meter = EnergyMeter::start(gpus, indices, Duration::ZERO)?;
+        Ok(Stopwatch {
+            meter,
+            start,
+            power_interval,
+            next_power: start + power_interval,
+        })
+    }
+
+    /// Time since the start.
+    pub fn elapsed(&self) -> Duration {
+        self.start.elapsed()
+    }
+
+    /// Whether any GPU is sampled (see [`EnergyMeter::sampling`]).
+    pub fn sampling(&self) -> bool {
+        self.meter.sampling()
+    }
+
+    /// Per GPU, how it is measured.
+    pub fn sources(&self) -> Vec<EnergySource> {
+        self.meter.sources()
+    }
+
+    /// Takes a power sample of every sampled GPU now (around a limit change).
+    pub fn sample(&mut self, gpus: &dyn Gpus) -> Result<(), GpuError> {
+        self.meter.sample(gpus, self.start.elapsed())
+    }
+
+    /// Energy per GPU since the start, mJ, now.
+    pub fn read(&mut self, gpus: &dyn Gpus) -> Result<Vec<f64>, GpuError> {
+        self.meter.read(gpus, self.start.elapsed())
+    }
+
+    /// Energy of all the GPUs since the start, mJ, now.
+    pub fn total_mj(&mut self, gpus: &dyn Gpus) -> Result<u64, GpuError> {
+        self.meter.total_mj(gpus, self.start.elapsed())
+    }
+
+    /// Takes the power sample that is due, if one is; answers how long the
+    /// caller may wait before the next one is (`longest` at most).
+    pub fn tick(&mut self, gpus: &dyn Gpus, longest: Duration) -> Result<Duration, GpuError> {
+        if !self.meter.sampling() {
+            return Ok(longest);
+        }
+        let now = Instant::now();
+        if now >= self.next_power {
+            self.meter.sample(gpus, now - self.start)?;
+            self.next_power = (self.next_power + self.power_interval).max(now);
+        }
+        Ok(self
+            .next_power
+            .saturating_duration_since(Instant::now())
+            .min(longest))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::gpu::fake::FakeGpus;
+    use crate::nvml::gpu::fake::FakeGpus;
 
     fn ms(v: u64) -> Duration {
         Duration::from_millis(v)
@@ -219,5 +299,31 @@ mod tests {
             combined(&[EnergySource::Sampled, EnergySource::Sampled]),
             "sampled"
         );
+    }
+
+    #[test]
+    fn a_stopwatch_samples_when_a_sample_is_due_and_says_how_long_to_wait() {
+        let mut g = FakeGpus::new(2);
+        g.gpus[0].energy_mj = None;
+        g.gpus[0].power_mw = 100_000;
+        let mut w = Stopwatch::start(&g, &[0, 1], ms(20)).unwrap();
+        assert!(w.sampling());
+        assert_eq!(w.sources()[1], EnergySource::Counter);
+        // Not due yet: nothing sampled, and a wait no longer than asked for.
+        assert!(w.tick(&g, ms(5)).unwrap() <= ms(5));
+        std::thread::sleep(ms(25));
+        let nap = w.tick(&g, ms(1000)).unwrap();
+        assert!(nap <= ms(20), "{nap:?}");
+        g.gpus[1].energy_mj = Some(7000);
+        let e = w.read(&g).unwrap();
+        // 100 W for at least 25 ms; the counter's 7 J as it is.
+        assert!(e[0] >= 2500.0, "{e:?}");
+        assert_eq!(e[1], 7000.0);
+        assert!(w.total_mj(&g).unwrap() >= 9500);
+        assert!(w.elapsed() >= ms(25));
+        // GPUs with counters only: never a sample, the whole wait.
+        let mut c = Stopwatch::start(&g, &[1], ms(20)).unwrap();
+        assert!(!c.sampling());
+        assert_eq!(c.tick(&g, ms(300)).unwrap(), ms(300));
     }
 }

@@ -12,6 +12,7 @@ use serde::Serialize;
 use wattwise_core::runs::{HostCall, RunView};
 
 use crate::client::{Endpoint, Outgoing, RunAction};
+use crate::log::log;
 
 /// Who this host is in a run across hosts.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -179,11 +180,17 @@ pub fn resolve(
 
 /// This host's name, for the endpoint's messages (its first 32 characters).
 pub fn host_name() -> Option<String> {
-    let name = std::fs::read_to_string("/proc/sys/kernel/hostname").ok()?;
-    let name: String = name
+    shown_host_name(&std::fs::read_to_string("/proc/sys/kernel/hostname").ok()?)
+}
+
+/// The part of a machine's host name the endpoint takes: the characters the core
+/// accepts in a host name (no control, bidirectional or invisible ones), at most
+/// as many as it accepts; `None` when nothing is left.
+fn shown_host_name(raw: &str) -> Option<String> {
+    let name: String = raw
         .trim()
         .chars()
-        .filter(|c| !c.is_control())
+        .filter(|&c| wattwise_core::runs::host_name_char(c))
         .take(wattwise_core::runs::MAX_HOST_NAME)
         .collect();
     (!name.is_empty()).then_some(name)
@@ -281,14 +288,26 @@ fn set(latest: &Mutex<Option<RunView>>, view: RunView) {
     }
 }
 
-fn log(msg: impl AsRef<str>) {
-    eprintln!("[wattwise] {}", msg.as_ref());
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::collections::HashMap;
+
+    #[test]
+    fn a_host_name_keeps_only_what_the_endpoint_accepts() {
+        // A bidi override or a zero-width space in a machine's name would get the
+        // run's join refused (422 naming host_name): they are left out instead.
+        assert_eq!(
+            shown_host_name("node\u{202E}7\u{200B}\n").as_deref(),
+            Some("node7")
+        );
+        assert_eq!(shown_host_name(" \u{202E}\n"), None);
+        let long = "h".repeat(wattwise_core::runs::MAX_HOST_NAME + 5);
+        assert_eq!(
+            shown_host_name(&long).map(|n| n.chars().count()),
+            Some(wattwise_core::runs::MAX_HOST_NAME)
+        );
+    }
 
     /// An environment of `NAME=value` words.
     fn env_of(vars: &str) -> impl Fn(&str) -> Option<String> {

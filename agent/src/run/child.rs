@@ -1,7 +1,10 @@
 //! The wrapped command: started in its own process group, stopped by group
 //! (SIGTERM, then SIGKILL after a grace period), and the agent's own SIGINT /
-//! SIGTERM turned into a flag the main loop polls.
+//! SIGTERM turned into a flag the main loop polls. The wait loop
+//! ([`crate::run::watch`]) sees a command as a [`Process`]: a [`Group`] here, a
+//! scripted fake in unit tests.
 
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Child, Command, ExitStatus};
 use std::sync::atomic::{AtomicI32, Ordering};
@@ -39,7 +42,7 @@ pub fn signalled() -> Option<i32> {
 
 /// A descriptor that becomes readable when `child` exits (Linux pidfd; `None` on
 /// kernels without it, where callers fall back to their timeout).
-pub fn exit_fd(child: &Child) -> Option<std::os::fd::OwnedFd> {
+fn exit_fd(child: &Child) -> Option<OwnedFd> {
     use std::os::fd::FromRawFd;
     // SAFETY: pidfd_open takes a pid and flags; the fd is owned right away.
     let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, child.id() as libc::pid_t, 0) };
@@ -47,7 +50,7 @@ pub fn exit_fd(child: &Child) -> Option<std::os::fd::OwnedFd> {
         return None;
     }
     // SAFETY: a fresh descriptor we own.
-    Some(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as i32) })
+    Some(unsafe { OwnedFd::from_raw_fd(fd as i32) })
 }
 
 /// Waits until one of `fds` is readable or `timeout` passes (or a signal comes).
@@ -87,8 +90,64 @@ pub fn peak_memory() -> Option<u64> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
+/// A command the agent waits for: whether it ended, a descriptor readable at
+/// its end, and how to stop it.
+pub trait Process {
+    /// Its status if it ended (and is reaped), without blocking.
+    fn try_wait(&mut self) -> std::io::Result<Option<ExitStatus>>;
+    /// Stops it (SIGTERM, then SIGKILL after `grace`); its status.
+    fn stop(&mut self, grace: Duration) -> std::io::Result<ExitStatus>;
+    /// A descriptor that becomes readable when it ends, where there is one.
+    fn exit_fd(&self) -> Option<RawFd>;
+}
+
+/// A command started in its own process group (see [`Group::spawn`]), with the
+/// descriptor of its end.
+#[derive(Debug)]
+pub struct Group {
+    child: Child,
+    exit_fd: Option<OwnedFd>,
+}
+
+impl Group {
+    /// Starts `argv` in a new process group with extra environment variables.
+    pub fn spawn(argv: &[String], env: &[(String, String)]) -> std::io::Result<Group> {
+        let child = spawn(argv, env)?;
+        let exit_fd = exit_fd(&child);
+        Ok(Group { child, exit_fd })
+    }
+
+    /// The process group's id (its leader's pid).
+    pub fn id(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Process for Group {
+    fn try_wait(&mut self) -> std::io::Result<Option<ExitStatus>> {
+        self.child.try_wait()
+    }
+
+    fn stop(&mut self, grace: Duration) -> std::io::Result<ExitStatus> {
+        stop_group(&mut self.child, grace)
+    }
+
+    fn exit_fd(&self) -> Option<RawFd> {
+        self.exit_fd.as_ref().map(AsRawFd::as_raw_fd)
+    }
+}
+
+/// Waits until `process` ends or `timeout` passes (or a signal comes); without
+/// a descriptor of its end, for 50 ms at most.
+pub fn wait_for(process: &dyn Process, timeout: Duration) {
+    match process.exit_fd() {
+        Some(fd) => wait_readable(&[fd], timeout),
+        None => std::thread::sleep(timeout.min(Duration::from_millis(50))),
+    }
+}
+
 /// Starts `argv` in a new process group with extra environment variables.
-pub fn spawn(argv: &[String], env: &[(String, String)]) -> std::io::Result<Child> {
+fn spawn(argv: &[String], env: &[(String, String)]) -> std::io::Result<Child> {
     let (program, args) = argv.split_first().ok_or_else(|| {
         std::io::Error::new(
             std::io::ErrorKind::InvalidInput,
@@ -153,30 +212,49 @@ pub fn group_alive(pgid: u32) -> bool {
     false
 }
 
-/// Stops the command's whole process group: SIGTERM, then SIGKILL after `grace`.
-/// Returns the command's exit status.
-pub fn stop_group(child: &mut Child, grace: Duration) -> std::io::Result<ExitStatus> {
-    let pgid = child.id();
+/// Stops process group `pgid`: SIGTERM, then SIGKILL once `grace` passed with a
+/// process of it still alive. `reaped` says whether the group's leader is gone
+/// (polled meanwhile, so that the agent, its parent, reaps it).
+fn stop(
+    pgid: u32,
+    grace: Duration,
+    mut reaped: impl FnMut() -> std::io::Result<bool>,
+) -> std::io::Result<()> {
     kill_group(pgid, libc::SIGTERM);
     let deadline = Instant::now() + grace;
-    let mut status = None;
     loop {
-        if status.is_none() {
-            status = child.try_wait()?;
-        }
-        if status.is_some() && !group_alive(pgid) {
-            break;
+        if reaped()? && !group_alive(pgid) {
+            return Ok(());
         }
         if Instant::now() >= deadline {
             kill_group(pgid, libc::SIGKILL);
-            break;
+            return Ok(());
         }
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// Stops the command's whole process group: SIGTERM, then SIGKILL after `grace`.
+/// Returns the command's exit status.
+fn stop_group(child: &mut Child, grace: Duration) -> std::io::Result<ExitStatus> {
+    let mut status = None;
+    stop(child.id(), grace, || {
+        if status.is_none() {
+            status = child.try_wait()?;
+        }
+        Ok(status.is_some())
+    })?;
     match status {
         Some(s) => Ok(s),
         None => child.wait(),
     }
+}
+
+/// Stops process group `pgid` as [`Group`]'s [`Process::stop`] does, knowing only its id (the
+/// panic path, where the [`Child`] is out of reach).
+pub fn stop_group_id(pgid: u32, grace: Duration) {
+    // Only the group is polled: the leader's status is not needed.
+    let _ = stop(pgid, grace, || Ok(true));
 }
 
 /// The exit code the agent ends with for the command's status (a signal `s`
@@ -186,6 +264,79 @@ pub fn exit_code(status: ExitStatus) -> i32 {
         (Some(code), _) => code,
         (None, Some(sig)) => 128 + sig,
         (None, None) => 1,
+    }
+}
+
+/// A scripted command for unit tests: no process behind it.
+#[cfg(test)]
+pub mod fake {
+    use super::*;
+
+    /// A command that ends with `code` once asked `polls` times, and appends a
+    /// line of `lines` to `events` (when set) each time it is asked before that.
+    #[derive(Debug, Default)]
+    pub struct FakeProcess {
+        /// Times to be asked before it ends.
+        pub polls: u32,
+        /// Its exit code.
+        pub code: i32,
+        /// Lines it writes, one per poll, to `events`.
+        pub lines: std::collections::VecDeque<String>,
+        /// The events file it writes to.
+        pub events: Option<std::path::PathBuf>,
+        asked: u32,
+        stopped: bool,
+    }
+
+    impl FakeProcess {
+        /// A command that exits with `code` at the `polls`th question.
+        pub fn exits_after(polls: u32, code: i32) -> FakeProcess {
+            FakeProcess {
+                polls,
+                code,
+                ..FakeProcess::default()
+            }
+        }
+
+        /// A command that writes `lines` to `events`, one per question, and
+        /// exits with `code` at the question that writes the last.
+        pub fn writing(events: &std::path::Path, lines: &[String], code: i32) -> FakeProcess {
+            FakeProcess {
+                code,
+                lines: lines.iter().cloned().collect(),
+                events: Some(events.to_path_buf()),
+                ..FakeProcess::default()
+            }
+        }
+
+        /// Whether it was stopped.
+        pub fn stopped(&self) -> bool {
+            self.stopped
+        }
+    }
+
+    impl Process for FakeProcess {
+        fn try_wait(&mut self) -> std::io::Result<Option<ExitStatus>> {
+            self.asked += 1;
+            if let (Some(path), Some(line)) = (&self.events, self.lines.pop_front()) {
+                use std::io::Write;
+                let mut f = std::fs::OpenOptions::new().append(true).open(path)?;
+                writeln!(f, "{line}")?;
+            }
+            Ok(
+                (self.asked >= self.polls && self.lines.is_empty() || self.stopped)
+                    .then(|| ExitStatus::from_raw(self.code << 8)),
+            )
+        }
+
+        fn stop(&mut self, _grace: Duration) -> std::io::Result<ExitStatus> {
+            self.stopped = true;
+            Ok(ExitStatus::from_raw((128 + libc::SIGTERM) << 8))
+        }
+
+        fn exit_fd(&self) -> Option<RawFd> {
+            None
+        }
     }
 }
 

@@ -2,20 +2,19 @@
 //! command, and each power limit a run across hosts agrees on, means for the GPUs
 //! (through [`Gpus`]) and for the endpoint (the epoch totals it returns).
 //!
-//! `run::Session` owns the command, the events file, the clock, the energy meter
+//! [`crate::run::session::Session`] owns the command, the events file, the clock, the energy meter
 //! and the network, and feeds a [`Driver`]; the tests here feed it directly, with
 //! the recording fake GPUs.
 
-use std::time::Instant;
-
 use wattwise_core::power::{Action, LimitConstraints, PowerOptimizer, Reading};
 
-use crate::energy_meter::EnergyMeter;
-use crate::events::Event;
-use crate::gpu::{GpuError, Gpus};
+use crate::log::log;
+use crate::nvml::energy_meter::Stopwatch;
+use crate::nvml::gpu::{GpuError, Gpus};
+use crate::run::events::Event;
 
-/// The energy meter and the run's start, when power is sampled around limit changes.
-pub type Meter<'a, 'b> = &'a mut Option<(&'b mut EnergyMeter, Instant)>;
+/// The run's stopwatch, when power is sampled around limit changes.
+pub type Meter<'a> = Option<&'a mut Stopwatch>;
 
 /// One epoch's totals since the command started, for the endpoint.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -80,7 +79,7 @@ impl Driver {
     pub fn event(
         &mut self,
         gpus: &mut dyn Gpus,
-        meter: Meter<'_, '_>,
+        meter: Meter<'_>,
         event: Event,
         reading: Reading,
     ) -> Result<Option<EpochTotals>, GpuError> {
@@ -118,7 +117,7 @@ impl Driver {
     pub fn shared_limit(
         &mut self,
         gpus: &mut dyn Gpus,
-        meter: Meter<'_, '_>,
+        meter: Meter<'_>,
         watts: u32,
     ) -> Result<bool, GpuError> {
         if self.shared_limit_w == Some(watts) {
@@ -150,15 +149,15 @@ pub fn set_all(gpus: &mut dyn Gpus, indices: &[u32], limit_mw: u32) -> Result<()
 /// a limit change, so sampled energy sees the step where it happens.
 pub fn apply(
     gpus: &mut dyn Gpus,
-    meter: Meter<'_, '_>,
+    mut meter: Meter<'_>,
     indices: &[u32],
     actions: &[Action],
 ) -> Result<(), GpuError> {
     let sets = actions
         .iter()
         .any(|a| matches!(a, Action::SetPowerLimit { .. }));
-    if let Some((m, start)) = meter.as_mut().filter(|(m, _)| sets && m.sampling()) {
-        m.sample(gpus, start.elapsed())?;
+    if let Some(m) = meter.as_deref_mut().filter(|m| sets && m.sampling()) {
+        m.sample(gpus)?;
     }
     for action in actions {
         match *action {
@@ -178,15 +177,10 @@ pub fn apply(
             )),
         }
     }
-    if let Some((m, start)) = meter.as_mut().filter(|(m, _)| sets && m.sampling()) {
-        m.sample(gpus, start.elapsed())?;
+    if let Some(m) = meter.filter(|m| sets && m.sampling()) {
+        m.sample(gpus)?;
     }
     Ok(())
-}
-
-/// One line of the agent's log, on stderr.
-pub fn log(msg: impl AsRef<str>) {
-    eprintln!("[wattwise] {}", msg.as_ref());
 }
 
 /// Test support: drivers on the recording fake GPUs, for this module's tests and
@@ -194,7 +188,7 @@ pub fn log(msg: impl AsRef<str>) {
 #[cfg(test)]
 pub(crate) mod testing {
     use super::*;
-    use crate::gpu::fake::FakeGpus;
+    use crate::nvml::gpu::fake::FakeGpus;
     use wattwise_core::power::PowerSettings;
 
     /// The fake GPUs' limits: 100 W to 300 W.
@@ -207,16 +201,16 @@ pub(crate) mod testing {
     pub(crate) fn driver(gpus: &mut FakeGpus, indices: &[u32]) -> Driver {
         let (optimizer, actions) =
             PowerOptimizer::new(PowerSettings::default(), LIMITS, 2).unwrap();
-        apply(gpus, &mut None, indices, &actions).unwrap();
+        apply(gpus, None, indices, &actions).unwrap();
         Driver::new(optimizer, indices, LIMITS)
     }
 
     /// A step of `ms` milliseconds at `watts` per GPU over two GPUs.
     pub(crate) fn step(d: &mut Driver, g: &mut FakeGpus, at: &mut Reading, ms: u64, watts: u64) {
-        d.event(g, &mut None, Event::StepBegin, *at).unwrap();
+        d.event(g, None, Event::StepBegin, *at).unwrap();
         at.time_ms += ms;
         at.energy_mj += 2 * watts * ms;
-        d.event(g, &mut None, Event::StepEnd, *at).unwrap();
+        d.event(g, None, Event::StepEnd, *at).unwrap();
     }
 
     /// A fresh driver over `indices` stepped until its profiling is done (lower
@@ -239,7 +233,7 @@ pub(crate) mod testing {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::gpu::fake::FakeGpus;
+    use crate::nvml::gpu::fake::FakeGpus;
     use wattwise_core::power::PowerState;
 
     use super::testing::{driver, profiled, step};
@@ -274,7 +268,7 @@ mod tests {
         let mut at = Reading::default();
         step(&mut d, &mut g, &mut at, 1_500, 200);
         let totals = d
-            .event(&mut g, &mut None, Event::EpochEnd(0.75), at)
+            .event(&mut g, None, Event::EpochEnd(0.75), at)
             .unwrap()
             .unwrap();
         assert_eq!(
@@ -287,9 +281,7 @@ mod tests {
             }
         );
         assert_eq!((d.epoch(), d.steps()), (1, 1));
-        let second = d
-            .event(&mut g, &mut None, Event::EpochEnd(0.8), at)
-            .unwrap();
+        let second = d.event(&mut g, None, Event::EpochEnd(0.8), at).unwrap();
         assert_eq!(second.map(|t| t.epoch), Some(2));
     }
 
@@ -298,14 +290,14 @@ mod tests {
         let mut g = FakeGpus::new(3);
         let mut d = driver(&mut g, &[0, 2]);
         g.sets.clear();
-        assert!(d.shared_limit(&mut g, &mut None, 250).unwrap());
+        assert!(d.shared_limit(&mut g, None, 250).unwrap());
         assert_eq!(g.sets, [(0, 250_000), (2, 250_000)]);
-        assert!(!d.shared_limit(&mut g, &mut None, 250).unwrap());
+        assert!(!d.shared_limit(&mut g, None, 250).unwrap());
         assert_eq!(g.sets.len(), 2);
         // Beyond what the GPUs accept: clamped, never refused.
-        assert!(d.shared_limit(&mut g, &mut None, 5_000).unwrap());
+        assert!(d.shared_limit(&mut g, None, 5_000).unwrap());
         assert_eq!(g.gpus[0].limit_mw, 300_000);
-        assert!(d.shared_limit(&mut g, &mut None, 1).unwrap());
+        assert!(d.shared_limit(&mut g, None, 1).unwrap());
         assert_eq!(g.gpus[2].limit_mw, 100_000);
         assert_eq!(g.gpus[1].limit_mw, 300_000);
     }
@@ -316,11 +308,11 @@ mod tests {
         let mut d = driver(&mut g, &[0, 1]);
         g.deny = true;
         assert!(matches!(
-            d.shared_limit(&mut g, &mut None, 200),
+            d.shared_limit(&mut g, None, 200),
             Err(GpuError::NoPermission { index: 0 })
         ));
         // Not recorded as set: the next try sets it again.
         g.deny = false;
-        assert!(d.shared_limit(&mut g, &mut None, 200).unwrap());
+        assert!(d.shared_limit(&mut g, None, 200).unwrap());
     }
 }
