@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use wattwise_core::retry::Backoff;
+use wattwise_core::route::{self, Endpoint as Route, ROUTES};
 use wattwise_core::runs::{JoinRun, RunView};
 use wattwise_core::spec::JobSpec;
 use wattwise_core::wire::{PowerProfile, ReportResponse, TrainingResult, TrialId};
@@ -115,16 +116,20 @@ impl std::fmt::Debug for Endpoint {
     }
 }
 
-fn encode_query(v: &str) -> String {
-    let mut out = String::new();
-    for b in v.bytes() {
-        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
+/// The method and path of `route`'s row in the core's route table, with `ids`
+/// (the job id, then the run id) percent-encoded into its segments: the endpoint
+/// decodes each segment once, so an id with `:` arrives as it was sent.
+fn route_to(route: Route, ids: &[&str]) -> (&'static str, String) {
+    let def = ROUTES.iter().find(|r| r.endpoint == route);
+    match (def, route::path(route, ids)) {
+        (Some(def), Some(path)) => (def.method, path),
+        // Every route the client calls is a row with as many ids as it passes
+        // (`every_call_is_a_row_of_the_table` below).
+        _ => unreachable!(
+            "{route:?} with {} ids is not a route of the table",
+            ids.len()
+        ),
     }
-    out
 }
 
 impl Endpoint {
@@ -142,12 +147,17 @@ impl Endpoint {
         }
     }
 
+    /// Calls `route` (its method and path from the core's table) for `ids`, with a
+    /// query string already encoded (or empty) and a JSON body.
     fn call<T: DeserializeOwned>(
         &self,
-        method: &'static str,
-        path: &str,
+        route: Route,
+        ids: &[&str],
+        query: &str,
         body: Option<&impl Serialize>,
     ) -> Result<T, HttpError> {
+        let (method, path) = route_to(route, ids);
+        let path = format!("{path}{query}");
         let url = format!("{}{}", self.base, path);
         let auth = self.token.as_ref().map(|t| format!("Bearer {t}"));
         let unreachable = |e: ureq::Error| HttpError::Unreachable {
@@ -208,60 +218,62 @@ impl Endpoint {
 
     /// `POST /jobs`: the registered spec (with its job id).
     pub fn register(&self, spec: &JobSpec) -> Result<JobSpec, HttpError> {
-        self.call("POST", "/jobs", Some(spec))
+        self.call(Route::RegisterJob, &[], "", Some(spec))
     }
 
     /// `GET /jobs/batch_size`: the batch size of this run.
     pub fn batch_size(&self, job_id: &str) -> Result<TrialId, HttpError> {
-        let path = format!("/jobs/batch_size?job_id={}", encode_query(job_id));
-        self.call("GET", &path, None::<&()>)
+        let query = format!("?job_id={}", route::encode_segment(job_id));
+        self.call(Route::NextTrial, &[], &query, None::<&()>)
     }
 
     /// `POST /report`.
     pub fn report(&self, result: &TrainingResult) -> Result<ReportResponse, HttpError> {
-        self.call("POST", "/report", Some(result))
+        self.call(Route::Report, &[], "", Some(result))
     }
 
     /// `PATCH /trials`: ends the trial.
     pub fn end_trial(&self, trial: &TrialId) -> Result<(), HttpError> {
-        let _: serde_json::Value = self.call("PATCH", "/trials", Some(trial))?;
+        let _: serde_json::Value = self.call(Route::EndTrial, &[], "", Some(trial))?;
         Ok(())
     }
 
     /// `GET /jobs/{id}/profiles`.
     pub fn profiles(&self, job_id: &str) -> Result<Vec<PowerProfile>, HttpError> {
-        let path = format!("/jobs/{}/profiles", encode_query(job_id));
-        self.call("GET", &path, None::<&()>)
+        self.call(Route::Profiles, &[job_id], "", None::<&()>)
     }
 
     /// `POST /jobs/{id}/profiles`.
     pub fn post_profile(&self, job_id: &str, profile: &PowerProfile) -> Result<(), HttpError> {
-        let path = format!("/jobs/{}/profiles", encode_query(job_id));
-        let _: serde_json::Value = self.call("POST", &path, Some(profile))?;
+        let _: serde_json::Value = self.call(Route::AddProfile, &[job_id], "", Some(profile))?;
         Ok(())
     }
 
     /// `POST /jobs/{id}/runs`: joins (or opens) a run across hosts.
     pub fn join_run(&self, job_id: &str, join: &JoinRun) -> Result<RunView, HttpError> {
-        let path = format!("/jobs/{}/runs", encode_query(job_id));
-        self.call("POST", &path, Some(join))
+        self.call(Route::JoinRun, &[job_id], "", Some(join))
+    }
+
+    /// `POST /jobs/{id}/runs/{run}/heartbeat`: one host's poll of its run.
+    pub fn heartbeat(
+        &self,
+        job_id: &str,
+        run_id: &str,
+        body: &impl Serialize,
+    ) -> Result<RunView, HttpError> {
+        self.call(Route::RunHeartbeat, &[job_id, run_id], "", Some(body))
     }
 
     /// `POST /jobs/{id}/runs/{run}/{action}`: one host's message to its run
-    /// (`heartbeat`, `profile`, `report`, `done`).
+    /// (`profile`, `report`, `done`).
     pub fn run_call(
         &self,
         job_id: &str,
         run_id: &str,
-        action: &str,
+        action: RunAction,
         body: &impl Serialize,
     ) -> Result<RunView, HttpError> {
-        let path = format!(
-            "/jobs/{}/runs/{}/{action}",
-            encode_query(job_id),
-            encode_query(run_id)
-        );
-        self.call("POST", &path, Some(body))
+        self.call(action.route(), &[job_id, run_id], "", Some(body))
     }
 
     /// Calls `f` until it succeeds, fails for good, or `patience` passes, backing off
@@ -310,6 +322,15 @@ impl RunAction {
             RunAction::Profile => "profile",
             RunAction::Report => "report",
             RunAction::Done => "done",
+        }
+    }
+
+    /// The route that carries it.
+    fn route(self) -> Route {
+        match self {
+            RunAction::Profile => Route::RunProfile,
+            RunAction::Report => Route::RunReport,
+            RunAction::Done => Route::RunDone,
         }
     }
 }
@@ -381,9 +402,7 @@ impl Endpoint {
                 run_id,
                 action,
                 body,
-            } => self
-                .run_call(job_id, run_id, action.as_str(), body)
-                .map(Reply::Run),
+            } => self.run_call(job_id, run_id, *action, body).map(Reply::Run),
         }
     }
 }
@@ -679,9 +698,34 @@ mod tests {
     }
 
     #[test]
-    fn queries_are_percent_encoded() {
-        assert_eq!(encode_query("a b/c&d"), "a%20b%2Fc%26d");
-        assert_eq!(encode_query("job-1_x.y~"), "job-1_x.y~");
+    fn every_call_is_a_row_of_the_table() {
+        // Each route the client calls, with the ids it passes: its method and path
+        // come from the core's table and lead back to the same route.
+        let one: &[&str] = &["ag:1"];
+        let two: &[&str] = &["ag:1", "r 1/x"];
+        let calls = [
+            (Route::RegisterJob, &[][..]),
+            (Route::NextTrial, &[]),
+            (Route::Report, &[]),
+            (Route::EndTrial, &[]),
+            (Route::Profiles, one),
+            (Route::AddProfile, one),
+            (Route::JoinRun, one),
+            (Route::RunHeartbeat, two),
+            (RunAction::Profile.route(), two),
+            (RunAction::Report.route(), two),
+            (RunAction::Done.route(), two),
+        ];
+        for (called, ids) in calls {
+            let (method, path) = route_to(called, ids);
+            let found = route::find(method, &path).expect("a route of the table");
+            assert_eq!(found.def.endpoint, called, "{method} {path}");
+        }
+        assert_eq!(
+            route_to(Route::RunReport, &["ag:1", "r:1"]),
+            ("POST", "/jobs/ag%3A1/runs/r%3A1/report".to_string())
+        );
+        assert_eq!(route::encode_segment("a b/c&d"), "a%20b%2Fc%26d");
     }
 
     #[test]

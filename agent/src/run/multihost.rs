@@ -241,7 +241,7 @@ impl RunLink {
         std::thread::spawn(move || {
             // Each poll is one request; a failed one is tried again at the next.
             while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(poll) {
-                match endpoint.run_call(&job_id, &run_id, "heartbeat", &me) {
+                match endpoint.heartbeat(&job_id, &run_id, &me) {
                     Ok(view) => set(&latest, view),
                     Err(e) if e.retryable() => {}
                     Err(e) => log(format!("run {run_id}: heartbeat refused: {e}")),
