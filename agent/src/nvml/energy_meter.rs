@@ -7,6 +7,10 @@ use std::time::{Duration, Instant};
 
 use crate::nvml::gpu::{GpuError, Gpus};
 
+pub mod learn;
+#[cfg(test)]
+mod sim;
+
 /// Default seconds between power samples on GPUs without an energy counter.
 pub const DEFAULT_POWER_INTERVAL_S: f64 = 0.1;
 
@@ -85,6 +89,13 @@ impl Behaviour {
 /// Update periods from this on are coarse (see [`Behaviour::coarse`]).
 pub const COARSE_PERIOD_S: f64 = 0.05;
 
+/// How much of the moves of power between samples a coarse counter's bound
+/// counts (see [`bound`]): a part-time sensor misses at most the unsampled part
+/// of a period of each move, 75 % where it samples a quarter of each period (as
+/// on A100 and H100, Yang et al. SC24), in either direction, so the moves add as
+/// independent errors.
+pub const PART_TIME: f64 = 0.75;
+
 /// Windows shorter than this many update periods are flagged.
 pub const SHORT_WINDOW_PERIODS: f64 = 3.0;
 
@@ -98,6 +109,9 @@ pub struct Marks {
     pub variation_j2: f64,
     /// The higher of the last two power samples, W (the power near this edge).
     pub edge_w: f64,
+    /// What the counter rose by from the start to the last sample, J (0 without
+    /// a counter): set against `power_j`, how far the counter drifts from power.
+    pub counter_j: f64,
 }
 
 /// A reading of a stopwatch: time since its start and energy per GPU since then.
@@ -233,7 +247,15 @@ impl EnergyMeter {
         self.channels.iter().map(|c| c.behaviour).collect()
     }
 
-    /// Takes a power sample of every GPU at `t`.
+    /// Takes `interval` as the update period of the GPUs without a counter (how
+    /// often they are sampled).
+    pub fn set_sample_period(&mut self, interval: Duration) {
+        for c in self.channels.iter_mut().filter(|c| c.start_mj.is_none()) {
+            c.behaviour.update_period_s = interval.as_secs_f64();
+        }
+    }
+
+    /// Takes a power sample of every GPU at `t` (and reads the counters).
     pub fn sample(&mut self, gpus: &dyn Gpus, t: Duration) -> Result<(), GpuError> {
         let now_s = t.as_secs_f64();
         for (c, &i) in self.channels.iter_mut().zip(&self.indices) {
@@ -241,9 +263,18 @@ impl EnergyMeter {
                 continue;
             }
             let w = power_w(gpus, i, &c.behaviour)?;
+            if let Some(start) = c.start_mj {
+                c.marks.counter_j = gpus.total_energy(i)?.saturating_sub(start) as f64 / 1000.0;
+            }
             let dt = now_s - c.last_s;
             c.marks.power_j += (c.last_w + w) / 2.0 * dt;
-            let moved = dt.min(c.behaviour.update_period_s.max(1e-3)) * (w - c.last_w).abs();
+            // A counter misses at most one update period of a move; samples miss
+            // up to the whole interval.
+            let span = match c.start_mj {
+                Some(_) => dt.min(c.behaviour.update_period_s),
+                None => dt,
+            };
+            let moved = span * (w - c.last_w).abs();
             c.marks.variation_j2 += moved * moved;
             c.prev_w = c.last_w;
             c.last_s = now_s;
@@ -298,9 +329,16 @@ impl EnergyMeter {
                 begin.marks.get(k).copied().unwrap_or_default(),
                 end.marks.get(k).copied().unwrap_or_default(),
             );
-            let e = ((e1 - e0) / 1000.0).max(0.0);
+            let counted = ((e1 - e0) / 1000.0).max(0.0);
+            let u = bound(&c.behaviour, sources[k], time_s, counted, &m0, &m1);
+            let (e, drifting) = match sources[k] {
+                EnergySource::Counter => {
+                    between_counter_and_power(counted, drift(&c.behaviour, &m1))
+                }
+                EnergySource::Sampled => (counted, 0.0),
+            };
             energy_j.push(e);
-            uncertainty_j.push(bound(&c.behaviour, sources[k], time_s, e, &m0, &m1));
+            uncertainty_j.push(u + drifting);
             longest_period = longest_period.max(c.behaviour.update_period_s);
         }
         let total_j = energy_j.iter().sum();
@@ -344,11 +382,11 @@ pub fn bound(
 ) -> f64 {
     let mean_w = if time_s > 0.0 { energy_j / time_s } else { 0.0 };
     let edge_w = begin.edge_w.max(end.edge_w).max(mean_w);
-    let moved = 2.0 * (end.variation_j2 - begin.variation_j2).max(0.0).sqrt();
+    let moved = (end.variation_j2 - begin.variation_j2).max(0.0).sqrt();
     match source {
         EnergySource::Counter => {
             let edges = b.quantum_mj / 1000.0 + b.update_period_s * edge_w;
-            edges + if b.coarse() { moved } else { 0.0 }
+            edges + if b.coarse() { PART_TIME * moved } else { 0.0 }
         }
         EnergySource::Sampled => {
             let window = if b.instant_field {
@@ -356,8 +394,43 @@ pub fn bound(
             } else {
                 b.average_window_s
             };
-            moved + window / 2.0 * edge_w
+            // Power reads in whole milliwatts.
+            2.0 * moved + window / 2.0 * edge_w + 0.001 * time_s
         }
+    }
+}
+
+/// How the counter drifts from the sampled power, judged over the whole time
+/// since the start: `None` while they agree within what the samples and the
+/// counter's own edges explain, else the sampled energy per counted joule and
+/// that noise relative to the sampled energy. Only coarse counters are sampled
+/// often enough to tell; fine ones are taken as true.
+pub fn drift(b: &Behaviour, last: &Marks) -> Option<(f64, f64)> {
+    if !b.coarse() || last.power_j <= 0.0 || last.counter_j <= 0.0 {
+        return None;
+    }
+    let window = if b.instant_field {
+        0.0
+    } else {
+        b.average_window_s
+    };
+    let noise = last.variation_j2.sqrt()
+        + b.quantum_mj / 1000.0
+        + b.update_period_s.max(window) * last.edge_w;
+    ((last.counter_j - last.power_j).abs() > noise)
+        .then(|| (last.power_j / last.counter_j, noise / last.power_j))
+}
+
+/// Energy `energy_j` of a GPU whose counter drifts (see [`drift`]), re-centred
+/// between what the counter and the sampled power say, and the half-width that
+/// covers both: `(energy, extra half-width)`.
+pub fn between_counter_and_power(energy_j: f64, drift: Option<(f64, f64)>) -> (f64, f64) {
+    match drift {
+        None => (energy_j, 0.0),
+        Some((ratio, noise)) => (
+            energy_j * (1.0 + ratio) / 2.0,
+            energy_j * ((1.0 - ratio).abs() / 2.0 + noise),
+        ),
     }
 }
 
@@ -384,11 +457,12 @@ impl Stopwatch {
         indices: &[u32],
         power_interval: Duration,
     ) -> Result<Stopwatch, GpuError> {
-        let behaviours = vec![Behaviour::ASSUMED; indices.len()];
+        let behaviours = learn::learned(gpus, indices)?;
         Stopwatch::start_with(gpus, indices, &behaviours, power_interval)
     }
 
-    /// [`Stopwatch::start`] with the GPUs' behaviours given.
+    /// [`Stopwatch::start`] with the GPUs' behaviours given (a GPU without a
+    /// counter takes `power_interval` as its update period).
     pub fn start_with(
         gpus: &dyn Gpus,
         indices: &[u32],
@@ -396,7 +470,8 @@ impl Stopwatch {
         power_interval: Duration,
     ) -> Result<Stopwatch, GpuError> {
         let start = Instant::now();
-        let meter = EnergyMeter::start(gpus, indices, behaviours, Duration::ZERO)?;
+        let mut meter = EnergyMeter::start(gpus, indices, behaviours, Duration::ZERO)?;
+        meter.set_sample_period(power_interval);
         Ok(Stopwatch {
             meter,
             start,
