@@ -10,6 +10,8 @@ use crate::nvml::gpu::{GpuError, Gpus};
 pub mod learn;
 #[cfg(test)]
 mod sim;
+#[cfg(test)]
+mod through_fake;
 
 /// Default seconds between power samples on GPUs without an energy counter.
 pub const DEFAULT_POWER_INTERVAL_S: f64 = 0.1;
@@ -95,6 +97,9 @@ pub const COARSE_PERIOD_S: f64 = 0.05;
 /// on A100 and H100, Yang et al. SC24), in either direction, so the moves add as
 /// independent errors.
 pub const PART_TIME: f64 = 0.75;
+
+/// How far apart a sample's time stamp and NVML's answer may be, s.
+pub const TIMING_S: f64 = 0.001;
 
 /// Windows shorter than this many update periods are flagged.
 pub const SHORT_WINDOW_PERIODS: f64 = 3.0;
@@ -394,8 +399,9 @@ pub fn bound(
             } else {
                 b.average_window_s
             };
-            // Power reads in whole milliwatts.
-            2.0 * moved + window / 2.0 * edge_w + 0.001 * time_s
+            // Power reads in whole milliwatts, and each edge's sample is taken
+            // within a millisecond of its time stamp.
+            2.0 * moved + window / 2.0 * edge_w + 0.001 * time_s + 2.0 * TIMING_S * edge_w
         }
     }
 }
