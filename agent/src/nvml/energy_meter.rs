@@ -179,6 +179,7 @@ struct Channel {
 pub struct EnergyMeter {
     indices: Vec<u32>,
     channels: Vec<Channel>,
+    origin: Reading,
 }
 
 /// Power drawn now, W: the instantaneous field where the GPU offers it.
@@ -222,9 +223,15 @@ impl EnergyMeter {
                 },
             });
         }
+        let origin = Reading {
+            at: t,
+            energy_mj: vec![0.0; channels.len()],
+            marks: channels.iter().map(|c| c.marks).collect(),
+        };
         Ok(EnergyMeter {
             indices: indices.to_vec(),
             channels,
+            origin,
         })
     }
 
@@ -250,6 +257,11 @@ impl EnergyMeter {
     /// Per GPU, its behaviour.
     pub fn behaviours(&self) -> Vec<Behaviour> {
         self.channels.iter().map(|c| c.behaviour).collect()
+    }
+
+    /// The reading at the start (no energy yet).
+    pub fn origin(&self) -> Reading {
+        self.origin.clone()
     }
 
     /// Takes `interval` as the update period of the GPUs without a counter (how
@@ -514,6 +526,24 @@ impl Stopwatch {
     /// A reading now.
     pub fn reading(&mut self, gpus: &dyn Gpus) -> Result<Reading, GpuError> {
         self.meter.reading(gpus, self.start.elapsed())
+    }
+
+    /// A reading stamped `at` since the start (a caller that took the time
+    /// itself, or a test on a virtual clock).
+    pub fn reading_at(&mut self, gpus: &dyn Gpus, at: Duration) -> Result<Reading, GpuError> {
+        self.meter.reading(gpus, at)
+    }
+
+    /// The reading at the start (no energy yet): what a measurement since the
+    /// start begins with.
+    pub fn origin(&self) -> Reading {
+        self.meter.origin()
+    }
+
+    /// The measurement from the start to now.
+    pub fn since_start(&mut self, gpus: &dyn Gpus) -> Result<Measurement, GpuError> {
+        let end = self.reading(gpus)?;
+        Ok(self.measurement(&self.origin(), &end))
     }
 
     /// The energy between two readings of this stopwatch, with its bound.
