@@ -9,7 +9,7 @@ use crate::nvml::gpu::{GpuError, Gpus};
 
 pub mod learn;
 #[cfg(test)]
-mod sim;
+pub(crate) mod sim;
 #[cfg(test)]
 mod through_fake;
 
@@ -78,6 +78,16 @@ impl Behaviour {
         quantum_mj: 1.0,
         instant_field: false,
         average_window_s: 1.0,
+    };
+
+    /// A counter that moves every millisecond in millijoules, instantaneous
+    /// power: what the unit tests' fake GPUs, whose counters only move when a
+    /// test moves them, are taken to have.
+    pub const EXACT: Behaviour = Behaviour {
+        update_period_s: 0.001,
+        quantum_mj: 1.0,
+        instant_field: false,
+        average_window_s: 0.0,
     };
 
     /// Whether the counter is coarse enough (50 ms or more between updates, as on
@@ -523,6 +533,11 @@ impl Stopwatch {
         self.meter.sample(gpus, self.start.elapsed())
     }
 
+    /// Takes a power sample of every GPU stamped `at` since the start.
+    pub fn sample_at(&mut self, gpus: &dyn Gpus, at: Duration) -> Result<(), GpuError> {
+        self.meter.sample(gpus, at)
+    }
+
     /// A reading now.
     pub fn reading(&mut self, gpus: &dyn Gpus) -> Result<Reading, GpuError> {
         self.meter.reading(gpus, self.start.elapsed())
@@ -588,13 +603,7 @@ mod tests {
         Duration::from_millis(v)
     }
 
-    /// A counter that moves every millisecond.
-    const FINE: Behaviour = Behaviour {
-        update_period_s: 0.001,
-        quantum_mj: 1.0,
-        instant_field: false,
-        average_window_s: 0.0,
-    };
+    const FINE: Behaviour = Behaviour::EXACT;
 
     #[test]
     fn a_measurement_carries_its_bound_and_flags_a_short_window() {

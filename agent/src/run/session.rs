@@ -680,6 +680,7 @@ fn join_run(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::nvml::energy_meter::Behaviour;
     use crate::nvml::gpu::fake::FakeGpus;
     use crate::run::child::fake::FakeProcess;
     use crate::run::driver::testing::driver;
@@ -772,7 +773,9 @@ mod tests {
                 },
                 link,
                 facts: fake_facts(),
-                driver: driver(&mut FakeGpus::new(2), &INDICES),
+                // Its events come in microseconds apart: windows no meter
+                // could bound, which this loop test does not lengthen.
+                driver: driver(&mut FakeGpus::new(2), &INDICES).unguarded(),
                 profiled_here: true,
             }
         }
@@ -780,7 +783,10 @@ mod tests {
         /// The command `process` running, its events file `events.log`.
         fn running(&self, process: FakeProcess) -> Running {
             let events_path = self.dir.join("events.log");
-            let clock = Stopwatch::start(&self.gpus, &INDICES, Duration::from_millis(5)).unwrap();
+            let exact = [Behaviour::EXACT; INDICES.len()];
+            let clock =
+                Stopwatch::start_with(&self.gpus, &INDICES, &exact, Duration::from_millis(5))
+                    .unwrap();
             Running {
                 process: Box::new(process),
                 tail: Tail::create(&events_path).unwrap(),

@@ -2,8 +2,8 @@
 //! no setting: the counter is polled every millisecond until it moved a few
 //! times (at most [`PROBE_LIMIT`]), which gives its update period (the median
 //! time between moves) and its quantum (the greatest common divisor of its
-//! moves: under a perfectly steady load, where every move is the same, that is
-//! the move itself, an overestimate that only widens bounds); the power fields are asked for once. The averaging window of
+//! moves, where they differ; 1 mJ where a steady load makes them all the same);
+//! the power fields are asked for once. The averaging window of
 //! `nvmlDeviceGetPowerUsage` cannot be seen without the power changing, so it is
 //! taken as NVML documents it: 1 s where the GPU offers the averaged field (Ampere
 //! and newer), instantaneous where it does not.
@@ -87,7 +87,15 @@ impl Moves {
             Some(&median) => median + POLL.as_secs_f64(),
             None => waited_s.max(PROBE_LIMIT.as_secs_f64()),
         };
-        let quantum = self.steps_mj.iter().fold(0, |g, &s| gcd(g, s)).max(1);
+        // Moves that all are the same hide the quantum (a steady load): NVML's
+        // unit, 1 mJ, is assumed (a counter that moves a quantum at a time is
+        // then covered by its update period).
+        let quantum = match self.steps_mj.split_first() {
+            Some((first, rest)) if rest.iter().any(|s| s != first) => {
+                self.steps_mj.iter().fold(0, |g, &s| gcd(g, s)).max(1)
+            }
+            _ => 1,
+        };
         (period, quantum as f64)
     }
 }

@@ -5,7 +5,7 @@
 
 #[path = "../../../../tests/fake-nvml/src/behaviour.rs"]
 #[allow(dead_code, unreachable_pub)]
-mod model;
+pub(crate) mod model;
 
 use std::cell::{Cell, RefCell};
 use std::time::Duration;
@@ -42,7 +42,7 @@ enum Kind {
 
 /// A piecewise constant power: `(start s, W)` segments and the energy before
 /// each, mJ.
-struct Load {
+pub(crate) struct Load {
     starts: Vec<f64>,
     watts: Vec<f64>,
     before_mj: Vec<f64>,
@@ -87,6 +87,26 @@ impl Load {
     }
 }
 
+impl Load {
+    /// `watts` from time 0 on.
+    pub(crate) fn constant(watts: f64) -> Load {
+        Load {
+            starts: vec![0.0],
+            watts: vec![watts],
+            before_mj: vec![0.0],
+        }
+    }
+
+    /// `watts` from `t` on (`t` no earlier than the last change).
+    fn change(&mut self, t: f64, watts: f64) {
+        let k = self.starts.len() - 1;
+        let before = self.before_mj[k] + self.watts[k] * (t - self.starts[k]) * 1000.0;
+        self.starts.push(t);
+        self.watts.push(watts);
+        self.before_mj.push(before);
+    }
+}
+
 impl Truth for Load {
     fn energy_mj(&self, t: f64) -> f64 {
         let t = t.max(0.0);
@@ -95,23 +115,46 @@ impl Truth for Load {
     }
 }
 
-/// One simulated GPU on a virtual clock.
-struct SimGpus {
-    now: Cell<f64>,
-    load: Load,
+/// One simulated GPU on a virtual clock; with `draws`, it draws `draws(limit)`
+/// watts under each power limit it is set to (between 200 and 300 W).
+pub(crate) struct SimGpus {
+    pub(crate) now: Cell<f64>,
+    load: RefCell<Load>,
     behaviour: model::Behaviour,
     counter: Option<RefCell<model::Counter>>,
+    draws: Option<fn(u32) -> f64>,
+    limit_mw: u32,
 }
 
 impl SimGpus {
+    /// A GPU with `behaviour` (and a counter, or none) under `load`, at time 0.
+    pub(crate) fn new(behaviour: model::Behaviour, counter: bool, load: Load) -> SimGpus {
+        SimGpus {
+            now: Cell::new(0.0),
+            load: RefCell::new(load),
+            behaviour,
+            counter: counter.then(RefCell::default),
+            draws: None,
+            limit_mw: 300_000,
+        }
+    }
+
+    /// A GPU whose power follows its limit (`draws`, W at a limit in mW).
+    pub(crate) fn limited(behaviour: model::Behaviour, draws: fn(u32) -> f64) -> SimGpus {
+        let mut g = SimGpus::new(behaviour, true, Load::constant(draws(300_000)));
+        g.draws = Some(draws);
+        g
+    }
+
     fn not(&self, what: &'static str) -> GpuError {
         GpuError::NotSupported { what, index: 0 }
     }
-    fn t(&self) -> Duration {
+    pub(crate) fn t(&self) -> Duration {
         Duration::from_secs_f64(self.now.get())
     }
     fn truth_j(&self, from: f64, to: f64) -> f64 {
-        (self.load.energy_mj(to) - self.load.energy_mj(from)) / 1000.0
+        let load = self.load.borrow();
+        (load.energy_mj(to) - load.energy_mj(from)) / 1000.0
     }
 }
 
@@ -123,22 +166,30 @@ impl Gpus for SimGpus {
         Ok("Simulated GPU".into())
     }
     fn limit_constraints(&self, _: u32) -> Result<LimitConstraints, GpuError> {
-        Err(self.not("read the limits"))
+        Ok(LimitConstraints {
+            min_mw: 200_000,
+            max_mw: 300_000,
+        })
     }
     fn power_limit(&self, _: u32) -> Result<u32, GpuError> {
-        Err(self.not("read the limit"))
+        Ok(self.limit_mw)
     }
-    fn set_power_limit(&mut self, _: u32, _: u32) -> Result<(), GpuError> {
-        Err(self.not("set the limit"))
+    fn set_power_limit(&mut self, _: u32, limit_mw: u32) -> Result<(), GpuError> {
+        let draws = self.draws.ok_or(self.not("set the limit"))?;
+        self.limit_mw = limit_mw;
+        self.load.get_mut().change(self.now.get(), draws(limit_mw));
+        Ok(())
     }
     fn power_usage(&self, _: u32) -> Result<u32, GpuError> {
-        Ok(self.behaviour.average_mw(&self.load, self.now.get()) as u32)
+        Ok(self
+            .behaviour
+            .average_mw(&*self.load.borrow(), self.now.get()) as u32)
     }
     fn total_energy(&self, _: u32) -> Result<u64, GpuError> {
         let c = self.counter.as_ref().ok_or(self.not("read the counter"))?;
         let mj = c
             .borrow_mut()
-            .read_mj(&self.behaviour, &self.load, self.now.get());
+            .read_mj(&self.behaviour, &*self.load.borrow(), self.now.get());
         Ok(mj as u64)
     }
     fn uuid(&self, _: u32) -> Result<String, GpuError> {
@@ -158,14 +209,16 @@ impl Gpus for SimGpus {
             return Ok(PowerFields::default());
         }
         let t = self.now.get();
+        let load = self.load.borrow();
         Ok(PowerFields {
-            instant_mw: Some(self.behaviour.instant_mw(&self.load, t) as u32),
-            average_mw: Some(self.behaviour.average_mw(&self.load, t) as u32),
+            instant_mw: Some(self.behaviour.instant_mw(&*load, t) as u32),
+            average_mw: Some(self.behaviour.average_mw(&*load, t) as u32),
         })
     }
 }
 
-struct SimClock<'a>(&'a SimGpus);
+/// The virtual clock of a [`SimGpus`].
+pub(crate) struct SimClock<'a>(pub(crate) &'a SimGpus);
 
 impl Clock for SimClock<'_> {
     fn now(&self) -> Duration {
@@ -206,12 +259,8 @@ const SAMPLE: f64 = 0.1;
 /// One window of `len` seconds under `kind`, measured on a fresh GPU.
 fn window(b: model::Behaviour, counter: bool, kind: Kind, len: f64, rng: &mut Rng, s: &mut Stats) {
     let lead = rng.uniform(0.5, 3.0);
-    let gpu = SimGpus {
-        now: Cell::new(rng.uniform(0.0, 1.0)),
-        load: Load::random(kind, lead + len + 5.0, rng),
-        behaviour: b,
-        counter: counter.then(RefCell::default),
-    };
+    let gpu = SimGpus::new(b, counter, Load::random(kind, lead + len + 5.0, rng));
+    gpu.now.set(rng.uniform(0.0, 1.0));
     let behaviours = probe(&gpu, &[0], &mut SimClock(&gpu)).unwrap();
     let mut meter = EnergyMeter::start(&gpu, &[0], &behaviours, gpu.t()).unwrap();
     meter.set_sample_period(Duration::from_secs_f64(SAMPLE));
@@ -267,16 +316,9 @@ fn window(b: model::Behaviour, counter: bool, kind: Kind, len: f64, rng: &mut Rn
 }
 
 fn gpu(b: model::Behaviour, counter: bool, watts: f64) -> SimGpus {
-    SimGpus {
-        now: Cell::new(3.0),
-        load: Load {
-            starts: vec![0.0],
-            watts: vec![watts],
-            before_mj: vec![0.0],
-        },
-        behaviour: b,
-        counter: counter.then(RefCell::default),
-    }
+    let g = SimGpus::new(b, counter, Load::constant(watts));
+    g.now.set(3.0);
+    g
 }
 
 #[test]
