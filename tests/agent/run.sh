@@ -51,6 +51,10 @@ if [ "$#" -eq 0 ] || [[ " $* " == *" meter "* ]]; then
         rm -f "$log"
     done
 fi
+# The read-only real-GPU check, on the fake NVML, so it cannot rot.
+if [ "$#" -eq 0 ] || [[ " $* " == *" gpu-check "* ]]; then
+    bash tests/gpu/run.sh --fake || rc=1
+fi
 python3 tests/agent/e2e.py "$@" || rc=1
 # A run across hosts: three agents, three fake hosts of 8 GPUs, one server.
 python3 tests/agent/multihost.py "$@" || rc=1

@@ -41,6 +41,9 @@ pub struct GpuEnergy {
     pub uncertainty_j: f64,
     /// How it was measured.
     pub energy_source: EnergySource,
+    /// How often its energy counter was found to move, s (a GPU without one:
+    /// how often its power was sampled).
+    pub update_period_s: f64,
 }
 
 /// The measurement of a command.
@@ -143,6 +146,7 @@ pub fn measure(
     let agent_cpu_s = own_cpu_seconds() - cpu_start;
     let m = clock.since_start(gpus)?;
     let time_s = m.time_s;
+    let behaviours = clock.behaviours();
     let mut per_gpu = Vec::with_capacity(indices.len());
     for (k, &index) in indices.iter().enumerate() {
         per_gpu.push(GpuEnergy {
@@ -151,6 +155,7 @@ pub fn measure(
             energy_j: m.energy_j[k],
             uncertainty_j: m.uncertainty_j[k],
             energy_source: m.sources[k],
+            update_period_s: behaviours[k].update_period_s,
         });
     }
     Ok(Measurement {
@@ -220,6 +225,7 @@ mod tests {
                     energy_j: 200.0,
                     uncertainty_j: 0.5,
                     energy_source: EnergySource::Counter,
+                    update_period_s: 0.1,
                 },
                 GpuEnergy {
                     index: 5,
@@ -227,6 +233,7 @@ mod tests {
                     energy_j: 300.0,
                     uncertainty_j: 1.0,
                     energy_source: EnergySource::Sampled,
+                    update_period_s: 0.1,
                 },
             ],
             average_power_w: 250.0,
