@@ -1,7 +1,10 @@
 //! The energy of a run's GPUs since a start: NVML's total energy counter where a
 //! GPU has one (Volta and newer), else its power draw sampled every
 //! `--power-interval` and integrated with the trapezoid rule (older GPUs, where
-//! NVML answers "not supported" for the counter). Each figure says which it used.
+//! NVML answers "not supported" for the counter). Each figure says which it used,
+//! and carries its bound ([`Measurement`], [`bound`]), derived from what was
+//! learned of the GPU once per process ([`learn`]) and the power samples taken
+//! between readings.
 
 use std::time::{Duration, Instant};
 
@@ -12,6 +15,13 @@ pub mod learn;
 pub(crate) mod sim;
 #[cfg(test)]
 mod through_fake;
+
+/// A stopwatch moves to a sampler thread (the Python extension keeps one behind
+/// a mutex): this fails to compile if it stops being `Send`.
+const _: fn() = || {
+    fn send<T: Send>() {}
+    send::<Stopwatch>();
+};
 
 /// Default seconds between power samples on GPUs without an energy counter.
 pub const DEFAULT_POWER_INTERVAL_S: f64 = 0.1;
