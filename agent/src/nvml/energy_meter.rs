@@ -129,7 +129,8 @@ pub const SHORT_WINDOW_PERIODS: f64 = 3.0;
 pub struct Marks {
     /// Sampled power integrated (trapezoids), J.
     pub power_j: f64,
-    /// Sum over sample intervals of `(min(dt, period) * |Δpower|)²`, J²: how much
+    /// Sum over samples of `(span * |Δpower|)²`, J² (the span: a counter's update
+    /// period, else the sample interval): how much
     /// power moved between samples, where a counter or the samples may miss it.
     pub variation_j2: f64,
     /// The higher of the last two power samples, W (the power near this edge).
@@ -305,10 +306,11 @@ impl EnergyMeter {
             }
             let dt = now_s - c.last_s;
             c.marks.power_j += (c.last_w + w) / 2.0 * dt;
-            // A counter misses at most one update period of a move; samples miss
-            // up to the whole interval.
+            // A part-time sensor may miss up to one update period of a move,
+            // however often it is sampled (a move shows once, when its period
+            // is sampled); samples miss up to the whole interval.
             let span = match c.start_mj {
-                Some(_) => dt.min(c.behaviour.update_period_s),
+                Some(_) => c.behaviour.update_period_s,
                 None => dt,
             };
             let moved = span * (w - c.last_w).abs();
