@@ -1,11 +1,9 @@
 //! The meter in virtual time against a simulated GPU with the fake NVML's
-//! behaviours (the same model: `tests/fake-nvml/src/behaviour.rs`): learning,
+//! behaviours (the same model: the `gpu-model` crate, tests/gpu-model): learning,
 //! sampling and bounds over randomized windows under constant, stepping and
 //! bursty loads, in seconds.
 
-#[path = "../../../../tests/fake-nvml/src/behaviour.rs"]
-#[allow(dead_code, unreachable_pub)]
-pub(crate) mod model;
+pub(crate) use gpu_model as model;
 
 use std::cell::{Cell, RefCell};
 use std::time::Duration;

@@ -1,7 +1,7 @@
 //! What a GPU's sensor, energy counter and power readings make of the power it
 //! really draws: the measurement behaviours of real GPUs (issue 23), as a pure
 //! model over a ground truth. The fake NVML answers through it, and the agent's
-//! meter tests drive the same model in virtual time (they include this file), so
+//! meter tests drive the same model in virtual time (a dev-dependency of the agent), so
 //! both see one set of behaviours.
 //!
 //! Times are seconds on the caller's clock, energy mJ, power mW.
