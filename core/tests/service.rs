@@ -286,3 +286,45 @@ fn jobs_of_one_workload_share_what_they_learned_through_the_store() {
         .unwrap()
         .is_none());
 }
+
+#[test]
+fn a_hostile_workload_document_is_ignored_then_replaced() {
+    use wattwise_core::policy::shared::{Contribution, EpochStats, SharedEpochs, WorkloadState};
+    let mut h = Harness::new();
+    let bad = EpochStats {
+        runs: 1,
+        successes: 5,
+        mean: f64::NAN,
+        m2: -1.0,
+    };
+    let hostile = WorkloadState {
+        workload: "wl".into(),
+        jobs: (0..100)
+            .map(|k| Contribution {
+                job_id: format!("j{k}"),
+                epochs: SharedEpochs {
+                    sizes: vec![(32, bad), (16, bad)],
+                },
+                ..Contribution::default()
+            })
+            .collect(),
+        ..WorkloadState::default()
+    };
+    let saved = pollster::block_on(h.service.store().save_workload("wl", &hostile, None)).unwrap();
+    assert_eq!(saved, wattwise_core::service::Saved::Ok);
+    h.call(
+        "POST",
+        "/jobs",
+        &workload_spec("wl-h", Some("wl")).to_string(),
+    );
+    run_once(&mut h, "wl-h");
+    let (_, s) = h.call("GET", "/jobs/wl-h/summary", "");
+    // Nothing of it was reused, and the job's own run replaced it.
+    assert_eq!(s["sharing"]["from"], json!([]), "{s}");
+    let stored = pollster::block_on(h.service.store().load_workload("wl"))
+        .unwrap()
+        .unwrap();
+    assert!(stored.state.is_sane());
+    assert_eq!(stored.version, 2);
+    assert_eq!(stored.state.jobs.len(), 1);
+}
