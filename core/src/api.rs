@@ -8,6 +8,7 @@
 use crate::field_error::FieldError;
 use crate::job::JobState;
 use crate::optimizer::OptimizerError;
+use crate::policy::shared::WorkloadState;
 use crate::spec::JobSpec;
 use crate::trial::Trial;
 use crate::wire::{
@@ -196,9 +197,43 @@ pub fn predict(
     current: Option<&JobState>,
     ctx: Ctx,
 ) -> Result<Outcome<TrialId>, ApiError> {
+    predict_shared(job_id, current, None, ctx)
+}
+
+/// [`predict`] for a job whose workload's shared document is `workload` (read by
+/// the host from its store): the job first takes what the workload's other jobs
+/// taught ([`JobState::share_workload`]).
+pub fn predict_shared(
+    job_id: &str,
+    current: Option<&JobState>,
+    workload: Option<&WorkloadState>,
+    ctx: Ctx,
+) -> Result<Outcome<TrialId>, ApiError> {
     let mut state = loaded(job_id, current)?.clone();
+    if let Some(w) = workload {
+        state.share_workload(w);
+    }
     let trial = state.predict(ctx.now_ms)?;
     Ok(Outcome::put(trial, state))
+}
+
+/// The workload document after job `state` taught it (`None` when it has nothing
+/// new: the document already holds as many of the job's runs). `current` is the
+/// stored document, if any.
+pub fn teach_workload(
+    state: &JobState,
+    current: Option<&WorkloadState>,
+    now_ms: i64,
+) -> Option<WorkloadState> {
+    let name = state.shared_workload()?;
+    let taught = state.taught()?;
+    let mut doc = match current {
+        Some(d) if d.workload == name && d.is_sane() => d.clone(),
+        // A document that is not this workload's or not sane is started afresh.
+        _ => WorkloadState::new(name),
+    };
+    doc.absorb(state.job_id(), state.created_ms(), now_ms, taught)
+        .then_some(doc)
 }
 
 /// `POST /report`: keep training (no write) or record the result.

@@ -227,6 +227,20 @@ mod tests {
             all.push(all[0].clone());
             Ok(all)
         }
+        async fn load_workload(
+            &self,
+            workload: &str,
+        ) -> Result<Option<crate::store::StoredWorkload>, Self::Error> {
+            self.0.load_workload(workload).await
+        }
+        async fn save_workload(
+            &self,
+            workload: &str,
+            state: &crate::policy::shared::WorkloadState,
+            expected: Option<u64>,
+        ) -> Result<crate::store::Saved, Self::Error> {
+            self.0.save_workload(workload, state, expected).await
+        }
     }
 
     fn block_on<F: std::future::Future>(f: F) -> F::Output {

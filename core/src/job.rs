@@ -99,6 +99,8 @@ impl JobState {
     pub fn new(job_id: String, params: JobParams, entropy: u64, now_ms: i64) -> JobState {
         let rng = JobRng::from_seed(params.mab_seed.unwrap_or(entropy));
         let (params_policy, n) = (params.policy, params.batch_sizes.len());
+        // A job that names its workload keeps what its runs teach the workload's other jobs.
+        let teaches = params.workload.is_some();
         let batch_sizes = params
             .batch_sizes
             .iter()
@@ -124,7 +126,10 @@ impl JobState {
             recent_trials: Vec::new(),
             rng,
             profiles: Vec::new(),
-            wattwise: (params_policy == Policy::Wattwise).then(|| WattwiseState::new(n)),
+            wattwise: (params_policy == Policy::Wattwise).then(|| WattwiseState {
+                taught: teaches.then(Default::default),
+                ..WattwiseState::new(n)
+            }),
             runs: Runs::default(),
             past_runs: PastRuns::default(),
             totals: Totals::default(),

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::api::ApiError;
 use crate::field_error::FieldError;
 use crate::job::{JobState, Stage};
+use crate::policy::shared::total_runs;
 use crate::power::{self, PowerLimitMeasurement, Selector};
 use crate::trial::{Totals, TrialStatus};
 use crate::wire::Phase;
@@ -55,6 +56,54 @@ pub struct JobSummary {
     /// What the job saved against its default batch size; `None` until a run at
     /// the default batch size that reached the target is in the document.
     pub savings: Option<Savings>,
+    /// The workload the job names (absent when it names none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workload: Option<String>,
+    /// What the job shares with the other jobs of its workload (absent for a job
+    /// that shares nothing: no workload, or Zeus's policy).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sharing: Option<Sharing>,
+}
+
+/// What a job of a workload reused from the workload's other jobs, and taught them.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Sharing {
+    /// The jobs whose runs it started from, most recent first (jobs folded
+    /// together in the workload's document are not named).
+    pub from: Vec<String>,
+    /// The other jobs' runs it started from, over every batch size.
+    pub reused_runs: u64,
+    /// The batch sizes those runs covered.
+    pub reused_batch_sizes: Vec<u32>,
+    /// Batch sizes it probed for one epoch instead of running to the target.
+    pub probed: Vec<u32>,
+    /// Its own runs disagreed with the others': it dropped what they taught and
+    /// explores as a job of its own.
+    pub dropped: bool,
+    /// Its own runs the workload's other jobs learn from.
+    pub taught_runs: u64,
+}
+
+impl Sharing {
+    /// The sharing of a stored document, when the job shares its workload.
+    pub fn of(state: &JobState) -> Option<Sharing> {
+        state.shared_workload()?;
+        let taught_runs = state.taught().map_or(0, total_runs);
+        let Some(warm) = state.warm_start() else {
+            return Some(Sharing {
+                taught_runs,
+                ..Sharing::default()
+            });
+        };
+        Some(Sharing {
+            from: warm.from.clone(),
+            reused_runs: total_runs(&warm.shared),
+            reused_batch_sizes: warm.shared.sizes.iter().map(|(bs, _)| *bs).collect(),
+            probed: warm.probed.clone(),
+            dropped: warm.distrust,
+            taught_runs,
+        })
+    }
 }
 
 /// What a job saved against running every finished run at its default batch
@@ -172,6 +221,8 @@ impl JobSummary {
             open_trials: open,
             totals,
             savings: Savings::of(state),
+            workload: params.workload.clone(),
+            sharing: Sharing::of(state),
         }
     }
 }

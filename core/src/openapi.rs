@@ -63,6 +63,24 @@ fn savings_schema() -> Value {
     })
 }
 
+/// What a wattwise job that names a workload shares with the workload's other jobs.
+fn sharing_schema() -> Value {
+    let sizes = json!({"type": "array", "items": {"type": "integer"}});
+    json!({
+        "type": "object",
+        "description": "What a wattwise job that names its workload reused of the workload's other jobs on this endpoint (their epochs to target per batch size; its time and power stay its own), and what it taught them. Absent for a job that shares nothing.",
+        "required": ["from", "reused_runs", "reused_batch_sizes", "probed", "dropped", "taught_runs"],
+        "properties": {
+            "from": {"type": "array", "items": {"type": "string"}, "description": "The jobs whose runs it started from, most recent first"},
+            "reused_runs": described("integer", "The other jobs' runs it started from, over every batch size"),
+            "reused_batch_sizes": sizes.clone(),
+            "probed": {"type": "array", "items": {"type": "integer"}, "description": "Batch sizes probed for one epoch instead of run to the target"},
+            "dropped": described("boolean", "Its own runs disagreed with the others': it dropped what they taught and explores on its own"),
+            "taught_runs": described("integer", "Its own runs the workload's other jobs learn from")
+        }
+    })
+}
+
 /// JobSummary's `savings`: a Savings, or null.
 fn savings_property() -> Value {
     json!({"allOf": [schema_ref("Savings")], "nullable": true, "description": "What the job saved against its default batch size; null until a run at the default batch size that reached the target is among the recent trials"})
@@ -141,7 +159,7 @@ fn schemas() -> Value {
                 "number_of_gpus": {"type": "integer", "minimum": 1},
                 "gpu_model": {"type": "string", "minLength": 1, "maxLength": 128},
                 "policy": {"type": "string", "enum": ["zeus", "wattwise"], "default": "zeus", "description": "The batch size policy: \"zeus\" (Zeus: pruning, then Thompson sampling; what a spec without the field runs, as Zeus's client sends it; omitted from the echo) or \"wattwise\" (wattwise's: local search with cost-aware stopping; the default of a `wattwise run` job file, as it saves against the default where Zeus can cost more)"},
-                "workload": {"type": "string", "minLength": 1, "maxLength": 128, "pattern": "^[A-Za-z0-9._:-]+$", "description": "The workload the job trains (a wattwise addition, absent for Zeus's client): stored and echoed; the simulator warm-starts a wattwise job from what jobs of the same workload learned on other GPUs, an endpoint does not share across jobs yet"}
+                "workload": {"type": "string", "minLength": 1, "maxLength": 128, "pattern": "^[A-Za-z0-9._:-]+$", "description": "The workload the job trains (a wattwise addition, absent for Zeus's client). The wattwise jobs of one workload on this endpoint share what their runs taught about epochs to target per batch size (with its spread): a job starts from the others' knowledge and its own GPU's power profiles, and drops the knowledge when its own runs disagree. A Zeus job stores and echoes it only."}
             }
         },
         "TrialId": {
@@ -314,10 +332,13 @@ fn schemas() -> Value {
                 "trials": described("integer", "Trials dispatched so far"),
                 "open_trials": described("integer", "Trials waiting for a result"),
                 "totals": schema_ref("Totals"),
-                "savings": savings_property()
+                "savings": savings_property(),
+                "workload": described("string", "The workload the job names; absent when it names none"),
+                "sharing": schema_ref("Sharing")
             }
         },
         "Savings": savings_schema(),
+        "Sharing": sharing_schema(),
         "JobPage": {
             "type": "object", "required": ["jobs", "next_cursor"],
             "properties": {

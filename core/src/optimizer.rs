@@ -7,7 +7,7 @@ use crate::bandit::{self, ArmState};
 use crate::explore::{self, Exploration, ExplorationOutcome, NoConvergedBatchSize, Pruning};
 use crate::field_error::FieldError;
 use crate::job::{JobState, Stage};
-use crate::policy::shared::SharedEpochs;
+use crate::policy::shared::{SharedEpochs, WorkloadState};
 use crate::policy::{warm, wattwise, Policy};
 use crate::spec::{finite_in, JobParams, MAX_ENERGY_JOULES, MAX_TIME_SECONDS};
 use crate::trial::{RunResult, Trial, TrialStatus, TrialType};
@@ -174,6 +174,38 @@ impl JobState {
             Some(old) => old.shared = fresh.shared,
             None => w.warm = Some(fresh),
         }
+    }
+
+    /// Shares with this job what the other jobs of its workload taught, as the
+    /// workload's document holds it ([`WorkloadState::others`]): the jobs' runs
+    /// pooled, and which jobs those are. Nothing changes for a job that names no
+    /// workload, a Zeus job, or when no other job's run reached the target yet.
+    pub fn share_workload(&mut self, workload: &WorkloadState) {
+        if self.shared_workload() != Some(workload.workload.as_str()) || !workload.is_sane() {
+            return;
+        }
+        let (shared, from) = workload.others(&self.job_id);
+        if !shared.any_success() {
+            return;
+        }
+        self.share(&shared);
+        if let Some(warm) = self.wattwise.as_mut().and_then(|w| w.warm.as_mut()) {
+            if !warm.distrust {
+                warm.from = from;
+            }
+        }
+    }
+
+    /// The workload whose knowledge this job shares: its `workload` when it runs
+    /// the wattwise policy (which learns from and teaches it), else `None`.
+    pub fn shared_workload(&self) -> Option<&str> {
+        self.wattwise.as_ref()?.taught.as_ref()?;
+        self.params.workload.as_deref()
+    }
+
+    /// What this job's own runs taught its workload, when it names one.
+    pub fn taught(&self) -> Option<&SharedEpochs> {
+        self.wattwise.as_ref()?.taught.as_ref()
     }
 
     /// The warm start's state, when the job has one.
@@ -442,6 +474,13 @@ impl JobState {
             if let (Some(n), Ok(i)) = (note, i) {
                 if !n.probe {
                     warm::note_run(w, i, n.epochs, result.converged, n.censored, batch_size);
+                }
+            }
+            // What the workload's other jobs learn from this one: runs that reached
+            // the target or ran to the end (a run stopped early says too little).
+            if let (Some(n), Some(taught)) = (note, &mut w.taught) {
+                if !n.probe && !n.censored {
+                    taught.push(batch_size, f64::from(n.epochs), result.converged);
                 }
             }
         }

@@ -18,12 +18,13 @@ use crate::field_error::FieldError;
 use crate::job::JobState;
 use crate::listing::{self, JobPage, JobSummary};
 use crate::multihost;
+use crate::policy::shared::WorkloadState;
 use crate::retry::Backoff;
 use crate::route::{self, Endpoint, JobIn};
 use crate::runs::{HostCall, HostMessage, HostProfile, HostReport, JoinRun};
 use crate::spec::JobSpec;
 pub use crate::store::{
-    ListCursor, Listed, MemoryStore, MemoryStoreError, Saved, Store, Stored, Write,
+    ListCursor, Listed, MemoryStore, MemoryStoreError, Saved, Store, Stored, StoredWorkload, Write,
 };
 use crate::wire::{PowerProfile, TrainingResult, TrialId};
 
@@ -450,7 +451,9 @@ impl<S: Store> Service<S> {
             Endpoint::NextTrial => {
                 let job_id = required_job_id(req.query)?;
                 let trial = self
-                    .transact(&job_id, env, |cur, ctx| api::predict(&job_id, cur, ctx))
+                    .transact_shared(&job_id, env, true, |cur, workload, ctx| {
+                        api::predict_shared(&job_id, cur, workload, ctx)
+                    })
                     .await?;
                 Ok(Response::json(200, &trial.body))
             }
@@ -544,34 +547,98 @@ impl<S: Store> Service<S> {
         env: &mut impl HostEnv,
         call: impl Fn(Option<&JobState>, Ctx) -> Result<Outcome<T>, ApiError>,
     ) -> Result<Outcome<T>, ApiError> {
+        self.transact_shared(job_id, env, false, |cur, _, ctx| call(cur, ctx))
+            .await
+    }
+
+    /// [`Service::transact`], also reading the job's workload document for the
+    /// call when `read_workload` (a job that names no workload reads nothing more).
+    /// A workload document that cannot be read is left out: the job decides
+    /// without it. After the job's write, what the job taught goes to its
+    /// workload's document ([`Service::teach`]).
+    async fn transact_shared<T>(
+        &self,
+        job_id: &str,
+        env: &mut impl HostEnv,
+        read_workload: bool,
+        call: impl Fn(Option<&JobState>, Option<&WorkloadState>, Ctx) -> Result<Outcome<T>, ApiError>,
+    ) -> Result<Outcome<T>, ApiError> {
         let store_err = |e: S::Error| ApiError::Unavailable(format!("store: {e}"));
         let ctx = Ctx {
             now_ms: env.now_ms(),
             entropy: env.entropy(),
         };
         let call = &call;
-        self.until_stored(job_id, env, move || async move {
-            let stored = self.load(job_id).await?;
-            let (state, version) = match stored {
-                Some(s) => (Some(s.state), Some(s.version)),
-                None => (None, None),
-            };
-            let out = call(state.as_ref(), ctx)?;
-            let saved = match (&out.change, version) {
-                (Change::Keep, _) => Saved::Ok,
-                (Change::Put(new), _) => self
+        let out = self
+            .until_stored(job_id, env, move || async move {
+                let stored = self.load(job_id).await?;
+                let (state, version) = match stored {
+                    Some(s) => (Some(s.state), Some(s.version)),
+                    None => (None, None),
+                };
+                let workload = match state.as_ref().and_then(JobState::shared_workload) {
+                    Some(name) if read_workload => self
+                        .store
+                        .load_workload(name)
+                        .await
+                        .ok()
+                        .flatten()
+                        .map(|s| s.state),
+                    _ => None,
+                };
+                let out = call(state.as_ref(), workload.as_ref(), ctx)?;
+                let saved = match (&out.change, version) {
+                    (Change::Keep, _) => Saved::Ok,
+                    (Change::Put(new), _) => self
+                        .store
+                        .save(job_id, Write::new(new, version, &out.archive))
+                        .await
+                        .map_err(store_err)?,
+                    (Change::Delete, Some(v)) => {
+                        self.store.delete(job_id, v).await.map_err(store_err)?
+                    }
+                    (Change::Delete, None) => Saved::Conflict,
+                };
+                Ok((saved == Saved::Ok).then_some(out))
+            })
+            .await?;
+        if let Change::Put(state) = &out.change {
+            self.teach(state, ctx.now_ms, env).await;
+        }
+        Ok(out)
+    }
+
+    /// Brings the workload document of job `state` up to date with what the job's
+    /// runs taught ([`api::teach_workload`]): one read, and a write only when the
+    /// job has runs the document lacks. Best effort: the job's document keeps its
+    /// whole knowledge, so a write lost here is made good by the job's next one,
+    /// and the job's own answer never waits on its workload.
+    async fn teach(&self, state: &JobState, now_ms: i64, env: &mut impl HostEnv) {
+        let Some(name) = state.shared_workload() else {
+            return;
+        };
+        if state.taught().is_none_or(|t| t.sizes.is_empty()) {
+            return;
+        }
+        let store_err = |e: S::Error| ApiError::Unavailable(format!("store: {e}"));
+        let _ = self
+            .until_stored(name, env, move || async move {
+                let stored = self.store.load_workload(name).await.map_err(store_err)?;
+                let (current, version) = match stored {
+                    Some(s) => (Some(s.state), Some(s.version)),
+                    None => (None, None),
+                };
+                let Some(doc) = api::teach_workload(state, current.as_ref(), now_ms) else {
+                    return Ok(Some(()));
+                };
+                let saved = self
                     .store
-                    .save(job_id, Write::new(new, version, &out.archive))
+                    .save_workload(name, &doc, version)
                     .await
-                    .map_err(store_err)?,
-                (Change::Delete, Some(v)) => {
-                    self.store.delete(job_id, v).await.map_err(store_err)?
-                }
-                (Change::Delete, None) => Saved::Conflict,
-            };
-            Ok((saved == Saved::Ok).then_some(out))
-        })
-        .await
+                    .map_err(store_err)?;
+                Ok((saved == Saved::Ok).then_some(()))
+            })
+            .await;
     }
 
     /// `DELETE /jobs`: by the stored version alone, so a job whose document no

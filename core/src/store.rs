@@ -11,6 +11,7 @@ use std::sync::Mutex;
 use crate::api::ApiError;
 use crate::field_error::FieldError;
 use crate::job::JobState;
+use crate::policy::shared::WorkloadState;
 use crate::trial::Trial;
 
 /// A stored job document and its version.
@@ -18,6 +19,15 @@ use crate::trial::Trial;
 pub struct Stored {
     /// The document.
     pub state: JobState,
+    /// Its version: 1 when created, +1 per write.
+    pub version: u64,
+}
+
+/// A stored workload document ([`WorkloadState`]) and its version.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StoredWorkload {
+    /// The document.
+    pub state: WorkloadState,
     /// Its version: 1 when created, +1 per write.
     pub version: u64,
 }
@@ -75,6 +85,13 @@ pub enum Saved {
 /// - **A job created again starts clean.** A store whose delete is not atomic
 ///   (archived trials may outlive a failed purge) clears the job's archived trials
 ///   when it creates the job, so a new job never sees an old job's trials.
+/// - **Workloads.** A workload's shared document ([`WorkloadState`], what the jobs
+///   naming that workload taught each other; bounded) is kept apart from every job,
+///   under its workload name, with the job documents' version rules: 1 when
+///   created, +1 per write, `save_workload` with `None` creates it once and with
+///   `Some(v)` replaces it only at version `v`, else Conflict, writing nothing.
+///   Deleting a job leaves it (what the job taught stays the workload's), and a
+///   workload name never reads a job's document nor a job id a workload's.
 pub trait Store {
     /// The store's error.
     type Error: std::fmt::Display;
@@ -91,6 +108,19 @@ pub trait Store {
         &self,
         job_id: &str,
         expected_version: u64,
+    ) -> impl Future<Output = Result<Saved, Self::Error>>;
+    /// Loads a workload's shared document.
+    fn load_workload(
+        &self,
+        workload: &str,
+    ) -> impl Future<Output = Result<Option<StoredWorkload>, Self::Error>>;
+    /// Writes a workload's shared document if its version is as expected (`None`
+    /// creates it).
+    fn save_workload(
+        &self,
+        workload: &str,
+        state: &WorkloadState,
+        expected_version: Option<u64>,
     ) -> impl Future<Output = Result<Saved, Self::Error>>;
     /// The job's archived trials, in any order.
     fn archived_trials(
@@ -251,6 +281,7 @@ impl ListCursor {
 #[derive(Default)]
 pub struct MemoryStore {
     jobs: Mutex<HashMap<String, Stored>>,
+    workloads: Mutex<HashMap<String, StoredWorkload>>,
     archive: Mutex<HashMap<String, BTreeMap<u64, Trial>>>,
 }
 
@@ -308,6 +339,36 @@ impl Store for MemoryStore {
             .lock()
             .map_err(|_| MemoryStoreError)?
             .remove(job_id);
+        Ok(Saved::Ok)
+    }
+
+    async fn load_workload(&self, workload: &str) -> Result<Option<StoredWorkload>, Self::Error> {
+        Ok(self
+            .workloads
+            .lock()
+            .map_err(|_| MemoryStoreError)?
+            .get(workload)
+            .cloned())
+    }
+
+    async fn save_workload(
+        &self,
+        workload: &str,
+        state: &WorkloadState,
+        expected_version: Option<u64>,
+    ) -> Result<Saved, Self::Error> {
+        let mut all = self.workloads.lock().map_err(|_| MemoryStoreError)?;
+        if all.get(workload).map(|s| s.version) != expected_version {
+            return Ok(Saved::Conflict);
+        }
+        let version = expected_version.unwrap_or(0) + 1;
+        all.insert(
+            workload.to_string(),
+            StoredWorkload {
+                state: state.clone(),
+                version,
+            },
+        );
         Ok(Saved::Ok)
     }
 

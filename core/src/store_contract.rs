@@ -10,7 +10,8 @@
 
 use crate::api::{self, Change, Ctx};
 use crate::job::JobState;
-use crate::service::{Saved, Store, Stored, Write};
+use crate::policy::shared::{SharedEpochs, WorkloadState};
+use crate::service::{Saved, Store, Stored, StoredWorkload, Write};
 use crate::spec::JobSpec;
 use crate::trial::{RunResult, Trial, TrialStatus, TrialType};
 use crate::wire::TrainingResult;
@@ -31,7 +32,7 @@ impl std::fmt::Display for Violation {
 }
 
 /// The names of the checks [`check`] runs, in order.
-pub const CHECKS: [&str; 9] = [
+pub const CHECKS: [&str; 10] = [
     "unknown job",
     "create once",
     "replace by version",
@@ -41,6 +42,7 @@ pub const CHECKS: [&str; 9] = [
     "a job created again starts with no trials",
     "documents round-trip",
     "the job list is newest first and leaves deleted jobs out",
+    "a workload's document is versioned like a job's and kept apart from jobs",
 ];
 
 /// A job document with trials in it (a registration, three runs and their
@@ -341,6 +343,7 @@ async fn run_one<S: Store>(store: &S, check: usize, job: &str) -> Result<(), Str
             })
         }
         8 => list_check(store, job).await,
+        9 => workload_check(store, job).await,
         _ => {
             // The richest document the sample makes, and one with every optional part.
             want(!a.trials().is_empty(), || {
@@ -353,6 +356,88 @@ async fn run_one<S: Store>(store: &S, check: usize, job: &str) -> Result<(), Str
             })
         }
     }
+}
+
+/// A workload document with runs of two jobs in it (exact binary fractions, so
+/// it reads back equal through any JSON).
+pub fn sample_workload(name: &str, runs: u32) -> WorkloadState {
+    let mut doc = WorkloadState::new(name);
+    for (k, job) in ["a", "b"].iter().enumerate() {
+        let mut taught = SharedEpochs::default();
+        for r in 0..runs {
+            // Equal epochs per job: every mean and spread is exact in any JSON.
+            taught.push(16, 4.0 + 2.0 * k as f64, r % 2 == 0);
+            taught.push(32, 6.0, k == 0);
+        }
+        doc.absorb(job, 1_000 + k as i64, 2_000 + i64::from(runs), &taught);
+    }
+    doc
+}
+
+async fn load_workload<S: Store>(store: &S, name: &str) -> Result<Option<StoredWorkload>, String> {
+    store
+        .load_workload(name)
+        .await
+        .map_err(|e| format!("load_workload: {e}"))
+}
+
+async fn save_workload<S: Store>(
+    store: &S,
+    name: &str,
+    doc: &WorkloadState,
+    expected: Option<u64>,
+) -> Result<Saved, String> {
+    store
+        .save_workload(name, doc, expected)
+        .await
+        .map_err(|e| format!("save_workload: {e}"))
+}
+
+/// The workload rule: unknown, created once, replaced by version, and apart from
+/// a job of the same name (which neither reads it nor takes it away when deleted).
+async fn workload_check<S: Store>(store: &S, name: &str) -> Result<(), String> {
+    let (one, two) = (sample_workload(name, 1), sample_workload(name, 3));
+    let got = load_workload(store, name).await?;
+    want(got.is_none(), || {
+        format!("an unknown workload loads as {got:?}")
+    })?;
+    // A job of the same name: its document is not the workload's.
+    let job = sample_state(name, 1)?;
+    save(store, name, &job, None, &[]).await?;
+    want(load_workload(store, name).await?.is_none(), || {
+        "a job's document loads as the workload of its name".into()
+    })?;
+    let s = save_workload(store, name, &one, None).await?;
+    answers(s, Saved::Ok, "a workload's create")?;
+    let got = load_workload(store, name).await?;
+    want(
+        got.as_ref().map(|s| (s.version, &s.state)) == Some((1, &one)),
+        || format!("a created workload reads back as {got:?}"),
+    )?;
+    unchanged(store, name, 1, job, "workload write (the job of its name)").await?;
+    let s = save_workload(store, name, &two, None).await?;
+    answers(s, Saved::Conflict, "a workload's second create")?;
+    let s = save_workload(store, name, &two, Some(1)).await?;
+    answers(s, Saved::Ok, "a workload's replace at the stored version")?;
+    for stale in [1, 7] {
+        let s = save_workload(store, name, &one, Some(stale)).await?;
+        answers(
+            s,
+            Saved::Conflict,
+            "a workload's replace at another version",
+        )?;
+    }
+    let d = delete(store, name, 1).await?;
+    answers(d, Saved::Ok, "deleting the job of the workload's name")?;
+    let got = load_workload(store, name).await?;
+    want(
+        got.as_ref().map(|s| (s.version, &s.state)) == Some((2, &two)),
+        || {
+            format!(
+                "after refused writes and a job's delete the workload is {got:?}, not version 2"
+            )
+        },
+    )
 }
 
 /// Three jobs created in the far future (so they are the newest of any store the
@@ -457,10 +542,29 @@ mod tests {
             async fn archived_trials(&self, job_id: &str) -> Result<Vec<Trial>, Self::Error> {
                 self.0.archived_trials(job_id).await
             }
+            async fn load_workload(
+                &self,
+                workload: &str,
+            ) -> Result<Option<StoredWorkload>, Self::Error> {
+                self.0.load_workload(workload).await
+            }
+            async fn save_workload(
+                &self,
+                workload: &str,
+                state: &WorkloadState,
+                _: Option<u64>,
+            ) -> Result<Saved, Self::Error> {
+                let current = self.0.load_workload(workload).await?.map(|s| s.version);
+                self.0.save_workload(workload, state, current).await
+            }
         }
         let violations = pollster::block_on(check(&Careless(MemoryStore::default()), "bad"));
         let names: Vec<&str> = violations.iter().map(|v| v.check).collect();
         assert!(names.contains(&"create once"), "{names:?}");
         assert!(names.contains(&"replace by version"), "{names:?}");
+        assert!(
+            names.iter().any(|n| n.starts_with("a workload")),
+            "{names:?}"
+        );
     }
 }

@@ -204,3 +204,127 @@ fn job_list_pages_newest_first_with_totals() {
         assert_eq!(status, 422, "{bad}: {body}");
     }
 }
+
+/// A wattwise job of workload `wl` (issue 27).
+fn workload_spec(job_id: &str, workload: Option<&str>) -> serde_json::Value {
+    let mut spec = json!({"job_id": job_id, "job_id_prefix": "wl", "batch_sizes": [16, 32, 64],
+           "default_batch_size": 32, "max_power": 250.0, "number_of_gpus": 1,
+           "gpu_model": "A40", "policy": "wattwise", "target_metric": 0.5, "max_epochs": 10});
+    if let Some(w) = workload {
+        spec["workload"] = json!(w);
+    }
+    spec
+}
+
+/// Runs one recurrence of `job_id`: its batch size, then epochs until told to stop
+/// (the target is reached at epoch 4). Answers the batch size.
+fn run_once(h: &mut Harness, job_id: &str) -> u64 {
+    let (status, trial) = h.call("GET", &format!("/jobs/batch_size?job_id={job_id}"), "");
+    assert_eq!(status, 200, "{trial}");
+    for epoch in 1..=10 {
+        let report = json!({"job_id": job_id, "batch_size": trial["batch_size"],
+            "trial_number": trial["trial_number"], "time": 10.0 * epoch as f64,
+            "energy": 2000.0 * epoch as f64, "metric": if epoch >= 4 { 0.6 } else { 0.1 },
+            "current_epoch": epoch});
+        let (status, answer) = h.call("POST", "/report", &report.to_string());
+        assert_eq!(status, 200, "{answer}");
+        if answer["stop_train"] == json!(true) {
+            break;
+        }
+    }
+    trial["batch_size"].as_u64().unwrap()
+}
+
+#[test]
+fn jobs_of_one_workload_share_what_they_learned_through_the_store() {
+    let mut h = Harness::new();
+    let (status, _) = h.call(
+        "POST",
+        "/jobs",
+        &workload_spec("wl-a", Some("wl")).to_string(),
+    );
+    assert_eq!(status, 201);
+    for _ in 0..3 {
+        run_once(&mut h, "wl-a");
+    }
+    let (_, a) = h.call("GET", "/jobs/wl-a/summary", "");
+    assert_eq!(a["workload"], "wl");
+    assert_eq!(a["sharing"]["taught_runs"], 3, "{a}");
+    assert_eq!(a["sharing"]["from"], json!([]), "{a}");
+    let stored = pollster::block_on(h.service.store().load_workload("wl"))
+        .unwrap()
+        .expect("the workload's document is stored");
+    assert_eq!(stored.state.jobs.len(), 1);
+    assert_eq!(stored.state.jobs[0].job_id, "wl-a");
+
+    // A second job of the workload starts from the first one's runs.
+    h.call(
+        "POST",
+        "/jobs",
+        &workload_spec("wl-b", Some("wl")).to_string(),
+    );
+    run_once(&mut h, "wl-b");
+    let (_, b) = h.call("GET", "/jobs/wl-b/summary", "");
+    assert_eq!(b["sharing"]["from"], json!(["wl-a"]), "{b}");
+    assert!(b["sharing"]["reused_runs"].as_u64().unwrap() >= 3, "{b}");
+    let stored = pollster::block_on(h.service.store().load_workload("wl"))
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.state.jobs.len(), 2, "{:?}", stored.state);
+
+    // Without the field, or under Zeus's policy, a job neither shares nor writes one.
+    h.call("POST", "/jobs", &workload_spec("wl-c", None).to_string());
+    let mut zeus = workload_spec("wl-d", Some("other"));
+    zeus["policy"] = json!("zeus");
+    h.call("POST", "/jobs", &zeus.to_string());
+    for job in ["wl-c", "wl-d"] {
+        run_once(&mut h, job);
+        let (_, s) = h.call("GET", &format!("/jobs/{job}/summary"), "");
+        assert!(s.get("sharing").is_none(), "{s}");
+    }
+    assert!(pollster::block_on(h.service.store().load_workload("other"))
+        .unwrap()
+        .is_none());
+}
+
+#[test]
+fn a_hostile_workload_document_is_ignored_then_replaced() {
+    use wattwise_core::policy::shared::{Contribution, EpochStats, SharedEpochs, WorkloadState};
+    let mut h = Harness::new();
+    let bad = EpochStats {
+        runs: 1,
+        successes: 5,
+        mean: f64::NAN,
+        m2: -1.0,
+    };
+    let hostile = WorkloadState {
+        workload: "wl".into(),
+        jobs: (0..100)
+            .map(|k| Contribution {
+                job_id: format!("j{k}"),
+                epochs: SharedEpochs {
+                    sizes: vec![(32, bad), (16, bad)],
+                },
+                ..Contribution::default()
+            })
+            .collect(),
+        ..WorkloadState::default()
+    };
+    let saved = pollster::block_on(h.service.store().save_workload("wl", &hostile, None)).unwrap();
+    assert_eq!(saved, wattwise_core::service::Saved::Ok);
+    h.call(
+        "POST",
+        "/jobs",
+        &workload_spec("wl-h", Some("wl")).to_string(),
+    );
+    run_once(&mut h, "wl-h");
+    let (_, s) = h.call("GET", "/jobs/wl-h/summary", "");
+    // Nothing of it was reused, and the job's own run replaced it.
+    assert_eq!(s["sharing"]["from"], json!([]), "{s}");
+    let stored = pollster::block_on(h.service.store().load_workload("wl"))
+        .unwrap()
+        .unwrap();
+    assert!(stored.state.is_sane());
+    assert_eq!(stored.version, 2);
+    assert_eq!(stored.state.jobs.len(), 1);
+}

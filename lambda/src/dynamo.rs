@@ -5,6 +5,11 @@
 //! - sort key `item`: `"job"` for the job document, `"trial#<20-digit trial number>"`
 //!   for each archived trial record (zero-padded so they sort in trial order).
 //!
+//! A workload's shared document (what the jobs naming it taught each other) is one
+//! more item: partition key `workload/<name>` (no job id holds a `/`), sort key
+//! [`WORKLOAD_ITEM`], written like a job's document (a conditional PutItem on its
+//! `version`) and never in the job list's index.
+//!
 //! The document item holds `version` (number) and `doc` (the JSON job document);
 //! a trial item holds `record` (the JSON trial). A create is a PutItem on
 //! `attribute_not_exists(job_id)`, a replace a PutItem on `version = :expected`;
@@ -20,9 +25,10 @@ use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, TransactWriteItem, WriteRequest};
 use aws_sdk_dynamodb::Client;
 use wattwise_core::job::JobState;
+use wattwise_core::policy::shared::WorkloadState;
 use wattwise_core::retry::Backoff;
 use wattwise_core::service::HostEnv as _;
-use wattwise_core::service::{Saved, Store, Stored, Write};
+use wattwise_core::service::{Saved, Store, Stored, StoredWorkload, Write};
 use wattwise_core::store::{ListCursor, Listed};
 use wattwise_core::trial::Trial;
 
@@ -45,6 +51,14 @@ pub const PARTITION_KEY: &str = "job_id";
 pub const SORT_KEY: &str = "item";
 /// The sort key value of a job document.
 pub const DOC_ITEM: &str = "job";
+/// The sort key value of a workload's document.
+pub const WORKLOAD_ITEM: &str = "workload";
+
+/// The partition key value of a workload's document.
+pub fn workload_key(workload: &str) -> String {
+    format!("workload/{workload}")
+}
+
 /// The sort key prefix of an archived trial.
 pub const TRIAL_PREFIX: &str = "trial#";
 
@@ -85,7 +99,7 @@ pub enum DynamoError {
     /// A stored item did not have the expected shape.
     #[error("stored item of job {job_id:?} is not valid: {why}")]
     Corrupt {
-        /// The job.
+        /// The job (a workload's document: `workload/<name>`).
         job_id: String,
         /// What was wrong.
         why: String,
@@ -405,23 +419,33 @@ fn stored_of_item(item: &HashMap<String, AttributeValue>) -> Result<Stored, Dyna
         Some(AttributeValue::S(id)) => id.clone(),
         _ => String::new(),
     };
-    let corrupt = |why: &str| DynamoError::Corrupt {
-        job_id: job_id.clone(),
-        why: why.to_string(),
+    let (version, state) = versioned_doc(item, &job_id)?;
+    Ok(Stored { state, version })
+}
+
+/// The `version` and the JSON `doc` of a versioned item (a job's or a
+/// workload's document) whose partition key is `key`.
+fn versioned_doc<T: serde::de::DeserializeOwned>(
+    item: &HashMap<String, AttributeValue>,
+    key: &str,
+) -> Result<(u64, T), DynamoError> {
+    let corrupt = |why: String| DynamoError::Corrupt {
+        job_id: key.to_string(),
+        why,
     };
     let version = match item.get("version") {
         Some(AttributeValue::N(n)) => n
             .parse::<u64>()
-            .map_err(|e| corrupt(&format!("version: {e}")))?,
-        _ => return Err(corrupt("version: missing or not a number")),
+            .map_err(|e| corrupt(format!("version: {e}")))?,
+        _ => return Err(corrupt("version: missing or not a number".into())),
     };
-    let state = match item.get("doc") {
+    let doc = match item.get("doc") {
         Some(AttributeValue::S(doc)) => {
-            serde_json::from_str(doc).map_err(|e| corrupt(&format!("doc: {e}")))?
+            serde_json::from_str(doc).map_err(|e| corrupt(format!("doc: {e}")))?
         }
-        _ => return Err(corrupt("doc: missing or not a string")),
+        _ => return Err(corrupt("doc: missing or not a string".into())),
     };
-    Ok(Stored { state, version })
+    Ok((version, doc))
 }
 
 fn is_conditional_failure<E: ProvideErrorMetadata>(e: &SdkError<E>) -> bool {
@@ -452,22 +476,7 @@ impl Store for DynamoStore {
         let Some(item) = out.item else {
             return Ok(None);
         };
-        let corrupt = |why: String| DynamoError::Corrupt {
-            job_id: job_id.into(),
-            why,
-        };
-        let version = match item.get("version") {
-            Some(AttributeValue::N(n)) => n
-                .parse::<u64>()
-                .map_err(|e| corrupt(format!("version: {e}")))?,
-            _ => return Err(corrupt("version: missing or not a number".into())),
-        };
-        let state = match item.get("doc") {
-            Some(AttributeValue::S(doc)) => {
-                serde_json::from_str(doc).map_err(|e| corrupt(format!("doc: {e}")))?
-            }
-            _ => return Err(corrupt("doc: missing or not a string".into())),
-        };
+        let (version, state) = versioned_doc(&item, job_id)?;
         Ok(Some(Stored { state, version }))
     }
 
@@ -530,6 +539,57 @@ impl Store for DynamoStore {
                     Err(call_error("TransactWriteItems", &e))
                 }
             }
+        }
+    }
+
+    async fn load_workload(&self, workload: &str) -> Result<Option<StoredWorkload>, DynamoError> {
+        let key = workload_key(workload);
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key(PARTITION_KEY, AttributeValue::S(key.clone()))
+            .key(SORT_KEY, AttributeValue::S(WORKLOAD_ITEM.into()))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| call_error("GetItem", &e))?;
+        let Some(item) = out.item else {
+            return Ok(None);
+        };
+        let (version, state) = versioned_doc(&item, &key)?;
+        Ok(Some(StoredWorkload { state, version }))
+    }
+
+    async fn save_workload(
+        &self,
+        workload: &str,
+        state: &WorkloadState,
+        expected_version: Option<u64>,
+    ) -> Result<Saved, DynamoError> {
+        let doc = serde_json::to_string(state).map_err(DynamoError::Encode)?;
+        let new_version = expected_version.unwrap_or(0).saturating_add(1);
+        let put = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item(PARTITION_KEY, AttributeValue::S(workload_key(workload)))
+            .item(SORT_KEY, AttributeValue::S(WORKLOAD_ITEM.into()))
+            .item("version", AttributeValue::N(new_version.to_string()))
+            .item("doc", AttributeValue::S(doc));
+        let put = match expected_version {
+            None => put
+                .condition_expression("attribute_not_exists(#pk)")
+                .expression_attribute_names("#pk", PARTITION_KEY),
+            Some(v) => put
+                .condition_expression("#v = :expected")
+                .expression_attribute_names("#v", "version")
+                .expression_attribute_values(":expected", AttributeValue::N(v.to_string())),
+        };
+        match put.send().await {
+            Ok(_) => Ok(Saved::Ok),
+            Err(e) if is_conditional_failure(&e) => Ok(Saved::Conflict),
+            Err(e) => Err(call_error("PutItem", &e)),
         }
     }
 

@@ -1,10 +1,13 @@
 //! The local server's store: an embedded SQLite file.
 //!
-//! Three tables:
+//! Four tables:
 //! - `jobs(job_id TEXT PRIMARY KEY, version INTEGER, doc TEXT)`: one JSON job
 //!   document per job with its version;
 //! - `trials(job_id TEXT, trial_number INTEGER, record TEXT, PRIMARY KEY(job_id, trial_number))`:
 //!   the append-only records of finished trials that left the document;
+//! - `workloads(workload TEXT PRIMARY KEY, version INTEGER, doc TEXT)`: one JSON
+//!   workload document (what the jobs of a workload taught each other) per
+//!   workload with its version, written like a job's;
 //! - `meta(key TEXT PRIMARY KEY, value TEXT)`: the write probe made at open.
 //!
 //! The file runs in WAL mode. Every write (create, conditional replace with its
@@ -39,7 +42,8 @@ use std::time::{Duration, Instant};
 
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBehavior};
 use wattwise_core::job::JobState;
-use wattwise_core::service::{Saved, Store, Stored, Write};
+use wattwise_core::policy::shared::WorkloadState;
+use wattwise_core::service::{Saved, Store, Stored, StoredWorkload, Write};
 use wattwise_core::store::{ListCursor, Listed};
 use wattwise_core::trial::Trial;
 
@@ -142,6 +146,11 @@ CREATE TABLE IF NOT EXISTS trials (
     record       TEXT NOT NULL,
     PRIMARY KEY (job_id, trial_number)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS workloads (
+    workload TEXT PRIMARY KEY NOT NULL,
+    version  INTEGER NOT NULL,
+    doc      TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS meta (
     key   TEXT PRIMARY KEY NOT NULL,
     value TEXT NOT NULL
@@ -691,6 +700,54 @@ impl Inner {
         Ok(Saved::Ok)
     }
 
+    fn load_workload(&self, name: &str) -> Result<Option<StoredWorkload>, SqliteError> {
+        let row: Option<(i64, String)> = self.read(|conn| {
+            Ok(conn
+                .prepare_cached("SELECT version, doc FROM workloads WHERE workload = ?1")?
+                .query_row(params![name], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()?)
+        })?;
+        let Some((version, doc)) = row else {
+            return Ok(None);
+        };
+        let key = || format!("workload/{name}");
+        let version = u64::try_from(version).map_err(|_| SqliteError::BadVersion(key()))?;
+        let state = serde_json::from_str(&doc).map_err(|source| SqliteError::Corrupt {
+            job_id: key(),
+            source,
+        })?;
+        Ok(Some(StoredWorkload { state, version }))
+    }
+
+    /// A workload's document, written if its version is still `expected_version`.
+    fn save_workload(
+        &self,
+        conn: &mut Connection,
+        name: &str,
+        doc: &str,
+        expected_version: Option<u64>,
+        started: Instant,
+    ) -> Result<Saved, SqliteError> {
+        let bad = || SqliteError::BadVersion(format!("workload/{name}"));
+        let new_version =
+            i64::try_from(expected_version.unwrap_or(0).saturating_add(1)).map_err(|_| bad())?;
+        let tx = self.begin(conn, started)?;
+        let current: Option<i64> = tx
+            .prepare_cached("SELECT version FROM workloads WHERE workload = ?1")?
+            .query_row(params![name], |r| r.get(0))
+            .optional()?;
+        if current.map(|v| v as u64) != expected_version {
+            return Ok(Saved::Conflict);
+        }
+        tx.prepare_cached(
+            "INSERT INTO workloads (workload, version, doc) VALUES (?1, ?2, ?3)
+             ON CONFLICT(workload) DO UPDATE SET version = excluded.version, doc = excluded.doc",
+        )?
+        .execute(params![name, new_version, doc])?;
+        tx.commit().map_err(|e| busy_aware(e, started.elapsed()))?;
+        Ok(Saved::Ok)
+    }
+
     fn parse_trial(job_id: &str, record: &str) -> Result<Trial, SqliteError> {
         serde_json::from_str(record).map_err(|source| SqliteError::Corrupt {
             job_id: job_id.into(),
@@ -817,6 +874,25 @@ impl Store for SqliteStore {
         let job_id = job_id.to_string();
         self.write(move |inner, conn, started| {
             inner.delete(conn, &job_id, expected_version, started)
+        })
+        .await
+    }
+
+    async fn load_workload(&self, workload: &str) -> Result<Option<StoredWorkload>, SqliteError> {
+        let name = workload.to_string();
+        self.blocking(move |inner| inner.load_workload(&name)).await
+    }
+
+    async fn save_workload(
+        &self,
+        workload: &str,
+        state: &WorkloadState,
+        expected_version: Option<u64>,
+    ) -> Result<Saved, SqliteError> {
+        let doc = serde_json::to_string(state).map_err(SqliteError::Encode)?;
+        let name = workload.to_string();
+        self.write(move |inner, conn, started| {
+            inner.save_workload(conn, &name, &doc, expected_version, started)
         })
         .await
     }

@@ -62,7 +62,12 @@ async function trainOnce(jobId, { energy, time, metric }) {
   return t;
 }
 
-const ids = { busy: `e2e${run}-busy`, profiled: `e2e${run}-prof`, idle: `e2e${run}-idle` };
+const ids = {
+  busy: `e2e${run}-busy`, profiled: `e2e${run}-prof`, idle: `e2e${run}-idle`,
+  // Two wattwise jobs of one workload (issue 27): the second learns from the first.
+  teacher: `e2e${run}-teach`, learner: `e2e${run}-learn`,
+};
+const workload = `e2e${run}-wl`;
 // Made by the real clients before this test (tests/jobs-page/run.sh).
 const clients = JSON.parse(fs.readFileSync(CLIENT_JOBS, 'utf8'));
 const zeusJobs = clients.zeus;
@@ -73,6 +78,13 @@ const cellText = (v) => (v === null || v === undefined ? '—' : typeof v === 'n
 const when = (ms) => `${new Date(ms).toISOString().replace('T', ' ').slice(0, 19)} UTC`;
 const stage = (a) => (a.policy === 'wattwise' ? 'searching nearby batch sizes' : a.stage === 'Pruning' ? 'trying each batch size' : 'settled: picking among the best batch sizes');
 const policy = (a) => ({ zeus: 'Zeus', wattwise: "wattwise's" })[a.policy];
+/** The workload cell and card: the name, and how many jobs it learned from. */
+function workloadText(a) {
+  if (!a.workload) return '—';
+  if (a.sharing?.dropped) return `${a.workload} (dropped what it learned)`;
+  const n = a.sharing?.from.length ?? 0;
+  return n ? `${a.workload} (learned from ${n} job${n === 1 ? '' : 's'})` : a.workload;
+}
 
 /** The list row of a summary as the page must show it: every column, from the API's numbers. */
 function listRow(a) {
@@ -80,7 +92,7 @@ function listRow(a) {
   return {
     job_id: a.job_id,
     saved: v ? expectedVerdict(v.cost_fraction).words : '—', saved_energy: v ? joules(v.energy) : '—', saved_time: v ? duration(v.time) : '—',
-    stage: stage(a), policy: policy(a), gpus: `${a.number_of_gpus} × ${a.gpu_model}`, best_batch_size: String(a.best_batch_size),
+    stage: stage(a), policy: policy(a), gpus: `${a.number_of_gpus} × ${a.gpu_model}`, workload: workloadText(a), best_batch_size: String(a.best_batch_size),
     best_power_limit: a.best_power_limit === null ? '—' : `${a.best_power_limit} W`,
     trials: String(a.trials), open_trials: String(a.open_trials),
     energy: joules(a.totals.energy), time: duration(a.totals.time), cost: joules(a.totals.cost),
@@ -120,7 +132,7 @@ async function assertDetailIsTheApis(id) {
     'saved against the default (cost)': v ? expectedVerdict(v.cost_fraction).words : '— (no estimate yet)',
     'energy saved': v ? joules(v.energy) : '—', 'time saved': v ? duration(v.time) : '—',
     GPUs: `${summary.number_of_gpus} × ${summary.gpu_model}`, policy: policy(summary),
-    stage: stage(summary), 'best batch size': String(summary.best_batch_size),
+    workload: workloadText(summary), stage: stage(summary), 'best batch size': String(summary.best_batch_size),
     'power limit': summary.best_power_limit === null ? '— (no profile)' : `${summary.best_power_limit} W`,
     trials: `${summary.trials} (${summary.open_trials} running)`,
     energy: joules(summary.totals.energy), time: duration(summary.totals.time), cost: joules(summary.totals.cost),
@@ -179,6 +191,11 @@ before(async () => {
       { power_limit: 100, average_power: 99, throughput: 300 },
     ],
   });
+  const shared = { policy: 'wattwise', workload };
+  await call('POST', '/jobs', spec(ids.teacher, shared));
+  for (let i = 0; i < 2; i++) await trainOnce(ids.teacher, { energy: 1000, time: 10, metric: 0.9 });
+  await call('POST', '/jobs', spec(ids.learner, { ...shared, gpu_model: 'V100' }));
+  await trainOnce(ids.learner, { energy: 1200, time: 12, metric: 0.9 });
   userDataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'wattwise-chromium-'));
   context = await chromium.launchPersistentContext(userDataDir, {
     executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
@@ -303,6 +320,28 @@ test('a job: trials, cost against the default estimate, bandit state, profiles',
   assert.deepEqual(p[0].power.map((q) => q.x), [300, 250, 200, 100]);
   assert.match(await page.textContent('#job-chosen'), /200 W/);
   assert.match(await page.textContent('#job-estimate'), /Not enough data/);
+});
+
+test('jobs of one workload: which jobs share it, and what was reused', async () => {
+  const teacher = await assertDetailIsTheApis(ids.teacher);
+  assert.equal(teacher.summary.workload, workload);
+  assert.equal(teacher.summary.sharing.taught_runs, 2);
+  assert.match(await page.textContent('#job-sharing'), /no other job's run had reached the target when it started\. Its own 2 finished runs teach/);
+  const learner = await assertDetailIsTheApis(ids.learner);
+  const sh = learner.summary.sharing;
+  assert.deepEqual(sh.from, [ids.teacher]);
+  assert.equal(sh.reused_runs, 2);
+  assert.equal(learner.doc.wattwise.warm.from[0], ids.teacher);
+  const text = await page.textContent('#job-sharing');
+  assert.match(text, new RegExp(`Started from what 1 job of workload ${workload} \\(${ids.teacher}\\) learned: 2 of their runs`));
+  assert.match(text, /Its own 1 finished run teaches the workload's other jobs\./);
+  // The teacher's id links to its job.
+  assert.equal(await page.getAttribute('#job-sharing a', 'href'), `#jobs/${ids.teacher}`);
+  assert.equal(await page.textContent('#job-cards .card:has(.label:text-is("workload")) .value'), `${workload} (learned from 1 job)`);
+  await shot('job-sharing.png');
+  // A job without a workload: a dash, no sharing paragraph.
+  await assertDetailIsTheApis(ids.busy);
+  assert.equal(await page.isHidden('#job-sharing'), true);
 });
 
 test("the jobs of Zeus's client and of the agent: every number on screen is the API's", async () => {

@@ -7,7 +7,7 @@ at twice the best expected cost, goes up one size, and then exploits the cheapes
 
 from __future__ import annotations
 
-from conftest import expect_run, job_spec, report, train
+from conftest import expect_run, job_spec, report, train, unique
 
 
 def test_wattwise_policy_job(api):
@@ -83,12 +83,12 @@ def test_wattwise_run_that_cost_nothing_bounds_nothing(api):
 
 def test_workload_field_is_accepted_echoed_and_checked(api):
     # The optional `workload` (issue 27): an id, echoed and stored; absent for Zeus's
-    # client. A served job does not share across jobs yet: it decides as without it.
-    spec = job_spec("wl", policy="wattwise", workload="imagenet-resnet50")
+    # client. The first job of a workload has no one to learn from: it decides as without it.
+    spec = job_spec("wl", policy="wattwise", workload=unique("imagenet-resnet50"))
     job = spec["job_id"]
     created = api.register(spec)
-    assert created["workload"] == "imagenet-resnet50"
-    assert api.state(job)["params"]["workload"] == "imagenet-resnet50"
+    assert created["workload"] == spec["workload"]
+    assert api.state(job)["params"]["workload"] == spec["workload"]
     t = api.predict(job)
     assert t["batch_size"] == 32
     assert "warm" not in api.state(job)["wattwise"]
@@ -97,3 +97,53 @@ def test_workload_field_is_accepted_echoed_and_checked(api):
     assert "workload" in r.json()["message"]
     plain = api.register(job_spec("wl"))
     assert "workload" not in plain
+
+
+def first_recurrences(api, job):
+    """The walk of `test_wattwise_policy_job`: 32, 16, 8 (stopped), 64."""
+    expect_run(api, job, 32)
+    expect_run(api, job, 16)
+    expect_run(api, job, 8, converged=False)
+    expect_run(api, job, 64)
+
+
+def test_jobs_of_one_workload_share_what_they_learned(api):
+    # Issue 27 on an endpoint: the wattwise jobs naming one workload share their
+    # epochs to target per batch size through the store (the workload's document).
+    workload = unique("wl")
+    first = job_spec("wl", policy="wattwise", workload=workload)
+    a = first["job_id"]
+    api.register(first)
+    first_recurrences(api, a)
+    taught = api.get(f"/jobs/{a}/summary").json()
+    assert taught["workload"] == workload
+    # Its three runs that reached the target teach; the one stopped early does not.
+    assert taught["sharing"] == {
+        "from": [], "reused_runs": 0, "reused_batch_sizes": [], "probed": [],
+        "dropped": False, "taught_runs": 3,
+    }, taught
+
+    # A second job of the workload (another GPU) starts warm from the first's runs.
+    second = job_spec("wl", policy="wattwise", workload=workload, gpu_model="A40")
+    b = second["job_id"]
+    api.register(second)
+    t = api.predict(b)
+    assert t["trial_number"] == 1
+    warm = api.state(b)["wattwise"]["warm"]
+    assert warm["from"] == [a], warm
+    assert [s[0] for s in warm["shared"]["sizes"]] == [16, 32, 64], warm
+    sharing = api.get(f"/jobs/{b}/summary").json()["sharing"]
+    assert (sharing["from"], sharing["reused_runs"], sharing["reused_batch_sizes"]) == (
+        [a], 3, [16, 32, 64]), sharing
+    assert sharing["dropped"] is False and sharing["taught_runs"] == 0
+    # The list shows the same.
+    listed = [j for j in api.get("/jobs", params={"limit": 200}).json()["jobs"] if j["job_id"] == b]
+    assert listed and listed[0]["sharing"]["from"] == [a]
+
+    # A job without the field decides exactly as before and shares nothing.
+    plain = job_spec("wl", policy="wattwise")
+    api.register(plain)
+    first_recurrences(api, plain["job_id"])
+    state = api.state(plain["job_id"])
+    assert "warm" not in state["wattwise"] and "taught" not in state["wattwise"]
+    assert "sharing" not in api.get(f"/jobs/{plain['job_id']}/summary").json()

@@ -96,6 +96,41 @@ export function stageWords(s) {
 /** The GPUs of a job: `2 × A40`. */
 export const gpus = (s) => `${s.number_of_gpus} × ${s.gpu_model}`;
 
+/** Jobs, counted in words: `1 job`, `2 jobs`. */
+const jobsWord = (n) => `${n} job${n === 1 ? '' : 's'}`;
+
+/**
+ * The workload a job names, and whether it learned from the workload's other
+ * jobs on this endpoint (issue 27): `imagenet (learned from 2 jobs)`; a dash
+ * without a workload.
+ */
+export function workloadWords(s) {
+  if (!s.workload) return '—';
+  const sh = s.sharing;
+  if (sh?.dropped) return `${s.workload} (dropped what it learned)`;
+  if (sh?.from.length) return `${s.workload} (learned from ${jobsWord(sh.from.length)})`;
+  return s.workload;
+}
+
+/** What a job reused of its workload's other jobs and taught them, in words (HTML; ids escaped). */
+export function sharingHtml(s) {
+  const sh = s.sharing;
+  if (!sh) return '';
+  const w = `workload <strong>${escape(s.workload)}</strong>`;
+  const link = (id) => `<a href="#jobs/${encodeURIComponent(id)}">${escape(id)}</a>`;
+  const parts = [];
+  if (sh.from.length || sh.reused_runs) {
+    const from = sh.from.length ? `${jobsWord(sh.from.length)} of ${w} (${sh.from.map(link).join(', ')})` : `earlier jobs of ${w}`;
+    parts.push(`Started from what ${from} learned: ${sh.reused_runs} of their runs, epochs to the target at batch size${sh.reused_batch_sizes.length === 1 ? '' : 's'} ${sh.reused_batch_sizes.join(', ')}; the time and power of an epoch are this job's own.`);
+    if (sh.probed.length) parts.push(`Probed batch size${sh.probed.length === 1 ? '' : 's'} ${sh.probed.join(', ')} for one epoch instead of a whole run.`);
+    if (sh.dropped) parts.push('Its own runs disagreed with theirs, so it dropped what they taught and explores on its own.');
+  } else {
+    parts.push(`Shares ${w} with this endpoint's other wattwise jobs; no other job's run had reached the target when it started.`);
+  }
+  parts.push(`Its own ${sh.taught_runs} finished run${sh.taught_runs === 1 ? ' teaches' : 's teach'} the workload's other jobs.`);
+  return parts.join(' ');
+}
+
 /** A saving, or a dash until the job has run its default batch size to the target. */
 const saved = (s, f) => (s.savings ? f(s.savings) : '—');
 
@@ -107,6 +142,7 @@ const COLUMNS = [
   ['stage', 'stage', stageWords],
   ['policy', 'policy', (s) => policyName(s.policy)],
   ['gpus', 'GPUs', gpus],
+  ['workload', 'workload', workloadWords],
   ['best_batch_size', 'best batch size', (s) => s.best_batch_size],
   ['best_power_limit', 'power limit', (s) => (s.best_power_limit === null ? '—' : `${s.best_power_limit} W`), (s) => s.best_power_limit ?? -Infinity],
   ['trials', 'trials', (s) => s.trials],
@@ -128,6 +164,8 @@ const CSV_COLUMNS = [
   ['saved_energy_j', (s) => s.savings?.energy], ['saved_time_s', (s) => s.savings?.time], ['saved_cost', (s) => s.savings?.cost],
   ['saved_cost_fraction', (s) => s.savings?.cost_fraction],
   ['last_activity_ms', (s) => s.last_activity_ms], ['created_ms', (s) => s.created_ms],
+  ['workload', (s) => s.workload], ['learned_from', (s) => s.sharing?.from.join(' ')],
+  ['reused_runs', (s) => s.sharing?.reused_runs], ['taught_runs', (s) => s.sharing?.taught_runs],
 ];
 
 function sortValue(s, key) {
@@ -329,6 +367,7 @@ function renderDetail() {
     card('time saved', v ? duration(v.time) : '—', '', 'job-saved-time'),
     card('GPUs', gpus(s)),
     card('policy', policyName(s.policy)),
+    card('workload', workloadWords(s)),
     card('stage', stageWords(s)),
     card('best batch size', s.best_batch_size),
     card('power limit', s.best_power_limit === null ? '— (no profile)' : `${s.best_power_limit} W`),
@@ -341,6 +380,8 @@ function renderDetail() {
   $('job-saving-note').textContent = v
     ? `Saved against the default: the job's default batch size (${s.default_batch_size}) on every finished run, estimated as the mean energy and time of its ${v.basis_runs} recent run(s) at that batch size that reached the target, times the ${v.runs} finished run(s), less what the job used. Positive is saved.`
     : `No estimate of the default yet: no recent run at the default batch size (${s.default_batch_size}) has reached the target.`;
+  $('job-sharing').hidden = !s.sharing;
+  $('job-sharing').innerHTML = sharingHtml(s);
   const none = trials.every((t) => t.status === 'Dispatched');
   $('job-no-trials').hidden = !none;
   $('job-charts').hidden = none;

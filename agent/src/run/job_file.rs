@@ -8,6 +8,7 @@
 //! target_metric = 0.9
 //! max_epochs = 20
 //! policy = "wattwise"      # optional: "wattwise" (wattwise's, the default) or "zeus"
+//! workload = "mnist-cnn"   # optional: the endpoint's jobs of one workload learn from each other
 //!
 //! [power]                  # all optional; Zeus's defaults
 //! wait_steps = 1
@@ -42,6 +43,7 @@ const SPEC_FIELDS: &[&str] = &[
     "mab_num_explorations",
     "mab_seed",
     "policy",
+    "workload",
 ];
 
 /// Spec fields NVML fills in.
@@ -208,6 +210,16 @@ mod tests {
         for bad in ["policy = \"fast\"\n", "policy = 1\n"] {
             assert!(error_of(bad).contains("policy: must be"), "{bad}");
         }
+    }
+
+    #[test]
+    fn the_workload_field_reaches_the_spec() {
+        let spec = with("workload = \"mnist-cnn\"\n")
+            .unwrap()
+            .spec(&facts())
+            .unwrap();
+        assert_eq!(spec.workload.as_deref(), Some("mnist-cnn"));
+        assert_eq!(with("").unwrap().spec(&facts()).unwrap().workload, None);
     }
 
     #[test]

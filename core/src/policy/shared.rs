@@ -165,6 +165,133 @@ impl SharedEpochs {
     }
 }
 
+/// Jobs a [`WorkloadState`] keeps apart; when another job teaches, the one
+/// that taught least recently is folded into [`WorkloadState::retired`].
+pub const MAX_WORKLOAD_JOBS: usize = 8;
+
+/// What one job of a workload taught: its uncensored runs, per batch size.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Contribution {
+    /// The job.
+    pub job_id: String,
+    /// When it was created, Unix ms (a job created again under the same id is
+    /// another job).
+    pub created_ms: i64,
+    /// When it last taught, Unix ms.
+    pub updated_ms: i64,
+    /// Its runs, at most one entry per batch size of the job.
+    pub epochs: SharedEpochs,
+}
+
+/// The shared document of one workload on one endpoint: what its jobs learned
+/// about epochs to target per batch size. A host stores it beside the job
+/// documents (the `Store` trait's workload rule), versioned like them.
+///
+/// Bounded: at most [`MAX_WORKLOAD_JOBS`] contributions of at most
+/// [`MAX_SHARED_SIZES`] batch sizes each, and one folded [`SharedEpochs`] of the
+/// jobs that left them. Each contribution is the job's cumulative knowledge, so
+/// writing it again is idempotent and a write that was lost is made good by the
+/// job's next one.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct WorkloadState {
+    /// The workload's name (the jobs' `workload`).
+    pub workload: String,
+    /// The jobs that taught most recently, least recent first.
+    pub jobs: Vec<Contribution>,
+    /// The runs of jobs that left `jobs`, folded together.
+    #[serde(default)]
+    pub retired: SharedEpochs,
+    /// How many jobs were folded into `retired`.
+    #[serde(default)]
+    pub retired_jobs: u64,
+}
+
+/// Uncensored runs counted in `e`, over every batch size.
+pub fn total_runs(e: &SharedEpochs) -> u64 {
+    e.sizes
+        .iter()
+        .fold(0u64, |n, (_, s)| n.saturating_add(s.runs))
+}
+
+impl WorkloadState {
+    /// An empty document for `workload`.
+    pub fn new(workload: &str) -> WorkloadState {
+        WorkloadState {
+            workload: workload.to_string(),
+            ..WorkloadState::default()
+        }
+    }
+
+    /// What every job but `job_id` taught (the folded jobs included), and the ids
+    /// of those jobs still kept apart, most recent first.
+    pub fn others(&self, job_id: &str) -> (SharedEpochs, Vec<String>) {
+        let mut shared = self.retired.clone();
+        let mut from = Vec::new();
+        for c in self.jobs.iter().rev().filter(|c| c.job_id != job_id) {
+            shared = shared.merge(&c.epochs);
+            from.push(c.job_id.clone());
+        }
+        (shared, from)
+    }
+
+    /// Takes `taught`, the cumulative knowledge of job `job_id` created at
+    /// `created_ms`, at `now_ms`. Answers whether the document changed: not when
+    /// it already holds as many of that job's runs (a repeated or late write), nor
+    /// for an older job of that id, nor for knowledge that is not sane.
+    pub fn absorb(
+        &mut self,
+        job_id: &str,
+        created_ms: i64,
+        now_ms: i64,
+        taught: &SharedEpochs,
+    ) -> bool {
+        if !taught.is_sane() || total_runs(taught) == 0 {
+            return false;
+        }
+        let fresh = Contribution {
+            job_id: job_id.to_string(),
+            created_ms,
+            updated_ms: now_ms,
+            epochs: taught.clone(),
+        };
+        match self.jobs.iter().position(|c| c.job_id == job_id) {
+            Some(i) => {
+                let old = &self.jobs[i];
+                if old.created_ms > created_ms
+                    || (old.created_ms == created_ms
+                        && total_runs(&old.epochs) >= total_runs(taught))
+                {
+                    return false;
+                }
+                let old = self.jobs.remove(i);
+                if old.created_ms != created_ms {
+                    self.retire(old);
+                }
+            }
+            None => {
+                while self.jobs.len() >= MAX_WORKLOAD_JOBS {
+                    let oldest = self.jobs.remove(0);
+                    self.retire(oldest);
+                }
+            }
+        }
+        self.jobs.push(fresh);
+        true
+    }
+
+    fn retire(&mut self, c: Contribution) {
+        self.retired = self.retired.merge(&c.epochs);
+        self.retired_jobs = self.retired_jobs.saturating_add(1);
+    }
+
+    /// Whether the document is usable: bounded, every part sane.
+    pub fn is_sane(&self) -> bool {
+        self.jobs.len() <= MAX_WORKLOAD_JOBS
+            && self.retired.is_sane()
+            && self.jobs.iter().all(|c| c.epochs.is_sane())
+    }
+}
+
 /// The warm start's part of a wattwise job document.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct WarmState {
@@ -193,6 +320,10 @@ pub struct WarmState {
     /// reached the target (an overestimate: a probe's epoch also profiles).
     #[serde(default)]
     pub probe_units: f64,
+    /// The jobs of the workload the shared knowledge came from, most recent first
+    /// (an endpoint's jobs; empty in the simulator).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub from: Vec<String>,
 }
 
 impl WarmState {
@@ -255,6 +386,45 @@ mod tests {
         assert_eq!(s16.reach_probability(), Some(0.8));
         assert!(m.is_sane() && m.any_success());
         assert_eq!(m.scaled(2.0).get(16).unwrap().mean, 12.0);
+    }
+
+    #[test]
+    fn a_workload_keeps_each_jobs_latest_knowledge_bounded_and_apart() {
+        let taught = |runs: u32| {
+            let mut t = SharedEpochs::default();
+            for _ in 0..runs {
+                t.push(32, 5.0, true);
+            }
+            t
+        };
+        let mut w = WorkloadState::new("wl");
+        assert!(w.absorb("a", 1, 10, &taught(2)));
+        // The same knowledge again, or older, changes nothing.
+        assert!(!w.absorb("a", 1, 11, &taught(2)));
+        assert!(!w.absorb("a", 1, 11, &taught(1)));
+        assert!(!w.absorb("a", 1, 11, &SharedEpochs::default()));
+        assert!(w.absorb("a", 1, 12, &taught(3)));
+        assert!(w.absorb("b", 2, 13, &taught(1)));
+        let (shared, from) = w.others("b");
+        assert_eq!(
+            (shared.get(32).unwrap().runs, from),
+            (3, vec!["a".to_string()])
+        );
+        let (shared, from) = w.others("c");
+        assert_eq!(shared.get(32).unwrap().runs, 4);
+        assert_eq!(from, ["b", "a"]);
+        // A job created again under an old id is another job: the old one's runs stay.
+        assert!(!w.absorb("a", 0, 14, &taught(9)));
+        assert!(w.absorb("a", 5, 14, &taught(1)));
+        assert_eq!((w.retired.get(32).unwrap().runs, w.retired_jobs), (3, 1));
+        // Bounded: the jobs that taught least recently are folded together.
+        for k in 0..2 * MAX_WORKLOAD_JOBS {
+            assert!(w.absorb(&format!("j{k}"), 1, 20 + k as i64, &taught(1)));
+        }
+        assert_eq!(w.jobs.len(), MAX_WORKLOAD_JOBS);
+        assert!(w.is_sane());
+        let (all, _) = w.others("none");
+        assert_eq!(total_runs(&all), 3 + 1 + 1 + 2 * MAX_WORKLOAD_JOBS as u64);
     }
 
     #[test]

@@ -68,6 +68,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::explore::NoConvergedBatchSize;
+use crate::policy::shared::SharedEpochs;
 pub use crate::policy::shared::WarmState;
 use crate::rng::JobRng;
 use crate::trial::TrialType;
@@ -149,6 +150,11 @@ pub struct WattwiseState {
     /// for a job that shares nothing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub warm: Option<WarmState>,
+    /// What the job's own runs teach its workload: its uncensored runs (reached
+    /// the target, or ran to `max_epochs`) per batch size. Absent for a job that
+    /// names no workload.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub taught: Option<SharedEpochs>,
 }
 
 impl WattwiseState {
@@ -157,6 +163,7 @@ impl WattwiseState {
         WattwiseState {
             arms: vec![ArmStats::default(); n],
             warm: None,
+            taught: None,
         }
     }
 

@@ -9,13 +9,17 @@
 //! compare-and-write happens inside the object: storage calls hold its input gate,
 //! so no other request to that object runs between the compare and the write, and
 //! one `put` of several keys writes the archived trials and the document together.
-//! This mode is strongly consistent from every location.
+//! A workload's shared document lives in one more object, named `workload/<name>`
+//! (no job id holds a `/`), under its storage key `workload`, reached the same way
+//! (`/__store/workload_load`, `workload_save`) from the Worker and from a job's
+//! object. This mode is strongly consistent from every location.
 
 use js_sys::{Object, Reflect, Uint8Array};
 use serde::{Deserialize, Serialize};
 use wasm_bindgen::JsValue;
 use wattwise_core::job::JobState;
-use wattwise_core::service::{Saved, Service, Store, Stored, Write};
+use wattwise_core::policy::shared::WorkloadState;
+use wattwise_core::service::{Saved, Service, Store, Stored, StoredWorkload, Write};
 use wattwise_core::store::{ListCursor, Listed};
 use wattwise_core::trial::Trial;
 use worker::kv::KvStore;
@@ -25,11 +29,16 @@ use worker::{
 };
 
 use super::job_index;
-use super::record::{doc_json, parse_created_ms, parse_doc, parse_version, StoreError};
-use super::{config, to_response, Incoming, ReadBody, WorkerEnv, KV_BINDING};
+use super::record::{
+    doc_json, parse_created_ms, parse_doc, parse_version, parse_workload, workload_json,
+    workload_key, StoreError,
+};
+use super::{config, to_response, Incoming, ReadBody, WorkerEnv, DO_BINDING, KV_BINDING};
 
 /// The storage key of the document.
 const DOC_KEY: &str = "doc";
+/// The storage key of a workload's document, in the workload's object.
+const WORKLOAD_DOC_KEY: &str = "workload";
 /// The storage key prefix of archived trials.
 const TRIAL_PREFIX: &str = "trial/";
 /// The origin of the URLs the Worker sends its objects (never leaves workerd).
@@ -62,6 +71,19 @@ struct SaveCall {
     archive: Vec<Trial>,
 }
 
+/// A `workload_save` store call.
+#[derive(Serialize)]
+struct WorkloadSaveRef<'a> {
+    expected: Option<u64>,
+    state: &'a WorkloadState,
+}
+
+#[derive(Deserialize)]
+struct WorkloadSave {
+    expected: Option<u64>,
+    state: WorkloadState,
+}
+
 /// A `delete` store call.
 #[derive(Serialize, Deserialize)]
 struct DeleteCall {
@@ -74,13 +96,76 @@ struct Written {
     saved: bool,
 }
 
-/// Only the version of a stored document.
-/// One job's storage, inside its object. It serves only that job.
+/// One job's storage, inside its object. It serves only that job (and reaches
+/// its workload's document in the workload's object).
 pub struct ObjectStore {
     storage: Storage,
     job_id: String,
     /// The KV job list index, when a KV namespace is bound.
     index: Option<KvStore>,
+    /// The objects' namespace, for the workloads' objects.
+    objects: Option<ObjectNamespace>,
+}
+
+/// Makes a store call on the object named `name` (a job id, or a workload's
+/// key); answers its status and body.
+async fn object_call(
+    namespace: &ObjectNamespace,
+    name: &str,
+    op: &str,
+    body: String,
+) -> Result<(u16, String), StoreError> {
+    let stub = namespace.get_by_name(name).map_err(do_err)?;
+    let headers = Headers::new();
+    headers.set(JOB_HEADER, name).map_err(do_err)?;
+    let mut init = RequestInit::new();
+    init.with_method(Method::Post)
+        .with_headers(headers)
+        .with_body(Some(JsValue::from_str(&body)));
+    let req = Request::new_with_init(&format!("{OBJECT_ORIGIN}{STORE_PATH}{op}"), &init)
+        .map_err(do_err)?;
+    let mut resp = stub.fetch_with_request(req).await.map_err(do_err)?;
+    let status = resp.status_code();
+    let text = resp.text().await.map_err(do_err)?;
+    Ok((status, text))
+}
+
+/// A workload's document, from its object.
+async fn load_workload_from(
+    namespace: &ObjectNamespace,
+    name: &str,
+) -> Result<Option<StoredWorkload>, StoreError> {
+    match object_call(
+        namespace,
+        &workload_key(name),
+        "workload_load",
+        String::new(),
+    )
+    .await?
+    {
+        (200, text) => parse_workload(&text).map(Some),
+        (404, _) => Ok(None),
+        (status, text) => Err(StoreError::Durable(format!("{status}: {text}"))),
+    }
+}
+
+/// Writes a workload's document in its object if its version is still `expected`.
+async fn save_workload_to(
+    namespace: &ObjectNamespace,
+    name: &str,
+    state: &WorkloadState,
+    expected: Option<u64>,
+) -> Result<Saved, StoreError> {
+    let body = serde_json::to_string(&WorkloadSaveRef { expected, state })
+        .map_err(|e| StoreError::Corrupt(format!("workload_save call: {e}")))?;
+    let (status, text) = object_call(namespace, &workload_key(name), "workload_save", body).await?;
+    DoJobStore::written(status, &text)
+}
+
+fn no_objects() -> StoreError {
+    StoreError::Config(format!(
+        "{DO_BINDING}: no Durable Object namespace is bound"
+    ))
 }
 
 impl ObjectStore {
@@ -167,6 +252,20 @@ impl Store for ObjectStore {
         self.stored_version().await
     }
 
+    async fn load_workload(&self, workload: &str) -> Result<Option<StoredWorkload>, StoreError> {
+        load_workload_from(self.objects.as_ref().ok_or_else(no_objects)?, workload).await
+    }
+
+    async fn save_workload(
+        &self,
+        workload: &str,
+        state: &WorkloadState,
+        expected_version: Option<u64>,
+    ) -> Result<Saved, StoreError> {
+        let objects = self.objects.as_ref().ok_or_else(no_objects)?;
+        save_workload_to(objects, workload, state, expected_version).await
+    }
+
     async fn archived_trials(&self, job_id: &str) -> Result<Vec<Trial>, StoreError> {
         self.check(job_id)?;
         let map = self
@@ -237,6 +336,33 @@ impl JobObject {
                 })
             }
             "archived" => answer(&store.archived_trials(job_id).await?),
+            // In a workload's object: its document, compared and written under the
+            // object's input gate like a job's.
+            "workload_load" => {
+                let text: Option<String> =
+                    store.storage.get(WORKLOAD_DOC_KEY).await.map_err(do_err)?;
+                match text {
+                    Some(text) => Response::ok(text).map_err(do_err),
+                    None => Response::error("no document", 404).map_err(do_err),
+                }
+            }
+            "workload_save" => {
+                let call: WorkloadSave = serde_json::from_str(body)
+                    .map_err(|e| StoreError::Corrupt(format!("workload_save call: {e}")))?;
+                let text: Option<String> =
+                    store.storage.get(WORKLOAD_DOC_KEY).await.map_err(do_err)?;
+                let current = text.as_deref().map(parse_version).transpose()?;
+                let saved = current == call.expected;
+                if saved {
+                    let version = call.expected.unwrap_or(0) + 1;
+                    store
+                        .storage
+                        .put(WORKLOAD_DOC_KEY, workload_json(&call.state, version)?)
+                        .await
+                        .map_err(do_err)?;
+                }
+                answer(&Written { saved })
+            }
             other => Response::error(format!("no store call {other}"), 404).map_err(do_err),
         }
     }
@@ -253,6 +379,7 @@ impl DurableObject for JobObject {
             storage: self.state.storage(),
             job_id,
             index: self.env.kv(KV_BINDING).ok(),
+            objects: self.env.durable_object(DO_BINDING).ok(),
         };
         let path = req.path();
         if let Some(op) = path.strip_prefix(STORE_PATH) {
@@ -356,19 +483,22 @@ impl DoJobStore {
         op: &str,
         body: String,
     ) -> Result<(u16, String), StoreError> {
-        let stub = self.namespace.get_by_name(job_id).map_err(do_err)?;
-        let headers = Headers::new();
-        headers.set(JOB_HEADER, job_id).map_err(do_err)?;
-        let mut init = RequestInit::new();
-        init.with_method(Method::Post)
-            .with_headers(headers)
-            .with_body(Some(JsValue::from_str(&body)));
-        let req = Request::new_with_init(&format!("{OBJECT_ORIGIN}{STORE_PATH}{op}"), &init)
-            .map_err(do_err)?;
-        let mut resp = stub.fetch_with_request(req).await.map_err(do_err)?;
-        let status = resp.status_code();
-        let text = resp.text().await.map_err(do_err)?;
-        Ok((status, text))
+        object_call(&self.namespace, job_id, op, body).await
+    }
+
+    /// A workload's document, from its object.
+    pub async fn load_workload(&self, name: &str) -> Result<Option<StoredWorkload>, StoreError> {
+        load_workload_from(&self.namespace, name).await
+    }
+
+    /// Writes a workload's document if its version is still `expected`.
+    pub async fn save_workload(
+        &self,
+        name: &str,
+        state: &WorkloadState,
+        expected: Option<u64>,
+    ) -> Result<Saved, StoreError> {
+        save_workload_to(&self.namespace, name, state, expected).await
     }
 
     fn written(status: u16, text: &str) -> Result<Saved, StoreError> {

@@ -2,7 +2,10 @@
 //!
 //! Keys: `job/<job_id>` holds `{"version": n, "state": {...}}`; `trial/<job_id>/<n>`
 //! (n zero-padded to 20 digits) holds one archived trial, its JSON also in the key's
-//! metadata so that listing the archive needs no reads. Job ids cannot contain `/`.
+//! metadata so that listing the archive needs no reads; `workload/<name>` holds a
+//! workload's shared document `{"version": n, "state": {...}}`, written like a
+//! job's (under a lock of its key, with the isolate's own newer write preferred).
+//! Job ids cannot contain `/`.
 //!
 //! KV has no compare-and-set and is eventually consistent, so the conditional write
 //! is emulated inside the isolate: a per-job lock ([`crate::job_lock`]) around
@@ -14,13 +17,17 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 
-use wattwise_core::service::{Saved, Stored, Write};
+use wattwise_core::policy::shared::WorkloadState;
+use wattwise_core::service::{Saved, Stored, StoredWorkload, Write};
 use wattwise_core::store::{ListCursor, Listed};
 use wattwise_core::trial::Trial;
 use worker::kv::KvStore;
 
 use super::job_index;
-use super::record::{doc_json, parse_created_ms, parse_doc, parse_version, StoreError};
+use super::record::{
+    doc_json, parse_created_ms, parse_doc, parse_version, parse_workload, workload_json,
+    workload_key, StoreError,
+};
 use crate::job_lock;
 
 /// Documents kept in the isolate cache before it is cleared.
@@ -31,6 +38,8 @@ const LIST_PAGE: u64 = 1000;
 thread_local! {
     /// The newest document this isolate wrote, per job.
     static WRITTEN: RefCell<HashMap<String, Stored>> = RefCell::new(HashMap::new());
+    /// The newest workload document this isolate wrote, per workload.
+    static WORKLOADS: RefCell<HashMap<String, StoredWorkload>> = RefCell::new(HashMap::new());
 }
 
 fn remember(job_id: &str, stored: Stored) {
@@ -159,6 +168,59 @@ impl KvJobStore {
                 "wattwise: KV shows version {seen:?} of job {job_id} right after writing {version}; serving the isolate's copy"
             );
         }
+        Ok(Saved::Ok)
+    }
+
+    /// A workload's document as KV has it, or the isolate's own newer write.
+    pub async fn load_workload(&self, name: &str) -> Result<Option<StoredWorkload>, StoreError> {
+        let text = self
+            .kv
+            .get(&workload_key(name))
+            .text()
+            .await
+            .map_err(kv_err)?;
+        let from_kv = text.as_deref().map(parse_workload).transpose()?;
+        let mine = WORKLOADS.with(|w| w.borrow().get(name).cloned());
+        Ok(match (from_kv, mine) {
+            (Some(kv), Some(mine)) if mine.version > kv.version => Some(mine),
+            (None, Some(mine)) => Some(mine),
+            (kv, _) => kv,
+        })
+    }
+
+    /// Writes a workload's document if its version is still `expected` (under
+    /// the lock of its key).
+    pub async fn save_workload(
+        &self,
+        name: &str,
+        state: &WorkloadState,
+        expected: Option<u64>,
+    ) -> Result<Saved, StoreError> {
+        let key = workload_key(name);
+        let _guard = job_lock::lock(&key, lock_pause).await;
+        if self.load_workload(name).await?.map(|s| s.version) != expected {
+            return Ok(Saved::Conflict);
+        }
+        let version = expected.unwrap_or(0) + 1;
+        self.kv
+            .put(&key, workload_json(state, version)?)
+            .map_err(kv_err)?
+            .execute()
+            .await
+            .map_err(kv_err)?;
+        WORKLOADS.with(|w| {
+            let mut w = w.borrow_mut();
+            if w.len() >= CACHE_LIMIT && !w.contains_key(name) {
+                w.clear();
+            }
+            w.insert(
+                name.to_string(),
+                StoredWorkload {
+                    state: state.clone(),
+                    version,
+                },
+            );
+        });
         Ok(Saved::Ok)
     }
 

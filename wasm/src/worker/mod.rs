@@ -18,8 +18,10 @@ mod record;
 use std::time::Duration;
 
 use wattwise_core::api::ApiError;
+use wattwise_core::policy::shared::WorkloadState;
 use wattwise_core::service::{
-    self, BodyReader, HostEnv, ReadBody, Saved, Service, ServiceConfig, Store, Stored, Write,
+    self, BodyReader, HostEnv, ReadBody, Saved, Service, ServiceConfig, Store, Stored,
+    StoredWorkload, Write,
 };
 use wattwise_core::store::{ListCursor, Listed};
 use wattwise_core::trial::Trial;
@@ -109,6 +111,27 @@ impl Store for Backend {
         match self {
             Backend::Kv(s) => s.version(job_id).await,
             Backend::Durable(s) => s.load(job_id).await.map(|d| d.map(|d| d.version)),
+            Backend::Unconfigured(m) => Err(Self::unconfigured(m)),
+        }
+    }
+
+    async fn load_workload(&self, workload: &str) -> Result<Option<StoredWorkload>, StoreError> {
+        match self {
+            Backend::Kv(s) => s.load_workload(workload).await,
+            Backend::Durable(s) => s.load_workload(workload).await,
+            Backend::Unconfigured(m) => Err(Self::unconfigured(m)),
+        }
+    }
+
+    async fn save_workload(
+        &self,
+        workload: &str,
+        state: &WorkloadState,
+        expected_version: Option<u64>,
+    ) -> Result<Saved, StoreError> {
+        match self {
+            Backend::Kv(s) => s.save_workload(workload, state, expected_version).await,
+            Backend::Durable(s) => s.save_workload(workload, state, expected_version).await,
             Backend::Unconfigured(m) => Err(Self::unconfigured(m)),
         }
     }

@@ -2,7 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 use wattwise_core::job::JobState;
-use wattwise_core::service::Stored;
+use wattwise_core::policy::shared::WorkloadState;
+use wattwise_core::service::{Stored, StoredWorkload};
 
 /// A job document as stored: the document and its version, in one JSON value.
 #[derive(Deserialize)]
@@ -76,6 +77,35 @@ pub fn parse_created_ms(text: &str) -> Option<i64> {
 pub fn doc_json(state: &JobState, version: u64) -> Result<String, StoreError> {
     serde_json::to_string(&DocRecordRef { version, state })
         .map_err(|e| StoreError::Corrupt(format!("job document: {e}")))
+}
+
+/// A workload's document as stored: `{"version": n, "state": {...}}`, like a job's.
+#[derive(Serialize, Deserialize)]
+struct WorkloadRecord<T> {
+    version: u64,
+    state: T,
+}
+
+/// Serializes a workload's document at `version`.
+pub fn workload_json(state: &WorkloadState, version: u64) -> Result<String, StoreError> {
+    serde_json::to_string(&WorkloadRecord { version, state })
+        .map_err(|e| StoreError::Corrupt(format!("workload document: {e}")))
+}
+
+/// Parses a stored workload document.
+pub fn parse_workload(text: &str) -> Result<StoredWorkload, StoreError> {
+    serde_json::from_str::<WorkloadRecord<WorkloadState>>(text)
+        .map(|r| StoredWorkload {
+            state: r.state,
+            version: r.version,
+        })
+        .map_err(|e| StoreError::Corrupt(format!("workload document: {e}")))
+}
+
+/// The storage key of a workload's document (KV, and the name of its Durable
+/// Object): no job id holds a `/`, so it never names a job.
+pub fn workload_key(workload: &str) -> String {
+    format!("workload/{workload}")
 }
 
 /// Why a store operation failed.
