@@ -56,8 +56,8 @@ fn sharing() {
     use wattwise_core::test_support::policy_bench::sharing;
     let pairs = pairs();
     let main = Setting::MAIN;
-    println!("| setting | no sharing / oracle | shared / oracle | no sharing <= default | shared <= default | worst shared / no sharing | worst epochs x2 / no sharing | worst easier target / no sharing |");
-    println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+    println!("| setting | no sharing / oracle | shared / oracle | no sharing <= default | shared <= default | floor > default | worst shared / no sharing | worst epochs x2 / no sharing | worst easier target / no sharing |");
+    println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
     let mut tables = Vec::new();
     let settings = [0.5, 0.2, 0.8]
         .map(|eta| Setting { eta, ..main })
@@ -70,12 +70,13 @@ fn sharing() {
         let r = sharing::evaluate(&pairs, &s);
         let m = sharing::summarize(&r);
         println!(
-            "| {} | {:.3} | {:.3} | {} | {} | {:+.1}% | {:+.1}% | {:+.1}% |",
+            "| {} | {:.3} | {:.3} | {} | {} | {} | {:+.1}% | {:+.1}% | {:+.1}% |",
             s.describe(),
             m.cold_oracle,
             m.warm_oracle,
             m.cold_beats_default,
             m.warm_beats_default,
+            m.floor_over_default,
             (m.worst_warm - 1.0) * 100.0,
             (m.worst_doubled - 1.0) * 100.0,
             (m.worst_easier - 1.0) * 100.0

@@ -2,7 +2,7 @@
 
 mod sim_common;
 
-use wattwise_core::sim::baseline::{default_baseline, oracle};
+use wattwise_core::sim::baseline::{default_baseline, oracle, profiled_first_run};
 
 #[test]
 fn oracle_on_v100_at_eta_half_matches_the_table() {
@@ -40,4 +40,29 @@ fn default_baseline_is_the_default_at_max_power() {
         bs.target_epochs.iter().map(|e| e.unwrap()).sum::<f64>() / bs.target_epochs.len() as f64;
     let energy = p.energy_per_epoch * mean_epochs;
     assert!((d.energy - energy).abs() <= 1e-9 * energy);
+}
+
+#[test]
+fn where_the_default_is_the_oracle_a_profiled_first_run_puts_every_policy_over_it() {
+    // sentiment140 on the RTX 6000 at eta 0.5: the default (128 at its maximum
+    // power limit) is the oracle's configuration and every run needs 3 epochs, so
+    // the power profile of the first epoch is an excess no policy can win back.
+    let job = sim_common::job("sentiment140", "rtx6000");
+    let (o, d) = (
+        oracle(&job, 0.5).unwrap(),
+        default_baseline(&job, 0.5).unwrap(),
+    );
+    assert_eq!((o.batch_size, o.power_limit), (d.batch_size, d.power_limit));
+    let first = profiled_first_run(&job, 0.5).unwrap();
+    assert!(first > d.cost, "{first} against {}", d.cost);
+    assert!(first + 49.0 * o.cost > 50.0 * d.cost);
+    // Where the oracle is cheaper than the default by enough, the floor is under it.
+    let job = sim_common::job("squad", "a40");
+    let (o, d) = (
+        oracle(&job, 0.2).unwrap(),
+        default_baseline(&job, 0.2).unwrap(),
+    );
+    let first = profiled_first_run(&job, 0.2).unwrap();
+    assert!(first >= o.cost);
+    assert!(first + 49.0 * o.cost < 50.0 * d.cost);
 }

@@ -71,7 +71,7 @@ pub const DISAGREE_FAIL_P: f64 = 0.01;
 pub const PROBE_GAIN_EPOCHS: f64 = 2.0;
 /// A cost per epoch this much above the next batch size's is a rising trend
 /// (smaller differences are within a profile's noise).
-pub const RISE_MIN: f64 = 0.02;
+pub const RISE_MIN: f64 = 0.015;
 /// The lowest cost per epoch a smaller batch size may have, relative to the
 /// larger one next to it (a smaller batch is rarely cheaper per epoch).
 pub const DOWN_OPTIMISM: f64 = 0.7;

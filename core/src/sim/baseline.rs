@@ -106,6 +106,39 @@ pub fn oracle(job: &JobTrace, eta_knob: f64) -> Result<Baseline, SimError> {
     })
 }
 
+/// The least expected cost of a job's first run: whichever batch size and power
+/// limit it runs at, its first epoch is the power profile, spread over every
+/// power limit (as the simulator and the agent measure it). A policy's expected
+/// cost over `r` recurrences is at least this plus `r - 1` times the oracle's:
+/// where the default configuration is the oracle's, no policy that profiles
+/// costs as little as the default.
+pub fn profiled_first_run(job: &JobTrace, eta_knob: f64) -> Result<f64, SimError> {
+    let mut best: Option<f64> = None;
+    for bs in &job.batch_sizes {
+        let n = bs.limits.len() as f64;
+        let e1 = bs.limits.iter().map(|p| p.energy_per_epoch).sum::<f64>() / n;
+        let t1 = bs.limits.iter().map(|p| p.time_per_epoch).sum::<f64>() / n;
+        for point in &bs.limits {
+            if let Some(b) = expected(job, bs, point, eta_knob) {
+                let extra = zeus_cost(
+                    e1 - point.energy_per_epoch,
+                    t1 - point.time_per_epoch,
+                    eta_knob,
+                    job.max_power,
+                );
+                let cost = b.cost + extra;
+                if best.is_none_or(|x| cost < x) {
+                    best = Some(cost);
+                }
+            }
+        }
+    }
+    best.ok_or(SimError::NoRuns {
+        batch_size: 0,
+        target_metric: job.workload.target_metric,
+    })
+}
+
 /// Both baselines.
 pub fn baselines(job: &JobTrace, eta_knob: f64) -> Result<Baselines, SimError> {
     Ok(Baselines {
