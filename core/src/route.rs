@@ -340,22 +340,72 @@ mod tests {
         out
     }
 
-    #[test]
-    fn the_readme_route_table_is_the_route_table() {
+    /// The routes lambda/README.md's "Routes (...)" paragraph lists: its code
+    /// spans, in order, each `METHOD[|METHOD] /path` (a query or an optional part
+    /// is not part of the path), or a bare `/last-segment` standing for the
+    /// span before it with that last segment.
+    fn lambda_readme_routes() -> std::collections::BTreeSet<(String, String)> {
+        let readme = include_str!("../../lambda/README.md");
+        let paragraph = readme
+            .split("\nRoutes (")
+            .nth(1)
+            .expect("lambda/README.md has a \"Routes (...)\" paragraph")
+            .split("\n\n")
+            .next()
+            .unwrap();
+        let mut out = std::collections::BTreeSet::new();
+        let mut last: Option<(Vec<String>, String)> = None;
+        for span in paragraph.split('`').skip(1).step_by(2) {
+            let (methods, path) = match span.split_once(' ') {
+                Some((methods, path)) => (
+                    methods.split('|').map(str::to_string).collect(),
+                    path.split(['?', '[']).next().unwrap().to_string(),
+                ),
+                None => {
+                    let (methods, before) = last
+                        .clone()
+                        .unwrap_or_else(|| panic!("`{span}`: METHOD /path first"));
+                    let (base, _) = before.rsplit_once('/').unwrap();
+                    (methods, format!("{base}{span}"))
+                }
+            };
+            assert!(path.starts_with('/'), "`{span}`: METHOD /path");
+            for m in &methods {
+                out.insert((m.clone(), path.clone()));
+            }
+            last = Some((methods, path));
+        }
+        out
+    }
+
+    /// Fails naming the routes `doc` lacks and those it lists that are not in `ROUTES`.
+    fn assert_lists_the_route_table(
+        doc: &str,
+        listed: std::collections::BTreeSet<(String, String)>,
+    ) {
         let table: std::collections::BTreeSet<(String, String)> = ROUTES
             .iter()
             .map(|r| (r.method.to_string(), r.path.to_string()))
             .collect();
-        let readme = readme_routes();
-        let missing: Vec<_> = table.difference(&readme).collect();
-        let extra: Vec<_> = readme.difference(&table).collect();
-        assert!(
-            missing.is_empty(),
-            "README.md's Routes table lacks {missing:?}"
-        );
+        let missing: Vec<_> = table.difference(&listed).collect();
+        let extra: Vec<_> = listed.difference(&table).collect();
+        assert!(missing.is_empty(), "{doc} lacks {missing:?}");
         assert!(
             extra.is_empty(),
-            "README.md's Routes table lists routes that are not in ROUTES: {extra:?}"
+            "{doc} lists routes that are not in ROUTES: {extra:?}"
+        );
+    }
+
+    #[test]
+    fn the_readme_route_table_is_the_route_table() {
+        assert_lists_the_route_table("README.md's Routes table", readme_routes());
+    }
+
+    #[test]
+    fn the_lambda_readme_lists_the_route_table() {
+        assert_lists_the_route_table(
+            "lambda/README.md's Routes paragraph",
+            lambda_readme_routes(),
         );
     }
 
