@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use wattwise_core::retry::{retry, Backoff};
-use wattwise_core::route::{self, Endpoint as Route, ROUTES};
+use wattwise_core::route::{self, Endpoint as Route};
 use wattwise_core::runs::{JoinRun, RunView};
 use wattwise_core::spec::JobSpec;
 use wattwise_core::wire::{PowerProfile, ReportResponse, TrainingResult, TrialId};
@@ -47,6 +47,14 @@ pub enum HttpError {
         status: u16,
         /// Response body (truncated).
         body: String,
+    },
+    /// A call the core's route table has no row for (with as many ids).
+    #[error("no route {route} with {ids} id(s) in the core's route table")]
+    NoRoute {
+        /// The route called.
+        route: String,
+        /// How many ids it was given.
+        ids: usize,
     },
     /// A body that is not what the route returns.
     #[error("endpoint answered {method} {path} with an unexpected body: {reason}")]
@@ -116,22 +124,6 @@ impl std::fmt::Debug for Endpoint {
     }
 }
 
-/// The method and path of `route`'s row in the core's route table, with `ids`
-/// (the job id, then the run id) percent-encoded into its segments: the endpoint
-/// decodes each segment once, so an id with `:` arrives as it was sent.
-fn route_to(route: Route, ids: &[&str]) -> (&'static str, String) {
-    let def = ROUTES.iter().find(|r| r.endpoint == route);
-    match (def, route::path(route, ids)) {
-        (Some(def), Some(path)) => (def.method, path),
-        // Every route the client calls is a row with as many ids as it passes
-        // (`every_call_is_a_row_of_the_table` below).
-        _ => unreachable!(
-            "{route:?} with {} ids is not a route of the table",
-            ids.len()
-        ),
-    }
-}
-
 impl Endpoint {
     /// An endpoint at `base` (e.g. `http://127.0.0.1:8080`).
     pub fn new(base: &str, token: Option<String>, timeout: Duration) -> Endpoint {
@@ -156,7 +148,12 @@ impl Endpoint {
         query: &str,
         body: Option<&impl Serialize>,
     ) -> Result<T, HttpError> {
-        let (method, path) = route_to(route, ids);
+        // The ids are percent-encoded into the path's segments: the endpoint
+        // decodes each segment once, so an id with `:` arrives as it was sent.
+        let (method, path) = route::request_line(route, ids).ok_or_else(|| HttpError::NoRoute {
+            route: format!("{route:?}"),
+            ids: ids.len(),
+        })?;
         let path = format!("{path}{query}");
         let url = format!("{}{}", self.base, path);
         let auth = self.token.as_ref().map(|t| format!("Bearer {t}"));
@@ -741,12 +738,12 @@ mod tests {
             (RunAction::Done.route(), two),
         ];
         for (called, ids) in calls {
-            let (method, path) = route_to(called, ids);
+            let (method, path) = route::request_line(called, ids).expect("a row of the table");
             let found = route::find(method, &path).expect("a route of the table");
             assert_eq!(found.def.endpoint, called, "{method} {path}");
         }
         assert_eq!(
-            route_to(Route::RunReport, &["ag:1", "r:1"]),
+            route::request_line(Route::RunReport, &["ag:1", "r:1"]).unwrap(),
             ("POST", "/jobs/ag%3A1/runs/r%3A1/report".to_string())
         );
         assert_eq!(route::encode_segment("a b/c&d"), "a%20b%2Fc%26d");

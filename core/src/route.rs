@@ -227,11 +227,12 @@ pub fn encode_segment(s: &str) -> String {
     out
 }
 
-/// The path of `endpoint`'s route with its `{job_id}` and `{run_id}` segments
-/// filled, in order, from `segments` (each percent-encoded): the path a client
-/// requests, without the query. `None` when the endpoint has no route or
-/// `segments` does not have one value per variable segment of its template.
-pub fn path(endpoint: Endpoint, values: &[&str]) -> Option<String> {
+/// A client's request to `endpoint`, from its row of the table in one lookup:
+/// the method, and the path with its `{job_id}` and `{run_id}` segments filled,
+/// in order, from `values` (each percent-encoded), without the query. `None`
+/// when the endpoint has no route or `values` does not have one value per
+/// variable segment of its template.
+pub fn request_line(endpoint: Endpoint, values: &[&str]) -> Option<(&'static str, String)> {
     let def = ROUTES.iter().find(|r| r.endpoint == endpoint)?;
     let mut values = values.iter();
     let mut out = String::new();
@@ -242,7 +243,7 @@ pub fn path(endpoint: Endpoint, values: &[&str]) -> Option<String> {
             literal => out.push_str(literal),
         }
     }
-    values.next().is_none().then_some(out)
+    values.next().is_none().then_some((def.method, out))
 }
 
 /// The route of `method` on `path` (without the query), its segments
@@ -459,18 +460,21 @@ mod tests {
 
     #[test]
     fn paths_are_built_from_the_table_and_found_again() {
+        let line = |endpoint, values: &[&str]| {
+            request_line(endpoint, values).map(|(m, p)| format!("{m} {p}"))
+        };
         assert_eq!(
-            path(Endpoint::NextTrial, &[]).as_deref(),
-            Some("/jobs/batch_size")
+            line(Endpoint::NextTrial, &[]).as_deref(),
+            Some("GET /jobs/batch_size")
         );
         assert_eq!(
-            path(Endpoint::RunReport, &["ag:1", "r 1/x"]).as_deref(),
-            Some("/jobs/ag%3A1/runs/r%201%2Fx/report")
+            line(Endpoint::RunReport, &["ag:1", "r 1/x"]).as_deref(),
+            Some("POST /jobs/ag%3A1/runs/r%201%2Fx/report")
         );
         // One value per variable segment, no more and no fewer.
-        assert_eq!(path(Endpoint::JobDocument, &[]), None);
-        assert_eq!(path(Endpoint::JobDocument, &["a", "b"]), None);
-        assert_eq!(path(Endpoint::Report, &["a"]), None);
+        assert_eq!(line(Endpoint::JobDocument, &[]), None);
+        assert_eq!(line(Endpoint::JobDocument, &["a", "b"]), None);
+        assert_eq!(line(Endpoint::Report, &["a"]), None);
         // Every row's path, built from odd ids, finds the row and the ids again.
         let (job, run) = ("a/b?c#d%e é+f", "r:1 %2F");
         for def in ROUTES {
@@ -479,7 +483,9 @@ mod tests {
                 .filter(|(v, _)| def.path.contains(v))
                 .map(|(_, id)| id)
                 .collect();
-            let built = path(def.endpoint, &values).unwrap();
+            let (method, built) = request_line(def.endpoint, &values).unwrap();
+            // `HEAD /healthz` shares its endpoint with `GET`, the first row.
+            assert!(method == def.method || def.method == "HEAD", "{built}");
             let found = find(def.method, &built).unwrap();
             assert_eq!(found.def.endpoint, def.endpoint, "{built}");
             assert_eq!(
