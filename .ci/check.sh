@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The quick check before a commit (`make check`, a few minutes warm): format, clippy
-# over the workspace, the core's purity and module order, the product's own data,
-# the docs' names, then the unit tests (libraries and binaries, no suites).
+# over the workspace, the core's purity and module order, one retry driver, the
+# product's own data, the docs' names, then the unit tests (libraries and binaries,
+# no suites).
 # `--static` stops before the unit tests: `make test` runs every test itself.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,6 +24,9 @@ bash .ci/check-pure-core.sh
 
 step "core modules import in one direction"
 python3 .ci/check-module-dag.py core/src
+
+step "every retry goes through core/src/retry.rs"
+python3 .ci/check-retry-loops.py
 
 step "the product carries its data"
 bash .ci/check-self-contained.sh

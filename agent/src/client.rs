@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use wattwise_core::retry::Backoff;
-use wattwise_core::route::{self, Endpoint as Route, ROUTES};
+use wattwise_core::retry::{retry, Backoff};
+use wattwise_core::route::{self, Endpoint as Route};
 use wattwise_core::runs::{JoinRun, RunView};
 use wattwise_core::spec::JobSpec;
 use wattwise_core::wire::{PowerProfile, ReportResponse, TrainingResult, TrialId};
@@ -47,6 +47,14 @@ pub enum HttpError {
         status: u16,
         /// Response body (truncated).
         body: String,
+    },
+    /// A call the core's route table has no row for (with as many ids).
+    #[error("no route {route} with {ids} id(s) in the core's route table")]
+    NoRoute {
+        /// The route called.
+        route: String,
+        /// How many ids it was given.
+        ids: usize,
     },
     /// A body that is not what the route returns.
     #[error("endpoint answered {method} {path} with an unexpected body: {reason}")]
@@ -116,22 +124,6 @@ impl std::fmt::Debug for Endpoint {
     }
 }
 
-/// The method and path of `route`'s row in the core's route table, with `ids`
-/// (the job id, then the run id) percent-encoded into its segments: the endpoint
-/// decodes each segment once, so an id with `:` arrives as it was sent.
-fn route_to(route: Route, ids: &[&str]) -> (&'static str, String) {
-    let def = ROUTES.iter().find(|r| r.endpoint == route);
-    match (def, route::path(route, ids)) {
-        (Some(def), Some(path)) => (def.method, path),
-        // Every route the client calls is a row with as many ids as it passes
-        // (`every_call_is_a_row_of_the_table` below).
-        _ => unreachable!(
-            "{route:?} with {} ids is not a route of the table",
-            ids.len()
-        ),
-    }
-}
-
 impl Endpoint {
     /// An endpoint at `base` (e.g. `http://127.0.0.1:8080`).
     pub fn new(base: &str, token: Option<String>, timeout: Duration) -> Endpoint {
@@ -156,7 +148,12 @@ impl Endpoint {
         query: &str,
         body: Option<&impl Serialize>,
     ) -> Result<T, HttpError> {
-        let (method, path) = route_to(route, ids);
+        // The ids are percent-encoded into the path's segments: the endpoint
+        // decodes each segment once, so an id with `:` arrives as it was sent.
+        let (method, path) = route::request_line(route, ids).ok_or_else(|| HttpError::NoRoute {
+            route: format!("{route:?}"),
+            ids: ids.len(),
+        })?;
         let path = format!("{path}{query}");
         let url = format!("{}{}", self.base, path);
         let auth = self.token.as_ref().map(|t| format!("Bearer {t}"));
@@ -285,20 +282,20 @@ impl Endpoint {
         mut f: impl FnMut(&Endpoint) -> Result<T, HttpError>,
     ) -> Result<T, HttpError> {
         let start = Instant::now();
-        let mut retry = 0;
-        loop {
-            retry += 1;
-            let backoff = Duration::from_millis(Backoff::CLIENT.delay_ms(retry, entropy()));
-            match f(self) {
-                Err(e) if e.retryable() && start.elapsed() + backoff < patience => {
-                    if crate::run::child::signalled().is_some() {
-                        return Err(e);
-                    }
+        retry(
+            Backoff::CLIENT,
+            || f(self),
+            |e, delay| {
+                let backoff = Duration::from_millis(delay.ms(entropy()));
+                let go_on = e.retryable()
+                    && start.elapsed() + backoff < patience
+                    && crate::run::child::signalled().is_none();
+                if go_on {
                     std::thread::sleep(backoff);
                 }
-                other => return other,
-            }
-        }
+                go_on
+            },
+        )
     }
 }
 
@@ -591,53 +588,77 @@ fn deliver(
     rx: Receiver<ToReporter>,
     tx: Sender<Delivered>,
 ) -> usize {
-    const IDLE: Duration = Duration::from_secs(3600);
-    let mut retry = 0;
-    let mut retry_at = Instant::now();
-    let mut deadline: Option<Instant> = None;
+    let mut news = News { rx, deadline: None };
     loop {
         let next = lock(&spool).queue.front().cloned();
-        let now = Instant::now();
-        if let Some(d) = deadline {
-            if next.is_none() || now >= d {
-                return lock(&spool).queue.len();
-            }
+        if news.over(next.is_none()) {
+            return lock(&spool).queue.len();
         }
-        // Wait for news while there is nothing to send or while backing off.
-        let wait = match next {
-            None => IDLE,
-            Some(_) => retry_at.saturating_duration_since(now),
+        let Some(next) = next else {
+            // Nothing to send: wait for a message or the end.
+            news.wait(None);
+            continue;
         };
-        let wait = deadline.map_or(wait, |d| wait.min(d.saturating_duration_since(now)));
-        if !wait.is_zero() {
-            match rx.recv_timeout(wait) {
-                Ok(ToReporter::Wake) | Err(RecvTimeoutError::Timeout) => {}
-                Ok(ToReporter::Finish(d)) => {
-                    deadline = Some(d);
-                    (retry, retry_at) = (0, now);
-                }
-                // The reporter is gone: end now, or once the deadline passes.
-                Err(RecvTimeoutError::Disconnected) => match deadline {
-                    None => deadline = Some(now),
-                    Some(_) => std::thread::sleep(wait),
-                },
-            }
+        // A back-off cut short (told to finish, or the deadline passed) gives up
+        // this round; the next starts the back-off afresh, or ends.
+        let answer = retry(
+            Backoff::CLIENT,
+            || endpoint.send(&next),
+            |e, delay| e.retryable() && news.wait(Some(Duration::from_millis(delay.ms(entropy())))),
+        );
+        if matches!(&answer, Err(e) if e.retryable()) {
             continue;
         }
-        let Some(next) = next else { continue };
-        match endpoint.send(&next) {
-            Err(e) if e.retryable() => {
-                retry += 1;
-                let backoff = Backoff::CLIENT.delay_ms(retry, entropy());
-                retry_at = Instant::now() + Duration::from_millis(backoff);
+        lock(&spool).pop();
+        let _ = tx.send(Delivered {
+            message: next,
+            answer: answer.map_err(|e| e.to_string()),
+        });
+    }
+}
+
+/// What the reporter thread hears from the agent while it waits.
+struct News {
+    rx: Receiver<ToReporter>,
+    /// Once told to finish: when delivering ends.
+    deadline: Option<Instant>,
+}
+
+impl News {
+    /// Whether delivering is over: told to finish, and the spool is `empty` or
+    /// the deadline passed.
+    fn over(&self, empty: bool) -> bool {
+        self.deadline.is_some_and(|d| empty || Instant::now() >= d)
+    }
+
+    /// Waits `backoff` (or, without one, until a message is spooled) and the
+    /// deadline at most. True when the back-off was waited out; false when it
+    /// was cut short: told to finish (send again now), or the deadline passed.
+    fn wait(&mut self, backoff: Option<Duration>) -> bool {
+        const IDLE: Duration = Duration::from_secs(3600);
+        let start = Instant::now();
+        let until = start + backoff.unwrap_or(IDLE);
+        loop {
+            let now = Instant::now();
+            let end = self.deadline.map_or(until, |d| until.min(d));
+            if now >= end {
+                return now >= until;
             }
-            answer => {
-                retry = 0;
-                lock(&spool).pop();
-                let _ = tx.send(Delivered {
-                    message: next,
-                    answer: answer.map_err(|e| e.to_string()),
-                });
+            match self.rx.recv_timeout(end - now) {
+                Ok(ToReporter::Wake) if backoff.is_none() => return false,
+                Ok(ToReporter::Wake) | Err(RecvTimeoutError::Timeout) => {}
+                Ok(ToReporter::Finish(d)) => {
+                    self.deadline = Some(d);
+                    return false;
+                }
+                // The agent is gone: end now, or once the deadline passes.
+                Err(RecvTimeoutError::Disconnected) => match self.deadline {
+                    None => {
+                        self.deadline = Some(now);
+                        return false;
+                    }
+                    Some(_) => std::thread::sleep(end - now),
+                },
             }
         }
     }
@@ -717,12 +738,12 @@ mod tests {
             (RunAction::Done.route(), two),
         ];
         for (called, ids) in calls {
-            let (method, path) = route_to(called, ids);
+            let (method, path) = route::request_line(called, ids).expect("a row of the table");
             let found = route::find(method, &path).expect("a route of the table");
             assert_eq!(found.def.endpoint, called, "{method} {path}");
         }
         assert_eq!(
-            route_to(Route::RunReport, &["ag:1", "r:1"]),
+            route::request_line(Route::RunReport, &["ag:1", "r:1"]).unwrap(),
             ("POST", "/jobs/ag%3A1/runs/r%3A1/report".to_string())
         );
         assert_eq!(route::encode_segment("a b/c&d"), "a%20b%2Fc%26d");

@@ -17,6 +17,7 @@
 //! - [`client`]: the endpoint's HTTP client and the reporter.
 //! - [`exporter`]: Prometheus metrics of the GPUs and of the run in progress.
 //! - [`log`]: the agent's log on stderr.
+//! - [`sim_text`]: the simulator's reports as `wattwise simulate` prints them.
 //! - [`commands`]: one module per subcommand of the `wattwise` binary, each
 //!   parsing its flags and calling the parts above.
 
@@ -26,3 +27,4 @@ pub mod exporter;
 pub mod log;
 pub mod nvml;
 pub mod run;
+pub mod sim_text;

@@ -4,6 +4,14 @@
 //! Waits grow exponentially from [`Backoff::first_ms`] to [`Backoff::max_ms`] and
 //! are drawn uniformly below that bound ("full jitter"), from entropy the host
 //! passes in, so that clients that failed together do not retry together.
+//!
+//! [`retry`] (blocking hosts) and [`retry_async`] (the service, the stores) are
+//! the only loops that try again: the host lends them a way to wait, and its
+//! randomness through the [`Delay`] each wait is given, and decides in that same
+//! closure whether an error is worth another try (its kind, its patience, a
+//! signal). The core itself has no clock and no randomness.
+
+use std::future::Future;
 
 /// Exponential back-off with full jitter.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -46,8 +54,88 @@ impl Backoff {
 
     /// The wait before retry number `retry`, milliseconds: uniform in
     /// `1..=bound_ms(retry)`, drawn from `entropy`.
-    pub fn delay_ms(&self, retry: u32, entropy: u64) -> u64 {
+    fn delay_ms(&self, retry: u32, entropy: u64) -> u64 {
         1 + entropy % self.bound_ms(retry)
+    }
+}
+
+/// The wait the driver asks for before one retry: which retry it is, and its
+/// length once the host lends the randomness.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Delay {
+    backoff: Backoff,
+    retry: u32,
+}
+
+impl Delay {
+    /// Which retry this wait comes before (1 is the first).
+    pub fn retry(&self) -> u32 {
+        self.retry
+    }
+
+    /// The wait, milliseconds: uniform in `1..=bound_ms(retry)`, drawn from
+    /// `entropy` (64 fresh random bits from the host).
+    pub fn ms(&self, entropy: u64) -> u64 {
+        self.backoff.delay_ms(self.retry, entropy)
+    }
+}
+
+/// Calls `attempt` until it succeeds or `pause` gives up: after each error,
+/// `pause(&error, delay)` either waits `delay` (drawing it with the host's
+/// randomness) and returns `true` to try again, or returns `false`, and the
+/// error is the answer.
+pub fn retry<T, E>(
+    backoff: Backoff,
+    mut attempt: impl FnMut() -> Result<T, E>,
+    mut pause: impl FnMut(&E, Delay) -> bool,
+) -> Result<T, E> {
+    let mut retry = 0u32;
+    loop {
+        match attempt() {
+            Err(e) => {
+                retry = retry.saturating_add(1);
+                if !pause(&e, Delay { backoff, retry }) {
+                    return Err(e);
+                }
+            }
+            done => return done,
+        }
+    }
+}
+
+/// What an async host lends [`retry_async`]: its randomness and its timer.
+pub trait Timer {
+    /// 64 fresh random bits.
+    fn jitter(&mut self) -> u64;
+    /// Waits `ms` milliseconds (a host without a timer may return at once).
+    fn sleep_ms(&mut self, ms: u64) -> impl Future<Output = ()>;
+}
+
+/// [`retry`] for async hosts: awaits `attempt` until it succeeds or
+/// `again(&error, retry)` says the error is the answer; before retry number
+/// `retry` it waits a jittered [`Delay`] on `timer`.
+pub async fn retry_async<T, E, Fut>(
+    backoff: Backoff,
+    timer: &mut impl Timer,
+    mut attempt: impl FnMut() -> Fut,
+    mut again: impl FnMut(&E, u32) -> bool,
+) -> Result<T, E>
+where
+    Fut: Future<Output = Result<T, E>>,
+{
+    let mut retry = 0u32;
+    loop {
+        match attempt().await {
+            Err(e) => {
+                retry = retry.saturating_add(1);
+                if !again(&e, retry) {
+                    return Err(e);
+                }
+                let ms = Delay { backoff, retry }.ms(timer.jitter());
+                timer.sleep_ms(ms).await;
+            }
+            done => return done,
+        }
     }
 }
 
@@ -90,5 +178,97 @@ mod tests {
             max_ms: 0,
         };
         assert_eq!(zero.delay_ms(5, 99), 1);
+    }
+
+    #[test]
+    fn retry_tries_until_success_with_growing_jittered_waits() {
+        let mut calls = 0;
+        let mut waits = Vec::new();
+        let out: Result<u32, &str> = retry(
+            Backoff::CONFLICT,
+            || {
+                calls += 1;
+                if calls < 5 {
+                    Err("busy")
+                } else {
+                    Ok(calls)
+                }
+            },
+            |e, delay| {
+                assert_eq!(*e, "busy");
+                waits.push((delay.retry(), delay.ms(u64::MAX)));
+                true
+            },
+        );
+        assert_eq!(out, Ok(5));
+        // The bound doubles each retry; entropy u64::MAX draws near its top.
+        assert_eq!(waits, [(1, 2), (2, 4), (3, 8), (4, 16)]);
+    }
+
+    #[test]
+    fn retry_answers_the_error_pause_gives_up_on() {
+        let mut calls = 0;
+        let out: Result<(), u32> = retry(
+            Backoff::CLIENT,
+            || {
+                calls += 1;
+                Err(calls)
+            },
+            |e, delay| {
+                assert_eq!(*e, delay.retry());
+                delay.retry() < 3
+            },
+        );
+        assert_eq!(out, Err(3));
+        assert_eq!(calls, 3);
+        // A first success never pauses.
+        let first: Result<u8, ()> = retry(Backoff::CLIENT, || Ok(7), |_, _| unreachable!());
+        assert_eq!(first, Ok(7));
+    }
+
+    /// A timer that records its waits.
+    struct Recorded(Vec<u64>);
+
+    impl Timer for Recorded {
+        fn jitter(&mut self) -> u64 {
+            // One below a multiple of every bound: each wait is its bound.
+            999_999
+        }
+        async fn sleep_ms(&mut self, ms: u64) {
+            self.0.push(ms);
+        }
+    }
+
+    #[test]
+    fn retry_async_waits_on_the_hosts_timer() {
+        let left = std::cell::Cell::new(3);
+        let mut timer = Recorded(Vec::new());
+        let out: Result<&str, &str> = pollster::block_on(retry_async(
+            Backoff::STORE,
+            &mut timer,
+            || async {
+                if left.get() == 0 {
+                    return Ok("stored");
+                }
+                left.set(left.get() - 1);
+                Err("unprocessed")
+            },
+            |e, retry| {
+                assert_eq!((*e, retry), ("unprocessed", 3 - left.get()));
+                true
+            },
+        ));
+        assert_eq!(out, Ok("stored"));
+        assert_eq!(timer.0, [20, 40, 80]);
+        // `again` refusing answers the error without a wait.
+        let mut timer = Recorded(Vec::new());
+        let refused: Result<(), &str> = pollster::block_on(retry_async(
+            Backoff::STORE,
+            &mut timer,
+            || async { Err("bad item") },
+            |_, _| false,
+        ));
+        assert_eq!(refused, Err("bad item"));
+        assert!(timer.0.is_empty());
     }
 }

@@ -227,11 +227,12 @@ pub fn encode_segment(s: &str) -> String {
     out
 }
 
-/// The path of `endpoint`'s route with its `{job_id}` and `{run_id}` segments
-/// filled, in order, from `segments` (each percent-encoded): the path a client
-/// requests, without the query. `None` when the endpoint has no route or
-/// `segments` does not have one value per variable segment of its template.
-pub fn path(endpoint: Endpoint, values: &[&str]) -> Option<String> {
+/// A client's request to `endpoint`, from its row of the table in one lookup:
+/// the method, and the path with its `{job_id}` and `{run_id}` segments filled,
+/// in order, from `values` (each percent-encoded), without the query. `None`
+/// when the endpoint has no route or `values` does not have one value per
+/// variable segment of its template.
+pub fn request_line(endpoint: Endpoint, values: &[&str]) -> Option<(&'static str, String)> {
     let def = ROUTES.iter().find(|r| r.endpoint == endpoint)?;
     let mut values = values.iter();
     let mut out = String::new();
@@ -242,7 +243,7 @@ pub fn path(endpoint: Endpoint, values: &[&str]) -> Option<String> {
             literal => out.push_str(literal),
         }
     }
-    values.next().is_none().then_some(out)
+    values.next().is_none().then_some((def.method, out))
 }
 
 /// The route of `method` on `path` (without the query), its segments
@@ -340,22 +341,72 @@ mod tests {
         out
     }
 
-    #[test]
-    fn the_readme_route_table_is_the_route_table() {
+    /// The routes lambda/README.md's "Routes (...)" paragraph lists: its code
+    /// spans, in order, each `METHOD[|METHOD] /path` (a query or an optional part
+    /// is not part of the path), or a bare `/last-segment` standing for the
+    /// span before it with that last segment.
+    fn lambda_readme_routes() -> std::collections::BTreeSet<(String, String)> {
+        let readme = include_str!("../../lambda/README.md");
+        let paragraph = readme
+            .split("\nRoutes (")
+            .nth(1)
+            .expect("lambda/README.md has a \"Routes (...)\" paragraph")
+            .split("\n\n")
+            .next()
+            .unwrap();
+        let mut out = std::collections::BTreeSet::new();
+        let mut last: Option<(Vec<String>, String)> = None;
+        for span in paragraph.split('`').skip(1).step_by(2) {
+            let (methods, path) = match span.split_once(' ') {
+                Some((methods, path)) => (
+                    methods.split('|').map(str::to_string).collect(),
+                    path.split(['?', '[']).next().unwrap().to_string(),
+                ),
+                None => {
+                    let (methods, before) = last
+                        .clone()
+                        .unwrap_or_else(|| panic!("`{span}`: METHOD /path first"));
+                    let (base, _) = before.rsplit_once('/').unwrap();
+                    (methods, format!("{base}{span}"))
+                }
+            };
+            assert!(path.starts_with('/'), "`{span}`: METHOD /path");
+            for m in &methods {
+                out.insert((m.clone(), path.clone()));
+            }
+            last = Some((methods, path));
+        }
+        out
+    }
+
+    /// Fails naming the routes `doc` lacks and those it lists that are not in `ROUTES`.
+    fn assert_lists_the_route_table(
+        doc: &str,
+        listed: std::collections::BTreeSet<(String, String)>,
+    ) {
         let table: std::collections::BTreeSet<(String, String)> = ROUTES
             .iter()
             .map(|r| (r.method.to_string(), r.path.to_string()))
             .collect();
-        let readme = readme_routes();
-        let missing: Vec<_> = table.difference(&readme).collect();
-        let extra: Vec<_> = readme.difference(&table).collect();
-        assert!(
-            missing.is_empty(),
-            "README.md's Routes table lacks {missing:?}"
-        );
+        let missing: Vec<_> = table.difference(&listed).collect();
+        let extra: Vec<_> = listed.difference(&table).collect();
+        assert!(missing.is_empty(), "{doc} lacks {missing:?}");
         assert!(
             extra.is_empty(),
-            "README.md's Routes table lists routes that are not in ROUTES: {extra:?}"
+            "{doc} lists routes that are not in ROUTES: {extra:?}"
+        );
+    }
+
+    #[test]
+    fn the_readme_route_table_is_the_route_table() {
+        assert_lists_the_route_table("README.md's Routes table", readme_routes());
+    }
+
+    #[test]
+    fn the_lambda_readme_lists_the_route_table() {
+        assert_lists_the_route_table(
+            "lambda/README.md's Routes paragraph",
+            lambda_readme_routes(),
         );
     }
 
@@ -409,18 +460,21 @@ mod tests {
 
     #[test]
     fn paths_are_built_from_the_table_and_found_again() {
+        let line = |endpoint, values: &[&str]| {
+            request_line(endpoint, values).map(|(m, p)| format!("{m} {p}"))
+        };
         assert_eq!(
-            path(Endpoint::NextTrial, &[]).as_deref(),
-            Some("/jobs/batch_size")
+            line(Endpoint::NextTrial, &[]).as_deref(),
+            Some("GET /jobs/batch_size")
         );
         assert_eq!(
-            path(Endpoint::RunReport, &["ag:1", "r 1/x"]).as_deref(),
-            Some("/jobs/ag%3A1/runs/r%201%2Fx/report")
+            line(Endpoint::RunReport, &["ag:1", "r 1/x"]).as_deref(),
+            Some("POST /jobs/ag%3A1/runs/r%201%2Fx/report")
         );
         // One value per variable segment, no more and no fewer.
-        assert_eq!(path(Endpoint::JobDocument, &[]), None);
-        assert_eq!(path(Endpoint::JobDocument, &["a", "b"]), None);
-        assert_eq!(path(Endpoint::Report, &["a"]), None);
+        assert_eq!(line(Endpoint::JobDocument, &[]), None);
+        assert_eq!(line(Endpoint::JobDocument, &["a", "b"]), None);
+        assert_eq!(line(Endpoint::Report, &["a"]), None);
         // Every row's path, built from odd ids, finds the row and the ids again.
         let (job, run) = ("a/b?c#d%e é+f", "r:1 %2F");
         for def in ROUTES {
@@ -429,7 +483,9 @@ mod tests {
                 .filter(|(v, _)| def.path.contains(v))
                 .map(|(_, id)| id)
                 .collect();
-            let built = path(def.endpoint, &values).unwrap();
+            let (method, built) = request_line(def.endpoint, &values).unwrap();
+            // `HEAD /healthz` shares its endpoint with `GET`, the first row.
+            assert!(method == def.method || def.method == "HEAD", "{built}");
             let found = find(def.method, &built).unwrap();
             assert_eq!(found.def.endpoint, def.endpoint, "{built}");
             assert_eq!(

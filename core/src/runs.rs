@@ -254,53 +254,6 @@ pub struct RunView {
     pub epochs: Vec<EpochTotals>,
 }
 
-/// The runs of a job, validated when read.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(try_from = "Vec<Run>", into = "Vec<Run>")]
-pub struct Runs(pub(crate) Vec<Run>);
-
-impl Runs {
-    /// Whether there are none (the field is then left out of the document).
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
-    /// The runs, oldest first.
-    pub fn list(&self) -> &[Run] {
-        &self.0
-    }
-}
-
-impl From<Runs> for Vec<Run> {
-    fn from(r: Runs) -> Self {
-        r.0
-    }
-}
-
-impl TryFrom<Vec<Run>> for Runs {
-    type Error = FieldError;
-
-    fn try_from(runs: Vec<Run>) -> Result<Self, Self::Error> {
-        if runs.len() > MAX_RUNS {
-            return Err(FieldError::new("runs", format!("at most {MAX_RUNS}")));
-        }
-        let open = runs
-            .iter()
-            .filter(|r| r.status == RunStatus::Running)
-            .count();
-        if open > MAX_OPEN_RUNS {
-            return Err(FieldError::new(
-                "runs",
-                format!("at most {MAX_OPEN_RUNS} running"),
-            ));
-        }
-        for r in &runs {
-            r.check()?;
-        }
-        Ok(Runs(runs))
-    }
-}
-
 /// A finished run that left the kept ones: its outcome, by its id.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct PastRun {
@@ -359,52 +312,125 @@ impl PastRun {
     }
 }
 
-/// The outcomes of the finished runs that left [`Runs`], oldest first, bounded
-/// ([`MAX_PAST_RUNS`]) and validated when read.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(try_from = "Vec<PastRun>", into = "Vec<PastRun>")]
-pub struct PastRuns(pub(crate) Vec<PastRun>);
+/// An item of a bounded list of the job document ([`Runs`], [`PastRuns`]): how
+/// many the list keeps, and what a list read from a document must satisfy.
+pub trait Kept: Sized {
+    /// The list's field in the document.
+    const FIELD: &'static str;
+    /// How many the list keeps at most.
+    const MAX: usize;
+    /// The run's id.
+    fn run_id(&self) -> &str;
+    /// The checks of a list read from a document beyond its bound, naming the
+    /// field and the rule.
+    fn check_list(items: &[Self]) -> Result<(), FieldError>;
+}
 
-impl PastRuns {
+/// A list of the job document that keeps at most `T::MAX` items, oldest first,
+/// and is validated when read.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(
+    try_from = "Vec<T>",
+    into = "Vec<T>",
+    bound(
+        serialize = "T: Kept + Clone + Serialize",
+        deserialize = "T: Kept + Deserialize<'de>"
+    )
+)]
+pub struct Bounded<T: Kept>(pub(crate) Vec<T>);
+
+/// The runs of a job in full, validated when read.
+pub type Runs = Bounded<Run>;
+
+/// The outcomes of the finished runs that left [`Runs`], bounded
+/// ([`MAX_PAST_RUNS`]) and validated when read.
+pub type PastRuns = Bounded<PastRun>;
+
+impl<T: Kept> Default for Bounded<T> {
+    fn default() -> Self {
+        Bounded(Vec::new())
+    }
+}
+
+impl<T: Kept> Bounded<T> {
     /// Whether there are none (the field is then left out of the document).
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
 
-    /// The run `run_id`, if it is remembered.
-    pub fn find(&self, run_id: &str) -> Option<&PastRun> {
-        self.0.iter().find(|r| r.run_id == run_id)
+    /// The items, oldest first.
+    pub fn list(&self) -> &[T] {
+        &self.0
     }
 
-    /// Remembers a finished run, forgetting the oldest beyond the bound.
-    pub(crate) fn push(&mut self, run: PastRun) {
-        self.0.push(run);
-        if self.0.len() > MAX_PAST_RUNS {
+    /// The item of run `run_id`, if it is kept.
+    pub fn find(&self, run_id: &str) -> Option<&T> {
+        self.0.iter().find(|r| r.run_id() == run_id)
+    }
+
+    /// Keeps `item`, forgetting the oldest beyond the bound.
+    pub(crate) fn push(&mut self, item: T) {
+        self.0.push(item);
+        if self.0.len() > T::MAX {
             self.0.remove(0);
         }
     }
 }
 
-impl From<PastRuns> for Vec<PastRun> {
-    fn from(r: PastRuns) -> Self {
+impl<T: Kept> From<Bounded<T>> for Vec<T> {
+    fn from(r: Bounded<T>) -> Self {
         r.0
     }
 }
 
-impl TryFrom<Vec<PastRun>> for PastRuns {
+impl<T: Kept> TryFrom<Vec<T>> for Bounded<T> {
     type Error = FieldError;
 
-    fn try_from(runs: Vec<PastRun>) -> Result<Self, Self::Error> {
-        if runs.len() > MAX_PAST_RUNS {
-            return Err(bad("past_runs", format!("at most {MAX_PAST_RUNS}")));
+    fn try_from(items: Vec<T>) -> Result<Self, Self::Error> {
+        if items.len() > T::MAX {
+            return Err(bad(T::FIELD, format!("at most {}", T::MAX)));
         }
-        for r in &runs {
+        T::check_list(&items)?;
+        Ok(Bounded(items))
+    }
+}
+
+impl Kept for Run {
+    const FIELD: &'static str = "runs";
+    const MAX: usize = MAX_RUNS;
+
+    fn run_id(&self) -> &str {
+        &self.run_id
+    }
+
+    fn check_list(runs: &[Run]) -> Result<(), FieldError> {
+        let open = runs
+            .iter()
+            .filter(|r| r.status == RunStatus::Running)
+            .count();
+        if open > MAX_OPEN_RUNS {
+            return Err(bad("runs", format!("at most {MAX_OPEN_RUNS} running")));
+        }
+        runs.iter().try_for_each(Run::check)
+    }
+}
+
+impl Kept for PastRun {
+    const FIELD: &'static str = "past_runs";
+    const MAX: usize = MAX_PAST_RUNS;
+
+    fn run_id(&self) -> &str {
+        &self.run_id
+    }
+
+    fn check_list(runs: &[PastRun]) -> Result<(), FieldError> {
+        for r in runs {
             check_id("past_runs.run_id", &r.run_id)?;
             if !["stopped", "failed", "ended"].contains(&r.status.as_str()) {
                 return Err(bad("past_runs.status", "stopped, failed or ended"));
             }
         }
-        Ok(PastRuns(runs))
+        Ok(())
     }
 }
 

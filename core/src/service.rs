@@ -19,7 +19,7 @@ use crate::job::JobState;
 use crate::listing::{self, JobPage, JobSummary};
 use crate::multihost;
 use crate::policy::shared::WorkloadState;
-use crate::retry::Backoff;
+use crate::retry::{retry_async, Backoff, Timer};
 use crate::route::{self, Endpoint, JobIn};
 use crate::runs::{HostCall, HostMessage, HostProfile, HostReport, JoinRun};
 use crate::spec::JobSpec;
@@ -37,6 +37,16 @@ pub trait HostEnv {
     /// Waits `ms` milliseconds before retrying a conflicted write (hosts without a
     /// timer may return at once).
     fn backoff(&mut self, ms: u64) -> impl Future<Output = ()>;
+}
+
+/// Every host's [`HostEnv`] is the retry driver's [`Timer`].
+impl<H: HostEnv> Timer for H {
+    fn jitter(&mut self) -> u64 {
+        self.entropy()
+    }
+    fn sleep_ms(&mut self, ms: u64) -> impl Future<Output = ()> {
+        self.backoff(ms)
+    }
 }
 
 /// Service settings.
@@ -673,18 +683,23 @@ impl<S: Store> Service<S> {
     where
         Fut: Future<Output = Result<Option<T>, ApiError>>,
     {
-        for n in 0..=self.config.max_retries {
-            if n > 0 {
-                let wait = Backoff::CONFLICT.delay_ms(n, env.entropy());
-                env.backoff(wait).await;
-            }
-            if let Some(done) = attempt().await? {
-                return Ok(done);
-            }
-        }
-        Err(ApiError::Unavailable(format!(
-            "job {job_id:?} is contended; retry the request"
-        )))
+        let max_retries = self.config.max_retries;
+        // An error of `None` is a lost race, tried again; `Some` is the answer.
+        retry_async(
+            Backoff::CONFLICT,
+            env,
+            || {
+                let tried = attempt();
+                async move { tried.await.map_err(Some)?.ok_or(None) }
+            },
+            |lost: &Option<ApiError>, retry| lost.is_none() && retry <= max_retries,
+        )
+        .await
+        .map_err(|e| {
+            e.unwrap_or_else(|| {
+                ApiError::Unavailable(format!("job {job_id:?} is contended; retry the request"))
+            })
+        })
     }
 
     async fn register(

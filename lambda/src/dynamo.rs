@@ -26,8 +26,7 @@ use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, TransactWriteItem, Wr
 use aws_sdk_dynamodb::Client;
 use wattwise_core::job::JobState;
 use wattwise_core::policy::shared::WorkloadState;
-use wattwise_core::retry::Backoff;
-use wattwise_core::service::HostEnv as _;
+use wattwise_core::retry::{retry_async, Backoff};
 use wattwise_core::service::{Saved, Store, Stored, StoredWorkload, Write};
 use wattwise_core::store::{ListCursor, Listed};
 use wattwise_core::trial::Trial;
@@ -84,6 +83,8 @@ pub fn list_sort_key(created_ms: i64, job_id: &str) -> String {
 const TRANSACT_TRIALS: usize = 99;
 /// Items per `BatchWriteItem`.
 const BATCH_WRITE: usize = 25;
+/// Sends of one batch before its items left unprocessed are an error.
+const BATCH_TRIES: u32 = 16;
 
 /// What can go wrong in the DynamoDB store.
 #[derive(Debug, thiserror::Error)]
@@ -311,30 +312,43 @@ impl DynamoStore {
         Ok(())
     }
 
-    async fn batch_write(&self, mut requests: Vec<WriteRequest>) -> Result<(), DynamoError> {
-        for attempt in 0..16u32 {
-            if requests.is_empty() {
-                return Ok(());
-            }
-            if attempt > 0 {
-                let wait = Backoff::STORE.delay_ms(attempt, crate::SystemEnv.entropy());
-                tokio::time::sleep(std::time::Duration::from_millis(wait)).await;
-            }
-            let out = self
-                .client
-                .batch_write_item()
-                .request_items(&self.table, requests)
-                .send()
-                .await
-                .map_err(|e| call_error("BatchWriteItem", &e))?;
-            requests = out
-                .unprocessed_items
-                .and_then(|mut m| m.remove(&self.table))
-                .unwrap_or_default();
+    async fn batch_write(&self, requests: Vec<WriteRequest>) -> Result<(), DynamoError> {
+        if requests.is_empty() {
+            return Ok(());
         }
-        Err(DynamoError::Call {
-            operation: "BatchWriteItem",
-            message: "items stayed unprocessed".into(),
+        // An error of `None`: items left unprocessed, sent again after a wait.
+        let pending = std::sync::Mutex::new(requests);
+        let pending = &pending;
+        retry_async(
+            Backoff::STORE,
+            &mut crate::SystemEnv,
+            || async move {
+                let batch = std::mem::take(&mut *pending.lock().unwrap_or_else(|e| e.into_inner()));
+                let out = self
+                    .client
+                    .batch_write_item()
+                    .request_items(&self.table, batch)
+                    .send()
+                    .await
+                    .map_err(|e| Some(call_error("BatchWriteItem", &e)))?;
+                let unprocessed = out
+                    .unprocessed_items
+                    .and_then(|mut m| m.remove(&self.table))
+                    .unwrap_or_default();
+                if unprocessed.is_empty() {
+                    return Ok(());
+                }
+                *pending.lock().unwrap_or_else(|e| e.into_inner()) = unprocessed;
+                Err(None)
+            },
+            |unprocessed: &Option<DynamoError>, retry| unprocessed.is_none() && retry < BATCH_TRIES,
+        )
+        .await
+        .map_err(|e| {
+            e.unwrap_or(DynamoError::Call {
+                operation: "BatchWriteItem",
+                message: "items stayed unprocessed".into(),
+            })
         })
     }
 

@@ -31,6 +31,8 @@ import time
 import uuid
 from urllib.parse import urlsplit
 
+from archived_job import archived_job
+
 
 def call(conn: http.client.HTTPConnection, method: str, path: str, body=None):
     data = json.dumps(body) if body is not None else None
@@ -48,24 +50,8 @@ def setup(args, host: str, port: int) -> str:
             "default_batch_size": 16, "max_power": 300.0, "number_of_gpus": 1,
             "gpu_model": "A40", "max_epochs": 1, "mab_seed": 1}
     assert call(c, "POST", "/jobs", spec)[0] == 201
-    s, t = call(c, "GET", f"/jobs/batch_size?job_id={big}")
-    assert s == 200, t
-    s, b = call(c, "POST", "/report", {"job_id": big, "batch_size": t["batch_size"],
-                                       "trial_number": t["trial_number"], "time": 10.0,
-                                       "energy": 500.0, "metric": 0.9, "current_epoch": 1})
-    assert s == 200, b
-    s, rows = call(c, "GET", f"/jobs/{big}/trials")
-    record = {k: v for k, v in rows[0].items() if k != "job_id"}
+    archived_job(lambda m, p, b=None: call(c, m, p, b), args.db, big, args.trials)
     db = sqlite3.connect(args.db, timeout=60)
-    for lo in range(1, args.trials + 1, 50_000):
-        batch = []
-        for n in range(lo, min(lo + 50_000, args.trials + 1)):
-            record["trial_number"] = n
-            record["start_ms"] = n * 1000
-            batch.append((big, n, json.dumps(record, separators=(",", ":"))))
-        with db:
-            db.executemany("INSERT OR IGNORE INTO trials (job_id, trial_number, record) VALUES (?, ?, ?)",
-                           batch)
     # One large document through the API, then copied.
     large = f"hb{tag}-doc"
     spec = dict(spec, job_id=large, batch_sizes=list(range(8, 8 + 256)), default_batch_size=8)

@@ -53,6 +53,8 @@ import time
 import uuid
 from urllib.parse import urlsplit
 
+from archived_job import archived_job
+
 
 def fail(msg: str) -> None:
     print(f"server_limits: {msg}", file=sys.stderr)
@@ -257,44 +259,11 @@ def deleted(args) -> dict:
     return out
 
 
-def finished_trial(c: "Client", job: str) -> dict:
-    """Runs one trial of JOB to its end; returns it as the export shows it."""
-    s, t, _ = c.call("GET", f"/jobs/batch_size?job_id={job}")
-    if s != 200:
-        fail(f"predict: {s} {t}")
-    s, b, _ = c.call("POST", "/report", {"job_id": job, "batch_size": t["batch_size"],
-                                         "trial_number": t["trial_number"], "time": 10.0,
-                                         "energy": 500.0, "metric": 0.9, "current_epoch": 1})
-    if s != 200:
-        fail(f"report: {s} {b}")
-    s, rows, _ = c.call("GET", f"/jobs/{job}/trials")
-    if s != 200 or len(rows) != 1:
-        fail(f"the export of a one-trial job: {s} {rows}")
-    return rows[0]
-
-
-def archive_trials(db: str, job: str, template: dict, numbers) -> None:
-    """Writes archived trial records of JOB into DB (another process's write, as
-    the store's own archive writes them: one JSON record per trial)."""
-    record = {k: v for k, v in template.items() if k != "job_id"}
-    conn = sqlite3.connect(db, timeout=30)
-    rows = []
-    for n in numbers:
-        record["trial_number"] = n
-        record["start_ms"] = n * 1000
-        rows.append((job, n, json.dumps(record, separators=(",", ":"))))
-    with conn:
-        conn.executemany("INSERT OR IGNORE INTO trials (job_id, trial_number, record) VALUES (?, ?, ?)",
-                         rows)
-    conn.close()
-
-
 def heavy(args) -> dict:
     c = Client(args.url, timeout=120)
     job = register(c)
-    template = finished_trial(c, job)
     n = args.trials
-    archive_trials(args.db, job, template, range(1, n + 1))
+    template = archived_job(lambda m, p, b=None: c.call(m, p, b)[:2], args.db, job, n)
     t = time.perf_counter()
     s, rows, _ = c.call("GET", f"/jobs/{job}/trials")
     json_s = time.perf_counter() - t

@@ -5,8 +5,9 @@
 //! prints them); a user's own traces come with `--train` and `--power`, or
 //! `--traces DIR --gpu GPU`. Which job the flags mean, the knob checks, the sweep
 //! and its summary are the core's (`wattwise_core::sim::catalog`,
-//! `wattwise_core::sim::sweep`); this module parses flags, reads files and
-//! renders. `--seed` and
+//! `wattwise_core::sim::sweep`, `wattwise_core::sim::group`), the layout of
+//! tables and CSV is [`crate::sim_text`]'s; this module parses flags, reads files,
+//! calls them and prints. `--seed` and
 //! `--eta` take lists (`1-5`, `0.25,0.5`): each combination is one simulation,
 //! with a progress bar on a terminal. `--groups FILE` simulates one group of the
 //! Alibaba trace (overlapping submissions) instead.
@@ -19,12 +20,12 @@ use std::ops::ControlFlow;
 use anyhow::{bail, Context};
 use wattwise_core::policy::Policy;
 use wattwise_core::sim::synthetic::SYNTHETIC_DATASET;
-use wattwise_core::sim::trace::first_group_of;
 use wattwise_core::sim::{
-    group_jobs, parse_groups, simulate_one_alibaba_group, Catalog, JobTrace, LearningReport,
-    PowerFile, SimConfig, SimReport, SimSummary, SimulateSpec, Source, SweepSpec, Target,
+    Catalog, Group, PowerFile, SimConfig, SimulateSpec, Source, SweepSpec, Target,
     WorkloadOverrides,
 };
+
+use crate::sim_text;
 
 /// Output formats.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -268,8 +269,7 @@ pub fn run_to(args: SimulateArgs, out: &mut impl Write) -> anyhow::Result<()> {
     if let Some(path) = &args.groups {
         let seed = parse_seeds(&args.seed)?[0];
         let eta = parse_etas(&args.eta)?[0];
-        let job = catalog.job(&target)?.clone();
-        return run_group(&args, &job, path, seed, eta, out);
+        return run_group(&args, &mut catalog, &target, path, seed, eta, out);
     }
     if let Some(gpus) = &args.learn_from {
         return run_learning(&args, &mut catalog, target, gpus, out);
@@ -314,10 +314,10 @@ pub fn run_to(args: SimulateArgs, out: &mut impl Write) -> anyhow::Result<()> {
         (Format::Json, _) => {
             serde_json::to_writer_pretty(&mut *out, &reports).map_err(std::io::Error::from)?
         }
-        (Format::Csv, [one]) => write_history_csv(out, one)?,
-        (Format::Csv, _) => write_sweep_csv(out, &reports)?,
-        (Format::Table, [one]) => write_table(out, &job, one)?,
-        (Format::Table, _) => write_sweep_table(out, &job, &reports)?,
+        (Format::Csv, [one]) => sim_text::write_history_csv(out, one)?,
+        (Format::Csv, _) => sim_text::write_sweep_csv(out, &reports)?,
+        (Format::Table, [one]) => sim_text::write_table(out, &job, one)?,
+        (Format::Table, _) => sim_text::write_sweep_table(out, &job, &reports)?,
     }
     writeln!(out)?;
     Ok(())
@@ -333,54 +333,8 @@ fn write_list(out: &mut impl Write, catalog: &mut Catalog, format: Format) -> an
         Format::Json => {
             serde_json::to_writer_pretty(&mut *out, &options).map_err(std::io::Error::from)?
         }
-        Format::Csv => {
-            writeln!(
-                out,
-                "dataset,network,optimizer,target_metric,max_epochs,default_batch_size,gpu"
-            )?;
-            for o in &options {
-                for w in &o.workloads {
-                    let wl = &w.workload;
-                    for gpu in &w.gpus {
-                        writeln!(
-                            out,
-                            "{},{},{},{},{},{},{gpu}",
-                            wl.dataset,
-                            wl.network,
-                            wl.optimizer,
-                            wl.target_metric,
-                            wl.max_epochs,
-                            wl.default_batch_size
-                        )?;
-                    }
-                }
-            }
-        }
-        Format::Table => {
-            writeln!(
-                out,
-                "{:<14} {:<18} {:<9} {:>7} {:>10} {:>10}  gpus (--gpu)",
-                "--dataset", "network", "optimizer", "target", "max epochs", "default bs"
-            )?;
-            for w in options.iter().flat_map(|o| &o.workloads) {
-                let wl = &w.workload;
-                writeln!(
-                    out,
-                    "{:<14} {:<18} {:<9} {:>7} {:>10} {:>10}  {}",
-                    wl.dataset,
-                    wl.network,
-                    wl.optimizer,
-                    wl.target_metric,
-                    wl.max_epochs,
-                    wl.default_batch_size,
-                    w.gpus.join(", ")
-                )?;
-            }
-            writeln!(
-                out,
-                "\nThe default batch size is Zeus's, capped per GPU to the largest the trace has."
-            )?;
-        }
+        Format::Csv => sim_text::write_list_csv(out, &options)?,
+        Format::Table => sim_text::write_list_table(out, &options)?,
     }
     writeln!(out)?;
     Ok(())
@@ -389,92 +343,32 @@ fn write_list(out: &mut impl Write, catalog: &mut Catalog, format: Format) -> an
 /// Simulates one Alibaba group and prints its runs.
 fn run_group(
     args: &SimulateArgs,
-    job: &JobTrace,
+    catalog: &mut Catalog,
+    target: &Target,
     path: &Path,
     seed: u64,
     eta_knob: f64,
     out: &mut impl Write,
 ) -> anyhow::Result<()> {
-    let rows = parse_groups(&read(path)?)?;
-    let group = match &args.group {
-        Some(g) => g.clone(),
-        None => match first_group_of(&rows, &job.workload.dataset) {
-            Some(g) => g.to_string(),
-            None => bail!(
-                "{} has no group of dataset {}",
-                path.display(),
-                job.workload.dataset
-            ),
-        },
-    };
-    let jobs = group_jobs(&rows, &group);
-    if jobs.is_empty() {
-        bail!("{} has no group {group:?}", path.display());
-    }
+    let job = catalog.job(target)?;
+    let file = path.display().to_string();
+    let group = Group::choose(&file, &read(path)?, args.group.as_deref(), job)?;
     let cfg = SimConfig {
         eta_knob,
         beta_knob: args.beta,
         seed,
     };
-    let history = simulate_one_alibaba_group(job, &jobs, &cfg)
-        .with_context(|| format!("simulating group {group} of {}", job.workload.name()))?;
+    let report = group
+        .simulate(job, &cfg)
+        .with_context(|| format!("simulating group {} of {}", group.name, job.workload.name()))?;
     match args.format {
+        // Through a `Value`, whose keys are sorted.
         Format::Json => {
-            let doc = serde_json::json!({
-                "workload": job.workload, "gpu": job.gpu, "group": group, "config": cfg,
-                "submissions": jobs.len(), "history": history,
-                "energy": history.iter().map(|h| h.energy).sum::<f64>(),
-                "time": history.iter().map(|h| h.time).sum::<f64>(),
-            });
+            let doc = serde_json::to_value(&report).map_err(std::io::Error::from)?;
             serde_json::to_writer_pretty(&mut *out, &doc).map_err(std::io::Error::from)?;
         }
-        Format::Csv => {
-            writeln!(
-                out,
-                "submission,batch_size,power_limit,energy,time,reached,cost"
-            )?;
-            for h in &history {
-                writeln!(out, "{}", history_cells(h))?;
-            }
-        }
-        Format::Table => {
-            writeln!(
-                out,
-                "wattwise simulate: group {group} ({} submissions) of {} on {}, eta {}, beta {}, seed {}\n",
-                jobs.len(),
-                job.workload.name(),
-                job.gpu,
-                eta_knob,
-                args.beta,
-                seed
-            )?;
-            writeln!(
-                out,
-                "{:>10} {:>6} {:>5} {:>8} {:>12} {:>10}",
-                "submission", "bs", "pl W", "reached", "energy", "time"
-            )?;
-            for h in &history {
-                writeln!(
-                    out,
-                    "{:>10} {:>6} {:>5} {:>8} {:>12} {:>10}",
-                    h.recurrence + 1,
-                    h.batch_size,
-                    h.power_limit,
-                    if h.reached { "yes" } else { "no" },
-                    joules(h.energy),
-                    duration(h.time)
-                )?;
-            }
-            let energy: f64 = history.iter().map(|h| h.energy).sum();
-            let time: f64 = history.iter().map(|h| h.time).sum();
-            writeln!(
-                out,
-                "\n{} runs, energy {}, time {}",
-                history.len(),
-                joules(energy),
-                duration(time)
-            )?;
-        }
+        Format::Csv => sim_text::write_group_csv(out, &report)?,
+        Format::Table => sim_text::write_group_table(out, &report)?,
     }
     writeln!(out)?;
     Ok(())
@@ -505,459 +399,11 @@ fn run_learning(
         Format::Json => {
             serde_json::to_writer_pretty(&mut *out, &r).map_err(std::io::Error::from)?
         }
-        Format::Csv => {
-            writeln!(out, "sharing,{HISTORY_HEADER}")?;
-            for (name, rep) in [("alone", &r.alone), ("shared", &r.shared_run)] {
-                for h in &rep.history {
-                    let i = h.recurrence as usize;
-                    writeln!(
-                        out,
-                        "{name},{},{},{}",
-                        history_cells(h),
-                        rep.cum_cost[i],
-                        rep.regret[i]
-                    )?;
-                }
-            }
-        }
-        Format::Table => write_learning_table(out, &job, &r)?,
+        Format::Csv => sim_text::write_learning_csv(out, &r)?,
+        Format::Table => sim_text::write_learning_table(out, &job, &r)?,
     }
     writeln!(out)?;
     Ok(())
-}
-
-fn write_learning_table(
-    out: &mut impl Write,
-    job: &JobTrace,
-    r: &LearningReport,
-) -> std::io::Result<()> {
-    let w = &job.workload;
-    let c = &r.alone.config;
-    writeln!(
-        out,
-        "wattwise simulate: {} on {}, learning from {}; {} recurrences, eta {}, beta {}, seed {}, policy wattwise\n",
-        w.name(),
-        job.gpu,
-        r.learn_from.join(", "),
-        r.alone.recurrences,
-        c.eta_knob,
-        c.beta_knob,
-        c.seed
-    )?;
-    writeln!(out, "what the other GPUs' runs taught (epochs to target):")?;
-    writeln!(
-        out,
-        "{:>8} {:>6} {:>10} {:>12} {:>8}",
-        "bs", "runs", "reached", "mean epochs", "sd"
-    )?;
-    for (bs, s) in &r.shared.sizes {
-        writeln!(
-            out,
-            "{:>8} {:>6} {:>10} {:>12} {:>8}",
-            bs,
-            s.runs,
-            s.successes,
-            if s.successes > 0 {
-                format!("{:.1}", s.mean)
-            } else {
-                "-".into()
-            },
-            s.sd().map_or("-".into(), |sd| format!("{sd:.1}"))
-        )?;
-    }
-    let oracle = r.alone.baselines.oracle.cost * r.alone.recurrences as f64;
-    writeln!(
-        out,
-        "\n{:<16} {:>6} {:>14} {:>14} {:>12} {:>10}",
-        "", "runs", "cost", "regret", "of oracle", "vs default"
-    )?;
-    for (name, rep) in [
-        ("without sharing", &r.alone),
-        ("with sharing", &r.shared_run),
-    ] {
-        let regret = rep.regret.last().copied().unwrap_or(0.0);
-        writeln!(
-            out,
-            "{:<16} {:>6} {:>14} {:>14} {:>12} {:>10}",
-            name,
-            rep.history.len(),
-            joules(rep.total_cost()),
-            joules(regret),
-            percent(regret / oracle),
-            percent(-rep.savings_vs_default()),
-        )?;
-    }
-    if let Some(warm) = &r.warm {
-        writeln!(
-            out,
-            "\nreused: {} batch size{} probed for one epoch ({} in all){}",
-            warm.probed.len(),
-            if warm.probed.len() == 1 { "" } else { "s" },
-            joules(warm.probe_cost),
-            if warm.distrust {
-                "; the job's own runs disagreed with the shared epochs, so it explored on its own"
-            } else {
-                ""
-            }
-        )?;
-    }
-    Ok(())
-}
-
-/// `1234567.0` J as `1.23 MJ`.
-fn joules(j: f64) -> String {
-    let (v, unit) = if j.abs() >= 1e9 {
-        (j / 1e9, "GJ")
-    } else if j.abs() >= 1e6 {
-        (j / 1e6, "MJ")
-    } else if j.abs() >= 1e3 {
-        (j / 1e3, "kJ")
-    } else {
-        (j, "J")
-    };
-    format!("{v:.2} {unit}")
-}
-
-/// Seconds as hours when long.
-fn duration(s: f64) -> String {
-    if s >= 3600.0 {
-        format!("{:.2} h", s / 3600.0)
-    } else {
-        format!("{s:.0} s")
-    }
-}
-
-fn percent(x: f64) -> String {
-    format!("{:+.1}%", x * 100.0)
-}
-
-/// A fraction saved against the default in words (positive: saved), as the page
-/// says it: `saves 1.9%`, `costs 2.5% more`, `same as the default`.
-fn verdict(saved: f64) -> String {
-    let p = format!("{:.1}", (saved * 100.0).abs());
-    if p == "0.0" {
-        "same as the default".into()
-    } else if saved > 0.0 {
-        format!("saves {p}%")
-    } else {
-        format!("costs {p}% more")
-    }
-}
-
-/// Writes `rows` under `header`, every column as wide as its widest cell: the
-/// first `left` columns left-aligned, the others right-aligned.
-fn write_aligned(
-    out: &mut impl Write,
-    header: &[&str],
-    rows: &[Vec<String>],
-    left: usize,
-) -> std::io::Result<()> {
-    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
-    for row in rows {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.chars().count());
-        }
-    }
-    let line = |cells: Vec<&str>| {
-        cells
-            .iter()
-            .zip(&widths)
-            .enumerate()
-            .map(|(i, (c, &w))| {
-                if i < left {
-                    format!("{c:<w$}")
-                } else {
-                    format!("{c:>w$}")
-                }
-            })
-            .collect::<Vec<_>>()
-            .join("  ")
-            .trim_end()
-            .to_string()
-    };
-    writeln!(out, "{}", line(header.to_vec()))?;
-    for row in rows {
-        writeln!(out, "{}", line(row.iter().map(String::as_str).collect()))?;
-    }
-    Ok(())
-}
-
-fn write_table(out: &mut impl Write, job: &JobTrace, r: &SimReport) -> std::io::Result<()> {
-    let w = &job.workload;
-    writeln!(
-        out,
-        "wattwise simulate: {} ({}) on {}, target {} within {} epochs, default batch size {}",
-        w.name(),
-        w.optimizer,
-        job.gpu,
-        w.target_metric,
-        w.max_epochs,
-        w.default_batch_size
-    )?;
-    writeln!(
-        out,
-        "{} recurrences, eta {}, beta {}, seed {}, {} policy; batch sizes {:?}\n",
-        r.recurrences,
-        r.config.eta_knob,
-        r.config.beta_knob,
-        r.config.seed,
-        r.policy.display_name(),
-        job.batch_size_list()
-    )?;
-    writeln!(
-        out,
-        "{:>5} {:>6} {:>5} {:>8} {:>12} {:>10} {:>12} {:>14} {:>14}",
-        "rec", "bs", "pl W", "reached", "energy", "time", "cost", "cum cost", "regret"
-    )?;
-    let mut last_rec = u32::MAX;
-    for h in &r.history {
-        let (rec, cum, regret) = if h.recurrence != last_rec {
-            let i = h.recurrence as usize;
-            (
-                format!("{}", h.recurrence + 1),
-                joules(r.cum_cost[i]),
-                joules(r.regret[i]),
-            )
-        } else {
-            (String::new(), String::new(), String::new())
-        };
-        last_rec = h.recurrence;
-        writeln!(
-            out,
-            "{:>5} {:>6} {:>5} {:>8} {:>12} {:>10} {:>12} {:>14} {:>14}",
-            rec,
-            h.batch_size,
-            h.power_limit,
-            if h.reached { "yes" } else { "no" },
-            joules(h.energy),
-            duration(h.time),
-            joules(h.cost),
-            cum,
-            regret
-        )?;
-    }
-    let n = r.recurrences as f64;
-    let (d, o) = (&r.baselines.default, &r.baselines.oracle);
-    writeln!(out)?;
-    let mut rows = vec![vec![
-        format!("{} policy", r.policy.display_name()),
-        "(learned)".to_string(),
-        joules(r.total_energy()),
-        duration(r.total_time()),
-        joules(r.total_cost()),
-    ]];
-    for (name, b) in [
-        ("default bs at max power (expected)", d),
-        ("oracle (expected)", o),
-    ] {
-        rows.push(vec![
-            name.to_string(),
-            format!("{} @ {}", b.batch_size, b.power_limit),
-            joules(b.energy * n),
-            duration(b.time * n),
-            joules(b.cost * n),
-        ]);
-    }
-    write_aligned(
-        out,
-        &[
-            "over all recurrences",
-            "bs @ pl W",
-            "energy",
-            "time",
-            "cost",
-        ],
-        &rows,
-        1,
-    )?;
-    writeln!(
-        out,
-        "\nAgainst the default: {} policy {} in cost ({} energy); regret vs the oracle: {} ({} of the oracle's cost)",
-        r.policy.display_name(),
-        verdict(r.savings_vs_default()),
-        verdict(r.energy_savings_vs_default()),
-        joules(r.regret.last().copied().unwrap_or(0.0)),
-        percent(r.regret.last().copied().unwrap_or(0.0) / (o.cost * n)),
-    )?;
-    Ok(())
-}
-
-fn write_sweep_table(
-    out: &mut impl Write,
-    job: &JobTrace,
-    reports: &[SimReport],
-) -> std::io::Result<()> {
-    let w = &job.workload;
-    writeln!(
-        out,
-        "wattwise simulate: {} on {}, {} recurrences, beta {}\n",
-        w.name(),
-        job.gpu,
-        reports[0].recurrences,
-        reports[0].config.beta_knob
-    )?;
-    let summaries: Vec<SimSummary> = reports.iter().map(SimSummary::of).collect();
-    let rows: Vec<Vec<String>> = summaries
-        .iter()
-        .map(|s| {
-            vec![
-                s.policy.display_name().to_string(),
-                s.eta.to_string(),
-                s.seed.to_string(),
-                joules(s.cum_energy),
-                duration(s.cum_time),
-                joules(s.cum_cost),
-                joules(s.default_cost),
-                verdict(s.savings_vs_default),
-                percent(s.relative_regret),
-            ]
-        })
-        .collect();
-    write_aligned(
-        out,
-        &[
-            "policy",
-            "eta",
-            "seed",
-            "energy",
-            "time",
-            "cost",
-            "default cost",
-            "against the default",
-            "regret vs oracle",
-        ],
-        &rows,
-        1,
-    )?;
-    // One line per (policy, eta): its cost over every seed against the default's.
-    let mut groups: Vec<(Policy, f64, Vec<&SimSummary>)> = Vec::new();
-    for s in &summaries {
-        match groups
-            .iter_mut()
-            .find(|(p, e, _)| *p == s.policy && *e == s.eta)
-        {
-            Some((_, _, g)) => g.push(s),
-            None => groups.push((s.policy, s.eta, vec![s])),
-        }
-    }
-    let saved = |g: &[&SimSummary]| {
-        let cost: f64 = g.iter().map(|s| s.cum_cost).sum();
-        let default: f64 = g.iter().map(|s| s.default_cost).sum();
-        1.0 - cost / default
-    };
-    let rows: Vec<Vec<String>> = groups
-        .iter()
-        .map(|(p, eta, g)| {
-            vec![
-                p.display_name().to_string(),
-                eta.to_string(),
-                g.len().to_string(),
-                joules(g.iter().map(|s| s.cum_cost).sum::<f64>() / g.len() as f64),
-                verdict(saved(g)),
-            ]
-        })
-        .collect();
-    writeln!(out, "\nPer policy and eta, over its seeds:")?;
-    write_aligned(
-        out,
-        &["policy", "eta", "seeds", "mean cost", "against the default"],
-        &rows,
-        1,
-    )?;
-    // With both policies: which one is better at each eta.
-    let mut etas: Vec<f64> = Vec::new();
-    for g in &groups {
-        if !etas.contains(&g.1) {
-            etas.push(g.1);
-        }
-    }
-    for eta in etas {
-        let at: Vec<_> = groups.iter().filter(|g| g.1 == eta).collect();
-        if at.len() < 2 {
-            continue;
-        }
-        let best = at
-            .iter()
-            .max_by(|a, b| saved(&a.2).total_cmp(&saved(&b.2)))
-            .expect("two groups");
-        writeln!(
-            out,
-            "eta {eta}: {} policy is the better one on these knobs ({}).",
-            best.0.display_name(),
-            at.iter()
-                .map(|g| format!("{} policy {}", g.0.display_name(), verdict(saved(&g.2))))
-                .collect::<Vec<_>>()
-                .join("; ")
-        )?;
-    }
-    Ok(())
-}
-
-/// The header of a simulation's runs as CSV.
-const HISTORY_HEADER: &str =
-    "recurrence,batch_size,power_limit,energy,time,reached,cost,cum_cost,regret";
-
-fn write_history_csv(out: &mut impl Write, r: &SimReport) -> std::io::Result<()> {
-    writeln!(out, "{HISTORY_HEADER}")?;
-    for h in &r.history {
-        let i = h.recurrence as usize;
-        writeln!(
-            out,
-            "{},{},{}",
-            history_cells(h),
-            r.cum_cost[i],
-            r.regret[i]
-        )?;
-    }
-    Ok(())
-}
-
-/// One row per simulation: the fields of [`SimSummary`], in order (the page's sweep export).
-fn write_sweep_csv(out: &mut impl Write, reports: &[SimReport]) -> std::io::Result<()> {
-    writeln!(
-        out,
-        "dataset,gpu,policy,eta,seed,recurrences,cum_energy,cum_time,cum_cost,default_energy,default_time,default_cost,oracle_energy,oracle_time,oracle_cost,regret,relative_regret,savings_vs_default"
-    )?;
-    for s in reports.iter().map(SimSummary::of) {
-        writeln!(
-            out,
-            "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
-            s.dataset,
-            s.gpu,
-            s.policy,
-            s.eta,
-            s.seed,
-            s.recurrences,
-            s.cum_energy,
-            s.cum_time,
-            s.cum_cost,
-            s.default_energy,
-            s.default_time,
-            s.default_cost,
-            s.oracle_energy,
-            s.oracle_time,
-            s.oracle_cost,
-            s.regret,
-            s.relative_regret,
-            s.savings_vs_default
-        )?;
-    }
-    Ok(())
-}
-
-/// The CSV cells every history row starts with: recurrence (from 1), batch size,
-/// power limit, energy, time, whether it reached the target, cost.
-fn history_cells(h: &wattwise_core::sim::HistoryEntry) -> String {
-    format!(
-        "{},{},{},{},{},{},{}",
-        h.recurrence + 1,
-        h.batch_size,
-        h.power_limit,
-        h.energy,
-        h.time,
-        h.reached,
-        h.cost
-    )
 }
 
 #[cfg(test)]
@@ -1305,11 +751,5 @@ mod tests {
             .to_string();
         assert!(e.contains("no group"), "{e}");
         std::fs::remove_file(&path).unwrap();
-    }
-
-    #[test]
-    fn units() {
-        assert_eq!(joules(1_500_000.0), "1.50 MJ");
-        assert_eq!(duration(7200.0), "2.00 h");
     }
 }

@@ -17,6 +17,9 @@ pub mod shared;
 pub mod warm;
 pub mod wattwise;
 
+#[cfg(test)]
+mod test_runs;
+
 use serde::{Deserialize, Serialize};
 
 /// A job's batch size policy (the job spec's optional `policy` field).

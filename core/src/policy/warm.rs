@@ -544,9 +544,10 @@ mod tests {
     use crate::api::{self, Change};
     use crate::job::JobState;
     use crate::policy::shared::SharedEpochs;
+    use crate::policy::test_runs::report_until_stop;
     use crate::policy::Policy;
     use crate::spec::JobSpec;
-    use crate::wire::{Phase, PowerMeasurement, PowerProfile, TrainingResult};
+    use crate::wire::{Phase, PowerMeasurement, PowerProfile};
 
     /// Per batch size: cost of an epoch, epochs to the target.
     const WORKLOAD: [(u32, f64, u32); 5] = [
@@ -611,27 +612,8 @@ mod tests {
                 *state = *new;
             }
         }
-        for epoch in 1..=100 {
-            let cost = c * epoch as f64;
-            let r = state
-                .report(
-                    &TrainingResult {
-                        job_id: t.job_id.clone(),
-                        batch_size: bs,
-                        trial_number: t.trial_number,
-                        time: cost / 300.0,
-                        energy: cost,
-                        metric: if epoch >= epochs { 1.0 } else { 0.0 },
-                        current_epoch: epoch,
-                    },
-                    epoch as i64,
-                )
-                .unwrap();
-            if r.stop_train {
-                return (bs, epoch);
-            }
-        }
-        unreachable!("max_epochs is 100")
+        let (epoch, _) = report_until_stop(state, &t, c, epochs);
+        (bs, epoch)
     }
 
     #[test]

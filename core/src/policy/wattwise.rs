@@ -333,10 +333,11 @@ pub fn cost_bound(params: &Knobs<'_>, state: &WattwiseState, batch_size: u32) ->
 #[cfg(test)]
 mod tests {
     use crate::job::JobState;
+    use crate::policy::test_runs::report_until_stop;
     use crate::policy::Policy;
     use crate::spec::JobSpec;
     use crate::trial::TrialType;
-    use crate::wire::{Phase, PowerMeasurement, PowerProfile, TrainingResult};
+    use crate::wire::{Phase, PowerMeasurement, PowerProfile};
 
     fn job(sizes: Vec<i64>, default: i64) -> JobState {
         let mut spec = JobSpec::new("w", sizes, default, 300.0, 1, "A40");
@@ -355,28 +356,8 @@ mod tests {
     ) -> (u32, TrialType, bool) {
         let t = state.predict(0).unwrap();
         let kind = state.trial(t.trial_number).unwrap().kind;
-        let per_epoch = cost_of(t.batch_size);
-        for epoch in 1..=100 {
-            let c = per_epoch * epoch as f64;
-            let r = state
-                .report(
-                    &TrainingResult {
-                        job_id: t.job_id.clone(),
-                        batch_size: t.batch_size,
-                        trial_number: t.trial_number,
-                        time: c / 300.0,
-                        energy: c,
-                        metric: if epoch >= epochs { 1.0 } else { 0.0 },
-                        current_epoch: epoch,
-                    },
-                    epoch as i64,
-                )
-                .unwrap();
-            if r.stop_train {
-                return (t.batch_size, kind, r.converged);
-            }
-        }
-        unreachable!("max_epochs is 100")
+        let (_, r) = report_until_stop(state, &t, cost_of(t.batch_size), epochs);
+        (t.batch_size, kind, r.converged)
     }
 
     #[test]

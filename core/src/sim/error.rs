@@ -122,6 +122,22 @@ pub enum SimError {
         /// 0-based row.
         row: usize,
     },
+    /// The group trace has no group of the workload's dataset.
+    #[error("{file} has no group of dataset {dataset}")]
+    NoGroupOfDataset {
+        /// The group trace, as the user knows it.
+        file: String,
+        /// The workload's dataset.
+        dataset: String,
+    },
+    /// The group trace has no group of that name.
+    #[error("{file} has no group {group:?}")]
+    UnknownGroup {
+        /// The group trace, as the user knows it.
+        file: String,
+        /// The asked group.
+        group: String,
+    },
     /// Group rows must be sorted by start time.
     #[error("group row {row}: rows must be sorted by start_time")]
     GroupNotSorted {

@@ -13,6 +13,8 @@
 //! - [`synthetic`]: a built-in synthetic workload, so nothing needs files.
 //! - [`simulator`]: [`simulate_one_job`] and [`simulate_one_alibaba_group`], under
 //!   Zeus's policy or another ([`simulate_one_job_with`], [`simulate_one_alibaba_group_with`]).
+//! - [`group`]: one group of the Alibaba trace: which one a request means, its
+//!   simulation and totals.
 //! - [`baseline`]: the default configuration and the oracle.
 //! - [`report`]: cumulative energy, time and cost, and regret against the oracle.
 //! - [`catalog`]: the front end: which traces are loaded, which job a request
@@ -29,6 +31,7 @@ pub mod builtin;
 pub mod catalog;
 pub mod closest;
 pub mod error;
+pub mod group;
 pub mod learning;
 pub mod report;
 pub mod simulator;
@@ -41,12 +44,13 @@ pub use baseline::{baselines, Baseline, Baselines};
 pub use catalog::{Catalog, Options, PowerFile, SimulateSpec, Source, Target, WorkloadOverrides};
 pub use closest::{closest, Closest};
 pub use error::SimError;
+pub use group::{Group, GroupReport};
 pub use learning::LearningReport;
 pub use report::SimReport;
 pub use simulator::{
     simulate_one_alibaba_group, simulate_one_alibaba_group_with, simulate_one_job,
     simulate_one_job_shared, simulate_one_job_with, HistoryEntry, SharedRun, SimConfig,
 };
-pub use sweep::{Progress, SimSummary, SweepEnd, SweepSpec};
+pub use sweep::{EtaVerdict, PolicyAtEta, Progress, SimSummary, SweepEnd, SweepSpec};
 pub use trace::{group_jobs, parse_groups, GroupJob, GroupRow, Trace, TraceError};
 pub use workload::{JobTrace, Workload};

@@ -544,6 +544,7 @@ pub fn simulate_one_job_shared(
     for recurrence in 0..recurrences {
         let mut cost_acc = 0.0;
         let mut reached_in = None;
+        // not a retry: each try is one of the recurrence's training runs.
         for tries in 1..=MAX_TRIES {
             let now_ms = (clock_s * 1000.0) as i64;
             let trial = state.predict(now_ms)?;

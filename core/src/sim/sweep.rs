@@ -247,6 +247,86 @@ impl SimSummary {
     }
 }
 
+/// One policy at one eta of a sweep, over its seeds.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PolicyAtEta {
+    /// The batch size policy.
+    pub policy: Policy,
+    /// Eta.
+    pub eta: f64,
+    /// How many simulations (seeds) it sums.
+    pub seeds: usize,
+    /// The mean of their cumulative costs.
+    pub mean_cost: f64,
+    /// Fraction of the default's cost saved over all of them (negative: spent more).
+    pub savings_vs_default: f64,
+}
+
+impl PolicyAtEta {
+    /// The summaries grouped by (policy, eta), in the order each pair first
+    /// appears.
+    pub fn of(summaries: &[SimSummary]) -> Vec<PolicyAtEta> {
+        let mut groups: Vec<(Policy, f64, Vec<&SimSummary>)> = Vec::new();
+        for s in summaries {
+            match groups
+                .iter_mut()
+                .find(|(p, e, _)| *p == s.policy && *e == s.eta)
+            {
+                Some((_, _, g)) => g.push(s),
+                None => groups.push((s.policy, s.eta, vec![s])),
+            }
+        }
+        groups
+            .into_iter()
+            .map(|(policy, eta, g)| {
+                let cost: f64 = g.iter().map(|s| s.cum_cost).sum();
+                let default: f64 = g.iter().map(|s| s.default_cost).sum();
+                PolicyAtEta {
+                    policy,
+                    eta,
+                    seeds: g.len(),
+                    mean_cost: cost / g.len() as f64,
+                    savings_vs_default: 1.0 - cost / default,
+                }
+            })
+            .collect()
+    }
+}
+
+/// Which policy did better at one eta where a sweep ran more than one.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EtaVerdict<'a> {
+    /// Eta.
+    pub eta: f64,
+    /// The policy that saved the most against the default (the later on a tie).
+    pub best: &'a PolicyAtEta,
+    /// Every policy at this eta, in order.
+    pub all: Vec<&'a PolicyAtEta>,
+}
+
+impl EtaVerdict<'_> {
+    /// One verdict per eta with two or more policies, in the order the etas
+    /// first appear.
+    pub fn of(groups: &[PolicyAtEta]) -> Vec<EtaVerdict<'_>> {
+        let mut etas: Vec<f64> = Vec::new();
+        for g in groups {
+            if !etas.contains(&g.eta) {
+                etas.push(g.eta);
+            }
+        }
+        etas.into_iter()
+            .filter_map(|eta| {
+                let all: Vec<&PolicyAtEta> = groups.iter().filter(|g| g.eta == eta).collect();
+                let best = all
+                    .iter()
+                    .copied()
+                    .max_by(|a, b| a.savings_vs_default.total_cmp(&b.savings_vs_default))?;
+                (all.len() >= 2).then_some(EtaVerdict { eta, best, all })
+            })
+            .collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -370,5 +450,52 @@ mod tests {
         assert_eq!(s.default_cost, 20.0 * r.baselines.default.cost);
         assert_eq!(s.regret, r.cum_cost[19] - 20.0 * r.baselines.oracle.cost);
         assert!((s.relative_regret - s.regret / s.oracle_cost).abs() < 1e-15);
+    }
+
+    fn summary(policy: Policy, eta: f64, cum_cost: f64, default_cost: f64) -> SimSummary {
+        SimSummary {
+            dataset: "d".into(),
+            gpu: "g".into(),
+            policy,
+            eta,
+            seed: 1,
+            recurrences: 1,
+            cum_energy: 0.0,
+            cum_time: 0.0,
+            cum_cost,
+            default_energy: 0.0,
+            default_time: 0.0,
+            default_cost,
+            oracle_energy: 0.0,
+            oracle_time: 0.0,
+            oracle_cost: 0.0,
+            regret: 0.0,
+            relative_regret: 0.0,
+            savings_vs_default: 1.0 - cum_cost / default_cost,
+        }
+    }
+
+    #[test]
+    fn policies_at_each_eta_over_their_seeds_and_the_better_one() {
+        let (z, w) = (Policy::Zeus, Policy::Wattwise);
+        let runs = [
+            summary(z, 0.5, 90.0, 100.0),
+            summary(z, 0.5, 70.0, 100.0),
+            summary(w, 0.5, 60.0, 100.0),
+            summary(w, 0.5, 60.0, 100.0),
+            summary(z, 0.8, 50.0, 40.0),
+        ];
+        let groups = PolicyAtEta::of(&runs);
+        let keys: Vec<(Policy, f64, usize)> =
+            groups.iter().map(|g| (g.policy, g.eta, g.seeds)).collect();
+        assert_eq!(keys, [(z, 0.5, 2), (w, 0.5, 2), (z, 0.8, 1)]);
+        assert_eq!(groups[0].mean_cost, 80.0);
+        assert!((groups[0].savings_vs_default - 0.2).abs() < 1e-12);
+        assert!((groups[2].savings_vs_default + 0.25).abs() < 1e-12);
+        // Only eta 0.5 ran both policies; wattwise's saved more there.
+        let verdicts = EtaVerdict::of(&groups);
+        assert_eq!(verdicts.len(), 1);
+        assert_eq!((verdicts[0].eta, verdicts[0].best.policy), (0.5, w));
+        assert_eq!(verdicts[0].all.len(), 2);
     }
 }
