@@ -48,39 +48,159 @@ pub fn power_interval(secs: f64) -> anyhow::Result<Duration> {
     }
 }
 
-#[derive(Clone, Debug)]
-enum Channel {
-    Counter {
-        start_mj: u64,
-    },
-    Sampled {
-        last_s: f64,
-        last_mw: u32,
-        acc_mj: f64,
-    },
+/// How a GPU reports energy and power: what the meter learned of it once per
+/// process (see [`learn`]), and what its bounds are derived from.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
+pub struct Behaviour {
+    /// How often the energy counter moves, s (a GPU without one: how often its
+    /// power is sampled).
+    pub update_period_s: f64,
+    /// The counter's step, mJ.
+    pub quantum_mj: f64,
+    /// Whether NVML offers the instantaneous power field (then power samples
+    /// read it rather than the averaged reading).
+    pub instant_field: bool,
+    /// The averaging window of `nvmlDeviceGetPowerUsage`, s (0: instantaneous).
+    pub average_window_s: f64,
 }
 
-/// Energy since the start, per GPU.
+impl Behaviour {
+    /// What is assumed of a GPU nothing was learned of: a counter moving every
+    /// 100 ms in millijoules, power averaged over 1 s.
+    pub const ASSUMED: Behaviour = Behaviour {
+        update_period_s: 0.1,
+        quantum_mj: 1.0,
+        instant_field: false,
+        average_window_s: 1.0,
+    };
+
+    /// Whether the counter is coarse enough (50 ms or more between updates, as on
+    /// A100/H100, whose sensor also samples only part of each period) that power
+    /// is sampled between readings to bound what the counter misses.
+    pub fn coarse(&self) -> bool {
+        self.update_period_s >= COARSE_PERIOD_S
+    }
+}
+
+/// Update periods from this on are coarse (see [`Behaviour::coarse`]).
+pub const COARSE_PERIOD_S: f64 = 0.05;
+
+/// Windows shorter than this many update periods are flagged.
+pub const SHORT_WINDOW_PERIODS: f64 = 3.0;
+
+/// The power samples of one GPU, accumulated since the start.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Marks {
+    /// Sampled power integrated (trapezoids), J.
+    pub power_j: f64,
+    /// Sum over sample intervals of `(min(dt, period) * |Δpower|)²`, J²: how much
+    /// power moved between samples, where a counter or the samples may miss it.
+    pub variation_j2: f64,
+    /// The higher of the last two power samples, W (the power near this edge).
+    pub edge_w: f64,
+}
+
+/// A reading of a stopwatch: time since its start and energy per GPU since then.
+#[derive(Clone, Debug)]
+pub struct Reading {
+    /// Time since the stopwatch started.
+    pub at: Duration,
+    /// Energy per GPU since the start, mJ (in the stopwatch's order).
+    pub energy_mj: Vec<f64>,
+    /// Per GPU, its power samples so far.
+    pub marks: Vec<Marks>,
+}
+
+/// Energy over a window between two readings, per GPU and in total, with bounds.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct Measurement {
+    /// Length of the window, s.
+    pub time_s: f64,
+    /// NVML indices, in the stopwatch's order.
+    pub gpus: Vec<u32>,
+    /// Energy per GPU, J.
+    pub energy_j: Vec<f64>,
+    /// Half-width per GPU, J: the true energy lies in `energy_j ± uncertainty_j`.
+    pub uncertainty_j: Vec<f64>,
+    /// How each GPU's energy was measured.
+    pub sources: Vec<EnergySource>,
+    /// Energy of all the GPUs, J.
+    pub total_j: f64,
+    /// Half-width of the total, J (the GPUs' bounds added).
+    pub total_uncertainty_j: f64,
+    /// One line when the window is too short to be measured well.
+    pub warning: Option<String>,
+}
+
+impl Measurement {
+    /// `E ± U J`, the total with its bound.
+    pub fn total_text(&self) -> String {
+        with_bound(self.total_j, self.total_uncertainty_j)
+    }
+}
+
+/// `E ± U J` (three decimals).
+pub fn with_bound(energy_j: f64, uncertainty_j: f64) -> String {
+    format!("{energy_j:.3} ± {uncertainty_j:.3} J")
+}
+
+#[derive(Clone, Debug)]
+struct Channel {
+    behaviour: Behaviour,
+    /// The counter at the start (`None`: the GPU has none, power is integrated).
+    start_mj: Option<u64>,
+    last_s: f64,
+    last_w: f64,
+    prev_w: f64,
+    marks: Marks,
+}
+
+/// Energy since the start, per GPU, and the power samples its bounds need.
 #[derive(Clone, Debug)]
 pub struct EnergyMeter {
     indices: Vec<u32>,
     channels: Vec<Channel>,
 }
 
+/// Power drawn now, W: the instantaneous field where the GPU offers it.
+fn power_w(gpus: &dyn Gpus, index: u32, b: &Behaviour) -> Result<f64, GpuError> {
+    if b.instant_field {
+        if let Some(mw) = gpus.power_fields(index)?.instant_mw {
+            return Ok(f64::from(mw) / 1000.0);
+        }
+    }
+    Ok(f64::from(gpus.power_usage(index)?) / 1000.0)
+}
+
 impl EnergyMeter {
-    /// Starts measuring `indices` at time `t` (the caller's clock since its start):
-    /// reads each counter, or takes the first power sample where there is none.
-    pub fn start(gpus: &dyn Gpus, indices: &[u32], t: Duration) -> Result<EnergyMeter, GpuError> {
+    /// Starts measuring `indices`, whose behaviours are `behaviours`, at time `t`
+    /// (the caller's clock since its start): reads each counter, or takes the
+    /// first power sample where there is none.
+    pub fn start(
+        gpus: &dyn Gpus,
+        indices: &[u32],
+        behaviours: &[Behaviour],
+        t: Duration,
+    ) -> Result<EnergyMeter, GpuError> {
         let mut channels = Vec::with_capacity(indices.len());
-        for &i in indices {
-            channels.push(match gpus.total_energy(i) {
-                Ok(mj) => Channel::Counter { start_mj: mj },
-                Err(GpuError::NotSupported { .. }) => Channel::Sampled {
-                    last_s: t.as_secs_f64(),
-                    last_mw: gpus.power_usage(i)?,
-                    acc_mj: 0.0,
-                },
+        for (k, &i) in indices.iter().enumerate() {
+            let behaviour = behaviours.get(k).copied().unwrap_or(Behaviour::ASSUMED);
+            let start_mj = match gpus.total_energy(i) {
+                Ok(mj) => Some(mj),
+                Err(GpuError::NotSupported { .. }) => None,
                 Err(e) => return Err(e),
+            };
+            let w = power_w(gpus, i, &behaviour)?;
+            channels.push(Channel {
+                behaviour,
+                start_mj,
+                last_s: t.as_secs_f64(),
+                last_w: w,
+                prev_w: w,
+                marks: Marks {
+                    edge_w: w,
+                    ..Marks::default()
+                },
             });
         }
         Ok(EnergyMeter {
@@ -89,77 +209,165 @@ impl EnergyMeter {
         })
     }
 
-    /// Whether any GPU is sampled (the caller must then call [`EnergyMeter::sample`]
-    /// every `--power-interval`).
+    /// Whether any GPU is sampled or has a coarse counter (the caller must then
+    /// call [`EnergyMeter::sample`] every `--power-interval`).
     pub fn sampling(&self) -> bool {
         self.channels
             .iter()
-            .any(|c| matches!(c, Channel::Sampled { .. }))
+            .any(|c| c.start_mj.is_none() || c.behaviour.coarse())
     }
 
     /// Per GPU, how it is measured.
     pub fn sources(&self) -> Vec<EnergySource> {
         self.channels
             .iter()
-            .map(|c| match c {
-                Channel::Counter { .. } => EnergySource::Counter,
-                Channel::Sampled { .. } => EnergySource::Sampled,
+            .map(|c| match c.start_mj {
+                Some(_) => EnergySource::Counter,
+                None => EnergySource::Sampled,
             })
             .collect()
     }
 
-    /// Takes a power sample of every sampled GPU at `t`.
+    /// Per GPU, its behaviour.
+    pub fn behaviours(&self) -> Vec<Behaviour> {
+        self.channels.iter().map(|c| c.behaviour).collect()
+    }
+
+    /// Takes a power sample of every GPU at `t`.
     pub fn sample(&mut self, gpus: &dyn Gpus, t: Duration) -> Result<(), GpuError> {
         let now_s = t.as_secs_f64();
         for (c, &i) in self.channels.iter_mut().zip(&self.indices) {
-            if let Channel::Sampled {
-                last_s,
-                last_mw,
-                acc_mj,
-            } = c
-            {
-                if now_s < *last_s {
-                    continue;
-                }
-                let mw = gpus.power_usage(i)?;
-                let dt = now_s - *last_s;
-                *acc_mj += (f64::from(*last_mw) + f64::from(mw)) / 2.0 * dt;
-                *last_s = now_s;
-                *last_mw = mw;
+            if now_s < c.last_s {
+                continue;
             }
+            let w = power_w(gpus, i, &c.behaviour)?;
+            let dt = now_s - c.last_s;
+            c.marks.power_j += (c.last_w + w) / 2.0 * dt;
+            let moved = dt.min(c.behaviour.update_period_s.max(1e-3)) * (w - c.last_w).abs();
+            c.marks.variation_j2 += moved * moved;
+            c.prev_w = c.last_w;
+            c.last_s = now_s;
+            c.last_w = w;
+            c.marks.edge_w = c.prev_w.max(w);
         }
         Ok(())
     }
 
-    /// Energy per GPU since the start, mJ, at `t` (takes a sample first).
-    pub fn read(&mut self, gpus: &dyn Gpus, t: Duration) -> Result<Vec<f64>, GpuError> {
-        if self.sampling() {
-            self.sample(gpus, t)?;
-        }
-        self.channels
+    /// A reading at `t` (takes a power sample first).
+    pub fn reading(&mut self, gpus: &dyn Gpus, t: Duration) -> Result<Reading, GpuError> {
+        self.sample(gpus, t)?;
+        let energy_mj = self
+            .channels
             .iter()
             .zip(&self.indices)
-            .map(|(c, &i)| match c {
-                Channel::Counter { start_mj } => {
-                    Ok(gpus.total_energy(i)?.saturating_sub(*start_mj) as f64)
-                }
-                Channel::Sampled { acc_mj, .. } => Ok(*acc_mj),
+            .map(|(c, &i)| match c.start_mj {
+                Some(start) => Ok(gpus.total_energy(i)?.saturating_sub(start) as f64),
+                None => Ok(c.marks.power_j * 1000.0),
             })
-            .collect()
+            .collect::<Result<Vec<f64>, GpuError>>()?;
+        Ok(Reading {
+            at: t,
+            energy_mj,
+            marks: self.channels.iter().map(|c| c.marks).collect(),
+        })
+    }
+
+    /// Energy per GPU since the start, mJ, at `t` (takes a sample first).
+    pub fn read(&mut self, gpus: &dyn Gpus, t: Duration) -> Result<Vec<f64>, GpuError> {
+        Ok(self.reading(gpus, t)?.energy_mj)
     }
 
     /// Energy of all the GPUs since the start, mJ, at `t`.
     pub fn total_mj(&mut self, gpus: &dyn Gpus, t: Duration) -> Result<u64, GpuError> {
         Ok(self.read(gpus, t)?.iter().sum::<f64>().round() as u64)
     }
+
+    /// The energy between two readings, with its bound (see [`bound`]).
+    pub fn measurement(&self, begin: &Reading, end: &Reading) -> Measurement {
+        let time_s = end.at.saturating_sub(begin.at).as_secs_f64();
+        let sources = self.sources();
+        let mut energy_j = Vec::with_capacity(self.channels.len());
+        let mut uncertainty_j = Vec::with_capacity(self.channels.len());
+        let mut longest_period = 0.0f64;
+        for (k, c) in self.channels.iter().enumerate() {
+            let (e0, e1) = (
+                begin.energy_mj.get(k).copied().unwrap_or(0.0),
+                end.energy_mj.get(k).copied().unwrap_or(0.0),
+            );
+            let (m0, m1) = (
+                begin.marks.get(k).copied().unwrap_or_default(),
+                end.marks.get(k).copied().unwrap_or_default(),
+            );
+            let e = ((e1 - e0) / 1000.0).max(0.0);
+            energy_j.push(e);
+            uncertainty_j.push(bound(&c.behaviour, sources[k], time_s, e, &m0, &m1));
+            longest_period = longest_period.max(c.behaviour.update_period_s);
+        }
+        let total_j = energy_j.iter().sum();
+        let total_uncertainty_j = uncertainty_j.iter().sum();
+        let warning = (time_s < SHORT_WINDOW_PERIODS * longest_period).then(|| {
+            format!(
+                "window of {:.0} ms is shorter than {SHORT_WINDOW_PERIODS} energy counter updates ({:.0} ms each): its energy is uncertain",
+                time_s * 1000.0,
+                longest_period * 1000.0
+            )
+        });
+        Measurement {
+            time_s,
+            gpus: self.indices.clone(),
+            energy_j,
+            uncertainty_j,
+            sources,
+            total_j,
+            total_uncertainty_j,
+            warning,
+        }
+    }
+}
+
+/// The half-width of one GPU's energy `energy_j` over a window of `time_s`
+/// between the samples `begin` and `end`, J.
+///
+/// - A counter is read late by up to one update period at each edge, and floors
+///   to its quantum: one quantum plus one period at the higher edge power (or the
+///   window's mean power).
+/// - A coarse counter (or sampled power) misses how power moved between samples:
+///   twice the root of the summed squared moves (as independent errors).
+/// - Sampled power averaged over a window spreads each edge by half of it.
+pub fn bound(
+    b: &Behaviour,
+    source: EnergySource,
+    time_s: f64,
+    energy_j: f64,
+    begin: &Marks,
+    end: &Marks,
+) -> f64 {
+    let mean_w = if time_s > 0.0 { energy_j / time_s } else { 0.0 };
+    let edge_w = begin.edge_w.max(end.edge_w).max(mean_w);
+    let moved = 2.0 * (end.variation_j2 - begin.variation_j2).max(0.0).sqrt();
+    match source {
+        EnergySource::Counter => {
+            let edges = b.quantum_mj / 1000.0 + b.update_period_s * edge_w;
+            edges + if b.coarse() { moved } else { 0.0 }
+        }
+        EnergySource::Sampled => {
+            let window = if b.instant_field {
+                0.0
+            } else {
+                b.average_window_s
+            };
+            moved + window / 2.0 * edge_w
+        }
+    }
 }
 
 /// The energy and time of a set of GPUs since a start: an [`EnergyMeter`] with its
-/// own clock, which takes the power samples of GPUs without an energy counter
-/// when [`Stopwatch::tick`] finds one due. What `measure` and `run` measure a
-/// command with; also the entry point for a library user (open the GPUs with
-/// [`crate::nvml::gpu::NvmlGpus::open`], pick them with
-/// [`crate::nvml::selection::select_on_host`], start a stopwatch, read it).
+/// own clock, which takes the power samples its bounds need (GPUs without an
+/// energy counter, or with a coarse one) when [`Stopwatch::tick`] finds one due.
+/// What `measure` and `run` measure a command with; also the entry point for a
+/// library user (open the GPUs with [`crate::nvml::gpu::NvmlGpus::open`], pick
+/// them with [`crate::nvml::selection::select_on_host`], start a stopwatch, take
+/// [`Stopwatch::reading`]s and ask for the [`Stopwatch::measurement`] between two).
 #[derive(Clone, Debug)]
 pub struct Stopwatch {
     meter: EnergyMeter,
@@ -169,15 +377,26 @@ pub struct Stopwatch {
 }
 
 impl Stopwatch {
-    /// Starts measuring `indices` now; GPUs without an energy counter are
-    /// sampled every `power_interval` (see [`power_interval`]).
+    /// Starts measuring `indices` now; GPUs without an energy counter, or with a
+    /// coarse one, are sampled every `power_interval` (see [`power_interval`]).
     pub fn start(
         gpus: &dyn Gpus,
         indices: &[u32],
         power_interval: Duration,
     ) -> Result<Stopwatch, GpuError> {
+        let behaviours = vec![Behaviour::ASSUMED; indices.len()];
+        Stopwatch::start_with(gpus, indices, &behaviours, power_interval)
+    }
+
+    /// [`Stopwatch::start`] with the GPUs' behaviours given.
+    pub fn start_with(
+        gpus: &dyn Gpus,
+        indices: &[u32],
+        behaviours: &[Behaviour],
+        power_interval: Duration,
+    ) -> Result<Stopwatch, GpuError> {
         let start = Instant::now();
-        let meter = EnergyMeter::start(gpus, indices, Duration::ZERO)?;
+        let meter = EnergyMeter::start(gpus, indices, behaviours, Duration::ZERO)?;
         Ok(Stopwatch {
             meter,
             start,
@@ -191,7 +410,7 @@ impl Stopwatch {
         self.start.elapsed()
     }
 
-    /// Whether any GPU is sampled (see [`EnergyMeter::sampling`]).
+    /// Whether power is sampled (see [`EnergyMeter::sampling`]).
     pub fn sampling(&self) -> bool {
         self.meter.sampling()
     }
@@ -201,9 +420,24 @@ impl Stopwatch {
         self.meter.sources()
     }
 
-    /// Takes a power sample of every sampled GPU now (around a limit change).
+    /// Per GPU, its behaviour.
+    pub fn behaviours(&self) -> Vec<Behaviour> {
+        self.meter.behaviours()
+    }
+
+    /// Takes a power sample of every GPU now (around a limit change).
     pub fn sample(&mut self, gpus: &dyn Gpus) -> Result<(), GpuError> {
         self.meter.sample(gpus, self.start.elapsed())
+    }
+
+    /// A reading now.
+    pub fn reading(&mut self, gpus: &dyn Gpus) -> Result<Reading, GpuError> {
+        self.meter.reading(gpus, self.start.elapsed())
+    }
+
+    /// The energy between two readings of this stopwatch, with its bound.
+    pub fn measurement(&self, begin: &Reading, end: &Reading) -> Measurement {
+        self.meter.measurement(begin, end)
     }
 
     /// Energy per GPU since the start, mJ, now.
@@ -243,12 +477,51 @@ mod tests {
         Duration::from_millis(v)
     }
 
+    /// A counter that moves every millisecond.
+    const FINE: Behaviour = Behaviour {
+        update_period_s: 0.001,
+        quantum_mj: 1.0,
+        instant_field: false,
+        average_window_s: 0.0,
+    };
+
+    #[test]
+    fn a_measurement_carries_its_bound_and_flags_a_short_window() {
+        let mut g = FakeGpus::new(2);
+        g.gpus[0].power_mw = 200_000;
+        g.gpus[1].power_mw = 200_000;
+        let coarse = Behaviour {
+            update_period_s: 0.1,
+            ..FINE
+        };
+        let mut m = EnergyMeter::start(&g, &[0, 1], &[FINE, coarse], ms(0)).unwrap();
+        assert!(m.sampling());
+        let begin = m.reading(&g, ms(0)).unwrap();
+        // 200 W for 10 s on both.
+        g.gpus[0].energy_mj = Some(2_000_000);
+        g.gpus[1].energy_mj = Some(2_000_000);
+        let end = m.reading(&g, ms(10_000)).unwrap();
+        let r = m.measurement(&begin, &end);
+        assert_eq!(r.gpus, vec![0, 1]);
+        assert_eq!(r.energy_j, vec![2000.0, 2000.0]);
+        // One quantum and one update period at 200 W: 0.201 J and 20.001 J.
+        assert!((r.uncertainty_j[0] - 0.201).abs() < 1e-9, "{r:?}");
+        assert!((r.uncertainty_j[1] - 20.001).abs() < 1e-9, "{r:?}");
+        assert!((r.total_uncertainty_j - 20.202).abs() < 1e-9, "{r:?}");
+        assert_eq!(r.total_text(), "4000.000 ± 20.202 J");
+        assert!(r.warning.is_none());
+        // 250 ms is under three updates of the coarse counter.
+        let short = m.reading(&g, ms(10_250)).unwrap();
+        let w = m.measurement(&end, &short).warning.unwrap();
+        assert!(w.contains("250 ms") && w.contains("100 ms"), "{w}");
+    }
+
     #[test]
     fn counters_are_read_where_the_gpu_has_one() {
         let mut g = FakeGpus::new(2);
         g.gpus[0].energy_mj = Some(1000);
         g.gpus[1].energy_mj = Some(50);
-        let mut m = EnergyMeter::start(&g, &[0, 1], ms(0)).unwrap();
+        let mut m = EnergyMeter::start(&g, &[0, 1], &[FINE, FINE], ms(0)).unwrap();
         assert!(!m.sampling());
         g.gpus[0].energy_mj = Some(4000);
         g.gpus[1].energy_mj = Some(150);
@@ -262,7 +535,7 @@ mod tests {
         let mut g = FakeGpus::new(2);
         g.gpus[1].energy_mj = None;
         g.gpus[1].power_mw = 100_000;
-        let mut m = EnergyMeter::start(&g, &[0, 1], ms(0)).unwrap();
+        let mut m = EnergyMeter::start(&g, &[0, 1], &[FINE, FINE], ms(0)).unwrap();
         assert!(m.sampling());
         assert_eq!(
             m.sources(),
@@ -288,7 +561,7 @@ mod tests {
     #[test]
     fn other_errors_are_errors_and_the_interval_is_checked() {
         let g = FakeGpus::new(1);
-        assert!(EnergyMeter::start(&g, &[3], ms(0)).is_err());
+        assert!(EnergyMeter::start(&g, &[3], &[], ms(0)).is_err());
         assert!(power_interval(0.1).is_ok());
         for bad in [0.0, -1.0, f64::NAN, 1e9] {
             let err = power_interval(bad).unwrap_err().to_string();
@@ -322,7 +595,7 @@ mod tests {
         assert!(w.total_mj(&g).unwrap() >= 9500);
         assert!(w.elapsed() >= ms(25));
         // GPUs with counters only: never a sample, the whole wait.
-        let mut c = Stopwatch::start(&g, &[1], ms(20)).unwrap();
+        let mut c = Stopwatch::start_with(&g, &[1], &[FINE], ms(20)).unwrap();
         assert!(!c.sampling());
         assert_eq!(c.tick(&g, ms(300)).unwrap(), ms(300));
     }

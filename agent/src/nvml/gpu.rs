@@ -136,6 +136,29 @@ pub trait Gpus {
     fn compute_capability(&self, index: u32) -> Result<(i32, i32), GpuError>;
     /// MIG mode and instances.
     fn mig(&self, index: u32) -> Result<Mig, GpuError>;
+    /// NVML's power fields, mW, where the GPU offers them
+    /// (`nvmlDeviceGetFieldValues`): the instantaneous power
+    /// (`NVML_FI_DEV_POWER_INSTANT`) and the averaged one
+    /// (`NVML_FI_DEV_POWER_AVERAGE`); `None` for a field it lacks. The default
+    /// answers neither (as drivers before 530 do).
+    fn power_fields(&self, index: u32) -> Result<PowerFields, GpuError> {
+        let _ = index;
+        Ok(PowerFields::default())
+    }
+}
+
+/// NVML field id of the instantaneous power draw, mW.
+pub const FI_POWER_INSTANT: u32 = 186;
+/// NVML field id of the averaged power draw, mW.
+pub const FI_POWER_AVERAGE: u32 = 185;
+
+/// The power fields a GPU answered (see [`Gpus::power_fields`]), mW.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct PowerFields {
+    /// `NVML_FI_DEV_POWER_INSTANT`.
+    pub instant_mw: Option<u32>,
+    /// `NVML_FI_DEV_POWER_AVERAGE`.
+    pub average_mw: Option<u32>,
 }
 
 /// The NVML library path: `WATTWISE_NVML_LIB` or the system library.
@@ -265,6 +288,36 @@ impl Gpus for NvmlGpus {
                 }
             }
             Ok(Mig::Enabled(list))
+        })
+    }
+
+    fn power_fields(&self, index: u32) -> Result<PowerFields, GpuError> {
+        use nvml_wrapper::enums::device::SampleValue;
+        use nvml_wrapper::structs::device::FieldId;
+        let answer = self.call("read the power fields", index, |d| {
+            d.field_values_for(&[FieldId(FI_POWER_INSTANT), FieldId(FI_POWER_AVERAGE)])
+        });
+        let samples = match answer {
+            Ok(samples) => samples,
+            // No field API (old drivers): neither field.
+            Err(GpuError::NotSupported { .. }) | Err(GpuError::Call { .. }) => {
+                return Ok(PowerFields::default())
+            }
+            Err(e) => return Err(e),
+        };
+        let mw = |i: usize| match samples.get(i) {
+            Some(Ok(sample)) => match sample.value {
+                Ok(SampleValue::U32(v)) => Some(v),
+                Ok(SampleValue::U64(v)) => u32::try_from(v).ok(),
+                Ok(SampleValue::I64(v)) => u32::try_from(v).ok(),
+                Ok(SampleValue::F64(v)) if v.is_finite() && v >= 0.0 => Some(v as u32),
+                _ => None,
+            },
+            _ => None,
+        };
+        Ok(PowerFields {
+            instant_mw: mw(0),
+            average_mw: mw(1),
         })
     }
 }
