@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# `make wheel`: wattwise's wheels, one per platform (manylinux_2_28: x86_64 and
+# aarch64), into dist/ (WATTWISE_WHEEL_OUT). Each holds the `wattwise` executable (the
+# agent, with `wattwise serve` and the page built in) as a script pip installs into
+# the venv's bin, the Python package (agent/python/src) and its native extension
+# (agent/pyext, PyO3). Both targets are cross-built with zig against glibc 2.28,
+# in the `wheel` cargo profile (release without LTO; see Cargo.toml).
+#
+# Installs what is missing: the Rust targets (rustup), and a venv
+# (~/.cache/wattwise-wheel-venv) with maturin, ziglang, cargo-zigbuild and auditwheel
+# from PyPI. The page is built with web/build.sh (Node) unless WATTWISE_WEB_DIST
+# names a built one. Settings: WATTWISE_WHEEL_TARGETS (default "x86_64 aarch64").
+# Checks each wheel's tag with `auditwheel show` and its size (< 15 MB); prints
+# the wheels' paths on its last lines.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/wattwise-target}"
+export CARGO_TERM_COLOR=never
+targets="${WATTWISE_WHEEL_TARGETS:-x86_64 aarch64}"
+out="${WATTWISE_WHEEL_OUT:-$root/dist}"
+venv="${WATTWISE_WHEEL_VENV:-$HOME/.cache/wattwise-wheel-venv}"
+tag=wheel
+max_bytes=$((15 * 1000 * 1000))
+
+# The build tools, pinned (a new maturin or zig changes what is built).
+tools="maturin==1.16.0 ziglang==0.17.1 cargo-zigbuild==0.24.1 auditwheel==6.8.2"
+stamp="$venv/.tools-$(echo "$tools" | sha256sum | cut -c1-12)"
+if [ ! -f "$stamp" ]; then
+    echo "$tag: installing $tools into $venv" >&2
+    [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
+    "$venv/bin/pip" install -q --disable-pip-version-check $tools
+    touch "$stamp"
+fi
+export PATH="$venv/bin:$PATH"
+
+for arch in $targets; do
+    rustup target list --installed | grep -qx "$arch-unknown-linux-gnu" \
+        || rustup target add "$arch-unknown-linux-gnu"
+done
+
+if [ -z "${WATTWISE_WEB_DIST:-}" ]; then
+    bash web/build.sh
+    export WATTWISE_WEB_DIST="$root/web/dist"
+fi
+[ -f "$WATTWISE_WEB_DIST/index.html" ] || { echo "$tag: no page in $WATTWISE_WEB_DIST" >&2; exit 1; }
+
+mkdir -p "$out"
+data="$root/agent/pyext/wheel-data"
+built=()
+for arch in $targets; do
+    target="$arch-unknown-linux-gnu"
+    echo "$tag: $target: the wattwise binary" >&2
+    cargo zigbuild -q --profile wheel -p wattwise-agent --bin wattwise --target "$target.2.28"
+    rm -rf "$data"
+    mkdir -p "$data/scripts"
+    cp "$CARGO_TARGET_DIR/$target/wheel/wattwise" "$data/scripts/wattwise"
+    echo "$tag: $target: the wheel" >&2
+    rm -f "$out"/wattwise-*"$arch".whl
+    maturin build --quiet --zig --target "$target" --compatibility manylinux_2_28 \
+        -m agent/pyext/Cargo.toml --out "$out" >&2
+    rm -rf "$data"
+    wheel=$(ls "$out"/wattwise-*"$arch".whl)
+    # The tag auditwheel finds from the ELF files' symbol versions: 2_28 or older.
+    shown=$(auditwheel show "$wheel")
+    policy=$(echo "$shown" | grep -o 'manylinux_2_[0-9]*_'"$arch" | head -n 1)
+    minor=$(echo "$policy" | sed -n 's/^manylinux_2_\([0-9]*\)_.*/\1/p')
+    if [ -z "$minor" ] || [ "$minor" -gt 28 ]; then
+        echo "$tag: auditwheel show $wheel: wanted manylinux_2_28 or older:" >&2
+        echo "$shown" >&2
+        exit 1
+    fi
+    size=$(stat -c %s "$wheel")
+    if [ "$size" -ge "$max_bytes" ]; then
+        echo "$tag: $wheel is $size bytes, over 15 MB" >&2
+        exit 1
+    fi
+    echo "$tag: $(basename "$wheel"): $size bytes, auditwheel: $policy" >&2
+    built+=("$wheel")
+done
+printf '%s\n' "${built[@]}"
