@@ -3,15 +3,17 @@
 # aarch64), into dist/ (WATTWISE_WHEEL_OUT). Each holds the `wattwise` executable (the
 # agent, with `wattwise serve` and the page built in) as a script pip installs into
 # the venv's bin, the Python package (agent/python/src) and its native extension
-# (agent/pyext, PyO3). Both targets are cross-built with zig against glibc 2.28,
-# in the `wheel` cargo profile (release without LTO; see Cargo.toml).
+# (agent/pyext, PyO3, abi3). Per platform, ONE cargo build (cargo-zigbuild: zig
+# links against glibc 2.28) makes both the binary and the extension, so their
+# dependencies compile once, in the `wheel` profile (see Cargo.toml);
+# .ci/make_wheel.py packs them.
 #
 # Installs what is missing: the Rust targets (rustup), and a venv
-# (~/.cache/wattwise-wheel-venv) with maturin, ziglang, cargo-zigbuild and auditwheel
-# from PyPI. The page is built with web/build.sh (Node) unless WATTWISE_WEB_DIST
-# names a built one. Settings: WATTWISE_WHEEL_TARGETS (default "x86_64 aarch64").
-# Checks each wheel's tag with `auditwheel show` and its size (< 15 MB); prints
-# the wheels' paths on its last lines.
+# (~/.cache/wattwise-wheel-venv) with ziglang, cargo-zigbuild and auditwheel from
+# PyPI. The page is built with web/build.sh (Node) unless WATTWISE_WEB_DIST names a
+# built one. Settings: WATTWISE_WHEEL_TARGETS (default "x86_64 aarch64").
+# Checks each wheel's tag with `auditwheel show` (manylinux 2_28 or older) and its
+# size (< 15 MB); prints the wheels' paths on its last lines.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -23,8 +25,8 @@ venv="${WATTWISE_WHEEL_VENV:-$HOME/.cache/wattwise-wheel-venv}"
 tag=wheel
 max_bytes=$((15 * 1000 * 1000))
 
-# The build tools, pinned (a new maturin or zig changes what is built).
-tools="maturin==1.16.0 ziglang==0.17.1 cargo-zigbuild==0.24.1 auditwheel==6.8.2"
+# The build tools, pinned (a new zig changes what is built).
+tools="ziglang==0.17.1 cargo-zigbuild==0.24.1 auditwheel==6.8.2"
 stamp="$venv/.tools-$(echo "$tools" | sha256sum | cut -c1-12)"
 if [ ! -f "$stamp" ]; then
     echo "$tag: installing $tools into $venv" >&2
@@ -40,30 +42,26 @@ for arch in $targets; do
 done
 
 if [ -z "${WATTWISE_WEB_DIST:-}" ]; then
-    bash web/build.sh
+    bash web/build.sh >&2
     export WATTWISE_WEB_DIST="$root/web/dist"
 fi
 [ -f "$WATTWISE_WEB_DIST/index.html" ] || { echo "$tag: no page in $WATTWISE_WEB_DIST" >&2; exit 1; }
 
 mkdir -p "$out"
-data="$root/agent/pyext/wheel-data"
 built=()
 for arch in $targets; do
     target="$arch-unknown-linux-gnu"
-    echo "$tag: $target: the wattwise binary" >&2
-    cargo zigbuild -q --profile wheel -p wattwise-agent --bin wattwise --target "$target.2.28"
-    rm -rf "$data"
-    mkdir -p "$data/scripts"
-    cp "$CARGO_TARGET_DIR/$target/wheel/wattwise" "$data/scripts/wattwise"
-    echo "$tag: $target: the wheel" >&2
-    rm -f "$out"/wattwise-*"$arch".whl
-    maturin build --quiet --zig --target "$target" --compatibility manylinux_2_28 \
-        -m agent/pyext/Cargo.toml --out "$out" >&2
-    rm -rf "$data"
-    wheel=$(ls "$out"/wattwise-*"$arch".whl)
+    echo "$tag: $target: the wattwise binary and the extension (one cargo build)" >&2
+    began=$(date +%s)
+    cargo zigbuild -q --profile wheel --target "$target.2.28" \
+        -p wattwise-agent --bin wattwise -p wattwise-py --features wattwise-py/extension-module >&2
+    echo "$tag: $target: built in $(($(date +%s) - began)) s" >&2
+    dir="$CARGO_TARGET_DIR/$target/wheel"
+    rm -f "$out"/wattwise-*"_$arch.whl"
+    wheel=$("$venv/bin/python" .ci/make_wheel.py "$out" "manylinux_2_28_$arch" "$dir/wattwise" "$dir/lib_native.so")
     # The tag auditwheel finds from the ELF files' symbol versions: 2_28 or older.
-    shown=$(auditwheel show "$wheel")
-    policy=$(echo "$shown" | grep -o 'manylinux_2_[0-9]*_'"$arch" | head -n 1)
+    shown=$(auditwheel show "$wheel" 2>&1) || { echo "$shown" >&2; exit 1; }
+    policy=$(echo "$shown" | grep -o "manylinux_2_[0-9]*_$arch" | head -n 1)
     minor=$(echo "$policy" | sed -n 's/^manylinux_2_\([0-9]*\)_.*/\1/p')
     if [ -z "$minor" ] || [ "$minor" -gt 28 ]; then
         echo "$tag: auditwheel show $wheel: wanted manylinux_2_28 or older:" >&2
@@ -75,7 +73,7 @@ for arch in $targets; do
         echo "$tag: $wheel is $size bytes, over 15 MB" >&2
         exit 1
     fi
-    echo "$tag: $(basename "$wheel"): $size bytes, auditwheel: $policy" >&2
+    echo "$tag: $(basename "$wheel"): $size bytes; auditwheel: $policy" >&2
     built+=("$wheel")
 done
 printf '%s\n' "${built[@]}"
