@@ -54,14 +54,25 @@ for arch in $targets; do
     echo "$tag: $target: the wattwise binary and the extension (one cargo build)" >&2
     began=$(date +%s)
     cargo zigbuild -q --profile wheel --target "$target.2.28" \
-        -p wattwise-agent --bin wattwise -p wattwise-py --features wattwise-py/extension-module >&2
+        -p wattwise-agent -p wattwise-py --bin wattwise --lib --features wattwise-py/extension-module >&2
     echo "$tag: $target: built in $(($(date +%s) - began)) s" >&2
     dir="$CARGO_TARGET_DIR/$target/wheel"
+    # Each ELF file on its own: no symbol newer than glibc 2.28.
+    for elf in "$dir/wattwise" "$dir/lib_native.so"; do
+        newest=$(objdump -T "$elf" | grep -o 'GLIBC_[0-9.]*' | sort -uV | tail -n 1)
+        if [ "$(printf '%s\nGLIBC_2.28\n' "$newest" | sort -V | tail -n 1)" != GLIBC_2.28 ]; then
+            echo "$tag: $elf needs $newest, newer than manylinux_2_28's glibc" >&2
+            exit 1
+        fi
+    done
     rm -f "$out"/wattwise-*"_$arch.whl"
     wheel=$("$venv/bin/python" .ci/make_wheel.py "$out" "manylinux_2_28_$arch" "$dir/wattwise" "$dir/lib_native.so")
     # The tag auditwheel finds from the ELF files' symbol versions: 2_28 or older.
     shown=$(auditwheel show "$wheel" 2>&1) || { echo "$shown" >&2; exit 1; }
-    policy=$(echo "$shown" | grep -o "manylinux_2_[0-9]*_$arch" | head -n 1)
+    # (auditwheel wraps its lines, and the wheel's own name holds a tag: read the
+    # tag it finds the wheel consistent with.)
+    policy=$(echo "$shown" | tr '\n' ' ' | grep -o "following platform tag: \"manylinux_2_[0-9]*_$arch\"" \
+        | grep -o "manylinux_2_[0-9]*_$arch")
     minor=$(echo "$policy" | sed -n 's/^manylinux_2_\([0-9]*\)_.*/\1/p')
     if [ -z "$minor" ] || [ "$minor" -gt 28 ]; then
         echo "$tag: auditwheel show $wheel: wanted manylinux_2_28 or older:" >&2

@@ -24,7 +24,7 @@ sed 's/^from zeus.monitor import ZeusMonitor$/from wattwise import ZeusMonitor/'
     "$work/zeus_windows.py" >"$work/wattwise_windows.py"
 export FAKE_NVML_COUNT="${FAKE_NVML_COUNT:-2}" LD_LIBRARY_PATH="$work/nvml"
 cd "$work"
-pair() { "$1" -W ignore "$2" "$n" | python3 -c 'import json,sys; print(f"{json.load(sys.stdin)["pair_us"]:.1f}")'; }
+pair() { "$1" -W ignore "$2" "$n" | python3 -c 'import json,sys; print("%.1f" % json.load(sys.stdin)["pair_us"])'; }
 for round in 1 2 3; do
     z=$(pair "$endpoint_venv/bin/python" zeus_windows.py)
     w=$(pair "$work/venv/bin/python" wattwise_windows.py)

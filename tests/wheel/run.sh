@@ -66,7 +66,7 @@ curl -fsS "$base/" >"$work/index.html"
 for asset in $(grep -o '\./assets/[^"]*' "$work/index.html" | sort -u); do
     curl -fsS -o /dev/null "$base/${asset#./}" || fail "GET ${asset#./} failed"
 done
-job="wheelzeus-$(date +%s)"
+job="zeusclient-wheel-$(date +%s)"
 "$endpoint_venv/bin/python" zeus_train.py "$base" "$job" >"$work/zeus.txt" \
     || fail "Zeus's client failed: $(cat "$work/zeus.txt")"
 grep '^{' "$work/zeus.txt" | tail -n 1 | grep -q '"outcome": "converged"' \
@@ -122,6 +122,7 @@ step "the aarch64 binary under qemu-user"
 mkdir -p "$work/arm"
 python3 -m zipfile -e "$arm" "$work/arm"
 armbin=$(ls "$work"/arm/wattwise-*.data/scripts/wattwise)
+chmod +x "$armbin"  # zipfile drops the mode that pip sets
 export QEMU_LD_PREFIX=/usr/aarch64-linux-gnu
 qemu-aarch64 "$armbin" --version | grep -q '^wattwise ' || fail "aarch64 --version"
 qemu-aarch64 "$armbin" simulate --dataset imagenet --gpu v100 | grep -q 'oracle' \

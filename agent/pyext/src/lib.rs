@@ -18,7 +18,8 @@ use std::time::Duration;
 
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
-use wattwise_agent::nvml::energy_meter::{power_interval, Reading, Stopwatch};
+use pyo3::types::PyDict;
+use wattwise_agent::nvml::energy_meter::{combined, power_interval, Reading, Stopwatch};
 use wattwise_agent::nvml::gpu::NvmlGpus;
 use wattwise_agent::nvml::selection::select_on_host;
 
@@ -54,15 +55,15 @@ impl Drop for Sampler {
     }
 }
 
-/// One window's measurement as Python gets it: (time s, NVML indices, energy J
-/// per GPU, bound J per GPU, source per GPU, total J, total bound J, warning).
-type Window = (
+/// One window's measurement as Python gets it, in the order of the fields of
+/// `wattwise.monitor.Measurement`: time s, {NVML index: J}, {index: bound J},
+/// {index: source}, the sources combined, the total's bound J, the warning.
+type Window<'py> = (
     f64,
-    Vec<u32>,
-    Vec<f64>,
-    Vec<f64>,
-    Vec<&'static str>,
-    f64,
+    Bound<'py, PyDict>,
+    Bound<'py, PyDict>,
+    Bound<'py, PyDict>,
+    &'static str,
     f64,
     Option<String>,
 );
@@ -183,7 +184,7 @@ impl Meter {
     /// Closes the window `name` now and answers its measurement (ValueError if
     /// no window of that name is open). `cancel`: close it without reading.
     #[pyo3(signature = (name, cancel=false))]
-    fn end(&self, name: &str, cancel: bool) -> PyResult<Option<Window>> {
+    fn end<'py>(&self, py: Python<'py>, name: &str, cancel: bool) -> PyResult<Option<Window<'py>>> {
         let Some(begin) = lock(&self.windows).remove(name) else {
             return Err(PyValueError::new_err(format!(
                 "no window {name:?} is open (open windows: {:?})",
@@ -195,13 +196,18 @@ impl Meter {
         }
         let end = self.reading()?;
         let m = lock(&self.shared).clock.measurement(&begin, &end);
+        let (energy, bound, source) = (PyDict::new(py), PyDict::new(py), PyDict::new(py));
+        for (k, &gpu) in m.gpus.iter().enumerate() {
+            energy.set_item(gpu, m.energy_j[k])?;
+            bound.set_item(gpu, m.uncertainty_j[k])?;
+            source.set_item(gpu, m.sources[k].name())?;
+        }
         Ok(Some((
             m.time_s,
-            m.gpus,
-            m.energy_j,
-            m.uncertainty_j,
-            m.sources.iter().map(|s| s.name()).collect(),
-            m.total_j,
+            energy,
+            bound,
+            source,
+            combined(&m.sources),
             m.total_uncertainty_j,
             m.warning,
         )))

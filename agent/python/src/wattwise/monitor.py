@@ -174,20 +174,18 @@ class Monitor:
         """The names of the windows begun and not yet ended, sorted."""
         return list(self._meter.open_windows)
 
-    def _edge(self, sync: Optional[bool]) -> None:
-        if self._sync and (sync is None or sync):
-            sync_frameworks(self._sync)
-
     def begin_window(self, name: str, sync: Optional[bool] = None) -> None:
         """Begins the window ``name`` now. ``ValueError`` if one of that name is
         open. ``sync=False`` skips waiting for the frameworks this once."""
-        self._edge(sync)
+        if self._sync and sync is not False:
+            sync_frameworks(self._sync)
         self._meter.begin(name)
 
     def end_window(self, name: str, sync: Optional[bool] = None) -> Measurement:
         """Ends the window ``name`` now and answers its :class:`Measurement`.
         ``ValueError`` if no window of that name is open."""
-        self._edge(sync)
+        if self._sync and sync is not False:
+            sync_frameworks(self._sync)
         return _measurement(self._meter.end(name, False))
 
     def cancel_window(self, name: str) -> None:
@@ -208,29 +206,14 @@ class Monitor:
         w.measurement = self.end_window(name, sync)
 
 
-#: What the native meter's ``end`` answers: time s, NVML indices, energy J, bound
-#: J and source per GPU, total J, total bound J, warning.
-_RawWindow = Tuple[float, List[int], List[float], List[float], List[str], float, float, Optional[str]]
+#: What the native meter's ``end`` answers: :class:`Measurement`'s fields in order.
+_RawWindow = Tuple[float, Dict[int, float], Dict[int, float], Dict[int, str], str, float, Optional[str]]
 
 
 def _measurement(raw: Optional[_RawWindow]) -> Measurement:
     if raw is None:
         return Measurement(time=0.0, gpu_energy={})
-    time_s, gpus, energy, bound, sources, _total, total_bound, warning = raw
-    if len(set(sources)) == 1:
-        combined = sources[0]
-    else:
-        combined = "mixed" if sources else "none"
-    return Measurement(
-        time=time_s,
-        gpu_energy=dict(zip(gpus, energy)),
-        gpu_energy_bound=dict(zip(gpus, bound)),
-        gpu_energy_source=dict(zip(gpus, sources)),
-        energy_source=combined,
-        total_energy_bound=total_bound,
-        warning=warning,
-    )
-
+    return Measurement(*raw)
 
 
 class ZeusMonitor:
@@ -261,14 +244,18 @@ class ZeusMonitor:
             raise ValueError(
                 f"sync_execution_with: {sync_execution_with!r} is not one of {', '.join(FRAMEWORKS)}"
             )
-        self._monitor = Monitor(gpu_indices, sync=[sync_execution_with])
+        self._sync = (sync_execution_with,)
+        self._monitor = Monitor(gpu_indices, sync=self._sync)
+        self._meter = self._monitor._meter
         self.gpu_indices = self._monitor.gpus
 
     def begin_window(self, key: str, sync_execution: bool = True, restart: bool = False) -> None:
         """Begins the window ``key`` (``restart``: begins it again if it is open)."""
         if restart and key in self._monitor.open_windows:
             self._monitor.cancel_window(key)
-        self._monitor.begin_window(key, sync_execution)
+        if sync_execution:
+            sync_frameworks(self._sync)
+        self._meter.begin(key)
 
     def end_window(self, key: str, sync_execution: bool = True, cancel: bool = False) -> Measurement:
         """Ends the window ``key`` and answers its measurement (an empty one
@@ -276,4 +263,6 @@ class ZeusMonitor:
         if cancel:
             self._monitor.cancel_window(key)
             return Measurement(time=0.0, gpu_energy={})
-        return self._monitor.end_window(key, sync_execution)
+        if sync_execution:
+            sync_frameworks(self._sync)
+        return _measurement(self._meter.end(key, False))
