@@ -90,6 +90,9 @@ pub struct GpuReading {
     pub power_mw: u32,
     /// Power limit, mW.
     pub limit_mw: u32,
+    /// How often the energy counter moves, s (learned once; `None` without a
+    /// counter).
+    pub energy_update_period_s: Option<f64>,
 }
 
 /// The run in progress, as the exporter shows it.
@@ -237,6 +240,22 @@ impl Collector for SnapshotCollector {
             Some(&Unit::Joules),
             &energy,
         )?;
+        let periods: Vec<(Labels, ConstGauge<f64>)> = s
+            .gpus
+            .iter()
+            .filter(|g| g.energy_mj.is_some())
+            .filter_map(|g| {
+                let period = g.energy_update_period_s?;
+                Some((gpu_labels(&g.id, &s.hostname), ConstGauge::new(period)))
+            })
+            .collect();
+        family(
+            &mut encoder,
+            "wattwise_gpu_energy_update_period",
+            "How often the GPU's energy counter moves, learned once by polling it: an increase over a window of fewer than a few periods is uncertain by up to a period of power at each edge",
+            Some(&Unit::Seconds),
+            &periods,
+        )?;
         family(
             &mut encoder,
             "wattwise_gpu_power_usage",
@@ -342,6 +361,7 @@ pub fn hostname() -> String {
 pub struct Source {
     gpus: Box<dyn Gpus + Send>,
     ids: Vec<GpuIdentity>,
+    periods: Vec<f64>,
     hostname: String,
     run: RunStatus,
 }
@@ -367,9 +387,14 @@ impl Source {
                 })
             })
             .collect::<Result<_, GpuError>>()?;
+        let periods = crate::nvml::energy_meter::learn::learned(&*gpus, &indices)?
+            .iter()
+            .map(|b| b.update_period_s)
+            .collect();
         Ok(Source {
             gpus,
             ids,
+            periods,
             hostname: hostname(),
             run,
         })
@@ -380,8 +405,10 @@ impl Source {
         let gpus = self
             .ids
             .iter()
-            .map(|id| {
+            .zip(&self.periods)
+            .map(|(id, &period)| {
                 Ok(GpuReading {
+                    energy_update_period_s: Some(period),
                     energy_mj: match self.gpus.total_energy(id.index) {
                         Ok(mj) => Some(mj),
                         Err(GpuError::NotSupported { .. }) => None,
@@ -614,6 +641,16 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("} 212.5\n"), "{text}");
+        // The counter's update period, learned once (the fake's never moves: the
+        // whole probe, conservatively).
+        assert!(
+            text.contains("# UNIT wattwise_gpu_energy_update_period_seconds seconds"),
+            "{text}"
+        );
+        assert!(
+            text.contains("wattwise_gpu_energy_update_period_seconds{gpu=\"0\""),
+            "{text}"
+        );
         assert!(text.ends_with("# EOF\n"), "{text}");
         assert!(
             !text.contains("wattwise_run"),

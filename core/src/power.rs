@@ -437,6 +437,14 @@ pub struct PowerOptimizer {
     state: PowerState,
     measurements: Vec<PowerLimitMeasurement>,
     current_mw: Option<u32>,
+    /// Steps the open window was lengthened by (see
+    /// [`PowerOptimizer::lengthen_window`]).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    lengthened_by: u32,
+}
+
+fn is_zero(v: &u32) -> bool {
+    *v == 0
 }
 
 impl Serialize for PowerOptimizer {
@@ -494,6 +502,7 @@ impl PowerOptimizer {
             limits_mw,
             measurements: Vec::new(),
             current_mw: None,
+            lengthened_by: 0,
         };
         let mut actions = Vec::new();
         opt.set(opt.max_mw(), &mut actions);
@@ -607,7 +616,23 @@ impl PowerOptimizer {
         }
     }
 
+    /// Lengthens the open measurement window by `steps` step beginnings (a host
+    /// whose energy reading is too coarse for the window as it is; the window's
+    /// measurement is then scaled back to `profile_steps` steps, so windows of
+    /// every limit compare). Answers whether a window was open.
+    pub fn lengthen_window(&mut self, steps: u32) -> bool {
+        match &mut self.state {
+            PowerState::Profiling { steps: left, .. } if steps > 0 => {
+                *left = left.saturating_add(steps);
+                self.lengthened_by = self.lengthened_by.saturating_add(steps);
+                true
+            }
+            _ => false,
+        }
+    }
+
     fn begin_window(&mut self, limit_mw: u32, at: Reading, actions: &mut Vec<Action>) {
+        self.lengthened_by = 0;
         self.state = PowerState::Profiling {
             limit_mw,
             steps: self.settings.profile_steps,
@@ -639,12 +664,16 @@ impl PowerOptimizer {
             PowerState::Profiling {
                 limit_mw, start, ..
             } => {
+                let steps = self.settings.profile_steps;
+                // A lengthened window, scaled back to `profile_steps` steps.
+                let scale = f64::from(steps) / (f64::from(steps) + f64::from(self.lengthened_by));
                 let measurement = PowerLimitMeasurement {
                     power_limit: limit_mw / 1000,
-                    energy: at.energy_mj.saturating_sub(start.energy_mj) as f64 / 1000.0,
-                    time: at.time_ms.saturating_sub(start.time_ms) as f64 / 1000.0,
-                    steps: self.settings.profile_steps,
+                    energy: at.energy_mj.saturating_sub(start.energy_mj) as f64 / 1000.0 * scale,
+                    time: at.time_ms.saturating_sub(start.time_ms) as f64 / 1000.0 * scale,
+                    steps,
                 };
+                self.lengthened_by = 0;
                 self.measurements.push(measurement);
                 actions.push(Action::EndWindow { measurement });
                 let index = self.limits_mw.iter().position(|&l| l == limit_mw);
@@ -731,6 +760,41 @@ mod tests {
             time,
             steps: 4,
         }
+    }
+
+    #[test]
+    fn a_lengthened_window_runs_longer_and_is_scaled_back_to_its_steps() {
+        let one = LimitConstraints {
+            min_mw: 100_000,
+            max_mw: 100_000,
+        };
+        let (mut opt, _) =
+            PowerOptimizer::new(settings(0, 0, 2, Selector::Energy), one, 1).unwrap();
+        assert!(!opt.lengthen_window(2), "no window open yet");
+        assert!(matches!(
+            opt.step_begin(r(0, 0))[..],
+            [Action::BeginWindow { .. }]
+        ));
+        opt.step_begin(r(100, 10_000));
+        assert!(opt.lengthen_window(2));
+        assert!(!opt.lengthen_window(0));
+        // Two more step beginnings than profile_steps: 4 steps in 400 ms, 40 J.
+        assert!(opt.step_begin(r(200, 20_000)).is_empty());
+        assert!(opt.step_begin(r(300, 30_000)).is_empty());
+        let a = opt.step_begin(r(400, 40_000));
+        let Some(Action::EndWindow { measurement }) = a.first() else {
+            panic!("{a:?}");
+        };
+        assert_eq!(
+            (measurement.energy, measurement.time, measurement.steps),
+            (20.0, 0.2, 2)
+        );
+        assert!(opt.is_done());
+        // The stored form round-trips, and an old one (no field) still reads.
+        let text = serde_json::to_string(&opt).unwrap();
+        assert!(!text.contains("lengthened_by"), "{text}");
+        let back: PowerOptimizer = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, opt);
     }
 
     #[test]

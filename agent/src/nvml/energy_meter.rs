@@ -1,11 +1,27 @@
 //! The energy of a run's GPUs since a start: NVML's total energy counter where a
 //! GPU has one (Volta and newer), else its power draw sampled every
 //! `--power-interval` and integrated with the trapezoid rule (older GPUs, where
-//! NVML answers "not supported" for the counter). Each figure says which it used.
+//! NVML answers "not supported" for the counter). Each figure says which it used,
+//! and carries its bound ([`Measurement`], [`bound`]), derived from what was
+//! learned of the GPU once per process ([`learn`]) and the power samples taken
+//! between readings.
 
 use std::time::{Duration, Instant};
 
 use crate::nvml::gpu::{GpuError, Gpus};
+
+pub mod learn;
+#[cfg(test)]
+pub(crate) mod sim;
+#[cfg(test)]
+mod through_fake;
+
+/// A stopwatch moves to a sampler thread (the Python extension keeps one behind
+/// a mutex): this fails to compile if it stops being `Send`.
+const _: fn() = || {
+    fn send<T: Send>() {}
+    send::<Stopwatch>();
+};
 
 /// Default seconds between power samples on GPUs without an energy counter.
 pub const DEFAULT_POWER_INTERVAL_S: f64 = 0.1;
@@ -74,6 +90,16 @@ impl Behaviour {
         average_window_s: 1.0,
     };
 
+    /// A counter that moves every millisecond in millijoules, instantaneous
+    /// power: what the unit tests' fake GPUs, whose counters only move when a
+    /// test moves them, are taken to have.
+    pub const EXACT: Behaviour = Behaviour {
+        update_period_s: 0.001,
+        quantum_mj: 1.0,
+        instant_field: false,
+        average_window_s: 0.0,
+    };
+
     /// Whether the counter is coarse enough (50 ms or more between updates, as on
     /// A100/H100, whose sensor also samples only part of each period) that power
     /// is sampled between readings to bound what the counter misses.
@@ -85,6 +111,16 @@ impl Behaviour {
 /// Update periods from this on are coarse (see [`Behaviour::coarse`]).
 pub const COARSE_PERIOD_S: f64 = 0.05;
 
+/// How much of the moves of power between samples a coarse counter's bound
+/// counts (see [`bound`]): a part-time sensor misses at most the unsampled part
+/// of a period of each move, 75 % where it samples a quarter of each period (as
+/// on A100 and H100, Yang et al. SC24), in either direction, so the moves add as
+/// independent errors.
+pub const PART_TIME: f64 = 0.75;
+
+/// How far apart a sample's time stamp and NVML's answer may be, s.
+pub const TIMING_S: f64 = 0.001;
+
 /// Windows shorter than this many update periods are flagged.
 pub const SHORT_WINDOW_PERIODS: f64 = 3.0;
 
@@ -93,11 +129,15 @@ pub const SHORT_WINDOW_PERIODS: f64 = 3.0;
 pub struct Marks {
     /// Sampled power integrated (trapezoids), J.
     pub power_j: f64,
-    /// Sum over sample intervals of `(min(dt, period) * |Δpower|)²`, J²: how much
+    /// Sum over samples of `(span * |Δpower|)²`, J² (the span: a counter's update
+    /// period, else the sample interval): how much
     /// power moved between samples, where a counter or the samples may miss it.
     pub variation_j2: f64,
     /// The higher of the last two power samples, W (the power near this edge).
     pub edge_w: f64,
+    /// What the counter rose by from the start to the last sample, J (0 without
+    /// a counter): set against `power_j`, how far the counter drifts from power.
+    pub counter_j: f64,
 }
 
 /// A reading of a stopwatch: time since its start and energy per GPU since then.
@@ -160,6 +200,7 @@ struct Channel {
 pub struct EnergyMeter {
     indices: Vec<u32>,
     channels: Vec<Channel>,
+    origin: Reading,
 }
 
 /// Power drawn now, W: the instantaneous field where the GPU offers it.
@@ -203,9 +244,15 @@ impl EnergyMeter {
                 },
             });
         }
+        let origin = Reading {
+            at: t,
+            energy_mj: vec![0.0; channels.len()],
+            marks: channels.iter().map(|c| c.marks).collect(),
+        };
         Ok(EnergyMeter {
             indices: indices.to_vec(),
             channels,
+            origin,
         })
     }
 
@@ -233,7 +280,20 @@ impl EnergyMeter {
         self.channels.iter().map(|c| c.behaviour).collect()
     }
 
-    /// Takes a power sample of every GPU at `t`.
+    /// The reading at the start (no energy yet).
+    pub fn origin(&self) -> Reading {
+        self.origin.clone()
+    }
+
+    /// Takes `interval` as the update period of the GPUs without a counter (how
+    /// often they are sampled).
+    pub fn set_sample_period(&mut self, interval: Duration) {
+        for c in self.channels.iter_mut().filter(|c| c.start_mj.is_none()) {
+            c.behaviour.update_period_s = interval.as_secs_f64();
+        }
+    }
+
+    /// Takes a power sample of every GPU at `t` (and reads the counters).
     pub fn sample(&mut self, gpus: &dyn Gpus, t: Duration) -> Result<(), GpuError> {
         let now_s = t.as_secs_f64();
         for (c, &i) in self.channels.iter_mut().zip(&self.indices) {
@@ -241,9 +301,19 @@ impl EnergyMeter {
                 continue;
             }
             let w = power_w(gpus, i, &c.behaviour)?;
+            if let Some(start) = c.start_mj {
+                c.marks.counter_j = gpus.total_energy(i)?.saturating_sub(start) as f64 / 1000.0;
+            }
             let dt = now_s - c.last_s;
             c.marks.power_j += (c.last_w + w) / 2.0 * dt;
-            let moved = dt.min(c.behaviour.update_period_s.max(1e-3)) * (w - c.last_w).abs();
+            // A part-time sensor may miss up to one update period of a move,
+            // however often it is sampled (a move shows once, when its period
+            // is sampled); samples miss up to the whole interval.
+            let span = match c.start_mj {
+                Some(_) => c.behaviour.update_period_s,
+                None => dt,
+            };
+            let moved = span * (w - c.last_w).abs();
             c.marks.variation_j2 += moved * moved;
             c.prev_w = c.last_w;
             c.last_s = now_s;
@@ -298,9 +368,16 @@ impl EnergyMeter {
                 begin.marks.get(k).copied().unwrap_or_default(),
                 end.marks.get(k).copied().unwrap_or_default(),
             );
-            let e = ((e1 - e0) / 1000.0).max(0.0);
+            let counted = ((e1 - e0) / 1000.0).max(0.0);
+            let u = bound(&c.behaviour, sources[k], time_s, counted, &m0, &m1);
+            let (e, drifting) = match sources[k] {
+                EnergySource::Counter => {
+                    between_counter_and_power(counted, drift(&c.behaviour, &m1))
+                }
+                EnergySource::Sampled => (counted, 0.0),
+            };
             energy_j.push(e);
-            uncertainty_j.push(bound(&c.behaviour, sources[k], time_s, e, &m0, &m1));
+            uncertainty_j.push(u + drifting);
             longest_period = longest_period.max(c.behaviour.update_period_s);
         }
         let total_j = energy_j.iter().sum();
@@ -344,11 +421,11 @@ pub fn bound(
 ) -> f64 {
     let mean_w = if time_s > 0.0 { energy_j / time_s } else { 0.0 };
     let edge_w = begin.edge_w.max(end.edge_w).max(mean_w);
-    let moved = 2.0 * (end.variation_j2 - begin.variation_j2).max(0.0).sqrt();
+    let moved = (end.variation_j2 - begin.variation_j2).max(0.0).sqrt();
     match source {
         EnergySource::Counter => {
             let edges = b.quantum_mj / 1000.0 + b.update_period_s * edge_w;
-            edges + if b.coarse() { moved } else { 0.0 }
+            edges + if b.coarse() { PART_TIME * moved } else { 0.0 }
         }
         EnergySource::Sampled => {
             let window = if b.instant_field {
@@ -356,8 +433,44 @@ pub fn bound(
             } else {
                 b.average_window_s
             };
-            moved + window / 2.0 * edge_w
+            // Power reads in whole milliwatts, and each edge's sample is taken
+            // within a millisecond of its time stamp.
+            2.0 * moved + window / 2.0 * edge_w + 0.001 * time_s + 2.0 * TIMING_S * edge_w
         }
+    }
+}
+
+/// How the counter drifts from the sampled power, judged over the whole time
+/// since the start: `None` while they agree within what the samples and the
+/// counter's own edges explain, else the sampled energy per counted joule and
+/// that noise relative to the sampled energy. Only coarse counters are sampled
+/// often enough to tell; fine ones are taken as true.
+pub fn drift(b: &Behaviour, last: &Marks) -> Option<(f64, f64)> {
+    if !b.coarse() || last.power_j <= 0.0 || last.counter_j <= 0.0 {
+        return None;
+    }
+    let window = if b.instant_field {
+        0.0
+    } else {
+        b.average_window_s
+    };
+    let noise = last.variation_j2.sqrt()
+        + b.quantum_mj / 1000.0
+        + b.update_period_s.max(window) * last.edge_w;
+    ((last.counter_j - last.power_j).abs() > noise)
+        .then(|| (last.power_j / last.counter_j, noise / last.power_j))
+}
+
+/// Energy `energy_j` of a GPU whose counter drifts (see [`drift`]), re-centred
+/// between what the counter and the sampled power say, and the half-width that
+/// covers both: `(energy, extra half-width)`.
+pub fn between_counter_and_power(energy_j: f64, drift: Option<(f64, f64)>) -> (f64, f64) {
+    match drift {
+        None => (energy_j, 0.0),
+        Some((ratio, noise)) => (
+            energy_j * (1.0 + ratio) / 2.0,
+            energy_j * ((1.0 - ratio).abs() / 2.0 + noise),
+        ),
     }
 }
 
@@ -384,11 +497,12 @@ impl Stopwatch {
         indices: &[u32],
         power_interval: Duration,
     ) -> Result<Stopwatch, GpuError> {
-        let behaviours = vec![Behaviour::ASSUMED; indices.len()];
+        let behaviours = learn::learned(gpus, indices)?;
         Stopwatch::start_with(gpus, indices, &behaviours, power_interval)
     }
 
-    /// [`Stopwatch::start`] with the GPUs' behaviours given.
+    /// [`Stopwatch::start`] with the GPUs' behaviours given (a GPU without a
+    /// counter takes `power_interval` as its update period).
     pub fn start_with(
         gpus: &dyn Gpus,
         indices: &[u32],
@@ -396,7 +510,8 @@ impl Stopwatch {
         power_interval: Duration,
     ) -> Result<Stopwatch, GpuError> {
         let start = Instant::now();
-        let meter = EnergyMeter::start(gpus, indices, behaviours, Duration::ZERO)?;
+        let mut meter = EnergyMeter::start(gpus, indices, behaviours, Duration::ZERO)?;
+        meter.set_sample_period(power_interval);
         Ok(Stopwatch {
             meter,
             start,
@@ -430,9 +545,32 @@ impl Stopwatch {
         self.meter.sample(gpus, self.start.elapsed())
     }
 
+    /// Takes a power sample of every GPU stamped `at` since the start.
+    pub fn sample_at(&mut self, gpus: &dyn Gpus, at: Duration) -> Result<(), GpuError> {
+        self.meter.sample(gpus, at)
+    }
+
     /// A reading now.
     pub fn reading(&mut self, gpus: &dyn Gpus) -> Result<Reading, GpuError> {
         self.meter.reading(gpus, self.start.elapsed())
+    }
+
+    /// A reading stamped `at` since the start (a caller that took the time
+    /// itself, or a test on a virtual clock).
+    pub fn reading_at(&mut self, gpus: &dyn Gpus, at: Duration) -> Result<Reading, GpuError> {
+        self.meter.reading(gpus, at)
+    }
+
+    /// The reading at the start (no energy yet): what a measurement since the
+    /// start begins with.
+    pub fn origin(&self) -> Reading {
+        self.meter.origin()
+    }
+
+    /// The measurement from the start to now.
+    pub fn since_start(&mut self, gpus: &dyn Gpus) -> Result<Measurement, GpuError> {
+        let end = self.reading(gpus)?;
+        Ok(self.measurement(&self.origin(), &end))
     }
 
     /// The energy between two readings of this stopwatch, with its bound.
@@ -477,13 +615,7 @@ mod tests {
         Duration::from_millis(v)
     }
 
-    /// A counter that moves every millisecond.
-    const FINE: Behaviour = Behaviour {
-        update_period_s: 0.001,
-        quantum_mj: 1.0,
-        instant_field: false,
-        average_window_s: 0.0,
-    };
+    const FINE: Behaviour = Behaviour::EXACT;
 
     #[test]
     fn a_measurement_carries_its_bound_and_flags_a_short_window() {

@@ -6,10 +6,12 @@
 //! and the network, and feeds a [`Driver`]; the tests here feed it directly, with
 //! the recording fake GPUs.
 
-use wattwise_core::power::{Action, LimitConstraints, PowerOptimizer, Reading};
+use std::time::Duration;
+
+use wattwise_core::power::{Action, LimitConstraints, PowerOptimizer, PowerState, Reading};
 
 use crate::log::log;
-use crate::nvml::energy_meter::Stopwatch;
+use crate::nvml::energy_meter::{self, Stopwatch};
 use crate::nvml::gpu::{GpuError, Gpus};
 use crate::run::events::Event;
 
@@ -29,8 +31,40 @@ pub struct EpochTotals {
     pub metric: f64,
 }
 
+/// A profile window's energy is measured well enough when its bound is under
+/// this fraction of it.
+pub const WINDOW_BOUND: f64 = 0.02;
+/// A window is lengthened (doubled) at most this many times.
+pub const MAX_LENGTHENINGS: u32 = 4;
+
+/// The measurement window open now, as the meter saw it begin.
+struct OpenWindow {
+    begin: energy_meter::Reading,
+    steps: u32,
+    lengthened: u32,
+}
+
+/// A profiled limit's energy per step, with its bound, J.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ProfiledEnergy {
+    /// The limit, W.
+    pub limit_w: u32,
+    /// Energy per step, J.
+    pub energy_j: f64,
+    /// Its half-width, J.
+    pub uncertainty_j: f64,
+}
+
+impl ProfiledEnergy {
+    /// Whether the two energies lie within their bounds of each other.
+    pub fn overlaps(&self, energy_j: f64, uncertainty_j: f64) -> bool {
+        (self.energy_j - energy_j).abs() <= self.uncertainty_j + uncertainty_j
+    }
+}
+
 /// The run loop's state: the power limit optimizer, the job's GPUs, the epochs
-/// and steps seen, and the limit a run across hosts set.
+/// and steps seen, the limit a run across hosts set, and the profile windows as
+/// the meter measured them (with their bounds).
 pub struct Driver {
     optimizer: PowerOptimizer,
     indices: Vec<u32>,
@@ -38,6 +72,10 @@ pub struct Driver {
     epoch: u32,
     steps: u64,
     shared_limit_w: Option<u32>,
+    window: Option<OpenWindow>,
+    profiled: Vec<ProfiledEnergy>,
+    lengthenings: u32,
+    guard: bool,
 }
 
 impl Driver {
@@ -50,7 +88,153 @@ impl Driver {
             epoch: 0,
             steps: 0,
             shared_limit_w: None,
+            window: None,
+            profiled: Vec::new(),
+            lengthenings: 0,
+            guard: true,
         }
+    }
+
+    /// A driver that never lengthens a window (what the optimizer alone would
+    /// pick), for the tests that show what the bounds change.
+    #[cfg(test)]
+    pub(crate) fn unguarded(mut self) -> Self {
+        self.guard = false;
+        self
+    }
+
+    /// How many times a profile window was lengthened.
+    pub fn lengthenings(&self) -> u32 {
+        self.lengthenings
+    }
+
+    /// The profiled limits' energies per step with their bounds, in profiling
+    /// order (GPUs measured without a meter: none).
+    pub fn profiled(&self) -> &[ProfiledEnergy] {
+        &self.profiled
+    }
+
+    /// One line when the selected limit's energy and another profiled limit's
+    /// lie within their bounds of each other even after lengthening: the
+    /// choice between them is uncertain.
+    pub fn profile_note(&self) -> Option<String> {
+        let chosen_w = self.optimizer.optimal_limit_mw()? / 1000;
+        let a = self.profiled.iter().find(|p| p.limit_w == chosen_w)?;
+        let b = self
+            .profiled
+            .iter()
+            .find(|b| b.limit_w != chosen_w && b.overlaps(a.energy_j, a.uncertainty_j))?;
+        Some(format!(
+            "profile uncertain: the chosen {} W ({:.3} ± {:.3} J per step) and {} W ({:.3} ± {:.3} J per step) lie within their energy bounds",
+            a.limit_w, a.energy_j, a.uncertainty_j, b.limit_w, b.energy_j, b.uncertainty_j
+        ))
+    }
+
+    /// Before a step beginning that would close the open window: lengthens it
+    /// (doubles it, at most [`MAX_LENGTHENINGS`] times) when its energy so far is
+    /// too uncertain (a bound over [`WINDOW_BOUND`] of it, or a window shorter
+    /// than a few counter updates) or lies within the bounds of the cheapest
+    /// limit profiled before.
+    fn lengthen_if_uncertain(
+        &mut self,
+        gpus: &dyn Gpus,
+        meter: &mut Stopwatch,
+        at: Reading,
+    ) -> Result<(), GpuError> {
+        let closing = matches!(
+            self.optimizer.state(),
+            PowerState::Profiling { steps: 1, .. }
+        );
+        let Some(w) = self.window.as_mut().filter(|_| self.guard && closing) else {
+            return Ok(());
+        };
+        if w.lengthened >= MAX_LENGTHENINGS {
+            return Ok(());
+        }
+        let now = meter.reading_at(gpus, Duration::from_millis(at.time_ms))?;
+        let m = meter.measurement(&w.begin, &now);
+        let steps = f64::from(w.steps);
+        let (e, u) = (m.total_j / steps, m.total_uncertainty_j / steps);
+        let wide = m.warning.is_some() || u > WINDOW_BOUND * e;
+        // The cheapest limit so far is the one a window must be told from.
+        let close = self
+            .profiled
+            .iter()
+            .min_by(|a, b| a.energy_j.total_cmp(&b.energy_j))
+            .filter(|p| p.overlaps(e, u));
+        if (wide || close.is_some()) && self.optimizer.lengthen_window(w.steps) {
+            let why = match close {
+                Some(p) => format!("within the bounds of {} W", p.limit_w),
+                None => "more than its bound allows".into(),
+            };
+            log(format!(
+                "profile window lengthened to {} steps: {} over {} steps is uncertain ({why})",
+                w.steps * 2,
+                energy_meter::with_bound(m.total_j, m.total_uncertainty_j),
+                w.steps
+            ));
+            w.steps *= 2;
+            w.lengthened += 1;
+            self.lengthenings += 1;
+        }
+        Ok(())
+    }
+
+    /// Follows the optimizer's windows with the meter: a window's begin
+    /// reading, its bounded energy at its end (logged), none once cancelled.
+    fn follow_windows(
+        &mut self,
+        gpus: &dyn Gpus,
+        mut meter: Meter<'_>,
+        actions: &[Action],
+        at: Reading,
+    ) -> Result<(), GpuError> {
+        let stamp = Duration::from_millis(at.time_ms);
+        for action in actions {
+            match *action {
+                Action::BeginWindow { .. } => {
+                    self.window = match meter.as_deref_mut() {
+                        Some(m) => Some(OpenWindow {
+                            begin: m.reading_at(gpus, stamp)?,
+                            steps: self.optimizer.settings().profile_steps,
+                            lengthened: 0,
+                        }),
+                        None => None,
+                    };
+                }
+                Action::EndWindow { measurement: p } => {
+                    let window = self.window.take();
+                    let bound = match (window, meter.as_deref_mut()) {
+                        (Some(w), Some(m)) => {
+                            let end = m.reading_at(gpus, stamp)?;
+                            let got = m.measurement(&w.begin, &end);
+                            let steps = f64::from(w.steps);
+                            self.profiled.push(ProfiledEnergy {
+                                limit_w: p.power_limit,
+                                energy_j: got.total_j / steps,
+                                uncertainty_j: got.total_uncertainty_j / steps,
+                            });
+                            // In the optimizer's terms: `p.steps` steps.
+                            let u = got.total_uncertainty_j * f64::from(p.steps) / steps;
+                            format!(" ± {u:.3}")
+                        }
+                        _ => String::new(),
+                    };
+                    log(format!(
+                        "{} W: {:.3}{bound} J in {:.3} s over {} steps",
+                        p.power_limit, p.energy, p.time, p.steps
+                    ));
+                }
+                Action::CancelWindow { .. } => self.window = None,
+                Action::Optimal { .. } => {
+                    if let Some(note) = self.profile_note() {
+                        log(note);
+                    }
+                }
+                Action::SetPowerLimit { .. } => {}
+            }
+        }
+        Ok(())
     }
 
     /// The power limit optimizer.
@@ -87,7 +271,12 @@ impl Driver {
             Event::StepBegin => {
                 self.steps += 1;
                 if !self.optimizer.is_done() {
+                    let mut meter = meter;
+                    if let Some(m) = meter.as_deref_mut() {
+                        self.lengthen_if_uncertain(gpus, m, reading)?;
+                    }
                     let a = self.optimizer.step_begin(reading);
+                    self.follow_windows(gpus, meter.as_deref_mut(), &a, reading)?;
                     apply(gpus, meter, &self.indices, &a)?;
                 }
                 Ok(None)
@@ -98,7 +287,9 @@ impl Driver {
                 Ok(None)
             }
             Event::EpochEnd(metric) => {
+                let mut meter = meter;
                 let a = self.optimizer.epoch_end(reading);
+                self.follow_windows(gpus, meter.as_deref_mut(), &a, reading)?;
                 apply(gpus, meter, &self.indices, &a)?;
                 self.epoch += 1;
                 Ok(Some(EpochTotals {
@@ -163,10 +354,8 @@ pub fn apply(
         match *action {
             Action::SetPowerLimit { limit_mw } => set_all(gpus, indices, limit_mw)?,
             Action::BeginWindow { limit_mw } => log(format!("profiling {} W", limit_mw / 1000)),
-            Action::EndWindow { measurement: m } => log(format!(
-                "{} W: {:.3} J in {:.3} s over {} steps",
-                m.power_limit, m.energy, m.time, m.steps
-            )),
+            // Logged by the driver, with its bound.
+            Action::EndWindow { .. } => {}
             Action::CancelWindow { limit_mw } => log(format!(
                 "profiling {} W interrupted by the epoch end; it restarts next epoch",
                 limit_mw / 1000
@@ -259,6 +448,139 @@ mod tests {
         assert_eq!(g.sets.len(), before);
         assert!(!d.needs_reading(&Event::StepBegin));
         assert!(d.needs_reading(&Event::EpochEnd(0.5)));
+    }
+
+    use crate::nvml::energy_meter::learn::probe;
+    use crate::nvml::energy_meter::sim::{model, SimClock, SimGpus};
+    use wattwise_core::power::{PowerSettings, Selector};
+
+    /// Profiles 300, 250 and 200 W by energy (5-step windows) on a simulated GPU
+    /// that draws its limit and runs a step in `step_s(limit)` seconds, its counter
+    /// behaving as `b`, from `phase` s into the counter's period; answers the limit
+    /// picked and the driver.
+    fn profile_on(
+        b: model::Behaviour,
+        step_s: fn(u32) -> f64,
+        phase: f64,
+        guard: bool,
+    ) -> (u32, Driver) {
+        let mut g = SimGpus::limited(b, |mw| f64::from(mw) / 1000.0);
+        g.now.set(10.0 + phase);
+        let behaviours = probe(&g, &[0], &mut SimClock(&g)).unwrap();
+        let settings = PowerSettings {
+            wait_steps: 1,
+            warmup_steps: 2,
+            profile_steps: 5,
+            pl_step: 50,
+            selector: Selector::Energy,
+        };
+        let limits = g.limit_constraints(0).unwrap();
+        let (opt, actions) = PowerOptimizer::new(settings, limits, 1).unwrap();
+        apply(&mut g, None, &[0], &actions).unwrap();
+        let mut d = Driver::new(opt, &[0], limits);
+        if !guard {
+            d = d.unguarded();
+        }
+        let interval = Duration::from_millis(100);
+        let mut w = Stopwatch::start_with(&g, &[0], &behaviours, interval).unwrap();
+        let t0 = g.now.get();
+        let mut next_sample = 0.1;
+        let mut steps = 0;
+        while !d.optimizer().is_done() {
+            let ms = ((g.now.get() - t0) * 1000.0).round() as u64;
+            let r = w.reading_at(&g, Duration::from_millis(ms)).unwrap();
+            let at = Reading {
+                time_ms: ms,
+                energy_mj: r.energy_mj.iter().sum::<f64>() as u64,
+            };
+            d.event(&mut g, Some(&mut w), Event::StepBegin, at).unwrap();
+            // The step, with the stopwatch's samples at their times.
+            let end = g.now.get() + step_s(g.power_limit(0).unwrap());
+            while t0 + next_sample < end {
+                g.now.set(t0 + next_sample);
+                if w.sampling() {
+                    w.sample_at(&g, Duration::from_secs_f64(next_sample))
+                        .unwrap();
+                }
+                next_sample += 0.1;
+            }
+            g.now.set(end);
+            steps += 1;
+            assert!(steps < 10_000, "profiling never ended");
+        }
+        (d.optimizer().optimal_limit_mw().unwrap(), d)
+    }
+
+    /// 6 J per step at 300 W, 4.5 J at 250 W, 6 J at 200 W: 250 W is the
+    /// cheapest.
+    fn distinct(limit_mw: u32) -> f64 {
+        match limit_mw {
+            300_000 => 0.020,
+            250_000 => 0.018,
+            _ => 0.030,
+        }
+    }
+
+    #[test]
+    fn on_a_100_ms_counter_short_profile_windows_are_lengthened_and_the_cheapest_limit_wins() {
+        let d = model::Behaviour::default();
+        let coarse = model::Behaviour {
+            period_s: 0.1,
+            quantum_mj: 1.0,
+            ..d
+        };
+        let mut misled = Vec::new();
+        for k in 0..20 {
+            let phase = f64::from(k) * 0.005;
+            let (naive, _) = profile_on(coarse, distinct, phase, false);
+            if naive != 250_000 {
+                misled.push((phase, naive));
+            }
+            let (picked, guarded) = profile_on(coarse, distinct, phase, true);
+            assert_eq!(picked, 250_000, "phase {phase}: {:?}", guarded.profiled());
+            assert!(guarded.lengthenings() > 0);
+            assert_eq!(guarded.profile_note(), None, "{:?}", guarded.profiled());
+        }
+        println!("5-step windows on a 100 ms counter picked the wrong limit at {} of 20 phases: {misled:?}", misled.len());
+        assert!(
+            !misled.is_empty(),
+            "the short windows never misled the selector"
+        );
+        // A counter that moves every millisecond measures windows of 5 steps of
+        // 90 ms and more within 1 %: none is lengthened.
+        fn slower(limit_mw: u32) -> f64 {
+            5.0 * distinct(limit_mw)
+        }
+        let fine = model::Behaviour {
+            period_s: 0.001,
+            quantum_mj: 1.0,
+            ..d
+        };
+        let (picked, guarded) = profile_on(fine, slower, 0.0, true);
+        assert_eq!((picked, guarded.lengthenings()), (250_000, 0));
+        assert_eq!(guarded.profile_note(), None);
+    }
+
+    #[test]
+    fn limits_whose_energies_stay_within_their_bounds_are_lengthened_then_flagged() {
+        // 7.5 J per step at 300 W, 5 J at both 250 W and 200 W.
+        fn tie(limit_mw: u32) -> f64 {
+            match limit_mw {
+                300_000 => 0.025,
+                250_000 => 0.020,
+                _ => 0.025,
+            }
+        }
+        let coarse = model::Behaviour {
+            period_s: 0.1,
+            quantum_mj: 1.0,
+            ..model::Behaviour::default()
+        };
+        let (_, d) = profile_on(coarse, tie, 0.0, true);
+        assert!(d.lengthenings() >= MAX_LENGTHENINGS, "{}", d.lengthenings());
+        let note = d.profile_note().expect("a note");
+        assert!(note.contains("250 W") && note.contains("200 W"), "{note}");
+        assert!(!note.contains("300 W"), "{note}");
     }
 
     #[test]

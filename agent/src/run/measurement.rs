@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::nvml::energy_meter::{combined, EnergySource, Stopwatch};
+use crate::nvml::energy_meter::{combined, with_bound, EnergySource, Stopwatch};
 use crate::nvml::gpu::Gpus;
 use crate::run::child::{exit_code, own_cpu_seconds, signalled, wait_for, Process};
 use crate::run::watch::{watch, Watcher};
@@ -24,6 +24,8 @@ pub struct Sample {
     pub time_s: f64,
     /// Energy since the command started, all GPUs, J.
     pub energy_j: f64,
+    /// Its bound, J: the true energy lies within `energy_j ± uncertainty_j`.
+    pub uncertainty_j: f64,
 }
 
 /// One GPU's share of a measurement.
@@ -35,8 +37,13 @@ pub struct GpuEnergy {
     pub uuid: String,
     /// Energy, J.
     pub energy_j: f64,
+    /// Its bound, J: the true energy lies within `energy_j ± uncertainty_j`.
+    pub uncertainty_j: f64,
     /// How it was measured.
     pub energy_source: EnergySource,
+    /// How often its energy counter was found to move, s (a GPU without one:
+    /// how often its power was sampled).
+    pub update_period_s: f64,
 }
 
 /// The measurement of a command.
@@ -48,6 +55,12 @@ pub struct Measurement {
     pub time_s: f64,
     /// Energy over all GPUs, J.
     pub energy_j: f64,
+    /// Its bound, J: the true energy lies within `energy_j ± uncertainty_j`
+    /// (see [`crate::nvml::energy_meter::bound`]).
+    pub uncertainty_j: f64,
+    /// One line when the command was too short to be measured well.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub warning: Option<String>,
     /// `counter`, `sampled` (power integrated) or `mixed`: how `energy_j` was measured.
     pub energy_source: String,
     /// Energy per GPU, J (in the order of `gpus`).
@@ -88,9 +101,11 @@ impl Watcher for Measuring<'_> {
             return Ok(ControlFlow::Break(self.process.stop(GRACE)?));
         }
         if Instant::now() >= self.next_sample {
+            let m = self.clock.since_start(&*self.gpus)?;
             self.samples.push(Sample {
-                time_s: self.clock.elapsed().as_secs_f64(),
-                energy_j: self.clock.total_mj(&*self.gpus)? as f64 / 1000.0,
+                time_s: m.time_s,
+                energy_j: m.total_j,
+                uncertainty_j: m.total_uncertainty_j,
             });
             self.next_sample += self.interval;
         }
@@ -128,28 +143,35 @@ pub fn measure(
         samples,
         ..
     } = m;
-    let time_s = clock.elapsed().as_secs_f64();
     let agent_cpu_s = own_cpu_seconds() - cpu_start;
-    let gpu_energy_j: Vec<f64> = clock.read(gpus)?.iter().map(|mj| mj / 1000.0).collect();
-    let energy_j: f64 = gpu_energy_j.iter().sum();
-    let sources = clock.sources();
+    let m = clock.since_start(gpus)?;
+    let time_s = m.time_s;
+    let behaviours = clock.behaviours();
     let mut per_gpu = Vec::with_capacity(indices.len());
-    for ((&index, &energy_j), &energy_source) in indices.iter().zip(&gpu_energy_j).zip(&sources) {
+    for (k, &index) in indices.iter().enumerate() {
         per_gpu.push(GpuEnergy {
             index,
             uuid: gpus.uuid(index)?,
-            energy_j,
-            energy_source,
+            energy_j: m.energy_j[k],
+            uncertainty_j: m.uncertainty_j[k],
+            energy_source: m.sources[k],
+            update_period_s: behaviours[k].update_period_s,
         });
     }
     Ok(Measurement {
         exit_code: exit_code(status),
         time_s,
-        energy_j,
-        energy_source: combined(&sources).to_string(),
-        gpu_energy_j,
+        energy_j: m.total_j,
+        uncertainty_j: m.total_uncertainty_j,
+        warning: m.warning.clone(),
+        energy_source: combined(&m.sources).to_string(),
+        gpu_energy_j: m.energy_j.clone(),
         gpus: per_gpu,
-        average_power_w: if time_s > 0.0 { energy_j / time_s } else { 0.0 },
+        average_power_w: if time_s > 0.0 {
+            m.total_j / time_s
+        } else {
+            0.0
+        },
         samples,
         agent_cpu_s,
     })
@@ -158,17 +180,25 @@ pub fn measure(
 /// Renders the table.
 pub fn table(m: &Measurement) -> String {
     let mut s = format!(
-        "time: {:.3} s  energy: {:.3} J ({})  average power: {:.1} W  exit code: {}  agent CPU: {:.3} s\n",
-        m.time_s, m.energy_j, m.energy_source, m.average_power_w, m.exit_code, m.agent_cpu_s
+        "time: {:.3} s  energy: {} ({})  average power: {:.1} W  exit code: {}  agent CPU: {:.3} s\n",
+        m.time_s,
+        with_bound(m.energy_j, m.uncertainty_j),
+        m.energy_source,
+        m.average_power_w,
+        m.exit_code,
+        m.agent_cpu_s
     );
     for g in &m.gpus {
         s.push_str(&format!(
-            "  gpu {} ({}): {:.3} J ({})\n",
+            "  gpu {} ({}): {} ({})\n",
             g.index,
             g.uuid,
-            g.energy_j,
+            with_bound(g.energy_j, g.uncertainty_j),
             g.energy_source.name()
         ));
+    }
+    if let Some(w) = &m.warning {
+        s.push_str(&format!("  warning: {w}\n"));
     }
     s
 }
@@ -184,6 +214,8 @@ mod tests {
             exit_code: 3,
             time_s: 2.0,
             energy_j: 500.0,
+            uncertainty_j: 1.5,
+            warning: Some("window of 2000 ms is short".into()),
             energy_source: "mixed".into(),
             gpu_energy_j: vec![200.0, 300.0],
             gpus: vec![
@@ -191,13 +223,17 @@ mod tests {
                     index: 2,
                     uuid: "GPU-a".into(),
                     energy_j: 200.0,
+                    uncertainty_j: 0.5,
                     energy_source: EnergySource::Counter,
+                    update_period_s: 0.1,
                 },
                 GpuEnergy {
                     index: 5,
                     uuid: "GPU-b".into(),
                     energy_j: 300.0,
+                    uncertainty_j: 1.0,
                     energy_source: EnergySource::Sampled,
+                    update_period_s: 0.1,
                 },
             ],
             average_power_w: 250.0,
@@ -206,8 +242,15 @@ mod tests {
         };
         let t = table(&m);
         assert!(t.contains("250.0 W") && t.contains("exit code: 3"), "{t}");
-        assert!(t.contains("gpu 5 (GPU-b): 300.000 J (sampled)"), "{t}");
-        assert!(t.contains("500.000 J (mixed)"), "{t}");
+        assert!(
+            t.contains("gpu 5 (GPU-b): 300.000 ± 1.000 J (sampled)"),
+            "{t}"
+        );
+        assert!(t.contains("500.000 ± 1.500 J (mixed)"), "{t}");
+        assert!(
+            t.ends_with("  warning: window of 2000 ms is short\n"),
+            "{t}"
+        );
     }
 
     #[test]

@@ -346,11 +346,13 @@ impl Session<'_> {
         let ended = Instant::now();
         CHILD_GROUP.store(0, Ordering::SeqCst);
         let time = r.clock.elapsed().as_secs_f64();
-        let energy = r
-            .clock
-            .total_mj(self.gpus)
-            .map(|e| e as f64 / 1000.0)
-            .unwrap_or(f64::NAN);
+        let energy = match r.clock.since_start(self.gpus) {
+            Ok(m) => {
+                let warning = m.warning.as_ref().map(|w| format!(" ({w})"));
+                format!("{}{}", m.total_text(), warning.unwrap_or_default())
+            }
+            Err(e) => format!("energy unknown ({e})"),
+        };
         // The limits first: nothing below may keep the GPUs throttled (a failure
         // is logged, and tried again as the agent ends).
         let _ = restore_limits(self.owned, self.gpus);
@@ -404,7 +406,7 @@ impl Session<'_> {
         let ending = final_ending(stopped.ending, run_view.flatten().as_ref());
         let code = exit_code(&ending, stopped.status);
         log(format!(
-            "command ended ({ending:?}, exit code {code}) after {epoch} epoch(s): {time:.3} s, {energy:.3} J (energy_source {}){}; agent CPU {agent_cpu:.3} s ({:.2}% of a core), peak memory {}",
+            "command ended ({ending:?}, exit code {code}) after {epoch} epoch(s): {time:.3} s, {energy} (energy_source {}){}; agent CPU {agent_cpu:.3} s ({:.2}% of a core), peak memory {}",
             combined(&r.sources),
             if converged { ", converged" } else { "" },
             if time > 0.0 { agent_cpu / time * 100.0 } else { 0.0 },
@@ -678,6 +680,7 @@ fn join_run(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::nvml::energy_meter::Behaviour;
     use crate::nvml::gpu::fake::FakeGpus;
     use crate::run::child::fake::FakeProcess;
     use crate::run::driver::testing::driver;
@@ -770,7 +773,9 @@ mod tests {
                 },
                 link,
                 facts: fake_facts(),
-                driver: driver(&mut FakeGpus::new(2), &INDICES),
+                // Its events come in microseconds apart: windows no meter
+                // could bound, which this loop test does not lengthen.
+                driver: driver(&mut FakeGpus::new(2), &INDICES).unguarded(),
                 profiled_here: true,
             }
         }
@@ -778,7 +783,10 @@ mod tests {
         /// The command `process` running, its events file `events.log`.
         fn running(&self, process: FakeProcess) -> Running {
             let events_path = self.dir.join("events.log");
-            let clock = Stopwatch::start(&self.gpus, &INDICES, Duration::from_millis(5)).unwrap();
+            let exact = [Behaviour::EXACT; INDICES.len()];
+            let clock =
+                Stopwatch::start_with(&self.gpus, &INDICES, &exact, Duration::from_millis(5))
+                    .unwrap();
             Running {
                 process: Box::new(process),
                 tail: Tail::create(&events_path).unwrap(),

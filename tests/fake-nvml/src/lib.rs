@@ -21,6 +21,11 @@
 //! | `FAKE_NVML_MIG`     | MIG-enabled GPUs and their instance counts, `gpu:n,...` | none          |
 //! | `FAKE_NVML_NO_ENERGY` | GPUs without the total energy counter (answers NOT_SUPPORTED, as before Volta): `all` or indices, comma-separated | none |
 //! | `FAKE_NVML_LOAD_STEPS` | a load that steps over time, `W:seconds,...`, repeating over `CLOCK_MONOTONIC` (replaces `FAKE_NVML_LOAD` in the power and energy model) | constant |
+//! | `FAKE_NVML_COUNTER_MS` | the energy counter moves only every this many ms (on multiples of it over `CLOCK_MONOTONIC`) | exact at every read |
+//! | `FAKE_NVML_QUANTUM_MJ` | the counter reads as a multiple of this many mJ | 1 (whole mJ) |
+//! | `FAKE_NVML_POWER_AVERAGE_MS` | `nvmlDeviceGetPowerUsage` is the mean power over this many ms, and `nvmlDeviceGetFieldValues` answers the instantaneous (186) and averaged (185) power fields | instantaneous, no fields |
+//! | `FAKE_NVML_SENSOR_DUTY` | the sensor samples only this fraction of each counter period (the counter adds the power of that part times the whole period; the instantaneous field shows it), as on A100/H100 | 1 |
+//! | `FAKE_NVML_DRIFT` | the counter counts this fraction too much (`0.02`: 2 %) against the power drawn | 0 |
 //!
 //! # Identity
 //!
@@ -791,6 +796,9 @@ pub extern "C" fn nvmlDeviceSetPowerManagementLimit(device: *mut c_void, limit: 
 pub unsafe extern "C" fn nvmlDeviceGetPowerUsage(device: *mut c_void, power: *mut c_uint) -> u32 {
     with_device(device, |fake, i| {
         answer(power, || {
+            if let Some(mw) = behaving(fake, i, |b, truth, t| b.average_mw(truth, t))? {
+                return Ok(mw as c_uint);
+            }
             let load = fake.config.load.at(monotonic_ns());
             fake.with_state(|s| (power_mw(s.gpus[i].limit_mw, load), false))
         })
@@ -810,6 +818,9 @@ pub unsafe extern "C" fn nvmlDeviceGetTotalEnergyConsumption(
         answer(energy, || {
             if !fake.config.has_energy_counter(i as u32) {
                 return Err(ret::NOT_SUPPORTED);
+            }
+            if let Some(mj) = behaving(fake, i, |b, truth, t| counter_mj(i, b, truth, t))? {
+                return Ok(mj as c_ulonglong);
             }
             fake.ground_truth(i).map(|v| v as c_ulonglong)
         })
@@ -1081,6 +1092,127 @@ mod tests {
     }
 }
 
+// ---- measurement behaviours (issue 23) ----
+//
+// With any of `FAKE_NVML_COUNTER_MS`, `FAKE_NVML_QUANTUM_MJ`,
+// `FAKE_NVML_POWER_AVERAGE_MS`, `FAKE_NVML_SENSOR_DUTY` or `FAKE_NVML_DRIFT`
+// set, the counter and the power readings answer through [`behaviour`] over the
+// ground truth (which stays the power drawn, `fakeNvmlGroundTruthEnergy`).
+
+pub mod behaviour;
+
+/// The measurement behaviour of every GPU, read from the environment once.
+pub fn measurement_behaviour() -> behaviour::Behaviour {
+    static B: std::sync::OnceLock<behaviour::Behaviour> = std::sync::OnceLock::new();
+    *B.get_or_init(|| behaviour::Behaviour::from_vars(|name| std::env::var(name).ok()))
+}
+
+/// The ground truth of one GPU over `CLOCK_MONOTONIC` seconds, from its state.
+struct GpuTruth {
+    gpu: GpuState,
+    load: Load,
+}
+
+impl behaviour::Truth for GpuTruth {
+    fn energy_mj(&self, t: f64) -> f64 {
+        energy_at(&self.gpu, &self.load, (t.max(0.0) * 1e9) as u64)
+    }
+}
+
+/// `f` of GPU `i`'s behaviour, its truth and now (s), or `None` when no
+/// behaviour is configured (the exact model answers).
+fn behaving(
+    fake: &mut Fake,
+    i: usize,
+    f: impl FnOnce(&behaviour::Behaviour, &GpuTruth, f64) -> f64,
+) -> Result<Option<f64>, u32> {
+    let b = measurement_behaviour();
+    if b == behaviour::Behaviour::default() {
+        return Ok(None);
+    }
+    let gpu = fake.with_state(|s| (s.gpus[i], false))?;
+    let truth = GpuTruth {
+        gpu,
+        load: fake.config.load.clone(),
+    };
+    Ok(Some(f(&b, &truth, monotonic_ns() as f64 / 1e9)))
+}
+
+/// GPU `i`'s counter under its behaviour, mJ.
+fn counter_mj(i: usize, b: &behaviour::Behaviour, truth: &GpuTruth, t: f64) -> f64 {
+    static COUNTERS: Mutex<Vec<behaviour::Counter>> = Mutex::new(Vec::new());
+    let mut counters = match COUNTERS.lock() {
+        Ok(g) => g,
+        Err(poisoned) => poisoned.into_inner(),
+    };
+    if counters.len() <= i {
+        counters.resize(i + 1, behaviour::Counter::default());
+    }
+    counters[i].read_mj(b, truth, t)
+}
+
+/// NVML's `nvmlFieldValue_t`.
+#[repr(C)]
+pub struct FieldValue {
+    /// The field asked for.
+    pub field_id: c_uint,
+    /// Its scope.
+    pub scope_id: c_uint,
+    /// When it was read, µs.
+    pub timestamp: i64,
+    /// How long it took, µs.
+    pub latency_usec: i64,
+    /// The value's type (1: unsigned int).
+    pub value_type: c_uint,
+    /// This field's return code.
+    pub nvml_return: u32,
+    /// The value (a union of 8 bytes).
+    pub value: u64,
+}
+
+/// The instantaneous (186) and averaged (185) power fields, mW, with
+/// `FAKE_NVML_POWER_AVERAGE_MS` set; every other field (and these without it)
+/// answers NOT_SUPPORTED in its own return code.
+///
+/// # Safety
+/// `values` must be null or valid for `count` reads and writes.
+#[no_mangle]
+pub unsafe extern "C" fn nvmlDeviceGetFieldValues(
+    device: *mut c_void,
+    count: std::ffi::c_int,
+    values: *mut FieldValue,
+) -> u32 {
+    if values.is_null() || count < 0 {
+        return ret::INVALID_ARGUMENT;
+    }
+    with_device(device, |fake, i| {
+        // SAFETY: the caller's promise.
+        let values = unsafe { std::slice::from_raw_parts_mut(values, count as usize) };
+        for v in values {
+            let read: Option<fn(&behaviour::Behaviour, &GpuTruth, f64) -> f64> = match v.field_id {
+                186 => Some(|b, truth, t| b.instant_mw(truth, t)),
+                185 => Some(|b, truth, t| b.average_mw(truth, t)),
+                _ => None,
+            };
+            let answer = match read {
+                Some(read) if measurement_behaviour().fields => behaving(fake, i, read),
+                _ => Ok(None),
+            };
+            v.value_type = 1;
+            v.timestamp = (monotonic_ns() / 1000) as i64;
+            v.latency_usec = 0;
+            match answer {
+                Ok(Some(mw)) => {
+                    v.nvml_return = ret::SUCCESS;
+                    v.value = u64::from(mw as u32);
+                }
+                Ok(None) => v.nvml_return = ret::NOT_SUPPORTED,
+                Err(code) => v.nvml_return = code,
+            }
+        }
+        ret::SUCCESS
+    })
+}
 // ---- nvidia-ml-py and Zeus (issue 22) ----
 // What nvidia-ml-py's `nvmlInit` and Zeus's `ZeusMonitor` call besides the
 // functions above, so Zeus runs against this fake (tests/wheel/zeus_side_by_side.py).
