@@ -60,8 +60,8 @@ port=$(free_port)
 start serve wattwise serve --listen "127.0.0.1:$port" --db "$work/serve.db"
 base="http://127.0.0.1:$port"
 wait_for "$base/healthz" serve 30
-curl -fsS "$base/" | grep -qi '<!doctype html>' || fail "GET / is not the page"
 curl -fsS "$base/" >"$work/index.html"
+grep -qi '<!doctype html>' "$work/index.html" || fail "GET / is not the page"
 # Every asset the page names is served from the binary, with its type.
 for asset in $(grep -o '\./assets/[^"]*' "$work/index.html" | sort -u); do
     curl -fsS -o /dev/null "$base/${asset#./}" || fail "GET ${asset#./} failed"
@@ -71,7 +71,8 @@ job="zeusclient-wheel-$(date +%s)"
     || fail "Zeus's client failed: $(cat "$work/zeus.txt")"
 grep '^{' "$work/zeus.txt" | tail -n 1 | grep -q '"outcome": "converged"' \
     || fail "Zeus's client did not converge: $(cat "$work/zeus.txt")"
-curl -fsS "$base/jobs/$job/trials" | grep -q '"Succeeded"' || fail "no succeeded trial stored"
+curl -fsS "$base/jobs/$job/trials" >"$work/trials.json"
+grep -q '"Succeeded"' "$work/trials.json" || fail "no succeeded trial stored"
 stop_last
 
 WATTWISE_NVML_LIB="$fake" python api_test.py
@@ -125,6 +126,6 @@ armbin=$(ls "$work"/arm/wattwise-*.data/scripts/wattwise)
 chmod +x "$armbin"  # zipfile drops the mode that pip sets
 export QEMU_LD_PREFIX=/usr/aarch64-linux-gnu
 qemu-aarch64 "$armbin" --version | grep -q '^wattwise ' || fail "aarch64 --version"
-qemu-aarch64 "$armbin" simulate --dataset imagenet --gpu v100 | grep -q 'oracle' \
-    || fail "aarch64 simulate printed no oracle line"
+qemu-aarch64 "$armbin" simulate --dataset imagenet --gpu v100 >"$work/arm-sim.txt"
+grep -q 'oracle' "$work/arm-sim.txt" || fail "aarch64 simulate printed no oracle line: $(cat "$work/arm-sim.txt")"
 echo "wheel: all passed"
