@@ -12,3 +12,15 @@ if ! command -v wasm-bindgen >/dev/null || [ "$(wasm-bindgen --version | awk '{p
   echo "setup: installing wasm-bindgen-cli $want (takes a few minutes)"
   cargo install wasm-bindgen-cli --version "$want"
 fi
+# The wheels' test (tests/wheel) runs the aarch64 binary under qemu-user, with
+# Debian's arm64 glibc as its root.
+if ! command -v qemu-aarch64 >/dev/null || [ ! -e /usr/aarch64-linux-gnu/lib/ld-linux-aarch64.so.1 ]; then
+  if command -v apt-get >/dev/null; then
+    echo "setup: installing qemu-user and libc6-arm64-cross (apt)"
+    sudo_=""
+    [ "$(id -u)" = 0 ] || sudo_="sudo"
+    $sudo_ apt-get -o DPkg::Lock::Timeout=900 update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo_ apt-get -o DPkg::Lock::Timeout=900 install -y -qq \
+      --no-install-recommends qemu-user libc6-arm64-cross >/dev/null
+  fi
+fi

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """A Hugging Face `Trainer` run for `wattwise run`, through the `wattwise`
 package's `WattwiseCallback`: a tiny BERT built from a config (no download)
-learns a synthetic sequence classification task on the CPU.
+learns a synthetic sequence classification task, on the GPU when there is one,
+else on the CPU.
 
     pip install ./agent/python            # and transformers, accelerate, PyTorch
     wattwise run --server URL --job job.toml -- python3 agent/examples/train_hf.py
@@ -15,6 +16,7 @@ Options: --epochs N, --train N, --val N, --seed S, --metrics-out PATH (the
 epochs' eval_accuracy as a JSON list, from the Trainer's log history).
 """
 
+import dataclasses
 import sys
 import tempfile
 
@@ -26,6 +28,14 @@ from example_cli import parse_args, seeded_generator, write_metrics  # this scri
 from wattwise.huggingface import WattwiseCallback
 
 VOCAB, LENGTH, MARK = 32, 12, 7
+
+# transformers 4.41 renamed `evaluation_strategy` to `eval_strategy` (and later
+# releases accept only the new name); older releases know only the old one.
+EVAL_STRATEGY = (
+    "eval_strategy"
+    if "eval_strategy" in {f.name for f in dataclasses.fields(TrainingArguments)}
+    else "evaluation_strategy"
+)
 
 
 class Sequences(torch.utils.data.Dataset):
@@ -68,12 +78,12 @@ def main() -> int:
             per_device_train_batch_size=wattwise.batch_size(32),
             per_device_eval_batch_size=128,
             learning_rate=1e-3,
-            evaluation_strategy="epoch",
+            **{EVAL_STRATEGY: "epoch"},
             save_strategy="no",
             logging_strategy="epoch",
             report_to=[],
             disable_tqdm=True,
-            use_cpu=True,
+            use_cpu=not torch.cuda.is_available(),
             seed=args.seed,
         )
         trainer = Trainer(

@@ -68,7 +68,7 @@ def main() -> int:
     model = Classifier(args.metrics_out)
     trainer = pl.Trainer(
         max_epochs=args.epochs,
-        accelerator="cpu",
+        accelerator="gpu" if torch.cuda.is_available() else "cpu",
         devices=1,
         logger=False,
         enable_checkpointing=False,

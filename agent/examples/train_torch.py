@@ -31,6 +31,10 @@ from example_cli import parse_args, seeded_generator, write_metrics  # this scri
 FEATURES = 16
 
 
+# The GPU when there is one, else the CPU.
+DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
 def make_data(n: int, teacher: torch.Tensor, generator: torch.Generator) -> TensorDataset:
     x = torch.randn(n, FEATURES, generator=generator)
     y = (x @ teacher > 0).long()
@@ -44,6 +48,7 @@ def accuracy(model: nn.Module, data: DataLoader) -> float:
     right = total = 0
     with torch.no_grad():
         for x, y in data:
+            x, y = x.to(DEVICE), y.to(DEVICE)
             right += (model(x).argmax(dim=1) == y).sum().item()
             total += len(y)
     model.train()
@@ -58,12 +63,13 @@ def main() -> int:
     train = DataLoader(make_data(args.train, teacher, g), batch_size=wattwise.batch_size(64), shuffle=True, generator=g)
     val = DataLoader(make_data(args.val, teacher, g), batch_size=256)
 
-    model = nn.Sequential(nn.Linear(FEATURES, 32), nn.ReLU(), nn.Linear(32, 2))
+    model = nn.Sequential(nn.Linear(FEATURES, 32), nn.ReLU(), nn.Linear(32, 2)).to(DEVICE)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.05)
     loss_fn = nn.CrossEntropyLoss()
     reported = []
     for epoch in range(1, args.epochs + 1):
         for x, y in train:
+            x, y = x.to(DEVICE), y.to(DEVICE)
             with wattwise.step():
                 optimizer.zero_grad()
                 loss_fn(model(x), y).backward()

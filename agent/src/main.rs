@@ -4,7 +4,7 @@
 //! ([`wattwise_agent::commands`]); this file only parses and dispatches.
 
 use clap::{Parser, Subcommand};
-use wattwise_agent::commands::{exporter, gpus, measure, run, simulate};
+use wattwise_agent::commands::{exporter, gpus, measure, run, serve, simulate};
 
 /// wattwise: lower the energy of recurring training jobs.
 #[derive(Parser)]
@@ -26,6 +26,8 @@ enum Command {
     Run(run::RunArgs),
     /// Serve the GPUs' Prometheus metrics (energy, power, limit) until stopped.
     Exporter(exporter::ExporterArgs),
+    /// Serve the local endpoint (SQLite) with the what-if and jobs page until stopped.
+    Serve(serve::ServeArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -36,6 +38,7 @@ fn main() -> std::process::ExitCode {
         Command::Measure(args) => measure::run(args),
         Command::Run(args) => run::run(args),
         Command::Exporter(args) => exporter::run(args).map(|()| 0),
+        Command::Serve(args) => serve::run(args).map(|()| 0),
     };
     match result {
         Ok(code) => std::process::ExitCode::from(code.clamp(0, 255) as u8),

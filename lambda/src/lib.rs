@@ -9,6 +9,7 @@
 //! - `dynamo`: the Lambda function's store (a DynamoDB table); feature `lambda`.
 //! - [`exchange`]: the request head and the logged response both hosts share.
 //! - [`server`]: the local HTTP server (axum on tokio), optionally serving the web page.
+//! - [`local`]: the local server as a command (`wattwise-server`, `wattwise serve`).
 //! - `function`: the Lambda handler over `lambda_http`; feature `lambda` (default).
 
 // A `pub` item is API: what no one outside can reach is `pub(crate)` (CI runs
@@ -20,6 +21,7 @@ pub mod dynamo;
 pub mod exchange;
 #[cfg(feature = "lambda")]
 pub mod function;
+pub mod local;
 pub mod server;
 pub mod sqlite;
 

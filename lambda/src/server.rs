@@ -1,8 +1,9 @@
 //! The local HTTP server: the core's service over the SQLite store, on axum.
 //!
-//! Every request goes to [`Service::handle`] except, when a web directory is set,
-//! `GET`/`HEAD` requests for paths that are not API routes, which are served as
-//! static files from that directory (`/` is `index.html`). Bodies are read with a
+//! Every request goes to [`Service::handle`] except, when the page is served
+//! ([`Web`]: a directory, or files compiled into the binary), `GET`/`HEAD` requests
+//! for paths that are not API routes, which are its static files (`/` is
+//! `index.html`). Bodies are read with a
 //! cap one byte over the limit, so a body over 64 KiB gets the service's 413 and a
 //! larger one is never held whole in memory.
 //!
@@ -97,11 +98,64 @@ impl Drop for JobTurn<'_> {
     }
 }
 
+/// Where the what-if page's static files come from.
+#[derive(Clone, Debug)]
+pub enum Web {
+    /// A directory on disk (`--web DIR`).
+    Dir(PathBuf),
+    /// Files compiled into the binary: each path relative to the page's root
+    /// (`index.html`, `assets/x.js`) with its content.
+    Embedded(&'static [(&'static str, &'static [u8])]),
+}
+
+/// The `Content-Type` of an embedded file, from its extension.
+fn content_type(path: &str) -> &'static str {
+    match path.rsplit_once('.').map(|(_, ext)| ext) {
+        Some("html") => "text/html; charset=utf-8",
+        Some("js" | "mjs") => "text/javascript; charset=utf-8",
+        Some("css") => "text/css; charset=utf-8",
+        Some("wasm") => "application/wasm",
+        Some("json") => "application/json",
+        Some("svg") => "image/svg+xml",
+        Some("png") => "image/png",
+        Some("ico") => "image/x-icon",
+        Some("txt") => "text/plain; charset=utf-8",
+        _ => "application/octet-stream",
+    }
+}
+
+/// The embedded file a `GET`/`HEAD` path names (`/` and `dir/` name their
+/// `index.html`), answered; `None` when there is no such file.
+fn embedded_file(
+    files: &[(&'static str, &'static [u8])],
+    method: &str,
+    path: &str,
+) -> Option<Response<Body>> {
+    let mut name = path.trim_start_matches('/').to_string();
+    if name.is_empty() || name.ends_with('/') {
+        name.push_str("index.html");
+    }
+    let (name, content) = files.iter().find(|(n, _)| *n == name)?;
+    let body = if method == "HEAD" {
+        Body::empty()
+    } else {
+        Body::from(Bytes::from_static(content))
+    };
+    let mut resp = Response::new(body);
+    let headers = resp.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(content_type(name)),
+    );
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(content.len()));
+    Some(resp)
+}
+
 /// The server's shared state.
 pub struct App<S> {
     service: Service<S>,
     max_body_bytes: usize,
-    web: Option<PathBuf>,
+    web: Option<Web>,
     body_timeout: Duration,
     jobs: JobLocks,
     heavy: Arc<tokio::sync::Semaphore>,
@@ -109,10 +163,10 @@ pub struct App<S> {
 }
 
 impl<S: Store> App<S> {
-    /// An app over a service; `web` is the page's directory, if any. A body must
-    /// arrive within [`Limits::default`]'s `body_read`, and at most its
+    /// An app over a service; `web` is where the page comes from, if served. A
+    /// body must arrive within [`Limits::default`]'s `body_read`, and at most its
     /// `max_heavy_reads` heavy reads run at once.
-    pub fn new(service: Service<S>, max_body_bytes: usize, web: Option<PathBuf>) -> Self {
+    pub fn new(service: Service<S>, max_body_bytes: usize, web: Option<Web>) -> Self {
         let limits = Limits::default();
         App {
             service,
@@ -218,7 +272,16 @@ where
     let head = Head::of(&req);
     let (method, path) = (head.method.as_str(), head.path.as_str());
     let body: ReadBody = match &app.web {
-        Some(dir) if (method == "GET" || method == "HEAD") && !is_api_path(path) => {
+        Some(Web::Embedded(files))
+            if (method == "GET" || method == "HEAD") && !is_api_path(path) =>
+        {
+            match embedded_file(files, method, path) {
+                Some(resp) => return resp,
+                // No such file: the service answers (a JSON 404 naming the route).
+                None => ReadBody::Bytes(Vec::new()),
+            }
+        }
+        Some(Web::Dir(dir)) if (method == "GET" || method == "HEAD") && !is_api_path(path) => {
             let serve =
                 tower_http::services::ServeDir::new(dir).append_index_html_on_directories(true);
             match serve.oneshot(req).await {
@@ -631,6 +694,21 @@ mod tests {
         drop(b);
         assert!(locks.is_empty());
         assert!(locks.turn("a", Duration::from_millis(10)).await.is_some());
+    }
+
+    #[test]
+    fn embedded_files_are_served_with_their_type_and_root_is_index() {
+        static FILES: &[(&str, &[u8])] = &[("index.html", b"<html>"), ("assets/a.wasm", b"\0asm")];
+        let root = embedded_file(FILES, "GET", "/").unwrap();
+        assert_eq!(
+            root.headers()[header::CONTENT_TYPE],
+            "text/html; charset=utf-8"
+        );
+        let wasm = embedded_file(FILES, "HEAD", "/assets/a.wasm").unwrap();
+        assert_eq!(wasm.headers()[header::CONTENT_TYPE], "application/wasm");
+        assert_eq!(wasm.headers()[header::CONTENT_LENGTH], "4");
+        assert!(embedded_file(FILES, "GET", "/assets/missing.js").is_none());
+        assert!(embedded_file(FILES, "GET", "/assets/").is_none());
     }
 
     #[test]

@@ -4,7 +4,9 @@
 # Installs what a fresh machine lacks (Debian's chromium; playwright-core, without
 # its browser download), builds the page (web/build.sh) and the `wattwise` command
 # line (the reference numbers), serves web/dist on 127.0.0.1 on a free port in its
-# own process group, and runs the Node test. Screenshots and the benchmark figures
+# own process group (SERVER=wattwise-server: the local endpoint; SERVER=wattwise-serve:
+# the agent's `wattwise serve` with the page compiled in), and runs the Node test.
+# Screenshots and the benchmark figures
 # go to $ARTIFACTS_DIR (default: artifacts/). Exits non-zero on any failure.
 #
 # The page runs on the Zeus traces built into the core; the upload tests upload the
@@ -32,9 +34,14 @@ bin="$CARGO_TARGET_DIR/debug/wattwise"
 
 # Serve web/dist on a free port, in its own process group, killed by group on exit:
 # with a small static server, or (SERVER=wattwise-server) with the local endpoint,
-# which serves the page at / beside the API.
+# which serves the page at / beside the API, or (SERVER=wattwise-serve) with the
+# agent's `wattwise serve`, the page compiled into the binary (as the wheel's is).
 port="$(free_port)"
-if [ "${SERVER:-static}" = wattwise-server ]; then
+if [ "${SERVER:-static}" = wattwise-serve ]; then
+  WATTWISE_WEB_DIST="$root/web/dist" cargo build -p wattwise-agent --bin wattwise
+  db="$(mktemp -d)/wattwise.db"
+  start server "$bin" serve --listen "127.0.0.1:$port" --db "$db"
+elif [ "${SERVER:-static}" = wattwise-server ]; then
   cargo build -p wattwise-lambda --bin wattwise-server
   db="$(mktemp -d)/wattwise.db"
   start server "$CARGO_TARGET_DIR/debug/wattwise-server" --listen "127.0.0.1:$port" --db "$db" --web "$root/web/dist"

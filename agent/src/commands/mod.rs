@@ -5,6 +5,8 @@ pub mod exporter;
 pub mod gpus;
 pub mod measure;
 pub mod run;
+#[cfg(feature = "serve")]
+pub mod serve;
 pub mod simulate;
 
 /// Output format of the inspection commands.

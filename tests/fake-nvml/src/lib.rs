@@ -1097,6 +1097,48 @@ pub unsafe extern "C" fn nvmlDeviceGetFieldValues(
     })
 }
 
+// ---- nvidia-ml-py and Zeus (issue 22) ----
+// What nvidia-ml-py's `nvmlInit` and Zeus's `ZeusMonitor` call besides the
+// functions above, so Zeus runs against this fake (tests/wheel/zeus_side_by_side.py).
+
+/// NVML's architecture numbers (`nvmlDeviceArchitecture_t`), by compute capability.
+fn architecture(cc: (i32, i32)) -> c_uint {
+    match cc {
+        (major, _) if major >= 9 => 9, // Hopper
+        (8, minor) if minor >= 9 => 8, // Ada
+        (8, _) => 7,                   // Ampere
+        (7, minor) if minor >= 5 => 6, // Turing
+        (7, _) => 5,                   // Volta
+        (6, _) => 4,                   // Pascal
+        (5, _) => 3,                   // Maxwell
+        _ => 2,                        // Kepler
+    }
+}
+
+/// `nvmlInit_v2` with flags (nvidia-ml-py's `nvmlInit` calls this); the flags are ignored.
+#[no_mangle]
+pub extern "C" fn nvmlInitWithFlags(_flags: c_uint) -> u32 {
+    nvmlInit_v2()
+}
+
+/// The GPU's architecture, from its compute capability (Zeus reads the energy
+/// counter only from Volta on).
+///
+/// # Safety
+/// `arch` must be null or valid for a write.
+#[no_mangle]
+pub unsafe extern "C" fn nvmlDeviceGetArchitecture(device: *mut c_void, arch: *mut c_uint) -> u32 {
+    with_device(device, |fake, i| {
+        answer(arch, || Ok(architecture(fake.config.cc_of(i as u32))))
+    })
+}
+
+/// Chip-to-chip (Grace Hopper) mode: NOT_SUPPORTED, as on a GPU in a PCIe host.
+#[no_mangle]
+pub extern "C" fn nvmlDeviceGetC2cModeInfoV(device: *mut c_void, _info: *mut c_void) -> u32 {
+    with_device(device, |_, _| ret::NOT_SUPPORTED)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1211,5 +1253,14 @@ mod tests {
         assert_eq!(nvmlShutdown(), ret::SUCCESS);
         assert_eq!(nvmlShutdown(), ret::UNINITIALIZED);
         assert_ne!(gpu_uuid(0), gpu_uuid(1));
+    }
+
+    #[test]
+    fn architecture_follows_compute_capability() {
+        assert_eq!(architecture((7, 0)), 5);
+        assert_eq!(architecture((7, 5)), 6);
+        assert_eq!(architecture((8, 0)), 7);
+        assert_eq!(architecture((9, 0)), 9);
+        assert_eq!(architecture((6, 1)), 4);
     }
 }

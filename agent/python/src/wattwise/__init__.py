@@ -18,6 +18,9 @@ lines for you::
 Without the agent (``WATTWISE_EVENTS`` unset) every call does nothing and
 :func:`batch_size` returns its default, so the same script runs anywhere.
 
+GPU time and energy over named windows, in-process: :class:`Monitor` (and
+:class:`ZeusMonitor`, Zeus's face of it), in :mod:`wattwise.monitor`.
+
 Trainers: :class:`wattwise.huggingface.WattwiseCallback` (Hugging Face
 ``Trainer``) and :class:`wattwise.lightning.WattwiseCallback` (Lightning). Their
 frameworks are imported only when those modules are; this one needs nothing
@@ -32,10 +35,16 @@ import threading
 from types import TracebackType
 from typing import Optional, SupportsFloat, Type, Union, overload
 
+from wattwise.monitor import Measurement, Monitor, MonitorError, ZeusMonitor
+
 __all__ = [
     "BATCH_SIZE_ENV",
     "EVENTS_ENV",
     "EventWriter",
+    "Measurement",
+    "Monitor",
+    "MonitorError",
+    "ZeusMonitor",
     "active",
     "batch_size",
     "epoch_end",

@@ -10,7 +10,7 @@ and evaluations.
     args = TrainingArguments(
         output_dir="out",
         per_device_train_batch_size=wattwise.batch_size(32),
-        evaluation_strategy="epoch",  # one evaluation (one report) per epoch; eval_strategy from 4.41
+        eval_strategy="epoch",  # one evaluation (one report) per epoch (evaluation_strategy before 4.41)
     )
     trainer = Trainer(model=model, args=args, train_dataset=train, eval_dataset=val,
                       compute_metrics=accuracy,

@@ -1,0 +1,191 @@
+"""The wheel's Python API as installed, against the fake NVML (tests/fake-nvml).
+
+Run by tests/wheel/run.sh from a folder outside the checkout, with
+WATTWISE_NVML_LIB naming the fake. The fake's exported
+``fakeNvmlGroundTruthEnergy`` (mJ, exact, in this same process: the meter and
+this script load one copy of the library) is the ground truth each window's
+energy must match within 0.5%: single, nested, overlapping and 1,000 short
+windows, the ``with`` form and the Zeus face, on GPUs with the energy counter
+and on GPUs measured by sampled power (``FAKE_NVML_NO_ENERGY=all``, each mode in
+a process of its own, since the fake reads its configuration at init).
+Also: the errors (repeated and unknown names, no NVML), and that importing needs
+no GPU. Prints one line per mode.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import subprocess
+import sys
+import time
+
+TOLERANCE = 0.005
+
+
+def fail(msg: str) -> None:
+    print(f"wheel api: {msg}", file=sys.stderr)
+    sys.exit(1)
+
+
+def check_close(what: str, got: float, want: float) -> None:
+    if want <= 0 or abs(got - want) > TOLERANCE * want:
+        fail(f"{what}: measured {got:.6f} J, ground truth {want:.6f} J (over 0.5% apart)")
+
+
+def mode(sampled: bool) -> None:
+    import wattwise
+    from wattwise import Monitor, ZeusMonitor
+
+    if "site-packages" not in wattwise.__file__:
+        fail(f"wattwise imported from {wattwise.__file__}, not the venv")
+    lib = ctypes.CDLL(os.environ["WATTWISE_NVML_LIB"])
+    lib.fakeNvmlGroundTruthEnergy.argtypes = [ctypes.c_uint, ctypes.POINTER(ctypes.c_double)]
+
+    monitor = Monitor(power_interval=0.01)
+    gpus = monitor.gpus
+    if gpus != [0, 1]:
+        fail(f"Monitor().gpus = {gpus}, wanted [0, 1] (FAKE_NVML_COUNT=2)")
+
+    def truth() -> dict[int, float]:
+        out = {}
+        for i in gpus:
+            v = ctypes.c_double()
+            if lib.fakeNvmlGroundTruthEnergy(i, ctypes.byref(v)) != 0:
+                fail(f"fakeNvmlGroundTruthEnergy({i}) failed")
+            out[i] = v.value / 1000.0
+        return out
+
+    def check(name: str, m: wattwise.Measurement, t0: dict[int, float], t1: dict[int, float]) -> None:
+        if sorted(m.gpu_energy) != gpus:
+            fail(f"{name}: keys {sorted(m.gpu_energy)}, wanted {gpus}")
+        want_source = "sampled" if sampled else "counter"
+        if m.energy_source != want_source:
+            fail(f"{name}: energy_source {m.energy_source}, wanted {want_source}")
+        for i in gpus:
+            check_close(f"{name} GPU {i}", m.gpu_energy[i], t1[i] - t0[i])
+        check_close(f"{name} total", m.total_energy, sum(t1.values()) - sum(t0.values()))
+
+    # Each window edge is bracketed by ground-truth reads; the edge's truth is the
+    # midpoint (the meter reads inside the bracket), so a window's truth is the
+    # difference of its edges' midpoints, and the measured energy must also lie
+    # between the inner (after begin, before end) and outer spans.
+    def edge(call):
+        before = truth()
+        result = call()
+        after = truth()
+        return {i: (before[i] + after[i]) / 2 for i in gpus}, result, (before, after)
+
+    # Single.
+    t0, _, _ = edge(lambda: monitor.begin_window("single"))
+    time.sleep(0.3)
+    t1, m, _ = edge(lambda: monitor.end_window("single"))
+    check("single", m, t0, t1)
+    if not 0.29 < m.time < 0.5:
+        fail(f"single: time {m.time}")
+
+    # Nested: outer holds inner.
+    a0, _, _ = edge(lambda: monitor.begin_window("outer"))
+    time.sleep(0.1)
+    b0, _, _ = edge(lambda: monitor.begin_window("inner"))
+    time.sleep(0.2)
+    b1, inner, _ = edge(lambda: monitor.end_window("inner"))
+    time.sleep(0.1)
+    a1, outer, _ = edge(lambda: monitor.end_window("outer"))
+    check("nested inner", inner, b0, b1)
+    check("nested outer", outer, a0, a1)
+
+    # Overlapping: a begins, b begins, a ends, b ends.
+    a0, _, _ = edge(lambda: monitor.begin_window("a"))
+    time.sleep(0.1)
+    b0, _, _ = edge(lambda: monitor.begin_window("b"))
+    time.sleep(0.1)
+    a1, ma, _ = edge(lambda: monitor.end_window("a"))
+    time.sleep(0.1)
+    b1, mb, _ = edge(lambda: monitor.end_window("b"))
+    check("overlapping a", ma, a0, a1)
+    check("overlapping b", mb, b0, b1)
+
+    # 1,000 short windows (about 1 ms each): their sum, against the midpoints and
+    # between the inner and outer spans. One alone is within its bound, not 0.5%:
+    # the counter counts whole mJ, and 10 us of scheduling is 0.5% of 1 ms.
+    got = want = inner_sum = outer_sum = 0.0
+    for _ in range(1000):
+        t0, _, (b_before, b_after) = edge(lambda: monitor.begin_window("short", sync=False))
+        time.sleep(0.001)
+        t1, m, (e_before, e_after) = edge(lambda: monitor.end_window("short", sync=False))
+        got += m.total_energy
+        want += sum(t1.values()) - sum(t0.values())
+        inner_sum += sum(e_before.values()) - sum(b_after.values())
+        outer_sum += sum(e_after.values()) - sum(b_before.values())
+    check_close("1,000 short windows, summed", got, want)
+    if not inner_sum * (1 - TOLERANCE) <= got <= outer_sum * (1 + TOLERANCE):
+        fail(f"1,000 short windows: {got:.3f} J is not between the inner {inner_sum:.3f} J "
+             f"and outer {outer_sum:.3f} J spans of the ground truth")
+    apart = abs(got - want) / want
+
+    # The with form.
+    t0 = truth()
+    with monitor.window("with") as w:
+        time.sleep(0.1)
+    t1 = truth()
+    if w.measurement is None:
+        fail("with: no measurement")
+    check("with", w.measurement, t0, t1)
+
+    # Errors: a repeated name, an unknown one; both leave the monitor usable.
+    monitor.begin_window("x")
+    try:
+        monitor.begin_window("x")
+        fail("begin_window of an open name did not raise")
+    except ValueError as e:
+        if "'x'" not in str(e) and '"x"' not in str(e):
+            fail(f"repeated name: {e}")
+    try:
+        monitor.end_window("nope")
+        fail("end_window of an unknown name did not raise")
+    except ValueError as e:
+        if "nope" not in str(e):
+            fail(f"unknown name: {e}")
+    monitor.end_window("x")
+    if monitor.open_windows:
+        fail(f"windows left open: {monitor.open_windows}")
+
+    # The Zeus face, with Zeus's arguments.
+    zeus = ZeusMonitor(gpu_indices=[1], cpu_indices=[0], approx_instant_energy=True)
+    t0, _, _ = edge(lambda: zeus.begin_window("z", sync_execution=False))
+    time.sleep(0.1)
+    t1, z, _ = edge(lambda: zeus.end_window("z", sync_execution=False))
+    if sorted(z.gpu_energy) != [1] or z.cpu_energy is not None:
+        fail(f"ZeusMonitor(gpu_indices=[1]): {z}")
+    check_close("zeus face", z.gpu_energy[1], t1[1] - t0[1])
+    if not z.time > 0.09:
+        fail(f"zeus face: time {z.time}")
+    print(f"wheel api: {'sampled' if sampled else 'counter'} GPUs: windows match the ground truth "
+          f"(1,000 short windows, summed: {apart:.3%} apart)", file=sys.stderr)
+
+
+def main() -> None:
+    if len(sys.argv) > 1:
+        mode(sys.argv[1] == "sampled")
+        return
+    # Importing needs no GPU, and a Monitor without NVML is one clear error.
+    env = dict(os.environ, WATTWISE_NVML_LIB="/nonexistent/libnvidia-ml.so.1")
+    probe = ("import wattwise\n"
+             "try:\n    wattwise.Monitor()\nexcept wattwise.MonitorError as e:\n    print(e)\n")
+    out = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True)
+    if out.returncode != 0 or "NVIDIA" not in out.stdout:
+        fail(f"Monitor() without NVML: rc {out.returncode}: {out.stdout} {out.stderr}")
+    for sampled in (False, True):
+        env = dict(os.environ, FAKE_NVML_COUNT="2")
+        env.pop("CUDA_VISIBLE_DEVICES", None)
+        env.pop("NVIDIA_VISIBLE_DEVICES", None)
+        if sampled:
+            env["FAKE_NVML_NO_ENERGY"] = "all"
+        rc = subprocess.run([sys.executable, __file__, "sampled" if sampled else "counter"], env=env)
+        if rc.returncode != 0:
+            sys.exit(rc.returncode)
+
+
+if __name__ == "__main__":
+    main()
