@@ -698,6 +698,7 @@ mod tests {
                     phase: wattwise_core::wire::Phase::Train,
                     gpu_model: "Fake GPU".into(),
                     measurements: Vec::new(),
+                    uncertain: Vec::new(),
                 },
             },
             Outgoing::EndTrial(TrialId {

@@ -68,8 +68,10 @@ fn worst_case_job(past: u64) -> JobState {
                     power_limit: 100 + 5 * k,
                     average_power: 99.123456789 + k as f64,
                     throughput: 1234.56789012 + k as f64,
+                    energy_uncertainty_j: None,
                 })
                 .collect(),
+            uncertain: Vec::new(),
         };
         let out = api::post_profile("worst-1", &profile, Some(&state)).unwrap();
         if let api::Change::Put(s) = out.change {

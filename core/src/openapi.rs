@@ -186,7 +186,8 @@ fn schemas() -> Value {
             "properties": {
                 "power_limit": {"type": "integer", "minimum": 1, "description": "Watts"},
                 "average_power": {"type": "number", "minimum": 0, "description": "Watts"},
-                "throughput": {"type": "number", "minimum": 0, "description": "Samples per second"}
+                "throughput": {"type": "number", "minimum": 0, "description": "Samples per second"},
+                "energy_uncertainty_j": {"type": "number", "minimum": 0, "description": "Half-width of the bound on one step's energy per GPU, joules (the step's energy per GPU is average_power * batch_size / throughput); absent when no bound was measured"}
             }
         },
         "PowerProfile": {
@@ -195,7 +196,8 @@ fn schemas() -> Value {
                 "batch_size": described("integer", "One of the job's batch sizes"),
                 "phase": {"type": "string", "enum": ["train", "eval"]},
                 "gpu_model": {"type": "string", "minLength": 1, "maxLength": 128},
-                "measurements": {"type": "array", "minItems": 1, "maxItems": 64, "items": schema_ref("PowerMeasurement")}
+                "measurements": {"type": "array", "minItems": 1, "maxItems": 64, "items": schema_ref("PowerMeasurement")},
+                "uncertain": {"type": "array", "items": described("integer", "Watts"), "description": "The note that the profile windows were too short to tell the chosen limit from others: the chosen limit first, then the measured limits whose step energies lie within their bounds of it; absent when every limit was told apart"}
             }
         },
         "Trial": {
@@ -554,13 +556,21 @@ mod tests {
             power_limit: 300,
             average_power: 1.0,
             throughput: 1.0,
+            energy_uncertainty_j: Some(0.5),
         };
         check("PowerMeasurement", serde_json::to_value(m).unwrap());
         let p = PowerProfile {
             batch_size: 8,
             phase: Phase::Train,
             gpu_model: "A100".into(),
-            measurements: vec![m],
+            measurements: vec![
+                m,
+                PowerMeasurement {
+                    power_limit: 250,
+                    ..m
+                },
+            ],
+            uncertain: vec![250, 300],
         };
         check("PowerProfile", serde_json::to_value(&p).unwrap());
         // A trials-export row: the trial's fields plus job_id; a succeeded one has them all.

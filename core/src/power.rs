@@ -287,6 +287,7 @@ impl PowerLimitMeasurement {
             power_limit: self.power_limit,
             average_power,
             throughput,
+            energy_uncertainty_j: None,
         }
     }
 
@@ -309,6 +310,48 @@ impl PowerLimitMeasurement {
             steps,
         })
     }
+}
+
+/// A profiled limit's energy per step over all the job's GPUs, with its bound, J:
+/// what a host's energy meter measured over the limit's profile window.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ProfiledEnergy {
+    /// The limit, W.
+    pub limit_w: u32,
+    /// Energy per step, J.
+    pub energy_j: f64,
+    /// Its half-width, J.
+    pub uncertainty_j: f64,
+}
+
+impl ProfiledEnergy {
+    /// Whether the two energies lie within their bounds of each other.
+    pub fn overlaps(&self, energy_j: f64, uncertainty_j: f64) -> bool {
+        (self.energy_j - energy_j).abs() <= self.uncertainty_j + uncertainty_j
+    }
+}
+
+/// The limits the choice of `chosen_w` is uncertain among: `chosen_w` first, then
+/// every other profiled limit whose energy lies within their bounds of it (the
+/// last window of each limit counts); empty when none does or `chosen_w` was not
+/// profiled.
+pub fn uncertain_limits(chosen_w: u32, profiled: &[ProfiledEnergy]) -> Vec<u32> {
+    let last = |w: u32| profiled.iter().rev().find(|p| p.limit_w == w);
+    let Some(a) = last(chosen_w) else {
+        return Vec::new();
+    };
+    let mut out = vec![chosen_w];
+    for p in profiled {
+        if !out.contains(&p.limit_w)
+            && last(p.limit_w).is_some_and(|b| b.overlaps(a.energy_j, a.uncertainty_j))
+        {
+            out.push(p.limit_w);
+        }
+    }
+    if out.len() < 2 {
+        out.clear();
+    }
+    out
 }
 
 /// Picks the optimal power limit (watts) from `measurements` for a job on
@@ -587,7 +630,33 @@ impl PowerOptimizer {
                 .iter()
                 .map(|m| m.to_profile_point(batch_size, self.gpu_count))
                 .collect(),
+            uncertain: Vec::new(),
         })
+    }
+
+    /// [`Self::profile`] with the bounds a host's meter measured (`profiled`, per
+    /// step over all the job's GPUs): each limit's bound per step per GPU, and
+    /// the note of [`uncertain_limits`] around the chosen limit once profiling
+    /// is done.
+    pub fn bounded_profile(
+        &self,
+        batch_size: u32,
+        gpu_model: &str,
+        profiled: &[ProfiledEnergy],
+    ) -> Option<PowerProfile> {
+        let mut profile = self.profile(batch_size, gpu_model)?;
+        let gpus = f64::from(self.gpu_count.max(1));
+        for m in &mut profile.measurements {
+            m.energy_uncertainty_j = profiled
+                .iter()
+                .rev()
+                .find(|p| p.limit_w == m.power_limit)
+                .map(|p| p.uncertainty_j / gpus);
+        }
+        if let Some(chosen_mw) = self.optimal_limit_mw() {
+            profile.uncertain = uncertain_limits(chosen_mw / 1000, profiled);
+        }
+        Some(profile)
     }
 
     fn max_mw(&self) -> u32 {
@@ -1302,6 +1371,63 @@ mod tests {
             .collect();
         let (again, _) = PowerOptimizer::with_measurements(*opt.settings(), C, 1, reused).unwrap();
         assert_eq!(again.optimal_limit_mw(), Some(chosen));
+    }
+
+    fn pe(limit_w: u32, energy_j: f64, uncertainty_j: f64) -> ProfiledEnergy {
+        ProfiledEnergy {
+            limit_w,
+            energy_j,
+            uncertainty_j,
+        }
+    }
+
+    #[test]
+    fn uncertain_limits_are_the_chosen_and_those_within_their_bounds_of_it() {
+        let p = [pe(300, 6.0, 0.1), pe(250, 4.5, 0.2), pe(200, 4.8, 0.15)];
+        assert_eq!(uncertain_limits(250, &p), vec![250, 200]);
+        // 300 W and 200 W are far apart; 250 W's windows are not the question.
+        assert_eq!(uncertain_limits(300, &p), Vec::<u32>::new());
+        // Bounds that just touch overlap; the last window of a limit counts.
+        let touch = [pe(250, 4.5, 0.15), pe(200, 4.8, 0.15)];
+        assert_eq!(uncertain_limits(250, &touch), vec![250, 200]);
+        let lengthened = [pe(250, 4.5, 0.2), pe(200, 4.8, 0.15), pe(200, 4.8, 0.01)];
+        assert_eq!(uncertain_limits(250, &lengthened), Vec::<u32>::new());
+        assert_eq!(uncertain_limits(150, &p), Vec::<u32>::new());
+        assert_eq!(uncertain_limits(250, &[]), Vec::<u32>::new());
+    }
+
+    #[test]
+    fn a_bounded_profile_carries_each_bound_per_gpu_and_the_note() {
+        let (mut opt, _) = PowerOptimizer::new(settings(0, 1, 4, Selector::Energy), C, 2).unwrap();
+        let mut clock = r(0, 0);
+        for watts in [200, 160, 110, 100] {
+            steps(&mut opt, &mut clock, 6, watts);
+        }
+        let chosen_w = opt.optimal_limit_mw().unwrap() / 1000;
+        let limits: Vec<u32> = opt.measurements().iter().map(|m| m.power_limit).collect();
+        let other = *limits.iter().find(|&&w| w != chosen_w).unwrap();
+        // Only two limits bounded; the other two as if measured without a meter.
+        let profiled = [pe(chosen_w, 10.0, 1.0), pe(other, 10.5, 0.5)];
+        let p = opt.bounded_profile(16, "Fake GPU", &profiled).unwrap();
+        assert_eq!(p.uncertain, vec![chosen_w, other]);
+        for m in &p.measurements {
+            let want = match m.power_limit {
+                w if w == chosen_w => Some(0.5),
+                w if w == other => Some(0.25),
+                _ => None,
+            };
+            assert_eq!(m.energy_uncertainty_j, want, "{} W", m.power_limit);
+        }
+        let job = crate::spec::JobSpec::new("p", vec![16], 16, 300.0, 1, "A100");
+        assert_eq!(p.validate(&job.validate().unwrap()), Ok(()));
+        // Told apart: no note; the unbounded profile is the plain one.
+        let apart = [pe(chosen_w, 10.0, 0.1), pe(other, 10.5, 0.1)];
+        assert!(opt
+            .bounded_profile(16, "g", &apart)
+            .unwrap()
+            .uncertain
+            .is_empty());
+        assert_eq!(opt.bounded_profile(16, "g", &[]), opt.profile(16, "g"));
     }
 
     #[test]

@@ -68,6 +68,12 @@ pub struct PowerMeasurement {
     pub average_power: f64,
     /// Throughput at that limit, samples per second.
     pub throughput: f64,
+    /// Half-width of the bound on the energy of one training step at that
+    /// limit, per GPU, joules (the step's energy per GPU is `average_power *
+    /// batch_size / throughput`). Absent when the client measured no bound
+    /// (older agents, Zeus's client).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub energy_uncertainty_j: Option<f64>,
 }
 
 /// A power profile (the Profiling table of the first seed), posted by the GPU agent.
@@ -81,6 +87,12 @@ pub struct PowerProfile {
     pub gpu_model: String,
     /// One entry per power limit.
     pub measurements: Vec<PowerMeasurement>,
+    /// The note that the profile windows were too short to tell the chosen
+    /// limit from others: the chosen limit first, then every limit (watts)
+    /// whose step energy lies within their bounds of it. Empty (absent) when
+    /// every limit was told apart, or no bounds were measured.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub uncertain: Vec<u32>,
 }
 
 /// Largest number of power limits in one profile.
@@ -119,6 +131,37 @@ impl PowerProfile {
                     "measurements.throughput",
                     "must be a finite number >= 0",
                 ));
+            }
+            if m.energy_uncertainty_j
+                .is_some_and(|u| !(u.is_finite() && u >= 0.0))
+            {
+                return Err(FieldError::new(
+                    "measurements.energy_uncertainty_j",
+                    "must be a finite number >= 0",
+                ));
+            }
+        }
+        self.validate_uncertain()
+    }
+
+    /// `uncertain` names two or more distinct measured limits, or none.
+    fn validate_uncertain(&self) -> Result<(), FieldError> {
+        let u = &self.uncertain;
+        if u.len() == 1 {
+            return Err(FieldError::new(
+                "uncertain",
+                "must name no limit or at least two",
+            ));
+        }
+        for (i, w) in u.iter().enumerate() {
+            if !self.measurements.iter().any(|m| m.power_limit == *w) {
+                return Err(FieldError::new(
+                    "uncertain",
+                    "must name only measured power limits",
+                ));
+            }
+            if u[..i].contains(w) {
+                return Err(FieldError::new("uncertain", "must name each limit once"));
             }
         }
         Ok(())

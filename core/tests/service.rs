@@ -133,6 +133,50 @@ fn profiles_are_stored_replaced_and_validated() {
 }
 
 #[test]
+fn profile_bounds_and_the_uncertain_note_are_stored_and_validated() {
+    let mut h = Harness::new();
+    let mut s = spec();
+    s["job_id"] = json!("svc-b");
+    assert_eq!(h.call("POST", "/jobs", &s.to_string()).0, 201);
+    let profile = json!({"batch_size": 32, "phase": "train", "gpu_model": "A40",
+        "measurements": [
+            {"power_limit": 300, "average_power": 280.5, "throughput": 900.0, "energy_uncertainty_j": 0.25},
+            {"power_limit": 250, "average_power": 240.0, "throughput": 850.0, "energy_uncertainty_j": 0.5},
+            {"power_limit": 200, "average_power": 200.0, "throughput": 700.0}],
+        "uncertain": [250, 300]});
+    let (status, echo) = h.call("POST", "/jobs/svc-b/profiles", &profile.to_string());
+    assert_eq!((status, &echo), (201, &profile));
+    let (_, list) = h.call("GET", "/jobs/svc-b/profiles", "");
+    assert_eq!(list, json!([profile]));
+    let before = h.state("svc-b");
+    let bad_cases = [
+        (
+            "/measurements/1/energy_uncertainty_j",
+            json!(-1.0),
+            "measurements.energy_uncertainty_j:",
+        ),
+        (
+            "/measurements/1/energy_uncertainty_j",
+            json!("wide"),
+            "energy_uncertainty_j",
+        ),
+        ("/uncertain", json!([250]), "uncertain:"),
+        ("/uncertain", json!([250, 150]), "uncertain:"),
+        ("/uncertain", json!([250, 250]), "uncertain:"),
+        ("/uncertain", json!([250, -3]), "uncertain"),
+    ];
+    for (at, value, names) in bad_cases {
+        let mut bad = profile.clone();
+        *bad.pointer_mut(at).unwrap() = value.clone();
+        let (status, body) = h.call("POST", "/jobs/svc-b/profiles", &bad.to_string());
+        assert_eq!(status, 422, "{at} = {value}: {body}");
+        let message = body["message"].as_str().unwrap();
+        assert!(message.contains(names), "{at} = {value}: {message}");
+    }
+    assert_eq!(h.state("svc-b"), before);
+}
+
+#[test]
 fn a_keep_training_report_writes_nothing() {
     let mut h = Harness::new();
     let mut s = spec();

@@ -13,6 +13,7 @@ use std::process::ExitStatus;
 
 use wattwise_core::power::{
     Action, LimitConstraints, PowerError, PowerLimitMeasurement, PowerOptimizer, PowerSettings,
+    ProfiledEnergy,
 };
 use wattwise_core::runs::RunView;
 use wattwise_core::wire::{Phase, PowerProfile, ReportResponse, TrialId};
@@ -140,16 +141,18 @@ pub fn signal_stop(sig: i32) -> Stop {
 /// The profile to post once the command ended: only a profile measured by this
 /// run (`profiled_here`: none was reused), once the optimizer is done, and only by
 /// the run's first host (`rank0`; a run on one host is its own first host). `None`
-/// when there is nothing to post.
+/// when there is nothing to post. It carries the bounds the meter measured
+/// (`profiled`, see [`PowerOptimizer::bounded_profile`]).
 pub fn profile_to_post(
     profiled_here: bool,
     optimizer: &PowerOptimizer,
+    profiled: &[ProfiledEnergy],
     rank0: bool,
     batch_size: u32,
     gpu_model: &str,
 ) -> Option<PowerProfile> {
     if profiled_here && optimizer.is_done() && rank0 {
-        optimizer.profile(batch_size, gpu_model)
+        optimizer.bounded_profile(batch_size, gpu_model, profiled)
     } else {
         None
     }
@@ -233,6 +236,7 @@ mod tests {
             power_limit,
             average_power,
             throughput,
+            energy_uncertainty_j: None,
         }
     }
 
@@ -245,6 +249,7 @@ mod tests {
                 .iter()
                 .map(|&w| point(w, f64::from(w) * 0.8, 1000.0 - f64::from(w)))
                 .collect(),
+            uncertain: Vec::new(),
         }
     }
 
@@ -323,7 +328,7 @@ mod tests {
         // Profiled elsewhere: this run posts no profile, even as rank 0.
         let profiled_here = !opt.is_done();
         assert_eq!(
-            profile_to_post(profiled_here, &opt, true, 64, "Fake GPU"),
+            profile_to_post(profiled_here, &opt, &[], true, 64, "Fake GPU"),
             None
         );
     }
@@ -407,7 +412,8 @@ mod tests {
     fn the_profile_is_posted_by_rank_0_of_a_run_that_profiled_to_the_end() {
         let mut g = FakeGpus::new(2);
         let (d, _) = profiled(&mut g, &[0, 1]);
-        let posted = profile_to_post(true, d.optimizer(), true, 64, "Fake GPU").unwrap();
+        let posted =
+            profile_to_post(true, d.optimizer(), d.profiled(), true, 64, "Fake GPU").unwrap();
         assert_eq!((posted.batch_size, posted.phase), (64, Phase::Train));
         assert_eq!(posted.gpu_model, "Fake GPU");
         assert_eq!(
@@ -417,16 +423,19 @@ mod tests {
         assert!(posted.measurements.len() > 2);
         // Another host of the run, or a run that reused a profile: nothing.
         assert_eq!(
-            profile_to_post(true, d.optimizer(), false, 64, "Fake GPU"),
+            profile_to_post(true, d.optimizer(), d.profiled(), false, 64, "Fake GPU"),
             None
         );
         assert_eq!(
-            profile_to_post(false, d.optimizer(), true, 64, "Fake GPU"),
+            profile_to_post(false, d.optimizer(), d.profiled(), true, 64, "Fake GPU"),
             None
         );
         // Profiling cut short (the command ended first): nothing.
         let (fresh, _) = optimizer(PowerSettings::default(), LIMITS, 2, Vec::new()).unwrap();
-        assert_eq!(profile_to_post(true, &fresh, true, 64, "Fake GPU"), None);
+        assert_eq!(
+            profile_to_post(true, &fresh, &[], true, 64, "Fake GPU"),
+            None
+        );
     }
 
     #[test]

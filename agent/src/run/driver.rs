@@ -8,7 +8,10 @@
 
 use std::time::Duration;
 
-use wattwise_core::power::{Action, LimitConstraints, PowerOptimizer, PowerState, Reading};
+pub use wattwise_core::power::ProfiledEnergy;
+use wattwise_core::power::{
+    uncertain_limits, Action, LimitConstraints, PowerOptimizer, PowerState, Reading,
+};
 
 use crate::log::log;
 use crate::nvml::energy_meter::{self, Stopwatch};
@@ -42,24 +45,6 @@ struct OpenWindow {
     begin: energy_meter::Reading,
     steps: u32,
     lengthened: u32,
-}
-
-/// A profiled limit's energy per step, with its bound, J.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct ProfiledEnergy {
-    /// The limit, W.
-    pub limit_w: u32,
-    /// Energy per step, J.
-    pub energy_j: f64,
-    /// Its half-width, J.
-    pub uncertainty_j: f64,
-}
-
-impl ProfiledEnergy {
-    /// Whether the two energies lie within their bounds of each other.
-    pub fn overlaps(&self, energy_j: f64, uncertainty_j: f64) -> bool {
-        (self.energy_j - energy_j).abs() <= self.uncertainty_j + uncertainty_j
-    }
 }
 
 /// The run loop's state: the power limit optimizer, the job's GPUs, the epochs
@@ -119,11 +104,9 @@ impl Driver {
     /// choice between them is uncertain.
     pub fn profile_note(&self) -> Option<String> {
         let chosen_w = self.optimizer.optimal_limit_mw()? / 1000;
-        let a = self.profiled.iter().find(|p| p.limit_w == chosen_w)?;
-        let b = self
-            .profiled
-            .iter()
-            .find(|b| b.limit_w != chosen_w && b.overlaps(a.energy_j, a.uncertainty_j))?;
+        let limits = uncertain_limits(chosen_w, &self.profiled);
+        let last = |w: u32| self.profiled.iter().rev().find(|p| p.limit_w == w);
+        let (a, b) = (last(*limits.first()?)?, last(*limits.get(1)?)?);
         Some(format!(
             "profile uncertain: the chosen {} W ({:.3} ± {:.3} J per step) and {} W ({:.3} ± {:.3} J per step) lie within their energy bounds",
             a.limit_w, a.energy_j, a.uncertainty_j, b.limit_w, b.energy_j, b.uncertainty_j
@@ -540,6 +523,10 @@ mod tests {
             assert_eq!(picked, 250_000, "phase {phase}: {:?}", guarded.profiled());
             assert!(guarded.lengthenings() > 0);
             assert_eq!(guarded.profile_note(), None, "{:?}", guarded.profiled());
+            let posted = guarded
+                .optimizer()
+                .bounded_profile(64, "Fake GPU", guarded.profiled());
+            assert_eq!(posted.unwrap().uncertain, Vec::<u32>::new());
         }
         println!("5-step windows on a 100 ms counter picked the wrong limit at {} of 20 phases: {misled:?}", misled.len());
         assert!(
@@ -581,6 +568,26 @@ mod tests {
         let note = d.profile_note().expect("a note");
         assert!(note.contains("250 W") && note.contains("200 W"), "{note}");
         assert!(!note.contains("300 W"), "{note}");
+        // The profile posted carries the note and each limit's bound per step
+        // per GPU (the driver's are over all the job's GPUs).
+        let profile = d
+            .optimizer()
+            .bounded_profile(64, "Fake GPU", d.profiled())
+            .unwrap();
+        let chosen = d.optimizer().optimal_limit_mw().unwrap() / 1000;
+        assert_eq!(profile.uncertain.len(), 2, "{:?}", profile.uncertain);
+        assert_eq!(profile.uncertain[0], chosen);
+        assert!(profile.uncertain.contains(&250) && profile.uncertain.contains(&200));
+        let gpus = f64::from(d.indices.len() as u32);
+        for m in &profile.measurements {
+            let p = d
+                .profiled()
+                .iter()
+                .rev()
+                .find(|p| p.limit_w == m.power_limit);
+            let u = m.energy_uncertainty_j.expect("a bound");
+            assert!(u > 0.0 && (u - p.unwrap().uncertainty_j / gpus).abs() < 1e-12);
+        }
     }
 
     #[test]

@@ -371,6 +371,7 @@ impl Session<'_> {
         if let Some(profile) = profile_to_post(
             s.profiled_here,
             optimizer,
+            s.driver.profiled(),
             self.rank0(),
             s.trial.batch_size,
             &s.facts.gpu_model,

@@ -603,7 +603,9 @@ mod tests {
                     power_limit: 300,
                     average_power: 300.0,
                     throughput: 300.0 / c,
+                    energy_uncertainty_j: None,
                 }],
+                uncertain: Vec::new(),
             };
             if let Change::Put(new) = api::post_profile("w-1", &profile, Some(state))
                 .unwrap()

@@ -399,7 +399,9 @@ mod tests {
                 power_limit: 300,
                 average_power: 80.0,
                 throughput: 1.0,
+                energy_uncertainty_j: None,
             }],
+            uncertain: Vec::new(),
         };
         s.profiles.push(profile);
         let cost = |bs: u32| 4096.0 / bs as f64;

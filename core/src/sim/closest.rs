@@ -351,8 +351,10 @@ mod tests {
                     power_limit: w,
                     average_power: w as f64 - 5.0,
                     throughput: 100.0,
+                    energy_uncertainty_j: None,
                 })
                 .to_vec(),
+            uncertain: Vec::new(),
         };
         let c = closest(&catalog(), &p, &[profile]).unwrap();
         assert_eq!((c.gpu.as_str(), c.gpu_match), ("p100", GpuMatch::MaxPower));

@@ -391,8 +391,10 @@ impl<'a> Engine<'a> {
                     power_limit: p.power_limit,
                     average_power: p.average_power,
                     throughput: 1.0 / p.time_per_epoch,
+                    energy_uncertainty_j: None,
                 })
                 .collect(),
+            uncertain: Vec::new(),
         };
         let out =
             api::post_profile(state.job_id(), &profile, Some(state)).map_err(SimError::Api)?;
