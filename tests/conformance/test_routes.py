@@ -188,6 +188,33 @@ def test_profiles_post_replace_and_get(api):
     assert api.state(job_id)["profiles"] == got.json()
 
 
+def test_profile_bounds_and_uncertain_note_are_stored_and_read_back(api):
+    job_id = api.register(job_spec())["job_id"]
+    profile = {
+        "batch_size": 32,
+        "phase": "train",
+        "gpu_model": "V100",
+        "measurements": [
+            {"power_limit": 300, "average_power": 131.9, "throughput": 31.0, "energy_uncertainty_j": 0.4},
+            {"power_limit": 275, "average_power": 123.6, "throughput": 29.9, "energy_uncertainty_j": 0.35},
+            # A limit measured without a bound keeps none.
+            {"power_limit": 250, "average_power": 110.0, "throughput": 28.0},
+        ],
+        "uncertain": [275, 300],
+    }
+    r = api.post(f"/jobs/{job_id}/profiles", profile)
+    assert r.status_code == 201, r.text
+    assert r.json() == profile
+    assert api.get(f"/jobs/{job_id}/profiles").json() == [profile]
+    assert api.state(job_id)["profiles"] == [profile]
+    # A bad bound is refused by name and changes nothing.
+    bad = dict(profile, measurements=[dict(profile["measurements"][0], energy_uncertainty_j=-1.0)] + profile["measurements"][1:])
+    r = api.post(f"/jobs/{job_id}/profiles", bad)
+    assert r.status_code == 422, r.text
+    assert "measurements.energy_uncertainty_j" in r.json()["message"]
+    assert api.get(f"/jobs/{job_id}/profiles").json() == [profile]
+
+
 def test_unknown_route_and_wrong_method(api):
     r = api.get("/no/such/route")
     assert r.status_code == 404
