@@ -185,11 +185,13 @@ before(async () => {
   await call('POST', `/jobs/${ids.profiled}/profiles`, {
     batch_size: 32, phase: 'train', gpu_model: 'A40',
     measurements: [
-      { power_limit: 300, average_power: 290, throughput: 1000 },
-      { power_limit: 250, average_power: 240, throughput: 990 },
-      { power_limit: 200, average_power: 195, throughput: 950 },
+      { power_limit: 300, average_power: 290, throughput: 1000, energy_uncertainty_j: 0.25 },
+      { power_limit: 250, average_power: 240, throughput: 990, energy_uncertainty_j: 0.125 },
+      { power_limit: 200, average_power: 195, throughput: 950, energy_uncertainty_j: 0.5 },
       { power_limit: 100, average_power: 99, throughput: 300 },
     ],
+    // The agent's note: its windows could not tell 200 W from 250 W.
+    uncertain: [200, 250],
   });
   const shared = { policy: 'wattwise', workload };
   await call('POST', '/jobs', spec(ids.teacher, shared));
@@ -319,6 +321,14 @@ test('a job: trials, cost against the default estimate, bandit state, profiles',
   assert.equal(p[0].chosen, 200);
   assert.deepEqual(p[0].power.map((q) => q.x), [300, 250, 200, 100]);
   assert.match(await page.textContent('#job-chosen'), /200 W/);
+  // Each limit's energy per step per GPU (average power × 32 ÷ throughput) with
+  // its bound, and the note that 200 W and 250 W lie within their bounds.
+  const bounds = await page.$$eval('#job-profile-bounds li', (lis) => lis.map((li) => li.textContent));
+  assert.equal(await page.isVisible('#job-profile-bounds'), true);
+  assert.deepEqual(bounds, [
+    'bs 32 train, energy per step per GPU: 300 W 9.28 J ± 0.25 J · 250 W 7.76 J ± 0.125 J · 200 W 6.57 J ± 0.5 J · 100 W 10.6 J (no bound)',
+    "bs 32 train: profile uncertain: its windows were too short to tell the chosen 200 W from 250 W (their energies lie within each other's bounds).",
+  ]);
   assert.match(await page.textContent('#job-estimate'), /Not enough data/);
 });
 
@@ -359,6 +369,13 @@ test("the jobs of Zeus's client and of the agent: every number on screen is the 
   assert.equal(p.chosen, a.summary.best_power_limit);
   assert.ok(p.power.some((q) => q.x === p.chosen), 'the chosen limit is one profiled');
   assert.match(await page.textContent('#job-chosen'), new RegExp(`${a.summary.best_power_limit} W`));
+  // The agent sent each limit's energy bound from its meter; the page shows them.
+  for (const m of a.profiles[0].measurements) {
+    assert.ok(typeof m.energy_uncertainty_j === 'number' && m.energy_uncertainty_j >= 0, JSON.stringify(m));
+  }
+  const lines = await page.$$eval('#job-profile-bounds li', (lis) => lis.map((li) => li.textContent));
+  assert.ok(lines[0].startsWith(`bs ${a.profiles[0].batch_size} train, energy per step per GPU: `), lines[0]);
+  assert.equal(lines[0].split(' ± ').length - 1, a.profiles[0].measurements.length, lines[0]);
   await shot('job-detail-agent.png');
 });
 

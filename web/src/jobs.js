@@ -460,6 +460,41 @@ function renderDetail() {
     },
   });
   $('job-chosen').textContent = s.best_power_limit === null ? '' : `★ marks the chosen limit: ${s.best_power_limit} W for batch size ${s.best_batch_size} (least Zeus cost on its training profile).`;
+  d.profileBounds = profileBoundLines(profiles);
+  const bounds = $('job-profile-bounds');
+  bounds.replaceChildren(...d.profileBounds.map((line) => Object.assign(document.createElement('li'), { textContent: line })));
+  bounds.hidden = d.profileBounds.length === 0;
+}
+
+/**
+ * One line per profile that carries energy bounds or the uncertain note: each
+ * limit's energy of one step per GPU (average power × batch size ÷ throughput)
+ * ± its bound, and, when the profile windows were too short to tell the chosen
+ * limit from others, which limits.
+ */
+export function profileBoundLines(profiles) {
+  const j = (v) => `${Number(v.toPrecision(3))} J`;
+  const lines = [];
+  for (const p of profiles) {
+    const bounded = p.measurements.some((m) => typeof m.energy_uncertainty_j === 'number');
+    const uncertain = p.uncertain ?? [];
+    if (!bounded && uncertain.length === 0) continue;
+    const head = `bs ${p.batch_size} ${p.phase}`;
+    if (bounded) {
+      const per = p.measurements.map((m) => {
+        if (!(m.throughput > 0)) return `${m.power_limit} W —`;
+        const e = (m.average_power * p.batch_size) / m.throughput;
+        const u = typeof m.energy_uncertainty_j === 'number' ? ` ± ${j(m.energy_uncertainty_j)}` : ' (no bound)';
+        return `${m.power_limit} W ${j(e)}${u}`;
+      });
+      lines.push(`${head}, energy per step per GPU: ${per.join(' · ')}`);
+    }
+    if (uncertain.length > 0) {
+      const [chosen, ...others] = uncertain;
+      lines.push(`${head}: profile uncertain: its windows were too short to tell the chosen ${chosen} W from ${others.map((w) => `${w} W`).join(', ')} (their energies lie within each other's bounds).`);
+    }
+  }
+  return lines;
 }
 
 async function loadDetail(jobId) {
