@@ -324,7 +324,8 @@ test('a job: trials, cost against the default estimate, bandit state, profiles',
   // Each limit's energy per step per GPU (average power × 32 ÷ throughput) with
   // its bound, and the note that 200 W and 250 W lie within their bounds.
   const bounds = await page.$$eval('#job-profile-bounds li', (lis) => lis.map((li) => li.textContent));
-  assert.equal(await page.isVisible('#job-profile-bounds'), true);
+  // (This job has no finished trial: its charts, the profile's included, stay hidden.)
+  assert.equal(await page.$eval('#job-profile-bounds', (e) => e.hidden), false);
   assert.deepEqual(bounds, [
     'bs 32 train, energy per step per GPU: 300 W 9.28 J ± 0.25 J · 250 W 7.76 J ± 0.125 J · 200 W 6.57 J ± 0.5 J · 100 W 10.6 J (no bound)',
     "bs 32 train: profile uncertain: its windows were too short to tell the chosen 200 W from 250 W (their energies lie within each other's bounds).",
@@ -373,6 +374,7 @@ test("the jobs of Zeus's client and of the agent: every number on screen is the 
   for (const m of a.profiles[0].measurements) {
     assert.ok(typeof m.energy_uncertainty_j === 'number' && m.energy_uncertainty_j >= 0, JSON.stringify(m));
   }
+  assert.equal(await page.isVisible('#job-profile-bounds'), true);
   const lines = await page.$$eval('#job-profile-bounds li', (lis) => lis.map((li) => li.textContent));
   assert.ok(lines[0].startsWith(`bs ${a.profiles[0].batch_size} train, energy per step per GPU: `), lines[0]);
   assert.equal(lines[0].split(' ± ').length - 1, a.profiles[0].measurements.length, lines[0]);
