@@ -84,27 +84,25 @@ def mode(sampled: bool) -> None:
     if not 0.29 < m.time < 0.5:
         fail(f"single: time {m.time}")
 
-    # Nested: outer holds inner.
-    a0, _, _ = edge(lambda: monitor.begin_window("outer"))
-    time.sleep(0.1)
-    b0, _, _ = edge(lambda: monitor.begin_window("inner"))
-    time.sleep(0.2)
-    b1, inner, _ = edge(lambda: monitor.end_window("inner"))
-    time.sleep(0.1)
-    a1, outer, _ = edge(lambda: monitor.end_window("outer"))
-    check("nested inner", inner, b0, b1)
-    check("nested outer", outer, a0, a1)
+    def play(label: str, events: list) -> None:
+        """Begins and ends windows in the order given (each followed by its sleep),
+        then checks every window against the ground truth at its two edges."""
+        begun, ended = {}, {}
+        for what, name, pause in events:
+            if what == "begin":
+                begun[name], _, _ = edge(lambda: monitor.begin_window(name))
+            else:
+                ended[name] = edge(lambda: monitor.end_window(name))
+            time.sleep(pause)
+        for name, (t1, m, _) in ended.items():
+            check(f"{label} {name}", m, begun[name], t1)
 
+    # Nested: outer holds inner.
+    play("nested", [("begin", "outer", 0.1), ("begin", "inner", 0.2),
+                    ("end", "inner", 0.1), ("end", "outer", 0)])
     # Overlapping: a begins, b begins, a ends, b ends.
-    a0, _, _ = edge(lambda: monitor.begin_window("a"))
-    time.sleep(0.1)
-    b0, _, _ = edge(lambda: monitor.begin_window("b"))
-    time.sleep(0.1)
-    a1, ma, _ = edge(lambda: monitor.end_window("a"))
-    time.sleep(0.1)
-    b1, mb, _ = edge(lambda: monitor.end_window("b"))
-    check("overlapping a", ma, a0, a1)
-    check("overlapping b", mb, b0, b1)
+    play("overlapping", [("begin", "a", 0.1), ("begin", "b", 0.1),
+                         ("end", "a", 0.1), ("end", "b", 0)])
 
     # 1,000 short windows (about 1 ms each): their sum, against the midpoints and
     # between the inner and outer spans. One alone is within its bound, not 0.5%:
