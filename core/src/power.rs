@@ -209,8 +209,8 @@ impl Default for PowerSettings {
 /// How many limits in a row that cost more than the cheapest so far end the
 /// wattwise agent's profile ([`PowerSettings::stop_after_rises`]; the simulator
 /// models a wattwise job's profile with the same rule). Measured on the Zeus
-/// traces (BENCHMARKS.md): 1 stops in the traces' noise (shared / oracle 1.043
-/// at eta 0.8), 3 profiles longer for no gain.
+/// traces (BENCHMARKS.md, issue 27): 1 stops in the traces' noise (shared /
+/// oracle 1.043 at eta 0.8, without bounds), 3 profiles longer for no gain.
 pub const WATTWISE_STOP_AFTER_RISES: u32 = 2;
 
 /// A host's profile window is measured well enough when its energy's bound is
