@@ -6,7 +6,9 @@
 //! (`-- quick`: only the issue's setting; `-- sharing`: the leave-one-GPU-out
 //! tables of issue 27, a policy that learns across jobs).
 
-use wattwise_core::test_support::policy_bench::{evaluate, pairs, summary_row, table, Setting};
+use wattwise_core::test_support::policy_bench::{
+    evaluate, pairs, profile_agreement, summary_row, table, Setting,
+};
 
 fn main() {
     if std::env::args().any(|a| a == "sharing") {
@@ -82,6 +84,21 @@ fn sharing() {
             (m.worst_easier - 1.0) * 100.0
         );
         tables.push((s, r));
+    }
+    println!("\nThe wattwise profile (ends after {} costlier limits in a row) against a full profile, on every batch size of the 24 pairs:\n", wattwise_core::power::WATTWISE_STOP_AFTER_RISES);
+    println!("| eta | batch sizes | same limit as a full profile | worst epoch cost where not | limits profiled |");
+    println!("| ---: | ---: | ---: | ---: | ---: |");
+    for eta in [0.2, 0.5, 0.8] {
+        let a = profile_agreement(&pairs, eta);
+        println!(
+            "| {eta} | {} | {} | {:+.1}% | {} of {} ({:.0}%) |",
+            a.batch_sizes,
+            a.batch_sizes - a.differ,
+            (a.worst - 1.0) * 100.0,
+            a.visited,
+            a.limits,
+            a.visited as f64 / a.limits as f64 * 100.0
+        );
     }
     // The tables of the three etas (the untuned seeds have their summary line only).
     for (s, r) in &tables[..3] {

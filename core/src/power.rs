@@ -19,7 +19,11 @@
 //!
 //! Limits go from the maximum allowed down in `pl_step` watts, never below the
 //! minimum. The selected limit minimises the chosen [`Selector`]'s objective over the
-//! profiled limits (ties go to the earlier, that is higher, limit).
+//! profiled limits (ties go to the earlier, that is higher, limit). With
+//! [`PowerSettings::stop_after_rises`] (the wattwise agent's setting) profiling is
+//! `Done` as soon as that many limits in a row cost more than the cheapest so far,
+//! beyond the energy bounds the host gave ([`PowerOptimizer::bound_window`],
+//! [`profile_settled`]); without it (Zeus's) every limit is profiled.
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -181,6 +185,12 @@ pub struct PowerSettings {
     pub pl_step: u32,
     /// How the optimal limit is chosen.
     pub selector: Selector,
+    /// Stop profiling once this many limits in a row (>= 1) cost more than the
+    /// cheapest so far, beyond their measured bounds ([`profile_settled`]); the
+    /// rest of the epoch runs at the limit selected from those profiled. `None`
+    /// (the default, Zeus's): every limit is profiled.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stop_after_rises: Option<u32>,
 }
 
 impl Default for PowerSettings {
@@ -191,11 +201,38 @@ impl Default for PowerSettings {
             profile_steps: 40,
             pl_step: 25,
             selector: Selector::default(),
+            stop_after_rises: None,
         }
     }
 }
 
+/// How many limits in a row that cost more than the cheapest so far end the
+/// wattwise agent's profile ([`PowerSettings::stop_after_rises`]; the simulator
+/// models a wattwise job's profile with the same rule). Measured on the Zeus
+/// traces (BENCHMARKS.md, issue 27): 1 stops in the traces' noise (shared /
+/// oracle 1.043 at eta 0.8, without bounds), 3 profiles longer for no gain.
+pub const WATTWISE_STOP_AFTER_RISES: u32 = 2;
+
+/// A host's profile window is measured well enough when its energy's bound is
+/// under this fraction of it (the agent lengthens a window until it is, or
+/// gives up); the simulator bounds a modelled window's energy by it.
+pub const PROFILE_WINDOW_BOUND: f64 = 0.02;
+
 impl PowerSettings {
+    /// The wattwise agent's settings for a job of weight `eta`: Zeus's, with the
+    /// Zeus cost at `eta` and the profile ended after
+    /// [`WATTWISE_STOP_AFTER_RISES`] costlier limits in a row.
+    pub fn wattwise(eta: f64) -> PowerSettings {
+        PowerSettings {
+            selector: Selector::ZeusCost {
+                eta,
+                max_power: None,
+            },
+            stop_after_rises: Some(WATTWISE_STOP_AFTER_RISES),
+            ..PowerSettings::default()
+        }
+    }
+
     /// Checks every setting; the error names the field and the rule.
     pub fn validate(&self) -> Result<(), PowerError> {
         if self.profile_steps == 0 {
@@ -203,6 +240,9 @@ impl PowerSettings {
         }
         if self.pl_step == 0 {
             return Err(invalid("pl_step", "must be > 0"));
+        }
+        if self.stop_after_rises == Some(0) {
+            return Err(invalid("stop_after_rises", "must be >= 1 (or absent)"));
         }
         self.selector.validate()
     }
@@ -363,33 +403,20 @@ pub fn select(
 ) -> Result<u32, PowerError> {
     selector.validate()?;
     let first = measurements.first().ok_or(PowerError::NoMeasurements)?;
-    let max_limit = measurements
-        .iter()
-        .map(|m| m.power_limit)
-        .max()
-        .unwrap_or(first.power_limit);
-    let argmin = |key: &dyn Fn(&PowerLimitMeasurement) -> f64| -> u32 {
-        let mut best = first;
-        for m in &measurements[1..] {
-            if key(m) < key(best) {
-                best = m;
+    let max_limit = max_limit(measurements, first);
+    Ok(match objective(selector, max_limit, gpu_count) {
+        Some(key) => {
+            let mut best = first;
+            for m in &measurements[1..] {
+                if key(m) < key(best) {
+                    best = m;
+                }
             }
+            best.power_limit
         }
-        best.power_limit
-    };
-    Ok(match *selector {
-        Selector::Energy => argmin(&|m| m.energy),
-        Selector::Time => argmin(&|m| m.time),
-        Selector::ZeusCost { eta, max_power } => {
-            let max_power = max_power.unwrap_or(f64::from(max_limit) * f64::from(gpu_count.max(1)));
-            argmin(&|m| zeus_cost(m.energy, m.time, eta, max_power))
-        }
-        Selector::MaxSlowdown { factor } => {
-            let reference = measurements
-                .iter()
-                .find(|m| m.power_limit == max_limit)
-                .map(|m| m.time)
-                .unwrap_or(first.time);
+        None => {
+            let factor = slowdown_factor(selector);
+            let reference = slowdown_reference(measurements, max_limit, first);
             measurements
                 .iter()
                 .filter(|m| m.time <= factor * reference)
@@ -398,6 +425,121 @@ pub fn select(
                 .unwrap_or(max_limit)
         }
     })
+}
+
+/// The highest limit of `measurements` (`first`'s when they hold no other).
+fn max_limit(measurements: &[PowerLimitMeasurement], first: &PowerLimitMeasurement) -> u32 {
+    measurements
+        .iter()
+        .map(|m| m.power_limit)
+        .max()
+        .unwrap_or(first.power_limit)
+}
+
+/// The time a [`Selector::MaxSlowdown`] compares with: the highest limit's.
+fn slowdown_reference(
+    measurements: &[PowerLimitMeasurement],
+    max_limit: u32,
+    first: &PowerLimitMeasurement,
+) -> f64 {
+    measurements
+        .iter()
+        .find(|m| m.power_limit == max_limit)
+        .map(|m| m.time)
+        .unwrap_or(first.time)
+}
+
+fn slowdown_factor(selector: &Selector) -> f64 {
+    match *selector {
+        Selector::MaxSlowdown { factor } => factor,
+        _ => f64::INFINITY,
+    }
+}
+
+/// What a selector minimises over the measurements (the highest measured limit
+/// `max_limit`, W), and the weight of energy in it; `None` for
+/// [`Selector::MaxSlowdown`], which minimises no quantity.
+#[allow(clippy::type_complexity)]
+fn objective(
+    selector: &Selector,
+    max_limit: u32,
+    gpu_count: u32,
+) -> Option<Box<dyn Fn(&PowerLimitMeasurement) -> f64>> {
+    match *selector {
+        Selector::Energy => Some(Box::new(|m| m.energy)),
+        Selector::Time => Some(Box::new(|m| m.time)),
+        Selector::ZeusCost { eta, max_power } => {
+            let max_power = max_power.unwrap_or(f64::from(max_limit) * f64::from(gpu_count.max(1)));
+            Some(Box::new(move |m| {
+                zeus_cost(m.energy, m.time, eta, max_power)
+            }))
+        }
+        Selector::MaxSlowdown { .. } => None,
+    }
+}
+
+/// The weight of energy in a selector's objective (how much of an energy bound
+/// its comparison inherits).
+fn energy_weight(selector: &Selector) -> f64 {
+    match *selector {
+        Selector::Energy => 1.0,
+        Selector::ZeusCost { eta, .. } => eta,
+        Selector::Time | Selector::MaxSlowdown { .. } => 0.0,
+    }
+}
+
+/// Whether a profile may stop after `measured` (in profiling order: from the
+/// highest limit down): its last `rises` limits each cost more than the cheapest
+/// limit profiled before them, by more than both their energies' bounds allow
+/// (`bound_j(limit_w)`: the half-width of a limit's measured energy, J over its
+/// window, 0 where the host measured none), under the selector's objective
+/// (for [`Selector::MaxSlowdown`]: each slower than the selector allows). A
+/// limit that is cheaper, or within the bounds, starts the count over.
+///
+/// The cost of a limit is near-unimodal from the maximum down (time grows as the
+/// limit drops), so the limits left would rarely be chosen; [`select`] then picks
+/// among those profiled. `rises == 0` never stops.
+pub fn profile_settled(
+    selector: &Selector,
+    rises: u32,
+    measured: &[PowerLimitMeasurement],
+    bound_j: &dyn Fn(u32) -> f64,
+    gpu_count: u32,
+) -> bool {
+    let Some(first) = measured.first() else {
+        return false;
+    };
+    if rises == 0 || selector.validate().is_err() {
+        return false;
+    }
+    let max_limit = max_limit(measured, first);
+    let mut risen = 0u32;
+    match objective(selector, max_limit, gpu_count) {
+        Some(key) => {
+            let weight = energy_weight(selector);
+            let mut best = first;
+            for m in &measured[1..] {
+                let (cost, least) = (key(m), key(best));
+                if cost < least {
+                    best = m;
+                    risen = 0;
+                } else if cost - least
+                    > weight * (bound_j(m.power_limit) + bound_j(best.power_limit))
+                {
+                    risen += 1;
+                } else {
+                    risen = 0;
+                }
+            }
+        }
+        None => {
+            let limit = slowdown_factor(selector) * slowdown_reference(measured, max_limit, first);
+            for m in measured {
+                risen = if m.time > limit { risen + 1 } else { 0 };
+            }
+        }
+    }
+    risen >= rises
 }
 
 /// Where the optimizer is.
@@ -484,6 +626,14 @@ pub struct PowerOptimizer {
     /// [`PowerOptimizer::lengthen_window`]).
     #[serde(default, skip_serializing_if = "is_zero")]
     lengthened_by: u32,
+    /// The host's bound on the open window's energy, J over the window as it
+    /// stands (see [`PowerOptimizer::bound_window`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    open_bound_j: Option<f64>,
+    /// The bounds of the measured windows, `(limit W, J over the measurement)`,
+    /// for the windows the host bounded.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    bounds_j: Vec<(u32, f64)>,
 }
 
 fn is_zero(v: &u32) -> bool {
@@ -546,6 +696,8 @@ impl PowerOptimizer {
             measurements: Vec::new(),
             current_mw: None,
             lengthened_by: 0,
+            open_bound_j: None,
+            bounds_j: Vec::new(),
         };
         let mut actions = Vec::new();
         opt.set(opt.max_mw(), &mut actions);
@@ -700,8 +852,34 @@ impl PowerOptimizer {
         }
     }
 
+    /// The half-width of the open window's energy as the host's meter measured
+    /// it, J over the window as it stands (lengthening included): the window's
+    /// measurement carries it, scaled the same way, and the early end of a
+    /// profile ([`PowerSettings::stop_after_rises`]) counts a limit as costlier
+    /// only beyond it. A later call replaces it. Answers whether a window was open
+    /// and the bound is a finite number >= 0.
+    pub fn bound_window(&mut self, uncertainty_j: f64) -> bool {
+        let ok = matches!(self.state, PowerState::Profiling { .. })
+            && uncertainty_j.is_finite()
+            && uncertainty_j >= 0.0;
+        if ok {
+            self.open_bound_j = Some(uncertainty_j);
+        }
+        ok
+    }
+
+    /// The bound of the last measured window of `limit_w`, J (0 when unbounded).
+    fn bound_of(&self, limit_w: u32) -> f64 {
+        self.bounds_j
+            .iter()
+            .rev()
+            .find(|(w, _)| *w == limit_w)
+            .map_or(0.0, |(_, u)| *u)
+    }
+
     fn begin_window(&mut self, limit_mw: u32, at: Reading, actions: &mut Vec<Action>) {
         self.lengthened_by = 0;
+        self.open_bound_j = None;
         self.state = PowerState::Profiling {
             limit_mw,
             steps: self.settings.profile_steps,
@@ -743,10 +921,23 @@ impl PowerOptimizer {
                     steps,
                 };
                 self.lengthened_by = 0;
+                if let Some(u) = self.open_bound_j.take() {
+                    self.bounds_j.push((measurement.power_limit, u * scale));
+                }
                 self.measurements.push(measurement);
                 actions.push(Action::EndWindow { measurement });
                 let index = self.limits_mw.iter().position(|&l| l == limit_mw);
-                match index.and_then(|i| self.limits_mw.get(i + 1)).copied() {
+                let settled = self.settings.stop_after_rises.is_some_and(|rises| {
+                    profile_settled(
+                        &self.settings.selector,
+                        rises,
+                        &self.measurements,
+                        &|w| self.bound_of(w),
+                        self.gpu_count,
+                    )
+                });
+                let next = index.and_then(|i| self.limits_mw.get(i + 1)).copied();
+                match next.filter(|_| !settled) {
                     Some(next) => self.warm_up(next, at, &mut actions),
                     None => {
                         let watts =
@@ -815,6 +1006,7 @@ mod tests {
             profile_steps: profile,
             pl_step: 25,
             selector,
+            stop_after_rises: None,
         }
     }
 
@@ -1428,6 +1620,131 @@ mod tests {
             .uncertain
             .is_empty());
         assert_eq!(opt.bounded_profile(16, "g", &[]), opt.profile(16, "g"));
+    }
+
+    #[test]
+    fn a_profile_settles_after_its_rises_in_a_row_beyond_their_bounds() {
+        let none = |_: u32| 0.0;
+        // Energy: 175 W 1000, 150 W 900 (best), 125 W 950, 100 W 980: two rises.
+        let ms = [
+            m(175, 1000.0, 4.0),
+            m(150, 900.0, 4.2),
+            m(125, 950.0, 4.8),
+            m(100, 980.0, 6.0),
+        ];
+        let settled = |k, n: usize, bound: &dyn Fn(u32) -> f64| {
+            profile_settled(&Selector::Energy, k, &ms[..n], bound, 1)
+        };
+        assert!(!settled(1, 2, &none), "the best so far is not a rise");
+        assert!(settled(1, 3, &none));
+        assert!(!settled(2, 3, &none));
+        assert!(settled(2, 4, &none));
+        assert!(!settled(0, 4, &none), "0 never settles");
+        assert!(!profile_settled(&Selector::Energy, 1, &[], &none, 1));
+        // Bounds of 30 J each: 125 W is within 60 J of 150 W, so the count
+        // starts over; 100 W (80 J over) is a rise again.
+        let wide = |_: u32| 30.0;
+        assert!(!settled(1, 3, &wide));
+        assert!(settled(1, 4, &wide));
+        assert!(!settled(2, 4, &wide));
+        // The Zeus cost weighs the energy's bound by eta: time rises are exact.
+        let zc = Selector::ZeusCost {
+            eta: 0.0,
+            max_power: None,
+        };
+        assert!(profile_settled(&zc, 2, &ms[..3], &|_| 1e9, 1));
+        // Max slowdown: limits slower than allowed count.
+        let slow = Selector::MaxSlowdown { factor: 1.1 };
+        assert!(!profile_settled(&slow, 1, &ms[..2], &none, 1));
+        assert!(profile_settled(&slow, 2, &ms, &none, 1));
+        // A broken selector never settles (and never panics).
+        let bad = Selector::ZeusCost {
+            eta: f64::NAN,
+            max_power: None,
+        };
+        assert!(!profile_settled(&bad, 1, &ms, &none, 1));
+    }
+
+    /// Seven limits, 250 W down to 100 W.
+    const SEVEN: LimitConstraints = LimitConstraints {
+        min_mw: 100_000,
+        max_mw: 250_000,
+    };
+
+    /// An energy-selecting optimizer on [`SEVEN`] that ends its profile after `rises`.
+    fn ending_after(rises: u32) -> (PowerOptimizer, PowerSettings) {
+        let s = PowerSettings {
+            stop_after_rises: Some(rises),
+            ..settings(0, 1, 4, Selector::Energy)
+        };
+        (PowerOptimizer::new(s, SEVEN, 1).unwrap().0, s)
+    }
+
+    #[test]
+    fn stop_after_rises_ends_the_profile_at_the_cheapest_so_far() {
+        let (mut opt, s) = ending_after(2);
+        let mut clock = r(0, 0);
+        // 250 W, 225 W (cheapest), then 200 W and 175 W draw more: done there,
+        // without 150, 125 and 100 W.
+        steps(&mut opt, &mut clock, 6, 200);
+        steps(&mut opt, &mut clock, 5, 150);
+        steps(&mut opt, &mut clock, 5, 160);
+        let a = steps(&mut opt, &mut clock, 5, 170);
+        assert_eq!(
+            a[a.len() - 2..],
+            [
+                Action::SetPowerLimit { limit_mw: 225_000 },
+                Action::Optimal { limit_mw: 225_000 }
+            ]
+        );
+        assert_eq!(opt.measurements().len(), 4);
+        assert_eq!(opt.profile(8, "X").unwrap().measurements.len(), 4);
+        // Without the setting every limit is profiled.
+        let (mut full, _) =
+            PowerOptimizer::new(settings(0, 1, 4, Selector::Energy), SEVEN, 1).unwrap();
+        let mut clock = r(0, 0);
+        for watts in [200, 150, 160, 170, 180, 190, 195] {
+            steps(&mut full, &mut clock, 5 + u32::from(watts == 200), watts);
+        }
+        assert_eq!(full.optimal_limit_mw(), Some(225_000));
+        assert_eq!(full.measurements().len(), 7);
+        // The stored form keeps the setting; an old one (no field) reads as None.
+        let text = serde_json::to_string(&s).unwrap();
+        assert!(text.contains("\"stop_after_rises\":2"), "{text}");
+        assert!(!serde_json::to_string(&PowerSettings::default())
+            .unwrap()
+            .contains("stop_after_rises"));
+        let bad = PowerSettings {
+            stop_after_rises: Some(0),
+            ..s
+        };
+        assert!(matches!(
+            bad.validate(),
+            Err(PowerError::InvalidSetting(e)) if e.field == "stop_after_rises"
+        ));
+    }
+
+    #[test]
+    fn a_bounded_window_is_no_rise_within_its_bound() {
+        let (mut opt, _) = ending_after(1);
+        assert!(!opt.bound_window(1.0), "no window open");
+        let mut clock = r(0, 0);
+        // 250 W: 80 J over its window; 225 W: 84 J, but both within 3 J.
+        steps(&mut opt, &mut clock, 2, 200);
+        assert!(opt.bound_window(3.0));
+        assert!(!opt.bound_window(f64::NAN));
+        steps(&mut opt, &mut clock, 4, 200);
+        steps(&mut opt, &mut clock, 1, 210);
+        assert!(opt.bound_window(3.0));
+        steps(&mut opt, &mut clock, 4, 210);
+        assert!(!opt.is_done(), "within the bounds: profiling goes on");
+        // 200 W draws far more: a rise beyond any bound ends it at 250 W.
+        let a = steps(&mut opt, &mut clock, 5, 300);
+        assert_eq!(a.last(), Some(&Action::Optimal { limit_mw: 250_000 }));
+        assert_eq!(opt.measurements().len(), 3);
+        let text = serde_json::to_string(&opt).unwrap();
+        let back: PowerOptimizer = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, opt);
     }
 
     #[test]

@@ -2,7 +2,9 @@
 
 mod sim_common;
 
+use wattwise_core::policy::Policy;
 use wattwise_core::sim::baseline::{default_baseline, oracle, profiled_first_run};
+use wattwise_core::sim::simulator::wattwise_profile;
 
 #[test]
 fn oracle_on_v100_at_eta_half_matches_the_table() {
@@ -53,16 +55,28 @@ fn where_the_default_is_the_oracle_a_profiled_first_run_puts_every_policy_over_i
         default_baseline(&job, 0.5).unwrap(),
     );
     assert_eq!((o.batch_size, o.power_limit), (d.batch_size, d.power_limit));
-    let first = profiled_first_run(&job, 0.5).unwrap();
+    let first = profiled_first_run(&job, 0.5, Policy::Zeus).unwrap();
     assert!(first > d.cost, "{first} against {}", d.cost);
     assert!(first + 49.0 * o.cost > 50.0 * d.cost);
+    // wattwise's profile ends after two limits in a row costlier beyond their
+    // bounds (175 and 150 W; 225 and 200 W are within them of 260 W): it skips
+    // 125 and 100 W, the costliest, but the limits it profiles are still an excess.
+    let bs = job.batch_size(128).unwrap();
+    assert_eq!(wattwise_profile(bs, 0.5), Some((260, 6)));
+    let short = profiled_first_run(&job, 0.5, Policy::Wattwise).unwrap();
+    assert!(short > d.cost, "{short} against {}", d.cost);
+    assert!(short + 49.0 * o.cost > 50.0 * d.cost);
+    assert!(
+        short - d.cost < 0.2 * (first - d.cost),
+        "{short} against {first}"
+    );
     // Where the oracle is cheaper than the default by enough, the floor is under it.
     let job = sim_common::job("squad", "a40");
     let (o, d) = (
         oracle(&job, 0.2).unwrap(),
         default_baseline(&job, 0.2).unwrap(),
     );
-    let first = profiled_first_run(&job, 0.2).unwrap();
+    let first = profiled_first_run(&job, 0.2, Policy::Zeus).unwrap();
     assert!(first >= o.cost);
     assert!(first + 49.0 * o.cost < 50.0 * d.cost);
 }

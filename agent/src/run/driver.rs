@@ -36,7 +36,7 @@ pub struct EpochTotals {
 
 /// A profile window's energy is measured well enough when its bound is under
 /// this fraction of it.
-pub const WINDOW_BOUND: f64 = 0.02;
+pub const WINDOW_BOUND: f64 = wattwise_core::power::PROFILE_WINDOW_BOUND;
 /// A window is lengthened (doubled) at most this many times.
 pub const MAX_LENGTHENINGS: u32 = 4;
 
@@ -45,6 +45,19 @@ struct OpenWindow {
     begin: energy_meter::Reading,
     steps: u32,
     lengthened: u32,
+}
+
+impl OpenWindow {
+    /// The window's energy from its begin to `at`, with its bound.
+    fn so_far(
+        &self,
+        gpus: &dyn Gpus,
+        meter: &mut Stopwatch,
+        at: Reading,
+    ) -> Result<energy_meter::Measurement, GpuError> {
+        let now = meter.reading_at(gpus, Duration::from_millis(at.time_ms))?;
+        Ok(meter.measurement(&self.begin, &now))
+    }
 }
 
 /// The run loop's state: the power limit optimizer, the job's GPUs, the epochs
@@ -124,18 +137,14 @@ impl Driver {
         meter: &mut Stopwatch,
         at: Reading,
     ) -> Result<(), GpuError> {
-        let closing = matches!(
-            self.optimizer.state(),
-            PowerState::Profiling { steps: 1, .. }
-        );
+        let closing = self.closing();
         let Some(w) = self.window.as_mut().filter(|_| self.guard && closing) else {
             return Ok(());
         };
         if w.lengthened >= MAX_LENGTHENINGS {
             return Ok(());
         }
-        let now = meter.reading_at(gpus, Duration::from_millis(at.time_ms))?;
-        let m = meter.measurement(&w.begin, &now);
+        let m = w.so_far(gpus, meter, at)?;
         let steps = f64::from(w.steps);
         let (e, u) = (m.total_j / steps, m.total_uncertainty_j / steps);
         let wide = m.warning.is_some() || u > WINDOW_BOUND * e;
@@ -161,6 +170,31 @@ impl Driver {
             self.lengthenings += 1;
         }
         Ok(())
+    }
+
+    /// Before a step beginning that closes the open window: gives the optimizer
+    /// the meter's bound on the window's energy, so that its profile ends early
+    /// ([`wattwise_core::power::PowerSettings::stop_after_rises`]) only on limits
+    /// costlier beyond their bounds.
+    fn bound_closing_window(
+        &mut self,
+        gpus: &dyn Gpus,
+        meter: &mut Stopwatch,
+        at: Reading,
+    ) -> Result<(), GpuError> {
+        if let Some(w) = self.window.as_ref().filter(|_| self.closing()) {
+            let m = w.so_far(gpus, meter, at)?;
+            self.optimizer.bound_window(m.total_uncertainty_j);
+        }
+        Ok(())
+    }
+
+    /// Whether the next step beginning closes the open window.
+    fn closing(&self) -> bool {
+        matches!(
+            self.optimizer.state(),
+            PowerState::Profiling { steps: 1, .. }
+        )
     }
 
     /// Follows the optimizer's windows with the meter: a window's begin
@@ -257,6 +291,7 @@ impl Driver {
                     let mut meter = meter;
                     if let Some(m) = meter.as_deref_mut() {
                         self.lengthen_if_uncertain(gpus, m, reading)?;
+                        self.bound_closing_window(gpus, m, reading)?;
                     }
                     let a = self.optimizer.step_begin(reading);
                     self.follow_windows(gpus, meter.as_deref_mut(), &a, reading)?;
@@ -456,6 +491,7 @@ mod tests {
             profile_steps: 5,
             pl_step: 50,
             selector: Selector::Energy,
+            stop_after_rises: None,
         };
         let limits = g.limit_constraints(0).unwrap();
         let (opt, actions) = PowerOptimizer::new(settings, limits, 1).unwrap();

@@ -16,13 +16,15 @@
 //! profile_steps = 40
 //! pl_step = 25
 //! selector = { kind = "zeus_cost", eta = 0.5 }   # energy | time | zeus_cost | max_slowdown
+//! stop_after_rises = 2     # end the profile after 2 costlier limits in a row
+//!                          # (wattwise's policy: 2 unless set; Zeus's: every limit)
 //! ```
 //!
 //! The GPU fields of the spec (`gpu_model`, `number_of_gpus`, `max_power`) come
 //! from NVML, never from the file.
 
 use wattwise_core::policy::{Policy, UnknownPolicy};
-use wattwise_core::power::{PowerSettings, Selector};
+use wattwise_core::power::{PowerSettings, Selector, WATTWISE_STOP_AFTER_RISES};
 use wattwise_core::spec::JobSpec;
 
 /// Spec fields the file may set.
@@ -81,12 +83,14 @@ impl JobFile {
         let mut spec = serde_json::Map::new();
         let mut power = None;
         let mut selector_given = false;
+        let mut rises_given = false;
         for (key, value) in table {
             if key == "power" {
                 let t = value
                     .as_table()
                     .ok_or_else(|| JobFileError("power: must be a table".into()))?;
                 selector_given = t.contains_key("selector");
+                rises_given = t.contains_key("stop_after_rises");
                 let json = serde_json::to_value(t).map_err(|e| JobFileError(e.to_string()))?;
                 let settings: PowerSettings = serde_json::from_value(json)
                     .map_err(|e| JobFileError(format!("power: {e}")))?;
@@ -124,6 +128,13 @@ impl JobFile {
         spec.entry("policy".to_string())
             .or_insert_with(|| Policy::Wattwise.name().into());
         let mut power = power.unwrap_or_default();
+        // wattwise's policy ends its profile once the limits' cost has risen
+        // (the simulator models its jobs so); Zeus's profiles every limit.
+        if !rises_given
+            && spec.get("policy").and_then(|v| v.as_str()) == Some(Policy::Wattwise.name())
+        {
+            power.stop_after_rises = Some(WATTWISE_STOP_AFTER_RISES);
+        }
         if !selector_given {
             let eta = spec.get("eta_knob").and_then(|v| v.as_f64()).unwrap_or(0.5);
             power.selector = Selector::ZeusCost {
@@ -232,6 +243,23 @@ mod tests {
         assert_eq!(power.profile_steps, 5);
         assert_eq!(power.warmup_steps, 10);
         assert_eq!(power.selector, Selector::MaxSlowdown { factor: 1.1 });
+    }
+
+    #[test]
+    fn wattwise_ends_its_profile_early_and_zeus_profiles_every_limit() {
+        let rises = |extra| with(extra).unwrap().power.stop_after_rises;
+        assert_eq!(rises(""), Some(WATTWISE_STOP_AFTER_RISES));
+        assert_eq!(
+            rises("policy = \"wattwise\"\n"),
+            Some(WATTWISE_STOP_AFTER_RISES)
+        );
+        assert_eq!(rises("policy = \"zeus\"\n"), None);
+        assert_eq!(rises("[power]\nstop_after_rises = 4\n"), Some(4));
+        assert_eq!(
+            rises("policy = \"zeus\"\n[power]\nstop_after_rises = 1\n"),
+            Some(1)
+        );
+        assert!(error_of("[power]\nstop_after_rises = 0\n").contains("stop_after_rises"));
     }
 
     #[test]

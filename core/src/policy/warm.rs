@@ -32,7 +32,7 @@
 //! turned back before them, where costs rose). Once the
 //! walk is over, Thompson sampling chooses among the batch sizes predicted within
 //! [`crate::policy::wattwise::CANDIDATE_MARGIN`] of the best, each drawn around
-//! its prediction with the uncertainty of its mean epochs.
+//! its prediction with [`DRAW_SPREAD`] of the uncertainty of its mean epochs.
 //!
 //! # Staying safe when the others' knowledge is wrong
 //!
@@ -72,6 +72,12 @@ pub const PROBE_GAIN_EPOCHS: f64 = 2.0;
 /// A cost per epoch this much above the next batch size's is a rising trend
 /// (smaller differences are within a profile's noise).
 pub const RISE_MIN: f64 = 0.015;
+/// Thompson sampling of the warm start draws each candidate around its
+/// prediction with this fraction of the prediction's standard error: the
+/// others' runs already settled most of the question, and on a workload whose
+/// batch sizes cost within a few percent of each other (squad) full draws keep
+/// paying for batch sizes 2-3% dearer (BENCHMARKS.md, issue 27).
+pub const DRAW_SPREAD: f64 = 0.25;
 /// The lowest cost per epoch a smaller batch size may have, relative to the
 /// larger one next to it (a smaller batch is rarely cheaper per epoch).
 pub const DOWN_OPTIMISM: f64 = 0.7;
@@ -373,7 +379,7 @@ pub fn next(
         .collect();
     if candidates.len() > 1 {
         for &(i, cost, rel) in &candidates {
-            let draw = rng.normal(cost, rel * cost);
+            let draw = rng.normal(cost, DRAW_SPREAD * rel * cost);
             if draw < choice.1 {
                 choice = (i, draw);
             }

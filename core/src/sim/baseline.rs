@@ -10,8 +10,10 @@
 use serde::{Deserialize, Serialize};
 
 use super::error::SimError;
+use super::simulator::{profiled_epoch, wattwise_profile};
 use super::workload::{BatchSizeTrace, JobTrace, PowerPoint};
 use crate::cost::zeus_cost;
+use crate::policy::Policy;
 
 /// A fixed configuration and what one recurrence costs with it, in expectation.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
@@ -106,20 +108,29 @@ pub fn oracle(job: &JobTrace, eta_knob: f64) -> Result<Baseline, SimError> {
     })
 }
 
-/// The least expected cost of a job's first run: whichever batch size and power
-/// limit it runs at, its first epoch is the power profile, spread over every
-/// power limit (as the simulator and the agent measure it). A policy's expected
-/// cost over `r` recurrences is at least this plus `r - 1` times the oracle's:
-/// where the default configuration is the oracle's, no policy that profiles
-/// costs as little as the default.
-pub fn profiled_first_run(job: &JobTrace, eta_knob: f64) -> Result<f64, SimError> {
+/// The least expected cost of a job's first run under `policy`: whichever batch
+/// size it runs, its first epoch is the power profile. Under Zeus's policy the
+/// profile spreads the epoch over every power limit and the run may go on at any
+/// limit; under wattwise's the profile visits the limits from the highest down
+/// until it settles ([`crate::sim::simulator::wattwise_profile`]: `1 / n` of the
+/// epoch each) and the run goes on at the limit it chose (the simulator's model
+/// of either). A policy's expected cost over `r` recurrences is at least this
+/// plus `r - 1` times the oracle's: where the default configuration is the
+/// oracle's, no policy that profiles costs as little as the default.
+pub fn profiled_first_run(job: &JobTrace, eta_knob: f64, policy: Policy) -> Result<f64, SimError> {
     let mut best: Option<f64> = None;
     for bs in &job.batch_sizes {
-        let n = bs.limits.len() as f64;
-        let e1 = bs.limits.iter().map(|p| p.energy_per_epoch).sum::<f64>() / n;
-        let t1 = bs.limits.iter().map(|p| p.time_per_epoch).sum::<f64>() / n;
-        for point in &bs.limits {
+        let runs_at: Vec<(&PowerPoint, usize)> = if policy == Policy::Zeus {
+            bs.limits.iter().map(|p| (p, bs.limits.len())).collect()
+        } else {
+            wattwise_profile(bs, eta_knob)
+                .and_then(|(pl, visited)| Some((bs.at(pl)?, visited)))
+                .into_iter()
+                .collect()
+        };
+        for (point, visited) in runs_at {
             if let Some(b) = expected(job, bs, point, eta_knob) {
+                let (e1, t1) = profiled_epoch(bs, point, visited);
                 let extra = zeus_cost(
                     e1 - point.energy_per_epoch,
                     t1 - point.time_per_epoch,

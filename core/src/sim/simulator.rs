@@ -22,6 +22,9 @@ use crate::job::JobState;
 use crate::policy::shared::SharedEpochs;
 use crate::policy::shared::WarmState;
 use crate::policy::Policy;
+use crate::power::{
+    profile_settled, select, PowerLimitMeasurement, PowerSettings, PROFILE_WINDOW_BOUND,
+};
 use crate::rng::unbiased_index;
 use crate::spec::JobSpec;
 use crate::wire::{
@@ -120,13 +123,20 @@ impl PathRng {
     }
 }
 
-/// Energy and time of the first `epochs` epochs of a run at `point`; a run that
-/// profiles splits its first epoch evenly over every power limit.
-fn energy_time(bs: &BatchSizeTrace, point: &PowerPoint, profile: bool, epochs: f64) -> (f64, f64) {
-    if profile {
-        let n = bs.limits.len() as f64;
-        let e1 = bs.limits.iter().map(|p| p.energy_per_epoch).sum::<f64>() / n;
-        let t1 = bs.limits.iter().map(|p| p.time_per_epoch).sum::<f64>() / n;
+/// Energy and time of the first `epochs` epochs of a run at `point`. A run that
+/// profiles (`profiled`: how many limits its profile visited, from the highest
+/// down) spends `1 / n` of its first epoch at each visited limit of the `n`,
+/// the rest of it at `point`: under Zeus's policy every limit is visited (Zeus's
+/// simulator: the first epoch split evenly over every limit), under wattwise's
+/// the profile ends early ([`crate::power::profile_settled`]).
+fn energy_time(
+    bs: &BatchSizeTrace,
+    point: &PowerPoint,
+    profiled: Option<usize>,
+    epochs: f64,
+) -> (f64, f64) {
+    if let Some(visited) = profiled {
+        let (e1, t1) = profiled_epoch(bs, point, visited);
         (
             e1 + point.energy_per_epoch * (epochs - 1.0),
             t1 + point.time_per_epoch * (epochs - 1.0),
@@ -137,6 +147,56 @@ fn energy_time(bs: &BatchSizeTrace, point: &PowerPoint, profile: bool, epochs: f
             point.time_per_epoch * epochs,
         )
     }
+}
+
+/// Energy and time of a first epoch that profiles the `visited` highest limits
+/// of `bs` (`1 / n` of the epoch each, of the `n`) and runs the rest of it at
+/// `point`.
+pub(crate) fn profiled_epoch(
+    bs: &BatchSizeTrace,
+    point: &PowerPoint,
+    visited: usize,
+) -> (f64, f64) {
+    let n = bs.limits.len();
+    let rest = n.saturating_sub(visited) as f64 / n as f64;
+    let slices = &bs.limits[n.saturating_sub(visited)..];
+    let n = n as f64;
+    (
+        slices.iter().map(|p| p.energy_per_epoch).sum::<f64>() / n + point.energy_per_epoch * rest,
+        slices.iter().map(|p| p.time_per_epoch).sum::<f64>() / n + point.time_per_epoch * rest,
+    )
+}
+
+/// The power limit a wattwise job's profile of `bs` selects at `eta`, and how
+/// many limits it visited (from the highest down): the agent's rule
+/// ([`PowerSettings::wattwise`]) on the trace's epochs, each limit's energy
+/// bounded by [`PROFILE_WINDOW_BOUND`] of it (the bound the agent lengthens its
+/// windows to).
+pub fn wattwise_profile(bs: &BatchSizeTrace, eta: f64) -> Option<(u32, usize)> {
+    let settings = PowerSettings::wattwise(eta);
+    let mut measured = Vec::with_capacity(bs.limits.len());
+    for p in bs.limits.iter().rev() {
+        measured.push(PowerLimitMeasurement {
+            power_limit: p.power_limit,
+            energy: p.energy_per_epoch,
+            time: p.time_per_epoch,
+            steps: 1,
+        });
+        let settled = settings.stop_after_rises.is_some_and(|rises| {
+            let bound = |w: u32| {
+                measured
+                    .iter()
+                    .find(|m| m.power_limit == w)
+                    .map_or(0.0, |m| m.energy * PROFILE_WINDOW_BOUND)
+            };
+            profile_settled(&settings.selector, rises, &measured, &bound, 1)
+        });
+        if settled {
+            break;
+        }
+    }
+    let pl = select(&settings.selector, &measured, 1).ok()?;
+    Some((pl, measured.len()))
 }
 
 /// Python's float floor division `a // b` (for `b > 0`), bit for bit.
@@ -171,8 +231,9 @@ struct Engine<'a> {
     job: &'a JobTrace,
     cfg: SimConfig,
     rng: PathRng,
-    /// Best power limit per batch size (index into `job.batch_sizes`), once profiled.
-    best_pl: Vec<Option<u32>>,
+    /// Best power limit per batch size (index into `job.batch_sizes`), once
+    /// profiled, and how many limits its profile visited.
+    best_pl: Vec<Option<(u32, usize)>>,
 }
 
 impl<'a> Engine<'a> {
@@ -194,26 +255,36 @@ impl<'a> Engine<'a> {
         Ok((i, &self.job.batch_sizes[i]))
     }
 
-    /// The power limit to run a batch size at, and whether this run profiles
-    /// the power limits first (the batch size's first run).
-    fn power_limit(&mut self, i: usize, bs: &BatchSizeTrace) -> Result<(u32, bool), SimError> {
-        if let Some(pl) = self.best_pl[i] {
-            return Ok((pl, false));
+    /// The power limit to run a batch size at under `policy`, and how many limits
+    /// this run profiles first (the batch size's first run; `None` after it).
+    fn power_limit(
+        &mut self,
+        i: usize,
+        bs: &BatchSizeTrace,
+        policy: Policy,
+    ) -> Result<(u32, Option<usize>), SimError> {
+        if let Some((pl, _)) = self.best_pl[i] {
+            return Ok((pl, None));
         }
-        // Epoch cost of every power limit, visited from high to low; the first
-        // strictly cheaper one wins, so ties go to the higher limit.
         let eta = self.cfg.eta_knob;
-        let max_pl = bs.max_power_limit() as f64;
-        let mut best: Option<(u32, f64)> = None;
-        for p in bs.limits.iter().rev() {
-            let cost = (eta * p.average_power + (1.0 - eta) * max_pl) * p.time_per_epoch;
-            if best.is_none_or(|(_, c)| c > cost) {
-                best = Some((p.power_limit, cost));
+        let chosen = if policy == Policy::Zeus {
+            // Epoch cost of every power limit, visited from high to low; the first
+            // strictly cheaper one wins, so ties go to the higher limit.
+            let max_pl = bs.max_power_limit() as f64;
+            let mut best: Option<(u32, f64)> = None;
+            for p in bs.limits.iter().rev() {
+                let cost = (eta * p.average_power + (1.0 - eta) * max_pl) * p.time_per_epoch;
+                if best.is_none_or(|(_, c)| c > cost) {
+                    best = Some((p.power_limit, cost));
+                }
             }
-        }
-        let (pl, _) = best.ok_or(SimError::NoPowerLimit(bs.batch_size))?;
-        self.best_pl[i] = Some(pl);
-        Ok((pl, true))
+            best.map(|(pl, _)| (pl, bs.limits.len()))
+        } else {
+            wattwise_profile(bs, eta)
+        };
+        let (pl, visited) = chosen.ok_or(SimError::NoPowerLimit(bs.batch_size))?;
+        self.best_pl[i] = Some((pl, visited));
+        Ok((pl, Some(visited)))
     }
 
     /// Samples a training path of `bs` at `pl`: its power point and the epoch
@@ -241,7 +312,7 @@ impl<'a> Engine<'a> {
         bs: &BatchSizeTrace,
         pl: u32,
         cost_ub: f64,
-        profile: bool,
+        profile: Option<usize>,
     ) -> Result<RunOutcome, SimError> {
         let (point, target_epoch) = self.sample_path(bs, pl)?;
         let job_max = self.job.workload.max_epochs as f64;
@@ -293,7 +364,7 @@ impl<'a> Engine<'a> {
         trial: &TrialId,
         bs: &'a BatchSizeTrace,
         pl: u32,
-        profile: bool,
+        profile: Option<usize>,
         now_ms: i64,
     ) -> Result<RunOutcome, SimError> {
         self.run_epochs(state, bs, pl, profile, |_, state, epoch, run| {
@@ -321,7 +392,7 @@ impl<'a> Engine<'a> {
         state: &mut JobState,
         bs: &'a BatchSizeTrace,
         pl: u32,
-        profile: bool,
+        profile: Option<usize>,
         mut stop: impl FnMut(&Self, &mut JobState, u32, &RunOutcome) -> Result<bool, SimError>,
     ) -> Result<RunOutcome, SimError> {
         let (point, target_epoch) = self.start_reported(state, bs, pl, profile)?;
@@ -348,11 +419,11 @@ impl<'a> Engine<'a> {
         state: &mut JobState,
         bs: &'a BatchSizeTrace,
         pl: u32,
-        profile: bool,
+        profile: Option<usize>,
     ) -> Result<(&'a PowerPoint, Option<f64>), SimError> {
         let (point, target_epoch) = self.sample_path(bs, pl)?;
-        if profile {
-            self.post_profile(state, bs)?;
+        if let Some(visited) = profile {
+            self.post_profile(state, bs, visited)?;
         }
         Ok((point, target_epoch))
     }
@@ -365,7 +436,7 @@ impl<'a> Engine<'a> {
         state: &mut JobState,
         bs: &'a BatchSizeTrace,
         pl: u32,
-        profile: bool,
+        profile: Option<usize>,
     ) -> Result<RunOutcome, SimError> {
         self.run_epochs(state, bs, pl, profile, |engine, state, epoch, run| {
             let cost = engine.cost(run.energy, run.time);
@@ -376,8 +447,14 @@ impl<'a> Engine<'a> {
     }
 
     /// Posts the power profile of a batch size's first epoch to the job, as the
-    /// GPU agent does (throughput in epochs per second: the trace has no dataset size).
-    fn post_profile(&self, state: &mut JobState, bs: &BatchSizeTrace) -> Result<(), SimError> {
+    /// GPU agent does: its `visited` limits from the highest down (throughput in
+    /// epochs per second: the trace has no dataset size).
+    fn post_profile(
+        &self,
+        state: &mut JobState,
+        bs: &BatchSizeTrace,
+        visited: usize,
+    ) -> Result<(), SimError> {
         let profile = PowerProfile {
             batch_size: bs.batch_size,
             phase: Phase::Train,
@@ -386,7 +463,7 @@ impl<'a> Engine<'a> {
                 .limits
                 .iter()
                 .rev()
-                .take(MAX_PROFILE_POINTS)
+                .take(visited.min(MAX_PROFILE_POINTS))
                 .map(|p| PowerMeasurement {
                     power_limit: p.power_limit,
                     average_power: p.average_power,
@@ -551,7 +628,7 @@ pub fn simulate_one_job_shared(
             let now_ms = (clock_s * 1000.0) as i64;
             let trial = state.predict(now_ms)?;
             let (i, bs) = engine.slice(trial.batch_size)?;
-            let (pl, profile) = engine.power_limit(i, bs)?;
+            let (pl, profile) = engine.power_limit(i, bs, policy)?;
             let run = if policy == Policy::Zeus {
                 let run = engine.run(bs, pl, cfg.beta_knob * min_cost, profile)?;
                 if run.energy == 0.0 && run.time == 0.0 && !run.reached {
@@ -725,7 +802,7 @@ impl GroupSim<'_> {
         let now_ms = (start * 1000.0) as i64;
         let trial = self.state.predict(now_ms)?;
         let (i, bs) = self.engine.slice(trial.batch_size)?;
-        let (pl, profile) = self.engine.power_limit(i, bs)?;
+        let (pl, profile) = self.engine.power_limit(i, bs, self.policy)?;
         let run = if self.policy == Policy::Zeus {
             self.engine
                 .run(bs, pl, self.engine.cfg.beta_knob * self.min_cost, profile)?

@@ -84,17 +84,24 @@ pub fn mean_cost(job: &JobTrace, s: &Setting, policy: Policy) -> f64 {
     total / (s.seeds.1 - s.seeds.0 + 1) as f64
 }
 
+/// The oracle's and the default configuration's expected cost of the setting's
+/// recurrences.
+pub fn baseline_totals(job: &JobTrace, s: &Setting) -> (f64, f64) {
+    let b = baselines(job, s.eta).expect("baselines");
+    let r = s.recurrences as f64;
+    (b.oracle.cost * r, b.default.cost * r)
+}
+
 /// Every pair under one setting.
 pub fn evaluate(pairs: &[(String, JobTrace)], s: &Setting) -> Vec<PairResult> {
     pairs
         .iter()
         .map(|(key, job)| {
-            let b = baselines(job, s.eta).expect("baselines");
-            let r = s.recurrences as f64;
+            let (oracle, default) = baseline_totals(job, s);
             PairResult {
                 key: key.clone(),
-                oracle: b.oracle.cost * r,
-                default: b.default.cost * r,
+                oracle,
+                default,
                 zeus: mean_cost(job, s, Policy::Zeus),
                 wattwise: mean_cost(job, s, Policy::Wattwise),
             }
@@ -191,4 +198,71 @@ pub fn summary_row(s: &Setting, results: &[PairResult]) -> String {
         m.wattwise_beats_default,
         (m.worst_vs_zeus - 1.0) * 100.0
     )
+}
+
+/// How the wattwise profile, which ends early
+/// ([`crate::sim::simulator::wattwise_profile`]), compares with Zeus's full
+/// profile on every batch size of `pairs` at `eta`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ProfileAgreement {
+    /// Batch sizes (over every pair).
+    pub batch_sizes: usize,
+    /// Where the early end picks another limit than the full profile.
+    pub differ: usize,
+    /// The largest epoch cost at the early pick over the full profile's.
+    pub worst: f64,
+    /// Limits profiled by the early end, over all batch sizes.
+    pub visited: usize,
+    /// Limits a full profile visits.
+    pub limits: usize,
+}
+
+/// [`ProfileAgreement`] on `pairs` at `eta`.
+pub fn profile_agreement(pairs: &[(String, JobTrace)], eta: f64) -> ProfileAgreement {
+    let mut out = ProfileAgreement {
+        batch_sizes: 0,
+        differ: 0,
+        worst: 1.0,
+        visited: 0,
+        limits: 0,
+    };
+    let selector = crate::power::Selector::ZeusCost {
+        eta,
+        max_power: None,
+    };
+    for (_, job) in pairs {
+        for bs in &job.batch_sizes {
+            let all: Vec<crate::power::PowerLimitMeasurement> = bs
+                .limits
+                .iter()
+                .rev()
+                .map(|p| crate::power::PowerLimitMeasurement {
+                    power_limit: p.power_limit,
+                    energy: p.energy_per_epoch,
+                    time: p.time_per_epoch,
+                    steps: 1,
+                })
+                .collect();
+            let full = crate::power::select(&selector, &all, 1).expect("a limit");
+            let (early, visited) =
+                crate::sim::simulator::wattwise_profile(bs, eta).expect("a limit");
+            let cost = |w: u32| {
+                let p = bs.at(w).expect("a profiled limit");
+                crate::cost::zeus_cost(
+                    p.energy_per_epoch,
+                    p.time_per_epoch,
+                    eta,
+                    bs.max_power_limit() as f64,
+                )
+            };
+            out.batch_sizes += 1;
+            out.visited += visited;
+            out.limits += all.len();
+            if early != full {
+                out.differ += 1;
+                out.worst = out.worst.max(cost(early) / cost(full));
+            }
+        }
+    }
+    out
 }

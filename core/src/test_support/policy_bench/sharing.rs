@@ -4,13 +4,13 @@
 
 use crate::policy::shared::SharedEpochs;
 use crate::policy::Policy;
-use crate::sim::baseline::{baselines, profiled_first_run};
+use crate::sim::baseline::profiled_first_run;
 use crate::sim::learning;
 use crate::sim::{
     simulate_one_job_shared, Catalog, JobTrace, SimConfig, Target, WorkloadOverrides,
 };
 
-use super::{geomean, Setting};
+use super::{baseline_totals, geomean, Setting};
 
 /// What the others taught: which knowledge a pair starts from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -151,6 +151,42 @@ fn catalog_targets(dataset: &str) -> Vec<f64> {
     out
 }
 
+/// The workload's jobs on the GPUs other than the pair's (`dataset/gpu`), and those GPUs.
+fn others_of(
+    catalog: &mut Catalog,
+    pairs: &[(String, JobTrace)],
+    key: &str,
+) -> (Vec<String>, Vec<JobTrace>) {
+    let (dataset, gpu) = key.split_once('/').expect("dataset/gpu");
+    let gpus: Vec<String> = pairs
+        .iter()
+        .filter_map(|(k, _)| k.split_once('/'))
+        .filter(|(d, g)| *d == dataset && *g != gpu)
+        .map(|(_, g)| g.to_string())
+        .collect();
+    let others = jobs_at(catalog, dataset, &gpus, None);
+    assert_eq!(others.len(), gpus.len(), "{key}");
+    (gpus, others)
+}
+
+/// A pair's result with its baselines and no costs yet.
+fn baseline_result(key: &str, job: &JobTrace, s: &Setting) -> SharingResult {
+    let (oracle, default) = baseline_totals(job, s);
+    let r = s.recurrences as f64;
+    SharingResult {
+        key: key.to_string(),
+        oracle,
+        default,
+        floor: profiled_first_run(job, s.eta, Policy::Wattwise).expect("first run")
+            + oracle * (r - 1.0) / r,
+        cold: f64::NAN,
+        warm: 0.0,
+        doubled: f64::NAN,
+        easier: f64::NAN,
+        easier_target: f64::NAN,
+    }
+}
+
 /// Every pair of `pairs` (from [`super::pairs`]) left out in turn.
 pub fn evaluate(pairs: &[(String, JobTrace)], s: &Setting) -> Vec<SharingResult> {
     let mut catalog = Catalog::zeus().expect("the built-in traces parse");
@@ -159,29 +195,15 @@ pub fn evaluate(pairs: &[(String, JobTrace)], s: &Setting) -> Vec<SharingResult>
     pairs
         .iter()
         .map(|(key, job)| {
-            let (dataset, gpu) = key.split_once('/').expect("dataset/gpu");
-            let gpus: Vec<String> = pairs
-                .iter()
-                .filter_map(|(k, _)| k.split_once('/'))
-                .filter(|(d, g)| *d == dataset && *g != gpu)
-                .map(|(_, g)| g.to_string())
-                .collect();
-            let others = jobs_at(&mut catalog, dataset, &gpus, None);
-            assert_eq!(others.len(), gpus.len(), "{key}");
+            let (dataset, _) = key.split_once('/').expect("dataset/gpu");
+            let (gpus, others) = others_of(&mut catalog, pairs, key);
             let easier = easier_target(&mut catalog, dataset, &gpus, job);
-            let b = baselines(job, s.eta).expect("baselines");
-            let r = s.recurrences as f64;
             let mut out = SharingResult {
-                key: key.clone(),
-                oracle: b.oracle.cost * r,
-                default: b.default.cost * r,
-                floor: profiled_first_run(job, s.eta).expect("first run")
-                    + b.oracle.cost * (r - 1.0),
                 cold: 0.0,
-                warm: 0.0,
                 doubled: 0.0,
                 easier: 0.0,
                 easier_target: easier.as_ref().map_or(f64::NAN, |e| e.0),
+                ..baseline_result(key, job, s)
             };
             for seed in seeds.clone() {
                 let shared = learn(&others, s, seed);
@@ -192,6 +214,24 @@ pub fn evaluate(pairs: &[(String, JobTrace)], s: &Setting) -> Vec<SharingResult>
                     Some((_, jobs)) => cost(job, s, seed, Some(&learn(jobs, s, seed))) / n,
                     None => f64::NAN,
                 };
+            }
+            out
+        })
+        .collect()
+}
+
+/// [`evaluate`] with the shared job only (its other costs NaN): the test's
+/// cheaper check of the other etas.
+pub fn evaluate_shared(pairs: &[(String, JobTrace)], s: &Setting) -> Vec<SharingResult> {
+    let mut catalog = Catalog::zeus().expect("the built-in traces parse");
+    let n = (s.seeds.1 - s.seeds.0 + 1) as f64;
+    pairs
+        .iter()
+        .map(|(key, job)| {
+            let (_, others) = others_of(&mut catalog, pairs, key);
+            let mut out = baseline_result(key, job, s);
+            for seed in s.seeds.0..=s.seeds.1 {
+                out.warm += cost(job, s, seed, Some(&learn(&others, s, seed))) / n;
             }
             out
         })
