@@ -154,6 +154,12 @@ pub struct Marks {
     /// last moved, sampled power times the time since, J, and how far off that
     /// may be, J.
     pub since_update: Option<(f64, f64)>,
+    /// With `since_update`: what a part-time sensor may have missed of the
+    /// power's moves since the counter last moved ([`PART_TIME`] of an update
+    /// period of each move between samples), J. The counter's next update
+    /// holds them; a window that begins here counts it, but its own moves
+    /// begin later.
+    pub lead_j: f64,
     /// The marks at the first sample whose `since_update` was known: the drift
     /// check's baseline.
     pub base: Option<Base>,
@@ -231,6 +237,9 @@ struct Channel {
     moves_gcd_mj: u64,
     /// The counter's phase, learned where it is coarse and its period known.
     phase: Option<phase::Phase>,
+    /// With a phase: the samples of the last three update periods, `(time s,
+    /// integrated power J, W)`.
+    recent: std::collections::VecDeque<(f64, f64, f64)>,
     /// The averaged power field's window, learned from the samples.
     window: window::WindowFit,
     marks: Marks,
@@ -291,6 +300,7 @@ impl EnergyMeter {
                 last_mj: start_mj.unwrap_or(0),
                 moves_gcd_mj: 0,
                 phase,
+                recent: std::collections::VecDeque::from([(t.as_secs_f64(), 0.0, w)]),
                 window: window::WindowFit::default(),
                 marks: Marks {
                     edge_w: w,
@@ -349,6 +359,18 @@ impl EnergyMeter {
 
     /// Takes a power sample of every GPU at `t` (and reads the counters).
     pub fn sample(&mut self, gpus: &dyn Gpus, t: Duration) -> Result<(), GpuError> {
+        self.sample_with(gpus, t, &|| t)
+    }
+
+    /// [`EnergyMeter::sample`] on a clock that moves while NVML answers:
+    /// `now` says when each counter read was over (a read late after its time
+    /// stamp must not mislead the counter's phase).
+    pub fn sample_with(
+        &mut self,
+        gpus: &dyn Gpus,
+        t: Duration,
+        now: &dyn Fn() -> Duration,
+    ) -> Result<(), GpuError> {
         let now_s = t.as_secs_f64();
         for (c, &i) in self.channels.iter_mut().zip(&self.indices) {
             if now_s < c.last_s {
@@ -362,8 +384,10 @@ impl EnergyMeter {
                     c.behaviour.average_window_learned = true;
                 }
             }
+            let mut read_end_s = now_s;
             if let Some(start) = c.start_mj {
                 let mj = gpus.total_energy(i)?;
+                read_end_s = now().as_secs_f64();
                 c.moves_gcd_mj = learn::gcd(c.moves_gcd_mj, mj.saturating_sub(c.last_mj));
                 c.last_mj = mj;
                 c.marks.counter_j = c.last_mj.saturating_sub(start) as f64 / 1000.0;
@@ -384,26 +408,33 @@ impl EnergyMeter {
             c.last_w = w;
             c.marks.edge_w = c.prev_w.max(w);
             let quantum_j = c.moves_gcd_mj as f64 / 1000.0;
-            c.marks.since_update = c.phase.as_mut().and_then(|p| {
-                p.read(now_s, c.last_mj);
-                let (lo, hi) = p.last_update().filter(|_| quantum_j > 0.0)?;
-                // Power times the time since the counter moved; off by the
-                // unknown part of that time at the edge power, by how power
-                // moved since the last sample over all of it, and by the
-                // counter's floor to its quantum (half of one at each edge: the
-                // moves' divisor, no less than the quantum).
-                let since_j = w * (now_s - (lo + hi) / 2.0).max(0.0);
-                let error_j = c.marks.edge_w * (hi - lo) / 2.0
-                    + (now_s - lo).max(0.0) * (w - c.prev_w).abs()
-                    + quantum_j / 2.0;
-                Some((since_j, error_j))
-            });
+            if let Some(p) = c.phase.as_mut() {
+                p.read(now_s, read_end_s, c.last_mj);
+                c.recent.push_back((now_s, c.marks.power_j, w));
+                let keep_s = now_s - 3.0 * c.behaviour.update_period_s;
+                while c.recent.len() > 2 && c.recent[1].0 <= keep_s {
+                    c.recent.pop_front();
+                }
+                let last = p.last_update().filter(|_| quantum_j > 0.0);
+                c.marks.since_update =
+                    last.and_then(|(lo, hi)| since_update(&c.recent, lo, hi, quantum_j));
+                c.marks.lead_j = last.map_or(0.0, |(lo, _)| {
+                    let moves_w: f64 = c
+                        .recent
+                        .iter()
+                        .zip(c.recent.iter().skip(1))
+                        .filter(|(_, b)| b.0 > lo)
+                        .map(|(a, b)| (b.2 - a.2).abs())
+                        .sum();
+                    PART_TIME * c.behaviour.update_period_s * moves_w
+                });
+            }
             if c.marks.base.is_none() {
                 c.marks.base = c.marks.since_update.map(|(since_j, error_j)| Base {
                     power_j: c.marks.power_j,
                     counter_j: c.marks.counter_j + since_j,
                     variation_j2: c.marks.variation_j2,
-                    error_j,
+                    error_j: error_j + c.marks.lead_j,
                 });
             }
         }
@@ -429,7 +460,18 @@ impl EnergyMeter {
 
     /// A reading at `t` (takes a power sample first).
     pub fn reading(&mut self, gpus: &dyn Gpus, t: Duration) -> Result<Reading, GpuError> {
-        self.sample(gpus, t)?;
+        self.reading_with(gpus, t, &|| t)
+    }
+
+    /// [`EnergyMeter::reading`] on a clock that moves while NVML answers (see
+    /// [`EnergyMeter::sample_with`]).
+    pub fn reading_with(
+        &mut self,
+        gpus: &dyn Gpus,
+        t: Duration,
+        now: &dyn Fn() -> Duration,
+    ) -> Result<Reading, GpuError> {
+        self.sample_with(gpus, t, now)?;
         let energy_mj = self
             .channels
             .iter()
@@ -472,14 +514,13 @@ impl EnergyMeter {
                 begin.marks.get(k).copied().unwrap_or_default(),
                 end.marks.get(k).copied().unwrap_or_default(),
             );
-            let counted = ((e1 - e0) / 1000.0).max(0.0);
+            let raw = ((e1 - e0) / 1000.0).max(0.0);
             let counted = match (sources[k], m0.since_update, m1.since_update) {
-                (EnergySource::Counter, Some((s0, _)), Some((s1, _))) => {
-                    (counted + s1 - s0).max(0.0)
-                }
-                _ => counted,
+                (EnergySource::Counter, Some((s0, _)), Some((s1, _))) => (raw + s1 - s0).max(0.0),
+                _ => raw,
             };
-            let u = bound(&c.behaviour, sources[k], time_s, counted, &m0, &m1);
+            // The power near the edges: what the counter moved by counts too.
+            let u = bound(&c.behaviour, sources[k], time_s, raw.max(counted), &m0, &m1);
             let (e, drifting) = match sources[k] {
                 EnergySource::Counter => {
                     between_counter_and_power(counted, drift(&c.behaviour, &m1))
@@ -512,6 +553,52 @@ impl EnergyMeter {
     }
 }
 
+/// The energy since a counter last moved, between `lo` and `hi` (s), from the
+/// power samples `recent` (`(time s, integrated power J, W)`, oldest first, the
+/// last one now): the integrated power since the middle of the two, and how far
+/// off that may be: the unknown half of `[lo, hi]` at the highest power around
+/// it, what a sample-to-sample move of power may hide over the time since `lo`
+/// (the whole move over each sampled stretch), and half of the counter's
+/// quantum `quantum_j` (its floor at this edge). `None` where the samples do not
+/// reach back to `lo`.
+fn since_update(
+    recent: &std::collections::VecDeque<(f64, f64, f64)>,
+    lo: f64,
+    hi: f64,
+    quantum_j: f64,
+) -> Option<(f64, f64)> {
+    let &(now, now_j, now_w) = recent.back()?;
+    if recent.front()?.0 > lo {
+        return None;
+    }
+    let at = |x: f64| -> f64 {
+        if x >= now {
+            return now_j + now_w * (x - now);
+        }
+        let k = recent.partition_point(|s| s.0 <= x).saturating_sub(1);
+        let (t0, j0, w0) = recent[k];
+        let (t1, _, w1) = recent[(k + 1).min(recent.len() - 1)];
+        let wx = if t1 > t0 {
+            w0 + (w1 - w0) * (x - t0) / (t1 - t0)
+        } else {
+            w0
+        };
+        j0 + (w0 + wx) / 2.0 * (x - t0)
+    };
+    let since_j = now_j - at((lo + hi) / 2.0);
+    let (mut top_w, mut moved_j) = (now_w, 0.0);
+    for (a, b) in recent.iter().zip(recent.iter().skip(1)) {
+        let overlap = b.0.min(now) - a.0.max(lo);
+        if overlap > 0.0 {
+            moved_j += overlap * (b.2 - a.2).abs();
+        }
+        if b.0 >= lo && a.0 <= hi {
+            top_w = top_w.max(a.2).max(b.2);
+        }
+    }
+    Some((since_j, top_w * (hi - lo) / 2.0 + moved_j + quantum_j / 2.0))
+}
+
 /// The half-width of one GPU's energy `energy_j` over a window of `time_s`
 /// between the samples `begin` and `end`, J.
 ///
@@ -519,7 +606,10 @@ impl EnergyMeter {
 ///   to its quantum: one quantum plus one period at the higher edge power (or the
 ///   window's mean power). Where a coarse counter's phase is known at both
 ///   edges ([`Marks::since_update`]), the energy since it last moved is added at
-///   each edge, and each edge costs what that interpolation may miss instead.
+///   each edge, and each edge costs what that interpolation may miss instead
+///   (with, at the first edge, what a part-time sensor may have missed since
+///   the counter last moved, [`Marks::lead_j`]); a window shorter than
+///   [`SHORT_WINDOW_PERIODS`] updates keeps the whole period if that is more.
 /// - A coarse counter (or sampled power) misses how power moved between samples:
 ///   twice the root of the summed squared moves (as independent errors).
 /// - Sampled power averaged over a window spreads each edge by half of it.
@@ -536,9 +626,20 @@ pub fn bound(
     let moved = (end.variation_j2 - begin.variation_j2).max(0.0).sqrt();
     match source {
         EnergySource::Counter => {
+            let whole = b.quantum_mj / 1000.0 + b.update_period_s * edge_w;
             let edges = match (begin.since_update, end.since_update) {
-                (Some((_, e0)), Some((_, e1))) => e0 + e1,
-                _ => b.quantum_mj / 1000.0 + b.update_period_s * edge_w,
+                // A window under a few updates long keeps the whole period too:
+                // a part-time sensor's instantaneous field may be up to a
+                // period old, and the interpolation rests on it.
+                (Some((_, e0)), Some((_, e1))) => {
+                    let interpolated = e0 + begin.lead_j + e1;
+                    if time_s < SHORT_WINDOW_PERIODS * b.update_period_s {
+                        interpolated.max(whole)
+                    } else {
+                        interpolated
+                    }
+                }
+                _ => whole,
             };
             edges + if b.coarse() { PART_TIME * moved } else { 0.0 }
         }
@@ -683,7 +784,9 @@ impl Stopwatch {
 
     /// Takes a power sample of every GPU now (around a limit change).
     pub fn sample(&mut self, gpus: &dyn Gpus) -> Result<(), GpuError> {
-        self.meter.sample(gpus, self.start.elapsed())
+        let start = self.start;
+        self.meter
+            .sample_with(gpus, start.elapsed(), &|| start.elapsed())
     }
 
     /// Takes a power sample of every GPU stamped `at` since the start.
@@ -693,7 +796,9 @@ impl Stopwatch {
 
     /// A reading now.
     pub fn reading(&mut self, gpus: &dyn Gpus) -> Result<Reading, GpuError> {
-        self.meter.reading(gpus, self.start.elapsed())
+        let start = self.start;
+        self.meter
+            .reading_with(gpus, start.elapsed(), &|| start.elapsed())
     }
 
     /// A reading stamped `at` since the start (a caller that took the time
@@ -721,12 +826,12 @@ impl Stopwatch {
 
     /// Energy per GPU since the start, mJ, now.
     pub fn read(&mut self, gpus: &dyn Gpus) -> Result<Vec<f64>, GpuError> {
-        self.meter.read(gpus, self.start.elapsed())
+        Ok(self.reading(gpus)?.energy_mj)
     }
 
     /// Energy of all the GPUs since the start, mJ, now.
     pub fn total_mj(&mut self, gpus: &dyn Gpus) -> Result<u64, GpuError> {
-        self.meter.total_mj(gpus, self.start.elapsed())
+        Ok(self.read(gpus)?.iter().sum::<f64>().round() as u64)
     }
 
     /// Takes the power sample that is due, if one is; answers how long the
@@ -737,7 +842,9 @@ impl Stopwatch {
         }
         let now = Instant::now();
         if now >= self.next_power {
-            self.meter.sample(gpus, now - self.start)?;
+            let start = self.start;
+            self.meter
+                .sample_with(gpus, now - start, &|| start.elapsed())?;
             let due = (self.next_power + self.power_interval).max(now) - self.start;
             self.next_power = self.start + self.meter.next_sample(due).max(now - self.start);
         }

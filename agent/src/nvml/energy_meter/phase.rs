@@ -33,8 +33,8 @@ pub struct Phase {
     /// The first narrow interval an update was found in, and its index from
     /// the anchor: the long baseline the period is narrowed over.
     reference: Option<(f64, f64, i64)>,
-    /// The last read: its time and the counter then.
-    last: (f64, u64),
+    /// The last read: when it began and ended, and the counter then.
+    last: (f64, f64, u64),
     resets: u32,
 }
 
@@ -47,7 +47,7 @@ impl Phase {
             period,
             probed: period,
             reference: None,
-            last: (t, mj),
+            last: (t, t, mj),
             resets: 0,
         }
     }
@@ -132,23 +132,26 @@ impl Phase {
         }
     }
 
-    /// Takes a read of the counter at `t` (s): `mj`.
-    pub fn read(&mut self, t: f64, mj: u64) {
-        let (t0, mj0) = std::mem::replace(&mut self.last, (t, mj));
+    /// Takes a read of the counter that began at `t` and ended by `end` (s):
+    /// `mj`.
+    pub fn read(&mut self, t: f64, end: f64, mj: u64) {
+        let end = end.max(t);
+        let (t0, end0, mj0) = std::mem::replace(&mut self.last, (t, end, mj));
         if self.given_up() || t <= t0 {
             return;
         }
         let moved = mj != mj0;
         if self.anchor.is_none() {
             // The first move seen within half a period anchors the lattice.
-            if moved && t - t0 < self.period.0 / 2.0 {
-                self.anchor = Some((t0 - READ_SLACK_S, t + READ_SLACK_S));
+            if moved && end - t0 < self.period.0 / 2.0 {
+                self.anchor = Some((t0 - READ_SLACK_S, end + READ_SLACK_S));
             }
             return;
         }
         if moved {
-            // An update in (t0, t]: one candidate meets it, or it cannot tell.
-            let (from, to) = (t0 - READ_SLACK_S, t + READ_SLACK_S);
+            // An update between the two reads: one candidate meets it, or it
+            // cannot tell.
+            let (from, to) = (t0 - READ_SLACK_S, end + READ_SLACK_S);
             let two = {
                 let mut meeting = self.meeting(from, to);
                 (meeting.next(), meeting.next())
@@ -159,8 +162,9 @@ impl Phase {
                 _ => {}
             }
         } else {
-            // No update in (t0, t]: trim the candidate it cuts at an end.
-            let (from, to) = (t0 + READ_SLACK_S, t - READ_SLACK_S);
+            // No update between the two reads: trim the candidate it cuts at
+            // an end.
+            let (from, to) = (end0 + READ_SLACK_S, t - READ_SLACK_S);
             if to <= from {
                 return;
             }
@@ -179,17 +183,17 @@ impl Phase {
     /// When the counter last moved before the last read, `(earliest, latest)`,
     /// if known within a quarter of a period.
     pub fn last_update(&self) -> Option<(f64, f64)> {
-        let (t, _) = self.last;
+        let (t, end, _) = self.last;
         let anchor = self.anchor.filter(|_| !self.given_up())?;
         let (k, lo, hi) = self
-            .meeting(t - 2.0 * self.period.1, t)
+            .meeting(t - 2.0 * self.period.1, end)
             .rev()
-            .find(|c| c.1 <= t)?;
+            .find(|c| c.1 <= end)?;
         let (lo, hi) = if hi <= t {
             (lo, hi)
         } else {
-            // The read fell inside update k's interval: it may not have come.
-            (self.candidate(anchor, k - 1).0, t)
+            // The read met update k's interval: it may not have come.
+            (self.candidate(anchor, k - 1).0, end.max(hi.min(end)))
         };
         (hi - lo <= KNOWN_FRACTION * self.period.0).then_some((lo, hi))
     }
@@ -199,7 +203,7 @@ impl Phase {
     /// past it, where the last read fell inside it); else `due`, moved just
     /// past an update's interval where it falls inside one.
     pub fn next_read(&self, due: f64) -> f64 {
-        let (t0, _) = self.last;
+        let (_, t0, _) = self.last;
         if self.given_up() {
             return due;
         }
@@ -234,7 +238,7 @@ mod tests {
     fn follow(p: &mut Phase, count: impl Fn(f64) -> u64, mut t: f64, reads: usize) -> f64 {
         for _ in 0..reads {
             t = p.next_read(t + 0.1);
-            p.read(t, count(t));
+            p.read(t, t, count(t));
         }
         t
     }
@@ -245,7 +249,7 @@ mod tests {
 
     fn holds_the_last_update(p: &Phase, period: f64, phase: f64) {
         let (u0, u1) = p.last_update().expect("known");
-        let t = p.last.0;
+        let t = p.last.1;
         let last = phase + ((t - phase) / period).floor() * period;
         assert!(
             u0 <= last + 1e-9 && last <= u1 + 1e-9,

@@ -245,6 +245,8 @@ struct Stats {
     warned_short: usize,
     short: usize,
     misses: Vec<String>,
+    /// The averaging windows learned by the windows' ends, s (where one was).
+    learned_windows: Vec<f64>,
 }
 
 fn median(v: &mut [f64]) -> f64 {
@@ -292,6 +294,10 @@ fn window(b: model::Behaviour, counter: bool, kind: Kind, len: f64, rng: &mut Rn
     let truth = gpu.truth_j(begin_at, end_at);
     let (e, u) = (m.energy_j[0], m.uncertainty_j[0]);
     s.windows += 1;
+    let learned = meter.behaviours()[0];
+    if learned.average_window_learned {
+        s.learned_windows.push(learned.average_window_s);
+    }
     if (e - truth).abs() <= u {
         s.inside += 1;
     } else if s.misses.len() < 5 {
@@ -313,6 +319,51 @@ fn window(b: model::Behaviour, counter: bool, kind: Kind, len: f64, rng: &mut Rn
         s.meter_short.push((e - truth).abs() / truth);
         s.short += 1;
         s.warned_short += usize::from(m.warning.is_some());
+    }
+}
+
+#[test]
+fn the_averaging_window_is_learned_from_the_samples_once_power_moves() {
+    let d = model::Behaviour::default();
+    for window in [0.25, 1.0] {
+        let b = model::Behaviour {
+            period_s: 0.1,
+            quantum_mj: 1.0,
+            average_s: window,
+            fields: true,
+            ..d
+        };
+        let mut rng = Rng(0x2545_F491_4F6C_DD1D);
+        for (load, learns) in [
+            (Load::random(Kind::Stepping, 40.0, &mut rng), true),
+            (Load::constant(250.0), false),
+        ] {
+            let g = SimGpus::new(b, true, load);
+            g.now.set(0.5);
+            let behaviours = probe(&g, &[0], &mut SimClock(&g)).unwrap();
+            assert!(!behaviours[0].average_window_learned);
+            assert_eq!(behaviours[0].average_window_s, 1.0);
+            let mut meter = EnergyMeter::start(&g, &[0], &behaviours, g.t()).unwrap();
+            let mut next = g.now.get() + SAMPLE;
+            while next < 30.0 {
+                g.now.set(next);
+                meter.sample(&g, g.t()).unwrap();
+                next = meter
+                    .next_sample(Duration::from_secs_f64(next + SAMPLE))
+                    .as_secs_f64();
+            }
+            let learned = meter.behaviours()[0];
+            println!("averaging window {window} s, learns {learns}: {learned:?}");
+            assert_eq!(learned.average_window_learned, learns, "{learned:?}");
+            if learns {
+                assert!(
+                    (learned.average_window_s - window).abs() <= 0.051,
+                    "{learned:?}"
+                );
+            } else {
+                assert_eq!(learned.average_window_s, 1.0);
+            }
+        }
     }
 }
 
@@ -455,6 +506,15 @@ fn over_randomized_windows_in_every_mode_the_truth_lies_inside_the_bound() {
             median(&mut s.long_by_kind[1]) * 100.0,
             median(&mut s.long_by_kind[2]) * 100.0
         );
+        if b.fields {
+            println!(
+                "  averaging window ({} s): learned in {} of {} windows, median {:.2} s; else assumed 1 s",
+                b.average_s,
+                s.learned_windows.len(),
+                s.windows,
+                median(&mut s.learned_windows)
+            );
+        }
         for miss in &s.misses {
             println!("  outside: {miss}");
         }

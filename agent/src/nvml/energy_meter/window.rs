@@ -9,11 +9,12 @@
 
 use std::collections::VecDeque;
 
-/// Windows considered, s: 50 ms to 2 s in steps of 50 ms.
-pub const CANDIDATES_S: [f64; 40] = {
-    let mut c = [0.0; 40];
+/// Windows considered, s: 50 ms to 1.5 s in steps of 50 ms (NVML documents
+/// 1 s).
+pub const CANDIDATES_S: [f64; 30] = {
+    let mut c = [0.0; 30];
     let mut k = 0;
-    while k < 40 {
+    while k < 30 {
         c[k] = 0.05 * (k + 1) as f64;
         k += 1;
     }
