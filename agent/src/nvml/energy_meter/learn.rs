@@ -5,8 +5,11 @@
 //! moves, where they differ; 1 mJ where a steady load makes them all the same);
 //! the power fields are asked for once. The averaging window of
 //! `nvmlDeviceGetPowerUsage` cannot be seen without the power changing, so it is
-//! taken as NVML documents it: 1 s where the GPU offers the averaged field (Ampere
-//! and newer), instantaneous where it does not.
+//! taken as NVML documents it, 1 s where the GPU offers the averaged field (Ampere
+//! and newer), instantaneous where it does not, until the meter learns it from
+//! its power samples (see [`super::window`]). The probe also gives the period as
+//! an interval (first to last move), from which the meter learns the counter's
+//! phase (see [`super::phase`]).
 //!
 //! The probe runs on a [`Clock`], so tests drive it in virtual time.
 

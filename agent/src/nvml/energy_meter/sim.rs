@@ -388,6 +388,9 @@ fn a_probe_learns_the_period_quantum_and_fields_quickly_and_changes_nothing() {
     let before = g.now.get();
     let b = probe(&g, &[0], &mut SimClock(&g)).unwrap();
     assert!((0.1..=0.102).contains(&b[0].update_period_s), "{b:?}");
+    // And as an interval holding it, first to last move: the phase rests on it.
+    let (lo, hi) = b[0].period_range_s.expect("a period range");
+    assert!(lo <= 0.1 && 0.1 <= hi && hi - lo <= 0.0011, "{b:?}");
     assert_eq!(b[0].quantum_mj, 1000.0);
     assert!(b[0].instant_field && b[0].average_window_s == 1.0);
     assert!(b[0].coarse());
