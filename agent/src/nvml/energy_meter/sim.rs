@@ -323,6 +323,54 @@ fn window(b: model::Behaviour, counter: bool, kind: Kind, len: f64, rng: &mut Rn
 }
 
 #[test]
+fn once_a_coarse_counters_phase_is_learned_an_edge_costs_far_less_than_a_period() {
+    // A 100 ms counter in millijoules at a steady 253.712 W (moves of 25,371
+    // and 25,372 mJ: their divisor, 1 mJ, bounds the quantum; moves all alike
+    // would leave it as large as a move): a whole period at the edge power is
+    // 25 J.
+    let b = model::Behaviour {
+        period_s: 0.1,
+        quantum_mj: 1.0,
+        ..model::Behaviour::default()
+    };
+    let g = gpu(b, true, 253.712);
+    let behaviours = probe(&g, &[0], &mut SimClock(&g)).unwrap();
+    let mut meter = EnergyMeter::start(&g, &[0], &behaviours, g.t()).unwrap();
+    let run = |meter: &mut EnergyMeter, until: f64| {
+        let mut next = g.now.get() + SAMPLE;
+        let mut samples = 0;
+        while next < until {
+            g.now.set(next);
+            meter.sample(&g, g.t()).unwrap();
+            samples += 1;
+            next = meter
+                .next_sample(Duration::from_secs_f64(next + SAMPLE))
+                .as_secs_f64();
+        }
+        g.now.set(until);
+        samples
+    };
+    // Learning takes under two seconds, at under two reads a period.
+    assert!(run(&mut meter, 5.0437) <= 40);
+    let begin = meter.reading(&g, g.t()).unwrap();
+    assert!(
+        begin.marks[0].since_update.is_some(),
+        "{:?}",
+        begin.marks[0]
+    );
+    // Then about one read a period.
+    let samples = run(&mut meter, 15.0921);
+    assert!((95..=110).contains(&samples), "{samples}");
+    let end = meter.reading(&g, g.t()).unwrap();
+    let m = meter.measurement(&begin, &end);
+    let truth = 253.712 * (15.0921 - 5.0437);
+    let (e, u) = (m.energy_j[0], m.uncertainty_j[0]);
+    println!("10 s on a learned 100 ms counter: {e:.3} ± {u:.3} J, true {truth:.3} J");
+    assert!((e - truth).abs() <= u, "{e} ± {u}, true {truth}");
+    assert!(u < 2.5, "{e} ± {u}: a tenth of a period at the edge power");
+}
+
+#[test]
 fn the_averaging_window_is_learned_from_the_samples_once_power_moves() {
     let d = model::Behaviour::default();
     for window in [0.25, 1.0] {
