@@ -168,7 +168,9 @@ def main():
             ref = w["counter_j"] if w["counter_j"] is not None else w["sampled_j"]
             ok = abs(g["energy_j"] - ref) <= g["uncertainty_j"] + around_j
             check(ok, f"measure GPU 0: {g['energy_j']:.3f} ± {g['uncertainty_j']:.3f} J over {m['time_s']:.3f} s "
-                      f"({g['energy_source']}, counter updates every {g['update_period_s'] * 1000:.1f} ms); "
+                      f"({g['energy_source']}, counter updates every {g['update_period_s'] * 1000:.1f} ms, power averaged "
+                      f"over {g['average_window_s'] * 1000:.0f} ms, "
+                      f"{'learned' if g['average_window_learned'] else 'assumed'}); "
                       f"NVML counter delta {ref:.3f} J over {w['wall_s']:.3f} s (+{around_j:.3f} J allowed for the "
                       f"agent around it); 50 ms power sampling {w['sampled_j']:.3f} J; naive averaged power x time "
                       f"{w['naive_j']:.3f} J ({(w['naive_j'] - ref) / ref:+.1%})")

@@ -11,10 +11,12 @@ use std::time::{Duration, Instant};
 use crate::nvml::gpu::{GpuError, Gpus};
 
 pub mod learn;
+pub mod phase;
 #[cfg(test)]
 pub(crate) mod sim;
 #[cfg(test)]
 mod through_fake;
+pub mod window;
 
 /// A stopwatch moves to a sampler thread (the Python extension keeps one behind
 /// a mutex): this fails to compile if it stops being `Send`.
@@ -71,6 +73,9 @@ pub struct Behaviour {
     /// How often the energy counter moves, s (a GPU without one: how often its
     /// power is sampled).
     pub update_period_s: f64,
+    /// The counter's period as an interval `(low, high)`, s, where the probe saw
+    /// it move twice or more (the meter learns the counter's phase from it).
+    pub period_range_s: Option<(f64, f64)>,
     /// The counter's step, mJ.
     pub quantum_mj: f64,
     /// Whether NVML offers the instantaneous power field (then power samples
@@ -78,6 +83,9 @@ pub struct Behaviour {
     pub instant_field: bool,
     /// The averaging window of `nvmlDeviceGetPowerUsage`, s (0: instantaneous).
     pub average_window_s: f64,
+    /// Whether `average_window_s` was learned from the power samples (see
+    /// [`window`]); else it is assumed (1 s where the averaged field exists).
+    pub average_window_learned: bool,
 }
 
 impl Behaviour {
@@ -85,9 +93,11 @@ impl Behaviour {
     /// 100 ms in millijoules, power averaged over 1 s.
     pub const ASSUMED: Behaviour = Behaviour {
         update_period_s: 0.1,
+        period_range_s: None,
         quantum_mj: 1.0,
         instant_field: false,
         average_window_s: 1.0,
+        average_window_learned: false,
     };
 
     /// A counter that moves every millisecond in millijoules, instantaneous
@@ -95,9 +105,11 @@ impl Behaviour {
     /// test moves them, are taken to have.
     pub const EXACT: Behaviour = Behaviour {
         update_period_s: 0.001,
+        period_range_s: None,
         quantum_mj: 1.0,
         instant_field: false,
         average_window_s: 0.0,
+        average_window_learned: false,
     };
 
     /// Whether the counter is coarse enough (50 ms or more between updates, as on
@@ -138,6 +150,32 @@ pub struct Marks {
     /// What the counter rose by from the start to the last sample, J (0 without
     /// a counter): set against `power_j`, how far the counter drifts from power.
     pub counter_j: f64,
+    /// Where the counter's phase is known (see [`phase`]): the energy since it
+    /// last moved, sampled power times the time since, J, and how far off that
+    /// may be, J.
+    pub since_update: Option<(f64, f64)>,
+    /// With `since_update`: what a part-time sensor may have missed of the
+    /// power's moves since the counter last moved ([`PART_TIME`] of an update
+    /// period of each move between samples), J. The counter's next update
+    /// holds them; a window that begins here counts it, but its own moves
+    /// begin later.
+    pub lead_j: f64,
+    /// The marks at the first sample whose `since_update` was known: the drift
+    /// check's baseline.
+    pub base: Option<Base>,
+}
+
+/// The baseline of the drift check (see [`Marks::base`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Base {
+    /// [`Marks::power_j`] then, J.
+    pub power_j: f64,
+    /// [`Marks::counter_j`] then, with the energy since the counter moved, J.
+    pub counter_j: f64,
+    /// [`Marks::variation_j2`] then, J².
+    pub variation_j2: f64,
+    /// How far off `counter_j` may be, J.
+    pub error_j: f64,
 }
 
 /// A reading of a stopwatch: time since its start and energy per GPU since then.
@@ -192,6 +230,18 @@ struct Channel {
     last_s: f64,
     last_w: f64,
     prev_w: f64,
+    /// The counter at the last sample, mJ.
+    last_mj: u64,
+    /// The greatest common divisor of the counter's moves seen between
+    /// samples, mJ (0: none yet): no less than its quantum.
+    moves_gcd_mj: u64,
+    /// The counter's phase, learned where it is coarse and its period known.
+    phase: Option<phase::Phase>,
+    /// With a phase: the samples of the last three update periods, `(time s,
+    /// integrated power J, W)`.
+    recent: std::collections::VecDeque<(f64, f64, f64)>,
+    /// The averaged power field's window, learned from the samples.
+    window: window::WindowFit,
     marks: Marks,
 }
 
@@ -203,14 +253,17 @@ pub struct EnergyMeter {
     origin: Reading,
 }
 
-/// Power drawn now, W: the instantaneous field where the GPU offers it.
-fn power_w(gpus: &dyn Gpus, index: u32, b: &Behaviour) -> Result<f64, GpuError> {
+/// Power drawn now, W: the instantaneous field where the GPU offers it (with
+/// the averaged field, where it answers it too).
+fn power_w(gpus: &dyn Gpus, index: u32, b: &Behaviour) -> Result<(f64, Option<f64>), GpuError> {
     if b.instant_field {
-        if let Some(mw) = gpus.power_fields(index)?.instant_mw {
-            return Ok(f64::from(mw) / 1000.0);
+        let fields = gpus.power_fields(index)?;
+        if let Some(mw) = fields.instant_mw {
+            let average = fields.average_mw.map(|a| f64::from(a) / 1000.0);
+            return Ok((f64::from(mw) / 1000.0, average));
         }
     }
-    Ok(f64::from(gpus.power_usage(index)?) / 1000.0)
+    Ok((f64::from(gpus.power_usage(index)?) / 1000.0, None))
 }
 
 impl EnergyMeter {
@@ -231,13 +284,24 @@ impl EnergyMeter {
                 Err(GpuError::NotSupported { .. }) => None,
                 Err(e) => return Err(e),
             };
-            let w = power_w(gpus, i, &behaviour)?;
+            let (w, _) = power_w(gpus, i, &behaviour)?;
+            let phase = match (start_mj, behaviour.period_range_s) {
+                (Some(mj), Some(range)) if behaviour.coarse() => {
+                    Some(phase::Phase::new(range, t.as_secs_f64(), mj))
+                }
+                _ => None,
+            };
             channels.push(Channel {
                 behaviour,
                 start_mj,
                 last_s: t.as_secs_f64(),
                 last_w: w,
                 prev_w: w,
+                last_mj: start_mj.unwrap_or(0),
+                moves_gcd_mj: 0,
+                phase,
+                recent: std::collections::VecDeque::from([(t.as_secs_f64(), 0.0, w)]),
+                window: window::WindowFit::default(),
                 marks: Marks {
                     edge_w: w,
                     ..Marks::default()
@@ -295,14 +359,38 @@ impl EnergyMeter {
 
     /// Takes a power sample of every GPU at `t` (and reads the counters).
     pub fn sample(&mut self, gpus: &dyn Gpus, t: Duration) -> Result<(), GpuError> {
+        self.sample_with(gpus, t, &|| t)
+    }
+
+    /// [`EnergyMeter::sample`] on a clock that moves while NVML answers:
+    /// `now` says when each counter read was over (a read late after its time
+    /// stamp must not mislead the counter's phase).
+    pub fn sample_with(
+        &mut self,
+        gpus: &dyn Gpus,
+        t: Duration,
+        now: &dyn Fn() -> Duration,
+    ) -> Result<(), GpuError> {
         let now_s = t.as_secs_f64();
         for (c, &i) in self.channels.iter_mut().zip(&self.indices) {
             if now_s < c.last_s {
                 continue;
             }
-            let w = power_w(gpus, i, &c.behaviour)?;
+            let (w, average_w) = power_w(gpus, i, &c.behaviour)?;
+            if let Some(average_w) = average_w {
+                c.window.sample(now_s, w, average_w);
+                if let Some(window) = c.window.learned() {
+                    c.behaviour.average_window_s = window;
+                    c.behaviour.average_window_learned = true;
+                }
+            }
+            let mut read_end_s = now_s;
             if let Some(start) = c.start_mj {
-                c.marks.counter_j = gpus.total_energy(i)?.saturating_sub(start) as f64 / 1000.0;
+                let mj = gpus.total_energy(i)?;
+                read_end_s = now().as_secs_f64();
+                c.moves_gcd_mj = learn::gcd(c.moves_gcd_mj, mj.saturating_sub(c.last_mj));
+                c.last_mj = mj;
+                c.marks.counter_j = c.last_mj.saturating_sub(start) as f64 / 1000.0;
             }
             let dt = now_s - c.last_s;
             c.marks.power_j += (c.last_w + w) / 2.0 * dt;
@@ -319,22 +407,80 @@ impl EnergyMeter {
             c.last_s = now_s;
             c.last_w = w;
             c.marks.edge_w = c.prev_w.max(w);
+            let quantum_j = c.moves_gcd_mj as f64 / 1000.0;
+            if let Some(p) = c.phase.as_mut() {
+                p.read(now_s, read_end_s, c.last_mj);
+                c.recent.push_back((now_s, c.marks.power_j, w));
+                let keep_s = now_s - 3.0 * c.behaviour.update_period_s;
+                while c.recent.len() > 2 && c.recent[1].0 <= keep_s {
+                    c.recent.pop_front();
+                }
+                let last = p.last_update().filter(|_| quantum_j > 0.0);
+                c.marks.since_update =
+                    last.and_then(|(lo, hi)| since_update(&c.recent, lo, hi, quantum_j));
+                c.marks.lead_j = last.map_or(0.0, |(lo, _)| {
+                    let moves_w: f64 = c
+                        .recent
+                        .iter()
+                        .zip(c.recent.iter().skip(1))
+                        .filter(|(_, b)| b.0 > lo)
+                        .map(|(a, b)| (b.2 - a.2).abs())
+                        .sum();
+                    PART_TIME * c.behaviour.update_period_s * moves_w
+                });
+            }
+            if c.marks.base.is_none() {
+                c.marks.base = c.marks.since_update.map(|(since_j, error_j)| Base {
+                    power_j: c.marks.power_j,
+                    counter_j: c.marks.counter_j + since_j,
+                    variation_j2: c.marks.variation_j2,
+                    error_j: error_j + c.marks.lead_j,
+                });
+            }
         }
         Ok(())
     }
 
+    /// When the next power sample should be taken, given that the regular one
+    /// is due at `due`: earlier while a coarse counter's phase is being learned
+    /// (see [`phase::Phase::next_read`]), else `due` (moved past an update).
+    pub fn next_sample(&self, due: Duration) -> Duration {
+        let due_s = due.as_secs_f64();
+        let at = self
+            .channels
+            .iter()
+            .filter_map(|c| c.phase.as_ref().map(|p| p.next_read(due_s)))
+            .fold(f64::INFINITY, f64::min);
+        if at.is_finite() {
+            Duration::from_secs_f64(at.max(0.0))
+        } else {
+            due
+        }
+    }
+
     /// A reading at `t` (takes a power sample first).
     pub fn reading(&mut self, gpus: &dyn Gpus, t: Duration) -> Result<Reading, GpuError> {
-        self.sample(gpus, t)?;
+        self.reading_with(gpus, t, &|| t)
+    }
+
+    /// [`EnergyMeter::reading`] on a clock that moves while NVML answers (see
+    /// [`EnergyMeter::sample_with`]).
+    pub fn reading_with(
+        &mut self,
+        gpus: &dyn Gpus,
+        t: Duration,
+        now: &dyn Fn() -> Duration,
+    ) -> Result<Reading, GpuError> {
+        self.sample_with(gpus, t, now)?;
         let energy_mj = self
             .channels
             .iter()
             .zip(&self.indices)
-            .map(|(c, &i)| match c.start_mj {
-                Some(start) => Ok(gpus.total_energy(i)?.saturating_sub(start) as f64),
-                None => Ok(c.marks.power_j * 1000.0),
+            .map(|(c, _)| match c.start_mj {
+                Some(start) => c.last_mj.saturating_sub(start) as f64,
+                None => c.marks.power_j * 1000.0,
             })
-            .collect::<Result<Vec<f64>, GpuError>>()?;
+            .collect::<Vec<f64>>();
         Ok(Reading {
             at: t,
             energy_mj,
@@ -368,8 +514,13 @@ impl EnergyMeter {
                 begin.marks.get(k).copied().unwrap_or_default(),
                 end.marks.get(k).copied().unwrap_or_default(),
             );
-            let counted = ((e1 - e0) / 1000.0).max(0.0);
-            let u = bound(&c.behaviour, sources[k], time_s, counted, &m0, &m1);
+            let raw = ((e1 - e0) / 1000.0).max(0.0);
+            let counted = match (sources[k], m0.since_update, m1.since_update) {
+                (EnergySource::Counter, Some((s0, _)), Some((s1, _))) => (raw + s1 - s0).max(0.0),
+                _ => raw,
+            };
+            // The power near the edges: what the counter moved by counts too.
+            let u = bound(&c.behaviour, sources[k], time_s, raw.max(counted), &m0, &m1);
             let (e, drifting) = match sources[k] {
                 EnergySource::Counter => {
                     between_counter_and_power(counted, drift(&c.behaviour, &m1))
@@ -402,12 +553,63 @@ impl EnergyMeter {
     }
 }
 
+/// The energy since a counter last moved, between `lo` and `hi` (s), from the
+/// power samples `recent` (`(time s, integrated power J, W)`, oldest first, the
+/// last one now): the integrated power since the middle of the two, and how far
+/// off that may be: the unknown half of `[lo, hi]` at the highest power around
+/// it, what a sample-to-sample move of power may hide over the time since `lo`
+/// (the whole move over each sampled stretch), and half of the counter's
+/// quantum `quantum_j` (its floor at this edge). `None` where the samples do not
+/// reach back to `lo`.
+fn since_update(
+    recent: &std::collections::VecDeque<(f64, f64, f64)>,
+    lo: f64,
+    hi: f64,
+    quantum_j: f64,
+) -> Option<(f64, f64)> {
+    let &(now, now_j, now_w) = recent.back()?;
+    if recent.front()?.0 > lo {
+        return None;
+    }
+    let at = |x: f64| -> f64 {
+        if x >= now {
+            return now_j + now_w * (x - now);
+        }
+        let k = recent.partition_point(|s| s.0 <= x).saturating_sub(1);
+        let (t0, j0, w0) = recent[k];
+        let (t1, _, w1) = recent[(k + 1).min(recent.len() - 1)];
+        let wx = if t1 > t0 {
+            w0 + (w1 - w0) * (x - t0) / (t1 - t0)
+        } else {
+            w0
+        };
+        j0 + (w0 + wx) / 2.0 * (x - t0)
+    };
+    let since_j = now_j - at((lo + hi) / 2.0);
+    let (mut top_w, mut moved_j) = (now_w, 0.0);
+    for (a, b) in recent.iter().zip(recent.iter().skip(1)) {
+        let overlap = b.0.min(now) - a.0.max(lo);
+        if overlap > 0.0 {
+            moved_j += overlap * (b.2 - a.2).abs();
+        }
+        if b.0 >= lo && a.0 <= hi {
+            top_w = top_w.max(a.2).max(b.2);
+        }
+    }
+    Some((since_j, top_w * (hi - lo) / 2.0 + moved_j + quantum_j / 2.0))
+}
+
 /// The half-width of one GPU's energy `energy_j` over a window of `time_s`
 /// between the samples `begin` and `end`, J.
 ///
 /// - A counter is read late by up to one update period at each edge, and floors
 ///   to its quantum: one quantum plus one period at the higher edge power (or the
-///   window's mean power).
+///   window's mean power). Where a coarse counter's phase is known at both
+///   edges ([`Marks::since_update`]), the energy since it last moved is added at
+///   each edge, and each edge costs what that interpolation may miss instead
+///   (with, at the first edge, what a part-time sensor may have missed since
+///   the counter last moved, [`Marks::lead_j`]); a window shorter than
+///   [`SHORT_WINDOW_PERIODS`] updates keeps the whole period if that is more.
 /// - A coarse counter (or sampled power) misses how power moved between samples:
 ///   twice the root of the summed squared moves (as independent errors).
 /// - Sampled power averaged over a window spreads each edge by half of it.
@@ -424,7 +626,21 @@ pub fn bound(
     let moved = (end.variation_j2 - begin.variation_j2).max(0.0).sqrt();
     match source {
         EnergySource::Counter => {
-            let edges = b.quantum_mj / 1000.0 + b.update_period_s * edge_w;
+            let whole = b.quantum_mj / 1000.0 + b.update_period_s * edge_w;
+            let edges = match (begin.since_update, end.since_update) {
+                // A window under a few updates long keeps the whole period too:
+                // a part-time sensor's instantaneous field may be up to a
+                // period old, and the interpolation rests on it.
+                (Some((_, e0)), Some((_, e1))) => {
+                    let interpolated = e0 + begin.lead_j + e1;
+                    if time_s < SHORT_WINDOW_PERIODS * b.update_period_s {
+                        interpolated.max(whole)
+                    } else {
+                        interpolated
+                    }
+                }
+                _ => whole,
+            };
             edges + if b.coarse() { PART_TIME * moved } else { 0.0 }
         }
         EnergySource::Sampled => {
@@ -441,24 +657,50 @@ pub fn bound(
 }
 
 /// How the counter drifts from the sampled power, judged over the whole time
-/// since the start: `None` while they agree within what the samples and the
-/// counter's own edges explain, else the sampled energy per counted joule and
-/// that noise relative to the sampled energy. Only coarse counters are sampled
-/// often enough to tell; fine ones are taken as true.
+/// since the start (since its phase was known, where it is: the counter then
+/// read with the energy since it last moved): the sampled energy per counted
+/// joule and the noise (what the samples and the counter's own edges explain)
+/// relative to the sampled energy where they disagree beyond it; where they
+/// agree within it, `None`, or, with the counter's phase known, the ratio with
+/// no noise. Only
+/// coarse counters are sampled often enough to tell; fine ones are taken as
+/// true.
 pub fn drift(b: &Behaviour, last: &Marks) -> Option<(f64, f64)> {
-    if !b.coarse() || last.power_j <= 0.0 || last.counter_j <= 0.0 {
-        return None;
-    }
     let window = if b.instant_field {
         0.0
     } else {
         b.average_window_s
     };
-    let noise = last.variation_j2.sqrt()
-        + b.quantum_mj / 1000.0
-        + b.update_period_s.max(window) * last.edge_w;
-    ((last.counter_j - last.power_j).abs() > noise)
-        .then(|| (last.power_j / last.counter_j, noise / last.power_j))
+    let (power_j, counter_j, noise, known) = match (last.base, last.since_update) {
+        (Some(base), Some((since_j, error_j))) => (
+            last.power_j - base.power_j,
+            last.counter_j + since_j - base.counter_j,
+            (last.variation_j2 - base.variation_j2).max(0.0).sqrt()
+                + base.error_j
+                + error_j
+                + window * last.edge_w,
+            true,
+        ),
+        _ => (
+            last.power_j,
+            last.counter_j,
+            last.variation_j2.sqrt()
+                + b.quantum_mj / 1000.0
+                + b.update_period_s.max(window) * last.edge_w,
+            false,
+        ),
+    };
+    if !b.coarse() || power_j <= 0.0 || counter_j <= 0.0 {
+        return None;
+    }
+    if (counter_j - power_j).abs() > noise {
+        Some((power_j / counter_j, noise / power_j))
+    } else {
+        // Within the noise, but the counter's edges known: the two may still
+        // differ by as much as they do, so the figure goes between them all the
+        // same (the noise then not added).
+        known.then(|| (power_j / counter_j, 0.0))
+    }
 }
 
 /// Energy `energy_j` of a GPU whose counter drifts (see [`drift`]), re-centred
@@ -542,7 +784,9 @@ impl Stopwatch {
 
     /// Takes a power sample of every GPU now (around a limit change).
     pub fn sample(&mut self, gpus: &dyn Gpus) -> Result<(), GpuError> {
-        self.meter.sample(gpus, self.start.elapsed())
+        let start = self.start;
+        self.meter
+            .sample_with(gpus, start.elapsed(), &|| start.elapsed())
     }
 
     /// Takes a power sample of every GPU stamped `at` since the start.
@@ -552,7 +796,9 @@ impl Stopwatch {
 
     /// A reading now.
     pub fn reading(&mut self, gpus: &dyn Gpus) -> Result<Reading, GpuError> {
-        self.meter.reading(gpus, self.start.elapsed())
+        let start = self.start;
+        self.meter
+            .reading_with(gpus, start.elapsed(), &|| start.elapsed())
     }
 
     /// A reading stamped `at` since the start (a caller that took the time
@@ -580,12 +826,12 @@ impl Stopwatch {
 
     /// Energy per GPU since the start, mJ, now.
     pub fn read(&mut self, gpus: &dyn Gpus) -> Result<Vec<f64>, GpuError> {
-        self.meter.read(gpus, self.start.elapsed())
+        Ok(self.reading(gpus)?.energy_mj)
     }
 
     /// Energy of all the GPUs since the start, mJ, now.
     pub fn total_mj(&mut self, gpus: &dyn Gpus) -> Result<u64, GpuError> {
-        self.meter.total_mj(gpus, self.start.elapsed())
+        Ok(self.read(gpus)?.iter().sum::<f64>().round() as u64)
     }
 
     /// Takes the power sample that is due, if one is; answers how long the
@@ -596,8 +842,11 @@ impl Stopwatch {
         }
         let now = Instant::now();
         if now >= self.next_power {
-            self.meter.sample(gpus, now - self.start)?;
-            self.next_power = (self.next_power + self.power_interval).max(now);
+            let start = self.start;
+            self.meter
+                .sample_with(gpus, now - start, &|| start.elapsed())?;
+            let due = (self.next_power + self.power_interval).max(now) - self.start;
+            self.next_power = self.start + self.meter.next_sample(due).max(now - self.start);
         }
         Ok(self
             .next_power

@@ -44,6 +44,12 @@ pub struct GpuEnergy {
     /// How often its energy counter was found to move, s (a GPU without one:
     /// how often its power was sampled).
     pub update_period_s: f64,
+    /// The averaging window of its averaged power reading, s (0: it has none,
+    /// the reading is instantaneous).
+    pub average_window_s: f64,
+    /// Whether `average_window_s` was learned from the power samples (else it
+    /// is assumed: 1 s where NVML offers the averaged field).
+    pub average_window_learned: bool,
 }
 
 /// The measurement of a command.
@@ -156,6 +162,8 @@ pub fn measure(
             uncertainty_j: m.uncertainty_j[k],
             energy_source: m.sources[k],
             update_period_s: behaviours[k].update_period_s,
+            average_window_s: behaviours[k].average_window_s,
+            average_window_learned: behaviours[k].average_window_learned,
         });
     }
     Ok(Measurement {
@@ -226,6 +234,8 @@ mod tests {
                     uncertainty_j: 0.5,
                     energy_source: EnergySource::Counter,
                     update_period_s: 0.1,
+                    average_window_s: 1.0,
+                    average_window_learned: false,
                 },
                 GpuEnergy {
                     index: 5,
@@ -234,6 +244,8 @@ mod tests {
                     uncertainty_j: 1.0,
                     energy_source: EnergySource::Sampled,
                     update_period_s: 0.1,
+                    average_window_s: 1.0,
+                    average_window_learned: false,
                 },
             ],
             average_power_w: 250.0,

@@ -5,8 +5,11 @@
 //! moves, where they differ; 1 mJ where a steady load makes them all the same);
 //! the power fields are asked for once. The averaging window of
 //! `nvmlDeviceGetPowerUsage` cannot be seen without the power changing, so it is
-//! taken as NVML documents it: 1 s where the GPU offers the averaged field (Ampere
-//! and newer), instantaneous where it does not.
+//! taken as NVML documents it, 1 s where the GPU offers the averaged field (Ampere
+//! and newer), instantaneous where it does not, until the meter learns it from
+//! its power samples (see [`super::window`]). The probe also gives the period as
+//! an interval (first to last move), from which the meter learns the counter's
+//! phase (see [`super::phase`]).
 //!
 //! The probe runs on a [`Clock`], so tests drive it in virtual time.
 
@@ -64,7 +67,17 @@ struct Moves {
     steps_mj: Vec<u64>,
 }
 
-fn gcd(a: u64, b: u64) -> u64 {
+/// The period between the first and the last move seen, as an interval: each
+/// move was seen up to `poll_s` (the longest gap between polls) late, and the
+/// moves are a whole number of periods apart (the nearest to `period_s`).
+fn period_range(at: &[f64], period_s: f64, poll_s: f64) -> Option<(f64, f64)> {
+    let (first, last) = (at.first()?, at.last()?);
+    let n = ((last - first) / period_s).round();
+    (n >= 1.0).then(|| ((last - first - poll_s) / n, (last - first + poll_s) / n))
+}
+
+/// The greatest common divisor.
+pub(crate) fn gcd(a: u64, b: u64) -> u64 {
     if b == 0 {
         a
     } else {
@@ -120,9 +133,12 @@ pub fn probe(
         });
     }
     let start = clock.now();
+    let (mut polled, mut poll_s) = (0.0f64, POLL.as_secs_f64());
     while !moves.iter().all(Moves::done) && clock.now() - start < PROBE_LIMIT {
         clock.sleep(POLL);
         let t = (clock.now() - start).as_secs_f64();
+        poll_s = poll_s.max(t - polled);
+        polled = t;
         for (m, &i) in moves.iter_mut().zip(indices) {
             let Some(last) = m.last_mj.filter(|_| !m.done()) else {
                 continue;
@@ -145,8 +161,12 @@ pub fn probe(
                 Some(_) => m.behaviour(waited),
                 None => (0.0, 1.0),
             };
+            let period_range_s = m
+                .last_mj
+                .and_then(|_| period_range(&m.at, update_period_s, poll_s));
             Ok(Behaviour {
                 update_period_s,
+                period_range_s,
                 quantum_mj,
                 instant_field: fields.instant_mw.is_some(),
                 average_window_s: if fields.average_mw.is_some() {
@@ -154,6 +174,7 @@ pub fn probe(
                 } else {
                     0.0
                 },
+                average_window_learned: false,
             })
         })
         .collect()
