@@ -124,11 +124,7 @@ impl Driver {
         let now = meter.reading_at(gpus, Duration::from_millis(at.time_ms))?;
         let m = meter.measurement(&w.begin, &now);
         let steps = self.optimizer.window_steps().unwrap_or(1);
-        let measured = WindowEnergy {
-            energy_j: m.total_j,
-            uncertainty_j: m.total_uncertainty_j,
-            too_short: m.warning.is_some(),
-        };
+        let measured = window_energy(&m);
         let so_far = energy_meter::with_bound(m.total_j, m.total_uncertainty_j);
         let why = |why: Uncertain| match why {
             Uncertain::Near { limit_w } => format!("within the bounds of {limit_w} W"),
@@ -136,7 +132,7 @@ impl Driver {
             Uncertain::TooShort => "too short for the energy counter".into(),
         };
         let needs = |needed: u32| match needed {
-            u32::MAX => "no length tells it apart".to_string(),
+            u32::MAX => "no length would settle it".to_string(),
             n => format!("{n} steps would bound it"),
         };
         match self.optimizer.judge_window(measured, &self.profiled) {
@@ -202,11 +198,7 @@ impl Driver {
                                 _ => m.reading_at(gpus, stamp)?,
                             };
                             let got = m.measurement(&w.begin, &end);
-                            let measured = WindowEnergy {
-                                energy_j: got.total_j,
-                                uncertainty_j: got.total_uncertainty_j,
-                                too_short: got.warning.is_some(),
-                            };
+                            let measured = window_energy(&got);
                             self.profiled.push(measured.per_step(p.power_limit, steps));
                             // In the optimizer's terms: `p.steps` steps.
                             let u = got.total_uncertainty_j * f64::from(p.steps)
@@ -334,6 +326,15 @@ impl Driver {
         )?;
         self.shared_limit_w = Some(watts);
         Ok(true)
+    }
+}
+
+/// A window's energy as the meter measured it, in the core's terms.
+fn window_energy(m: &energy_meter::Measurement) -> WindowEnergy {
+    WindowEnergy {
+        energy_j: m.total_j,
+        uncertainty_j: m.total_uncertainty_j,
+        too_short: m.warning.is_some(),
     }
 }
 
