@@ -15,7 +15,12 @@
 //! Profiling --profile_steps step_begins--->   Warmup (next limit, L - pl_step)
 //!                                          or Done   (optimal limit set)
 //! Warmup | Profiling --epoch_end---------->   Ready (same L, 1 step; max limit set; window cancelled)
+//! Profiling --epoch_end, >= profile_steps -->  Ready (next limit) or Done (window kept, scaled)
 //! ```
+//!
+//! How long a window runs, when a host's meter bounds its energy, is the rule of
+//! [`window`]: the host measures the window before it closes and asks
+//! [`PowerOptimizer::judge_window`].
 //!
 //! Limits go from the maximum allowed down in `pl_step` watts, never below the
 //! minimum. The selected limit minimises the chosen [`Selector`]'s objective over the
@@ -32,6 +37,9 @@ use std::str::FromStr;
 use crate::cost::zeus_cost;
 use crate::field_error::FieldError;
 use crate::wire::{Phase, PowerMeasurement, PowerProfile};
+
+pub mod window;
+pub use window::{Uncertain, WindowCall, WindowCut, WindowEnergy, MAX_WINDOW_FACTOR, WINDOW_BOUND};
 
 /// Why the optimizer cannot be built or cannot select.
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
@@ -634,6 +642,16 @@ pub struct PowerOptimizer {
     /// for the windows the host bounded.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     bounds_j: Vec<(u32, f64)>,
+    /// Step beginnings seen since the last epoch end.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    epoch_steps: u32,
+    /// Step beginnings of the last epoch that had any (0: none ended yet).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    steps_per_epoch: u32,
+    /// The open window's last step end, once it covers `profile_steps` steps:
+    /// where an epoch end cuts it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    window_end: Option<window::StepEnd>,
 }
 
 fn is_zero(v: &u32) -> bool {
@@ -698,6 +716,9 @@ impl PowerOptimizer {
             lengthened_by: 0,
             open_bound_j: None,
             bounds_j: Vec::new(),
+            epoch_steps: 0,
+            steps_per_epoch: 0,
+            window_end: None,
         };
         let mut actions = Vec::new();
         opt.set(opt.max_mw(), &mut actions);
@@ -880,6 +901,7 @@ impl PowerOptimizer {
     fn begin_window(&mut self, limit_mw: u32, at: Reading, actions: &mut Vec<Action>) {
         self.lengthened_by = 0;
         self.open_bound_j = None;
+        self.window_end = None;
         self.state = PowerState::Profiling {
             limit_mw,
             steps: self.settings.profile_steps,
@@ -891,6 +913,7 @@ impl PowerOptimizer {
     /// A training step begins.
     pub fn step_begin(&mut self, at: Reading) -> Vec<Action> {
         let mut actions = Vec::new();
+        self.epoch_steps = self.epoch_steps.saturating_add(1);
         // A wait, warmup or window with steps left only counts this step.
         if let PowerState::Ready { steps, .. }
         | PowerState::Warmup { steps, .. }
@@ -911,67 +934,132 @@ impl PowerOptimizer {
             PowerState::Profiling {
                 limit_mw, start, ..
             } => {
-                let steps = self.settings.profile_steps;
-                // A lengthened window, scaled back to `profile_steps` steps.
-                let scale = f64::from(steps) / (f64::from(steps) + f64::from(self.lengthened_by));
-                let measurement = PowerLimitMeasurement {
-                    power_limit: limit_mw / 1000,
-                    energy: at.energy_mj.saturating_sub(start.energy_mj) as f64 / 1000.0 * scale,
-                    time: at.time_ms.saturating_sub(start.time_ms) as f64 / 1000.0 * scale,
-                    steps,
-                };
-                self.lengthened_by = 0;
-                if let Some(u) = self.open_bound_j.take() {
-                    self.bounds_j.push((measurement.power_limit, u * scale));
-                }
-                self.measurements.push(measurement);
-                actions.push(Action::EndWindow { measurement });
-                let index = self.limits_mw.iter().position(|&l| l == limit_mw);
-                let settled = self.settings.stop_after_rises.is_some_and(|rises| {
-                    profile_settled(
-                        &self.settings.selector,
-                        rises,
-                        &self.measurements,
-                        &|w| self.bound_of(w),
-                        self.gpu_count,
-                    )
-                });
-                let next = index.and_then(|i| self.limits_mw.get(i + 1)).copied();
-                match next.filter(|_| !settled) {
-                    Some(next) => self.warm_up(next, at, &mut actions),
-                    None => {
-                        let watts =
-                            select(&self.settings.selector, &self.measurements, self.gpu_count)
-                                .unwrap_or(self.max_mw() / 1000);
-                        let optimal_mw = self
-                            .limits_mw
-                            .iter()
-                            .copied()
-                            .find(|&l| l / 1000 == watts)
-                            .unwrap_or(self.max_mw());
-                        self.state = PowerState::Done { optimal_mw };
-                        self.set(optimal_mw, &mut actions);
-                        actions.push(Action::Optimal {
-                            limit_mw: optimal_mw,
-                        });
-                    }
-                }
+                let covered = self
+                    .settings
+                    .profile_steps
+                    .saturating_add(self.lengthened_by);
+                self.close_window(limit_mw, start, at, covered, &mut actions);
+                self.after_window(limit_mw, at, &mut actions);
             }
             PowerState::Done { .. } => {}
         }
         actions
     }
 
+    /// Records the window of `limit_mw` opened at `start` and ended at `end` after
+    /// `covered` steps, scaled to `profile_steps` steps.
+    fn close_window(
+        &mut self,
+        limit_mw: u32,
+        start: Reading,
+        end: Reading,
+        covered: u32,
+        actions: &mut Vec<Action>,
+    ) {
+        let steps = self.settings.profile_steps;
+        // A lengthened (or cut) window, scaled back to `profile_steps` steps.
+        let scale = f64::from(steps) / f64::from(covered.max(1));
+        let measurement = PowerLimitMeasurement {
+            power_limit: limit_mw / 1000,
+            energy: end.energy_mj.saturating_sub(start.energy_mj) as f64 / 1000.0 * scale,
+            time: end.time_ms.saturating_sub(start.time_ms) as f64 / 1000.0 * scale,
+            steps,
+        };
+        self.lengthened_by = 0;
+        self.window_end = None;
+        if let Some(u) = self.open_bound_j.take() {
+            self.bounds_j.push((measurement.power_limit, u * scale));
+        }
+        self.measurements.push(measurement);
+        actions.push(Action::EndWindow { measurement });
+    }
+
+    /// After the window of `limit_mw` closed at a step beginning `at`: the next
+    /// limit's warmup, or the selection.
+    fn after_window(&mut self, limit_mw: u32, at: Reading, actions: &mut Vec<Action>) {
+        match self.next_limit(limit_mw) {
+            Some(next) => self.warm_up(next, at, actions),
+            None => self.finish(actions),
+        }
+    }
+
+    /// The limit profiled after `limit_mw`, if any: none once the profile has
+    /// settled ([`PowerSettings::stop_after_rises`], [`profile_settled`]).
+    fn next_limit(&self, limit_mw: u32) -> Option<u32> {
+        let settled = self.settings.stop_after_rises.is_some_and(|rises| {
+            profile_settled(
+                &self.settings.selector,
+                rises,
+                &self.measurements,
+                &|w| self.bound_of(w),
+                self.gpu_count,
+            )
+        });
+        let index = self.limits_mw.iter().position(|&l| l == limit_mw);
+        index
+            .and_then(|i| self.limits_mw.get(i + 1))
+            .copied()
+            .filter(|_| !settled)
+    }
+
+    /// Selects the optimal limit from the measurements and sets it.
+    fn finish(&mut self, actions: &mut Vec<Action>) {
+        let watts = select(&self.settings.selector, &self.measurements, self.gpu_count)
+            .unwrap_or(self.max_mw() / 1000);
+        let optimal_mw = self
+            .limits_mw
+            .iter()
+            .copied()
+            .find(|&l| l / 1000 == watts)
+            .unwrap_or(self.max_mw());
+        self.state = PowerState::Done { optimal_mw };
+        self.set(optimal_mw, actions);
+        actions.push(Action::Optimal {
+            limit_mw: optimal_mw,
+        });
+    }
+
     /// A training step ends (no transition: windows run from step beginning to step
-    /// beginning).
-    pub fn step_end(&mut self, _at: Reading) -> Vec<Action> {
+    /// beginning; a window that covers `profile_steps` steps remembers it, for an
+    /// epoch end that cuts it).
+    pub fn step_end(&mut self, at: Reading) -> Vec<Action> {
+        self.note_step_end(at);
         Vec::new()
     }
 
-    /// An epoch ends: an unfinished warmup or window of a limit is abandoned, the
-    /// maximum limit is set, and the same limit starts over at the next step.
-    pub fn epoch_end(&mut self, _at: Reading) -> Vec<Action> {
+    /// An epoch ends: a window that covered at least `profile_steps` steps is
+    /// kept (to its last step end, scaled as a lengthened window is) and the next
+    /// limit waits for the next epoch (or the optimum is selected); an unfinished
+    /// warmup or shorter window of a limit is abandoned and the same limit starts
+    /// over at the next step. The maximum limit is set until then.
+    pub fn epoch_end(&mut self, at: Reading) -> Vec<Action> {
         let mut actions = Vec::new();
+        let cut = self.window_cut(at);
+        if self.epoch_steps > 0 {
+            self.steps_per_epoch = self.epoch_steps;
+        }
+        self.epoch_steps = 0;
+        if let (
+            Some(cut),
+            PowerState::Profiling {
+                limit_mw, start, ..
+            },
+        ) = (cut, self.state)
+        {
+            self.close_window(limit_mw, start, cut.end, cut.steps, &mut actions);
+            match self.next_limit(limit_mw) {
+                Some(next_limit_mw) => {
+                    self.state = PowerState::Ready {
+                        next_limit_mw,
+                        steps: 1,
+                    };
+                    let max = self.max_mw();
+                    self.set(max, &mut actions);
+                }
+                None => self.finish(&mut actions),
+            }
+            return actions;
+        }
         match self.state {
             PowerState::Warmup { limit_mw, .. } | PowerState::Profiling { limit_mw, .. } => {
                 if matches!(self.state, PowerState::Profiling { .. }) {

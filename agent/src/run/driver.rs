@@ -10,7 +10,8 @@ use std::time::Duration;
 
 pub use wattwise_core::power::ProfiledEnergy;
 use wattwise_core::power::{
-    uncertain_limits, Action, LimitConstraints, PowerOptimizer, PowerState, Reading,
+    uncertain_limits, Action, LimitConstraints, PowerOptimizer, Reading, Uncertain, WindowCall,
+    WindowCut, WindowEnergy,
 };
 
 use crate::log::log;
@@ -34,30 +35,11 @@ pub struct EpochTotals {
     pub metric: f64,
 }
 
-/// A profile window's energy is measured well enough when its bound is under
-/// this fraction of it.
-pub const WINDOW_BOUND: f64 = wattwise_core::power::PROFILE_WINDOW_BOUND;
-/// A window is lengthened (doubled) at most this many times.
-pub const MAX_LENGTHENINGS: u32 = 4;
-
-/// The measurement window open now, as the meter saw it begin.
+/// The measurement window open now, as the meter saw it begin and, once an
+/// epoch end would keep it, its last step end.
 struct OpenWindow {
     begin: energy_meter::Reading,
-    steps: u32,
-    lengthened: u32,
-}
-
-impl OpenWindow {
-    /// The window's energy from its begin to `at`, with its bound.
-    fn so_far(
-        &self,
-        gpus: &dyn Gpus,
-        meter: &mut Stopwatch,
-        at: Reading,
-    ) -> Result<energy_meter::Measurement, GpuError> {
-        let now = meter.reading_at(gpus, Duration::from_millis(at.time_ms))?;
-        Ok(meter.measurement(&self.begin, &now))
-    }
+    last_end: Option<energy_meter::Reading>,
 }
 
 /// The run loop's state: the power limit optimizer, the job's GPUs, the epochs
@@ -126,85 +108,79 @@ impl Driver {
         ))
     }
 
-    /// Before a step beginning that would close the open window: lengthens it
-    /// (doubles it, at most [`MAX_LENGTHENINGS`] times) when its energy so far is
-    /// too uncertain (a bound over [`WINDOW_BOUND`] of it, or a window shorter
-    /// than a few counter updates) or lies within the bounds of the cheapest
-    /// limit profiled before.
-    fn lengthen_if_uncertain(
+    /// Before a step beginning that would close the open window: measures it and
+    /// asks the optimizer whether it closes, is lengthened, or is accepted with
+    /// its bound (the rule is the core's, `wattwise_core::power::window`).
+    fn judge_window(
         &mut self,
         gpus: &dyn Gpus,
         meter: &mut Stopwatch,
         at: Reading,
     ) -> Result<(), GpuError> {
-        let closing = self.closing();
-        let Some(w) = self.window.as_mut().filter(|_| self.guard && closing) else {
+        let closing = self.optimizer.window_closes_next();
+        let Some(w) = self.window.as_ref().filter(|_| closing) else {
             return Ok(());
         };
-        if w.lengthened >= MAX_LENGTHENINGS {
+        let now = meter.reading_at(gpus, Duration::from_millis(at.time_ms))?;
+        let m = meter.measurement(&w.begin, &now);
+        // The window's measurement carries this bound: a profile that ends early
+        // counts a limit as costlier only beyond it.
+        self.optimizer.bound_window(m.total_uncertainty_j);
+        if !self.guard {
             return Ok(());
         }
-        let m = w.so_far(gpus, meter, at)?;
-        let steps = f64::from(w.steps);
-        let (e, u) = (m.total_j / steps, m.total_uncertainty_j / steps);
-        let wide = m.warning.is_some() || u > WINDOW_BOUND * e;
-        // The cheapest limit so far is the one a window must be told from.
-        let close = self
-            .profiled
-            .iter()
-            .min_by(|a, b| a.energy_j.total_cmp(&b.energy_j))
-            .filter(|p| p.overlaps(e, u));
-        if (wide || close.is_some()) && self.optimizer.lengthen_window(w.steps) {
-            let why = match close {
-                Some(p) => format!("within the bounds of {} W", p.limit_w),
-                None => "more than its bound allows".into(),
-            };
-            log(format!(
-                "profile window lengthened to {} steps: {} over {} steps is uncertain ({why})",
-                w.steps * 2,
-                energy_meter::with_bound(m.total_j, m.total_uncertainty_j),
-                w.steps
-            ));
-            w.steps *= 2;
-            w.lengthened += 1;
-            self.lengthenings += 1;
+        let steps = self.optimizer.window_steps().unwrap_or(1);
+        let measured = window_energy(&m);
+        let so_far = energy_meter::with_bound(m.total_j, m.total_uncertainty_j);
+        let why = |why: Uncertain| match why {
+            Uncertain::Near { limit_w } => format!("within the bounds of {limit_w} W"),
+            Uncertain::Wide => "more than its bound allows".into(),
+            Uncertain::TooShort => "too short for the energy counter".into(),
+        };
+        let needs = |needed: u32| match needed {
+            u32::MAX => "no length would settle it".to_string(),
+            n => format!("{n} steps would bound it"),
+        };
+        match self.optimizer.judge_window(measured, &self.profiled) {
+            Some(WindowCall::Lengthen {
+                to,
+                needed,
+                why: w,
+                ..
+            }) => {
+                self.lengthenings += 1;
+                let fits = if needed > to {
+                    "; the most there is room for, then accepted with its bound"
+                } else {
+                    ""
+                };
+                log(format!(
+                    "profile window lengthened to {to} steps: {so_far} over {steps} steps is uncertain ({}; {}){fits}",
+                    why(w),
+                    needs(needed)
+                ));
+            }
+            Some(WindowCall::Accept { needed, why: w }) => log(format!(
+                "profile window accepted with its bound: {so_far} over {steps} steps is uncertain ({}; {}) and there is no room to lengthen it",
+                why(w),
+                needs(needed)
+            )),
+            Some(WindowCall::Close) | None => {}
         }
         Ok(())
-    }
-
-    /// Before a step beginning that closes the open window: gives the optimizer
-    /// the meter's bound on the window's energy, so that its profile ends early
-    /// ([`wattwise_core::power::PowerSettings::stop_after_rises`]) only on limits
-    /// costlier beyond their bounds.
-    fn bound_closing_window(
-        &mut self,
-        gpus: &dyn Gpus,
-        meter: &mut Stopwatch,
-        at: Reading,
-    ) -> Result<(), GpuError> {
-        if let Some(w) = self.window.as_ref().filter(|_| self.closing()) {
-            let m = w.so_far(gpus, meter, at)?;
-            self.optimizer.bound_window(m.total_uncertainty_j);
-        }
-        Ok(())
-    }
-
-    /// Whether the next step beginning closes the open window.
-    fn closing(&self) -> bool {
-        matches!(
-            self.optimizer.state(),
-            PowerState::Profiling { steps: 1, .. }
-        )
     }
 
     /// Follows the optimizer's windows with the meter: a window's begin
-    /// reading, its bounded energy at its end (logged), none once cancelled.
+    /// reading, its bounded energy at its end (logged) over the `steps` it
+    /// covered (`cut`: where an epoch end cut it), none once cancelled.
     fn follow_windows(
         &mut self,
         gpus: &dyn Gpus,
         mut meter: Meter<'_>,
         actions: &[Action],
         at: Reading,
+        steps: Option<u32>,
+        cut: Option<WindowCut>,
     ) -> Result<(), GpuError> {
         let stamp = Duration::from_millis(at.time_ms);
         for action in actions {
@@ -213,32 +189,37 @@ impl Driver {
                     self.window = match meter.as_deref_mut() {
                         Some(m) => Some(OpenWindow {
                             begin: m.reading_at(gpus, stamp)?,
-                            steps: self.optimizer.settings().profile_steps,
-                            lengthened: 0,
+                            last_end: None,
                         }),
                         None => None,
                     };
                 }
                 Action::EndWindow { measurement: p } => {
                     let window = self.window.take();
+                    let steps = cut.map_or(steps, |c| Some(c.steps)).unwrap_or(p.steps);
                     let bound = match (window, meter.as_deref_mut()) {
                         (Some(w), Some(m)) => {
-                            let end = m.reading_at(gpus, stamp)?;
+                            let end = match (cut, w.last_end) {
+                                (Some(c), Some(end)) if c.at_step_end => end,
+                                _ => m.reading_at(gpus, stamp)?,
+                            };
                             let got = m.measurement(&w.begin, &end);
-                            let steps = f64::from(w.steps);
-                            self.profiled.push(ProfiledEnergy {
-                                limit_w: p.power_limit,
-                                energy_j: got.total_j / steps,
-                                uncertainty_j: got.total_uncertainty_j / steps,
-                            });
+                            let measured = window_energy(&got);
+                            self.profiled.push(measured.per_step(p.power_limit, steps));
                             // In the optimizer's terms: `p.steps` steps.
-                            let u = got.total_uncertainty_j * f64::from(p.steps) / steps;
+                            let u = got.total_uncertainty_j * f64::from(p.steps)
+                                / f64::from(steps.max(1));
                             format!(" ± {u:.3}")
                         }
                         _ => String::new(),
                     };
+                    let cut = if cut.is_some() {
+                        ", cut by the epoch end"
+                    } else {
+                        ""
+                    };
                     log(format!(
-                        "{} W: {:.3}{bound} J in {:.3} s over {} steps",
+                        "{} W: {:.3}{bound} J in {:.3} s over {} steps (measured over {steps}{cut})",
                         p.power_limit, p.energy, p.time, p.steps
                     ));
                 }
@@ -290,24 +271,32 @@ impl Driver {
                 if !self.optimizer.is_done() {
                     let mut meter = meter;
                     if let Some(m) = meter.as_deref_mut() {
-                        self.lengthen_if_uncertain(gpus, m, reading)?;
-                        self.bound_closing_window(gpus, m, reading)?;
+                        self.judge_window(gpus, m, reading)?;
                     }
+                    let steps = self.optimizer.window_steps();
                     let a = self.optimizer.step_begin(reading);
-                    self.follow_windows(gpus, meter.as_deref_mut(), &a, reading)?;
+                    self.follow_windows(gpus, meter.as_deref_mut(), &a, reading, steps, None)?;
                     apply(gpus, meter, &self.indices, &a)?;
                 }
                 Ok(None)
             }
             Event::StepEnd => {
+                let mut meter = meter;
+                if self.optimizer.keeps_step_end() {
+                    if let (Some(w), Some(m)) = (self.window.as_mut(), meter.as_deref_mut()) {
+                        let stamp = Duration::from_millis(reading.time_ms);
+                        w.last_end = Some(m.reading_at(gpus, stamp)?);
+                    }
+                }
                 let a = self.optimizer.step_end(reading);
                 apply(gpus, meter, &self.indices, &a)?;
                 Ok(None)
             }
             Event::EpochEnd(metric) => {
                 let mut meter = meter;
+                let cut = self.optimizer.window_cut(reading);
                 let a = self.optimizer.epoch_end(reading);
-                self.follow_windows(gpus, meter.as_deref_mut(), &a, reading)?;
+                self.follow_windows(gpus, meter.as_deref_mut(), &a, reading, None, cut)?;
                 apply(gpus, meter, &self.indices, &a)?;
                 self.epoch += 1;
                 Ok(Some(EpochTotals {
@@ -343,6 +332,15 @@ impl Driver {
         )?;
         self.shared_limit_w = Some(watts);
         Ok(true)
+    }
+}
+
+/// A window's energy as the meter measured it, in the core's terms.
+fn window_energy(m: &energy_meter::Measurement) -> WindowEnergy {
+    WindowEnergy {
+        energy_j: m.total_j,
+        uncertainty_j: m.total_uncertainty_j,
+        too_short: m.warning.is_some(),
     }
 }
 
@@ -482,6 +480,21 @@ mod tests {
         phase: f64,
         guard: bool,
     ) -> (u32, Driver) {
+        let (d, _) = train_on(b, step_s, phase, guard, None, 10_000);
+        (d.optimizer().optimal_limit_mw().unwrap(), d)
+    }
+
+    /// [`profile_on`]'s job trained step by step (an epoch end every `epoch`
+    /// steps, when given) until profiling is done or `most` steps ran; answers
+    /// the driver and the steps run.
+    fn train_on(
+        b: model::Behaviour,
+        step_s: fn(u32) -> f64,
+        phase: f64,
+        guard: bool,
+        epoch: Option<u64>,
+        most: u64,
+    ) -> (Driver, u64) {
         let mut g = SimGpus::limited(b, |mw| f64::from(mw) / 1000.0);
         g.now.set(10.0 + phase);
         let behaviours = probe(&g, &[0], &mut SimClock(&g)).unwrap();
@@ -505,14 +518,17 @@ mod tests {
         let t0 = g.now.get();
         let mut next_sample = 0.1;
         let mut steps = 0;
-        while !d.optimizer().is_done() {
+        let event = |d: &mut Driver, g: &mut SimGpus, w: &mut Stopwatch, e: Event| {
             let ms = ((g.now.get() - t0) * 1000.0).round() as u64;
-            let r = w.reading_at(&g, Duration::from_millis(ms)).unwrap();
+            let r = w.reading_at(g, Duration::from_millis(ms)).unwrap();
             let at = Reading {
                 time_ms: ms,
                 energy_mj: r.energy_mj.iter().sum::<f64>() as u64,
             };
-            d.event(&mut g, Some(&mut w), Event::StepBegin, at).unwrap();
+            d.event(g, Some(w), e, at).unwrap();
+        };
+        while !d.optimizer().is_done() && steps < most {
+            event(&mut d, &mut g, &mut w, Event::StepBegin);
             // The step, with the stopwatch's samples at their times.
             let end = g.now.get() + step_s(g.power_limit(0).unwrap());
             while t0 + next_sample < end {
@@ -524,10 +540,15 @@ mod tests {
                 next_sample += 0.1;
             }
             g.now.set(end);
+            event(&mut d, &mut g, &mut w, Event::StepEnd);
             steps += 1;
-            assert!(steps < 10_000, "profiling never ended");
+            if epoch.is_some_and(|e| steps % e == 0) {
+                // An evaluation at the epoch's end, outside every step.
+                g.now.set(end + 0.5);
+                event(&mut d, &mut g, &mut w, Event::EpochEnd(0.5));
+            }
         }
-        (d.optimizer().optimal_limit_mw().unwrap(), d)
+        (d, steps)
     }
 
     /// 6 J per step at 300 W, 4.5 J at 250 W, 6 J at 200 W: 250 W is the
@@ -585,6 +606,50 @@ mod tests {
     }
 
     #[test]
+    fn a_job_of_32_steps_an_epoch_on_a_100_ms_counter_is_profiled_within_two_epochs() {
+        let coarse = model::Behaviour {
+            period_s: 0.1,
+            quantum_mj: 1.0,
+            ..model::Behaviour::default()
+        };
+        let mut flagged = 0;
+        for k in 0..20 {
+            let phase = f64::from(k) * 0.005;
+            let (d, steps) = train_on(coarse, distinct, phase, true, Some(32), 64);
+            assert!(
+                d.optimizer().is_done(),
+                "phase {phase}: not profiled after {steps} steps: {:?}",
+                d.optimizer().state()
+            );
+            let posted = d
+                .optimizer()
+                .bounded_profile(64, "Fake GPU", d.profiled())
+                .unwrap();
+            let limits: Vec<u32> = posted.measurements.iter().map(|m| m.power_limit).collect();
+            assert_eq!(limits, [300, 250, 200], "phase {phase}");
+            assert!(posted
+                .measurements
+                .iter()
+                .all(|m| m.energy_uncertainty_j.is_some_and(|u| u > 0.0)));
+            // Windows as long as two epochs of 32 steps allow: the cheapest limit,
+            // or a choice flagged uncertain between it and the one picked.
+            let picked = d.optimizer().optimal_limit_mw().unwrap() / 1000;
+            if !posted.uncertain.is_empty() {
+                flagged += 1;
+                assert!(posted.uncertain.contains(&250), "phase {phase}: {posted:?}");
+                assert!(d.profile_note().is_some());
+            } else {
+                assert_eq!(picked, 250, "phase {phase}: {:?}", d.profiled());
+            }
+            assert!(
+                picked == 250 || posted.uncertain.contains(&picked),
+                "phase {phase}: {posted:?}"
+            );
+        }
+        println!("32 steps an epoch on a 100 ms counter: profiled within 2 epochs at 20 of 20 phases, {flagged} flagged uncertain");
+    }
+
+    #[test]
     fn limits_whose_energies_stay_within_their_bounds_are_lengthened_then_flagged() {
         // 7.5 J per step at 300 W, 5 J at both 250 W and 200 W.
         fn tie(limit_mw: u32) -> f64 {
@@ -600,7 +665,9 @@ mod tests {
             ..model::Behaviour::default()
         };
         let (_, d) = profile_on(coarse, tie, 0.0, true);
-        assert!(d.lengthenings() >= MAX_LENGTHENINGS, "{}", d.lengthenings());
+        // Lengthened as far as a window may run (no length tells two equal
+        // energies apart), then flagged.
+        assert!(d.lengthenings() > 0, "{}", d.lengthenings());
         let note = d.profile_note().expect("a note");
         assert!(note.contains("250 W") && note.contains("200 W"), "{note}");
         assert!(!note.contains("300 W"), "{note}");
