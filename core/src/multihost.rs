@@ -767,41 +767,30 @@ mod tests {
         );
     }
 
-    #[test]
-    fn the_combined_profile_sums_the_bounds_and_notes_what_it_cannot_tell_apart() {
+    /// A run of two hosts after both profiles: host `rank` measured
+    /// `energies[rank]` J at 300, 200 and 150 W over 10 steps each, every limit
+    /// with the bound `bounds[rank]`; the run's answer to the second.
+    fn profiled_pair(energies: [[f64; 3]; 2], bounds: [Option<f64>; 2]) -> (JobState, RunView) {
         let mut s = job(10);
         join_all(&mut s, 2, T0);
+        let mut view = None;
+        for (rank, (e, b)) in (0i64..).zip(energies.into_iter().zip(bounds)) {
+            let points = [
+                (300, e[0], 1.0, b),
+                (200, e[1], 1.2, b),
+                (150, e[2], 1.5, b),
+            ];
+            view = Some(send(&mut s, rank, bounded_profile(rank, &points), T0).unwrap());
+        }
+        (s, view.unwrap())
+    }
+
+    #[test]
+    fn the_combined_profile_sums_the_bounds_and_notes_what_it_cannot_tell_apart() {
         // Per step over both hosts: 300 W 6.0 J ± 0.2, 200 W 4.9 J ± 0.2 (the
         // least), 150 W 5.0 J ± 0.2: within their bounds of 200 W.
-        let bounds = Some(1.0);
-        send(
-            &mut s,
-            0,
-            bounded_profile(
-                0,
-                &[
-                    (300, 30.0, 1.0, bounds),
-                    (200, 24.0, 1.2, bounds),
-                    (150, 25.0, 1.5, bounds),
-                ],
-            ),
-            T0,
-        )
-        .unwrap();
-        let v = send(
-            &mut s,
-            1,
-            bounded_profile(
-                1,
-                &[
-                    (300, 30.0, 1.0, bounds),
-                    (200, 25.0, 1.2, bounds),
-                    (150, 25.0, 1.5, bounds),
-                ],
-            ),
-            T0,
-        )
-        .unwrap();
+        let close = [[30.0, 24.0, 25.0], [30.0, 25.0, 25.0]];
+        let (s, v) = profiled_pair(close, [Some(1.0); 2]);
         assert_eq!(v.power_limit, Some(200));
         assert_eq!(v.uncertain, vec![200, 150]);
         let run = &s.runs.list()[0];
@@ -809,43 +798,10 @@ mod tests {
         assert_eq!(u, vec![Some(0.2); 3]);
         assert_eq!(run.uncertain, vec![200, 150]);
         // Tight bounds tell every limit apart: no note.
-        let mut s = job(10);
-        join_all(&mut s, 2, T0);
-        let tight = Some(0.1);
-        for rank in 0..2 {
-            let points = [
-                (300, 30.0, 1.0, tight),
-                (200, 24.5, 1.2, tight),
-                (150, 25.0, 1.5, tight),
-            ];
-            send(&mut s, rank, bounded_profile(rank, &points), T0).unwrap();
-        }
-        let run = &s.runs.list()[0];
-        assert_eq!((run.power_limit, run.uncertain.len()), (Some(200), 0));
+        let (_, v) = profiled_pair([[30.0, 24.5, 25.0]; 2], [Some(0.1); 2]);
+        assert_eq!((v.power_limit, v.uncertain.len()), (Some(200), 0));
         // A host that measured no bound: the combined limits have none, and no note.
-        let mut s = job(10);
-        join_all(&mut s, 2, T0);
-        send(
-            &mut s,
-            0,
-            bounded_profile(
-                0,
-                &[
-                    (300, 30.0, 1.0, bounds),
-                    (200, 24.0, 1.2, bounds),
-                    (150, 25.0, 1.5, bounds),
-                ],
-            ),
-            T0,
-        )
-        .unwrap();
-        let v = send(
-            &mut s,
-            1,
-            profile(1, &[(300, 30.0, 1.0), (200, 25.0, 1.2), (150, 25.0, 1.5)]),
-            T0,
-        )
-        .unwrap();
+        let (s, v) = profiled_pair(close, [Some(1.0), None]);
         assert_eq!((v.power_limit, v.uncertain.len()), (Some(200), 0));
         assert!(s.runs.list()[0]
             .profile
