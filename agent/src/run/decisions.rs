@@ -187,6 +187,20 @@ pub fn host_profile(
     }
 }
 
+/// The line that says the run's combined profile could not tell the limit it
+/// chose from others (the run's `uncertain` note); `None` when it could.
+pub fn run_uncertain_line(view: &RunView) -> Option<String> {
+    let [chosen, others @ ..] = view.uncertain.as_slice() else {
+        return None;
+    };
+    let others: Vec<String> = others.iter().map(|w| format!("{w} W")).collect();
+    Some(format!(
+        "run {}: profile uncertain: the chosen {chosen} W and {} lie within their energy bounds (summed over the hosts)",
+        view.run_id,
+        others.join(", ")
+    ))
+}
+
 /// What ends the trial once the command ended.
 #[derive(Clone, Debug, PartialEq)]
 pub enum TrialEnd {
@@ -510,6 +524,17 @@ mod tests {
         }
         // What the endpoint takes.
         posted.validate().unwrap();
+    }
+
+    #[test]
+    fn the_runs_uncertain_note_is_one_line() {
+        let mut v = view("running", false, false, "");
+        assert_eq!(run_uncertain_line(&v), None);
+        v.uncertain = vec![200, 250, 150];
+        assert_eq!(
+            run_uncertain_line(&v).as_deref(),
+            Some("run slurm-7.0: profile uncertain: the chosen 200 W and 250 W, 150 W lie within their energy bounds (summed over the hosts)")
+        );
     }
 
     #[test]

@@ -26,7 +26,8 @@ use crate::nvml::ownership::{Ownership, OwnershipError};
 use crate::run::child::{Group, Process};
 use crate::run::decisions::{
     exit_code, final_ending, host_profile, optimizer, profile_to_post, report_answer,
-    reused_measurements, run_view_stop, signal_stop, trial_end, Answer, Ending, Stop, TrialEnd,
+    reused_measurements, run_uncertain_line, run_view_stop, signal_stop, trial_end, Answer, Ending,
+    Stop, TrialEnd,
 };
 use crate::run::driver::{apply, Driver};
 use crate::run::events::{parse_line, Event, Tail};
@@ -497,6 +498,9 @@ impl<'s, 'a> Drive<'s, 'a> {
                     "run {}: power limit {w} W on every host (chosen from {} hosts' profiles)",
                     view.run_id, view.profiled
                 ));
+                if let Some(line) = run_uncertain_line(&view) {
+                    log(line);
+                }
             }
         }
         Ok(None)
