@@ -678,6 +678,7 @@ mod tests {
             energy: 1.0,
             metric: 0.1,
             current_epoch: epoch,
+            energy_uncertainty_j: None,
         })
     }
 

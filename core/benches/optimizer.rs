@@ -131,6 +131,7 @@ fn bench(c: &mut Criterion) {
             energy: 24_000.0,
             metric: 0.9,
             current_epoch: 5,
+            energy_uncertainty_j: None,
         };
         group.bench_with_input(
             BenchmarkId::new(format!("{prefix}report"), past),

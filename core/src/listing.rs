@@ -301,6 +301,7 @@ mod tests {
                 energy,
                 metric: 1.0,
                 current_epoch: 1,
+                energy_uncertainty_j: None,
             };
             state.report(&r, 11 + i as i64).unwrap();
         }

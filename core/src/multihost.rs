@@ -24,8 +24,8 @@ use crate::api::{ApiError, Change, Ctx, Outcome};
 use crate::field_error::FieldError;
 use crate::job::JobState;
 use crate::runs::{
-    check_rank, EpochTotals, HostMessage, HostReport, HostSlot, JoinRun, PastRun, Run, RunStatus,
-    RunView, MAX_OPEN_RUNS, MAX_PENDING_EPOCHS, MAX_RUNS, RECENT_EPOCHS,
+    check_rank, sum_bounds, EpochTotals, HostMessage, HostReport, HostSlot, JoinRun, PastRun, Run,
+    RunStatus, RunView, MAX_OPEN_RUNS, MAX_PENDING_EPOCHS, MAX_RUNS, RECENT_EPOCHS,
 };
 use crate::spec::MAX_ENERGY_JOULES;
 use crate::wire::{ReportResponse, TrainingResult};
@@ -90,15 +90,20 @@ impl Run {
         // Each host's share of the bound on a report's energy, so the run's sum
         // over its hosts is a report the optimizer takes.
         let share = MAX_ENERGY_JOULES / f64::from(self.hosts);
-        if r.energy > share {
-            return Err(FieldError::new(
-                "energy",
-                format!(
-                    "must be <= {share:e} J on a run across {} hosts (their sum is at most {MAX_ENERGY_JOULES:e} J)",
-                    self.hosts
-                ),
-            )
-            .into());
+        for (field, joules) in [
+            ("energy", Some(r.energy)),
+            ("energy_uncertainty_j", r.energy_uncertainty_j),
+        ] {
+            if joules.is_some_and(|j| j > share) {
+                return Err(FieldError::new(
+                    field,
+                    format!(
+                        "must be <= {share:e} J on a run across {} hosts (their sum is at most {MAX_ENERGY_JOULES:e} J)",
+                        self.hosts
+                    ),
+                )
+                .into());
+            }
         }
         let slot = &mut self.slots[rank];
         if r.current_epoch <= slot.epoch {
@@ -130,11 +135,13 @@ impl Run {
                 energy: 0.0,
                 metric: None,
                 hosts: 0,
+                energy_uncertainty_j: Some(0.0),
             });
         }
         let e = &mut self.pending[index];
         e.time = e.time.max(r.time);
         e.energy += r.energy;
+        e.energy_uncertainty_j = sum_bounds(e.energy_uncertainty_j, r.energy_uncertainty_j);
         e.hosts += 1;
         if rank == 0 {
             e.metric = Some(r.metric);
@@ -158,6 +165,7 @@ impl Run {
                 energy: e.energy,
                 metric: e.metric.unwrap_or(f64::NAN),
                 current_epoch: e.epoch,
+                energy_uncertainty_j: e.energy_uncertainty_j,
             };
             match state.report(&combined, now_ms) {
                 Ok(ReportResponse {
@@ -295,6 +303,7 @@ pub fn join(
                 profiled: 0,
                 gpus: 0,
                 power_limit: None,
+                uncertain: Vec::new(),
                 reported_epoch: 0,
                 pending: Vec::new(),
                 epochs: Vec::new(),
@@ -405,8 +414,8 @@ mod tests {
     use super::*;
     use crate::power::{PowerLimitMeasurement, Selector};
     use crate::runs::{
-        CombinedPoint, HostProfile, Runs, MAX_HOSTS, MAX_HOST_NAME, MAX_HOST_TIMEOUT_S,
-        MAX_PAST_RUNS, MAX_PROFILE_LIMITS,
+        CombinedPoint, HostMeasurement, HostProfile, Runs, MAX_HOSTS, MAX_HOST_NAME,
+        MAX_HOST_TIMEOUT_S, MAX_PAST_RUNS, MAX_PROFILE_LIMITS,
     };
     use crate::spec::JobSpec;
     use crate::trial::TrialStatus;
@@ -467,12 +476,23 @@ mod tests {
     }
 
     fn report(rank: i64, epoch: u32, time: f64, energy: f64) -> HostMessage {
+        bounded_report(rank, epoch, time, energy, None)
+    }
+
+    fn bounded_report(
+        rank: i64,
+        epoch: u32,
+        time: f64,
+        energy: f64,
+        energy_uncertainty_j: Option<f64>,
+    ) -> HostMessage {
         HostMessage::Report(HostReport {
             host_rank: rank,
             time,
             energy,
             metric: 0.1 * f64::from(epoch),
             current_epoch: epoch,
+            energy_uncertainty_j,
         })
     }
 
@@ -657,16 +677,25 @@ mod tests {
     }
 
     fn profile(rank: i64, points: &[(u32, f64, f64)]) -> HostMessage {
+        let unbounded: Vec<_> = points.iter().map(|&(w, e, t)| (w, e, t, None)).collect();
+        bounded_profile(rank, &unbounded)
+    }
+
+    /// A host's profile of `(limit, energy, time, bound)` over 10 steps per limit.
+    fn bounded_profile(rank: i64, points: &[(u32, f64, f64, Option<f64>)]) -> HostMessage {
         HostMessage::Profile(HostProfile {
             host_rank: rank,
             gpu_count: 8,
             measurements: points
                 .iter()
-                .map(|&(power_limit, energy, time)| PowerLimitMeasurement {
-                    power_limit,
-                    energy,
-                    time,
-                    steps: 10,
+                .map(|&(power_limit, energy, time, bound)| {
+                    let m = PowerLimitMeasurement {
+                        power_limit,
+                        energy,
+                        time,
+                        steps: 10,
+                    };
+                    HostMeasurement::with_bound(m, bound)
                 })
                 .collect(),
         })
@@ -706,6 +735,78 @@ mod tests {
         // A repeated profile changes nothing.
         let v = send(&mut s, 1, profile(1, &[(100, 0.0, 1.0)]), T0).unwrap();
         assert_eq!(v.power_limit, Some(200));
+    }
+
+    #[test]
+    fn the_run_sums_its_hosts_energy_bounds_and_its_trial_keeps_them() {
+        let mut s = job(2);
+        let n = join_all(&mut s, 2, T0)[0].trial_number;
+        send(&mut s, 0, bounded_report(0, 1, 10.0, 100.0, Some(1.5)), T0).unwrap();
+        let v = send(&mut s, 1, bounded_report(1, 1, 12.0, 150.0, Some(2.0)), T0).unwrap();
+        assert_eq!(v.epochs[0].energy_uncertainty_j, Some(3.5));
+        // A host without a bound: the combined epoch has none (never invented).
+        send(&mut s, 0, bounded_report(0, 2, 20.0, 200.0, Some(1.5)), T0).unwrap();
+        let v = send(&mut s, 1, report(1, 2, 24.0, 300.0), T0).unwrap();
+        assert_eq!(v.epochs[1].energy_uncertainty_j, None);
+        assert!(v.stop_train, "max_epochs: {v:?}");
+        let Some(TrialStatus::Succeeded { result, .. }) = s.trial(n).map(|t| t.status) else {
+            panic!("{:?}", s.trial(n));
+        };
+        assert_eq!((result.energy, result.energy_uncertainty_j), (500.0, None));
+        // Every host bounded through the last epoch: the trial keeps the sum.
+        let mut s = job(1);
+        let n = join_all(&mut s, 2, T0)[0].trial_number;
+        send(&mut s, 0, bounded_report(0, 1, 10.0, 100.0, Some(1.5)), T0).unwrap();
+        send(&mut s, 1, bounded_report(1, 1, 12.0, 150.0, Some(0.25)), T0).unwrap();
+        let Some(TrialStatus::Succeeded { result, .. }) = s.trial(n).map(|t| t.status) else {
+            panic!("{:?}", s.trial(n));
+        };
+        assert_eq!(
+            (result.energy, result.energy_uncertainty_j),
+            (250.0, Some(1.75))
+        );
+    }
+
+    /// A run of two hosts after both profiles: host `rank` measured
+    /// `energies[rank]` J at 300, 200 and 150 W over 10 steps each, every limit
+    /// with the bound `bounds[rank]`; the run's answer to the second.
+    fn profiled_pair(energies: [[f64; 3]; 2], bounds: [Option<f64>; 2]) -> (JobState, RunView) {
+        let mut s = job(10);
+        join_all(&mut s, 2, T0);
+        let mut view = None;
+        for (rank, (e, b)) in (0i64..).zip(energies.into_iter().zip(bounds)) {
+            let points = [
+                (300, e[0], 1.0, b),
+                (200, e[1], 1.2, b),
+                (150, e[2], 1.5, b),
+            ];
+            view = Some(send(&mut s, rank, bounded_profile(rank, &points), T0).unwrap());
+        }
+        (s, view.unwrap())
+    }
+
+    #[test]
+    fn the_combined_profile_sums_the_bounds_and_notes_what_it_cannot_tell_apart() {
+        // Per step over both hosts: 300 W 6.0 J ± 0.2, 200 W 4.9 J ± 0.2 (the
+        // least), 150 W 5.0 J ± 0.2: within their bounds of 200 W.
+        let close = [[30.0, 24.0, 25.0], [30.0, 25.0, 25.0]];
+        let (s, v) = profiled_pair(close, [Some(1.0); 2]);
+        assert_eq!(v.power_limit, Some(200));
+        assert_eq!(v.uncertain, vec![200, 150]);
+        let run = &s.runs.list()[0];
+        let u: Vec<_> = run.profile.iter().map(|c| c.energy_uncertainty_j).collect();
+        assert_eq!(u, vec![Some(0.2); 3]);
+        assert_eq!(run.uncertain, vec![200, 150]);
+        // Tight bounds tell every limit apart: no note.
+        let (_, v) = profiled_pair([[30.0, 24.5, 25.0]; 2], [Some(0.1); 2]);
+        assert_eq!((v.power_limit, v.uncertain.len()), (Some(200), 0));
+        // A host that measured no bound: the combined limits have none, and no note.
+        let (s, v) = profiled_pair(close, [Some(1.0), None]);
+        assert_eq!((v.power_limit, v.uncertain.len()), (Some(200), 0));
+        assert!(s.runs.list()[0]
+            .profile
+            .iter()
+            .all(|c| c.energy_uncertainty_j.is_none()));
     }
 
     #[test]
@@ -756,6 +857,31 @@ mod tests {
             (report(0, 1, 1.0, f64::INFINITY), "energy"),
             (report(0, 1, -1.0, 1.0), "time"),
             (report(0, 0, 1.0, 1.0), "current_epoch"),
+            (
+                bounded_report(0, 1, 1.0, 1.0, Some(-0.5)),
+                "energy_uncertainty_j",
+            ),
+            (
+                bounded_report(0, 1, 1.0, 1.0, Some(f64::NAN)),
+                "energy_uncertainty_j",
+            ),
+            (
+                bounded_report(0, 1, 1.0, 1.0, Some(f64::INFINITY)),
+                "energy_uncertainty_j",
+            ),
+            // Its share of the run's bound (two hosts: half of 1e18 J).
+            (
+                bounded_report(0, 1, 1.0, 1.0, Some(6e17)),
+                "energy_uncertainty_j",
+            ),
+            (
+                bounded_profile(0, &[(300, 1.0, 1.0, Some(-1.0))]),
+                "measurements.energy_uncertainty_j",
+            ),
+            (
+                bounded_profile(0, &[(300, 1.0, 1.0, Some(f64::NAN))]),
+                "measurements.energy_uncertainty_j",
+            ),
             (profile(0, &[]), "measurements"),
             (profile(0, &[(300, -1.0, 1.0)]), "measurements.energy"),
             (profile(0, &[(300, 1.0, 0.0)]), "measurements.time"),
@@ -878,6 +1004,7 @@ mod tests {
                 energy: 1.0,
                 metric: 1.0,
                 current_epoch: 1,
+                energy_uncertainty_j: None,
             });
             let out = host_message("mh-1", id, 0, &m, Some(s), ctx(now)).unwrap();
             apply(s, &out);
@@ -950,6 +1077,7 @@ mod tests {
                 energy: 1.234_567_890_123e18,
                 metric: Some(0.123_456_789_012_345),
                 hosts: MAX_HOSTS,
+                energy_uncertainty_j: Some(1.234_567_890_123e17),
             };
             run.pending = vec![full; MAX_PENDING_EPOCHS];
             run.epochs = vec![full; RECENT_EPOCHS];
@@ -958,8 +1086,10 @@ mod tests {
                     power_limit: 100 + w,
                     energy: 1.234_567_890_123e10,
                     time: 1.234_567_890_123,
+                    energy_uncertainty_j: Some(1.234_567_890_123e8),
                 })
                 .collect();
+            run.uncertain = (0..MAX_PROFILE_LIMITS as u32).map(|w| 100 + w).collect();
         }
         let bytes = serde_json::to_vec(&s.runs).unwrap().len();
         assert!(bytes < 100_000, "{bytes} bytes");
@@ -1016,12 +1146,12 @@ mod tests {
 
         /// Any numbers a host may send keep the document readable and finite.
         #[test]
-        fn any_accepted_numbers_stay_finite(time in -1e300f64..1e300, energy in -1e300f64..1e300, metric in -1e300f64..1e300) {
+        fn any_accepted_numbers_stay_finite(time in -1e300f64..1e300, energy in -1e300f64..1e300, metric in -1e300f64..1e300, bound in -1e300f64..1e300) {
             let mut s = job(1000);
             join_all(&mut s, 2, T0);
             for rank in 0..2 {
-                let _ = send(&mut s, rank, HostMessage::Report(HostReport { host_rank: rank, time, energy, metric, current_epoch: 1 }), T0);
-                let _ = send(&mut s, rank, profile(rank, &[(300, energy, time), (200, energy / 2.0, time * 2.0)]), T0);
+                let _ = send(&mut s, rank, HostMessage::Report(HostReport { host_rank: rank, time, energy, metric, current_epoch: 1, energy_uncertainty_j: Some(bound) }), T0);
+                let _ = send(&mut s, rank, bounded_profile(rank, &[(300, energy, time, Some(bound)), (200, energy / 2.0, time * 2.0, Some(bound))]), T0);
             }
             let text = serde_json::to_string(&s).unwrap();
             prop_assert_eq!(serde_json::from_str::<JobState>(&text).unwrap(), s.clone());

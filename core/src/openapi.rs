@@ -174,7 +174,8 @@ fn schemas() -> Value {
                 "trial_number": {"type": "integer", "minimum": 0},
                 "time": {"type": "number", "minimum": 0, "description": "Seconds of training so far"},
                 "energy": {"type": "number", "minimum": 0, "description": "Joules so far"},
-                "metric": number, "current_epoch": {"type": "integer", "minimum": 0}
+                "metric": number, "current_epoch": {"type": "integer", "minimum": 0},
+                "energy_uncertainty_j": {"type": "number", "minimum": 0, "maximum": 1e18, "description": "Half-width of the bound on energy, joules: the true energy lies within energy ± energy_uncertainty_j (a wattwise addition; absent from Zeus's client). The trial keeps its last report's bound"}
             }
         },
         "ReportResponse": {
@@ -212,6 +213,7 @@ fn schemas() -> Value {
                 "end_ms": described("integer", "Succeeded and Failed only"),
                 "time": described("number", "Succeeded only"),
                 "energy": described("number", "Succeeded only"),
+                "energy_uncertainty_j": described("number", "Succeeded only, when the run's last report gave the bound on its energy: half-width, joules"),
                 "converged": described("boolean", "Succeeded only")
             }
         },
@@ -250,13 +252,14 @@ fn schemas() -> Value {
             "type": "object", "required": ["host_rank"],
             "properties": {"host_rank": {"type": "integer", "minimum": 0}}
         },
-        "PowerLimitMeasurement": {
+        "HostMeasurement": {
             "type": "object", "required": ["power_limit", "energy", "time", "steps"],
             "properties": {
                 "power_limit": {"type": "integer", "minimum": 1, "description": "Watts"},
                 "energy": {"type": "number", "minimum": 0, "description": "Joules of the host's GPUs over the window"},
                 "time": {"type": "number", "exclusiveMinimum": true, "minimum": 0, "description": "Seconds"},
-                "steps": {"type": "integer", "minimum": 1}
+                "steps": {"type": "integer", "minimum": 1},
+                "energy_uncertainty_j": {"type": "number", "minimum": 0, "maximum": 1e18, "description": "Half-width of the bound on energy, joules; absent when the host measured none (the run's combined limit then has no bound)"}
             }
         },
         "HostProfile": {
@@ -264,7 +267,7 @@ fn schemas() -> Value {
             "properties": {
                 "host_rank": {"type": "integer", "minimum": 0},
                 "gpu_count": {"type": "integer", "minimum": 1, "maximum": 4096},
-                "measurements": {"type": "array", "minItems": 1, "maxItems": 64, "items": schema_ref("PowerLimitMeasurement"), "description": "Power limits unique"}
+                "measurements": {"type": "array", "minItems": 1, "maxItems": 64, "items": schema_ref("HostMeasurement"), "description": "Power limits unique"}
             }
         },
         "HostReport": {
@@ -274,7 +277,8 @@ fn schemas() -> Value {
                 "time": {"type": "number", "minimum": 0, "description": "The host's seconds of training so far"},
                 "energy": {"type": "number", "minimum": 0, "description": "Joules of the host's GPUs so far"},
                 "metric": described("number", "Rank 0's is the run's"),
-                "current_epoch": {"type": "integer", "minimum": 1, "description": "Each host reports its epochs in order; a repeat is ignored"}
+                "current_epoch": {"type": "integer", "minimum": 1, "description": "Each host reports its epochs in order; a repeat is ignored"},
+                "energy_uncertainty_j": {"type": "number", "minimum": 0, "description": "Half-width of the bound on energy, joules (at most 1e18 / hosts); absent when the host measured none"}
             }
         },
         "EpochTotals": {
@@ -284,7 +288,8 @@ fn schemas() -> Value {
                 "time": described("number", "The slowest host's seconds so far"),
                 "energy": described("number", "Every host's joules so far, summed"),
                 "metric": {"type": "number", "nullable": true},
-                "hosts": integer
+                "hosts": integer,
+                "energy_uncertainty_j": described("number", "The sum of the hosts' bounds on their energy, joules (the run's report to the job carries it); absent when a host gave none")
             }
         },
         "RunView": {
@@ -299,6 +304,7 @@ fn schemas() -> Value {
                 "converged": {"type": "boolean"},
                 "message": described("string", "Why it stopped or failed (a failure names the host)"),
                 "power_limit": {"type": "integer", "nullable": true, "description": "Watts, for every host"},
+                "uncertain": {"type": "array", "items": described("integer", "Watts"), "description": "The combined profile's note that its windows could not tell power_limit from others: power_limit first, then the limits whose energy per step (summed over the hosts, with the sum of their bounds) lies within their bounds of it; absent when every limit was told apart or a host gave no bounds"},
                 "profiled": integer,
                 "reported_epoch": described("integer", "The last epoch reported to the optimizer (once every host reported it)"),
                 "epochs": {"type": "array", "items": schema_ref("EpochTotals"), "description": "The most recent combined epochs (up to 16)"}
@@ -544,6 +550,7 @@ mod tests {
             energy: 1.0,
             metric: 0.5,
             current_epoch: 1,
+            energy_uncertainty_j: Some(0.5),
         };
         check("TrainingResult", serde_json::to_value(&r).unwrap());
         let rr = ReportResponse {
@@ -585,12 +592,14 @@ mod tests {
                     time: 1.0,
                     energy: 1.0,
                     converged: true,
+                    energy_uncertainty_j: Some(0.5),
                 },
             },
         };
         let mut row = serde_json::to_value(&t).unwrap();
         row["job_id"] = json!("j");
         check("Trial", row);
+        schemas_match_the_run_types();
         let state = crate::job::JobState::new("p-1".into(), spec.validate().unwrap(), 1, 5);
         let summary = crate::listing::JobSummary::of(&state, 1);
         check("JobSummary", serde_json::to_value(&summary).unwrap());
@@ -600,6 +609,55 @@ mod tests {
             next_cursor: None,
         };
         check("JobPage", serde_json::to_value(&page).unwrap());
+    }
+
+    /// The runs across hosts' types, each with its optional fields given.
+    fn schemas_match_the_run_types() {
+        use crate::runs::{EpochTotals, HostMeasurement, HostReport, RunView};
+        let r = HostReport {
+            host_rank: 0,
+            time: 1.0,
+            energy: 1.0,
+            metric: 0.5,
+            current_epoch: 1,
+            energy_uncertainty_j: Some(0.5),
+        };
+        check("HostReport", serde_json::to_value(&r).unwrap());
+        let m = HostMeasurement {
+            power_limit: 300,
+            energy: 1.0,
+            time: 1.0,
+            steps: 1,
+            energy_uncertainty_j: Some(0.5),
+        };
+        check("HostMeasurement", serde_json::to_value(m).unwrap());
+        let e = EpochTotals {
+            epoch: 1,
+            time: 1.0,
+            energy: 1.0,
+            metric: Some(0.5),
+            hosts: 2,
+            energy_uncertainty_j: Some(0.5),
+        };
+        check("EpochTotals", serde_json::to_value(e).unwrap());
+        let v = RunView {
+            job_id: "j".into(),
+            run_id: "r".into(),
+            trial_number: 1,
+            batch_size: 8,
+            hosts: 2,
+            joined: 2,
+            status: "running".into(),
+            stop_train: false,
+            converged: false,
+            message: String::new(),
+            power_limit: Some(250),
+            uncertain: vec![250, 300],
+            profiled: 2,
+            reported_epoch: 1,
+            epochs: vec![e],
+        };
+        check("RunView", serde_json::to_value(&v).unwrap());
     }
 
     #[test]

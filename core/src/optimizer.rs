@@ -59,13 +59,23 @@ fn time_and_energy(time: f64, energy: f64) -> Result<(f64, f64), FieldError> {
     ))
 }
 
-/// Checks a report's numbers (time, energy, metric), as every report is checked first.
+/// Checks a report's numbers (time, energy, metric and the energy's bound when
+/// given), as every report is checked first.
 pub fn validate_report(r: &TrainingResult) -> Result<(f64, f64), FieldError> {
     let out = time_and_energy(r.time, r.energy)?;
     if !r.metric.is_finite() {
         return Err(FieldError::new("metric", "must be a finite number"));
     }
+    energy_bound(r.energy_uncertainty_j)?;
     Ok(out)
+}
+
+/// Checks an energy's bound when one is given: finite, >= 0 and within the
+/// energy limit (so every sum of bounds stays finite).
+pub fn energy_bound(bound: Option<f64>) -> Result<Option<f64>, FieldError> {
+    bound
+        .map(|u| finite_in("energy_uncertainty_j", u, 0.0, MAX_ENERGY_JOULES))
+        .transpose()
 }
 
 /// The answer to a report for a trial that already finished, wherever the trial
@@ -304,6 +314,7 @@ impl JobState {
             time,
             energy,
             converged: reached && within_bound,
+            energy_uncertainty_j: r.energy_uncertainty_j,
         };
         Ok(self.stop_and_record(r, run, message, now_ms))
     }
@@ -344,6 +355,7 @@ impl JobState {
                         time,
                         energy,
                         converged,
+                        energy_uncertainty_j: None,
                     },
                     now_ms,
                 );
@@ -648,6 +660,7 @@ impl JobState {
                 time,
                 energy,
                 converged: false,
+                energy_uncertainty_j: r.energy_uncertainty_j,
             };
             let note = RunNote {
                 epochs: r.current_epoch,
@@ -686,6 +699,7 @@ impl JobState {
             time,
             energy,
             converged,
+            energy_uncertainty_j: r.energy_uncertainty_j,
         };
         let note = RunNote {
             epochs: r.current_epoch,

@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::field_error::FieldError;
-use crate::power::{select, PowerLimitMeasurement, Selector};
+use crate::power::{select, uncertain_limits, PowerLimitMeasurement, ProfiledEnergy, Selector};
 use crate::spec::{check_id, check_path_id, MAX_ENERGY_JOULES, MAX_TIME_SECONDS};
 
 /// Most hosts in one run.
@@ -77,8 +77,39 @@ pub struct HostProfile {
     pub host_rank: i64,
     /// GPUs the host measured.
     pub gpu_count: i64,
-    /// Per power limit: energy of the host's GPUs and time over `steps` steps.
-    pub measurements: Vec<PowerLimitMeasurement>,
+    /// Per power limit: energy of the host's GPUs and time over `steps` steps,
+    /// with the energy's bound when the host measured one.
+    pub measurements: Vec<HostMeasurement>,
+}
+
+/// One power limit of a host's profile: what it cost over its measurement window.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct HostMeasurement {
+    /// The power limit, watts.
+    pub power_limit: u32,
+    /// Energy of the host's GPUs over the window, joules.
+    pub energy: f64,
+    /// Length of the window, seconds.
+    pub time: f64,
+    /// Training steps in the window.
+    pub steps: u32,
+    /// Half-width of the bound on `energy`, joules (absent when the host
+    /// measured no bound).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub energy_uncertainty_j: Option<f64>,
+}
+
+impl HostMeasurement {
+    /// The measurement with its bound: `energy_uncertainty_j`, if any.
+    pub fn with_bound(m: PowerLimitMeasurement, energy_uncertainty_j: Option<f64>) -> Self {
+        HostMeasurement {
+            power_limit: m.power_limit,
+            energy: m.energy,
+            time: m.time,
+            steps: m.steps,
+            energy_uncertainty_j,
+        }
+    }
 }
 
 /// `POST /jobs/{job_id}/runs/{run_id}/report`: a host's totals after an epoch.
@@ -95,6 +126,10 @@ pub struct HostReport {
     pub metric: f64,
     /// Epochs done, from 1, in order.
     pub current_epoch: u32,
+    /// Half-width of the bound on `energy`, joules (absent when the host
+    /// measured no bound).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub energy_uncertainty_j: Option<f64>,
 }
 
 /// What a host asks of a run it belongs to.
@@ -163,6 +198,10 @@ pub struct EpochTotals {
     pub metric: Option<f64>,
     /// Hosts that reported it.
     pub hosts: u32,
+    /// Half-width of the bound on `energy`, joules: the sum of the hosts'
+    /// bounds; absent once a host reported none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub energy_uncertainty_j: Option<f64>,
 }
 
 /// One limit of the combined profile, per step.
@@ -174,6 +213,10 @@ pub struct CombinedPoint {
     pub energy: f64,
     /// Time per step of the slowest such host, seconds.
     pub time: f64,
+    /// Half-width of the bound on `energy`, joules: the sum of those hosts'
+    /// bounds per step; absent once one of them measured none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub energy_uncertainty_j: Option<f64>,
 }
 
 /// A run across hosts, inside its job's document.
@@ -210,6 +253,12 @@ pub struct Run {
     /// The power limit every host runs, watts, once every host's profile is in.
     #[serde(default)]
     pub power_limit: Option<u32>,
+    /// The note that the combined profile could not tell `power_limit` from
+    /// other limits: it first, then every limit whose energy per step lies
+    /// within their bounds of it ([`uncertain_limits`]); empty when every limit
+    /// was told apart or the bounds are not known.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub uncertain: Vec<u32>,
     /// The last epoch reported to the optimizer.
     #[serde(default)]
     pub reported_epoch: u32,
@@ -246,6 +295,9 @@ pub struct RunView {
     pub message: String,
     /// The power limit every host runs, watts, once every host's profile is in.
     pub power_limit: Option<u32>,
+    /// The combined profile's uncertain note (see [`Run::uncertain`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub uncertain: Vec<u32>,
     /// Hosts whose profile is in.
     pub profiled: u32,
     /// The last epoch reported to the optimizer.
@@ -305,6 +357,7 @@ impl PastRun {
                 self.run_id, self.status
             ),
             power_limit: None,
+            uncertain: Vec::new(),
             profiled: 0,
             reported_epoch: self.reported_epoch,
             epochs: Vec::new(),
@@ -439,9 +492,16 @@ pub(crate) fn bad(field: &'static str, rule: impl Into<String>) -> FieldError {
 }
 
 pub(crate) fn finite_totals(t: &EpochTotals) -> bool {
+    let joules = 0.0..=MAX_ENERGY_JOULES * f64::from(MAX_HOSTS);
     (0.0..=MAX_TIME_SECONDS * f64::from(MAX_HOSTS)).contains(&t.time)
-        && (0.0..=MAX_ENERGY_JOULES * f64::from(MAX_HOSTS)).contains(&t.energy)
+        && joules.contains(&t.energy)
+        && t.energy_uncertainty_j.is_none_or(|u| joules.contains(&u))
         && t.metric.is_none_or(f64::is_finite)
+}
+
+/// The sum of two bounds, absent when either is (a missing bound is never invented).
+pub(crate) fn sum_bounds(a: Option<f64>, b: Option<f64>) -> Option<f64> {
+    Some(a? + b?)
 }
 
 impl Run {
@@ -470,10 +530,18 @@ impl Run {
         if self.profile.len() > MAX_PROFILE_LIMITS
             || self.profiled > self.hosts
             || self.profile.iter().any(|p| {
-                !(p.energy.is_finite() && p.energy >= 0.0 && p.time.is_finite() && p.time >= 0.0)
+                !(p.energy.is_finite()
+                    && p.energy >= 0.0
+                    && p.time.is_finite()
+                    && p.time >= 0.0
+                    && p.energy_uncertainty_j
+                        .is_none_or(|u| u.is_finite() && u >= 0.0))
             })
         {
             return Err(bad("runs.profile", "bounded, finite and >= 0"));
+        }
+        if self.uncertain.len() > MAX_PROFILE_LIMITS {
+            return Err(bad("runs.uncertain", "bounded"));
         }
         if self.pending.len() > MAX_PENDING_EPOCHS
             || self.epochs.len() > RECENT_EPOCHS
@@ -511,6 +579,7 @@ impl Run {
             converged,
             message,
             power_limit: self.power_limit,
+            uncertain: self.uncertain.clone(),
             profiled: self.profiled,
             reported_epoch: self.reported_epoch,
             epochs: self.epochs.clone(),
@@ -533,6 +602,7 @@ impl Run {
                 power_limit: m.power_limit,
                 energy: m.energy / f64::from(m.steps),
                 time: m.time / f64::from(m.steps),
+                energy_uncertainty_j: m.energy_uncertainty_j.map(|u| u / f64::from(m.steps)),
             })
             .collect();
         if self.profiled == 0 {
@@ -543,6 +613,8 @@ impl Run {
                     Some(h) => {
                         c.energy += h.energy;
                         c.time = c.time.max(h.time);
+                        c.energy_uncertainty_j =
+                            sum_bounds(c.energy_uncertainty_j, h.energy_uncertainty_j);
                         true
                     }
                     None => false,
@@ -562,9 +634,21 @@ impl Run {
                     steps: 1,
                 })
                 .collect();
-            self.power_limit = select(&self.selector, &measurements, self.gpus)
-                .map_err(|e| bad("selector", e.to_string()))
-                .map(Some)?;
+            let chosen = select(&self.selector, &measurements, self.gpus)
+                .map_err(|e| bad("selector", e.to_string()))?;
+            let bounded: Vec<ProfiledEnergy> = self
+                .profile
+                .iter()
+                .filter_map(|c| {
+                    c.energy_uncertainty_j.map(|u| ProfiledEnergy {
+                        limit_w: c.power_limit,
+                        energy_j: c.energy,
+                        uncertainty_j: u,
+                    })
+                })
+                .collect();
+            self.uncertain = uncertain_limits(chosen, &bounded);
+            self.power_limit = Some(chosen);
         }
         Ok(())
     }
@@ -666,6 +750,14 @@ impl HostProfile {
                     format!("must be a finite number >= 0 and <= {MAX_ENERGY_JOULES}"),
                 ));
             }
+            if m.energy_uncertainty_j
+                .is_some_and(|u| !(0.0..=MAX_ENERGY_JOULES).contains(&u))
+            {
+                return Err(bad(
+                    "measurements.energy_uncertainty_j",
+                    format!("must be a finite number >= 0 and <= {MAX_ENERGY_JOULES}"),
+                ));
+            }
         }
         Ok(())
     }
@@ -691,6 +783,15 @@ impl HostReport {
         }
         if self.current_epoch == 0 {
             return Err(bad("current_epoch", "must be >= 1"));
+        }
+        if self
+            .energy_uncertainty_j
+            .is_some_and(|u| !(0.0..=MAX_ENERGY_JOULES).contains(&u))
+        {
+            return Err(bad(
+                "energy_uncertainty_j",
+                format!("must be a finite number >= 0 and <= {MAX_ENERGY_JOULES}"),
+            ));
         }
         Ok(())
     }

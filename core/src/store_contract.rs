@@ -78,6 +78,7 @@ pub fn sample_state(job_id: &str, seed: u64) -> Result<JobState, String> {
             energy: 1_000.0,
             metric: 0.1,
             current_epoch: 1,
+            energy_uncertainty_j: None,
         };
         let out = api::report(&result, Some(&state), ctx(now + 500))
             .map_err(|e| format!("report: {e}"))?;
@@ -99,6 +100,7 @@ pub fn sample_trial(n: u64) -> Trial {
                 time: n as f64,
                 energy: 2.0 * n as f64,
                 converged: true,
+                energy_uncertainty_j: None,
             },
         },
     }

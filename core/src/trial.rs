@@ -26,6 +26,10 @@ pub struct RunResult {
     pub energy: f64,
     /// Whether the run reached the target metric within the cost bound.
     pub converged: bool,
+    /// Half-width of the bound on `energy`, joules, as the run's last report
+    /// gave it (absent when it gave none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub energy_uncertainty_j: Option<f64>,
 }
 
 /// Where a trial stands, with the data that stage carries.
@@ -216,6 +220,7 @@ mod tests {
                     time: 1.5,
                     energy: 2.5,
                     converged: true,
+                    energy_uncertainty_j: None,
                 },
             },
         };

@@ -36,6 +36,11 @@ pub struct TrainingResult {
     pub metric: f64,
     /// Epochs done.
     pub current_epoch: u32,
+    /// Half-width of the bound on `energy`, joules: the true energy lies within
+    /// `energy ± energy_uncertainty_j` (a wattwise addition: absent from Zeus's
+    /// client and from a client that measured no bound).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub energy_uncertainty_j: Option<f64>,
 }
 
 /// The answer to a report.

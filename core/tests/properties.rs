@@ -115,6 +115,7 @@ fn apply(state: &mut JobState, dispatched: &mut Vec<TrialId>, op: &Op, now: i64)
                     energy: *energy,
                     metric: *metric,
                     current_epoch: *epoch,
+                    energy_uncertainty_j: None,
                 };
                 api::report(&r, Some(state), ctx).map(|o| (format!("{:?}", o.body), o.change))
             }
@@ -136,6 +137,7 @@ fn apply(state: &mut JobState, dispatched: &mut Vec<TrialId>, op: &Op, now: i64)
                     energy: 1.0,
                     metric: 0.5,
                     current_epoch: 1,
+                    energy_uncertainty_j: None,
                 };
                 match field {
                     0 => r.time = *value,
@@ -273,6 +275,7 @@ fn run_trial(
             energy: c,
             metric: if epoch >= reach_at { 1.0 } else { 0.0 },
             current_epoch: epoch,
+            energy_uncertainty_j: None,
         };
         let out = api::report(&r, Some(state), ctx).unwrap();
         if let Change::Put(s) = out.change {

@@ -177,6 +177,76 @@ fn profile_bounds_and_the_uncertain_note_are_stored_and_validated() {
 }
 
 #[test]
+fn a_reports_energy_bound_is_validated_and_kept_with_its_trial() {
+    let mut h = Harness::new();
+    let mut s = spec();
+    s["job_id"] = json!("svc-u");
+    s["max_epochs"] = json!(2);
+    assert_eq!(h.call("POST", "/jobs", &s.to_string()).0, 201);
+    let (_, t) = h.call("GET", "/jobs/batch_size?job_id=svc-u", "");
+    let report = |epoch: u32, bound: serde_json::Value| {
+        let mut r = json!({"job_id": "svc-u", "batch_size": t["batch_size"],
+            "trial_number": t["trial_number"], "time": 10.0 * f64::from(epoch),
+            "energy": 100.0 * f64::from(epoch), "metric": 0.1, "current_epoch": epoch});
+        if !bound.is_null() {
+            r["energy_uncertainty_j"] = bound;
+        }
+        r.to_string()
+    };
+    // Bad bounds: 422 naming the field and the rule, nothing stored.
+    let before = h.state("svc-u");
+    for bad in [
+        json!(-0.5),
+        json!(1e19),
+        json!("NaN"),
+        json!("0.5"),
+        json!([0.5]),
+        json!(true),
+    ] {
+        let (status, body) = h.call("POST", "/report", &report(2, bad.clone()));
+        assert_eq!(status, 422, "{bad}: {body}");
+        let message = body["message"].as_str().unwrap();
+        assert!(
+            message.starts_with("energy_uncertainty_j"),
+            "{bad}: {message}"
+        );
+        if bad.is_number() {
+            assert!(
+                message.contains("finite number in [0e0, 1e18]"),
+                "{bad}: {message}"
+            );
+        }
+    }
+    assert_eq!(h.state("svc-u"), before);
+    let (status, body) = h.call("POST", "/report", &report(1, json!(0.25)));
+    assert_eq!((status, body["stop_train"].as_bool()), (200, Some(false)));
+    // The last report (max_epochs) stops the run: the trial keeps its bound.
+    let (status, body) = h.call("POST", "/report", &report(2, json!(1.5)));
+    assert_eq!((status, body["stop_train"].as_bool()), (200, Some(true)));
+    let (_, trials) = h.call("GET", "/jobs/svc-u/trials", "");
+    assert_eq!(trials[0]["energy"], json!(200.0), "{trials}");
+    assert_eq!(trials[0]["energy_uncertainty_j"], json!(1.5), "{trials}");
+    let (_, doc) = h.call("GET", "/jobs/svc-u", "");
+    assert_eq!(
+        doc["recent_trials"][0]["energy_uncertainty_j"],
+        json!(1.5),
+        "{doc}"
+    );
+    // A report without the field: the trial has none (never invented).
+    s["job_id"] = json!("svc-v");
+    assert_eq!(h.call("POST", "/jobs", &s.to_string()).0, 201);
+    let (_, t2) = h.call("GET", "/jobs/batch_size?job_id=svc-v", "");
+    let plain = json!({"job_id": "svc-v", "batch_size": t2["batch_size"],
+        "trial_number": t2["trial_number"], "time": 20.0, "energy": 200.0, "metric": 0.1,
+        "current_epoch": 2});
+    let (status, body) = h.call("POST", "/report", &plain.to_string());
+    assert_eq!(status, 200, "{body}");
+    let (_, trials) = h.call("GET", "/jobs/svc-v/trials", "");
+    assert_eq!(trials[0]["status"], json!("Succeeded"), "{trials}");
+    assert!(trials[0].get("energy_uncertainty_j").is_none(), "{trials}");
+}
+
+#[test]
 fn a_keep_training_report_writes_nothing() {
     let mut h = Harness::new();
     let mut s = spec();

@@ -971,6 +971,7 @@ mod tests {
                     time: 1.0,
                     energy: 2.0,
                     converged: true,
+                    energy_uncertainty_j: None,
                 },
             },
         }

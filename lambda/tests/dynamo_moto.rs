@@ -63,6 +63,7 @@ fn trial(n: u64) -> Trial {
                 time: n as f64,
                 energy: 2.0,
                 converged: true,
+                energy_uncertainty_j: None,
             },
         },
     }

@@ -111,6 +111,24 @@ def test_three_hosts_are_one_trial_with_one_power_limit(tmp, server):
         assert abs(epochs[e]["energy"] - sum(b["energy"] for b in per_host)) < 1e-6 * epochs[e]["energy"]
     assert max(range(HOSTS), key=lambda r: sent[(r, 5)]["time"]) == 2
     assert (trial["energy"], trial["time"]) == (epochs[5]["energy"], epochs[5]["time"]), (trial, epochs[5])
+    # Each host's report carries its meter's bound; the run's epoch carries their
+    # sum, and the trial the last epoch's (issue 23).
+    for e in range(1, 6):
+        per_host = [sent[(r, e)]["energy_uncertainty_j"] for r in range(HOSTS)]
+        assert all(isinstance(u, float) and u >= 0 for u in per_host), (e, per_host)
+        assert abs(epochs[e]["energy_uncertainty_j"] - sum(per_host)) <= 1e-9 * max(1.0, sum(per_host)), (e, per_host, epochs[e])
+    assert trial["energy_uncertainty_j"] == epochs[5]["energy_uncertainty_j"], (trial, epochs[5])
+    # Each host's profile carries a bound per limit; the run's combined profile their sums per step.
+    profiles = [body for path, body in proxy.posts if path == "/jobs/mhone-1/runs/slurm-77.0/profile"]
+    assert sorted(p["host_rank"] for p in profiles) == list(range(HOSTS)), profiles
+    for p in profiles:
+        assert all(m["energy_uncertainty_j"] >= 0 for m in p["measurements"]), p
+    (doc_run,) = get(server.url, "/jobs/mhone-1")["runs"]
+    for point in doc_run["profile"]:
+        per_step = [next(m["energy_uncertainty_j"] / m["steps"] for m in p["measurements"] if m["power_limit"] == point["power_limit"])
+                    for p in profiles]
+        assert abs(point["energy_uncertainty_j"] - sum(per_step)) <= 1e-9 * max(1.0, sum(per_step)), (point, per_step)
+    print(f"    run bound at epoch 5: {epochs[5]['energy_uncertainty_j']:.3f} J over {HOSTS} hosts; uncertain note: {doc_run.get('uncertain', [])}")
     # Against the three fakes' ground truth (noted just before each epoch_end event).
     truth = []
     for gt in gts:

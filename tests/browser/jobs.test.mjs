@@ -19,7 +19,7 @@ import { after, before, test } from 'node:test';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { chromium } from 'playwright-core';
-import { duration, joules } from '../../web/src/format.js';
+import { duration, joules, joulesWithBound } from '../../web/src/format.js';
 import { VIEWPORTS, assertLayout, assertVerdicts, expectedVerdict } from './layout.mjs';
 
 const BASE_URL = (process.env.BASE_URL || '').replace(/\/$/, '');
@@ -56,9 +56,10 @@ function spec(jobId, extra = {}) {
 }
 
 /** One run of a job, as a training script does it: the batch size, then its result. */
-async function trainOnce(jobId, { energy, time, metric }) {
+async function trainOnce(jobId, { energy, time, metric, bound }) {
   const t = await call('GET', `/jobs/batch_size?job_id=${encodeURIComponent(jobId)}`);
-  await call('POST', '/report', { ...t, time, energy, metric, current_epoch: 1 });
+  const extra = bound === undefined ? {} : { energy_uncertainty_j: bound };
+  await call('POST', '/report', { ...t, time, energy, metric, current_epoch: 1, ...extra });
   return t;
 }
 
@@ -146,7 +147,8 @@ async function assertDetailIsTheApis(id) {
     assert.equal(rows[i].trial_number, String(t.trial_number));
     assert.equal(rows[i].batch_size, String(t.batch_size));
     // A trial without a result shows empty cells.
-    assert.equal(rows[i].energy, t.energy === null || t.energy === undefined ? '' : joules(t.energy), `${id} trial ${t.trial_number} energy`);
+    // With the bound of its last report when it gave one (issue 23).
+    assert.equal(rows[i].energy, t.energy === null || t.energy === undefined ? '' : joulesWithBound(t.energy, t.energy_uncertainty_j), `${id} trial ${t.trial_number} energy`);
     assert.equal(rows[i].time, t.time === null || t.time === undefined ? '' : duration(t.time), `${id} trial ${t.trial_number} time`);
     assert.equal(rows[i].cost, cost === null ? '' : joules(cost), `${id} trial ${t.trial_number} cost`);
     assert.equal(rows[i].start_ms, when(t.start_ms), `${id} trial ${t.trial_number} start, in UTC like the list`);
@@ -181,7 +183,7 @@ before(async () => {
   await call('POST', '/jobs', spec(ids.profiled));
   await call('POST', '/jobs', spec(ids.busy));
   for (let i = 0; i < 4; i++) await trainOnce(ids.busy, { energy: 1000 + 100 * i, time: 10 + i, metric: 0.9 });
-  await trainOnce(ids.busy, { energy: 5000, time: 50, metric: 0.1 });
+  await trainOnce(ids.busy, { energy: 5000, time: 50, metric: 0.1, bound: 12 });
   await call('POST', `/jobs/${ids.profiled}/profiles`, {
     batch_size: 32, phase: 'train', gpu_model: 'A40',
     measurements: [
@@ -309,8 +311,11 @@ test('a job: trials, cost against the default estimate, bandit state, profiles',
   // Bandit state rows: one per batch size.
   const bs = await page.$$eval('#job-bandit tbody td[data-key="batch_size"]', (tds) => tds.map((td) => Number(td.textContent)));
   assert.deepEqual(bs, doc.batch_sizes.map((b) => b.batch_size));
-  const rows = await page.$$eval('#job-trials tbody tr', (trs) => trs.length);
-  assert.equal(rows, trials.length);
+  const rows = await page.$$eval('#job-trials tbody td[data-key="energy"]', (tds) => tds.map((td) => td.textContent));
+  assert.equal(rows.length, trials.length);
+  // The run reported with its energy's bound shows it; the others their energy alone.
+  assert.deepEqual(trials.filter((t) => t.energy_uncertainty_j !== undefined).map((t) => [t.energy, t.energy_uncertainty_j]), [[5000, 12]]);
+  assert.deepEqual(rows, trials.map((t) => (t.energy === 5000 ? '5.00 kJ ± 12 J' : t.energy === undefined ? '' : joules(t.energy))));
   await shot('job-detail.png');
 
   // The profiled job: its profile drawn, the chosen limit marked.
@@ -375,6 +380,12 @@ test("the jobs of Zeus's client and of the agent: every number on screen is the 
     assert.ok(typeof m.energy_uncertainty_j === 'number' && m.energy_uncertainty_j >= 0, JSON.stringify(m));
   }
   assert.equal(await page.isVisible('#job-profile-bounds'), true);
+  // Its reports carried the meter's bound: the trial keeps the last, the page shows it.
+  const energies = await page.$$eval('#job-trials tbody td[data-key="energy"]', (tds) => tds.map((td) => td.textContent));
+  a.trials.forEach((t, i) => {
+    assert.ok(typeof t.energy_uncertainty_j === 'number' && t.energy_uncertainty_j >= 0, JSON.stringify(t));
+    assert.ok(energies[i].startsWith(`${joules(t.energy)} ± `), energies[i]);
+  });
   const lines = await page.$$eval('#job-profile-bounds li', (lis) => lis.map((li) => li.textContent));
   assert.ok(lines[0].startsWith(`bs ${a.profiles[0].batch_size} train, energy per step per GPU: `), lines[0]);
   assert.equal(lines[0].split(' ± ').length - 1, a.profiles[0].measurements.length, lines[0]);

@@ -111,6 +111,12 @@ CASES = [
     ("report-time-huge-finite", "POST", "/report", lambda j: result_with(j, time=1e300), None, 422, "time"),
     ("report-energy-huge-finite", "POST", "/report", lambda j: result_with(j, energy=1e300), None, 422, "energy"),
     ("report-metric-string", "POST", "/report", lambda j: result_with(j, metric="high"), None, 422, "metric"),
+    # At the job's last epoch, so a bound wrongly taken would record the trial.
+    ("report-energy-uncertainty-negative", "POST", "/report", lambda j: result_with(j, current_epoch=10, energy_uncertainty_j=-0.5), None, 422, "energy_uncertainty_j"),
+    ("report-energy-uncertainty-nan-string", "POST", "/report", lambda j: result_with(j, current_epoch=10, energy_uncertainty_j="NaN"), None, 422, "energy_uncertainty_j"),
+    ("report-energy-uncertainty-nan", "POST", "/report", lambda j: json.dumps(result_with(j, current_epoch=10, energy_uncertainty_j=float("nan"))).encode(), None, 422, "body"),
+    ("report-energy-uncertainty-list", "POST", "/report", lambda j: result_with(j, current_epoch=10, energy_uncertainty_j=[0.5]), None, 422, "energy_uncertainty_j"),
+    ("report-energy-uncertainty-huge", "POST", "/report", lambda j: result_with(j, current_epoch=10, energy_uncertainty_j=1e300), None, 422, "energy_uncertainty_j"),
     ("report-batch-size-mismatch", "POST", "/report", lambda j: result_with(j, batch_size=j["trial"]["batch_size"] * 2), None, 400, "batch_size"),
     ("report-unknown-trial", "POST", "/report", lambda j: result_with(j, trial_number=9999), None, 404, "trial_number"),
     ("report-unknown-job", "POST", "/report", lambda j: result_with(j, job_id="ghost-1"), None, 404, "job_id"),

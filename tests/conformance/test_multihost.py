@@ -32,8 +32,11 @@ def call(api, job_id, run_id, action, body):
     return api.post(f"/jobs/{job_id}/runs/{run_id}/{action}", body)
 
 
-def host_report(rank, epoch, time_s, energy, metric=0.1):
-    return {"host_rank": rank, "time": time_s, "energy": energy, "metric": metric, "current_epoch": epoch}
+def host_report(rank, epoch, time_s, energy, metric=0.1, bound=None):
+    body = {"host_rank": rank, "time": time_s, "energy": energy, "metric": metric, "current_epoch": epoch}
+    if bound is not None:
+        body["energy_uncertainty_j"] = bound
+    return body
 
 
 def trials(api, job_id):
@@ -110,6 +113,68 @@ def test_one_power_limit_from_every_hosts_profile(api):
     assert call(api, job_id, run_id, "heartbeat", {"host_rank": 0}).json()["power_limit"] == 200
 
 
+def test_the_run_sums_its_hosts_energy_bounds_and_its_trial_keeps_them(api):
+    job_id = new_job(api, max_epochs=2, target_metric=0.99)
+    run_id = unique("bound")
+    for rank in range(3):
+        join(api, job_id, run_id, rank)
+    bounds = [1.0, 2.0, 0.5]
+    for epoch in (1, 2):
+        for rank in range(3):
+            r = call(api, job_id, run_id, "report", host_report(rank, epoch, 10.0 * epoch, 100.0 * epoch, bound=bounds[rank] * epoch))
+            assert r.status_code == 200, r.text
+    v = api.get(f"/jobs/{job_id}/runs/{run_id}").json()
+    assert [e["energy_uncertainty_j"] for e in v["epochs"]] == [3.5, 7.0], v
+    (trial,) = trials(api, job_id)
+    assert (trial["status"], trial["energy"], trial["energy_uncertainty_j"]) == ("Succeeded", 600.0, 7.0), trial
+    # One host without a bound: the run's epoch, and its trial, have none.
+    job_id = new_job(api, max_epochs=1, target_metric=0.99)
+    for rank in range(2):
+        join(api, job_id, run_id, rank, hosts=2)
+    call(api, job_id, run_id, "report", host_report(0, 1, 10.0, 100.0, bound=1.0))
+    v = call(api, job_id, run_id, "report", host_report(1, 1, 10.0, 100.0)).json()
+    assert v["stop_train"] and "energy_uncertainty_j" not in v["epochs"][0], v
+    (trial,) = trials(api, job_id)
+    assert trial["status"] == "Succeeded" and "energy_uncertainty_j" not in trial, trial
+
+
+def test_the_combined_profile_sums_the_bounds_and_notes_what_it_cannot_tell_apart(api):
+    job_id = new_job(api)
+    run_id = unique("run")
+    for rank in range(2):
+        join(api, job_id, run_id, rank, hosts=2, selector={"kind": "energy"})
+
+    def window(limit, energy, time_s, bound=None):
+        w = {"power_limit": limit, "energy": energy, "time": time_s, "steps": 10}
+        if bound is not None:
+            w["energy_uncertainty_j"] = bound
+        return w
+
+    # Per step over both hosts: 300 W 6.0 J, 200 W 4.9 J (the least), 150 W 5.0 J,
+    # each +- 0.2 J: 150 W lies within the bounds of 200 W.
+    r = call(api, job_id, run_id, "profile", {"host_rank": 0, "gpu_count": 8, "measurements": [
+        window(300, 30.0, 1.0, 1.0), window(200, 24.0, 1.2, 1.0), window(150, 25.0, 1.5, 1.0)]})
+    assert r.status_code == 200, r.text
+    r = call(api, job_id, run_id, "profile", {"host_rank": 1, "gpu_count": 8, "measurements": [
+        window(300, 30.0, 1.0, 1.0), window(200, 25.0, 1.2, 1.0), window(150, 25.0, 1.5, 1.0)]})
+    assert r.status_code == 200, r.text
+    assert (r.json()["power_limit"], r.json()["uncertain"]) == (200, [200, 150]), r.json()
+    (run,) = api.state(job_id)["runs"]
+    assert [p["energy_uncertainty_j"] for p in run["profile"]] == [0.2, 0.2, 0.2], run
+    assert run["uncertain"] == [200, 150], run
+    # A host that measured no bound: the combined limits have none, and no note.
+    run_id = unique("run")
+    for rank in range(2):
+        join(api, job_id, run_id, rank, hosts=2, selector={"kind": "energy"})
+    call(api, job_id, run_id, "profile", {"host_rank": 0, "gpu_count": 8, "measurements": [
+        window(300, 30.0, 1.0, 1.0), window(200, 24.0, 1.2, 1.0), window(150, 25.0, 1.5, 1.0)]})
+    r = call(api, job_id, run_id, "profile", {"host_rank": 1, "gpu_count": 8, "measurements": [
+        window(300, 30.0, 1.0), window(200, 25.0, 1.2), window(150, 25.0, 1.5)]})
+    assert r.json()["power_limit"] == 200 and "uncertain" not in r.json(), r.json()
+    run = [x for x in api.state(job_id)["runs"] if x["run_id"] == run_id][0]
+    assert all("energy_uncertainty_j" not in p for p in run["profile"]), run
+
+
 def test_a_silent_host_fails_the_run_naming_it(api):
     job_id = new_job(api)
     run_id = unique("run")
@@ -163,6 +228,11 @@ def test_hostile_run_requests_name_the_field_and_change_nothing(api):
         (host_report(0, 0, 1.0, 1.0), "current_epoch"),
         (host_report(0, 3, 1.0, 1.0), "current_epoch"),
         (host_report(7, 1, 1.0, 1.0), "host_rank"),
+        (host_report(0, 1, 1.0, 1.0, bound=-0.5), "energy_uncertainty_j"),
+        (host_report(0, 1, 1.0, 1.0, bound="NaN"), "energy_uncertainty_j"),
+        (host_report(0, 1, 1.0, 1.0, bound=[1.0]), "energy_uncertainty_j"),
+        # Its share of the run's bound: two hosts, half of 1e18 J each.
+        (host_report(0, 1, 1.0, 1.0, bound=6e17), "energy_uncertainty_j"),
     ]:
         r = call(api, job_id, run_id, "report", body)
         assert 400 <= r.status_code < 500, (body, r.text)
@@ -171,6 +241,12 @@ def test_hostile_run_requests_name_the_field_and_change_nothing(api):
     r = call(api, job_id, run_id, "profile", {"host_rank": 0, "gpu_count": 8, "measurements": [
         {"power_limit": 300, "energy": 1.0, "time": 0.0, "steps": 10}]})
     assert r.status_code == 422 and r.json()["message"].startswith("measurements.time:"), r.text
+    for bad in (-1.0, "wide"):
+        r = call(api, job_id, run_id, "profile", {"host_rank": 0, "gpu_count": 8, "measurements": [
+            {"power_limit": 300, "energy": 1.0, "time": 1.0, "steps": 10, "energy_uncertainty_j": bad}]})
+        assert r.status_code == 422, (bad, r.text)
+        assert r.json()["message"].startswith("measurements"), (bad, r.text)
+        assert "energy_uncertainty_j" in r.json()["message"], (bad, r.text)
     assert api.state(job_id)["runs"] == state["runs"]
     assert "runs" not in before
     # Another host count for the run: 409; an unknown run or action: 404; GET on an action: 405.

@@ -161,6 +161,40 @@ def test_trials_export_json_and_csv(api):
     assert table[2]["end_timestamp_ms"] == ""
 
 
+def test_a_reports_energy_bound_is_kept_with_its_trial(api):
+    job_id = api.register(job_spec(max_epochs=2))["job_id"]
+    t = api.predict(job_id)
+
+    def report(epoch, **extra):
+        body = {"job_id": job_id, "batch_size": t["batch_size"], "trial_number": t["trial_number"],
+                "time": 10.0 * epoch, "energy": 100.0 * epoch, "metric": 0.1, "current_epoch": epoch}
+        return api.post("/report", dict(body, **extra))
+
+    r = report(1, energy_uncertainty_j=0.25)
+    assert r.status_code == 200 and set(r.json()) == REPORT_KEYS and not r.json()["stop_train"], r.text
+    # A bad bound at the last epoch (which would record the trial) is refused by name.
+    before = api.state(job_id)
+    for bad in (-0.5, "NaN", [0.5], 1e300):
+        r = report(2, energy_uncertainty_j=bad)
+        assert r.status_code == 422, (bad, r.text)
+        assert r.json()["message"].startswith("energy_uncertainty_j:"), (bad, r.text)
+    assert api.state(job_id) == before
+    r = report(2, energy_uncertainty_j=1.5)
+    assert r.status_code == 200 and set(r.json()) == REPORT_KEYS and r.json()["stop_train"], r.text
+    (row,) = api.get(f"/jobs/{job_id}/trials").json()
+    assert (row["status"], row["energy"], row["energy_uncertainty_j"]) == ("Succeeded", 200.0, 1.5), row
+    assert api.state(job_id)["recent_trials"][0]["energy_uncertainty_j"] == 1.5
+    # The CSV export keeps the seed's Trial table.
+    r = api.get(f"/jobs/{job_id}/trials", params={"format": "csv"})
+    assert r.text.strip().splitlines()[0] == CSV_HEADER
+    # A report without the field (Zeus's client): the trial has no bound.
+    other = api.register(job_spec(max_epochs=1))["job_id"]
+    t2 = api.predict(other)
+    assert api.report(t2, 10.0, 100.0, 0.1, 1)["stop_train"]
+    (row,) = api.get(f"/jobs/{other}/trials").json()
+    assert row["status"] == "Succeeded" and "energy_uncertainty_j" not in row, row
+
+
 def test_profiles_post_replace_and_get(api):
     spec = api.register(job_spec())
     job_id = spec["job_id"]

@@ -16,6 +16,23 @@ export function joules(j) {
   return `${j.toFixed(1)} J`;
 }
 
+/**
+ * An energy with its bound when there is one: `1.50 MJ ± 120 J` (the bound to two
+ * significant digits, so a small one still shows); the energy alone otherwise.
+ */
+export function joulesWithBound(j, u) {
+  if (typeof u !== 'number' || !Number.isFinite(u)) return joules(j);
+  const units = [
+    [1e12, 'TJ'],
+    [1e9, 'GJ'],
+    [1e6, 'MJ'],
+    [1e3, 'kJ'],
+    [1, 'J'],
+  ];
+  const [scale, unit] = units.find(([scale]) => Math.abs(u) >= scale) ?? [1, 'J'];
+  return `${joules(j)} ± ${Number((u / scale).toPrecision(2))} ${unit}`;
+}
+
 /** Seconds as s, min, h or days: `2.00 h`. */
 export function duration(s) {
   if (!Number.isFinite(s)) return String(s);

@@ -5,7 +5,7 @@
 // sessionStorage only (never in a URL). Every number shown is the API's, formatted.
 
 import { COLORS, draw, ticksAt } from './charts.js';
-import { duration, joules, policyName, toCsv, utc, verdict } from './format.js';
+import { duration, joules, joulesWithBound, policyName, toCsv, utc, verdict } from './format.js';
 import { markScrollers } from './scroll.js';
 
 const $ = (id) => document.getElementById(id);
@@ -297,7 +297,7 @@ const TRIAL_COLUMNS = [
   ['batch_size', 'batch size', (t) => t.batch_size],
   ['type', 'type', (t) => t.type],
   ['outcome', 'outcome', (t) => (t.status === 'Succeeded' ? (t.converged ? 'reached target' : 'stopped early') : t.status === 'Failed' ? 'failed' : 'running')],
-  ['energy', 'energy', (t) => (t.energy === null || t.energy === undefined ? '' : joules(t.energy))],
+  ['energy', 'energy (± bound)', (t) => (t.energy === null || t.energy === undefined ? '' : joulesWithBound(t.energy, t.energy_uncertainty_j))],
   ['time', 'time', (t) => (t.time === null || t.time === undefined ? '' : duration(t.time))],
   ['cost', 'cost (Zeus)', (t) => (t.cost === null ? '' : joules(t.cost))],
   ['start_ms', 'start (UTC)', (t) => utc(t.start_ms)],
@@ -568,7 +568,7 @@ export function listCsv() {
 /** The CSV of a job's trials as shown. */
 export function trialsCsv() {
   const d = jobsState.detail;
-  const cols = ['job_id', 'trial_number', 'batch_size', 'type', 'status', 'converged', 'energy', 'time', 'cost', 'start_ms', 'end_ms'];
+  const cols = ['job_id', 'trial_number', 'batch_size', 'type', 'status', 'converged', 'energy', 'energy_uncertainty_j', 'time', 'cost', 'start_ms', 'end_ms'];
   return toCsv(cols, d.trials.map((t) => cols.map((c) => (c === 'job_id' ? d.summary.job_id : t[c]))));
 }
 

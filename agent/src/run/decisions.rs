@@ -15,7 +15,7 @@ use wattwise_core::power::{
     Action, LimitConstraints, PowerError, PowerLimitMeasurement, PowerOptimizer, PowerSettings,
     ProfiledEnergy,
 };
-use wattwise_core::runs::RunView;
+use wattwise_core::runs::{HostMeasurement, HostProfile, RunView};
 use wattwise_core::wire::{Phase, PowerProfile, ReportResponse, TrialId};
 
 use crate::run::job_file::GpuFacts;
@@ -158,6 +158,49 @@ pub fn profile_to_post(
     }
 }
 
+/// This host's profile for its run across hosts (host `host_rank`, `gpu_count`
+/// GPUs): each limit the optimizer measured, with the bound the meter measured
+/// over it (`profiled`, per step over the host's GPUs, the limit's last window),
+/// none for a limit measured without one.
+pub fn host_profile(
+    host_rank: i64,
+    gpu_count: u32,
+    optimizer: &PowerOptimizer,
+    profiled: &[ProfiledEnergy],
+) -> HostProfile {
+    let measurements = optimizer
+        .measurements()
+        .iter()
+        .map(|m| {
+            let bound = profiled
+                .iter()
+                .rev()
+                .find(|p| p.limit_w == m.power_limit)
+                .map(|p| p.uncertainty_j * f64::from(m.steps));
+            HostMeasurement::with_bound(*m, bound)
+        })
+        .collect();
+    HostProfile {
+        host_rank,
+        gpu_count: i64::from(gpu_count),
+        measurements,
+    }
+}
+
+/// The line that says the run's combined profile could not tell the limit it
+/// chose from others (the run's `uncertain` note); `None` when it could.
+pub fn run_uncertain_line(view: &RunView) -> Option<String> {
+    let [chosen, others @ ..] = view.uncertain.as_slice() else {
+        return None;
+    };
+    let others: Vec<String> = others.iter().map(|w| format!("{w} W")).collect();
+    Some(format!(
+        "run {}: profile uncertain: the chosen {chosen} W and {} lie within their energy bounds (summed over the hosts)",
+        view.run_id,
+        others.join(", ")
+    ))
+}
+
 /// What ends the trial once the command ended.
 #[derive(Clone, Debug, PartialEq)]
 pub enum TrialEnd {
@@ -269,6 +312,7 @@ mod tests {
             profiled: 0,
             reported_epoch: 0,
             epochs: Vec::new(),
+            uncertain: Vec::new(),
         }
     }
 
@@ -435,6 +479,61 @@ mod tests {
         assert_eq!(
             profile_to_post(true, &fresh, &[], true, 64, "Fake GPU"),
             None
+        );
+    }
+
+    #[test]
+    fn a_host_profile_carries_each_limits_last_bound_over_its_steps() {
+        let mut g = FakeGpus::new(2);
+        let (d, _) = profiled(&mut g, &[0, 1]);
+        let measured = d.optimizer().measurements();
+        // Profiled without a meter: no bounds.
+        let plain = host_profile(1, 2, d.optimizer(), d.profiled());
+        assert_eq!((plain.host_rank, plain.gpu_count), (1, 2));
+        assert_eq!(plain.measurements.len(), measured.len());
+        assert!(plain
+            .measurements
+            .iter()
+            .all(|m| m.energy_uncertainty_j.is_none()));
+        // With the meter's bounds per step (a limit's last window counts; the
+        // first limit has none).
+        let mut bounds: Vec<ProfiledEnergy> = measured
+            .iter()
+            .skip(1)
+            .map(|m| ProfiledEnergy {
+                limit_w: m.power_limit,
+                energy_j: 1.0,
+                uncertainty_j: 9.0,
+            })
+            .collect();
+        bounds.extend(measured.iter().skip(1).map(|m| ProfiledEnergy {
+            limit_w: m.power_limit,
+            energy_j: 1.0,
+            uncertainty_j: 0.25,
+        }));
+        let posted = host_profile(0, 2, d.optimizer(), &bounds);
+        for (m, p) in measured.iter().zip(&posted.measurements) {
+            assert_eq!(
+                (p.power_limit, p.energy, p.time, p.steps),
+                (m.power_limit, m.energy, m.time, m.steps)
+            );
+        }
+        assert_eq!(posted.measurements[0].energy_uncertainty_j, None);
+        for p in &posted.measurements[1..] {
+            assert_eq!(p.energy_uncertainty_j, Some(0.25 * f64::from(p.steps)));
+        }
+        // What the endpoint takes.
+        posted.validate().unwrap();
+    }
+
+    #[test]
+    fn the_runs_uncertain_note_is_one_line() {
+        let mut v = view("running", false, false, "");
+        assert_eq!(run_uncertain_line(&v), None);
+        v.uncertain = vec![200, 250, 150];
+        assert_eq!(
+            run_uncertain_line(&v).as_deref(),
+            Some("run slurm-7.0: profile uncertain: the chosen 200 W and 250 W, 150 W lie within their energy bounds (summed over the hosts)")
         );
     }
 

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use wattwise_core::power::{LimitConstraints, Reading};
-use wattwise_core::runs::{HostProfile, HostReport, JoinRun};
+use wattwise_core::runs::{HostReport, JoinRun};
 use wattwise_core::wire::{TrainingResult, TrialId};
 
 use crate::client::{Delivered, Endpoint, Outgoing, Reply, Reporter, RunAction};
@@ -25,8 +25,9 @@ use crate::nvml::gpu::Gpus;
 use crate::nvml::ownership::{Ownership, OwnershipError};
 use crate::run::child::{Group, Process};
 use crate::run::decisions::{
-    exit_code, final_ending, optimizer, profile_to_post, report_answer, reused_measurements,
-    run_view_stop, signal_stop, trial_end, Answer, Ending, Stop, TrialEnd,
+    exit_code, final_ending, host_profile, optimizer, profile_to_post, report_answer,
+    reused_measurements, run_uncertain_line, run_view_stop, signal_stop, trial_end, Answer, Ending,
+    Stop, TrialEnd,
 };
 use crate::run::driver::{apply, Driver};
 use crate::run::events::{parse_line, Event, Tail};
@@ -469,11 +470,12 @@ impl<'s, 'a> Drive<'s, 'a> {
             return Ok(None);
         };
         if !self.profile_sent && self.s.driver.optimizer().is_done() {
-            let profile = HostProfile {
-                host_rank: self.session.host_rank(),
-                gpu_count: i64::from(self.session.indices.len() as u32),
-                measurements: self.s.driver.optimizer().measurements().to_vec(),
-            };
+            let profile = host_profile(
+                self.session.host_rank(),
+                self.session.indices.len() as u32,
+                self.s.driver.optimizer(),
+                self.s.driver.profiled(),
+            );
             self.r
                 .reporter
                 .send(link.message(RunAction::Profile, &profile));
@@ -496,6 +498,9 @@ impl<'s, 'a> Drive<'s, 'a> {
                     "run {}: power limit {w} W on every host (chosen from {} hosts' profiles)",
                     view.run_id, view.profiled
                 ));
+                if let Some(line) = run_uncertain_line(&view) {
+                    log(line);
+                }
             }
         }
         Ok(None)
@@ -518,10 +523,18 @@ impl<'s, 'a> Drive<'s, 'a> {
                 }
             };
             let gpus = &mut *self.session.gpus;
+            // An epoch's totals carry the bound on the energy since the start.
+            let mut bound = None;
             let reading = if self.s.driver.needs_reading(&event) {
+                let at = self.r.clock.elapsed();
+                let now = self.r.clock.reading_at(gpus, at)?;
+                if matches!(event, Event::EpochEnd(_)) {
+                    let since_start = self.r.clock.measurement(&self.r.clock.origin(), &now);
+                    bound = Some(since_start.total_uncertainty_j);
+                }
                 Reading {
-                    time_ms: self.r.clock.elapsed().as_millis() as u64,
-                    energy_mj: self.r.clock.total_mj(gpus)?,
+                    time_ms: at.as_millis() as u64,
+                    energy_mj: now.energy_mj.iter().sum::<f64>().round() as u64,
                 }
             } else {
                 Reading::default()
@@ -543,6 +556,7 @@ impl<'s, 'a> Drive<'s, 'a> {
                         energy: totals.energy,
                         metric: totals.metric,
                         current_epoch: totals.epoch,
+                        energy_uncertainty_j: bound,
                     },
                 ),
                 None => Outgoing::Report(TrainingResult {
@@ -553,6 +567,7 @@ impl<'s, 'a> Drive<'s, 'a> {
                     energy: totals.energy,
                     metric: totals.metric,
                     current_epoch: totals.epoch,
+                    energy_uncertainty_j: bound,
                 }),
             };
             self.r.reporter.send(message);
@@ -829,7 +844,22 @@ mod tests {
             "{:?}",
             f.gpus.sets
         );
-        // Both epochs' reports wait in the spool.
+        // Both epochs' reports wait in the spool, each with its energy's bound.
+        let spooled = std::fs::read_to_string(f.dir.join("spool.jsonl")).unwrap();
+        let bounds: Vec<_> = spooled
+            .lines()
+            .map(|l| match serde_json::from_str(l).unwrap() {
+                Outgoing::Report(r) => (r.current_epoch, r.energy_uncertainty_j),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(bounds.len(), 2, "{spooled}");
+        for (epoch, bound) in bounds {
+            assert!(
+                bound.is_some_and(|u| u.is_finite() && u >= 0.0),
+                "epoch {epoch}: {bound:?}"
+            );
+        }
         let (answers, left) = running.reporter.finish(Instant::now());
         assert!(answers.is_empty());
         assert_eq!(left, 2);
@@ -851,6 +881,7 @@ mod tests {
             profiled: 2,
             reported_epoch: 0,
             epochs: Vec::new(),
+            uncertain: Vec::new(),
         }
     }
 

@@ -25,6 +25,7 @@ pub(crate) fn report_until_stop(
                     energy: c,
                     metric: if epoch >= epochs { 1.0 } else { 0.0 },
                     current_epoch: epoch,
+                    energy_uncertainty_j: None,
                 },
                 epoch as i64,
             )

@@ -377,6 +377,7 @@ impl<'a> Engine<'a> {
                     energy: run.energy,
                     metric: if run.reached { 1.0 } else { 0.0 },
                     current_epoch: epoch,
+                    energy_uncertainty_j: None,
                 },
                 now_ms + (run.time * 1000.0) as i64,
             )?;
