@@ -38,7 +38,10 @@ use crate::cost::zeus_cost;
 use crate::field_error::FieldError;
 use crate::wire::{Phase, PowerMeasurement, PowerProfile};
 
+mod measured;
 pub mod window;
+pub use measured::{ProfiledEnergy, Reading};
+use window::{steps_needed, StepEnd};
 pub use window::{Uncertain, WindowCall, WindowCut, WindowEnergy, MAX_WINDOW_FACTOR, WINDOW_BOUND};
 
 /// Why the optimizer cannot be built or cannot select.
@@ -296,15 +299,6 @@ impl LimitConstraints {
     }
 }
 
-/// The host's clock and the job's GPUs' summed energy counter at one event.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Reading {
-    /// Monotonic time, milliseconds.
-    pub time_ms: u64,
-    /// Energy counter summed over the job's GPUs, millijoules.
-    pub energy_mj: u64,
-}
-
 /// What one power limit cost over its measurement window.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct PowerLimitMeasurement {
@@ -357,25 +351,6 @@ impl PowerLimitMeasurement {
             time,
             steps,
         })
-    }
-}
-
-/// A profiled limit's energy per step over all the job's GPUs, with its bound, J:
-/// what a host's energy meter measured over the limit's profile window.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct ProfiledEnergy {
-    /// The limit, W.
-    pub limit_w: u32,
-    /// Energy per step, J.
-    pub energy_j: f64,
-    /// Its half-width, J.
-    pub uncertainty_j: f64,
-}
-
-impl ProfiledEnergy {
-    /// Whether the two energies lie within their bounds of each other.
-    pub fn overlaps(&self, energy_j: f64, uncertainty_j: f64) -> bool {
-        (self.energy_j - energy_j).abs() <= self.uncertainty_j + uncertainty_j
     }
 }
 
@@ -1075,6 +1050,133 @@ impl PowerOptimizer {
             PowerState::Ready { .. } | PowerState::Done { .. } => {}
         }
         actions
+    }
+}
+
+/// The profile-window rule's side of the optimizer (see [`window`]).
+impl PowerOptimizer {
+    /// Steps the open window covers by the next event (the step beginning that
+    /// would close it, or an epoch end after the current step); `None` when no
+    /// window is open.
+    pub fn window_steps(&self) -> Option<u32> {
+        match self.state {
+            PowerState::Profiling { steps: left, .. } => Some(
+                self.settings
+                    .profile_steps
+                    .saturating_add(self.lengthened_by)
+                    .saturating_sub(left)
+                    .saturating_add(1),
+            ),
+            _ => None,
+        }
+    }
+
+    /// Whether the next step beginning closes the open window (the host measures
+    /// it then and asks [`Self::judge_window`] first).
+    pub fn window_closes_next(&self) -> bool {
+        matches!(self.state, PowerState::Profiling { steps: 1, .. })
+    }
+
+    /// Whether a step end now is where an epoch end would cut the open window
+    /// (it covers `profile_steps` steps): a host that bounds the window's energy
+    /// reads its meter at it.
+    pub fn keeps_step_end(&self) -> bool {
+        self.window_steps()
+            .is_some_and(|s| s >= self.settings.profile_steps)
+    }
+
+    pub(super) fn note_step_end(&mut self, at: Reading) {
+        if self.keeps_step_end() {
+            self.window_end = self.window_steps().map(|steps| StepEnd { at, steps });
+        }
+    }
+
+    /// Where an epoch end read at `at` would cut the open window, when it keeps it
+    /// (it covers at least `profile_steps` steps); `None` when it would cancel it
+    /// or no window is open.
+    pub fn window_cut(&self, at: Reading) -> Option<WindowCut> {
+        let steps = self.window_steps()?;
+        if steps < self.settings.profile_steps {
+            return None;
+        }
+        Some(match self.window_end {
+            Some(e) if e.steps == steps => WindowCut {
+                end: e.at,
+                steps,
+                at_step_end: true,
+            },
+            _ => WindowCut {
+                end: at,
+                steps,
+                at_step_end: false,
+            },
+        })
+    }
+
+    /// The most steps the open window of `limit_mw`, `steps` steps long now, may
+    /// run: [`MAX_WINDOW_FACTOR`] times `profile_steps`, and once the steps of an
+    /// epoch are known, its share of what is left of this epoch (each limit after
+    /// it that can still fit gets a warmup and as many steps).
+    fn window_room(&self, limit_mw: u32, steps: u32) -> u32 {
+        let most = self
+            .settings
+            .profile_steps
+            .saturating_mul(MAX_WINDOW_FACTOR);
+        if self.steps_per_epoch == 0 {
+            return most.max(steps);
+        }
+        // Steps still to begin this epoch, this one included.
+        let left = u64::from(self.steps_per_epoch.saturating_sub(self.epoch_steps));
+        let later = self
+            .limits_mw
+            .iter()
+            .position(|&l| l == limit_mw)
+            .map_or(0, |i| self.limits_mw.len() - i - 1) as u64;
+        let (n, warmup) = (u64::from(steps), u64::from(self.settings.warmup_steps));
+        // With `l` limits after it in this epoch, each window gets `t` steps:
+        // (t - n) + l * (warmup + t) <= left.
+        let share = (0..=later)
+            .rev()
+            .map(|l| (left + n).saturating_sub(l * warmup) / (l + 1))
+            .find(|&t| t >= n)
+            .unwrap_or(n);
+        u32::try_from(share)
+            .unwrap_or(u32::MAX)
+            .min(most)
+            .max(steps)
+    }
+
+    /// Judges the open window before the step beginning that would close it, as
+    /// the host's meter measured it (`measured`, over all the job's GPUs; the
+    /// limits `profiled` before, per step): closes it, lengthens it, or accepts
+    /// it with its bound (see [`window`]). `None` when no window closes
+    /// at the next step beginning.
+    pub fn judge_window(
+        &mut self,
+        measured: WindowEnergy,
+        profiled: &[ProfiledEnergy],
+    ) -> Option<WindowCall> {
+        let PowerState::Profiling {
+            limit_mw, steps: 1, ..
+        } = self.state
+        else {
+            return None;
+        };
+        let steps = self.window_steps()?;
+        let Some((needed, why)) = steps_needed(steps, measured, profiled) else {
+            return Some(WindowCall::Close);
+        };
+        let to = needed.min(self.window_room(limit_mw, steps));
+        if to > steps && self.lengthen_window(to - steps) {
+            Some(WindowCall::Lengthen {
+                by: to - steps,
+                to,
+                needed,
+                why,
+            })
+        } else {
+            Some(WindowCall::Accept { needed, why })
+        }
     }
 }
 

@@ -2,7 +2,7 @@
 //!
 //! Before the step beginning that would close a window, the host measures the
 //! window so far (its energy with its bound, over all the job's GPUs) and asks
-//! [`PowerOptimizer::judge_window`]. The window closes when it is measured well:
+//! [`super::PowerOptimizer::judge_window`]. The window closes when it is measured well:
 //! its bound under [`WINDOW_BOUND`] of its energy, not shorter than the meter can
 //! measure, and not within the bounds of the cheapest limit profiled before it.
 //! Otherwise it is lengthened at once by the steps that should bring its bound
@@ -13,11 +13,11 @@
 //! the epoch (the limits after it get theirs); when it cannot be lengthened, it is
 //! accepted with its bound (a choice it leaves uncertain is flagged in the
 //! profile, see [`super::uncertain_limits`]). An epoch end that cuts a window of
-//! at least `profile_steps` steps keeps it (see [`PowerOptimizer::epoch_end`]).
+//! at least `profile_steps` steps keeps it (see [`super::PowerOptimizer::epoch_end`]).
 
 use serde::{Deserialize, Serialize};
 
-use super::{PowerOptimizer, PowerState, ProfiledEnergy, Reading};
+use super::measured::{ProfiledEnergy, Reading};
 
 /// A profile window's energy is measured well enough when its bound is under
 /// this fraction of it.
@@ -65,7 +65,7 @@ pub enum Uncertain {
     },
 }
 
-/// What [`PowerOptimizer::judge_window`] decided.
+/// What [`super::PowerOptimizer::judge_window`] decided.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum WindowCall {
     /// Measured well: it closes at this step beginning.
@@ -168,136 +168,12 @@ pub fn steps_needed(
     Some((needed.max(steps.saturating_add(1)), why))
 }
 
-impl PowerOptimizer {
-    /// Steps the open window covers by the next event (the step beginning that
-    /// would close it, or an epoch end after the current step); `None` when no
-    /// window is open.
-    pub fn window_steps(&self) -> Option<u32> {
-        match self.state {
-            PowerState::Profiling { steps: left, .. } => Some(
-                self.settings
-                    .profile_steps
-                    .saturating_add(self.lengthened_by)
-                    .saturating_sub(left)
-                    .saturating_add(1),
-            ),
-            _ => None,
-        }
-    }
-
-    /// Whether the next step beginning closes the open window (the host measures
-    /// it then and asks [`Self::judge_window`] first).
-    pub fn window_closes_next(&self) -> bool {
-        matches!(self.state, PowerState::Profiling { steps: 1, .. })
-    }
-
-    /// Whether a step end now is where an epoch end would cut the open window
-    /// (it covers `profile_steps` steps): a host that bounds the window's energy
-    /// reads its meter at it.
-    pub fn keeps_step_end(&self) -> bool {
-        self.window_steps()
-            .is_some_and(|s| s >= self.settings.profile_steps)
-    }
-
-    pub(super) fn note_step_end(&mut self, at: Reading) {
-        if self.keeps_step_end() {
-            self.window_end = self.window_steps().map(|steps| StepEnd { at, steps });
-        }
-    }
-
-    /// Where an epoch end read at `at` would cut the open window, when it keeps it
-    /// (it covers at least `profile_steps` steps); `None` when it would cancel it
-    /// or no window is open.
-    pub fn window_cut(&self, at: Reading) -> Option<WindowCut> {
-        let steps = self.window_steps()?;
-        if steps < self.settings.profile_steps {
-            return None;
-        }
-        Some(match self.window_end {
-            Some(e) if e.steps == steps => WindowCut {
-                end: e.at,
-                steps,
-                at_step_end: true,
-            },
-            _ => WindowCut {
-                end: at,
-                steps,
-                at_step_end: false,
-            },
-        })
-    }
-
-    /// The most steps the open window of `limit_mw`, `steps` steps long now, may
-    /// run: [`MAX_WINDOW_FACTOR`] times `profile_steps`, and once the steps of an
-    /// epoch are known, its share of what is left of this epoch (each limit after
-    /// it that can still fit gets a warmup and as many steps).
-    fn window_room(&self, limit_mw: u32, steps: u32) -> u32 {
-        let most = self
-            .settings
-            .profile_steps
-            .saturating_mul(MAX_WINDOW_FACTOR);
-        if self.steps_per_epoch == 0 {
-            return most.max(steps);
-        }
-        // Steps still to begin this epoch, this one included.
-        let left = u64::from(self.steps_per_epoch.saturating_sub(self.epoch_steps));
-        let later = self
-            .limits_mw
-            .iter()
-            .position(|&l| l == limit_mw)
-            .map_or(0, |i| self.limits_mw.len() - i - 1) as u64;
-        let (n, warmup) = (u64::from(steps), u64::from(self.settings.warmup_steps));
-        // With `l` limits after it in this epoch, each window gets `t` steps:
-        // (t - n) + l * (warmup + t) <= left.
-        let share = (0..=later)
-            .rev()
-            .map(|l| (left + n).saturating_sub(l * warmup) / (l + 1))
-            .find(|&t| t >= n)
-            .unwrap_or(n);
-        u32::try_from(share)
-            .unwrap_or(u32::MAX)
-            .min(most)
-            .max(steps)
-    }
-
-    /// Judges the open window before the step beginning that would close it, as
-    /// the host's meter measured it (`measured`, over all the job's GPUs; the
-    /// limits `profiled` before, per step): closes it, lengthens it, or accepts
-    /// it with its bound (see [the module](self)). `None` when no window closes
-    /// at the next step beginning.
-    pub fn judge_window(
-        &mut self,
-        measured: WindowEnergy,
-        profiled: &[ProfiledEnergy],
-    ) -> Option<WindowCall> {
-        let PowerState::Profiling {
-            limit_mw, steps: 1, ..
-        } = self.state
-        else {
-            return None;
-        };
-        let steps = self.window_steps()?;
-        let Some((needed, why)) = steps_needed(steps, measured, profiled) else {
-            return Some(WindowCall::Close);
-        };
-        let to = needed.min(self.window_room(limit_mw, steps));
-        if to > steps && self.lengthen_window(to - steps) {
-            Some(WindowCall::Lengthen {
-                by: to - steps,
-                to,
-                needed,
-                why,
-            })
-        } else {
-            Some(WindowCall::Accept { needed, why })
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::power::{Action, LimitConstraints, PowerSettings, Selector};
+    use crate::power::{
+        Action, LimitConstraints, PowerOptimizer, PowerSettings, PowerState, Selector,
+    };
     use proptest::prelude::*;
 
     fn energy(energy_j: f64, uncertainty_j: f64) -> WindowEnergy {
