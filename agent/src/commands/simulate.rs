@@ -3,9 +3,11 @@
 //! With no flag, it runs the core's built-in synthetic workload. `--dataset` and
 //! `--gpu` pick one of the Zeus NSDI '23 workloads built into the core (`--list`
 //! prints them); a user's own traces come with `--train` and `--power`, or
-//! `--traces DIR --gpu GPU`. Which job the flags mean, the knob checks, the sweep
-//! and its summary are the core's (`wattwise_core::sim::catalog`,
-//! `wattwise_core::sim::sweep`, `wattwise_core::sim::group`), the layout of
+//! `--traces DIR --gpu GPU`. Which traces the flags name and which files to read
+//! (`wattwise_core::sim::trace_choice`), which job they mean, the knob checks, the
+//! sweep and its summary, the group's and the learning run's knobs are the core's
+//! (`wattwise_core::sim::catalog`, `wattwise_core::sim::sweep`,
+//! `wattwise_core::sim::group`, `wattwise_core::sim::learning`), the layout of
 //! tables and CSV is [`crate::sim_text`]'s; this module parses flags, reads files,
 //! calls them and prints. `--seed` and
 //! `--eta` take lists (`1-5`, `0.25,0.5`): each combination is one simulation,
@@ -19,10 +21,9 @@ use std::ops::ControlFlow;
 
 use anyhow::{bail, Context};
 use wattwise_core::policy::Policy;
-use wattwise_core::sim::synthetic::SYNTHETIC_DATASET;
 use wattwise_core::sim::{
-    Catalog, Group, PowerFile, SimConfig, SimulateSpec, Source, SweepSpec, Target,
-    WorkloadOverrides,
+    group_config, Catalog, Group, SimConfig, SimulateSpec, SweepSpec, Target, TraceFlags,
+    TracePath, TraceText, WorkloadOverrides,
 };
 
 use crate::sim_text;
@@ -177,55 +178,33 @@ fn read(path: &Path) -> anyhow::Result<String> {
     std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
 }
 
-/// The traces the flags name: a user's files, the built-in Zeus traces (a
-/// dataset or GPU without files), or the synthetic workload (no flag at all).
+/// The catalog of the traces the flags name: the core chooses them
+/// ([`TraceFlags::choose`]), this reads the files it names, and the core loads them.
 fn load_catalog(args: &SimulateArgs) -> anyhow::Result<Catalog> {
-    let (train, power, gpu) = match (&args.traces, &args.train, &args.power) {
-        (None, None, None) => {
-            let synthetic = match &args.dataset {
-                Some(d) => d == SYNTHETIC_DATASET,
-                None => args.gpu.is_none() && !args.list,
-            };
-            return Ok(if synthetic {
-                Catalog::synthetic()
-            } else {
-                Catalog::zeus()?
-            });
-        }
-        (Some(dir), None, None) => {
-            let Some(gpu) = &args.gpu else {
-                bail!("--traces needs --gpu (the GPU of summary_power_{{gpu}}.csv)");
-            };
-            (
-                dir.join("summary_train.csv"),
-                dir.join(format!("summary_power_{gpu}.csv")),
-                gpu.clone(),
-            )
-        }
-        (None, Some(train), Some(power)) => {
-            let gpu = args.gpu.clone().unwrap_or_else(|| {
-                power
-                    .file_stem()
-                    .and_then(|s| s.to_str())
-                    .and_then(|s| s.strip_prefix("summary_power_"))
-                    .unwrap_or("gpu")
-                    .to_string()
-            });
-            (train.clone(), power.clone(), gpu)
-        }
-        _ => bail!("give either --traces DIR --gpu GPU, or both --train FILE and --power FILE"),
+    let flags = TraceFlags {
+        list: args.list,
+        dataset: args.dataset.as_deref(),
+        gpu: args.gpu.as_deref(),
+        traces: args.traces.as_deref(),
+        train: args.train.as_deref(),
+        power: args.power.as_deref(),
+        power_stem: args
+            .power
+            .as_deref()
+            .and_then(Path::file_stem)
+            .and_then(|s| s.to_str()),
     };
-    let train_text = read(&train)?;
-    let power = PowerFile {
-        gpu,
-        name: power.display().to_string(),
-        text: read(&power)?,
-    };
-    Ok(Catalog::from_csv(
-        &train.display().to_string(),
-        &train_text,
-        &[power],
-    )?)
+    let choice = flags.choose()?.try_map(|file| {
+        let path = match file {
+            TracePath::Given(path) => path.to_path_buf(),
+            TracePath::InDir { dir, name } => dir.join(name),
+        };
+        anyhow::Ok(TraceText {
+            text: read(&path)?,
+            name: path.display().to_string(),
+        })
+    })?;
+    Ok(Catalog::load(choice)?)
 }
 
 /// The workload and GPU the flags name.
@@ -267,9 +246,9 @@ pub fn run_to(args: SimulateArgs, out: &mut impl Write) -> anyhow::Result<()> {
     }
     let target = target(&args);
     if let Some(path) = &args.groups {
-        let seed = parse_seeds(&args.seed)?[0];
-        let eta = parse_etas(&args.eta)?[0];
-        return run_group(&args, &mut catalog, &target, path, seed, eta, out);
+        let seeds = parse_seeds(&args.seed)?;
+        let cfg = group_config(&parse_etas(&args.eta)?, &seeds, args.beta)?;
+        return run_group(&args, &mut catalog, &target, path, &cfg, out);
     }
     if let Some(gpus) = &args.learn_from {
         return run_learning(&args, &mut catalog, target, gpus, out);
@@ -325,10 +304,7 @@ pub fn run_to(args: SimulateArgs, out: &mut impl Write) -> anyhow::Result<()> {
 
 /// `--list`: the workloads and GPUs of the built-in traces (or of the files given).
 fn write_list(out: &mut impl Write, catalog: &mut Catalog, format: Format) -> anyhow::Result<()> {
-    let mut options = vec![catalog.options()];
-    if catalog.source() == Source::Zeus {
-        options.push(Catalog::synthetic().options());
-    }
+    let options = catalog.listing();
     match format {
         Format::Json => {
             serde_json::to_writer_pretty(&mut *out, &options).map_err(std::io::Error::from)?
@@ -346,20 +322,14 @@ fn run_group(
     catalog: &mut Catalog,
     target: &Target,
     path: &Path,
-    seed: u64,
-    eta_knob: f64,
+    cfg: &SimConfig,
     out: &mut impl Write,
 ) -> anyhow::Result<()> {
     let job = catalog.job(target)?;
     let file = path.display().to_string();
     let group = Group::choose(&file, &read(path)?, args.group.as_deref(), job)?;
-    let cfg = SimConfig {
-        eta_knob,
-        beta_knob: args.beta,
-        seed,
-    };
     let report = group
-        .simulate(job, &cfg)
+        .simulate(job, cfg)
         .with_context(|| format!("simulating group {} of {}", group.name, job.workload.name()))?;
     match args.format {
         // Through a `Value`, whose keys are sorted.
@@ -383,14 +353,14 @@ fn run_learning(
     out: &mut impl Write,
 ) -> anyhow::Result<()> {
     let learn_from = parse_list("learn-from", gpus, "one GPU", |g| Ok(g.to_string()))?;
-    let spec = SimulateSpec {
+    let etas = parse_etas(&args.eta)?;
+    let spec = SimulateSpec::for_learning(
         target,
-        eta: parse_etas(&args.eta)?[0],
-        beta: args.beta.is_finite().then_some(args.beta),
-        recurrences: args.recurrences,
-        seed: parse_seeds(&args.seed)?[0],
-        policy: Policy::Wattwise,
-    };
+        &etas,
+        &parse_seeds(&args.seed)?,
+        args.beta,
+        args.recurrences,
+    )?;
     let job = catalog.job(&spec.target)?.clone();
     let r = catalog
         .simulate_learning(&spec, &learn_from)

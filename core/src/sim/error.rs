@@ -62,6 +62,12 @@ pub enum SimError {
         /// What is wrong, and where.
         source: TraceError,
     },
+    /// `--traces DIR` without `--gpu`: which power trace of the directory is unknown.
+    #[error("--traces needs --gpu (the GPU of summary_power_{{gpu}}.csv)")]
+    TracesNeedGpu,
+    /// The trace file flags mix `--traces` with `--train`/`--power`, or give only one of those two.
+    #[error("give either --traces DIR --gpu GPU, or both --train FILE and --power FILE")]
+    TraceFlags,
     /// No power trace was given.
     #[error("powers: give at least one power trace")]
     NoPowerTrace,

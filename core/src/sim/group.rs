@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::error::SimError;
-use super::simulator::{simulate_one_alibaba_group, HistoryEntry, SimConfig};
+use super::simulator::{first_of, simulate_one_alibaba_group, HistoryEntry, SimConfig};
 use super::trace::{first_group_of, group_jobs, parse_groups, GroupJob};
 use super::workload::{JobTrace, Workload};
 
@@ -61,6 +61,16 @@ impl Group {
             history,
         })
     }
+}
+
+/// The knobs of a group simulation from the lists a host was given: a group
+/// runs once, at the first eta and the first seed, with `beta` as it is.
+pub fn group_config(etas: &[f64], seeds: &[u64], beta: f64) -> Result<SimConfig, SimError> {
+    Ok(SimConfig {
+        eta_knob: first_of("eta", etas)?,
+        beta_knob: beta,
+        seed: first_of("seed", seeds)?,
+    })
 }
 
 /// A group's simulation: every run and the totals.
@@ -129,5 +139,16 @@ mod tests {
         let energy: f64 = r.history.iter().map(|h| h.energy).sum();
         assert_eq!(r.energy, energy);
         assert!(r.energy > 0.0 && r.time > 0.0);
+    }
+
+    #[test]
+    fn a_group_runs_at_the_first_eta_and_seed() {
+        let cfg = group_config(&[0.25, 0.75], &[7, 8], f64::INFINITY).unwrap();
+        assert_eq!((cfg.eta_knob, cfg.seed), (0.25, 7));
+        assert!(cfg.beta_knob.is_infinite());
+        let e = group_config(&[], &[1], 2.0).unwrap_err().to_string();
+        assert_eq!(e, "eta: give at least one");
+        let e = group_config(&[0.5], &[], 2.0).unwrap_err().to_string();
+        assert_eq!(e, "seed: give at least one");
     }
 }

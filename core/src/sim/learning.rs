@@ -8,7 +8,7 @@ use super::baseline::baselines;
 use super::catalog::{check_recurrences, Catalog, SimulateSpec, Target};
 use super::error::SimError;
 use super::report::SimReport;
-use super::simulator::{simulate_one_job_shared, SimConfig};
+use super::simulator::{first_of, simulate_one_job_shared, SimConfig};
 use super::workload::JobTrace;
 use crate::policy::shared::SharedEpochs;
 use crate::policy::shared::WarmState;
@@ -60,6 +60,28 @@ pub fn learn(
         shared = shared.merge(&run.learned);
     }
     Ok(shared)
+}
+
+impl SimulateSpec {
+    /// The job under study of a learning run from the lists a host was given:
+    /// the first eta and the first seed, the wattwise policy (sharing is
+    /// wattwise's), and a `beta` that is not finite as no early stopping.
+    pub fn for_learning(
+        target: Target,
+        etas: &[f64],
+        seeds: &[u64],
+        beta: f64,
+        recurrences: u32,
+    ) -> Result<SimulateSpec, SimError> {
+        Ok(SimulateSpec {
+            target,
+            eta: first_of("eta", etas)?,
+            beta: beta.is_finite().then_some(beta),
+            recurrences,
+            seed: first_of("seed", seeds)?,
+            policy: Policy::Wattwise,
+        })
+    }
 }
 
 impl Catalog {
@@ -158,5 +180,32 @@ mod tests {
         assert!(!warm.distrust && !warm.probed.is_empty(), "{warm:?}");
         let own = c.simulate_learning(&spec("v100"), &["v100".to_string()]);
         assert!(own.unwrap_err().to_string().contains("learn_from"));
+    }
+}
+
+#[cfg(test)]
+mod for_learning_tests {
+    use super::*;
+
+    #[test]
+    fn a_learning_run_is_wattwise_at_the_first_eta_and_seed() {
+        let spec =
+            SimulateSpec::for_learning(Target::default(), &[0.2, 0.8], &[3, 4], 2.0, 9).unwrap();
+        assert_eq!(
+            (
+                spec.eta,
+                spec.seed,
+                spec.beta,
+                spec.recurrences,
+                spec.policy
+            ),
+            (0.2, 3, Some(2.0), 9, Policy::Wattwise)
+        );
+        for beta in [f64::INFINITY, f64::NAN] {
+            let spec = SimulateSpec::for_learning(Target::default(), &[0.5], &[1], beta, 1);
+            assert_eq!(spec.unwrap().beta, None, "{beta}");
+        }
+        let e = SimulateSpec::for_learning(Target::default(), &[0.5], &[], 2.0, 1);
+        assert_eq!(e.unwrap_err().to_string(), "seed: give at least one");
     }
 }

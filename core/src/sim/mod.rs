@@ -19,6 +19,8 @@
 //! - [`report`]: cumulative energy, time and cost, and regret against the oracle.
 //! - [`catalog`]: the front end: which traces are loaded, which job a request
 //!   means (built-in, uploaded or synthetic; overrides; capping), the knob checks.
+//! - [`trace_choice`]: which traces a simulation's flags name (built-in,
+//!   synthetic or files, and which files), and the catalog made of them.
 //! - [`closest`]: which catalog workload a live job is closest to ("simulate this job").
 //! - [`learning`]: a job warm-started from the workload's jobs on other GPUs
 //!   ([`crate::policy::shared`]), with and without that knowledge.
@@ -38,13 +40,15 @@ pub mod simulator;
 pub mod sweep;
 pub mod synthetic;
 pub mod trace;
+#[cfg(feature = "builtin-traces")]
+pub mod trace_choice;
 pub mod workload;
 
 pub use baseline::{baselines, Baseline, Baselines};
 pub use catalog::{Catalog, Options, PowerFile, SimulateSpec, Source, Target, WorkloadOverrides};
 pub use closest::{closest, Closest};
 pub use error::SimError;
-pub use group::{Group, GroupReport};
+pub use group::{group_config, Group, GroupReport};
 pub use learning::LearningReport;
 pub use report::SimReport;
 pub use simulator::{
@@ -53,4 +57,6 @@ pub use simulator::{
 };
 pub use sweep::{EtaVerdict, PolicyAtEta, Progress, SimSummary, SweepEnd, SweepSpec};
 pub use trace::{group_jobs, parse_groups, GroupJob, GroupRow, Trace, TraceError};
+#[cfg(feature = "builtin-traces")]
+pub use trace_choice::{TraceChoice, TraceFlags, TracePath, TraceText};
 pub use workload::{JobTrace, Workload};

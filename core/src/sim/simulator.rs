@@ -59,6 +59,15 @@ impl SimConfig {
     }
 }
 
+/// The first of the values a host was given for a knob (`field`), for a
+/// simulation that runs once where a sweep would run each.
+pub fn first_of<T: Copy>(field: &'static str, values: &[T]) -> Result<T, SimError> {
+    values
+        .first()
+        .copied()
+        .ok_or_else(|| SimError::knob(field, "give at least one"))
+}
+
 /// Checks eta, the weight of energy against time: in `[0, 1]`.
 pub fn check_eta(eta: f64) -> Result<(), SimError> {
     if eta.is_finite() && (0.0..=1.0).contains(&eta) {
