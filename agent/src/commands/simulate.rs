@@ -245,6 +245,8 @@ pub fn run_to(args: SimulateArgs, out: &mut impl Write) -> anyhow::Result<()> {
         return write_list(out, &mut catalog, args.format);
     }
     let target = target(&args);
+    // Every mode refuses a policy it does not know, even one it does not use.
+    let policies = parse_policies(&args.policy)?;
     if let Some(path) = &args.groups {
         let seeds = parse_seeds(&args.seed)?;
         let cfg = group_config(&parse_etas(&args.eta)?, &seeds, args.beta)?;
@@ -260,7 +262,7 @@ pub fn run_to(args: SimulateArgs, out: &mut impl Write) -> anyhow::Result<()> {
         seeds: parse_seeds(&args.seed)?,
         recurrences: vec![args.recurrences],
         beta: Some(args.beta),
-        policies: parse_policies(&args.policy)?,
+        policies,
     };
     spec.validate()?;
     let job = catalog.job(&spec.target)?.clone();
@@ -671,6 +673,19 @@ mod tests {
         ])
         .unwrap_err();
         assert!(format!("{e:#}").contains("learn_from"), "{e:#}");
+        // Its knobs are checked as a plain run's are.
+        let e = output(&[
+            "--dataset",
+            "imagenet",
+            "--gpu",
+            "v100",
+            "--learn-from",
+            "a40",
+            "--beta",
+            "nan",
+        ])
+        .unwrap_err();
+        assert!(format!("{e:#}").contains("beta: must be > 0"), "{e:#}");
     }
 
     #[test]
@@ -720,6 +735,11 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("no group"), "{e}");
+        // Its knobs are checked as a plain run's are, the policy too.
+        let e = output(&["--groups", p, "--beta", "0"]).unwrap_err();
+        assert!(format!("{e:#}").contains("beta: must be > 0"), "{e:#}");
+        let e = output(&["--groups", p, "--policy", "greedy"]).unwrap_err();
+        assert!(format!("{e:#}").starts_with("policy: must be"), "{e:#}");
         std::fs::remove_file(&path).unwrap();
     }
 }

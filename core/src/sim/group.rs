@@ -64,13 +64,16 @@ impl Group {
 }
 
 /// The knobs of a group simulation from the lists a host was given: a group
-/// runs once, at the first eta and the first seed, with `beta` as it is.
+/// runs once, at the first eta and the first seed, with `beta` as it is (the
+/// knobs checked as a plain run's are).
 pub fn group_config(etas: &[f64], seeds: &[u64], beta: f64) -> Result<SimConfig, SimError> {
-    Ok(SimConfig {
+    let cfg = SimConfig {
         eta_knob: first_of("eta", etas)?,
         beta_knob: beta,
         seed: first_of("seed", seeds)?,
-    })
+    };
+    cfg.validate()?;
+    Ok(cfg)
 }
 
 /// A group's simulation: every run and the totals.

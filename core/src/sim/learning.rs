@@ -8,7 +8,7 @@ use super::baseline::baselines;
 use super::catalog::{check_recurrences, Catalog, SimulateSpec, Target};
 use super::error::SimError;
 use super::report::SimReport;
-use super::simulator::{first_of, simulate_one_job_shared, SimConfig};
+use super::simulator::{check_beta, first_of, simulate_one_job_shared, SimConfig};
 use super::workload::JobTrace;
 use crate::policy::shared::SharedEpochs;
 use crate::policy::shared::WarmState;
@@ -65,7 +65,8 @@ pub fn learn(
 impl SimulateSpec {
     /// The job under study of a learning run from the lists a host was given:
     /// the first eta and the first seed, the wattwise policy (sharing is
-    /// wattwise's), and a `beta` that is not finite as no early stopping.
+    /// wattwise's), and an infinite `beta` as no early stopping (checked as a
+    /// plain run's is).
     pub fn for_learning(
         target: Target,
         etas: &[f64],
@@ -73,6 +74,7 @@ impl SimulateSpec {
         beta: f64,
         recurrences: u32,
     ) -> Result<SimulateSpec, SimError> {
+        check_beta(beta)?;
         Ok(SimulateSpec {
             target,
             eta: first_of("eta", etas)?,

@@ -49,14 +49,20 @@ impl SimConfig {
     /// Checks the knobs; the error names the knob and the rule.
     pub fn validate(&self) -> Result<(), SimError> {
         check_eta(self.eta_knob)?;
-        if self.beta_knob.is_nan() || self.beta_knob <= 0.0 {
-            return Err(SimError::knob(
-                "beta",
-                "must be > 0 (or infinite to disable early stopping)",
-            ));
-        }
-        Ok(())
+        check_beta(self.beta_knob)
     }
+}
+
+/// Checks beta, the early stopping threshold: > 0, or infinite to disable
+/// early stopping.
+pub fn check_beta(beta: f64) -> Result<(), SimError> {
+    if beta.is_nan() || beta <= 0.0 {
+        return Err(SimError::knob(
+            "beta",
+            "must be > 0 (or infinite to disable early stopping)",
+        ));
+    }
+    Ok(())
 }
 
 /// The first of the values a host was given for a knob (`field`), for a
