@@ -8,8 +8,10 @@ energy must match within 0.5%: single, nested, overlapping and 1,000 short
 windows, the ``with`` form and the Zeus face, on GPUs with the energy counter
 and on GPUs measured by sampled power (``FAKE_NVML_NO_ENERGY=all``, each mode in
 a process of its own, since the fake reads its configuration at init).
-Also: the errors (repeated and unknown names, no NVML), and that importing needs
-no GPU. Prints one line per mode.
+Also: the errors (repeated and unknown names, no NVML), that importing needs
+no GPU, and the Zeus face's CUDA indices under ``CUDA_VISIBLE_DEVICES`` (a UUID
+and an index on 4 GPUs of distinct power: each index measures its GPU, an index
+not visible raises). Prints one line per mode.
 """
 
 from __future__ import annotations
@@ -163,9 +165,83 @@ def mode(sampled: bool) -> None:
           f"(1,000 short windows, summed: {apart:.3%} apart)", file=sys.stderr)
 
 
+#: The "cuda" mode's GPUs: power limits (W, the load is 250 W) that make each
+#: GPU's energy its own, and CUDA_VISIBLE_DEVICES naming GPU 3 by UUID, then 1.
+CUDA_LIMITS_W = (300, 120, 300, 180)
+CUDA_VISIBLE = "GPU-fa4e0000-0000-4000-8000-000000000003,1"
+
+
+def cuda_mode() -> None:
+    """The Zeus face's gpu_indices are CUDA indices: under CUDA_VISIBLE_DEVICES
+    (CUDA_VISIBLE above, on 4 fake GPUs) index 0 is NVML GPU 3 and 1 is GPU 1,
+    the keys of gpu_energy are 0 and 1, and index 2 is an error naming it."""
+    from wattwise import Monitor, ZeusMonitor
+
+    lib = ctypes.CDLL(os.environ["WATTWISE_NVML_LIB"])
+    lib.fakeNvmlGroundTruthEnergy.argtypes = [ctypes.c_uint, ctypes.POINTER(ctypes.c_double)]
+    lib.nvmlDeviceGetHandleByIndex_v2.argtypes = [ctypes.c_uint, ctypes.POINTER(ctypes.c_void_p)]
+    lib.nvmlDeviceSetPowerManagementLimit.argtypes = [ctypes.c_void_p, ctypes.c_uint]
+    if lib.nvmlInit_v2() != 0:
+        fail("cuda: nvmlInit_v2 failed")
+    for i, watts in enumerate(CUDA_LIMITS_W):
+        h = ctypes.c_void_p()
+        if (lib.nvmlDeviceGetHandleByIndex_v2(i, ctypes.byref(h)) != 0
+                or lib.nvmlDeviceSetPowerManagementLimit(h, watts * 1000) != 0):
+            fail(f"cuda: setting GPU {i}'s limit failed")
+
+    def truth() -> dict[int, float]:  # by NVML index
+        out = {}
+        for i in range(len(CUDA_LIMITS_W)):
+            v = ctypes.c_double()
+            if lib.fakeNvmlGroundTruthEnergy(i, ctypes.byref(v)) != 0:
+                fail(f"fakeNvmlGroundTruthEnergy({i}) failed")
+            out[i] = v.value / 1000.0
+        return out
+
+    def window(zeus: ZeusMonitor) -> tuple[dict[int, float], dict[int, float]]:
+        a = truth()
+        zeus.begin_window("w", sync_execution=False)
+        b = truth()
+        time.sleep(0.2)
+        c = truth()
+        m = zeus.end_window("w", sync_execution=False)
+        d = truth()
+        return m.gpu_energy, {i: (c[i] + d[i] - a[i] - b[i]) / 2 for i in a}
+
+    nvml_of = {0: 3, 1: 1}  # CUDA index -> NVML index, by CUDA_VISIBLE above
+    for given in (None, [1], [1, 0]):
+        zeus = ZeusMonitor(gpu_indices=given)
+        keys = [0, 1] if given is None else given
+        if zeus.gpu_indices != keys:
+            fail(f"cuda: ZeusMonitor(gpu_indices={given}).gpu_indices = {zeus.gpu_indices}, wanted {keys}")
+        energy, spent = window(zeus)
+        if sorted(energy) != sorted(keys):
+            fail(f"cuda: ZeusMonitor(gpu_indices={given}): keys {sorted(energy)}, wanted {sorted(keys)}")
+        for k in keys:
+            check_close(f"cuda: gpu_indices={given} CUDA {k} (NVML {nvml_of[k]})", energy[k],
+                        spent[nvml_of[k]])
+        del zeus
+    for bad in ([2], [0, -1]):
+        try:
+            ZeusMonitor(gpu_indices=bad)
+            fail(f"cuda: ZeusMonitor(gpu_indices={bad}) did not raise")
+        except ValueError as e:
+            index = bad[-1]
+            if f"CUDA index {index} " not in str(e) or "2 GPU(s)" not in str(e):
+                fail(f"cuda: ZeusMonitor(gpu_indices={bad}): {e}")
+    # wattwise's own Monitor keeps NVML indices: the same two GPUs, ascending.
+    if Monitor().gpus != [1, 3]:
+        fail(f"cuda: Monitor().gpus = {Monitor().gpus}, wanted [1, 3]")
+    print("wheel api: Zeus face under CUDA_VISIBLE_DEVICES: CUDA indices measure their GPUs",
+          file=sys.stderr)
+
+
 def main() -> None:
     if len(sys.argv) > 1:
-        mode(sys.argv[1] == "sampled")
+        if sys.argv[1] == "cuda":
+            cuda_mode()
+        else:
+            mode(sys.argv[1] == "sampled")
         return
     # Importing needs no GPU, and a Monitor without NVML is one clear error.
     env = dict(os.environ, WATTWISE_NVML_LIB="/nonexistent/libnvidia-ml.so.1")
@@ -183,6 +259,12 @@ def main() -> None:
         rc = subprocess.run([sys.executable, __file__, "sampled" if sampled else "counter"], env=env)
         if rc.returncode != 0:
             sys.exit(rc.returncode)
+    env = dict(os.environ, FAKE_NVML_COUNT=str(len(CUDA_LIMITS_W)), CUDA_VISIBLE_DEVICES=CUDA_VISIBLE)
+    env.pop("NVIDIA_VISIBLE_DEVICES", None)
+    env.pop("FAKE_NVML_STATE", None)
+    rc = subprocess.run([sys.executable, __file__, "cuda"], env=env)
+    if rc.returncode != 0:
+        sys.exit(rc.returncode)
 
 
 if __name__ == "__main__":

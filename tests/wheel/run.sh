@@ -98,25 +98,39 @@ ln -s "$fake" "$work/nvml/libnvidia-ml.so.1"
 cp "$root/tests/wheel/zeus_windows.py" zeus_windows.py
 sed 's/^from zeus.monitor import ZeusMonitor$/from wattwise import ZeusMonitor/' zeus_windows.py >wattwise_windows.py
 [ "$(diff zeus_windows.py wattwise_windows.py | grep -c '^[<>]')" = 2 ] || fail "the import line was not the only change"
-export FAKE_NVML_COUNT=2 LD_LIBRARY_PATH="$work/nvml"
-"$endpoint_venv/bin/python" -W ignore zeus_windows.py >"$work/zeus_windows.json"
-python wattwise_windows.py >"$work/wattwise_windows.json"
-unset FAKE_NVML_COUNT LD_LIBRARY_PATH
-python - "$work/zeus_windows.json" "$work/wattwise_windows.json" <<'PY'
+# Run twice: on 2 GPUs, and on 4 whose draws differ (the state file's limits:
+# 300, 300, 150 and 200 W at the 250 W load) under CUDA_VISIBLE_DEVICES=2,3,
+# where Zeus's CUDA indices 0 and 1 are NVML GPUs 2 and 3 (the scripts read the
+# truth of those; measuring GPUs 0 and 1 instead would be 25% and 67% off).
+compare_zeus() {
+    "$endpoint_venv/bin/python" -W ignore zeus_windows.py >"$work/zeus_windows.json"
+    python wattwise_windows.py >"$work/wattwise_windows.json"
+    python - "$1" "$work/zeus_windows.json" "$work/wattwise_windows.json" <<'PY'
 import json, sys
-zeus, ours = (json.load(open(p)) for p in sys.argv[1:])
-assert zeus["gpus"] == ours["gpus"] == [0, 1], (zeus["gpus"], ours["gpus"])
+label = sys.argv[1]
+zeus, ours = (json.load(open(p)) for p in sys.argv[2:])
+assert zeus["gpus"] == ours["gpus"] == [0, 1], (label, zeus["gpus"], ours["gpus"])
 for name in ("outer", "inner"):
     z, w = zeus["windows"][name], ours["windows"][name]
-    assert set(z) == set(w) and set(z["gpu_energy"]) == set(w["gpu_energy"]), (z, w)
+    assert set(z) == set(w) and set(z["gpu_energy"]) == set(w["gpu_energy"]), (label, z, w)
     for gpu, ze in z["gpu_energy"].items():
         we = w["gpu_energy"][gpu]
-        assert abs(we - ze) <= 0.005 * ze, f"{name} GPU {gpu}: wattwise {we} J, Zeus {ze} J"
+        assert abs(we - ze) <= 0.005 * ze, f"{label} {name} GPU {gpu}: wattwise {we} J, Zeus {ze} J"
         for who, e, run in (("Zeus", ze, z), ("wattwise", we, w)):
             truth = run["truth"][gpu]
-            assert abs(e - truth) <= 0.005 * truth, f"{name} GPU {gpu}: {who} {e} J, truth {truth} J"
-    print(f"wheel: {name}: Zeus {z['total_energy']:.3f} J, wattwise {w['total_energy']:.3f} J")
+            assert abs(e - truth) <= 0.005 * truth, f"{label} {name} GPU {gpu}: {who} {e} J, truth {truth} J"
+    print(f"wheel: {label}: {name}: Zeus {z['total_energy']:.3f} J, wattwise {w['total_energy']:.3f} J")
 PY
+}
+export LD_LIBRARY_PATH="$work/nvml"
+FAKE_NVML_COUNT=2 compare_zeus "2 GPUs"
+python3 -c 'import json, sys, time
+t = time.monotonic_ns()
+json.dump({"gpus": [{"limit_mw": w * 1000, "energy_mj": 0.0, "since_ns": t} for w in (300, 300, 150, 200)]},
+          open(sys.argv[1], "w"))' "$work/fake-state.json"
+FAKE_NVML_COUNT=4 FAKE_NVML_STATE="$work/fake-state.json" CUDA_VISIBLE_DEVICES=2,3 \
+    compare_zeus "CUDA_VISIBLE_DEVICES=2,3 of 4 GPUs"
+unset LD_LIBRARY_PATH
 cd "$root"
 
 step "the aarch64 binary under qemu-user"

@@ -3,13 +3,14 @@ as is with Zeus 0.16.0, and with only its import line changed to wattwise's;
 bench_windows.sh times both).
 
 Against the fake NVML (loaded as libnvidia-ml.so.1; FAKE_NVML_COUNT GPUs at a
-constant load), it measures a window of 0.4 s with a nested one of 0.2 s, and
+constant load, CUDA_VISIBLE_DEVICES as the test sets it), it measures a window of 0.4 s with a nested one of 0.2 s, and
 reads the fake's ground truth around each; with an argument N it then times N
 begin_window + end_window pairs without synchronization. Prints one JSON line.
 """
 
 import ctypes
 import json
+import os
 import sys
 import time
 
@@ -19,11 +20,17 @@ lib = ctypes.CDLL("libnvidia-ml.so.1")
 lib.fakeNvmlGroundTruthEnergy.argtypes = [ctypes.c_uint, ctypes.POINTER(ctypes.c_double)]
 
 
+# The fake's ground truth is by NVML index; the monitor's keys are CUDA indices
+# (the test sets CUDA_VISIBLE_DEVICES to NVML indices only, if at all).
+visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+nvml_of = [int(v) for v in visible.split(",")] if visible else None
+
+
 def truth(gpus):
     out = {}
     for i in gpus:
         v = ctypes.c_double()
-        assert lib.fakeNvmlGroundTruthEnergy(i, ctypes.byref(v)) == 0
+        assert lib.fakeNvmlGroundTruthEnergy(nvml_of[i] if nvml_of else i, ctypes.byref(v)) == 0
         out[i] = v.value / 1000.0
     return out
 

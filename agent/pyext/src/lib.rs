@@ -21,7 +21,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyDict;
 use wattwise_agent::nvml::energy_meter::{combined, power_interval, Reading, Stopwatch};
 use wattwise_agent::nvml::gpu::NvmlGpus;
-use wattwise_agent::nvml::selection::select_on_host;
+use wattwise_agent::nvml::selection::{cuda_devices_on_host, select_on_host};
 
 // The Python package's exception (wattwise.monitor.MonitorError), so Python
 // code catches one class whether the error comes from here or from Python.
@@ -31,6 +31,22 @@ pyo3::import_exception!(wattwise.monitor, MonitorError);
 #[pyfunction]
 fn version() -> &'static str {
     env!("CARGO_PKG_VERSION")
+}
+
+/// The NVML indices of this process's CUDA devices `indices` (Zeus's
+/// `gpu_indices`), in their order; `None`: every visible one, CUDA indices
+/// `0..n`. CUDA's numbering is the agent's reading of `CUDA_VISIBLE_DEVICES`
+/// (else `NVIDIA_VISIBLE_DEVICES`, else every GPU, in CUDA's order). An index
+/// not visible, or two that are one GPU, is a ValueError naming it;
+/// MonitorError when the GPUs cannot be read.
+#[pyfunction]
+#[pyo3(signature = (indices=None))]
+fn cuda_gpus(indices: Option<Vec<i64>>) -> PyResult<Vec<u32>> {
+    let nvml = NvmlGpus::open().map_err(monitor_error)?;
+    let devices = cuda_devices_on_host(&nvml).map_err(|e| monitor_error(format!("{e:#}")))?;
+    devices
+        .nvml_indices(indices.as_deref())
+        .map_err(|e| PyValueError::new_err(e.to_string()))
 }
 
 /// NVML and the one stopwatch, shared with the sampler thread.
@@ -218,6 +234,7 @@ impl Meter {
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(version, m)?)?;
+    m.add_function(wrap_pyfunction!(cuda_gpus, m)?)?;
     m.add_class::<Meter>()?;
     Ok(())
 }

@@ -115,6 +115,31 @@ pub enum SelectError {
         /// A hint.
         why: String,
     },
+    /// A CUDA index beyond the devices this process sees.
+    #[error("gpu_indices: CUDA index {index} is not visible to this process: {visible} gives it {count} GPU(s), CUDA indices 0 to {last}")]
+    CudaIndex {
+        /// The index given.
+        index: i64,
+        /// What made the GPUs visible.
+        visible: String,
+        /// How many are visible.
+        count: usize,
+        /// The highest visible index.
+        last: usize,
+    },
+    /// Two CUDA indices given are one GPU (an index given twice, or two MIG
+    /// instances of one GPU: wattwise measures whole GPUs).
+    #[error("gpu_indices: CUDA indices {first} and {second} are both GPU {gpu} (NVML index; {visible}): wattwise measures whole GPUs, so give one of them")]
+    CudaSameGpu {
+        /// The first index.
+        first: usize,
+        /// The second.
+        second: usize,
+        /// Their GPU (NVML index).
+        gpu: u32,
+        /// What made the GPUs visible.
+        visible: String,
+    },
     /// A limit change would reach MIG instances the run was not given.
     #[error("GPU {index} ({uuid}) is split into MIG instances and this run was given {given} of its {total}: its power limit is the whole GPU's and would change the other instances' too, so wattwise will not change it; give the run the whole GPU or every instance (`wattwise measure` only reads it)")]
     MigShared {
@@ -251,24 +276,29 @@ fn everything(facts: &[DeviceFacts], source: Source) -> Selection {
 }
 
 /// `CUDA_VISIBLE_DEVICES`, as CUDA reads it: entries in order until the first
-/// invalid (or repeated) one; CUDA ignores that one and the rest.
-fn cuda(facts: &[DeviceFacts], order: Option<&str>, value: &str) -> Selection {
+/// invalid (or repeated) one; CUDA ignores that one and the rest. Answers the
+/// devices CUDA numbers 0, 1, … in that order, and the ignored entries.
+fn cuda_list(facts: &[DeviceFacts], order: Option<&str>, value: &str) -> (Vec<Named>, Vec<String>) {
     let order = cuda_order(facts, order);
-    let mut sel = empty(Source::Cuda);
     let mut seen = Vec::new();
     let list = entries(value);
     for (n, e) in list.iter().enumerate() {
         match resolve(facts, &order, e) {
-            Some(named) if !seen.contains(&named) => {
-                seen.push(named.clone());
-                add(&mut sel, named);
-            }
-            _ => {
-                sel.ignored = list[n..].to_vec();
-                break;
-            }
+            Some(named) if !seen.contains(&named) => seen.push(named),
+            _ => return (seen, list[n..].to_vec()),
         }
     }
+    (seen, Vec::new())
+}
+
+/// `CUDA_VISIBLE_DEVICES`'s selection (see [`cuda_list`]).
+fn cuda(facts: &[DeviceFacts], order: Option<&str>, value: &str) -> Selection {
+    let (named, ignored) = cuda_list(facts, order, value);
+    let mut sel = empty(Source::Cuda);
+    for n in named {
+        add(&mut sel, n);
+    }
+    sel.ignored = ignored;
     sel
 }
 
@@ -338,6 +368,100 @@ pub fn select(
     Ok(sel)
 }
 
+/// The GPUs a process's CUDA devices are, in CUDA's numbering (what Zeus's
+/// `gpu_indices` count): see [`cuda_devices`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CudaDevices {
+    /// `gpus[i]` is the NVML index of CUDA device `i` (of a MIG instance: of its
+    /// parent GPU, which is measured).
+    pub gpus: Vec<u32>,
+    /// What made them visible, for messages (`CUDA_VISIBLE_DEVICES="2,3"`).
+    pub visible: String,
+    /// `CUDA_VISIBLE_DEVICES` entries CUDA ignores (from the first invalid one on).
+    pub ignored: Vec<String>,
+}
+
+/// The GPUs CUDA numbers 0, 1, … in a process of environment `env`: the
+/// entries of `CUDA_VISIBLE_DEVICES` in their order, up to the first that
+/// names no GPU (as [`select`] reads them); without it, the GPUs [`select`]
+/// gives with no flag (`NVIDIA_VISIBLE_DEVICES`, else every GPU) in CUDA's
+/// order ([`cuda_order`]). Errors as [`select`]; never empty.
+pub fn cuda_devices(facts: &[DeviceFacts], env: &SelectionEnv) -> Result<CudaDevices, SelectError> {
+    let sel = select(facts, env, None)?;
+    let order = env.cuda_order.as_deref();
+    let ignored = sel.ignored.clone();
+    let (gpus, visible) = match (&env.cuda_visible, sel.source) {
+        (Some(value), Source::Cuda) => {
+            let gpus = cuda_list(facts, order, value)
+                .0
+                .into_iter()
+                .map(|n| match n {
+                    Named::Gpu(i) => i,
+                    Named::Mig { parent, .. } => parent,
+                })
+                .collect();
+            (gpus, format!("{CUDA_VISIBLE_DEVICES}={value:?}"))
+        }
+        _ => {
+            let chosen = sel.gpus();
+            let gpus = cuda_order(facts, order)
+                .into_iter()
+                .map(|p| facts[p].index)
+                .filter(|i| chosen.contains(i))
+                .collect();
+            let visible = match (&env.nvidia_visible, sel.source) {
+                (Some(value), Source::Nvidia) => format!("{NVIDIA_VISIBLE_DEVICES}={value:?}"),
+                _ => "this host (no CUDA_VISIBLE_DEVICES)".to_string(),
+            };
+            (gpus, visible)
+        }
+    };
+    Ok(CudaDevices {
+        gpus,
+        visible,
+        ignored,
+    })
+}
+
+impl CudaDevices {
+    /// The NVML indices of the CUDA devices `indices` (in their order; `None`:
+    /// every visible one, `0..n`). An index beyond the visible devices, or two
+    /// that are one GPU, is an error naming them.
+    pub fn nvml_indices(&self, indices: Option<&[i64]>) -> Result<Vec<u32>, SelectError> {
+        let every: Vec<i64>;
+        let indices = match indices {
+            Some(given) => given,
+            None => {
+                every = (0..self.gpus.len() as i64).collect();
+                &every
+            }
+        };
+        let mut out: Vec<u32> = Vec::with_capacity(indices.len());
+        for (k, &index) in indices.iter().enumerate() {
+            let gpu = usize::try_from(index)
+                .ok()
+                .and_then(|i| self.gpus.get(i))
+                .copied()
+                .ok_or_else(|| SelectError::CudaIndex {
+                    index,
+                    visible: self.visible.clone(),
+                    count: self.gpus.len(),
+                    last: self.gpus.len().saturating_sub(1),
+                })?;
+            if let Some(j) = out.iter().position(|&g| g == gpu) {
+                return Err(SelectError::CudaSameGpu {
+                    first: indices[j] as usize,
+                    second: indices[k] as usize,
+                    gpu,
+                    visible: self.visible.clone(),
+                });
+            }
+            out.push(gpu);
+        }
+        Ok(out)
+    }
+}
+
 /// Refuses a selection whose power limits cannot be changed: a MIG-enabled GPU
 /// some of whose instances were not given to the run.
 pub fn check_limits_allowed(facts: &[DeviceFacts], sel: &Selection) -> Result<(), SelectError> {
@@ -369,14 +493,25 @@ pub fn select_on_host(
 ) -> anyhow::Result<(Vec<DeviceFacts>, Selection)> {
     let facts = crate::nvml::gpu::device_facts(gpus)?;
     let sel = select(&facts, &SelectionEnv::from_env(), flag)?;
-    if !sel.ignored.is_empty() {
+    log_ignored(&sel.ignored, &sel.gpus());
+    Ok((facts, sel))
+}
+
+/// Reads the host's GPUs and answers this process's CUDA devices
+/// ([`cuda_devices`]); says on stderr which entries CUDA ignores.
+pub fn cuda_devices_on_host(gpus: &dyn crate::nvml::gpu::Gpus) -> anyhow::Result<CudaDevices> {
+    let facts = crate::nvml::gpu::device_facts(gpus)?;
+    let devices = cuda_devices(&facts, &SelectionEnv::from_env())?;
+    log_ignored(&devices.ignored, &devices.gpus);
+    Ok(devices)
+}
+
+fn log_ignored(ignored: &[String], using: &[u32]) {
+    if let Some(first) = ignored.first() {
         crate::log::log(format!(
-            "{CUDA_VISIBLE_DEVICES}: CUDA ignores {:?} and what follows (the first entry that names no GPU ends its list); using GPUs {:?}",
-            sel.ignored[0],
-            sel.gpus()
+            "{CUDA_VISIBLE_DEVICES}: CUDA ignores {first:?} and what follows (the first entry that names no GPU ends its list); using GPUs {using:?}"
         ));
     }
-    Ok((facts, sel))
 }
 
 #[cfg(test)]
@@ -551,5 +686,89 @@ mod tests {
         let mut both = env("2,5");
         both.cuda_visible = Some("1".into());
         assert_eq!(gpus(&f, &both, None), vec![1]);
+    }
+
+    #[test]
+    fn cuda_devices_number_the_visible_gpus_in_cuda_order() {
+        let f = host(4);
+        let dev = |env: &SelectionEnv| cuda_devices(&f, env).unwrap();
+        // The list's order, not NVML's: CUDA device 0 is GPU 3.
+        let d = dev(&cuda_env("3,1"));
+        assert_eq!(d.gpus, vec![3, 1]);
+        assert_eq!(d.visible, "CUDA_VISIBLE_DEVICES=\"3,1\"");
+        assert_eq!(d.nvml_indices(Some(&[0])).unwrap(), vec![3]);
+        assert_eq!(d.nvml_indices(Some(&[1, 0])).unwrap(), vec![1, 3]);
+        assert_eq!(d.nvml_indices(None).unwrap(), vec![3, 1]);
+        // UUIDs (and unique prefixes), up to the first entry that names no GPU.
+        let d = dev(&cuda_env(&format!("{},GPU-00000002,nope,0", f[2].uuid)));
+        assert_eq!(d.gpus, vec![2]);
+        assert_eq!(d.ignored, vec!["GPU-00000002", "nope", "0"]);
+        let d = dev(&cuda_env("GPU-00000002,0"));
+        assert_eq!(d.gpus, vec![2, 0]);
+        // Nothing said: every GPU, in CUDA's order.
+        let mut g = host(4);
+        g[3].compute_capability = (9, 0);
+        let d = cuda_devices(&g, &SelectionEnv::default()).unwrap();
+        assert_eq!(d.gpus, vec![3, 0, 1, 2]);
+        assert!(d.visible.contains("this host"), "{}", d.visible);
+        // NVIDIA_VISIBLE_DEVICES: its GPUs, in CUDA's order.
+        let nv = SelectionEnv {
+            nvidia_visible: Some("2,3".into()),
+            ..Default::default()
+        };
+        let d = cuda_devices(&g, &nv).unwrap();
+        assert_eq!(d.gpus, vec![3, 2]);
+        assert_eq!(d.visible, "NVIDIA_VISIBLE_DEVICES=\"2,3\"");
+        // A MIG instance is its parent GPU.
+        let m = mig_host();
+        assert_eq!(
+            cuda_devices(&m, &cuda_env("2,MIG-b")).unwrap().gpus,
+            vec![2, 1]
+        );
+        // Nothing visible: select's error.
+        let err = cuda_devices(&f, &cuda_env("7")).unwrap_err();
+        assert!(matches!(err, SelectError::NoGpu { .. }), "{err}");
+    }
+
+    #[test]
+    fn cuda_indices_beyond_the_visible_or_on_one_gpu_are_errors() {
+        let f = host(4);
+        let d = cuda_devices(&f, &cuda_env("2,3")).unwrap();
+        for bad in [2, -1, 99] {
+            let err = d.nvml_indices(Some(&[0, bad])).unwrap_err();
+            let msg = err.to_string();
+            assert!(
+                matches!(err, SelectError::CudaIndex { index, count: 2, .. } if index == bad)
+                    && msg.contains(&format!("CUDA index {bad} "))
+                    && msg.contains("CUDA_VISIBLE_DEVICES=\"2,3\"")
+                    && msg.contains("2 GPU(s), CUDA indices 0 to 1"),
+                "{msg}"
+            );
+        }
+        let err = d.nvml_indices(Some(&[1, 0, 1])).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                SelectError::CudaSameGpu {
+                    first: 1,
+                    second: 1,
+                    gpu: 3,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        // Two MIG instances of one GPU are two CUDA devices but one measured GPU.
+        let m = mig_host();
+        let d = cuda_devices(&m, &cuda_env("MIG-a,MIG-b")).unwrap();
+        assert_eq!(d.gpus, vec![1, 1]);
+        assert_eq!(d.nvml_indices(Some(&[1])).unwrap(), vec![1]);
+        let err = d.nvml_indices(Some(&[0, 1])).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("CUDA indices 0 and 1 are both GPU 1"),
+            "{err}"
+        );
+        assert!(d.nvml_indices(None).is_err());
     }
 }

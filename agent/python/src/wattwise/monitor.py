@@ -30,6 +30,7 @@ from __future__ import annotations
 import sys
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from types import ModuleType
 from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
 
 __all__ = ["Measurement", "Monitor", "MonitorError", "Window", "ZeusMonitor", "sync_frameworks"]
@@ -48,7 +49,8 @@ class MonitorError(RuntimeError):
 class Measurement:
     """A window's time and GPU energy.
 
-    ``gpu_energy`` maps each measured GPU's NVML index to its energy in joules;
+    ``gpu_energy`` maps each measured GPU's index (NVML's from :class:`Monitor`,
+    CUDA's from :class:`ZeusMonitor`) to its energy in joules;
     ``gpu_energy_bound`` to the half-width of its bound (the true energy lies in
     ``energy ± bound``); ``gpu_energy_source`` to how it was measured
     (``counter`` or ``sampled``); ``energy_source`` is theirs combined
@@ -124,6 +126,17 @@ def _gpus_flag(gpus: Union[None, str, int, Sequence[Union[int, str]]]) -> Option
     return ",".join(items)
 
 
+def _native() -> ModuleType:
+    try:
+        from wattwise import _native as native
+    except ImportError as e:
+        raise MonitorError(
+            "wattwise.Monitor: this install has no native extension (wattwise._native: "
+            f"{e}); install the wattwise wheel (`pip install wattwise`)"
+        ) from None
+    return native
+
+
 class Monitor:
     """GPU time and energy over named windows (see the module docs).
 
@@ -155,14 +168,7 @@ class Monitor:
             for name in self._sync:
                 if name not in FRAMEWORKS:
                     raise ValueError(f"sync: {name!r} is not one of {', '.join(FRAMEWORKS)}")
-        try:
-            from wattwise import _native
-        except ImportError as e:
-            raise MonitorError(
-                "wattwise.Monitor: this install has no native extension (wattwise._native: "
-                f"{e}); install the wattwise wheel (`pip install wattwise`)"
-            ) from None
-        self._meter = _native.Meter(flag, power_interval)
+        self._meter = _native().Meter(flag, power_interval)
 
     @property
     def gpus(self) -> List[int]:
@@ -221,14 +227,20 @@ class ZeusMonitor:
     written for Zeus runs after changing its import to ``from wattwise import
     ZeusMonitor``.
 
-    Applied: ``gpu_indices`` (NVML indices; ``None``: as :class:`Monitor`
-    selects), ``sync_execution_with`` (``"torch"``, ``"jax"`` or ``"cupy"``),
-    ``begin_window(key, sync_execution=True, restart=False)``, ``end_window(key,
-    sync_execution=True, cancel=False)``, and the measurement's ``time``,
-    ``gpu_energy`` and ``total_energy``. Accepted and ignored: ``cpu_indices``
-    (no CPU or DRAM energy: ``cpu_energy`` and ``dram_energy`` are ``None``),
-    ``approx_instant_energy`` (GPUs without a fine counter are always measured
-    by sampled power), ``log_file``.
+    Applied: ``gpu_indices`` (CUDA indices, as Zeus's: with
+    ``CUDA_VISIBLE_DEVICES=2,3``, index 0 is the GPU NVML numbers 2; ``None``:
+    every visible GPU, ``0..n-1``), ``sync_execution_with`` (``"torch"``,
+    ``"jax"`` or ``"cupy"``), ``begin_window(key, sync_execution=True,
+    restart=False)``, ``end_window(key, sync_execution=True, cancel=False)``,
+    and the measurement's ``time``, ``gpu_energy`` and ``total_energy``, keyed
+    by those CUDA indices. CUDA's numbering is the agent's reading of
+    ``CUDA_VISIBLE_DEVICES`` (indices, ``GPU-``/``MIG-`` UUIDs, up to the first
+    entry that names no GPU; a MIG instance measures its parent GPU), else of
+    ``NVIDIA_VISIBLE_DEVICES``, else every GPU, in ``CUDA_DEVICE_ORDER``. An
+    index that is not visible is a ``ValueError`` naming it. Accepted and
+    ignored: ``cpu_indices`` (no CPU or DRAM energy: ``cpu_energy`` and
+    ``dram_energy`` are ``None``), ``approx_instant_energy`` (GPUs without a
+    fine counter are always measured by sampled power), ``log_file``.
     """
 
     def __init__(
@@ -244,10 +256,17 @@ class ZeusMonitor:
             raise ValueError(
                 f"sync_execution_with: {sync_execution_with!r} is not one of {', '.join(FRAMEWORKS)}"
             )
+        if gpu_indices is not None and len(gpu_indices) == 0:
+            raise ValueError("gpu_indices: an empty list measures no GPU (None measures every visible one)")
+        given = None if gpu_indices is None else list(gpu_indices)
+        nvml = _native().cuda_gpus(given)
+        keys = list(range(len(nvml))) if given is None else given
         self._sync = (sync_execution_with,)
-        self._monitor = Monitor(gpu_indices, sync=self._sync)
+        self._monitor = Monitor(nvml, sync=self._sync)
         self._meter = self._monitor._meter
-        self.gpu_indices = self._monitor.gpus
+        self._key = dict(zip(nvml, keys))
+        #: The measured GPUs' CUDA indices (the keys of ``gpu_energy``).
+        self.gpu_indices = keys
 
     def begin_window(self, key: str, sync_execution: bool = True, restart: bool = False) -> None:
         """Begins the window ``key`` (``restart``: begins it again if it is open)."""
@@ -258,11 +277,14 @@ class ZeusMonitor:
         self._meter.begin(key)
 
     def end_window(self, key: str, sync_execution: bool = True, cancel: bool = False) -> Measurement:
-        """Ends the window ``key`` and answers its measurement (an empty one
-        when ``cancel``)."""
+        """Ends the window ``key`` and answers its measurement, keyed by CUDA
+        index (an empty one when ``cancel``)."""
         if cancel:
             self._monitor.cancel_window(key)
             return Measurement(time=0.0, gpu_energy={})
         if sync_execution:
             sync_frameworks(self._sync)
-        return _measurement(self._meter.end(key, False))
+        m = _measurement(self._meter.end(key, False))
+        for name in ("gpu_energy", "gpu_energy_bound", "gpu_energy_source"):
+            setattr(m, name, {self._key[g]: v for g, v in getattr(m, name).items()})
+        return m
