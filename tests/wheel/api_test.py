@@ -30,9 +30,17 @@ def fail(msg: str) -> None:
     sys.exit(1)
 
 
-def check_close(what: str, got: float, want: float) -> None:
-    if want <= 0 or abs(got - want) > TOLERANCE * want:
-        fail(f"{what}: measured {got:.6f} J, ground truth {want:.6f} J (over 0.5% apart)")
+def check_close(what: str, got: float, want: float, span: tuple[float, float] | None = None) -> None:
+    """``got`` within 0.5% of ``want``; or, where ``span`` gives the ground truth
+    over the inner and outer spans of the window's edges (each edge bracketed by
+    two reads), within 0.5% of that bracket: on a loaded machine an edge's call
+    can take milliseconds, and the truth is then only known to lie in between."""
+    if want > 0 and abs(got - want) <= TOLERANCE * want:
+        return
+    if span is not None and want > 0 and span[0] * (1 - TOLERANCE) <= got <= span[1] * (1 + TOLERANCE):
+        return
+    bracket = "" if span is None else f", between {span[0]:.6f} and {span[1]:.6f} J"
+    fail(f"{what}: measured {got:.6f} J, ground truth {want:.6f} J{bracket} (over 0.5% apart)")
 
 
 def mode(sampled: bool) -> None:
@@ -58,15 +66,26 @@ def mode(sampled: bool) -> None:
             out[i] = v.value / 1000.0
         return out
 
-    def check(name: str, m: wattwise.Measurement, t0: dict[int, float], t1: dict[int, float]) -> None:
+    def check(name: str, m: wattwise.Measurement, t0: dict[int, float], t1: dict[int, float],
+              brackets: tuple | None = None) -> None:
+        """``t0``/``t1``: the truth at the edges; ``brackets``: each edge's reads
+        before and after its call (see ``edge``), where they were taken."""
         if sorted(m.gpu_energy) != gpus:
             fail(f"{name}: keys {sorted(m.gpu_energy)}, wanted {gpus}")
         want_source = "sampled" if sampled else "counter"
         if m.energy_source != want_source:
             fail(f"{name}: energy_source {m.energy_source}, wanted {want_source}")
+
+        def span(keys: list[int]) -> tuple[float, float] | None:
+            if brackets is None:
+                return None
+            (b_before, b_after), (e_before, e_after) = brackets
+            return (sum(e_before[i] - b_after[i] for i in keys),
+                    sum(e_after[i] - b_before[i] for i in keys))
+
         for i in gpus:
-            check_close(f"{name} GPU {i}", m.gpu_energy[i], t1[i] - t0[i])
-        check_close(f"{name} total", m.total_energy, sum(t1.values()) - sum(t0.values()))
+            check_close(f"{name} GPU {i}", m.gpu_energy[i], t1[i] - t0[i], span([i]))
+        check_close(f"{name} total", m.total_energy, sum(t1.values()) - sum(t0.values()), span(gpus))
 
     # Each window edge is bracketed by ground-truth reads; the edge's truth is the
     # midpoint (the meter reads inside the bracket), so a window's truth is the
@@ -79,10 +98,10 @@ def mode(sampled: bool) -> None:
         return {i: (before[i] + after[i]) / 2 for i in gpus}, result, (before, after)
 
     # Single.
-    t0, _, _ = edge(lambda: monitor.begin_window("single"))
+    t0, _, b0 = edge(lambda: monitor.begin_window("single"))
     time.sleep(0.3)
-    t1, m, _ = edge(lambda: monitor.end_window("single"))
-    check("single", m, t0, t1)
+    t1, m, b1 = edge(lambda: monitor.end_window("single"))
+    check("single", m, t0, t1, (b0, b1))
     if not 0.29 < m.time < 0.5:
         fail(f"single: time {m.time}")
 
@@ -92,12 +111,13 @@ def mode(sampled: bool) -> None:
         begun, ended = {}, {}
         for what, name, pause in events:
             if what == "begin":
-                begun[name], _, _ = edge(lambda: monitor.begin_window(name))
+                begun[name] = edge(lambda: monitor.begin_window(name))
             else:
                 ended[name] = edge(lambda: monitor.end_window(name))
             time.sleep(pause)
-        for name, (t1, m, _) in ended.items():
-            check(f"{label} {name}", m, begun[name], t1)
+        for name, (t1, m, b1) in ended.items():
+            t0, _, b0 = begun[name]
+            check(f"{label} {name}", m, t0, t1, (b0, b1))
 
     # Nested: outer holds inner.
     play("nested", [("begin", "outer", 0.1), ("begin", "inner", 0.2),
@@ -118,7 +138,7 @@ def mode(sampled: bool) -> None:
         want += sum(t1.values()) - sum(t0.values())
         inner_sum += sum(e_before.values()) - sum(b_after.values())
         outer_sum += sum(e_after.values()) - sum(b_before.values())
-    check_close("1,000 short windows, summed", got, want)
+    check_close("1,000 short windows, summed", got, want, (inner_sum, outer_sum))
     if not inner_sum * (1 - TOLERANCE) <= got <= outer_sum * (1 + TOLERANCE):
         fail(f"1,000 short windows: {got:.3f} J is not between the inner {inner_sum:.3f} J "
              f"and outer {outer_sum:.3f} J spans of the ground truth")
