@@ -203,9 +203,12 @@ mod for_learning_tests {
             ),
             (0.2, 3, Some(2.0), 9, Policy::Wattwise)
         );
-        for beta in [f64::INFINITY, f64::NAN] {
-            let spec = SimulateSpec::for_learning(Target::default(), &[0.5], &[1], beta, 1);
-            assert_eq!(spec.unwrap().beta, None, "{beta}");
+        let spec = SimulateSpec::for_learning(Target::default(), &[0.5], &[1], f64::INFINITY, 1);
+        assert_eq!(spec.unwrap().beta, None);
+        // Checked as a plain run's beta is.
+        for beta in [f64::NAN, 0.0, -1.0] {
+            let e = SimulateSpec::for_learning(Target::default(), &[0.5], &[1], beta, 1);
+            assert!(e.unwrap_err().to_string().starts_with("beta:"), "{beta}");
         }
         let e = SimulateSpec::for_learning(Target::default(), &[0.5], &[], 2.0, 1);
         assert_eq!(e.unwrap_err().to_string(), "seed: give at least one");
