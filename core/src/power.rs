@@ -36,6 +36,7 @@ use std::str::FromStr;
 
 use crate::cost::zeus_cost;
 use crate::field_error::FieldError;
+use crate::policy::Policy;
 use crate::wire::{Phase, PowerMeasurement, PowerProfile};
 
 mod measured;
@@ -224,10 +225,15 @@ impl Default for PowerSettings {
 /// oracle 1.043 at eta 0.8, without bounds), 3 profiles longer for no gain.
 pub const WATTWISE_STOP_AFTER_RISES: u32 = 2;
 
-/// A host's profile window is measured well enough when its energy's bound is
-/// under this fraction of it (the agent lengthens a window until it is, or
-/// gives up); the simulator bounds a modelled window's energy by it.
-pub const PROFILE_WINDOW_BOUND: f64 = 0.02;
+/// Which of the settings [`PowerSettings::for_job`] may choose a job's file set
+/// itself.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SetInFile {
+    /// `selector`.
+    pub selector: bool,
+    /// `stop_after_rises`.
+    pub stop_after_rises: bool,
+}
 
 impl PowerSettings {
     /// The wattwise agent's settings for a job of weight `eta`: Zeus's, with the
@@ -242,6 +248,24 @@ impl PowerSettings {
             stop_after_rises: Some(WATTWISE_STOP_AFTER_RISES),
             ..PowerSettings::default()
         }
+    }
+
+    /// A job's settings from the `given` ones (its file's `[power]` table, the
+    /// defaults without one): what the file left unset (`set` says what it set)
+    /// follows the job's `policy` and `eta`: the Zeus cost at `eta`, and for
+    /// wattwise's policy the profile ended after [`WATTWISE_STOP_AFTER_RISES`]
+    /// costlier limits in a row (Zeus's profiles every limit).
+    pub fn for_job(mut given: PowerSettings, set: SetInFile, policy: Policy, eta: f64) -> Self {
+        if !set.stop_after_rises && policy == Policy::Wattwise {
+            given.stop_after_rises = Some(WATTWISE_STOP_AFTER_RISES);
+        }
+        if !set.selector {
+            given.selector = Selector::ZeusCost {
+                eta,
+                max_power: None,
+            };
+        }
+        given
     }
 
     /// Checks every setting; the error names the field and the rule.

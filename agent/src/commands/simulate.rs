@@ -663,29 +663,24 @@ mod tests {
                 .unwrap()
         };
         assert!(last("shared_run") < last("alone"), "{doc}");
-        let e = output(&[
-            "--dataset",
-            "imagenet",
-            "--gpu",
-            "v100",
-            "--learn-from",
-            "v100",
-        ])
-        .unwrap_err();
-        assert!(format!("{e:#}").contains("learn_from"), "{e:#}");
+        // imagenet on v100, learning from `gpus`, with `extra` flags: the error.
+        let error = |gpus: &str, extra: &[&str]| {
+            let mut flags = vec![
+                "--dataset",
+                "imagenet",
+                "--gpu",
+                "v100",
+                "--learn-from",
+                gpus,
+            ];
+            flags.extend(extra);
+            format!("{:#}", output(&flags).unwrap_err())
+        };
+        let e = error("v100", &[]);
+        assert!(e.contains("learn_from"), "{e}");
         // Its knobs are checked as a plain run's are.
-        let e = output(&[
-            "--dataset",
-            "imagenet",
-            "--gpu",
-            "v100",
-            "--learn-from",
-            "a40",
-            "--beta",
-            "nan",
-        ])
-        .unwrap_err();
-        assert!(format!("{e:#}").contains("beta: must be > 0"), "{e:#}");
+        let e = error("a40", &["--beta", "nan"]);
+        assert!(e.contains("beta: must be > 0"), "{e}");
     }
 
     #[test]

@@ -24,7 +24,7 @@
 //! from NVML, never from the file.
 
 use wattwise_core::policy::{Policy, UnknownPolicy};
-use wattwise_core::power::{PowerSettings, Selector, WATTWISE_STOP_AFTER_RISES};
+use wattwise_core::power::{PowerSettings, SetInFile};
 use wattwise_core::spec::JobSpec;
 
 /// Spec fields the file may set.
@@ -82,15 +82,16 @@ impl JobFile {
         let table: toml::Table = toml::from_str(text).map_err(|e| JobFileError(e.to_string()))?;
         let mut spec = serde_json::Map::new();
         let mut power = None;
-        let mut selector_given = false;
-        let mut rises_given = false;
+        let mut set = SetInFile::default();
         for (key, value) in table {
             if key == "power" {
                 let t = value
                     .as_table()
                     .ok_or_else(|| JobFileError("power: must be a table".into()))?;
-                selector_given = t.contains_key("selector");
-                rises_given = t.contains_key("stop_after_rises");
+                set = SetInFile {
+                    selector: t.contains_key("selector"),
+                    stop_after_rises: t.contains_key("stop_after_rises"),
+                };
                 let json = serde_json::to_value(t).map_err(|e| JobFileError(e.to_string()))?;
                 let settings: PowerSettings = serde_json::from_value(json)
                     .map_err(|e| JobFileError(format!("power: {e}")))?;
@@ -127,21 +128,15 @@ impl JobFile {
         // registered over the API without the field stays Zeus's.
         spec.entry("policy".to_string())
             .or_insert_with(|| Policy::Wattwise.name().into());
-        let mut power = power.unwrap_or_default();
-        // wattwise's policy ends its profile once the limits' cost has risen
-        // (the simulator models its jobs so); Zeus's profiles every limit.
-        if !rises_given
-            && spec.get("policy").and_then(|v| v.as_str()) == Some(Policy::Wattwise.name())
-        {
-            power.stop_after_rises = Some(WATTWISE_STOP_AFTER_RISES);
-        }
-        if !selector_given {
-            let eta = spec.get("eta_knob").and_then(|v| v.as_f64()).unwrap_or(0.5);
-            power.selector = Selector::ZeusCost {
-                eta,
-                max_power: None,
-            };
-        }
+        // What the file left unset follows the job's policy and eta (the core's
+        // rule: wattwise's ends its profile early, as the simulator models it).
+        let policy = spec
+            .get("policy")
+            .and_then(|v| v.as_str())
+            .and_then(|name| name.parse().ok())
+            .unwrap_or(Policy::Wattwise);
+        let eta = spec.get("eta_knob").and_then(|v| v.as_f64()).unwrap_or(0.5);
+        let power = PowerSettings::for_job(power.unwrap_or_default(), set, policy, eta);
         Ok(JobFile { spec, power })
     }
 
@@ -172,6 +167,7 @@ pub(crate) fn fake_facts() -> GpuFacts {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use wattwise_core::power::{Selector, WATTWISE_STOP_AFTER_RISES};
 
     use super::fake_facts as facts;
 

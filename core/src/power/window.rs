@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use super::measured::{ProfiledEnergy, Reading};
 
 /// A profile window's energy is measured well enough when its bound is under
-/// this fraction of it.
+/// this fraction of it (the simulator bounds a modelled window's energy by it).
 pub const WINDOW_BOUND: f64 = 0.02;
 
 /// A window runs at most this many times `profile_steps` steps.

@@ -22,9 +22,7 @@ use crate::job::JobState;
 use crate::policy::shared::SharedEpochs;
 use crate::policy::shared::WarmState;
 use crate::policy::Policy;
-use crate::power::{
-    profile_settled, select, PowerLimitMeasurement, PowerSettings, PROFILE_WINDOW_BOUND,
-};
+use crate::power::{profile_settled, select, PowerLimitMeasurement, PowerSettings, WINDOW_BOUND};
 use crate::rng::unbiased_index;
 use crate::spec::JobSpec;
 use crate::wire::{
@@ -185,7 +183,7 @@ pub(crate) fn profiled_epoch(
 /// The power limit a wattwise job's profile of `bs` selects at `eta`, and how
 /// many limits it visited (from the highest down): the agent's rule
 /// ([`PowerSettings::wattwise`]) on the trace's epochs, each limit's energy
-/// bounded by [`PROFILE_WINDOW_BOUND`] of it (the bound the agent lengthens its
+/// bounded by [`WINDOW_BOUND`] of it (the bound the agent lengthens its
 /// windows to).
 pub fn wattwise_profile(bs: &BatchSizeTrace, eta: f64) -> Option<(u32, usize)> {
     let settings = PowerSettings::wattwise(eta);
@@ -202,7 +200,7 @@ pub fn wattwise_profile(bs: &BatchSizeTrace, eta: f64) -> Option<(u32, usize)> {
                 measured
                     .iter()
                     .find(|m| m.power_limit == w)
-                    .map_or(0.0, |m| m.energy * PROFILE_WINDOW_BOUND)
+                    .map_or(0.0, |m| m.energy * WINDOW_BOUND)
             };
             profile_settled(&settings.selector, rises, &measured, &bound, 1)
         });
