@@ -77,6 +77,12 @@ pub enum HttpError {
 }
 
 impl HttpError {
+    /// Whether the endpoint refused the body for a field named `field` (a 422
+    /// whose message names it).
+    pub fn refuses_field(&self, field: &str) -> bool {
+        matches!(self, HttpError::Status { status: 422, body, .. } if body.contains(field))
+    }
+
     /// Whether trying again later may succeed (no answer, or a 5xx / 429).
     pub fn retryable(&self) -> bool {
         match self {
@@ -362,7 +368,39 @@ pub enum Outgoing {
     },
 }
 
+/// The field that carries an energy bound in every message that has one (a
+/// wattwise addition that an endpoint older than the agent may refuse: its
+/// host messages take no unknown field).
+pub const BOUND_FIELD: &str = "energy_uncertainty_j";
+
 impl Outgoing {
+    /// The message without its energy bounds (and the profile's note on them),
+    /// as an endpoint that predates them reads it; `None` when it has none.
+    pub fn without_bounds(&self) -> Option<Outgoing> {
+        let mut plain = self.clone();
+        match &mut plain {
+            Outgoing::Report(r) => r.energy_uncertainty_j = None,
+            Outgoing::Profile { profile, .. } => {
+                for m in &mut profile.measurements {
+                    m.energy_uncertainty_j = None;
+                }
+                profile.uncertain.clear();
+            }
+            Outgoing::EndTrial(_) => {}
+            Outgoing::Run { body, .. } => {
+                if let Some(b) = body.as_object_mut() {
+                    b.remove(BOUND_FIELD);
+                    if let Some(ms) = b.get_mut("measurements").and_then(|m| m.as_array_mut()) {
+                        for m in ms.iter_mut().filter_map(|m| m.as_object_mut()) {
+                            m.remove(BOUND_FIELD);
+                        }
+                    }
+                }
+            }
+        }
+        (plain != *self).then_some(plain)
+    }
+
     /// What the message is, for the log.
     pub fn what(&self) -> String {
         match self {
@@ -582,6 +620,10 @@ fn entropy() -> u64 {
 /// answers it (backing off while it is unreachable or answers 5xx), in order;
 /// once told to finish, until the spool is empty or the deadline passes. Returns
 /// the number of messages left in the spool.
+///
+/// An endpoint older than the agent refuses a message's energy bound (a 422
+/// naming [`BOUND_FIELD`]): the message goes again without its bounds, and so do
+/// the ones after it, rather than be lost.
 fn deliver(
     endpoint: Endpoint,
     spool: Shared,
@@ -589,6 +631,7 @@ fn deliver(
     tx: Sender<Delivered>,
 ) -> usize {
     let mut news = News { rx, deadline: None };
+    let mut without_bounds = false;
     loop {
         let next = lock(&spool).queue.front().cloned();
         if news.over(next.is_none()) {
@@ -601,12 +644,26 @@ fn deliver(
         };
         // A back-off cut short (told to finish, or the deadline passed) gives up
         // this round; the next starts the back-off afresh, or ends.
+        let plain = next.without_bounds();
+        let sent = plain.as_ref().filter(|_| without_bounds).unwrap_or(&next);
         let answer = retry(
             Backoff::CLIENT,
-            || endpoint.send(&next),
+            || endpoint.send(sent),
             |e, delay| e.retryable() && news.wait(Some(Duration::from_millis(delay.ms(entropy())))),
         );
         if matches!(&answer, Err(e) if e.retryable()) {
+            continue;
+        }
+        if !without_bounds
+            && plain.is_some()
+            && matches!(&answer, Err(e) if e.refuses_field(BOUND_FIELD))
+        {
+            without_bounds = true;
+            crate::log::log(format!(
+                "the endpoint refused the energy bound of {} (it is older than this agent): \
+                 sending it and what follows without bounds",
+                next.what()
+            ));
             continue;
         }
         lock(&spool).pop();
@@ -821,16 +878,14 @@ mod tests {
         url
     }
 
-    /// A stand-in server: answers 503 to its first request, then records every
-    /// request (method and path, and the epoch of a report) and answers it, with
-    /// `stop_train` from the third epoch on.
-    fn stand_in() -> (String, Arc<Mutex<Vec<String>>>) {
+    /// A stand-in server on a free port: `answer` gets each request's method and
+    /// path and its body, and returns the status line and the JSON answer.
+    fn serve(
+        mut answer: impl FnMut(&[&str], &[u8]) -> (&'static str, String) + Send + 'static,
+    ) -> String {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let log = seen.clone();
         std::thread::spawn(move || {
-            let mut first = true;
             for stream in listener.incoming() {
                 let Ok(mut stream) = stream else { break };
                 let mut reader = BufReader::new(stream.try_clone().unwrap());
@@ -849,26 +904,7 @@ mod tests {
                 let mut body = vec![0; len];
                 reader.read_exact(&mut body).unwrap();
                 let route: Vec<&str> = request.split_whitespace().take(2).collect();
-                let (status, answer) = if first {
-                    first = false;
-                    (
-                        "503 Service Unavailable",
-                        r#"{"message":"later"}"#.to_string(),
-                    )
-                } else if route == ["POST", "/report"] {
-                    let r: TrainingResult = serde_json::from_slice(&body).unwrap();
-                    log.lock()
-                        .unwrap()
-                        .push(format!("report {}", r.current_epoch));
-                    let stop = r.current_epoch >= 3;
-                    (
-                        "200 OK",
-                        format!(r#"{{"stop_train":{stop},"converged":{stop},"message":"m"}}"#),
-                    )
-                } else {
-                    log.lock().unwrap().push(route.join(" "));
-                    ("200 OK", "{}".to_string())
-                };
+                let (status, answer) = answer(&route, &body);
                 let _ = write!(
                     stream,
                     "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{answer}",
@@ -876,7 +912,167 @@ mod tests {
                 );
             }
         });
+        url
+    }
+
+    /// A stand-in server: answers 503 to its first request, then records every
+    /// request (method and path, and the epoch of a report) and answers it, with
+    /// `stop_train` from the third epoch on.
+    fn stand_in() -> (String, Arc<Mutex<Vec<String>>>) {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let log = seen.clone();
+        let mut first = true;
+        let url = serve(move |route, body| {
+            if first {
+                first = false;
+                (
+                    "503 Service Unavailable",
+                    r#"{"message":"later"}"#.to_string(),
+                )
+            } else if route == ["POST", "/report"] {
+                let r: TrainingResult = serde_json::from_slice(body).unwrap();
+                log.lock()
+                    .unwrap()
+                    .push(format!("report {}", r.current_epoch));
+                let stop = r.current_epoch >= 3;
+                (
+                    "200 OK",
+                    format!(r#"{{"stop_train":{stop},"converged":{stop},"message":"m"}}"#),
+                )
+            } else {
+                log.lock().unwrap().push(route.join(" "));
+                ("200 OK", "{}".to_string())
+            }
+        });
         (url, seen)
+    }
+
+    /// A host's report as an endpoint older than energy bounds reads it: no
+    /// unknown field.
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct OldHostReport {
+        host_rank: i64,
+        time: f64,
+        energy: f64,
+        metric: f64,
+        current_epoch: u32,
+    }
+
+    /// A host's report of `epoch` to run `r`, with its energy bound.
+    fn host_report(epoch: u32) -> Outgoing {
+        let report = wattwise_core::runs::HostReport {
+            host_rank: 1,
+            time: f64::from(epoch),
+            energy: 10.0 * f64::from(epoch),
+            metric: 0.5,
+            current_epoch: epoch,
+            energy_uncertainty_j: Some(0.1),
+        };
+        Outgoing::Run {
+            job_id: "j".into(),
+            run_id: "r".into(),
+            action: RunAction::Report,
+            body: serde_json::to_value(report).unwrap(),
+        }
+    }
+
+    #[test]
+    fn an_endpoint_older_than_energy_bounds_gets_the_reports_without_them() {
+        // Before energy bounds, the endpoint refused a host report's unknown
+        // field (422 naming it, as its body parser words it).
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let log = seen.clone();
+        let url = serve(move |route, body| {
+            let text = String::from_utf8_lossy(body).into_owned();
+            log.lock().unwrap().push(text);
+            assert_eq!(route, ["POST", "/jobs/j/runs/r/report"]);
+            match serde_json::from_slice::<OldHostReport>(body) {
+                Err(e) => (
+                    "422 Unprocessable Entity",
+                    serde_json::json!({"field": "energy_uncertainty_j", "message": e.to_string()})
+                        .to_string(),
+                ),
+                Ok(r) => (
+                    "200 OK",
+                    serde_json::to_string(&RunView {
+                        job_id: "j".into(),
+                        run_id: "r".into(),
+                        trial_number: 1,
+                        batch_size: 8,
+                        hosts: 2,
+                        joined: 2,
+                        status: "running".into(),
+                        stop_train: false,
+                        converged: false,
+                        message: String::new(),
+                        power_limit: Some(300),
+                        uncertain: Vec::new(),
+                        profiled: 2,
+                        reported_epoch: r.current_epoch,
+                        epochs: Vec::new(),
+                    })
+                    .unwrap(),
+                ),
+            }
+        });
+        let spool = spool_path("old-endpoint");
+        let reporter = Reporter::start(
+            Endpoint::new(&url, None, Duration::from_secs(5)),
+            spool.clone(),
+        );
+        reporter.send(host_report(1));
+        reporter.send(host_report(2));
+        let (answers, left) = reporter.finish(Instant::now() + Duration::from_secs(10));
+        assert_eq!(left, 0);
+        // Both epochs arrived, neither lost: the first once more without its
+        // bound, the second without it straight away.
+        let epochs: Vec<u32> = answers
+            .iter()
+            .map(|d| match &d.answer {
+                Ok(Reply::Run(v)) => v.reported_epoch,
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(epochs, [1, 2]);
+        let bodies = seen.lock().unwrap().clone();
+        assert_eq!(bodies.len(), 3, "{bodies:?}");
+        assert!(bodies[0].contains(BOUND_FIELD), "{bodies:?}");
+        assert!(
+            bodies[1..].iter().all(|b| !b.contains(BOUND_FIELD)),
+            "{bodies:?}"
+        );
+        let _ = std::fs::remove_file(spool);
+    }
+
+    #[test]
+    fn messages_without_bounds_are_left_as_they_are() {
+        assert_eq!(report(1).without_bounds(), None);
+        assert_eq!(
+            Outgoing::EndTrial(TrialId {
+                job_id: "j".into(),
+                batch_size: 8,
+                trial_number: 1
+            })
+            .without_bounds(),
+            None
+        );
+        let Some(Outgoing::Run { body, .. }) = host_report(1).without_bounds() else {
+            panic!("a host report with a bound")
+        };
+        assert!(
+            body.get(BOUND_FIELD).is_none() && body["current_epoch"] == 1,
+            "{body}"
+        );
+        let bounded = Outgoing::Report(TrainingResult {
+            energy_uncertainty_j: Some(1.0),
+            ..match report(1) {
+                Outgoing::Report(r) => r,
+                _ => unreachable!(),
+            }
+        });
+        assert_eq!(bounded.without_bounds(), Some(report(1)));
     }
 
     #[test]
