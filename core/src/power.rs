@@ -27,8 +27,15 @@
 //! profiled limits (ties go to the earlier, that is higher, limit). With
 //! [`PowerSettings::stop_after_rises`] (the wattwise agent's setting) profiling is
 //! `Done` as soon as that many limits in a row cost more than the cheapest so far,
-//! beyond the energy bounds the host gave ([`PowerOptimizer::bound_window`],
+//! beyond the energy bounds the host's meter measured ([`PowerOptimizer::measure_window`],
 //! [`profile_settled`]); without it (Zeus's) every limit is profiled.
+//!
+//! The optimizer is the one owner of the measured windows' energies and bounds
+//! ([`PowerOptimizer::profiled`]): the host measures a window just before the
+//! event that closes it and hands the measurement over; the window's close
+//! records it, and the early end, the judgement of later windows, the profile's
+//! note ([`uncertain_limits`]) and the posted profile
+//! ([`PowerOptimizer::bounded_profile`]) all read that one record.
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -41,7 +48,7 @@ use crate::wire::{Phase, PowerMeasurement, PowerProfile};
 
 mod measured;
 pub mod window;
-pub use measured::{ProfiledEnergy, Reading};
+pub use measured::{ProfiledEnergy, ProfiledWindow, Reading};
 use window::{steps_needed, StepEnd};
 pub use window::{Uncertain, WindowCall, WindowCut, WindowEnergy, MAX_WINDOW_FACTOR, WINDOW_BOUND};
 
@@ -633,14 +640,16 @@ pub struct PowerOptimizer {
     /// [`PowerOptimizer::lengthen_window`]).
     #[serde(default, skip_serializing_if = "is_zero")]
     lengthened_by: u32,
-    /// The host's bound on the open window's energy, J over the window as it
-    /// stands (see [`PowerOptimizer::bound_window`]).
+    /// The host's measurement of the open window as it stands (see
+    /// [`PowerOptimizer::measure_window`]), recorded in `profiled` when it closes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    open_bound_j: Option<f64>,
-    /// The bounds of the measured windows, `(limit W, J over the measurement)`,
-    /// for the windows the host bounded.
+    open_measured: Option<WindowEnergy>,
+    /// The closed windows the host measured, in profiling order (see
+    /// [`PowerOptimizer::profiled`]). A document of before this field (its
+    /// `open_bound_j` and `bounds_j`) reads as one whose windows were measured
+    /// without a meter.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    bounds_j: Vec<(u32, f64)>,
+    profiled: Vec<ProfiledWindow>,
     /// Step beginnings seen since the last epoch end.
     #[serde(default, skip_serializing_if = "is_zero")]
     epoch_steps: u32,
@@ -713,8 +722,8 @@ impl PowerOptimizer {
             measurements: Vec::new(),
             current_mw: None,
             lengthened_by: 0,
-            open_bound_j: None,
-            bounds_j: Vec::new(),
+            open_measured: None,
+            profiled: Vec::new(),
             epoch_steps: 0,
             steps_per_epoch: 0,
             window_end: None,
@@ -806,28 +815,46 @@ impl PowerOptimizer {
         })
     }
 
-    /// [`Self::profile`] with the bounds a host's meter measured (`profiled`, per
-    /// step over all the job's GPUs): each limit's bound per step per GPU, and
-    /// the note of [`uncertain_limits`] around the chosen limit once profiling
-    /// is done.
-    pub fn bounded_profile(
-        &self,
-        batch_size: u32,
-        gpu_model: &str,
-        profiled: &[ProfiledEnergy],
-    ) -> Option<PowerProfile> {
+    /// The closed windows the host's meter measured ([`Self::measure_window`]),
+    /// over all the job's GPUs, in profiling order; none for a window measured
+    /// without a meter.
+    pub fn profiled_windows(&self) -> &[ProfiledWindow] {
+        &self.profiled
+    }
+
+    /// The measured windows' energies per step with their bounds, over all the
+    /// job's GPUs, in profiling order ([`Self::profiled_windows`] per step).
+    pub fn profiled(&self) -> Vec<ProfiledEnergy> {
+        self.profiled.iter().map(ProfiledWindow::per_step).collect()
+    }
+
+    /// The last measured window of `limit_w`, if any.
+    pub fn profiled_window(&self, limit_w: u32) -> Option<&ProfiledWindow> {
+        self.profiled.iter().rev().find(|p| p.limit_w == limit_w)
+    }
+
+    /// The limits the choice of the selected limit is uncertain among, by the
+    /// measured windows ([`uncertain_limits`]); empty before the selection.
+    pub fn uncertain_limits(&self) -> Vec<u32> {
+        match self.optimal_limit_mw() {
+            Some(chosen_mw) => uncertain_limits(chosen_mw / 1000, &self.profiled()),
+            None => Vec::new(),
+        }
+    }
+
+    /// [`Self::profile`] with the bounds the host's meter measured
+    /// ([`Self::profiled`]): each limit's bound per step per GPU (its last
+    /// window's), and the note of [`uncertain_limits`] around the chosen limit
+    /// once profiling is done.
+    pub fn bounded_profile(&self, batch_size: u32, gpu_model: &str) -> Option<PowerProfile> {
         let mut profile = self.profile(batch_size, gpu_model)?;
         let gpus = f64::from(self.gpu_count.max(1));
         for m in &mut profile.measurements {
-            m.energy_uncertainty_j = profiled
-                .iter()
-                .rev()
-                .find(|p| p.limit_w == m.power_limit)
-                .map(|p| p.uncertainty_j / gpus);
+            m.energy_uncertainty_j = self
+                .profiled_window(m.power_limit)
+                .map(|p| p.per_step().uncertainty_j / gpus);
         }
-        if let Some(chosen_mw) = self.optimal_limit_mw() {
-            profile.uncertain = uncertain_limits(chosen_mw / 1000, profiled);
-        }
+        profile.uncertain = self.uncertain_limits();
         Some(profile)
     }
 
@@ -866,40 +893,44 @@ impl PowerOptimizer {
             PowerState::Profiling { steps: left, .. } if steps > 0 => {
                 *left = left.saturating_add(steps);
                 self.lengthened_by = self.lengthened_by.saturating_add(steps);
+                // Measured as it stood: the longer window is measured again.
+                self.open_measured = None;
                 true
             }
             _ => false,
         }
     }
 
-    /// The half-width of the open window's energy as the host's meter measured
-    /// it, J over the window as it stands (lengthening included): the window's
-    /// measurement carries it, scaled the same way, and the early end of a
-    /// profile ([`PowerSettings::stop_after_rises`]) counts a limit as costlier
-    /// only beyond it. A later call replaces it. Answers whether a window was open
-    /// and the bound is a finite number >= 0.
-    pub fn bound_window(&mut self, uncertainty_j: f64) -> bool {
-        let ok = matches!(self.state, PowerState::Profiling { .. })
-            && uncertainty_j.is_finite()
-            && uncertainty_j >= 0.0;
+    /// The open window as the host's meter measured it, all the job's GPUs
+    /// together, just before the event that closes it: the step beginning that
+    /// would close it ([`Self::window_closes_next`]; [`Self::judge_window`]
+    /// takes it too), or an epoch end that cuts it, measured to its cut
+    /// ([`Self::window_cut`]). The window's close records it
+    /// ([`Self::profiled`]): the early end of a profile
+    /// ([`PowerSettings::stop_after_rises`]) counts a limit as costlier only
+    /// beyond its bound (scaled as the window's measurement is), later windows
+    /// are judged against it, and the profile carries it. A later call
+    /// replaces it; a lengthened or cancelled window drops it. Answers whether
+    /// a window was open and the measurement is a finite energy with a finite
+    /// bound >= 0 (another one is not kept).
+    pub fn measure_window(&mut self, measured: WindowEnergy) -> bool {
+        let ok = matches!(self.state, PowerState::Profiling { .. }) && measured.is_bounded();
         if ok {
-            self.open_bound_j = Some(uncertainty_j);
+            self.open_measured = Some(measured);
         }
         ok
     }
 
-    /// The bound of the last measured window of `limit_w`, J (0 when unbounded).
+    /// The bound of the last measured window of `limit_w`, J over the window's
+    /// measurement (`profile_steps` steps; 0 when unmeasured).
     fn bound_of(&self, limit_w: u32) -> f64 {
-        self.bounds_j
-            .iter()
-            .rev()
-            .find(|(w, _)| *w == limit_w)
-            .map_or(0.0, |(_, u)| *u)
+        self.profiled_window(limit_w)
+            .map_or(0.0, |p| p.bound_over(self.settings.profile_steps))
     }
 
     fn begin_window(&mut self, limit_mw: u32, at: Reading, actions: &mut Vec<Action>) {
         self.lengthened_by = 0;
-        self.open_bound_j = None;
+        self.open_measured = None;
         self.window_end = None;
         self.state = PowerState::Profiling {
             limit_mw,
@@ -966,8 +997,13 @@ impl PowerOptimizer {
         };
         self.lengthened_by = 0;
         self.window_end = None;
-        if let Some(u) = self.open_bound_j.take() {
-            self.bounds_j.push((measurement.power_limit, u * scale));
+        if let Some(m) = self.open_measured.take() {
+            self.profiled.push(ProfiledWindow {
+                limit_w: measurement.power_limit,
+                steps: covered,
+                energy_j: m.energy_j,
+                uncertainty_j: m.uncertainty_j,
+            });
         }
         self.measurements.push(measurement);
         actions.push(Action::EndWindow { measurement });
@@ -1064,6 +1100,7 @@ impl PowerOptimizer {
                 if matches!(self.state, PowerState::Profiling { .. }) {
                     actions.push(Action::CancelWindow { limit_mw });
                 }
+                self.open_measured = None;
                 self.state = PowerState::Ready {
                     next_limit_mw: limit_mw,
                     steps: 1,
@@ -1171,15 +1208,13 @@ impl PowerOptimizer {
     }
 
     /// Judges the open window before the step beginning that would close it, as
-    /// the host's meter measured it (`measured`, over all the job's GPUs; the
-    /// limits `profiled` before, per step): closes it, lengthens it, or accepts
-    /// it with its bound (see [`window`]). `None` when no window closes
-    /// at the next step beginning.
-    pub fn judge_window(
-        &mut self,
-        measured: WindowEnergy,
-        profiled: &[ProfiledEnergy],
-    ) -> Option<WindowCall> {
+    /// the host's meter measured it (`measured`, over all the job's GPUs),
+    /// against the limits measured before ([`Self::profiled`]): closes it,
+    /// lengthens it, or accepts it with its bound (see [`window`]). The
+    /// measurement is the window's, as [`Self::measure_window`] takes it, unless
+    /// the window is lengthened. `None` when no window closes at the next step
+    /// beginning.
+    pub fn judge_window(&mut self, measured: WindowEnergy) -> Option<WindowCall> {
         let PowerState::Profiling {
             limit_mw, steps: 1, ..
         } = self.state
@@ -1187,7 +1222,8 @@ impl PowerOptimizer {
             return None;
         };
         let steps = self.window_steps()?;
-        let Some((needed, why)) = steps_needed(steps, measured, profiled) else {
+        self.measure_window(measured);
+        let Some((needed, why)) = steps_needed(steps, measured, &self.profiled()) else {
             return Some(WindowCall::Close);
         };
         let to = needed.min(self.window_room(limit_mw, steps));
@@ -1458,13 +1494,39 @@ mod tests {
     /// Drives `n` step beginnings 100 ms apart, the energy counter growing by
     /// `watts` W, returning every action.
     fn steps(opt: &mut PowerOptimizer, clock: &mut Reading, n: u32, watts: u64) -> Vec<Action> {
+        metered(opt, clock, n, watts, &|_| None)
+    }
+
+    /// `n` steps as [`steps`] takes them, the host's meter measuring each
+    /// window that closes on the way as `per_step(limit W)` gives (its energy
+    /// and bound per step), or not at all.
+    fn metered(
+        opt: &mut PowerOptimizer,
+        clock: &mut Reading,
+        n: u32,
+        watts: u64,
+        per_step: &dyn Fn(u32) -> Option<(f64, f64)>,
+    ) -> Vec<Action> {
         let mut all = Vec::new();
         for _ in 0..n {
             clock.time_ms += 100;
             clock.energy_mj += watts * 100;
+            let limit_w = opt.current_limit_mw().unwrap_or_default() / 1000;
+            if let Some((e, u)) = per_step(limit_w).filter(|_| opt.window_closes_next()) {
+                let covered = f64::from(opt.window_steps().unwrap_or(1));
+                assert!(opt.measure_window(energy(e * covered, u * covered)));
+            }
             all.extend(opt.step_begin(*clock));
         }
         all
+    }
+
+    fn energy(energy_j: f64, uncertainty_j: f64) -> WindowEnergy {
+        WindowEnergy {
+            energy_j,
+            uncertainty_j,
+            too_short: false,
+        }
     }
 
     #[test]
@@ -1804,17 +1866,30 @@ mod tests {
 
     #[test]
     fn a_bounded_profile_carries_each_bound_per_gpu_and_the_note() {
-        let (mut opt, _) = PowerOptimizer::new(settings(0, 1, 4, Selector::Energy), C, 2).unwrap();
-        let mut clock = r(0, 0);
-        for watts in [200, 160, 110, 100] {
-            steps(&mut opt, &mut clock, 6, watts);
-        }
-        let chosen_w = opt.optimal_limit_mw().unwrap() / 1000;
-        let limits: Vec<u32> = opt.measurements().iter().map(|m| m.power_limit).collect();
+        // The profile, its windows measured by a meter as `per_step` gives.
+        let run = |per_step: &dyn Fn(u32) -> Option<(f64, f64)>| {
+            let s = settings(0, 1, 4, Selector::Energy);
+            let (mut opt, _) = PowerOptimizer::new(s, C, 2).unwrap();
+            let mut clock = r(0, 0);
+            for watts in [200, 160, 110, 100] {
+                metered(&mut opt, &mut clock, 6, watts, per_step);
+            }
+            opt
+        };
+        let plain = run(&|_| None);
+        let chosen_w = plain.optimal_limit_mw().unwrap() / 1000;
+        let limits: Vec<u32> = plain.measurements().iter().map(|m| m.power_limit).collect();
         let other = *limits.iter().find(|&&w| w != chosen_w).unwrap();
+        let two = |chosen: (f64, f64), next: (f64, f64)| {
+            run(&move |w| match w {
+                w if w == chosen_w => Some(chosen),
+                w if w == other => Some(next),
+                _ => None,
+            })
+        };
         // Only two limits bounded; the other two as if measured without a meter.
-        let profiled = [pe(chosen_w, 10.0, 1.0), pe(other, 10.5, 0.5)];
-        let p = opt.bounded_profile(16, "Fake GPU", &profiled).unwrap();
+        let opt = two((10.0, 1.0), (10.5, 0.5));
+        let p = opt.bounded_profile(16, "Fake GPU").unwrap();
         assert_eq!(p.uncertain, vec![chosen_w, other]);
         for m in &p.measurements {
             let want = match m.power_limit {
@@ -1827,13 +1902,9 @@ mod tests {
         let job = crate::spec::JobSpec::new("p", vec![16], 16, 300.0, 1, "A100");
         assert_eq!(p.validate(&job.validate().unwrap()), Ok(()));
         // Told apart: no note; the unbounded profile is the plain one.
-        let apart = [pe(chosen_w, 10.0, 0.1), pe(other, 10.5, 0.1)];
-        assert!(opt
-            .bounded_profile(16, "g", &apart)
-            .unwrap()
-            .uncertain
-            .is_empty());
-        assert_eq!(opt.bounded_profile(16, "g", &[]), opt.profile(16, "g"));
+        let apart = two((10.0, 0.1), (10.5, 0.1));
+        assert!(apart.bounded_profile(16, "g").unwrap().uncertain.is_empty());
+        assert_eq!(plain.bounded_profile(16, "g"), plain.profile(16, "g"));
     }
 
     #[test]
@@ -1941,15 +2012,15 @@ mod tests {
     #[test]
     fn a_bounded_window_is_no_rise_within_its_bound() {
         let (mut opt, _) = ending_after(1);
-        assert!(!opt.bound_window(1.0), "no window open");
+        assert!(!opt.measure_window(energy(80.0, 1.0)), "no window open");
         let mut clock = r(0, 0);
         // 250 W: 80 J over its window; 225 W: 84 J, but both within 3 J.
         steps(&mut opt, &mut clock, 2, 200);
-        assert!(opt.bound_window(3.0));
-        assert!(!opt.bound_window(f64::NAN));
+        assert!(opt.measure_window(energy(80.0, 3.0)));
+        assert!(!opt.measure_window(energy(80.0, f64::NAN)));
         steps(&mut opt, &mut clock, 4, 200);
         steps(&mut opt, &mut clock, 1, 210);
-        assert!(opt.bound_window(3.0));
+        assert!(opt.measure_window(energy(84.0, 3.0)));
         steps(&mut opt, &mut clock, 4, 210);
         assert!(!opt.is_done(), "within the bounds: profiling goes on");
         // 200 W draws far more: a rise beyond any bound ends it at 250 W.
@@ -1959,6 +2030,94 @@ mod tests {
         let text = serde_json::to_string(&opt).unwrap();
         let back: PowerOptimizer = serde_json::from_str(&text).unwrap();
         assert_eq!(back, opt);
+    }
+
+    #[test]
+    fn the_early_end_and_the_posted_profile_read_one_bound_after_lengthened_and_cut_windows() {
+        // One GPU, 4-step windows, the profile ends after one rise.
+        let (mut opt, _) = ending_after(1);
+        let mut clock = r(0, 0);
+        let to_closing = |opt: &mut PowerOptimizer, clock: &mut Reading, watts| {
+            while !opt.window_closes_next() {
+                steps(opt, clock, 1, watts);
+            }
+        };
+        // 250 W, 20 J a step: judged too wide over 4 steps and lengthened; the
+        // longer window is measured again at its close, within 1.25 %.
+        to_closing(&mut opt, &mut clock, 200);
+        let call = opt.judge_window(energy(80.0, 8.0));
+        let Some(WindowCall::Lengthen { to, .. }) = call else {
+            panic!("{call:?}")
+        };
+        to_closing(&mut opt, &mut clock, 200);
+        assert_eq!(opt.window_steps(), Some(to));
+        let covered = f64::from(to);
+        let call = opt.judge_window(energy(20.0 * covered, covered / 4.0));
+        assert_eq!(call, Some(WindowCall::Close));
+        steps(&mut opt, &mut clock, 1, 200);
+        // 225 W, 21 J a step (84 J over 4 steps, 4 J over 250 W's): judged too
+        // wide and lengthened, then cut by an epoch end two steps on.
+        to_closing(&mut opt, &mut clock, 210);
+        let call = opt.judge_window(energy(84.0, 8.0));
+        assert!(
+            matches!(call, Some(WindowCall::Lengthen { .. })),
+            "{call:?}"
+        );
+        steps(&mut opt, &mut clock, 2, 210);
+        let end = r(clock.time_ms + 100, clock.energy_mj + 21_000);
+        assert_eq!(opt.window_cut(end).map(|c| c.steps), Some(6));
+        // Cut unmeasured: the judged bound was dropped with the lengthening, so
+        // 225 W is a rise beyond 250 W's 1 J (a stale 8 J would hide it).
+        let mut unmeasured = opt.clone();
+        unmeasured.epoch_end(end);
+        assert_eq!(unmeasured.optimal_limit_mw(), Some(250_000));
+        // Measured to its cut, 6 J over 6 steps (4 J over the window's 4): within
+        // the bounds, profiling goes on.
+        assert!(opt.measure_window(energy(126.0, 6.0)));
+        opt.epoch_end(end);
+        assert_eq!(
+            *opt.state(),
+            PowerState::Ready {
+                next_limit_mw: 200_000,
+                steps: 1
+            }
+        );
+        // The early end, the posted profile and the note read the same records.
+        for (o, want) in [
+            (&opt, [Some(0.25), Some(1.0)]),
+            (&unmeasured, [Some(0.25), None]),
+        ] {
+            let posted = o.bounded_profile(8, "X").unwrap();
+            let got: Vec<_> = posted
+                .measurements
+                .iter()
+                .map(|m| m.energy_uncertainty_j)
+                .collect();
+            assert_eq!(got, want);
+            for m in &posted.measurements {
+                let over_window = m.energy_uncertainty_j.map_or(0.0, |u| u * 4.0);
+                assert!((o.bound_of(m.power_limit) - over_window).abs() < 1e-9);
+            }
+            let per_step: Vec<_> = o.profiled().iter().map(|p| p.uncertainty_j).collect();
+            assert_eq!(per_step, want.iter().flatten().copied().collect::<Vec<_>>());
+        }
+        assert_eq!(opt.profiled_windows()[1].steps, 6);
+        // The stored form keeps them; one of before (the bounds alone, in
+        // `bounds_j` and `open_bound_j`) still reads, as measured without a meter.
+        let text = serde_json::to_string(&opt).unwrap();
+        let back: PowerOptimizer = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, opt);
+        let mut old = serde_json::to_value(&opt).unwrap();
+        let doc = old.as_object_mut().unwrap();
+        doc.remove("profiled").unwrap();
+        doc.insert(
+            "bounds_j".into(),
+            serde_json::json!([[250, 1.0], [225, 4.0]]),
+        );
+        doc.insert("open_bound_j".into(), serde_json::json!(2.0));
+        let back: PowerOptimizer = serde_json::from_value(old).unwrap();
+        assert!(back.profiled_windows().is_empty());
+        assert_eq!(back.measurements(), opt.measurements());
     }
 
     #[test]

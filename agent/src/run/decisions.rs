@@ -13,7 +13,6 @@ use std::process::ExitStatus;
 
 use wattwise_core::power::{
     Action, LimitConstraints, PowerError, PowerLimitMeasurement, PowerOptimizer, PowerSettings,
-    ProfiledEnergy,
 };
 use wattwise_core::runs::{HostMeasurement, HostProfile, RunView};
 use wattwise_core::wire::{Phase, PowerProfile, ReportResponse, TrialId};
@@ -142,17 +141,16 @@ pub fn signal_stop(sig: i32) -> Stop {
 /// run (`profiled_here`: none was reused), once the optimizer is done, and only by
 /// the run's first host (`rank0`; a run on one host is its own first host). `None`
 /// when there is nothing to post. It carries the bounds the meter measured
-/// (`profiled`, see [`PowerOptimizer::bounded_profile`]).
+/// (see [`PowerOptimizer::bounded_profile`]).
 pub fn profile_to_post(
     profiled_here: bool,
     optimizer: &PowerOptimizer,
-    profiled: &[ProfiledEnergy],
     rank0: bool,
     batch_size: u32,
     gpu_model: &str,
 ) -> Option<PowerProfile> {
     if profiled_here && optimizer.is_done() && rank0 {
-        optimizer.bounded_profile(batch_size, gpu_model, profiled)
+        optimizer.bounded_profile(batch_size, gpu_model)
     } else {
         None
     }
@@ -160,23 +158,17 @@ pub fn profile_to_post(
 
 /// This host's profile for its run across hosts (host `host_rank`, `gpu_count`
 /// GPUs): each limit the optimizer measured, with the bound the meter measured
-/// over it (`profiled`, per step over the host's GPUs, the limit's last window),
-/// none for a limit measured without one.
-pub fn host_profile(
-    host_rank: i64,
-    gpu_count: u32,
-    optimizer: &PowerOptimizer,
-    profiled: &[ProfiledEnergy],
-) -> HostProfile {
+/// over it (the optimizer's record of the limit's last window, per step over
+/// the host's GPUs, over the measurement's steps), none for a limit measured
+/// without one.
+pub fn host_profile(host_rank: i64, gpu_count: u32, optimizer: &PowerOptimizer) -> HostProfile {
     let measurements = optimizer
         .measurements()
         .iter()
         .map(|m| {
-            let bound = profiled
-                .iter()
-                .rev()
-                .find(|p| p.limit_w == m.power_limit)
-                .map(|p| p.uncertainty_j * f64::from(m.steps));
+            let bound = optimizer
+                .profiled_window(m.power_limit)
+                .map(|p| p.per_step().uncertainty_j * f64::from(m.steps));
             HostMeasurement::with_bound(*m, bound)
         })
         .collect();
@@ -261,6 +253,7 @@ mod tests {
     use super::*;
     use crate::nvml::gpu::fake::FakeGpus;
     use crate::run::driver::apply;
+    use wattwise_core::power::{Reading, WindowEnergy};
     use wattwise_core::wire::PowerMeasurement;
 
     use crate::run::driver::testing::{profiled, LIMITS};
@@ -372,7 +365,7 @@ mod tests {
         // Profiled elsewhere: this run posts no profile, even as rank 0.
         let profiled_here = !opt.is_done();
         assert_eq!(
-            profile_to_post(profiled_here, &opt, &[], true, 64, "Fake GPU"),
+            profile_to_post(profiled_here, &opt, true, 64, "Fake GPU"),
             None
         );
     }
@@ -456,8 +449,7 @@ mod tests {
     fn the_profile_is_posted_by_rank_0_of_a_run_that_profiled_to_the_end() {
         let mut g = FakeGpus::new(2);
         let (d, _) = profiled(&mut g, &[0, 1]);
-        let posted =
-            profile_to_post(true, d.optimizer(), d.profiled(), true, 64, "Fake GPU").unwrap();
+        let posted = profile_to_post(true, d.optimizer(), true, 64, "Fake GPU").unwrap();
         assert_eq!((posted.batch_size, posted.phase), (64, Phase::Train));
         assert_eq!(posted.gpu_model, "Fake GPU");
         assert_eq!(
@@ -467,19 +459,16 @@ mod tests {
         assert!(posted.measurements.len() > 2);
         // Another host of the run, or a run that reused a profile: nothing.
         assert_eq!(
-            profile_to_post(true, d.optimizer(), d.profiled(), false, 64, "Fake GPU"),
+            profile_to_post(true, d.optimizer(), false, 64, "Fake GPU"),
             None
         );
         assert_eq!(
-            profile_to_post(false, d.optimizer(), d.profiled(), true, 64, "Fake GPU"),
+            profile_to_post(false, d.optimizer(), true, 64, "Fake GPU"),
             None
         );
         // Profiling cut short (the command ended first): nothing.
         let (fresh, _) = optimizer(PowerSettings::default(), LIMITS, 2, Vec::new()).unwrap();
-        assert_eq!(
-            profile_to_post(true, &fresh, &[], true, 64, "Fake GPU"),
-            None
-        );
+        assert_eq!(profile_to_post(true, &fresh, true, 64, "Fake GPU"), None);
     }
 
     #[test]
@@ -488,30 +477,36 @@ mod tests {
         let (d, _) = profiled(&mut g, &[0, 1]);
         let measured = d.optimizer().measurements();
         // Profiled without a meter: no bounds.
-        let plain = host_profile(1, 2, d.optimizer(), d.profiled());
+        let plain = host_profile(1, 2, d.optimizer());
         assert_eq!((plain.host_rank, plain.gpu_count), (1, 2));
         assert_eq!(plain.measurements.len(), measured.len());
         assert!(plain
             .measurements
             .iter()
             .all(|m| m.energy_uncertainty_j.is_none()));
-        // With the meter's bounds per step (a limit's last window counts; the
-        // first limit has none).
-        let mut bounds: Vec<ProfiledEnergy> = measured
-            .iter()
-            .skip(1)
-            .map(|m| ProfiledEnergy {
-                limit_w: m.power_limit,
-                energy_j: 1.0,
-                uncertainty_j: 9.0,
-            })
-            .collect();
-        bounds.extend(measured.iter().skip(1).map(|m| ProfiledEnergy {
-            limit_w: m.power_limit,
-            energy_j: 1.0,
-            uncertainty_j: 0.25,
-        }));
-        let posted = host_profile(0, 2, d.optimizer(), &bounds);
+        // With the meter's bounds per step, handed to the optimizer before each
+        // window closes (the last measurement of a window counts; the first
+        // limit has none), on the same steps.
+        let (mut opt, _) = PowerOptimizer::new(PowerSettings::default(), LIMITS, 2).unwrap();
+        let mut at = Reading::default();
+        while !opt.is_done() {
+            let w = u64::from(opt.current_limit_mw().unwrap_or_default() / 1000);
+            if opt.window_closes_next() && w != u64::from(LIMITS.max_mw / 1000) {
+                let steps = f64::from(opt.window_steps().unwrap_or(1));
+                for per_step in [9.0, 0.25] {
+                    opt.measure_window(WindowEnergy {
+                        energy_j: steps,
+                        uncertainty_j: per_step * steps,
+                        too_short: false,
+                    });
+                }
+            }
+            opt.step_begin(at);
+            at.time_ms += 10_000 / w.max(1);
+            at.energy_mj += 2 * w * (10_000 / w.max(1));
+        }
+        assert_eq!(opt.measurements(), measured);
+        let posted = host_profile(0, 2, &opt);
         for (m, p) in measured.iter().zip(&posted.measurements) {
             assert_eq!(
                 (p.power_limit, p.energy, p.time, p.steps),

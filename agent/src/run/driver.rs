@@ -8,10 +8,9 @@
 
 use std::time::Duration;
 
-pub use wattwise_core::power::ProfiledEnergy;
 use wattwise_core::power::{
-    uncertain_limits, Action, LimitConstraints, PowerOptimizer, Reading, Uncertain, WindowCall,
-    WindowCut, WindowEnergy,
+    Action, LimitConstraints, PowerOptimizer, Reading, Uncertain, WindowCall, WindowCut,
+    WindowEnergy,
 };
 
 use crate::log::log;
@@ -43,8 +42,10 @@ struct OpenWindow {
 }
 
 /// The run loop's state: the power limit optimizer, the job's GPUs, the epochs
-/// and steps seen, the limit a run across hosts set, and the profile windows as
-/// the meter measured them (with their bounds).
+/// and steps seen, the limit a run across hosts set, and the open profile
+/// window's readings. The meter measures each window just before the event that
+/// closes it and hands the measurement to the optimizer, which keeps the
+/// windows' energies and bounds (`PowerOptimizer::profiled`).
 pub struct Driver {
     optimizer: PowerOptimizer,
     indices: Vec<u32>,
@@ -53,7 +54,6 @@ pub struct Driver {
     steps: u64,
     shared_limit_w: Option<u32>,
     window: Option<OpenWindow>,
-    profiled: Vec<ProfiledEnergy>,
     lengthenings: u32,
     guard: bool,
 }
@@ -69,7 +69,6 @@ impl Driver {
             steps: 0,
             shared_limit_w: None,
             window: None,
-            profiled: Vec::new(),
             lengthenings: 0,
             guard: true,
         }
@@ -88,19 +87,13 @@ impl Driver {
         self.lengthenings
     }
 
-    /// The profiled limits' energies per step with their bounds, in profiling
-    /// order (GPUs measured without a meter: none).
-    pub fn profiled(&self) -> &[ProfiledEnergy] {
-        &self.profiled
-    }
-
     /// One line when the selected limit's energy and another profiled limit's
     /// lie within their bounds of each other even after lengthening: the
-    /// choice between them is uncertain.
+    /// choice between them is uncertain (the optimizer's
+    /// `PowerOptimizer::uncertain_limits`).
     pub fn profile_note(&self) -> Option<String> {
-        let chosen_w = self.optimizer.optimal_limit_mw()? / 1000;
-        let limits = uncertain_limits(chosen_w, &self.profiled);
-        let last = |w: u32| self.profiled.iter().rev().find(|p| p.limit_w == w);
+        let limits = self.optimizer.uncertain_limits();
+        let last = |w: u32| self.optimizer.profiled_window(w).map(|p| p.per_step());
         let (a, b) = (last(*limits.first()?)?, last(*limits.get(1)?)?);
         Some(format!(
             "profile uncertain: the chosen {} W ({:.3} ± {:.3} J per step) and {} W ({:.3} ± {:.3} J per step) lie within their energy bounds",
@@ -109,8 +102,10 @@ impl Driver {
     }
 
     /// Before a step beginning that would close the open window: measures it and
-    /// asks the optimizer whether it closes, is lengthened, or is accepted with
-    /// its bound (the rule is the core's, `wattwise_core::power::window`).
+    /// hands it to the optimizer, asking whether it closes, is lengthened, or is
+    /// accepted with its bound (the rule is the core's,
+    /// `wattwise_core::power::window`); a window that closes keeps this
+    /// measurement.
     fn judge_window(
         &mut self,
         gpus: &dyn Gpus,
@@ -123,14 +118,12 @@ impl Driver {
         };
         let now = meter.reading_at(gpus, Duration::from_millis(at.time_ms))?;
         let m = meter.measurement(&w.begin, &now);
-        // The window's measurement carries this bound: a profile that ends early
-        // counts a limit as costlier only beyond it.
-        self.optimizer.bound_window(m.total_uncertainty_j);
+        let measured = window_energy(&m);
         if !self.guard {
+            self.optimizer.measure_window(measured);
             return Ok(());
         }
         let steps = self.optimizer.window_steps().unwrap_or(1);
-        let measured = window_energy(&m);
         let so_far = energy_meter::with_bound(m.total_j, m.total_uncertainty_j);
         let why = |why: Uncertain| match why {
             Uncertain::Near { limit_w } => format!("within the bounds of {limit_w} W"),
@@ -141,7 +134,7 @@ impl Driver {
             u32::MAX => "no length would settle it".to_string(),
             n => format!("{n} steps would bound it"),
         };
-        match self.optimizer.judge_window(measured, &self.profiled) {
+        match self.optimizer.judge_window(measured) {
             Some(WindowCall::Lengthen {
                 to,
                 needed,
@@ -170,9 +163,35 @@ impl Driver {
         Ok(())
     }
 
+    /// Before an epoch end that cuts the open window (`cut`, kept): measures it
+    /// to its cut (its last step end, or the epoch end read at `at`) and hands
+    /// it to the optimizer, which closes it with this measurement.
+    fn measure_cut(
+        &mut self,
+        gpus: &dyn Gpus,
+        meter: Meter<'_>,
+        at: Reading,
+        cut: Option<WindowCut>,
+    ) -> Result<(), GpuError> {
+        let (Some(cut), Some(w), Some(m)) = (cut, self.window.as_ref(), meter) else {
+            return Ok(());
+        };
+        let got = match &w.last_end {
+            Some(end) if cut.at_step_end => m.measurement(&w.begin, end),
+            _ => {
+                let end = m.reading_at(gpus, Duration::from_millis(at.time_ms))?;
+                m.measurement(&w.begin, &end)
+            }
+        };
+        self.optimizer.measure_window(window_energy(&got));
+        Ok(())
+    }
+
     /// Follows the optimizer's windows with the meter: a window's begin
-    /// reading, its bounded energy at its end (logged) over the `steps` it
-    /// covered (`cut`: where an epoch end cut it), none once cancelled.
+    /// reading, none once it ends or is cancelled; a window's end is logged
+    /// with the bound the optimizer recorded for it (none when it kept no
+    /// measurement; a limit's window closes once) over the `steps` it covered
+    /// (`cut`: where an epoch end cut it).
     fn follow_windows(
         &mut self,
         gpus: &dyn Gpus,
@@ -195,24 +214,15 @@ impl Driver {
                     };
                 }
                 Action::EndWindow { measurement: p } => {
-                    let window = self.window.take();
+                    self.window = None;
                     let steps = cut.map_or(steps, |c| Some(c.steps)).unwrap_or(p.steps);
-                    let bound = match (window, meter.as_deref_mut()) {
-                        (Some(w), Some(m)) => {
-                            let end = match (cut, w.last_end) {
-                                (Some(c), Some(end)) if c.at_step_end => end,
-                                _ => m.reading_at(gpus, stamp)?,
-                            };
-                            let got = m.measurement(&w.begin, &end);
-                            let measured = window_energy(&got);
-                            self.profiled.push(measured.per_step(p.power_limit, steps));
-                            // In the optimizer's terms: `p.steps` steps.
-                            let u = got.total_uncertainty_j * f64::from(p.steps)
-                                / f64::from(steps.max(1));
-                            format!(" ± {u:.3}")
-                        }
-                        _ => String::new(),
-                    };
+                    // In the optimizer's terms: `p.steps` steps.
+                    let bound = self
+                        .optimizer
+                        .profiled_window(p.power_limit)
+                        .map_or(String::new(), |w| {
+                            format!(" ± {:.3}", w.bound_over(p.steps))
+                        });
                     let cut = if cut.is_some() {
                         ", cut by the epoch end"
                     } else {
@@ -295,6 +305,7 @@ impl Driver {
             Event::EpochEnd(metric) => {
                 let mut meter = meter;
                 let cut = self.optimizer.window_cut(reading);
+                self.measure_cut(gpus, meter.as_deref_mut(), reading, cut)?;
                 let a = self.optimizer.epoch_end(reading);
                 self.follow_windows(gpus, meter.as_deref_mut(), &a, reading, None, cut)?;
                 apply(gpus, meter, &self.indices, &a)?;
@@ -577,12 +588,20 @@ mod tests {
                 misled.push((phase, naive));
             }
             let (picked, guarded) = profile_on(coarse, distinct, phase, true);
-            assert_eq!(picked, 250_000, "phase {phase}: {:?}", guarded.profiled());
+            assert_eq!(
+                picked,
+                250_000,
+                "phase {phase}: {:?}",
+                guarded.optimizer().profiled()
+            );
             assert!(guarded.lengthenings() > 0);
-            assert_eq!(guarded.profile_note(), None, "{:?}", guarded.profiled());
-            let posted = guarded
-                .optimizer()
-                .bounded_profile(64, "Fake GPU", guarded.profiled());
+            assert_eq!(
+                guarded.profile_note(),
+                None,
+                "{:?}",
+                guarded.optimizer().profiled()
+            );
+            let posted = guarded.optimizer().bounded_profile(64, "Fake GPU");
             assert_eq!(posted.unwrap().uncertain, Vec::<u32>::new());
         }
         println!("5-step windows on a 100 ms counter picked the wrong limit at {} of 20 phases: {misled:?}", misled.len());
@@ -621,10 +640,7 @@ mod tests {
                 "phase {phase}: not profiled after {steps} steps: {:?}",
                 d.optimizer().state()
             );
-            let posted = d
-                .optimizer()
-                .bounded_profile(64, "Fake GPU", d.profiled())
-                .unwrap();
+            let posted = d.optimizer().bounded_profile(64, "Fake GPU").unwrap();
             let limits: Vec<u32> = posted.measurements.iter().map(|m| m.power_limit).collect();
             assert_eq!(limits, [300, 250, 200], "phase {phase}");
             assert!(posted
@@ -639,7 +655,7 @@ mod tests {
                 assert!(posted.uncertain.contains(&250), "phase {phase}: {posted:?}");
                 assert!(d.profile_note().is_some());
             } else {
-                assert_eq!(picked, 250, "phase {phase}: {:?}", d.profiled());
+                assert_eq!(picked, 250, "phase {phase}: {:?}", d.optimizer().profiled());
             }
             assert!(
                 picked == 250 || posted.uncertain.contains(&picked),
@@ -673,10 +689,7 @@ mod tests {
         assert!(!note.contains("300 W"), "{note}");
         // The profile posted carries the note and each limit's bound per step
         // per GPU (the driver's are over all the job's GPUs).
-        let profile = d
-            .optimizer()
-            .bounded_profile(64, "Fake GPU", d.profiled())
-            .unwrap();
+        let profile = d.optimizer().bounded_profile(64, "Fake GPU").unwrap();
         let chosen = d.optimizer().optimal_limit_mw().unwrap() / 1000;
         assert_eq!(profile.uncertain.len(), 2, "{:?}", profile.uncertain);
         assert_eq!(profile.uncertain[0], chosen);
@@ -684,8 +697,9 @@ mod tests {
         let gpus = f64::from(d.indices.len() as u32);
         for m in &profile.measurements {
             let p = d
+                .optimizer()
                 .profiled()
-                .iter()
+                .into_iter()
                 .rev()
                 .find(|p| p.limit_w == m.power_limit);
             let u = m.energy_uncertainty_j.expect("a bound");

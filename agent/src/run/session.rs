@@ -372,7 +372,6 @@ impl Session<'_> {
         if let Some(profile) = profile_to_post(
             s.profiled_here,
             optimizer,
-            s.driver.profiled(),
             self.rank0(),
             s.trial.batch_size,
             &s.facts.gpu_model,
@@ -474,7 +473,6 @@ impl<'s, 'a> Drive<'s, 'a> {
                 self.session.host_rank(),
                 self.session.indices.len() as u32,
                 self.s.driver.optimizer(),
-                self.s.driver.profiled(),
             );
             self.r
                 .reporter

@@ -30,3 +30,38 @@ impl ProfiledEnergy {
         (self.energy_j - energy_j).abs() <= self.uncertainty_j + uncertainty_j
     }
 }
+
+/// A closed profile window as the host's meter measured it, all the job's GPUs
+/// together: the one record of its energy's bound, which the early end of a
+/// profile, the next windows' judgement, the profile's note and the posted
+/// profile all read (see `PowerOptimizer::profiled`).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ProfiledWindow {
+    /// The limit, W.
+    pub limit_w: u32,
+    /// The steps the window covered as measured (lengthening included; to its
+    /// last step end when an epoch end cut it).
+    pub steps: u32,
+    /// Energy over those steps, J.
+    pub energy_j: f64,
+    /// Its half-width, J.
+    pub uncertainty_j: f64,
+}
+
+impl ProfiledWindow {
+    /// Its energy per step, with its bound.
+    pub fn per_step(&self) -> ProfiledEnergy {
+        let steps = f64::from(self.steps.max(1));
+        ProfiledEnergy {
+            limit_w: self.limit_w,
+            energy_j: self.energy_j / steps,
+            uncertainty_j: self.uncertainty_j / steps,
+        }
+    }
+
+    /// Its bound scaled to `steps` steps (a window's measurement is scaled to
+    /// `profile_steps`), J.
+    pub fn bound_over(&self, steps: u32) -> f64 {
+        self.uncertainty_j * (f64::from(steps) / f64::from(self.steps.max(1)))
+    }
+}

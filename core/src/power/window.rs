@@ -28,7 +28,7 @@ pub const MAX_WINDOW_FACTOR: u32 = 16;
 
 /// What a host's meter measured over the open window so far, all the job's GPUs
 /// together.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct WindowEnergy {
     /// Energy, J.
     pub energy_j: f64,
@@ -40,14 +40,10 @@ pub struct WindowEnergy {
 }
 
 impl WindowEnergy {
-    /// The energy per step of a window of `steps` steps of `limit_w`.
-    pub fn per_step(&self, limit_w: u32, steps: u32) -> ProfiledEnergy {
-        let steps = f64::from(steps.max(1));
-        ProfiledEnergy {
-            limit_w,
-            energy_j: self.energy_j / steps,
-            uncertainty_j: self.uncertainty_j / steps,
-        }
+    /// Whether it is a measurement a window may keep: a finite energy and a
+    /// finite bound >= 0.
+    pub fn is_bounded(&self) -> bool {
+        self.energy_j.is_finite() && self.uncertainty_j.is_finite() && self.uncertainty_j >= 0.0
     }
 }
 
@@ -294,12 +290,12 @@ mod tests {
     fn in_the_first_epoch_a_window_is_lengthened_at_once_at_most_16_times() {
         let mut opt = job(1, 3);
         let mut at = r(0, 0);
-        assert_eq!(opt.judge_window(energy(1.0, 1.0), &[]), None, "no window");
+        assert_eq!(opt.judge_window(energy(1.0, 1.0)), None, "no window");
         to_closing(&mut opt, &mut at);
         assert_eq!(opt.window_steps(), Some(3));
         // 10 % over 3 steps: 15 steps, at once.
         assert_eq!(
-            opt.judge_window(energy(60.0, 6.0), &[]),
+            opt.judge_window(energy(60.0, 6.0)),
             Some(WindowCall::Lengthen {
                 by: 12,
                 to: 15,
@@ -309,9 +305,10 @@ mod tests {
         );
         to_closing(&mut opt, &mut at);
         assert_eq!(opt.window_steps(), Some(15));
-        // Now measured well: it closes, scaled back to 3 steps.
+        // Now measured well: it closes, scaled back to 3 steps (60 J a step ±
+        // 0.6, the record the next limit is judged against: far from its 20 J).
         assert_eq!(
-            opt.judge_window(energy(300.0, 3.0), &[]),
+            opt.judge_window(energy(900.0, 9.0)),
             Some(WindowCall::Close)
         );
         let a = opt.step_begin(at);
@@ -323,7 +320,7 @@ mod tests {
         // The next limit's window needs more than 16 times its steps: 48, and
         // there it is accepted with its bound.
         to_closing(&mut opt, &mut at);
-        let call = opt.judge_window(energy(60.0, 60.0), &[]);
+        let call = opt.judge_window(energy(60.0, 60.0));
         assert_eq!(
             call,
             Some(WindowCall::Lengthen {
@@ -335,7 +332,7 @@ mod tests {
         );
         to_closing(&mut opt, &mut at);
         assert_eq!(
-            opt.judge_window(energy(960.0, 60.0), &[]),
+            opt.judge_window(energy(960.0, 60.0)),
             Some(WindowCall::Accept {
                 needed: 150,
                 why: Uncertain::Wide
@@ -349,7 +346,7 @@ mod tests {
         let mut opt = job(1, 3);
         let mut at = r(0, 0);
         to_closing(&mut opt, &mut at);
-        opt.judge_window(energy(1.0, 1.0), &[]);
+        opt.judge_window(energy(1.0, 1.0));
         // Two more steps (5 in all), then an evaluation of 10 s before the epoch
         // end.
         for _ in 0..2 {
@@ -400,7 +397,7 @@ mod tests {
         let mut at = r(0, 0);
         for epoch in 1..=10 {
             for _ in 0..per_epoch {
-                opt.judge_window(energy(1.0, 1.0), &[]);
+                opt.judge_window(energy(1.0, 1.0));
                 step(&mut opt, &mut at);
             }
             opt.epoch_end(r(at.time_ms + 1, at.energy_mj));
@@ -464,7 +461,6 @@ mod tests {
             events in proptest::collection::vec(event(), 0..400),
         ) {
             let mut opt = job(warmup, profile);
-            let profiled = [pe(300, 5.0, 0.5)];
             for ev in events {
                 match ev {
                     Ev::Begin(t, e) => { opt.step_begin(r(t, e)); }
@@ -472,7 +468,7 @@ mod tests {
                     Ev::Epoch(t, e) => { opt.epoch_end(r(t, e)); }
                     Ev::Judge(e, u, short) => {
                         let m = WindowEnergy { energy_j: e, uncertainty_j: u, too_short: short };
-                        opt.judge_window(m, &profiled);
+                        opt.judge_window(m);
                     }
                 }
                 let most = profile * MAX_WINDOW_FACTOR;
@@ -480,6 +476,11 @@ mod tests {
                 prop_assert!(profile + opt.lengthened_by <= most, "{opt:?}");
                 for m in opt.measurements() {
                     prop_assert!(m.energy.is_finite() && m.time.is_finite() && m.steps == profile);
+                }
+                // One record a measured window, each a number with its bound.
+                prop_assert!(opt.profiled_windows().len() <= opt.measurements().len());
+                for p in opt.profiled_windows() {
+                    prop_assert!(p.energy_j.is_finite() && p.uncertainty_j.is_finite() && p.uncertainty_j >= 0.0);
                 }
                 let text = serde_json::to_string(&opt).unwrap();
                 let back: PowerOptimizer = serde_json::from_str(&text).unwrap();
