@@ -118,17 +118,22 @@ fn sharing_what_other_gpus_learned_cuts_the_regret_and_wrong_knowledge_costs_lit
 /// 0.5 and 0.8", as far as a policy that profiles can: where the floor (the
 /// cheapest profiled first run, then the oracle) is at or under the default,
 /// the shared job is too at eta 0.5 and 0.8, and within 1% of it at eta 0.2
-/// (squad/a40, 1.009: its batch sizes cost within 3% of each other); where the
+/// (squad/a40, 1.010: its batch sizes cost within 3% of each other); where the
 /// floor is over the default (its configuration is the oracle's, so any profile
-/// is an excess) the shared job is within 0.6% of the default. The profile that
-/// ends early (`power::PowerSettings::stop_after_rises`) took these from 1.016,
-/// 1.008 and 1.011 x the default. Tables: BENCHMARKS.md, "A policy that learns
-/// across jobs".
+/// is an excess) the shared job is within 0.6% of the default at eta 0.2
+/// (imagenet/rtx6000, 1.005) and within 0.2% at eta 0.5 and 0.8
+/// (sentiment140/rtx6000, 1.001). The profile that ends early
+/// (`power::PowerSettings::stop_after_rises`) took these from 1.016, 1.008 and
+/// 1.011 x the default, and skipping the batch sizes past those the other jobs
+/// chose (`warm::CHOSEN_SHARE`) sentiment140/rtx6000's at eta 0.5 from 1.005.
+/// Tables: BENCHMARKS.md, "A policy that learns across jobs".
 fn assert_at_or_near_the_default(eta: f64, results: &[sharing::SharingResult]) {
     for r in results {
         let (shared, floor) = (r.warm / r.default, r.floor / r.default);
-        let allowed = if floor > 1.0 {
+        let allowed = if floor > 1.0 && eta == 0.2 {
             1.006
+        } else if floor > 1.0 {
+            1.002
         } else if eta == 0.2 {
             1.01
         } else {

@@ -29,7 +29,12 @@
 //! Otherwise the run goes on to the target and is measured. Batch sizes that no
 //! other job's run ever brought to the target are skipped without a run, and so
 //! are those past every batch size the others finished a run of (their searches
-//! turned back before them, where costs rose). Once the
+//! turned back before them, where costs rose) and those past every batch size
+//! the others chose and the default: a batch size the others ran less than
+//! [`CHOSEN_SHARE`] as often as their most run one, their walks tried once and
+//! their bandits never took again (sentiment140's 16: every batch size needs the
+//! same epochs, and the walk went on down to a probe of it and a run 16% over the
+//! best; BENCHMARKS.md, issue 27). Once the
 //! walk is over, Thompson sampling chooses among the batch sizes predicted within
 //! [`crate::policy::wattwise::CANDIDATE_MARGIN`] of the best, each drawn around
 //! its prediction with [`DRAW_SPREAD`] of the uncertainty of its mean epochs.
@@ -78,6 +83,11 @@ pub const RISE_MIN: f64 = 0.015;
 /// batch sizes cost within a few percent of each other (squad) full draws keep
 /// paying for batch sizes 2-3% dearer (BENCHMARKS.md, issue 27).
 pub const DRAW_SPREAD: f64 = 0.25;
+/// A batch size the other jobs ran less than this fraction as often as the one
+/// they ran most was only tried by their searches, never chosen by their bandits
+/// (each job runs the batch sizes its walk passes once, and its choice for the
+/// rest of its recurrences): past every one they chose, the job skips it.
+pub const CHOSEN_SHARE: f64 = 0.1;
 /// The lowest cost per epoch a smaller batch size may have, relative to the
 /// larger one next to it (a smaller batch is rarely cheaper per epoch).
 pub const DOWN_OPTIMISM: f64 = 0.7;
@@ -188,6 +198,9 @@ impl<'a> View<'a> {
     }
 
     fn est(&self, i: usize) -> Est {
+        if self.past_the_chosen(i) {
+            return Est::Skip;
+        }
         match self.expected_epochs(i) {
             Some(None) => Est::Skip,
             Some(Some((eff, rel))) => match self.epoch_costs[i] {
@@ -204,13 +217,34 @@ impl<'a> View<'a> {
     /// every batch size the other jobs finished a run of: their searches turned
     /// back before it, where their costs had risen.
     fn past_the_others(&self, i: usize) -> bool {
-        let bs = self.knobs.batch_sizes[i];
-        let known = |(b, s): &&(u32, EpochStats)| s.runs > 0 && *b != bs;
+        i != self.default_index() && self.state.arms[i].runs == 0 && self.past(i, |_, s| s.runs > 0)
+    }
+
+    /// Whether batch size `i` (not the default, never run nor probed by this job)
+    /// is one the other jobs did not choose ([`CHOSEN_SHARE`]), and lies past
+    /// every batch size they chose and the default: their searches tried it and
+    /// what lies beyond, and their bandits ran none of them again.
+    fn past_the_chosen(&self, i: usize) -> bool {
         let sizes = &self.warm.shared.sizes;
+        let most = sizes.iter().map(|(_, s)| s.runs).max().unwrap_or(0) as f64;
+        let chosen = |s: &EpochStats| s.runs as f64 >= CHOSEN_SHARE * most;
+        let bs = self.knobs.batch_sizes[i];
+        let default = self.knobs.default_batch_size;
         i != self.default_index()
             && self.state.arms[i].runs == 0
-            && (sizes.iter().filter(known).all(|(b, _)| *b > bs)
-                || sizes.iter().filter(known).all(|(b, _)| *b < bs))
+            && !self.warm.probed.contains(&bs)
+            && self.warm.shared.get(bs).is_some_and(|s| !chosen(s))
+            && self.past(i, |b, s| b == default || chosen(s))
+    }
+
+    /// Whether batch size `i` lies on one side of every other batch size of the
+    /// shared knowledge that `counts`.
+    fn past(&self, i: usize, counts: impl Fn(u32, &EpochStats) -> bool) -> bool {
+        let bs = self.knobs.batch_sizes[i];
+        let known = |(b, s): &&(u32, EpochStats)| *b != bs && counts(*b, s);
+        let sizes = &self.warm.shared.sizes;
+        sizes.iter().filter(known).all(|(b, _)| *b > bs)
+            || sizes.iter().filter(known).all(|(b, _)| *b < bs)
     }
 
     fn was_stopped(&self, i: usize) -> bool {
@@ -655,6 +689,43 @@ mod tests {
             arms.iter().map(|a| a.runs).collect::<Vec<_>>(),
             vec![0, 0, 5, 0, 0]
         );
+    }
+
+    /// What the others' runs taught when they ran each batch size `runs` times
+    /// (epochs as in [`WORKLOAD`], within one of it).
+    fn shared_runs(runs: &[(u32, usize)]) -> SharedEpochs {
+        let mut s = SharedEpochs::default();
+        for &(bs, _, epochs) in &WORKLOAD {
+            let n = runs.iter().find(|r| r.0 == bs).map_or(0, |r| r.1);
+            for d in [0.0, -1.0, 1.0].into_iter().cycle().take(n) {
+                s.push(bs, epochs as f64 + d, true);
+            }
+        }
+        s
+    }
+
+    #[test]
+    fn batch_sizes_past_every_one_the_others_chose_are_skipped() {
+        // The others' walks tried 32 and 16 once each, and their bandits chose
+        // 64, 128 and the default: past all of them, 32 and 16 are not probed.
+        let chose = [(16, 1), (32, 1), (64, 40), (128, 5), (256, 5)];
+        let mut s = job(Policy::Wattwise);
+        s.share(&shared_runs(&chose));
+        let runs: Vec<(u32, u32)> = (0..6).map(|_| run(&mut s)).collect();
+        assert_eq!(
+            runs,
+            vec![(256, 1), (128, 1), (64, 14), (64, 14), (64, 14), (64, 14)]
+        );
+        assert_eq!(s.warm_start().unwrap().probed, vec![256, 128]);
+        // A batch size they chose now and then (32: 4 of 40) is still probed, and
+        // so is one between two they chose (128, between 64 and the default).
+        let mut s = job(Policy::Wattwise);
+        s.share(&shared_runs(
+            &[[(32, 4), (128, 1)].as_slice(), &chose].concat(),
+        ));
+        let runs: Vec<(u32, u32)> = (0..5).map(|_| run(&mut s)).collect();
+        assert!(runs.contains(&(32, 1)), "{runs:?}");
+        assert!(runs.contains(&(128, 1)), "{runs:?}");
     }
 
     #[test]
