@@ -111,6 +111,12 @@ impl Sharing {
 /// runs at the default batch size that reached the target (still in the
 /// document: the recent trials), times the finished runs, less the job's totals.
 /// Positive is saved; negative is spent beyond the default.
+///
+/// How sure the estimate is: the default's mean cost per run comes from
+/// `basis_runs` runs, so it has a standard error (the basis runs' sample
+/// standard deviation over √`basis_runs`); times the finished runs, that is the
+/// standard error of `default_cost`, and so of `cost` (the job's totals are
+/// measured, not estimated). With one basis run it is unknown.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Savings {
     /// The runs at the default batch size that reached the target the estimate rests on.
@@ -127,6 +133,29 @@ pub struct Savings {
     pub cost: f64,
     /// `cost` over `default_cost`: 0.25 is a quarter of the default's cost saved.
     pub cost_fraction: f64,
+    /// One standard error of `default_cost` (and so of `cost`), in Zeus cost: the
+    /// basis runs' costs' sample standard deviation over √`basis_runs`, times
+    /// `runs`. One standard error, not a bound. Absent with one basis run (no
+    /// spread to measure), or where it would not be a finite number.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost_uncertainty: Option<f64>,
+    /// `cost_uncertainty` over `default_cost`: one standard error of
+    /// `cost_fraction` (|`cost_fraction`| under two of them is within the noise).
+    /// Absent when `cost_uncertainty` is, or `default_cost` is not positive.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost_fraction_uncertainty: Option<f64>,
+}
+
+/// One standard error of the mean of `xs`: their sample standard deviation
+/// over √n. `None` for fewer than two values or a result that is not finite.
+fn standard_error(xs: &[f64]) -> Option<f64> {
+    if xs.len() < 2 {
+        return None;
+    }
+    let n = xs.len() as f64;
+    let mean = xs.iter().sum::<f64>() / n;
+    let squares = xs.iter().map(|x| (x - mean) * (x - mean)).sum::<f64>();
+    Some((squares / (n - 1.0) / n).sqrt()).filter(|se| se.is_finite())
 }
 
 impl Savings {
@@ -153,6 +182,17 @@ impl Savings {
         let default_cost = per_run_cost * runs as f64;
         let finite = |x: f64| if x.is_finite() { x } else { 0.0 };
         let cost = finite(default_cost - totals.cost);
+        let costs: Vec<f64> = basis
+            .iter()
+            .map(|r| crate::explore::cost_of(params, r.energy, r.time))
+            .collect();
+        let cost_uncertainty = standard_error(&costs)
+            .map(|se| se * runs as f64)
+            .filter(|u| u.is_finite());
+        let cost_fraction_uncertainty = cost_uncertainty
+            .filter(|_| default_cost > 0.0 && default_cost.is_finite())
+            .map(|u| u / default_cost)
+            .filter(|f| f.is_finite());
         Some(Savings {
             basis_runs: basis.len() as u64,
             runs,
@@ -165,6 +205,8 @@ impl Savings {
             } else {
                 0.0
             },
+            cost_uncertainty,
+            cost_fraction_uncertainty,
         })
     }
 }
@@ -199,7 +241,11 @@ impl JobSummary {
             .iter()
             .filter(|t| matches!(t.status, TrialStatus::Dispatched))
             .count() as u64;
-        let totals = state.totals().clone();
+        let mut totals = state.totals().clone();
+        // A stored document's bound is shown only as a finite, non-negative number.
+        totals.energy_uncertainty_j = totals
+            .energy_uncertainty_j
+            .filter(|u| u.is_finite() && *u >= 0.0);
         let best = state.min_cost_batch_size();
         JobSummary {
             job_id: state.job_id().to_string(),
@@ -291,7 +337,14 @@ mod tests {
     /// Runs `(energy, time)` pairs to the target, each at the batch size the job dispatches.
     fn run_job(spec: crate::spec::JobSpec, runs: &[(f64, f64)]) -> JobState {
         let mut state = JobState::new("s-1".into(), spec.validate().unwrap(), 1, 5);
-        for (i, &(energy, time)) in runs.iter().enumerate() {
+        let runs: Vec<_> = runs.iter().map(|&(e, t)| (e, t, None)).collect();
+        report_runs(&mut state, &runs);
+        state
+    }
+
+    /// Reports `(energy, time, bound)` runs that reach the target, each at the batch size the job dispatches.
+    fn report_runs(state: &mut JobState, runs: &[(f64, f64, Option<f64>)]) {
+        for (i, &(energy, time, bound)) in runs.iter().enumerate() {
             let t = state.predict(10 + i as i64).unwrap();
             let r = crate::wire::TrainingResult {
                 job_id: t.job_id.clone(),
@@ -301,11 +354,18 @@ mod tests {
                 energy,
                 metric: 1.0,
                 current_epoch: 1,
-                energy_uncertainty_j: None,
+                energy_uncertainty_j: bound,
             };
             state.report(&r, 11 + i as i64).unwrap();
         }
-        state
+    }
+
+    /// A job of one batch size (every run is at the default): cost = E/2 + 150·T.
+    fn one_size_spec() -> crate::spec::JobSpec {
+        let mut spec = crate::spec::JobSpec::new("s", vec![8], 8, 300.0, 1, "A100");
+        spec.eta_knob = 0.5;
+        spec.target_metric = 0.5;
+        spec
     }
 
     #[test]
@@ -324,14 +384,129 @@ mod tests {
             (40.0, 6.0, 40.0, 200.0)
         );
         assert!((s.cost_fraction - 0.2).abs() < 1e-12);
+        // One basis run: no spread to measure, so no standard error (and none serialized).
+        assert_eq!(
+            (s.cost_uncertainty, s.cost_fraction_uncertainty),
+            (None, None)
+        );
+        let v = serde_json::to_value(&s).unwrap();
+        assert!(
+            v.get("cost_uncertainty").is_none() && v.get("cost_fraction_uncertainty").is_none()
+        );
+    }
+
+    #[test]
+    fn savings_carry_the_standard_error_of_the_default_runs_mean() {
+        // Costs 0.5·100 + 150·1 = 200 and 0.5·200 + 150·2 = 400: mean 300, sample
+        // standard deviation √((100² + 100²) / 1) = 141.42…, standard error
+        // 141.42… / √2 = 100 per run; times the 2 runs, 200 of the default's 600.
+        let mut state = JobState::new("s-1".into(), one_size_spec().validate().unwrap(), 1, 5);
+        report_runs(&mut state, &[(100.0, 1.0, None), (200.0, 2.0, None)]);
+        let s = JobSummary::of(&state, 1).savings.expect("an estimate");
+        assert_eq!((s.basis_runs, s.runs), (2, 2));
+        assert!((s.default_cost - 600.0).abs() < 1e-9, "{}", s.default_cost);
+        let u = s
+            .cost_uncertainty
+            .expect("two basis runs give a standard error");
+        assert!((u - 200.0).abs() < 1e-9, "{u}");
+        let f = s.cost_fraction_uncertainty.expect("and its fraction");
+        assert!((f - 1.0 / 3.0).abs() < 1e-12, "{f}");
+        // Identical basis runs: a standard error of zero, not an absent one.
+        let mut state = JobState::new("s-1".into(), one_size_spec().validate().unwrap(), 1, 5);
+        report_runs(&mut state, &[(100.0, 1.0, None); 3]);
+        let s = JobSummary::of(&state, 1).savings.unwrap();
+        assert_eq!(
+            (s.cost_uncertainty, s.cost_fraction_uncertainty),
+            (Some(0.0), Some(0.0))
+        );
+    }
+
+    #[test]
+    fn the_totals_bound_is_the_sum_while_every_counted_trial_has_one() {
+        let mut state = JobState::new("s-1".into(), one_size_spec().validate().unwrap(), 1, 5);
+        report_runs(
+            &mut state,
+            &[(100.0, 1.0, Some(2.5)), (200.0, 2.0, Some(4.0))],
+        );
+        let t = JobSummary::of(&state, 1).totals;
+        assert_eq!((t.energy, t.energy_uncertainty_j), (300.0, Some(6.5)));
+        // A trial without a bound: the totals' bound is unknown from then on.
+        report_runs(&mut state, &[(50.0, 1.0, None), (50.0, 1.0, Some(1.0))]);
+        let t = JobSummary::of(&state, 1).totals;
+        assert_eq!((t.finished_trials, t.energy_uncertainty_j), (4, None));
+        assert!(serde_json::to_value(&t)
+            .unwrap()
+            .get("energy_uncertainty_j")
+            .is_none());
+        // A document whose totals were counted before bounds were kept (no field):
+        // a bounded trial after it does not invent one for the earlier trials.
+        let mut state = JobState::new("s-1".into(), one_size_spec().validate().unwrap(), 1, 5);
+        report_runs(&mut state, &[(100.0, 1.0, Some(2.5))]);
+        let mut doc = serde_json::to_value(&state).unwrap();
+        assert_eq!(doc["totals"]["energy_uncertainty_j"], 2.5);
+        doc["totals"]
+            .as_object_mut()
+            .unwrap()
+            .remove("energy_uncertainty_j");
+        let mut older: JobState = serde_json::from_value(doc).unwrap();
+        report_runs(&mut older, &[(100.0, 1.0, Some(2.5))]);
+        assert_eq!(JobSummary::of(&older, 1).totals.energy_uncertainty_j, None);
+    }
+
+    #[test]
+    fn a_hostile_stored_document_keeps_every_summary_number_finite() {
+        let mut state = JobState::new("s-1".into(), one_size_spec().validate().unwrap(), 1, 5);
+        report_runs(&mut state, &[(1.0, 1.0, Some(1.0)); 3]);
+        let mut doc = serde_json::to_value(&state).unwrap();
+        // Stored runs far beyond anything a report passes: their costs, spreads
+        // and squares overflow f64.
+        for (i, t) in doc["recent_trials"]
+            .as_array_mut()
+            .unwrap()
+            .iter_mut()
+            .enumerate()
+        {
+            t["energy"] = serde_json::json!(if i == 0 { 1.0 } else { 1.7e308 });
+            t["time"] = serde_json::json!(if i == 1 { 0.0 } else { 1.7e308 });
+        }
+        for k in ["energy", "time", "cost"] {
+            doc["totals"][k] = serde_json::json!(1.7e308);
+        }
+        doc["totals"]["energy_uncertainty_j"] = serde_json::json!(-1.0);
+        let hostile: JobState = serde_json::from_value(doc).unwrap();
+        let summary = JobSummary::of(&hostile, 1);
+        let s = summary.savings.as_ref().expect("an estimate");
+        for x in [s.default_cost, s.energy, s.time, s.cost, s.cost_fraction] {
+            assert!(x.is_finite(), "{s:?}");
+        }
+        for x in [s.cost_uncertainty, s.cost_fraction_uncertainty]
+            .into_iter()
+            .flatten()
+        {
+            assert!(x.is_finite() && x >= 0.0, "{s:?}");
+        }
+        assert_eq!(
+            summary.totals.energy_uncertainty_j, None,
+            "a negative stored bound is not shown"
+        );
+        // Every number of the summary's JSON is a number (serde_json writes a non-finite one as null).
+        let v = serde_json::to_value(&summary).unwrap();
+        for k in ["default_cost", "energy", "time", "cost", "cost_fraction"] {
+            assert!(v["savings"][k].is_number(), "{k}: {v}");
+        }
+        // Huge but finite spreads: the standard error itself stays finite or absent.
+        assert_eq!(standard_error(&[f64::MAX, -f64::MAX]), None);
+        assert_eq!(standard_error(&[1.0]), None);
+        assert_eq!(standard_error(&[1.0, 3.0]), Some(1.0));
     }
 
     #[test]
     fn totals_stay_finite() {
         let mut t = Totals::default();
-        t.add_result(f64::MAX, 1.0, f64::MAX, 5);
-        t.add_result(f64::MAX, 1.0, f64::MAX, 3);
+        t.add_result(f64::MAX, 1.0, f64::MAX, Some(f64::MAX), 5);
+        t.add_result(f64::MAX, 1.0, f64::MAX, Some(f64::MAX), 3);
         assert!(t.energy.is_finite() && t.cost.is_finite());
+        assert_eq!(t.energy_uncertainty_j, Some(f64::MAX));
         assert_eq!((t.finished_trials, t.last_activity_ms), (2, 5));
     }
 }

@@ -58,7 +58,9 @@ fn savings_schema() -> Value {
             "energy": described("number", "Joules saved (negative: spent beyond the default)"),
             "time": described("number", "Seconds saved (negative: spent beyond the default)"),
             "cost": described("number", "Zeus cost saved (negative: spent beyond the default)"),
-            "cost_fraction": described("number", "cost / default_cost: 0.25 is a quarter of the default's cost saved")
+            "cost_fraction": described("number", "cost / default_cost: 0.25 is a quarter of the default's cost saved"),
+            "cost_uncertainty": {"type": "number", "minimum": 0, "description": "One standard error (not a bound) of default_cost, and so of cost, in Zeus cost: the basis runs' costs' sample standard deviation over the square root of basis_runs, times runs. Absent with one basis run (uncertainty unknown)"},
+            "cost_fraction_uncertainty": {"type": "number", "minimum": 0, "description": "cost_uncertainty / default_cost: one standard error of cost_fraction (|cost_fraction| under two of them is within the noise). Absent when cost_uncertainty is"}
         }
     })
 }
@@ -319,7 +321,8 @@ fn schemas() -> Value {
                 "energy": described("number", "Joules"),
                 "time": described("number", "Seconds"),
                 "cost": described("number", "Zeus cost"),
-                "last_activity_ms": described("integer", "Unix milliseconds; 0 if none")
+                "last_activity_ms": described("integer", "Unix milliseconds; 0 if none"),
+                "energy_uncertainty_j": {"type": "number", "minimum": 0, "description": "Half-width of the bound on energy, joules: the sum of the finished trials' energy_uncertainty_j. Absent once any trial counted gave none (an older client, a host that measured none, or trials counted before the endpoint kept bounds): never invented"}
             }
         },
         "JobSummary": {
@@ -603,7 +606,24 @@ mod tests {
         let state = crate::job::JobState::new("p-1".into(), spec.validate().unwrap(), 1, 5);
         let summary = crate::listing::JobSummary::of(&state, 1);
         check("JobSummary", serde_json::to_value(&summary).unwrap());
-        check("Totals", serde_json::to_value(&summary.totals).unwrap());
+        // The optional fields given: a bounded total and a saving with its standard error.
+        let totals = crate::trial::Totals {
+            energy_uncertainty_j: Some(0.5),
+            ..summary.totals.clone()
+        };
+        check("Totals", serde_json::to_value(&totals).unwrap());
+        let savings = crate::listing::Savings {
+            basis_runs: 2,
+            runs: 3,
+            default_cost: 3.0,
+            energy: 1.0,
+            time: 1.0,
+            cost: 1.0,
+            cost_fraction: 1.0 / 3.0,
+            cost_uncertainty: Some(0.3),
+            cost_fraction_uncertainty: Some(0.1),
+        };
+        check("Savings", serde_json::to_value(&savings).unwrap());
         let page = crate::listing::JobPage {
             jobs: vec![summary],
             next_cursor: None,

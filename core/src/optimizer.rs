@@ -502,8 +502,13 @@ impl JobState {
             self.min_cost = Some(cost);
             self.min_cost_batch_size = batch_size;
         }
-        self.totals
-            .add_result(result.energy, result.time, cost, end_ms);
+        self.totals.add_result(
+            result.energy,
+            result.time,
+            cost,
+            result.energy_uncertainty_j,
+            end_ms,
+        );
         self.finish(trial_number, TrialStatus::Succeeded { end_ms, result });
         self.fold_finished_rounds();
     }

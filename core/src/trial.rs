@@ -155,6 +155,9 @@ pub fn csv_text(cell: &str) -> String {
 /// Running totals over a job's finished trials, kept in the job document so the
 /// list never reads the trial archive. Documents written before these existed
 /// load with zeros (and count only what happened since).
+///
+/// The totals are counted as each trial finishes (the archive is never read
+/// back), so they cover every finished trial since they began, archived or not.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Totals {
     /// Trials that ended with a result.
@@ -169,6 +172,14 @@ pub struct Totals {
     pub cost: f64,
     /// The last time the document changed for a trial (dispatch or end), Unix ms; 0 if never.
     pub last_activity_ms: i64,
+    /// Half-width of the bound on `energy`, joules: the sum of the finished
+    /// trials' `energy_uncertainty_j`, kept only while every trial counted in
+    /// `energy` gave one. Absent once any counted trial had none: a trial
+    /// reported without a bound (an older client, or a host that measured
+    /// none), or any trial counted by a document written before bounds were
+    /// kept (its totals load without one and stay without one). Never invented.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub energy_uncertainty_j: Option<f64>,
 }
 
 /// Adds `x` to `sum`, staying finite.
@@ -182,8 +193,26 @@ fn add_finite(sum: f64, x: f64) -> f64 {
 }
 
 impl Totals {
-    /// Counts a finished trial with its result.
-    pub(crate) fn add_result(&mut self, energy: f64, time: f64, cost: f64, now_ms: i64) {
+    /// Counts a finished trial with its result and the bound on its energy, if it gave one.
+    pub(crate) fn add_result(
+        &mut self,
+        energy: f64,
+        time: f64,
+        cost: f64,
+        bound: Option<f64>,
+        now_ms: i64,
+    ) {
+        let bound = bound.filter(|u| u.is_finite() && *u >= 0.0);
+        // The first trial counted starts the bound; every later one keeps it
+        // only if it has one too (a document whose totals counted trials
+        // without the bound field stays without one).
+        self.energy_uncertainty_j = if self.finished_trials == 0 {
+            bound
+        } else {
+            self.energy_uncertainty_j
+                .zip(bound)
+                .map(|(sum, u)| add_finite(sum, u))
+        };
         self.finished_trials += 1;
         self.energy = add_finite(self.energy, energy);
         self.time = add_finite(self.time, time);

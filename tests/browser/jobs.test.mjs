@@ -67,6 +67,9 @@ const ids = {
   busy: `e2e${run}-busy`, profiled: `e2e${run}-prof`, idle: `e2e${run}-idle`,
   // Two wattwise jobs of one workload (issue 27): the second learns from the first.
   teacher: `e2e${run}-teach`, learner: `e2e${run}-learn`,
+  // Jobs of the default batch size alone: three runs (a standard error of the
+  // saving, within noise) and one (its uncertainty unknown), each with its bound.
+  sure: `e2e${run}-sure`, once: `e2e${run}-once`,
 };
 const workload = `e2e${run}-wl`;
 // Made by the real clients before this test (tests/jobs-page/run.sh).
@@ -92,11 +95,11 @@ function listRow(a) {
   const v = a.savings;
   return {
     job_id: a.job_id,
-    saved: v ? expectedVerdict(v.cost_fraction).words : '—', saved_energy: v ? joules(v.energy) : '—', saved_time: v ? duration(v.time) : '—',
+    saved: v ? expectedVerdict(v.cost_fraction, v.cost_fraction_uncertainty).words : '—', saved_energy: v ? joules(v.energy) : '—', saved_time: v ? duration(v.time) : '—',
     stage: stage(a), policy: policy(a), gpus: `${a.number_of_gpus} × ${a.gpu_model}`, workload: workloadText(a), best_batch_size: String(a.best_batch_size),
     best_power_limit: a.best_power_limit === null ? '—' : `${a.best_power_limit} W`,
     trials: String(a.trials), open_trials: String(a.open_trials),
-    energy: joules(a.totals.energy), time: duration(a.totals.time), cost: joules(a.totals.cost),
+    energy: joulesWithBound(a.totals.energy, a.totals.energy_uncertainty_j), time: duration(a.totals.time), cost: joules(a.totals.cost),
     last_activity_ms: when(a.last_activity_ms), created_ms: when(a.created_ms),
   };
 }
@@ -110,7 +113,22 @@ function expectedSavings(summary, doc, trials) {
   const [energy, time] = [mean((t) => t.energy), mean((t) => t.time)];
   const n = summary.totals.finished_trials;
   const defaultCost = n * (p.eta_knob * energy + (1 - p.eta_knob) * p.max_power * time);
-  return { energy: n * energy - summary.totals.energy, time: n * time - summary.totals.time, cost: defaultCost - summary.totals.cost, default_cost: defaultCost };
+  // One standard error of the default's mean cost per run (sample deviation over
+  // the root of the runs), times the finished runs; none from one run.
+  const costs = basis.map((t) => p.eta_knob * t.energy + (1 - p.eta_knob) * p.max_power * t.time);
+  const m = costs.reduce((a, c) => a + c, 0) / costs.length;
+  const se = costs.length < 2 ? undefined : Math.sqrt(costs.reduce((a, c) => a + (c - m) ** 2, 0) / (costs.length - 1) / costs.length);
+  return {
+    energy: n * energy - summary.totals.energy, time: n * time - summary.totals.time, cost: defaultCost - summary.totals.cost, default_cost: defaultCost,
+    cost_uncertainty: se === undefined ? undefined : n * se,
+  };
+}
+
+/** The totals' bound the API must report: the sum of the finished trials' bounds when every one has one. */
+function expectedBound(trials) {
+  const done = trials.filter((t) => t.status === 'Succeeded');
+  if (done.length === 0 || done.some((t) => t.energy_uncertainty_j === undefined)) return undefined;
+  return done.reduce((a, t) => a + t.energy_uncertainty_j, 0);
 }
 
 /** Opens a job's detail and checks every number on it against the API's. */
@@ -128,15 +146,27 @@ async function assertDetailIsTheApis(id) {
   if (v) {
     for (const k of ['energy', 'time', 'cost', 'default_cost']) assert.ok(Math.abs(v[k] - want[k]) <= 1e-9 * Math.max(1, Math.abs(want[k])), `${id}: savings.${k} ${v[k]} vs ${want[k]}`);
     assert.ok(Math.abs(v.cost_fraction - v.cost / v.default_cost) < 1e-12);
+    // How sure: the standard error from the basis runs (absent with one), as cost and as a fraction.
+    assert.equal(v.cost_uncertainty === undefined, want.cost_uncertainty === undefined, `${id}: a standard error exactly from two basis runs on (${v.basis_runs})`);
+    if (want.cost_uncertainty !== undefined) {
+      assert.ok(Math.abs(v.cost_uncertainty - want.cost_uncertainty) <= 1e-9 * Math.max(1, want.cost_uncertainty), `${id}: cost_uncertainty ${v.cost_uncertainty} vs ${want.cost_uncertainty}`);
+      assert.ok(Math.abs(v.cost_fraction_uncertainty - v.cost_uncertainty / v.default_cost) < 1e-12);
+    }
+    const note = await page.textContent('#job-saving-note');
+    if (v.basis_runs === 1) assert.match(note, /One run: uncertainty unknown/, `${id}: the note`);
+    else assert.ok(note.includes(`± ${(v.cost_fraction_uncertainty * 100).toFixed(1)}% (${joules(v.cost_uncertainty)}) is one standard error`), `${id}: the note: ${note}`);
   }
+  // The totals' bound: only where every finished trial in the document gave one
+  // (the document's trials are all of them here: no job of this test has archived any).
+  assert.equal(summary.totals.energy_uncertainty_j, expectedBound(trials), `${id}: the totals' bound`);
   assert.deepEqual(cards, {
-    'saved against the default (cost)': v ? expectedVerdict(v.cost_fraction).words : '— (no estimate yet)',
+    'saved against the default (cost)': v ? expectedVerdict(v.cost_fraction, v.cost_fraction_uncertainty).words : '— (no estimate yet)',
     'energy saved': v ? joules(v.energy) : '—', 'time saved': v ? duration(v.time) : '—',
     GPUs: `${summary.number_of_gpus} × ${summary.gpu_model}`, policy: policy(summary),
     workload: workloadText(summary), stage: stage(summary), 'best batch size': String(summary.best_batch_size),
     'power limit': summary.best_power_limit === null ? '— (no profile)' : `${summary.best_power_limit} W`,
     trials: `${summary.trials} (${summary.open_trials} running)`,
-    energy: joules(summary.totals.energy), time: duration(summary.totals.time), cost: joules(summary.totals.cost),
+    energy: joulesWithBound(summary.totals.energy, summary.totals.energy_uncertainty_j), time: duration(summary.totals.time), cost: joules(summary.totals.cost),
   }, `${id}: the cards`);
   // Every trial row: the API's numbers, the cost by Zeus's formula on them.
   const eta = doc.params.eta_knob;
@@ -200,6 +230,11 @@ before(async () => {
   for (let i = 0; i < 2; i++) await trainOnce(ids.teacher, { energy: 1000, time: 10, metric: 0.9 });
   await call('POST', '/jobs', spec(ids.learner, { ...shared, gpu_model: 'V100' }));
   await trainOnce(ids.learner, { energy: 1200, time: 12, metric: 0.9 });
+  const alone = { batch_sizes: [32] };
+  await call('POST', '/jobs', spec(ids.sure, alone));
+  for (const [energy, time, bound] of [[1000, 10, 4], [1100, 11, 5], [900, 9, 3]]) await trainOnce(ids.sure, { energy, time, metric: 0.9, bound });
+  await call('POST', '/jobs', spec(ids.once, alone));
+  await trainOnce(ids.once, { energy: 1000, time: 10, metric: 0.9, bound: 4 });
   userDataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'wattwise-chromium-'));
   context = await chromium.launchPersistentContext(userDataDir, {
     executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
@@ -266,7 +301,9 @@ test('the list shows what GET /jobs returns', async () => {
   const sum = (k) => est.reduce((a, j) => a + j.savings[k], 0);
   assert.equal(await page.textContent('#fleet-energy .value'), joules(sum('energy')));
   assert.equal(await page.textContent('#fleet-time .value'), duration(sum('time')));
-  assert.equal(await page.textContent('#fleet-saved .value'), expectedVerdict(sum('cost') / sum('default_cost')).words);
+  // Its standard error: the root of the sum of the jobs' squares, when every job has one.
+  const fleetU = est.every((j) => j.savings.cost_uncertainty !== undefined) ? Math.sqrt(est.reduce((a, j) => a + j.savings.cost_uncertainty ** 2, 0)) / sum('default_cost') : undefined;
+  assert.equal(await page.textContent('#fleet-saved .value'), expectedVerdict(sum('cost') / sum('default_cost'), fleetU).words);
   assert.ok((await assertVerdicts(page, 'jobs list')) >= 2);
   await shot('jobs-list.png');
 });
@@ -390,6 +427,41 @@ test("the jobs of Zeus's client and of the agent: every number on screen is the 
   assert.ok(lines[0].startsWith(`bs ${a.profiles[0].batch_size} train, energy per step per GPU: `), lines[0]);
   assert.equal(lines[0].split(' ± ').length - 1, a.profiles[0].measurements.length, lines[0]);
   await shot('job-detail-agent.png');
+});
+
+test('how sure a saving is: within noise with its standard error, unknown from one run; the totals with their bound', async () => {
+  // Three runs at the default (costs 2000, 2200, 1800: eta 0.5, 300 W): saved 0
+  // of 6000, one standard error 200 / √3 per run, times 3 (5.8% of 6000).
+  const { summary: sure } = await assertDetailIsTheApis(ids.sure);
+  assert.equal(sure.savings.basis_runs, 3);
+  assert.ok(Math.abs(sure.savings.cost_uncertainty - 600 / Math.sqrt(3)) < 1e-9, JSON.stringify(sure.savings));
+  assert.equal(await page.textContent('#job-saved .value'), 'within noise (0.0% ± 5.8%)');
+  assert.equal(await page.textContent('#job-cards .card:nth-last-child(3) .value'), '3.00 kJ ± 12 J');
+  assert.match(await page.textContent('#job-saving-note'), /± 5\.8% \(346\.4 J\) is one standard error of that estimate.*within noise/);
+  assert.equal(await assertVerdicts(page, 'a job within noise'), 1);
+  // One run at the default: no standard error, and the page says so.
+  const { summary: once } = await assertDetailIsTheApis(ids.once);
+  assert.equal(once.savings.basis_runs, 1);
+  assert.equal(once.savings.cost_uncertainty, undefined);
+  assert.equal(await page.textContent('#job-saved .value'), 'same as the default');
+  assert.equal(await page.textContent('#job-cards .card:nth-last-child(3) .value'), '1.00 kJ ± 4 J');
+  assert.match(await page.textContent('#job-saving-note'), /One run: uncertainty unknown/);
+  // The list: the cell's title says what the ± is; the CSV has the new columns.
+  await page.goto(`${BASE_URL}/?refresh_ms=60000#jobs`);
+  await page.waitForSelector(`#jobs-table tr[data-job="${ids.sure}"]`);
+  const cell = (id) => `#jobs-table tr[data-job="${id}"] td[data-key="saved"]`;
+  assert.equal(await page.textContent(cell(ids.sure)), 'within noise (0.0% ± 5.8%)');
+  assert.match(await page.getAttribute(cell(ids.sure), 'title'), /one standard error/);
+  assert.match(await page.getAttribute(cell(ids.once), 'title'), /one run at the default batch size: uncertainty unknown/);
+  await page.fill('#jobs-search', `e2e${run}-sure`);
+  const [download] = await Promise.all([page.waitForEvent('download'), page.click('#jobs-csv')]);
+  const [header, row] = fs.readFileSync(await download.path(), 'utf8').trim().split('\n').map((l) => l.split(','));
+  const col = (k) => row[header.indexOf(k)];
+  assert.equal(col('energy_uncertainty_j'), '12');
+  assert.equal(col('saved_basis_runs'), '3');
+  assert.equal(Number(col('saved_cost_uncertainty')), sure.savings.cost_uncertainty);
+  assert.equal(Number(col('saved_cost_fraction_uncertainty')), sure.savings.cost_fraction_uncertainty);
+  await page.fill('#jobs-search', '');
 });
 
 test('the detail refreshes while the agent runs the job', async () => {

@@ -7,7 +7,9 @@
 // scroll container that says so (data-scrolls="sideways" and a visible hint
 // before it).
 // assertVerdicts: every verdict on screen (.verdict-text, with the fraction it
-// states in data-saved) says what the fraction says, in words and in colour.
+// states in data-saved, and its standard error in data-uncertainty when known)
+// says what the fraction says, in words and in colour: within noise (grey) when
+// the fraction is under two standard errors.
 
 import assert from 'node:assert/strict';
 import path from 'node:path';
@@ -96,11 +98,18 @@ export async function assertLayout(page, artifacts, name) {
   return m;
 }
 
-/** The words a fraction saved must read as (written apart from the page's own function). */
-export function expectedVerdict(saved) {
+/**
+ * The words a fraction saved must read as, with `u` its standard error when known
+ * (written apart from the page's own function).
+ */
+export function expectedVerdict(saved, u) {
+  const grey = 'rgb(107, 114, 128)';
   const p = Math.abs(saved * 100).toFixed(1);
-  if (p === '0.0') return { words: 'same as the default', color: 'rgb(107, 114, 128)' };
-  return saved > 0 ? { words: `saves ${p}%`, color: 'rgb(21, 128, 61)' } : { words: `costs ${p}% more`, color: 'rgb(185, 28, 28)' };
+  const pm = Number.isFinite(u) ? ` ± ${(u * 100).toFixed(1)}%` : '';
+  const lean = p === '0.0' ? `0.0%${pm}` : saved > 0 ? `saves ${p}%${pm}` : `costs ${p}%${pm} more`;
+  if (Number.isFinite(u) && Math.abs(saved) < 2 * u) return { words: `within noise (${lean})`, color: grey };
+  if (p === '0.0') return { words: `same as the default${pm}`, color: grey };
+  return saved > 0 ? { words: lean, color: 'rgb(21, 128, 61)' } : { words: lean, color: 'rgb(185, 28, 28)' };
 }
 
 /** Asserts every visible verdict's words and colour against its fraction; returns how many. */
@@ -108,11 +117,12 @@ export async function assertVerdicts(page, name) {
   const shown = await page.$$eval('.verdict-text', (els) =>
     els
       .filter((el) => el.checkVisibility())
-      .map((el) => ({ text: el.textContent, saved: Number(el.dataset.saved), color: getComputedStyle(el).color, id: el.id || el.dataset.key || el.className })),
+      .map((el) => ({ text: el.textContent, saved: Number(el.dataset.saved), u: el.dataset.uncertainty === undefined ? undefined : Number(el.dataset.uncertainty), color: getComputedStyle(el).color, id: el.id || el.dataset.key || el.className })),
   );
   for (const v of shown) {
     assert.ok(Number.isFinite(v.saved), `${name}: ${v.id} has no fraction`);
-    const want = expectedVerdict(v.saved);
+    if (v.u !== undefined) assert.ok(Number.isFinite(v.u) && v.u >= 0, `${name}: ${v.id} has a standard error of ${v.u}`);
+    const want = expectedVerdict(v.saved, v.u);
     assert.ok(v.text.includes(want.words), `${name}: ${v.id} reads ${JSON.stringify(v.text)}, its fraction ${v.saved} says ${want.words}`);
     assert.equal(v.color, want.color, `${name}: ${v.id} (${v.text}) colour`);
   }

@@ -147,3 +147,57 @@ def test_page_size_defaults_and_is_bounded(api):
     assert 3 <= len(page["jobs"]) <= 50
     assert len(list_page(api, limit=1)["jobs"]) == 1
     assert len(list_page(api, limit=200)["jobs"]) <= 200
+
+
+def test_the_summary_says_how_sure_its_saving_and_totals_are(api):
+    """Savings carry one standard error of the default's estimate once two runs at
+    the default reached the target (none with one); the totals carry the energy
+    bound while every finished run gave one."""
+    spec = job_spec("listsure", batch_sizes=[32])
+    api.register(spec)
+    job_id = spec["job_id"]
+
+    def run(time, energy, bound=None):
+        t = api.predict(job_id)
+        assert t["batch_size"] == 32, t
+        body = {**t, "time": time, "energy": energy, "metric": 0.9, "current_epoch": 1}
+        if bound is not None:
+            body["energy_uncertainty_j"] = bound
+        r = api.post("/report", body)
+        assert r.status_code == 200, r.text
+        assert r.json()["converged"], r.text
+        r = api.get(f"/jobs/{job_id}/summary")
+        assert r.status_code == 200, r.text
+        return r.json()
+
+    # One basis run: an estimate, its uncertainty unknown (absent, not zero).
+    s = run(10.0, 1000.0, bound=1.5)
+    v = s["savings"]
+    assert v["basis_runs"] == 1 and v["runs"] == 1, v
+    assert "cost_uncertainty" not in v and "cost_fraction_uncertainty" not in v, v
+    assert s["totals"]["energy_uncertainty_j"] == 1.5, s["totals"]
+
+    # Two: the standard error of the mean of costs c1, c2 is |c1 - c2| / 2 per run,
+    # |c1 - c2| over the two runs.
+    s = run(12.0, 1300.0, bound=2.0)
+    params = api.state(job_id)["params"]
+    eta, max_power = params["eta_knob"], params["max_power"]
+    c1, c2 = (eta * e + (1 - eta) * max_power * t for t, e in [(10.0, 1000.0), (12.0, 1300.0)])
+    v = s["savings"]
+    assert v["basis_runs"] == 2 and v["runs"] == 2, v
+    assert abs(v["default_cost"] - (c1 + c2)) <= 1e-9 * (c1 + c2), v
+    assert abs(v["cost_uncertainty"] - abs(c1 - c2)) <= 1e-9 * abs(c1 - c2), v
+    assert abs(v["cost_fraction_uncertainty"] - abs(c1 - c2) / (c1 + c2)) <= 1e-12, v
+    assert s["totals"]["energy_uncertainty_j"] == 3.5, s["totals"]
+    assert found_summary(api, job_id) == s
+
+    # A run without a bound: the totals' bound is unknown from then on (never invented).
+    s = run(11.0, 1100.0)
+    assert "energy_uncertainty_j" not in s["totals"], s["totals"]
+    assert s["savings"]["basis_runs"] == 3 and s["savings"]["cost_uncertainty"] > 0, s
+    assert s["totals"] == api.state(job_id)["totals"]
+
+
+def found_summary(api, job_id: str) -> dict:
+    """The job's summary as the list shows it."""
+    return find_all(api, {job_id})[job_id]

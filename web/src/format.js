@@ -109,13 +109,20 @@ export const policyName = (id) => POLICY_NAMES[id ?? 'zeus'] ?? String(id);
 /**
  * The verdict on a fraction saved against the default (positive: saved):
  * `{ words: 'saves 12.3%', cls: 'saves' }`, `costs 2.5% more` (cls `costs`), or
- * `same as the default` (cls `even`) under 0.05%.
+ * `same as the default` (cls `even`) under 0.05%. With `u`, one standard error of
+ * the fraction (the API's `cost_fraction_uncertainty`), the words carry it
+ * (`saves 12.3% ± 2.1%`), and a fraction under two standard errors is no verdict:
+ * `within noise (saves 1.2% ± 3.4%)`, cls `even`.
  */
-export function verdict(saved) {
+export function verdict(saved, u) {
   if (!Number.isFinite(saved)) return { words: 'no estimate', cls: 'even' };
   const p = Math.abs(saved * 100).toFixed(1);
-  if (p === '0.0') return { words: 'same as the default', cls: 'even' };
-  return saved > 0 ? { words: `saves ${p}%`, cls: 'saves' } : { words: `costs ${p}% more`, cls: 'costs' };
+  const known = typeof u === 'number' && Number.isFinite(u) && u >= 0;
+  const pm = known ? ` ± ${(u * 100).toFixed(1)}%` : '';
+  const lean = p === '0.0' ? `${p}%${pm}` : saved > 0 ? `saves ${p}%${pm}` : `costs ${p}%${pm} more`;
+  if (known && Math.abs(saved) < 2 * u) return { words: `within noise (${lean})`, cls: 'even' };
+  if (p === '0.0') return { words: `same as the default${pm}`, cls: 'even' };
+  return { words: lean, cls: saved > 0 ? 'saves' : 'costs' };
 }
 
 /** A Unix-ms instant in UTC, the one time zone the page shows: `2026-12-06 07:45:13 UTC`. */

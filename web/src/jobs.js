@@ -134,9 +134,23 @@ export function sharingHtml(s) {
 /** A saving, or a dash until the job has run its default batch size to the target. */
 const saved = (s, f) => (s.savings ? f(s.savings) : '—');
 
+/** A saving's verdict, with its standard error when the API gives one (within noise under two). */
+const savingVerdict = (v) => verdict(v.cost_fraction, v.cost_fraction_uncertainty);
+
+/** What the ± of a saving is, for its title: one standard error, or why there is none. */
+function uncertaintyWords(v) {
+  if (v.cost_fraction_uncertainty === undefined) {
+    return v.basis_runs === 1 ? 'one run at the default batch size: uncertainty unknown' : 'uncertainty unknown';
+  }
+  return `± one standard error of the default's estimate (the spread of its ${v.basis_runs} runs); under two standard errors is within noise`;
+}
+
+/** The totals' energy, with its bound when every finished run gave one. */
+const totalEnergy = (s) => joulesWithBound(s.totals.energy, s.totals.energy_uncertainty_j);
+
 const COLUMNS = [
   ['job_id', 'job', (s) => s.job_id],
-  ['saved', 'saved against the default (cost)', (s) => saved(s, (v) => verdict(v.cost_fraction).words), (s) => s.savings?.cost_fraction ?? -Infinity],
+  ['saved', 'saved against the default (cost)', (s) => saved(s, (v) => savingVerdict(v).words), (s) => s.savings?.cost_fraction ?? -Infinity],
   ['saved_energy', 'energy saved', (s) => saved(s, (v) => joules(v.energy)), (s) => s.savings?.energy ?? -Infinity],
   ['saved_time', 'time saved', (s) => saved(s, (v) => duration(v.time)), (s) => s.savings?.time ?? -Infinity],
   ['stage', 'stage', stageWords],
@@ -147,7 +161,7 @@ const COLUMNS = [
   ['best_power_limit', 'power limit', (s) => (s.best_power_limit === null ? '—' : `${s.best_power_limit} W`), (s) => s.best_power_limit ?? -Infinity],
   ['trials', 'trials', (s) => s.trials],
   ['open_trials', 'running', (s) => s.open_trials],
-  ['energy', 'energy', (s) => joules(s.totals.energy), (s) => s.totals.energy],
+  ['energy', 'energy (± bound)', totalEnergy, (s) => s.totals.energy],
   ['time', 'time', (s) => duration(s.totals.time), (s) => s.totals.time],
   ['cost', 'cost (Zeus)', (s) => joules(s.totals.cost), (s) => s.totals.cost],
   ['last_activity_ms', 'last activity (UTC)', (s) => utc(s.last_activity_ms)],
@@ -160,9 +174,12 @@ const CSV_COLUMNS = [
   ['best_power_limit', (s) => s.best_power_limit], ['min_cost', (s) => s.min_cost],
   ['trials', (s) => s.trials], ['open_trials', (s) => s.open_trials],
   ['finished_trials', (s) => s.totals.finished_trials], ['failed_trials', (s) => s.totals.failed_trials],
-  ['energy_j', (s) => s.totals.energy], ['time_s', (s) => s.totals.time], ['cost', (s) => s.totals.cost],
+  ['energy_j', (s) => s.totals.energy], ['energy_uncertainty_j', (s) => s.totals.energy_uncertainty_j],
+  ['time_s', (s) => s.totals.time], ['cost', (s) => s.totals.cost],
   ['saved_energy_j', (s) => s.savings?.energy], ['saved_time_s', (s) => s.savings?.time], ['saved_cost', (s) => s.savings?.cost],
-  ['saved_cost_fraction', (s) => s.savings?.cost_fraction],
+  ['saved_cost_fraction', (s) => s.savings?.cost_fraction], ['saved_basis_runs', (s) => s.savings?.basis_runs],
+  ['saved_cost_uncertainty', (s) => s.savings?.cost_uncertainty],
+  ['saved_cost_fraction_uncertainty', (s) => s.savings?.cost_fraction_uncertainty],
   ['last_activity_ms', (s) => s.last_activity_ms], ['created_ms', (s) => s.created_ms],
   ['workload', (s) => s.workload], ['learned_from', (s) => s.sharing?.from.join(' ')],
   ['reused_runs', (s) => s.sharing?.reused_runs], ['taught_runs', (s) => s.sharing?.taught_runs],
@@ -207,7 +224,10 @@ function renderList() {
         td.append(a);
       } else {
         td.textContent = String(fmt(s));
-        if (k === 'saved' && s.savings) markVerdict(td, s.savings.cost_fraction);
+        if (k === 'saved' && s.savings) {
+          markVerdict(td, s.savings.cost_fraction, s.savings.cost_fraction_uncertainty);
+          td.title = uncertaintyWords(s.savings);
+        }
       }
     }
   }
@@ -238,7 +258,11 @@ function renderFleet() {
   jobsState.fleet = fleet;
   $('fleet').hidden = jobs.length === 0;
   const fraction = fleet.default_cost > 0 ? fleet.cost / fleet.default_cost : NaN;
-  const v = verdict(fraction);
+  // The jobs' estimates are independent: the sum's standard error is the root of
+  // the sum of their squares, known only when every job's is.
+  const sure = est.length > 0 && est.every((s) => s.savings.cost_uncertainty !== undefined);
+  const u = sure ? Math.sqrt(sum((v) => v.cost_uncertainty ** 2)) / fleet.default_cost : undefined;
+  const v = verdict(fraction, u);
   const of = `${est.length} of ${jobs.length} jobs shown have a default estimate`;
   const fleetHtml = [
     card('saved against the default (cost), these jobs', est.length ? v.words : '—', `verdict-card ${v.cls}`, 'fleet-saved', of),
@@ -246,7 +270,7 @@ function renderFleet() {
     card('time saved', est.length ? duration(fleet.time) : '—', '', 'fleet-time', 'summed over the jobs\' finished runs'),
   ].join('');
   $('fleet').innerHTML = fleetHtml;
-  if (est.length) markVerdict($('fleet-saved').querySelector('.value'), fraction);
+  if (est.length) markVerdict($('fleet-saved').querySelector('.value'), fraction, u);
 }
 
 async function loadList() {
@@ -280,10 +304,11 @@ export function defaultEstimate(trials, params) {
   return { perRun: runs.reduce((a, t) => a + t.cost, 0) / runs.length, basis: runs.length };
 }
 
-/** Colours an element holding a verdict's words, and keeps the fraction beside them. */
-function markVerdict(el, saved) {
-  el.classList.add('verdict-text', verdict(saved).cls);
+/** Colours an element holding a verdict's words, and keeps the fraction (and its standard error, if known) beside them. */
+function markVerdict(el, saved, u) {
+  el.classList.add('verdict-text', verdict(saved, u).cls);
   el.dataset.saved = String(saved);
+  if (Number.isFinite(u)) el.dataset.uncertainty = String(u);
 }
 
 const escape = (t) => String(t).replace(/[&<>"]/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' })[c]);
@@ -353,6 +378,17 @@ function fillTable(table, columns, rows, get) {
   }
 }
 
+/** How sure a job's saving is, in a sentence for its note. */
+function savingNote(v) {
+  if (v.cost_fraction_uncertainty === undefined) {
+    return v.basis_runs === 1
+      ? 'One run: uncertainty unknown (a second run at the default batch size that reaches the target measures the spread).'
+      : 'Uncertainty unknown.';
+  }
+  const pct = `${(v.cost_fraction_uncertainty * 100).toFixed(1)}%`;
+  return `± ${pct} (${joules(v.cost_uncertainty)}) is one standard error of that estimate, from the spread of those ${v.basis_runs} runs' costs (not a bound); a saving under two standard errors is within noise, neither saved nor spent.`;
+}
+
 function renderDetail() {
   const d = jobsState.detail;
   const { summary: s, doc, trials } = d;
@@ -360,7 +396,7 @@ function renderDetail() {
   $('job-notfound').hidden = true;
   $('job-body').hidden = false;
   const v = s.savings;
-  const vd = verdict(v?.cost_fraction);
+  const vd = v ? savingVerdict(v) : verdict(NaN);
   $('job-cards').innerHTML = [
     card('saved against the default (cost)', v ? vd.words : '— (no estimate yet)', `verdict-card ${v ? vd.cls : 'even'}`, 'job-saved', v ? `${joules(Math.abs(v.cost))} ${v.cost >= 0 ? 'less' : 'more'} than the default's ${joules(v.default_cost)} (Zeus cost)` : ''),
     card('energy saved', v ? joules(v.energy) : '—', '', 'job-saved-energy'),
@@ -372,13 +408,13 @@ function renderDetail() {
     card('best batch size', s.best_batch_size),
     card('power limit', s.best_power_limit === null ? '— (no profile)' : `${s.best_power_limit} W`),
     card('trials', `${s.trials} (${s.open_trials} running)`),
-    card('energy', joules(s.totals.energy)),
+    card('energy', totalEnergy(s)),
     card('time', duration(s.totals.time)),
     card('cost', joules(s.totals.cost)),
   ].join('');
-  if (v) markVerdict($('job-saved').querySelector('.value'), v.cost_fraction);
+  if (v) markVerdict($('job-saved').querySelector('.value'), v.cost_fraction, v.cost_fraction_uncertainty);
   $('job-saving-note').textContent = v
-    ? `Saved against the default: the job's default batch size (${s.default_batch_size}) on every finished run, estimated as the mean energy and time of its ${v.basis_runs} recent run(s) at that batch size that reached the target, times the ${v.runs} finished run(s), less what the job used. Positive is saved.`
+    ? `Saved against the default: the job's default batch size (${s.default_batch_size}) on every finished run, estimated as the mean energy and time of its ${v.basis_runs} recent run(s) at that batch size that reached the target, times the ${v.runs} finished run(s), less what the job used. Positive is saved. ${savingNote(v)}`
     : `No estimate of the default yet: no recent run at the default batch size (${s.default_batch_size}) has reached the target.`;
   $('job-sharing').hidden = !s.sharing;
   $('job-sharing').innerHTML = sharingHtml(s);
