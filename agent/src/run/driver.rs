@@ -478,7 +478,7 @@ mod tests {
     }
 
     use crate::nvml::energy_meter::learn::probe;
-    use crate::nvml::energy_meter::sim::{model, SimClock, SimGpus};
+    use crate::nvml::energy_meter::sim::{coarse_counter, model, SimClock, SimGpus};
     use wattwise_core::power::{PowerSettings, Selector};
 
     /// Profiles 300, 250 and 200 W by energy (5-step windows) on a simulated GPU
@@ -575,11 +575,7 @@ mod tests {
     #[test]
     fn on_a_100_ms_counter_short_profile_windows_are_lengthened_and_the_cheapest_limit_wins() {
         let d = model::Behaviour::default();
-        let coarse = model::Behaviour {
-            period_s: 0.1,
-            quantum_mj: 1.0,
-            ..d
-        };
+        let coarse = coarse_counter();
         let mut misled = Vec::new();
         for k in 0..20 {
             let phase = f64::from(k) * 0.005;
@@ -626,11 +622,7 @@ mod tests {
 
     #[test]
     fn a_job_of_32_steps_an_epoch_on_a_100_ms_counter_is_profiled_within_two_epochs() {
-        let coarse = model::Behaviour {
-            period_s: 0.1,
-            quantum_mj: 1.0,
-            ..model::Behaviour::default()
-        };
+        let coarse = coarse_counter();
         let mut flagged = 0;
         for k in 0..20 {
             let phase = f64::from(k) * 0.005;
@@ -675,11 +667,7 @@ mod tests {
                 _ => 0.025,
             }
         }
-        let coarse = model::Behaviour {
-            period_s: 0.1,
-            quantum_mj: 1.0,
-            ..model::Behaviour::default()
-        };
+        let coarse = coarse_counter();
         let (_, d) = profile_on(coarse, tie, 0.0, true);
         // Lengthened as far as a window may run (no length tells two equal
         // energies apart), then flagged.

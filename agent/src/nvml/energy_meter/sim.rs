@@ -322,18 +322,23 @@ fn window(b: model::Behaviour, counter: bool, kind: Kind, len: f64, rng: &mut Rn
     }
 }
 
+/// A counter that moves every 100 ms in steps of 1 mJ (the model's defaults
+/// otherwise): the coarse counter the meter's and the profile's tests share.
+pub(crate) fn coarse_counter() -> model::Behaviour {
+    model::Behaviour {
+        period_s: 0.1,
+        quantum_mj: 1.0,
+        ..model::Behaviour::default()
+    }
+}
+
 #[test]
 fn once_a_coarse_counters_phase_is_learned_an_edge_costs_far_less_than_a_period() {
     // A 100 ms counter in millijoules at a steady 253.712 W (moves of 25,371
     // and 25,372 mJ: their divisor, 1 mJ, bounds the quantum; moves all alike
     // would leave it as large as a move): a whole period at the edge power is
     // 25 J.
-    let b = model::Behaviour {
-        period_s: 0.1,
-        quantum_mj: 1.0,
-        ..model::Behaviour::default()
-    };
-    let g = gpu(b, true, 253.712);
+    let g = gpu(coarse_counter(), true, 253.712);
     let behaviours = probe(&g, &[0], &mut SimClock(&g)).unwrap();
     let mut meter = EnergyMeter::start(&g, &[0], &behaviours, g.t()).unwrap();
     let run = |meter: &mut EnergyMeter, until: f64| {
